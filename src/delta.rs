@@ -1,0 +1,1 @@
+//! Fossil's delta format (www/delta_format.wiki): encode and apply.

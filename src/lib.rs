@@ -1,0 +1,28 @@
+//! herd: a thundering-herd trial harness for a hub-and-leaf version-control
+//! architecture, built on a Fossil-compatible repository and NATS JetStream.
+//!
+//! The modules, in dependency order (see `docs/architecture.md`):
+//!
+//! - [`delta`]: Fossil's delta format, encode and apply. Depends on nothing.
+//! - [`repo`]: Fossil-format repositories in SQLite: artifacts, manifests,
+//!   crosslinking, check-out and rebase. Knows no protocol.
+//! - [`xfer`]: Fossil's HTTP sync protocol: the card codec, the server
+//!   function and the client. Knows no HTTP server and no NATS.
+//! - [`coord`]: tasks, claims, file holds and the tip subscription on NATS
+//!   JetStream. Knows no storage.
+//! - [`hub`]: the hub process: HTTP server, single writer, tip broadcast.
+//! - [`leaf`]: one leaf-agent slot's task loop.
+//! - [`supervisor`]: the `herd` process: children, pipes, aggregation.
+//! - [`report`]: the JSON lines a leaf-agent prints and herd reads.
+//! - [`workload`]: the deterministic task generator.
+#![warn(missing_docs)]
+
+pub mod coord;
+pub mod delta;
+pub mod hub;
+pub mod leaf;
+pub mod repo;
+pub mod report;
+pub mod supervisor;
+pub mod workload;
+pub mod xfer;

@@ -1,0 +1,1 @@
+//! Fossil-format repositories written and read with rusqlite.

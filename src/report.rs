@@ -1,0 +1,1 @@
+//! The JSON lines a leaf-agent prints on stdout and herd reads.

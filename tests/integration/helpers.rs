@@ -1,0 +1,1 @@
+//! Guards for external processes and shared test utilities.

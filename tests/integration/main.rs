@@ -1,0 +1,2 @@
+//! Integration tests: real binaries, a real nats-server, the real `fossil`.
+mod helpers;
