@@ -1,1 +1,3 @@
 //! Fossil-format repositories written and read with rusqlite.
+
+pub mod encode;
