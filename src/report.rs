@@ -1,1 +1,211 @@
-//! The JSON lines a leaf-agent prints on stdout and herd reads.
+//! The JSON lines a leaf-agent and the hub print on stdout, and herd reads.
+//!
+//! stdout of `leaf-agent` and `hub` carries only these lines, one JSON object
+//! per line, tagged by `event`. Both sides use these types, so the format is
+//! defined here once. Example lines, one per kind:
+//!
+//! ```text
+//! {"event":"ready","slot":3,"leaf_id":"slot-3-9f2c","tip":"6b1e…"}
+//! {"event":"task","slot":3,"task":0,"task_id":"slot-3-9f2c-0","claim":"won","commit_ms":2.41,"fork_retries":1,"checkin":"a91c…","outcome":"committed"}
+//! {"event":"error","slot":3,"message":"push to http://127.0.0.1:4100/: connection refused","fatal":false}
+//! {"event":"summary","slot":3,"tasks":30,"committed":30,"claims_won":30,"claims_lost":0,"fork_retries":4,"fork_unrecoverable":0,"broadcasts_pulled":12,"broadcasts_skipped":40,"hub_requests":42,"errors":0,"think_ms":1650}
+//! ```
+//!
+//! The hub prints one line when it is ready to serve:
+//!
+//! ```text
+//! {"event":"ready","http":"http://127.0.0.1:41234","project_code":"…","tip":"…"}
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+/// One line of a leaf-agent's stdout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum LeafLine {
+    /// The leaf has cloned the hub, checked out and subscribed to tips.
+    Ready(LeafReady),
+    /// One task ended.
+    Task(TaskLine),
+    /// Something went wrong; `fatal` means the leaf is about to exit.
+    Error(ErrorLine),
+    /// The leaf's totals; the last line it prints.
+    Summary(LeafSummary),
+}
+
+/// The leaf-agent's readiness line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeafReady {
+    /// The slot this leaf runs.
+    pub slot: u32,
+    /// The leaf's identity in claims and holds.
+    pub leaf_id: String,
+    /// The trunk tip the leaf's repository holds after cloning.
+    pub tip: String,
+}
+
+/// How a claim attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClaimOutcome {
+    /// This leaf owns the task.
+    Won,
+    /// Another leaf had it, or held one of its files.
+    Lost,
+}
+
+/// How a task ended for this leaf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskOutcome {
+    /// The check-in is on the hub's trunk.
+    Committed,
+    /// The claim was lost; another leaf owns the task.
+    ClaimLost,
+    /// The rebase found a conflict; the claim was released.
+    Unrecoverable,
+    /// The task could not finish (hub or NATS error); the claim was released.
+    Failed,
+    /// The leaf was asked to stop before the task finished.
+    Abandoned,
+}
+
+/// One task's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskLine {
+    /// The slot.
+    pub slot: u32,
+    /// The task's index within the slot (or the pool, in shared mode).
+    pub task: u32,
+    /// The task's id in the tasks bucket.
+    pub task_id: String,
+    /// Whether this leaf won the claim.
+    pub claim: ClaimOutcome,
+    /// Start of commit to the hub's acceptance, retries included.
+    pub commit_ms: Option<f64>,
+    /// Pushes refused because trunk moved.
+    pub fork_retries: u32,
+    /// The accepted check-in's hash.
+    pub checkin: Option<String>,
+    /// How the task ended.
+    pub outcome: TaskOutcome,
+}
+
+/// An error the leaf reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorLine {
+    /// The slot.
+    pub slot: u32,
+    /// The error chain, as one sentence.
+    pub message: String,
+    /// Whether the leaf stops because of it.
+    pub fatal: bool,
+}
+
+/// A leaf's totals over its run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LeafSummary {
+    /// The slot.
+    pub slot: u32,
+    /// Tasks attempted.
+    pub tasks: u32,
+    /// Tasks whose check-in landed on trunk.
+    pub committed: u32,
+    /// Claims won.
+    pub claims_won: u32,
+    /// Claims lost.
+    pub claims_lost: u32,
+    /// Pushes refused because trunk moved.
+    pub fork_retries: u32,
+    /// Rebases that found a conflict.
+    pub fork_unrecoverable: u32,
+    /// Tip broadcasts that led to a pull.
+    pub broadcasts_pulled: u32,
+    /// Tip broadcasts for a tip the leaf already had.
+    pub broadcasts_skipped: u32,
+    /// HTTP requests this leaf sent to the hub.
+    pub hub_requests: u64,
+    /// Non-fatal errors.
+    pub errors: u32,
+    /// Total think time slept, in milliseconds.
+    pub think_ms: u64,
+}
+
+/// The hub's readiness line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename = "ready")]
+pub struct HubReady {
+    /// Base URL of the sync endpoint.
+    pub http: String,
+    /// The repository's project code.
+    pub project_code: String,
+    /// The trunk tip, empty on a new repository.
+    pub tip: String,
+}
+
+/// Why a line could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("malformed JSON line {line:?}")]
+pub struct LineError {
+    /// The line, cut to a readable length.
+    pub line: String,
+    /// The parser's complaint.
+    #[source]
+    pub source: serde_json::Error,
+}
+
+impl LeafLine {
+    /// Parses one line of a leaf's stdout.
+    pub fn parse(line: &str) -> Result<Self, LineError> {
+        serde_json::from_str(line).map_err(|source| LineError {
+            line: line.chars().take(200).collect(),
+            source,
+        })
+    }
+
+    /// The line as JSON text, without the newline.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("report types always serialize")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_lines_round_trip_with_their_tag() {
+        let line = LeafLine::Task(TaskLine {
+            slot: 3,
+            task: 0,
+            task_id: "slot-3-x-0".into(),
+            claim: ClaimOutcome::Won,
+            commit_ms: Some(2.5),
+            fork_retries: 1,
+            checkin: Some("ab".repeat(32)),
+            outcome: TaskOutcome::Committed,
+        });
+        let text = line.to_json();
+        assert!(text.starts_with(r#"{"event":"task","slot":3"#), "{text}");
+        assert_eq!(LeafLine::parse(&text).unwrap(), line);
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        for bad in ["", "{", "null", r#"{"event":"nope"}"#, "\u{0}\u{1}"] {
+            assert!(LeafLine::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn hub_ready_has_the_documented_shape() {
+        let ready = HubReady {
+            http: "http://127.0.0.1:1".into(),
+            project_code: "p".into(),
+            tip: String::new(),
+        };
+        let v: serde_json::Value = serde_json::to_value(&ready).unwrap();
+        assert_eq!(v["event"], "ready");
+        assert_eq!(v["tip"], "");
+    }
+}
