@@ -1,13 +1,222 @@
-//! `herd`: runs a thundering-herd trial (see `herd --help`).
-use clap::Parser;
+//! `herd`: runs a thundering-herd trial against a hub and N leaf-agents.
+//!
+//! Exit codes: 0 the trial passed every check; 1 it ran and a check failed
+//! (the reason is on stderr); 2 bad flags or an unusable environment.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use herd::supervisor::{self, TrialConfig, EXIT_OK, EXIT_TRIAL_FAILED, EXIT_USAGE};
+use herd::workload::{Mode, WorkloadConfig};
 
 /// Thundering-herd trial harness for a hub-and-leaf Fossil architecture.
+///
+/// `herd run` starts nats-server, a hub and one leaf-agent process per slot,
+/// drives every slot through its tasks, checks the hub's own count and prints
+/// a summary. Exit codes: 0 every check passed; 1 a check failed (reason on
+/// stderr); 2 bad flags or environment.
 #[derive(Parser)]
-#[command(version)]
-struct Cli {}
+#[command(version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() -> std::process::ExitCode {
-    let _cli = Cli::parse();
-    eprintln!("herd: trials are not implemented yet");
-    std::process::ExitCode::from(2)
+#[derive(Subcommand)]
+enum Command {
+    /// Run one trial and print its summary.
+    Run(RunArgs),
+}
+
+/// The workload flags, shared in spelling with leaf-agent.
+#[derive(Args, Debug, Clone)]
+struct WorkloadArgs {
+    /// Fewest files a task writes.
+    #[arg(long, env = "HERD_MIN_FILES", default_value_t = 1)]
+    min_files: u32,
+    /// Most files a task writes.
+    #[arg(long, env = "HERD_MAX_FILES", default_value_t = 4)]
+    max_files: u32,
+    /// Smallest file in bytes.
+    #[arg(long, env = "HERD_MIN_BYTES", default_value_t = 50)]
+    min_bytes: u32,
+    /// Largest file in bytes.
+    #[arg(long, env = "HERD_MAX_BYTES", default_value_t = 2000)]
+    max_bytes: u32,
+    /// Shortest think time per task, in ms.
+    #[arg(long, env = "HERD_MIN_THINK_MS", default_value_t = 10)]
+    min_think_ms: u64,
+    /// Longest think time per task, in ms.
+    #[arg(long, env = "HERD_MAX_THINK_MS", default_value_t = 100)]
+    max_think_ms: u64,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Leaf-agent processes (slots).
+    #[arg(long, env = "HERD_AGENTS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    agents: u32,
+    /// Tasks per agent.
+    #[arg(long, env = "HERD_TASKS_PER_AGENT", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
+    tasks: u32,
+    /// Workload seed; the same seed gives the same commits.
+    #[arg(long, env = "HERD_SEED", default_value_t = 1)]
+    seed: u64,
+    #[command(flatten)]
+    workload: WorkloadArgs,
+    /// `disjoint`: each slot its own tasks; `shared`: all slots race for one pool.
+    #[arg(long, env = "HERD_MODE", default_value = "disjoint")]
+    mode: Mode,
+    /// Keep the trial's files here (hub.fossil, slot-i/, logs/) instead of a temporary directory.
+    #[arg(long)]
+    workdir: Option<PathBuf>,
+    /// Use an existing NATS server (with JetStream) instead of starting one.
+    #[arg(long, env = "HERD_NATS_URL")]
+    nats_url: Option<String>,
+    /// The nats-server binary to start (default: $NATS_SERVER, PATH, then .tools/bin).
+    #[arg(long)]
+    nats_server: Option<PathBuf>,
+    /// Print one JSON object with every figure instead of the summary block.
+    #[arg(long)]
+    json: bool,
+    /// Abort the trial after this many seconds.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    timeout: Option<u64>,
+    /// Copy every child's stderr to the terminal, prefixed by its slot.
+    #[arg(short, long)]
+    verbose: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    match cli.command {
+        Command::Run(args) => ExitCode::from(run(args)),
+    }
+}
+
+fn run(args: RunArgs) -> u8 {
+    let w = &args.workload;
+    let workload = WorkloadConfig {
+        min_files: w.min_files,
+        max_files: w.max_files,
+        min_bytes: w.min_bytes,
+        max_bytes: w.max_bytes,
+        min_think_ms: w.min_think_ms,
+        max_think_ms: w.max_think_ms,
+    };
+    if let Err(e) = workload.validate() {
+        eprintln!("herd: invalid workload: {e}");
+        return EXIT_USAGE;
+    }
+    let bin_dir = match std::env::current_exe() {
+        Ok(exe) => exe.parent().map(PathBuf::from).unwrap_or_default(),
+        Err(e) => {
+            eprintln!("herd: cannot locate the herd executable: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    for name in ["hub", "leaf-agent"] {
+        if !bin_dir.join(name).is_file() {
+            eprintln!(
+                "herd: {name} not found beside herd in {}; build all binaries (cargo build --release)",
+                bin_dir.display()
+            );
+            return EXIT_USAGE;
+        }
+    }
+    let config = TrialConfig {
+        agents: args.agents,
+        tasks: args.tasks,
+        seed: args.seed,
+        workload,
+        mode: args.mode,
+        workdir: args.workdir,
+        nats_url: args.nats_url,
+        nats_server: args.nats_server,
+        timeout: args.timeout.map(Duration::from_secs),
+        verbose: args.verbose,
+        progress: !args.json && std::io::stderr().is_terminal(),
+        bin_dir,
+    };
+
+    // One thread: children are forked from it, and their parent-death
+    // signal is tied to the thread that forked them.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("herd: cannot start the async runtime: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let report = runtime.block_on(async {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(forward_signals(tx));
+        supervisor::run(config, rx).await
+    });
+    let report = match report {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("herd: {}", error_chain(&e));
+            return EXIT_USAGE;
+        }
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(&report).expect("reports always serialize")
+        );
+    } else {
+        print!("{}", report.render());
+    }
+    match report.verdict() {
+        None => EXIT_OK,
+        Some(why) => {
+            eprintln!("herd: trial failed: {why}");
+            EXIT_TRIAL_FAILED
+        }
+    }
+}
+
+/// Turns every Ctrl-C or SIGTERM into a stop request for the supervisor.
+async fn forward_signals(tx: tokio::sync::mpsc::Sender<()>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        if tx.send(()).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    s
 }

@@ -11,6 +11,46 @@ use std::time::Duration;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64;
 
+/// How leaves find their tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Each slot opens its own tasks over its own files; claims never collide.
+    #[default]
+    Disjoint,
+    /// Every slot races for every task of one pool, to exercise claim contention.
+    Shared,
+}
+
+impl Mode {
+    /// The flag spelling: `disjoint` or `shared`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Disjoint => "disjoint",
+            Mode::Shared => "shared",
+        }
+    }
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "disjoint" => Ok(Mode::Disjoint),
+            "shared" => Ok(Mode::Shared),
+            other => Err(format!(
+                "unknown mode {other:?} (expected disjoint or shared)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The workload knobs, with DESIGN.md's defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkloadConfig {

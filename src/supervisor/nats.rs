@@ -1,0 +1,134 @@
+//! Finding and starting the nats-server a trial uses.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::process::{Child, Command};
+
+use super::process;
+use super::SupervisorError;
+
+/// The environment variable naming a nats-server binary.
+pub const NATS_SERVER_ENV: &str = "NATS_SERVER";
+
+/// Finds nats-server: the explicit path, then `$NATS_SERVER`, then `PATH`,
+/// then the project's `.tools/bin` (where scripts/install-deps puts it).
+pub fn find(explicit: Option<&Path>) -> Result<PathBuf, SupervisorError> {
+    if let Some(p) = explicit {
+        return if is_executable(p) {
+            Ok(p.to_path_buf())
+        } else {
+            Err(SupervisorError::NatsNotFound {
+                looked: p.display().to_string(),
+            })
+        };
+    }
+    let mut looked = Vec::new();
+    if let Some(p) = std::env::var_os(NATS_SERVER_ENV).filter(|p| !p.is_empty()) {
+        let p = PathBuf::from(p);
+        if is_executable(&p) {
+            return Ok(p);
+        }
+        looked.push(format!("${NATS_SERVER_ENV}={}", p.display()));
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            let p = dir.join("nats-server");
+            if is_executable(&p) {
+                return Ok(p);
+            }
+        }
+        looked.push("PATH".into());
+    }
+    for base in tools_dirs() {
+        let p = base.join(".tools/bin/nats-server");
+        if is_executable(&p) {
+            return Ok(p);
+        }
+        looked.push(p.display().to_string());
+    }
+    Err(SupervisorError::NatsNotFound {
+        looked: looked.join(", "),
+    })
+}
+
+/// Directories that may hold the project's `.tools/`: the current directory
+/// and the ancestors of the running executable (target/release/herd sits
+/// two levels under the project).
+fn tools_dirs() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Ok(cwd) = std::env::current_dir() {
+        dirs.push(cwd);
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        dirs.extend(exe.ancestors().skip(1).take(4).map(Path::to_path_buf));
+    }
+    dirs
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    p.metadata()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// A nats-server child of herd.
+pub struct NatsChild {
+    /// The running server.
+    pub child: Child,
+    /// `nats://127.0.0.1:PORT`.
+    pub url: String,
+}
+
+/// Starts nats-server with JetStream on a free loopback port, its store
+/// under `store`, its log in `log`, and waits until it accepts connections.
+pub async fn start(binary: &Path, store: &Path, log: &Path) -> Result<NatsChild, SupervisorError> {
+    let port = free_port().map_err(|e| SupervisorError::io("pick a port for nats-server", e))?;
+    let log_file =
+        std::fs::File::create(log).map_err(|e| SupervisorError::io("create nats-server log", e))?;
+    let mut cmd = Command::new(binary);
+    cmd.args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(store)
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log_file));
+    process::supervise(&mut cmd);
+    let mut child = cmd.spawn().map_err(|e| SupervisorError::Spawn {
+        what: format!("nats-server ({})", binary.display()),
+        source: e,
+    })?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            break;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(SupervisorError::ChildFailed {
+                what: "nats-server".into(),
+                detail: format!(
+                    "exited with {status} before accepting connections; see {}",
+                    log.display()
+                ),
+            });
+        }
+        if Instant::now() > deadline {
+            let _ = process::stop(&mut child, Duration::from_secs(1)).await;
+            return Err(SupervisorError::ChildFailed {
+                what: "nats-server".into(),
+                detail: format!("not accepting connections on {addr} after 15 s"),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(NatsChild {
+        child,
+        url: format!("nats://{addr}"),
+    })
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}

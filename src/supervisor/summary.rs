@@ -1,0 +1,395 @@
+//! Turning the leaves' lines and the hub's count into a trial's summary.
+//!
+//! Pure functions over collected data, so the arithmetic and the printed
+//! format are tested without processes.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::report::{LeafSummary, TaskLine, TaskOutcome};
+
+/// Why a slot counts as failed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SlotFailure {
+    /// The slot.
+    pub slot: u32,
+    /// What went wrong, in one line.
+    pub reason: String,
+}
+
+/// Everything herd learned about one slot.
+#[derive(Debug, Clone, Default)]
+pub struct SlotRecord {
+    /// Task lines, in arrival order.
+    pub tasks: Vec<TaskLine>,
+    /// The final summary line, if one arrived.
+    pub summary: Option<LeafSummary>,
+    /// Error lines (and malformed lines) the slot produced.
+    pub errors: Vec<String>,
+    /// Why the slot failed, if it did.
+    pub failure: Option<String>,
+}
+
+/// What the hub itself says after the trial.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HubCount {
+    /// Check-ins on trunk, not counting the initial empty check-in.
+    pub trunk_commits: u64,
+    /// Leaves of trunk; 1 means linear.
+    pub trunk_leaves: u64,
+    /// Requests the hub served.
+    pub requests: u64,
+}
+
+/// The trial's figures, printed as the summary block or as JSON.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrialReport {
+    /// Leaf-agents started.
+    pub agents: u32,
+    /// Tasks per agent.
+    pub tasks: u32,
+    /// agents × tasks.
+    pub total: u64,
+    /// `disjoint` or `shared`.
+    pub mode: String,
+    /// The workload seed.
+    pub seed: u64,
+    /// Trunk check-ins the hub reports.
+    pub hub_commits: u64,
+    /// Tasks the leaves report as committed.
+    pub committed: u64,
+    /// Pushes refused because trunk moved.
+    pub fork_retries: u64,
+    /// Rebases that found a conflict.
+    pub fork_unrecoverable: u64,
+    /// Claims won.
+    pub claims_won: u64,
+    /// Claims lost.
+    pub claims_lost: u64,
+    /// Broadcasts that led to a pull.
+    pub broadcasts_pulled: u64,
+    /// Broadcasts for a tip the leaf already had.
+    pub broadcasts_skipped: u64,
+    /// Median commit latency.
+    pub p50_commit_ms: f64,
+    /// 99th percentile commit latency.
+    pub p99_commit_ms: f64,
+    /// Wall time from the first leaf's start to the last leaf's exit.
+    pub runtime_s: f64,
+    /// The longest slot's total think time.
+    pub think_floor_s: f64,
+    /// Hub requests (from the hub's own count) per landed commit.
+    pub hub_requests_per_commit: f64,
+    /// Leaves of the hub's trunk; 1 means linear.
+    pub trunk_leaves: u64,
+    /// Slots that failed, with the reason.
+    pub failed_slots: Vec<SlotFailure>,
+    /// The slot that finished last, and when.
+    pub slowest_slot: Option<u32>,
+    /// Hub commits per second of runtime.
+    pub commits_per_s: f64,
+}
+
+/// The inputs of a report besides the slots.
+pub struct TrialShape {
+    /// Leaf-agents.
+    pub agents: u32,
+    /// Tasks per agent.
+    pub tasks: u32,
+    /// Mode name.
+    pub mode: String,
+    /// Seed.
+    pub seed: u64,
+    /// Runtime in seconds.
+    pub runtime_s: f64,
+    /// The slot that exited last.
+    pub slowest_slot: Option<u32>,
+}
+
+impl TrialReport {
+    /// Adds up the slots and the hub's count.
+    pub fn build(shape: TrialShape, slots: &[SlotRecord], hub: HubCount) -> TrialReport {
+        let mut r = TrialReport {
+            agents: shape.agents,
+            tasks: shape.tasks,
+            total: u64::from(shape.agents) * u64::from(shape.tasks),
+            mode: shape.mode,
+            seed: shape.seed,
+            hub_commits: hub.trunk_commits,
+            committed: 0,
+            fork_retries: 0,
+            fork_unrecoverable: 0,
+            claims_won: 0,
+            claims_lost: 0,
+            broadcasts_pulled: 0,
+            broadcasts_skipped: 0,
+            p50_commit_ms: 0.0,
+            p99_commit_ms: 0.0,
+            runtime_s: shape.runtime_s,
+            think_floor_s: 0.0,
+            hub_requests_per_commit: 0.0,
+            trunk_leaves: hub.trunk_leaves,
+            failed_slots: Vec::new(),
+            slowest_slot: shape.slowest_slot,
+            commits_per_s: 0.0,
+        };
+        let mut latencies = Vec::new();
+        let mut think_max_ms = 0u64;
+        for (slot, rec) in slots.iter().enumerate() {
+            latencies.extend(
+                rec.tasks
+                    .iter()
+                    .filter(|t| t.outcome == TaskOutcome::Committed)
+                    .filter_map(|t| t.commit_ms),
+            );
+            match &rec.summary {
+                Some(s) => {
+                    r.committed += u64::from(s.committed);
+                    r.fork_retries += u64::from(s.fork_retries);
+                    r.fork_unrecoverable += u64::from(s.fork_unrecoverable);
+                    r.claims_won += u64::from(s.claims_won);
+                    r.claims_lost += u64::from(s.claims_lost);
+                    r.broadcasts_pulled += u64::from(s.broadcasts_pulled);
+                    r.broadcasts_skipped += u64::from(s.broadcasts_skipped);
+                    think_max_ms = think_max_ms.max(s.think_ms);
+                }
+                None => {
+                    // Without a summary, count what the task lines show.
+                    let committed = rec
+                        .tasks
+                        .iter()
+                        .filter(|t| t.outcome == TaskOutcome::Committed)
+                        .count() as u64;
+                    r.committed += committed;
+                    r.claims_won += committed;
+                    r.fork_retries += rec
+                        .tasks
+                        .iter()
+                        .map(|t| u64::from(t.fork_retries))
+                        .sum::<u64>();
+                }
+            }
+            let slot = slot as u32;
+            if let Some(reason) = &rec.failure {
+                r.failed_slots.push(SlotFailure {
+                    slot,
+                    reason: reason.clone(),
+                });
+            } else if rec.summary.is_none() {
+                r.failed_slots.push(SlotFailure {
+                    slot,
+                    reason: "exited without a summary line".into(),
+                });
+            }
+        }
+        latencies.sort_by(f64::total_cmp);
+        r.p50_commit_ms = percentile(&latencies, 50.0);
+        r.p99_commit_ms = percentile(&latencies, 99.0);
+        r.think_floor_s = think_max_ms as f64 / 1000.0;
+        if r.hub_commits > 0 {
+            r.hub_requests_per_commit = hub.requests as f64 / r.hub_commits as f64;
+        }
+        if r.runtime_s > 0.0 {
+            r.commits_per_s = r.hub_commits as f64 / r.runtime_s;
+        }
+        r
+    }
+
+    /// Why the trial failed, or `None` when every count agrees, trunk is
+    /// linear and no slot failed.
+    pub fn verdict(&self) -> Option<String> {
+        let mut why = Vec::new();
+        if self.hub_commits != self.committed {
+            why.push(format!(
+                "hub has {} trunk commits but leaves committed {}",
+                self.hub_commits, self.committed
+            ));
+        }
+        if self.committed != self.claims_won {
+            why.push(format!(
+                "{} claims won but {} tasks committed",
+                self.claims_won, self.committed
+            ));
+        }
+        if self.committed != self.total {
+            why.push(format!(
+                "{} of {} tasks committed",
+                self.committed, self.total
+            ));
+        }
+        if self.trunk_leaves != 1 {
+            why.push(format!("trunk has {} leaves, not 1", self.trunk_leaves));
+        }
+        for f in &self.failed_slots {
+            why.push(format!("slot {} failed: {}", f.slot, f.reason));
+        }
+        (!why.is_empty()).then(|| why.join("; "))
+    }
+
+    /// The summary block (DESIGN.md's format, line for line, then extras).
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "herd-hub-leaf trial: agents={} tasks={} total={}",
+            self.agents, self.tasks, self.total
+        );
+        let _ = writeln!(s, "  hub commits:        {}", self.hub_commits);
+        let _ = writeln!(s, "  fork retries:       {}", self.fork_retries);
+        let _ = writeln!(s, "  fork unrecoverable: {}", self.fork_unrecoverable);
+        let _ = writeln!(s, "  claims won:         {}", self.claims_won);
+        let _ = writeln!(s, "  claims lost:        {}", self.claims_lost);
+        let _ = writeln!(s, "  broadcasts pulled:  {}", self.broadcasts_pulled);
+        let _ = writeln!(
+            s,
+            "  broadcasts skipped (idempotent): {}",
+            self.broadcasts_skipped
+        );
+        let _ = writeln!(
+            s,
+            "  P50/P99 commit ms:  {} / {}",
+            fmt_ms(self.p50_commit_ms),
+            fmt_ms(self.p99_commit_ms)
+        );
+        let _ = writeln!(s, "  total runtime:      {:.1}s", self.runtime_s);
+        let _ = writeln!(
+            s,
+            "  hub requests/commit: {:.2}",
+            self.hub_requests_per_commit
+        );
+        let _ = writeln!(s, "  trunk leaves:       {}", self.trunk_leaves);
+        let ratio = if self.think_floor_s > 0.0 {
+            format!("{:.2}x", self.runtime_s / self.think_floor_s)
+        } else {
+            "n/a".into()
+        };
+        let _ = writeln!(
+            s,
+            "  think floor:        {:.1}s (runtime/floor {ratio})",
+            self.think_floor_s
+        );
+        let _ = writeln!(s, "  commits/s:          {:.1}", self.commits_per_s);
+        if let Some(slot) = self.slowest_slot {
+            let _ = writeln!(s, "  slowest slot:       {slot}");
+        }
+        s
+    }
+}
+
+fn fmt_ms(ms: f64) -> String {
+    if ms >= 100.0 {
+        format!("{ms:.0}")
+    } else {
+        format!("{ms:.2}")
+    }
+}
+
+/// The `p`th percentile of sorted values, by the nearest-rank method.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::ClaimOutcome;
+
+    fn slot(slot: u32, commits: &[f64], retries: u32) -> SlotRecord {
+        let tasks: Vec<TaskLine> = commits
+            .iter()
+            .enumerate()
+            .map(|(i, &ms)| TaskLine {
+                slot,
+                task: i as u32,
+                task_id: format!("t{slot}-{i}"),
+                claim: ClaimOutcome::Won,
+                commit_ms: Some(ms),
+                fork_retries: 0,
+                checkin: None,
+                outcome: TaskOutcome::Committed,
+            })
+            .collect();
+        SlotRecord {
+            summary: Some(LeafSummary {
+                slot,
+                tasks: tasks.len() as u32,
+                committed: tasks.len() as u32,
+                claims_won: tasks.len() as u32,
+                fork_retries: retries,
+                think_ms: 1500,
+                ..LeafSummary::default()
+            }),
+            tasks,
+            ..SlotRecord::default()
+        }
+    }
+
+    fn shape() -> TrialShape {
+        TrialShape {
+            agents: 2,
+            tasks: 2,
+            mode: "disjoint".into(),
+            seed: 1,
+            runtime_s: 2.0,
+            slowest_slot: Some(1),
+        }
+    }
+
+    #[test]
+    fn adds_up_slots_and_passes_when_counts_agree() {
+        let slots = [slot(0, &[1.0, 3.0], 1), slot(1, &[2.0, 4.0], 2)];
+        let hub = HubCount {
+            trunk_commits: 4,
+            trunk_leaves: 1,
+            requests: 6,
+        };
+        let r = TrialReport::build(shape(), &slots, hub);
+        assert_eq!((r.committed, r.fork_retries, r.claims_won), (4, 3, 4));
+        assert_eq!((r.p50_commit_ms, r.p99_commit_ms), (2.0, 4.0));
+        assert_eq!(r.hub_requests_per_commit, 1.5);
+        assert_eq!(r.verdict(), None);
+        let text = r.render();
+        assert!(text.starts_with(
+            "herd-hub-leaf trial: agents=2 tasks=2 total=4\n  hub commits:        4\n"
+        ));
+        assert!(text.contains("  P50/P99 commit ms:  2.00 / 4.00\n"));
+        assert!(text.contains("  total runtime:      2.0s\n"));
+    }
+
+    #[test]
+    fn a_missing_summary_or_a_short_hub_fails_the_trial() {
+        let mut silent = slot(1, &[2.0], 0);
+        silent.summary = None;
+        let slots = [slot(0, &[1.0, 3.0], 0), silent];
+        let hub = HubCount {
+            trunk_commits: 2,
+            trunk_leaves: 2,
+            requests: 3,
+        };
+        let r = TrialReport::build(shape(), &slots, hub);
+        let why = r.verdict().expect("must fail");
+        assert!(
+            why.contains("slot 1 failed: exited without a summary line"),
+            "{why}"
+        );
+        assert!(why.contains("trunk has 2 leaves"), "{why}");
+        assert!(
+            why.contains("hub has 2 trunk commits but leaves committed 3"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn percentiles_use_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 50.0), 50.0);
+        assert_eq!(percentile(&v, 99.0), 99.0);
+        assert_eq!(percentile(&[], 50.0), 0.0);
+        assert_eq!(percentile(&[7.0], 99.0), 7.0);
+    }
+}

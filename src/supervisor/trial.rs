@@ -1,0 +1,465 @@
+//! One trial: set up, run the slots, collect, count, tear down.
+//!
+//! One control loop owns all output and all decisions. Each slot is a task
+//! that owns its child's stdout and reports typed [`SlotEvent`]s; the loop
+//! also watches the shutdown future, the trial timeout and a progress tick.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+use super::summary::{HubCount, SlotRecord, TrialReport, TrialShape};
+use super::{nats, process, SupervisorError, TrialConfig};
+use crate::report::{HubReady, LeafLine, TaskOutcome};
+
+/// How long stopped children get between SIGTERM and SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+/// How long the hub gets to print its readiness line.
+const HUB_READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long herd waits for the hub's count to catch up with the leaves'.
+const HUB_COUNT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a slot task tells the control loop.
+#[derive(Debug)]
+enum SlotEvent {
+    /// A well-formed line.
+    Line(u32, LeafLine),
+    /// A line that is not one of [`LeafLine`]'s kinds.
+    Malformed(u32, String),
+    /// The child exited (stdout already at end of file).
+    Exited(u32, std::io::Result<ExitStatus>),
+}
+
+/// Runs one trial to the end and reports it. Each message on `stop` is a
+/// request to stop: the first asks the leaves to finish (SIGTERM, then
+/// SIGKILL after a grace period), the second kills them at once.
+///
+/// An `Err` means the trial could not run; a trial that ran and failed a
+/// check is an `Ok` report whose [`TrialReport::verdict`] says why.
+pub async fn run(
+    config: TrialConfig,
+    stop: mpsc::Receiver<()>,
+) -> Result<TrialReport, SupervisorError> {
+    // Each leaf holds a few descriptors (pipes, a NATS and an HTTP socket,
+    // SQLite files); herd holds its pipe ends.
+    let _ = process::raise_nofile(u64::from(config.agents) * 8 + 256);
+
+    let temp;
+    let workdir: PathBuf = match &config.workdir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| SupervisorError::io(format!("create {}", dir.display()), e))?;
+            dir.clone()
+        }
+        None => {
+            temp = tempfile::Builder::new()
+                .prefix("herd-")
+                .tempdir()
+                .map_err(|e| SupervisorError::io("create a temporary work directory", e))?;
+            temp.path().to_path_buf()
+        }
+    };
+    let logs = workdir.join("logs");
+    std::fs::create_dir_all(&logs)
+        .map_err(|e| SupervisorError::io(format!("create {}", logs.display()), e))?;
+
+    let mut nats_child = None;
+    let nats_url = match &config.nats_url {
+        Some(url) => url.clone(),
+        None => {
+            let binary = nats::find(config.nats_server.as_deref())?;
+            let started =
+                nats::start(&binary, &workdir.join("nats"), &logs.join("nats.log")).await?;
+            let url = started.url.clone();
+            nats_child = Some(started.child);
+            url
+        }
+    };
+
+    let result = run_with_nats(&config, &workdir, &logs, &nats_url, stop).await;
+    if let Some(mut child) = nats_child {
+        let _ = process::stop(&mut child, STOP_GRACE).await;
+    }
+    result
+}
+
+async fn run_with_nats(
+    config: &TrialConfig,
+    workdir: &Path,
+    logs: &Path,
+    nats_url: &str,
+    stop: mpsc::Receiver<()>,
+) -> Result<TrialReport, SupervisorError> {
+    let (mut hub, ready) = start_hub(config, workdir, logs, nats_url).await?;
+    let result = run_slots(config, workdir, logs, nats_url, &ready, stop).await;
+    let _ = process::stop(&mut hub, STOP_GRACE).await;
+    result
+}
+
+async fn start_hub(
+    config: &TrialConfig,
+    workdir: &Path,
+    logs: &Path,
+    nats_url: &str,
+) -> Result<(Child, HubReady), SupervisorError> {
+    let binary = config.bin_dir.join("hub");
+    let mut cmd = Command::new(&binary);
+    cmd.arg("--repo")
+        .arg(workdir.join("hub.fossil"))
+        .args(["--listen", "127.0.0.1:0", "--nats-url", nats_url])
+        .stdout(Stdio::piped())
+        .stderr(log_file(&logs.join("hub.log"))?);
+    process::supervise(&mut cmd);
+    let mut child = cmd.spawn().map_err(|e| SupervisorError::Spawn {
+        what: format!("hub ({})", binary.display()),
+        source: e,
+    })?;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut lines = BufReader::new(stdout).lines();
+    let first = tokio::time::timeout(HUB_READY_TIMEOUT, lines.next_line()).await;
+    let fail = |detail: String| SupervisorError::ChildFailed {
+        what: "hub".into(),
+        detail: format!("{detail}; see {}", logs.join("hub.log").display()),
+    };
+    let ready = match first {
+        Ok(Ok(Some(line))) => serde_json::from_str::<HubReady>(&line)
+            .map_err(|e| fail(format!("readiness line {line:?} is not valid: {e}")))?,
+        Ok(Ok(None)) => {
+            let status = child.wait().await.ok();
+            return Err(fail(format!(
+                "exited ({}) before it was ready",
+                status.map_or("unknown status".into(), |s| s.to_string())
+            )));
+        }
+        Ok(Err(e)) => return Err(fail(format!("reading its stdout: {e}"))),
+        Err(_) => {
+            let _ = process::stop(&mut child, STOP_GRACE).await;
+            return Err(fail(format!(
+                "not ready after {} s",
+                HUB_READY_TIMEOUT.as_secs()
+            )));
+        }
+    };
+    // Drain the rest of the hub's stdout so it can never block on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok((child, ready))
+}
+
+fn log_file(path: &Path) -> Result<Stdio, SupervisorError> {
+    std::fs::File::create(path)
+        .map(Stdio::from)
+        .map_err(|e| SupervisorError::io(format!("create {}", path.display()), e))
+}
+
+fn leaf_command(
+    config: &TrialConfig,
+    slot: u32,
+    workdir: &Path,
+    hub: &HubReady,
+    nats_url: &str,
+) -> Command {
+    let w = &config.workload;
+    let mut cmd = Command::new(config.bin_dir.join("leaf-agent"));
+    cmd.arg("--hub")
+        .arg(&hub.http)
+        .arg("--nats-url")
+        .arg(nats_url)
+        .arg("--slot")
+        .arg(slot.to_string())
+        .arg("--workdir")
+        .arg(workdir.join(format!("slot-{slot}")))
+        .arg("--tasks")
+        .arg(config.tasks.to_string())
+        .arg("--seed")
+        .arg(config.seed.to_string())
+        .arg("--agents")
+        .arg(config.agents.to_string())
+        .arg("--mode")
+        .arg(config.mode.as_str())
+        .arg("--min-files")
+        .arg(w.min_files.to_string())
+        .arg("--max-files")
+        .arg(w.max_files.to_string())
+        .arg("--min-bytes")
+        .arg(w.min_bytes.to_string())
+        .arg("--max-bytes")
+        .arg(w.max_bytes.to_string())
+        .arg("--min-think-ms")
+        .arg(w.min_think_ms.to_string())
+        .arg("--max-think-ms")
+        .arg(w.max_think_ms.to_string());
+    cmd
+}
+
+async fn run_slots(
+    config: &TrialConfig,
+    workdir: &Path,
+    logs: &Path,
+    nats_url: &str,
+    hub: &HubReady,
+    mut stop: mpsc::Receiver<()>,
+) -> Result<TrialReport, SupervisorError> {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut slots = vec![SlotRecord::default(); config.agents as usize];
+    let mut pids: Vec<Option<u32>> = vec![None; config.agents as usize];
+    let started = Instant::now();
+
+    for slot in 0..config.agents {
+        let mut cmd = leaf_command(config, slot, workdir, hub, nats_url);
+        let log = logs.join(format!("slot-{slot}.log"));
+        cmd.stdout(Stdio::piped());
+        if config.verbose {
+            cmd.stderr(Stdio::piped());
+        } else {
+            cmd.stderr(log_file(&log)?);
+        }
+        process::supervise(&mut cmd);
+        match cmd.spawn() {
+            Ok(mut child) => {
+                pids[slot as usize] = child.id();
+                if let Some(stderr) = child.stderr.take() {
+                    tokio::spawn(tee_stderr(slot, stderr, log));
+                }
+                tokio::spawn(watch_slot(slot, child, tx.clone()));
+            }
+            Err(e) => {
+                slots[slot as usize].failure = Some(format!("cannot start leaf-agent: {e}"));
+            }
+        }
+    }
+    drop(tx);
+
+    let total = u64::from(config.agents) * u64::from(config.tasks);
+    let mut running = pids.iter().filter(|p| p.is_some()).count();
+    let mut landed = 0u64;
+    let mut slowest = None;
+    let mut stopping: Option<(Instant, String)> = None;
+    let deadline = config.timeout.map(|t| started + t);
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut stop_open = true;
+
+    while running > 0 {
+        let escalate_at = stopping.as_ref().map(|(at, _)| *at + STOP_GRACE);
+        tokio::select! {
+            event = rx.recv() => match event {
+                Some(SlotEvent::Line(slot, line)) => {
+                    let rec = &mut slots[slot as usize];
+                    match line {
+                        LeafLine::Task(t) => {
+                            if t.outcome == TaskOutcome::Committed {
+                                landed += 1;
+                            }
+                            rec.tasks.push(t);
+                        }
+                        LeafLine::Summary(s) => rec.summary = Some(s),
+                        LeafLine::Error(e) => {
+                            tracing::warn!(slot, fatal = e.fatal, "{}", e.message);
+                            rec.errors.push(e.message);
+                        }
+                        LeafLine::Ready(_) => {}
+                    }
+                }
+                Some(SlotEvent::Malformed(slot, text)) => {
+                    tracing::warn!(slot, line = %text, "malformed line from leaf-agent");
+                    let rec = &mut slots[slot as usize];
+                    rec.errors.push(format!("malformed line: {text}"));
+                    rec.failure.get_or_insert_with(|| format!("printed a malformed line: {text}"));
+                }
+                Some(SlotEvent::Exited(slot, status)) => {
+                    running -= 1;
+                    slowest = Some(slot);
+                    pids[slot as usize] = None;
+                    let rec = &mut slots[slot as usize];
+                    match status {
+                        Ok(s) if s.success() => {}
+                        Ok(s) => {
+                            let last = rec.errors.last().map(|e| format!(": {e}")).unwrap_or_default();
+                            rec.failure.get_or_insert_with(|| format!("leaf-agent exited with {s}{last}"));
+                        }
+                        Err(e) => {
+                            rec.failure.get_or_insert_with(|| format!("cannot wait for leaf-agent: {e}"));
+                        }
+                    }
+                }
+                None => break,
+            },
+            request = stop.recv(), if stop_open => match request {
+                Some(()) => {
+                    if stopping.is_none() {
+                        eprintln!("herd: stopping: asking leaf-agents to finish (again to kill at once)");
+                    }
+                    begin_stop(&pids, &mut stopping, "interrupted");
+                }
+                None => stop_open = false,
+            },
+            () = sleep_until_opt(deadline), if stopping.is_none() => {
+                let secs = config.timeout.map_or(0, |t| t.as_secs());
+                begin_stop(&pids, &mut stopping, &format!("timed out after {secs} s"));
+            }
+            () = sleep_until_opt(escalate_at) => {
+                for pid in pids.iter().flatten() {
+                    process::signal_pid_group(*pid, Signal::SIGKILL);
+                }
+                stopping = stopping.map(|(_, why)| (Instant::now() + Duration::from_secs(3600), why));
+            }
+            _ = tick.tick(), if config.progress => {
+                let secs = started.elapsed().as_secs_f64().max(0.001);
+                eprint!("\rherd: landed {landed}/{total}  {:.0} commits/s  {running} running   ", landed as f64 / secs);
+                let _ = std::io::stderr().flush();
+            }
+        }
+    }
+    let runtime_s = started.elapsed().as_secs_f64();
+    if config.progress {
+        eprintln!();
+    }
+
+    if let Some((_, why)) = &stopping {
+        for rec in &mut slots {
+            let done = rec
+                .summary
+                .as_ref()
+                .is_some_and(|s| s.tasks >= config.tasks);
+            if !done {
+                rec.failure.get_or_insert_with(|| why.clone());
+            }
+        }
+    }
+
+    let committed: u64 = slots
+        .iter()
+        .map(|r| {
+            r.tasks
+                .iter()
+                .filter(|t| t.outcome == TaskOutcome::Committed)
+                .count() as u64
+        })
+        .sum();
+    let hub_count = hub_count_settled(&hub.http, committed).await;
+    let (hub_count, hub_error) = match hub_count {
+        Ok(c) => (c, None),
+        Err(e) => (HubCount::default(), Some(e)),
+    };
+    let shape = TrialShape {
+        agents: config.agents,
+        tasks: config.tasks,
+        mode: config.mode.to_string(),
+        seed: config.seed,
+        runtime_s,
+        slowest_slot: slowest,
+    };
+    let mut report = TrialReport::build(shape, &slots, hub_count);
+    if let Some(e) = hub_error {
+        report.failed_slots.push(super::SlotFailure {
+            slot: u32::MAX,
+            reason: format!("hub /stats: {e}"),
+        });
+    }
+    Ok(report)
+}
+
+fn begin_stop(pids: &[Option<u32>], stopping: &mut Option<(Instant, String)>, why: &str) {
+    match stopping {
+        None => {
+            for pid in pids.iter().flatten() {
+                process::signal_pid_group(*pid, Signal::SIGTERM);
+            }
+            *stopping = Some((Instant::now(), why.to_string()));
+        }
+        Some(_) => {
+            // A second request: no more grace.
+            for pid in pids.iter().flatten() {
+                process::signal_pid_group(*pid, Signal::SIGKILL);
+            }
+        }
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn watch_slot(slot: u32, mut child: Child, tx: mpsc::UnboundedSender<SlotEvent>) {
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut lines = BufReader::new(stdout).lines();
+    loop {
+        match lines.next_line().await {
+            Ok(Some(line)) if line.trim().is_empty() => {}
+            Ok(Some(line)) => {
+                let event = match LeafLine::parse(&line) {
+                    Ok(parsed) => SlotEvent::Line(slot, parsed),
+                    Err(_) => SlotEvent::Malformed(slot, line.chars().take(200).collect()),
+                };
+                let _ = tx.send(event);
+            }
+            Ok(None) => break,
+            Err(e) => {
+                // Not UTF-8, or the pipe broke: report it and keep reading
+                // until the child exits.
+                let _ = tx.send(SlotEvent::Malformed(
+                    slot,
+                    format!("unreadable output: {e}"),
+                ));
+                break;
+            }
+        }
+    }
+    let status = child.wait().await;
+    let _ = tx.send(SlotEvent::Exited(slot, status));
+}
+
+async fn tee_stderr(slot: u32, stderr: impl AsyncRead + Unpin, log: PathBuf) {
+    let mut file = std::fs::File::create(&log).ok();
+    let mut lines = BufReader::new(stderr).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if let Some(f) = file.as_mut() {
+            let _ = writeln!(f, "{line}");
+        }
+        eprintln!("[slot {slot}] {line}");
+    }
+}
+
+/// Asks the hub for its counts until its trunk holds `committed` check-ins,
+/// or the bound runs out (then the last answer stands).
+async fn hub_count_settled(http: &str, committed: u64) -> Result<HubCount, String> {
+    let deadline = Instant::now() + HUB_COUNT_TIMEOUT;
+    loop {
+        let url = format!("{http}/stats");
+        let count = tokio::task::spawn_blocking(move || fetch_stats(&url))
+            .await
+            .map_err(|e| e.to_string())?;
+        match count {
+            Ok(c) if c.trunk_commits == committed || Instant::now() > deadline => return Ok(c),
+            Err(e) if Instant::now() > deadline => return Err(e),
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+fn fetch_stats(url: &str) -> Result<HubCount, String> {
+    let response = ureq::get(url)
+        .timeout(Duration::from_secs(5))
+        .call()
+        .map_err(|e| e.to_string())?;
+    let body = response.into_string().map_err(|e| e.to_string())?;
+    let v: serde_json::Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+    let field = |name: &str| {
+        v.get(name)
+            .and_then(serde_json::Value::as_u64)
+            .ok_or_else(|| format!("/stats has no numeric {name:?}"))
+    };
+    Ok(HubCount {
+        trunk_commits: field("trunk_commits")?,
+        trunk_leaves: field("trunk_leaves")?,
+        requests: field("requests")?,
+    })
+}
