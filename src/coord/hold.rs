@@ -52,6 +52,13 @@ pub(super) enum TakeOutcome {
 }
 
 impl Coord {
+    /// Reads the current hold on `file`, `None` when nobody holds it (a
+    /// present record may be expired: see [`HoldRecord::is_expired`]).
+    pub async fn hold(&self, file: &str) -> Result<Option<HoldRecord>, CoordError> {
+        let op = format!("read hold on {file}");
+        Ok(self.read_hold(&op, file).await?.map(|(record, _)| record))
+    }
+
     /// Takes the hold on `file`, writing `record` under it. The common case
     /// (no hold) is one round trip: an update expecting revision 0, i.e.
     /// create-if-absent. Otherwise read it: a deleted or expired hold is

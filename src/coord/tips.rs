@@ -145,20 +145,27 @@ impl TipPublisher {
 /// after a server restart (the client library does so on reconnect; this
 /// type does so again if the library gives up).
 pub struct TipSubscription {
-    client: Client,
-    js: jetstream::Context,
-    stream_name: String,
-    subject: String,
-    op_timeout: Duration,
+    source: TipSource,
     messages: Option<consumer::push::Ordered>,
     /// Stream sequence of the last delivered message; 0 before the first.
     last_stream_seq: u64,
 }
 
+/// Where a [`TipSubscription`] (re)creates its consumer. Kept apart from
+/// the consumer itself (which is not `Sync`) so that borrowing it across an
+/// await keeps the subscription's futures `Send`.
+struct TipSource {
+    client: Client,
+    js: jetstream::Context,
+    stream_name: String,
+    subject: String,
+    op_timeout: Duration,
+}
+
 impl std::fmt::Debug for TipSubscription {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TipSubscription")
-            .field("stream", &self.stream_name)
+            .field("stream", &self.source.stream_name)
             .field("last_stream_seq", &self.last_stream_seq)
             .finish_non_exhaustive()
     }
@@ -173,27 +180,34 @@ pub async fn subscribe_tips(
     let scope = Scope::new(scope)?;
     let js = jetstream_context(&client, op_timeout);
     ensure_tip_stream(&js, &scope, op_timeout).await?;
-    let mut subscription = TipSubscription {
+    let source = TipSource {
         client,
         js,
         stream_name: scope.tips_stream(),
         subject: scope.tip_subject(),
         op_timeout,
-        messages: None,
-        last_stream_seq: 0,
     };
-    subscription.messages = Some(subscription.start_consumer().await?);
-    Ok(subscription)
+    let messages = source.start_consumer(0).await?;
+    Ok(TipSubscription {
+        source,
+        messages: Some(messages),
+        last_stream_seq: 0,
+    })
 }
 
-impl TipSubscription {
-    async fn start_consumer(&self) -> Result<consumer::push::Ordered, CoordError> {
+impl TipSource {
+    /// Creates an ordered consumer starting after stream sequence
+    /// `last_stream_seq`, or at the latest tip when it is 0.
+    async fn start_consumer(
+        &self,
+        last_stream_seq: u64,
+    ) -> Result<consumer::push::Ordered, CoordError> {
         let op = format!("subscribe to tips on {}", self.stream_name);
-        let deliver_policy = if self.last_stream_seq == 0 {
+        let deliver_policy = if last_stream_seq == 0 {
             consumer::DeliverPolicy::LastPerSubject
         } else {
             consumer::DeliverPolicy::ByStartSequence {
-                start_sequence: self.last_stream_seq + 1,
+                start_sequence: last_stream_seq + 1,
             }
         };
         let stream: stream::Stream = within(
@@ -221,17 +235,19 @@ impl TipSubscription {
             .await?
             .map_err(|err| nats_error(&op, "start messages", err))
     }
+}
 
+impl TipSubscription {
     /// The next tip. `Some(Err(_))` reports a transient problem (a missed
     /// heartbeat while the server is away, a failed consumer recreation, an
     /// undecodable message); the subscription stays usable and the next call
     /// carries on. `None` when the client connection was closed for good.
     pub async fn next(&mut self) -> Option<Result<TipEvent, CoordError>> {
-        let op = format!("receive tip on {}", self.stream_name);
+        let op = format!("receive tip on {}", self.source.stream_name);
         loop {
             let messages = match self.messages.as_mut() {
                 Some(messages) => messages,
-                None => match self.start_consumer().await {
+                None => match self.source.start_consumer(self.last_stream_seq).await {
                     Ok(messages) => self.messages.insert(messages),
                     Err(err) => return Some(Err(err)),
                 },
