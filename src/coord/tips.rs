@@ -3,15 +3,16 @@
 //! follow it through an ordered, ephemeral consumer ([`TipSubscription`])
 //! that needs no acks, so a slow leaf never holds the hub back, and read the
 //! latest tip directly when they join late ([`latest_tip`]). The stream
-//! keeps one message, the latest tip, so a slow subscriber skips superseded
-//! tips instead of queueing them.
+//! keeps one message per subject, the latest tip, so a subscriber that falls
+//! behind the server skips superseded tips; tips already pushed to the client
+//! are buffered there, and [`TipSubscription::next_latest`] coalesces those.
 
 use std::future::IntoFuture;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, context::Publish, stream};
 use async_nats::{Client, HeaderMap, HeaderValue};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use serde::{Deserialize, Serialize};
 
 use super::client::{
@@ -82,6 +83,9 @@ pub struct TipEvent {
     pub trace: TraceHeaders,
     /// The message's sequence in the tip stream (strictly increasing).
     pub stream_seq: u64,
+    /// How many older, already received tips [`TipSubscription::next_latest`]
+    /// dropped in favour of this one (always 0 from `next`).
+    pub superseded: u64,
 }
 
 /// Publishes tips on one trial's tip stream.
@@ -147,6 +151,8 @@ impl TipPublisher {
 pub struct TipSubscription {
     source: TipSource,
     messages: Option<consumer::push::Ordered>,
+    /// An error met while coalescing, reported by the next call.
+    pending_error: Option<CoordError>,
     /// Stream sequence of the last delivered message; 0 before the first.
     last_stream_seq: u64,
 }
@@ -191,6 +197,7 @@ pub async fn subscribe_tips(
     Ok(TipSubscription {
         source,
         messages: Some(messages),
+        pending_error: None,
         last_stream_seq: 0,
     })
 }
@@ -243,6 +250,9 @@ impl TipSubscription {
     /// undecodable message); the subscription stays usable and the next call
     /// carries on. `None` when the client connection was closed for good.
     pub async fn next(&mut self) -> Option<Result<TipEvent, CoordError>> {
+        if let Some(err) = self.pending_error.take() {
+            return Some(Err(err));
+        }
         let op = format!("receive tip on {}", self.source.stream_name);
         loop {
             let messages = match self.messages.as_mut() {
@@ -287,8 +297,38 @@ impl TipSubscription {
                 tip,
                 trace,
                 stream_seq,
+                superseded: 0,
             }));
         }
+    }
+
+    /// The newest tip available: waits for one, then drains every tip
+    /// already received without waiting and returns the last, counting the
+    /// dropped ones in [`TipEvent::superseded`]. A leaf that pulls per
+    /// broadcast uses this to skip tips a newer one made moot.
+    pub async fn next_latest(&mut self) -> Option<Result<TipEvent, CoordError>> {
+        let mut latest = match self.next().await? {
+            Ok(event) => event,
+            Err(err) => return Some(Err(err)),
+        };
+        // Only ready messages: a consumer being recreated is not waited for.
+        while self.messages.is_some() {
+            match self.next().now_or_never() {
+                Some(Some(Ok(newer))) => {
+                    let superseded = latest.superseded + 1;
+                    latest = TipEvent {
+                        superseded,
+                        ..newer
+                    };
+                }
+                Some(Some(Err(err))) => {
+                    self.pending_error = Some(err);
+                    break;
+                }
+                Some(None) | None => break,
+            }
+        }
+        Some(Ok(latest))
     }
 }
 

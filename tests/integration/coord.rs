@@ -532,9 +532,16 @@ async fn publish_tips(publisher: &TipPublisher, range: std::ops::RangeInclusive<
     }
 }
 
-/// Reads tips slowly until `last`, asserting they never go back and carry
-/// their own trace context; returns how many arrived.
-async fn follow_tips(mut subscription: herd::coord::TipSubscription, last: u64) -> usize {
+/// Reads tips slowly (`pause` per tip) until `last`, with `next` or, when
+/// `coalesce`, `next_latest`, asserting they never go back and carry their
+/// own trace context; returns how many arrived and how many were coalesced.
+async fn follow_tips(
+    mut subscription: herd::coord::TipSubscription,
+    last: u64,
+    coalesce: bool,
+    pause: Duration,
+) -> (usize, u64) {
+    let mut superseded = 0;
     let mut previous = 0;
     let mut received = 0;
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -543,8 +550,12 @@ async fn follow_tips(mut subscription: herd::coord::TipSubscription, last: u64) 
             Instant::now() < deadline,
             "subscriber stuck at tip {previous}"
         );
-        let next = tokio::time::timeout(Duration::from_secs(30), subscription.next())
-            .await
+        let next = if coalesce {
+            tokio::time::timeout(Duration::from_secs(30), subscription.next_latest()).await
+        } else {
+            tokio::time::timeout(Duration::from_secs(30), subscription.next()).await
+        };
+        let next = next
             .expect("a tip or an error within 30s")
             .expect("subscription ended");
         let event = match next {
@@ -561,12 +572,16 @@ async fn follow_tips(mut subscription: herd::coord::TipSubscription, last: u64) 
             event.trace.traceparent,
             Some(format!("00-{:032x}-00f067aa0ba902b7-01", event.tip.seq))
         );
+        if !coalesce {
+            assert_eq!(event.superseded, 0);
+        }
+        superseded += event.superseded;
         previous = event.tip.seq;
         received += 1;
         // The slow part of a leaf: a pull per broadcast.
-        tokio::time::sleep(Duration::from_millis(3)).await;
+        tokio::time::sleep(pause).await;
     }
-    received
+    (received, superseded)
 }
 
 #[tokio::test]
@@ -578,18 +593,44 @@ async fn slow_subscriber_ends_on_the_last_of_1000_tips() {
         .unwrap();
     assert_eq!(leaf.latest_tip().await.unwrap(), None);
     let subscription = leaf.subscribe_tips().await.unwrap();
-    let follower = tokio::spawn(follow_tips(subscription, 1000));
+    let follower = tokio::spawn(follow_tips(
+        subscription,
+        1000,
+        false,
+        Duration::from_millis(3),
+    ));
     let started = Instant::now();
     publish_tips(&publisher, 1..=1000).await;
     let publish_time = started.elapsed();
-    let received = follower.await.unwrap();
-    assert!(received >= 1 && received <= 1000);
+    let (received, _) = follower.await.unwrap();
+    assert!((1..=1000).contains(&received));
     assert_eq!(leaf.latest_tip().await.unwrap().unwrap().seq, 1000);
     // A late joiner starts at the latest tip.
     let mut late = leaf.subscribe_tips().await.unwrap();
     let first = late.next().await.unwrap().unwrap();
     assert_eq!(first.tip.seq, 1000);
     eprintln!("published 1000 tips in {publish_time:?}; slow subscriber saw {received}");
+}
+
+#[tokio::test]
+async fn coalescing_subscriber_skips_superseded_tips() {
+    let server = NatsServer::start();
+    let leaf = coord(&server, "coalesce", "slot-0").await;
+    let publisher = leaf.tip_publisher().await.unwrap();
+    let subscription = leaf.subscribe_tips().await.unwrap();
+    let follower = tokio::spawn(follow_tips(
+        subscription,
+        1000,
+        true,
+        Duration::from_millis(20),
+    ));
+    publish_tips(&publisher, 1..=1000).await;
+    let (received, superseded) = follower.await.unwrap();
+    // 1000 tips take well under 20 s to publish, so a leaf that needs 20 ms
+    // per tip must have coalesced.
+    assert!(received < 1000, "no tip was coalesced");
+    assert!(superseded > 0);
+    eprintln!("coalescing subscriber handled {received} tips, dropped {superseded} superseded");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -606,11 +647,16 @@ async fn tips_survive_a_server_restart_mid_stream() {
     .await
     .unwrap();
     let subscription = leaf.subscribe_tips().await.unwrap();
-    let follower = tokio::spawn(follow_tips(subscription, 1000));
+    let follower = tokio::spawn(follow_tips(
+        subscription,
+        1000,
+        false,
+        Duration::from_millis(1),
+    ));
     publish_tips(&publisher, 1..=500).await;
     tokio::task::block_in_place(|| server.restart());
     publish_tips(&publisher, 501..=1000).await;
-    let received = tokio::time::timeout(Duration::from_secs(60), follower)
+    let (received, _) = tokio::time::timeout(Duration::from_secs(60), follower)
         .await
         .expect("subscriber reached the last tip within 60s")
         .unwrap();
