@@ -480,8 +480,8 @@ async fn contention_32_claimers_200_tasks_each_closed_once() {
     .await
     .expect("contention finished within 120s");
 
-    let wins = wins.lock().unwrap();
-    let closes = closes.lock().unwrap();
+    let wins = wins.lock().unwrap().clone();
+    let closes = closes.lock().unwrap().clone();
     assert_eq!(wins.values().sum::<u32>() as usize, TASKS);
     assert_eq!(wins.len(), TASKS);
     assert!(wins.values().all(|&n| n == 1), "a task was claimed twice");
