@@ -302,6 +302,13 @@ impl TipSubscription {
         }
     }
 
+    /// The subscription as a `Stream` of [`TipSubscription::next`] items.
+    pub fn into_stream(self) -> impl futures::Stream<Item = Result<TipEvent, CoordError>> + Send {
+        futures::stream::unfold(self, |mut subscription| async move {
+            subscription.next().await.map(|item| (item, subscription))
+        })
+    }
+
     /// The newest tip available: waits for one, then drains every tip
     /// already received without waiting and returns the last, counting the
     /// dropped ones in [`TipEvent::superseded`]. A leaf that pulls per

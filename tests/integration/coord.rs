@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use futures::StreamExt;
 use herd::coord::{
     ClaimError, Coord, CoordConfig, CoordError, FenceError, TaskId, TaskStatus, Tip, TipPublisher,
     TraceHeaders,
@@ -606,7 +607,8 @@ async fn slow_subscriber_ends_on_the_last_of_1000_tips() {
     assert!((1..=1000).contains(&received));
     assert_eq!(leaf.latest_tip().await.unwrap().unwrap().seq, 1000);
     // A late joiner starts at the latest tip.
-    let mut late = leaf.subscribe_tips().await.unwrap();
+    let late = leaf.subscribe_tips().await.unwrap().into_stream();
+    futures::pin_mut!(late);
     let first = late.next().await.unwrap().unwrap();
     assert_eq!(first.tip.seq, 1000);
     eprintln!("published 1000 tips in {publish_time:?}; slow subscriber saw {received}");
