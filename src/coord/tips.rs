@@ -21,6 +21,10 @@ use super::client::{
 use super::error::CoordError;
 use super::names::{Scope, TRACEPARENT_HEADER, TRACESTATE_HEADER};
 
+/// First and longest wait between failed consumer recreations.
+const RETRY_DELAY_MIN: Duration = Duration::from_millis(50);
+const RETRY_DELAY_MAX: Duration = Duration::from_secs(2);
+
 /// A trunk tip as the hub announces it (the JSON payload of a broadcast).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tip {
@@ -153,6 +157,10 @@ pub struct TipSubscription {
     messages: Option<consumer::push::Ordered>,
     /// An error met while coalescing, reported by the next call.
     pending_error: Option<CoordError>,
+    /// Wait before the next consumer recreation, after a failed one; zero
+    /// after a success. Keeps a caller looping over errors from spinning
+    /// while the server is away.
+    retry_delay: Duration,
     /// Stream sequence of the last delivered message; 0 before the first.
     last_stream_seq: u64,
 }
@@ -198,6 +206,7 @@ pub async fn subscribe_tips(
         source,
         messages: Some(messages),
         pending_error: None,
+        retry_delay: Duration::ZERO,
         last_stream_seq: 0,
     })
 }
@@ -257,10 +266,20 @@ impl TipSubscription {
         loop {
             let messages = match self.messages.as_mut() {
                 Some(messages) => messages,
-                None => match self.source.start_consumer(self.last_stream_seq).await {
-                    Ok(messages) => self.messages.insert(messages),
-                    Err(err) => return Some(Err(err)),
-                },
+                None => {
+                    tokio::time::sleep(self.retry_delay).await;
+                    match self.source.start_consumer(self.last_stream_seq).await {
+                        Ok(messages) => {
+                            self.retry_delay = Duration::ZERO;
+                            self.messages.insert(messages)
+                        }
+                        Err(err) => {
+                            self.retry_delay =
+                                (self.retry_delay * 2).clamp(RETRY_DELAY_MIN, RETRY_DELAY_MAX);
+                            return Some(Err(err));
+                        }
+                    }
+                }
             };
             let message = match messages.next().await? {
                 Ok(message) => message,
