@@ -665,3 +665,44 @@ async fn tips_survive_a_server_restart_mid_stream() {
     assert!(received >= 2);
     assert_eq!(leaf.latest_tip().await.unwrap().unwrap().seq, 1000);
 }
+
+#[tokio::test]
+async fn concurrent_connects_share_one_set_of_buckets() {
+    let server = NatsServer::start();
+    let connects = (0..8).map(|i| {
+        let url = server.url();
+        async move {
+            Coord::connect(CoordConfig::new(url, "many"), format!("slot-{i}"))
+                .await
+                .unwrap()
+        }
+    });
+    let coords = futures::future::join_all(connects).await;
+    let id = coords[0].open_task("shared", ["s.txt"]).await.unwrap();
+    for coord in &coords {
+        assert_eq!(coord.task(&id).await.unwrap().unwrap().0.id, id);
+    }
+}
+
+#[tokio::test]
+async fn operations_are_bounded_when_the_server_is_gone() {
+    let mut server = NatsServer::start();
+    let mut config = CoordConfig::new(server.url(), "gone");
+    config.op_timeout = Duration::from_millis(300);
+    let a = Coord::connect(config, "slot-0").await.unwrap();
+    let id = a.open_task("orphan", ["o.txt"]).await.unwrap();
+    server.stop();
+    let started = Instant::now();
+    let err = a.claim(&id).await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+    let message = err.to_string();
+    assert!(
+        message.starts_with(&format!("claim task {id}: read record")),
+        "unexpected error {message}"
+    );
+    assert!(matches!(err, ClaimError::Coord(_)));
+}
