@@ -322,7 +322,8 @@ impl Coord {
 
     /// Ends a claim whose work landed: the record becomes closed (gated on
     /// our last revision, so a taken-over claim cannot close the task), then
-    /// the holds are released.
+    /// the holds are released. A claim whose lease ran out still closes if
+    /// nobody took the task over meanwhile.
     pub async fn close(&self, claim: Claim) -> Result<(), FenceError> {
         let op = format!("close task {}", claim.task);
         let closed = TaskRecord {

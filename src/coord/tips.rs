@@ -262,7 +262,8 @@ impl TipSubscription {
         if let Some(err) = self.pending_error.take() {
             return Some(Err(err));
         }
-        let op = format!("receive tip on {}", self.source.stream_name);
+        let stream_name = &self.source.stream_name;
+        let op = || format!("receive tip on {stream_name}");
         loop {
             let messages = match self.messages.as_mut() {
                 Some(messages) => messages,
@@ -289,12 +290,12 @@ impl TipSubscription {
                         // after the last delivered message on the next call.
                         self.messages = None;
                     }
-                    return Some(Err(nats_error(&op, "consume", err)));
+                    return Some(Err(nats_error(&op(), "consume", err)));
                 }
             };
             let stream_seq = match message.info() {
                 Ok(info) => info.stream_sequence,
-                Err(err) => return Some(Err(nats_error(&op, "read message info", err))),
+                Err(err) => return Some(Err(nats_error(&op(), "read message info", err))),
             };
             if stream_seq <= self.last_stream_seq {
                 // A recreated consumer may repeat what we already delivered.
@@ -305,7 +306,7 @@ impl TipSubscription {
                 Ok(tip) => tip,
                 Err(source) => {
                     return Some(Err(CoordError::Decode {
-                        op,
+                        op: op(),
                         what: "tip",
                         source,
                     }))
