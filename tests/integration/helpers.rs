@@ -1,1 +1,238 @@
 //! Guards for external processes and shared test utilities.
+//!
+//! [`NatsServer`] runs a real `nats-server -js` on a free loopback port with
+//! its store in a temporary directory, waits until JetStream answers, and
+//! kills and reaps the process on `Drop`. Tests never skip when the binary
+//! is missing: they fail with a message saying where it was looked for.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a nats-server may take to come up with JetStream.
+const READY_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a nats-server may take to exit after SIGTERM before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+/// How many recent log lines to keep for failure messages.
+const LOG_TAIL: usize = 40;
+
+/// Finds the nats-server binary: `$NATS_SERVER`, else `nats-server` on
+/// `PATH`, else the project's `.tools/bin/nats-server`. Panics, listing the
+/// places tried, when none exists.
+pub fn nats_server_binary() -> PathBuf {
+    let mut tried = Vec::new();
+    if let Some(path) = std::env::var_os("NATS_SERVER").filter(|p| !p.is_empty()) {
+        let path = PathBuf::from(path);
+        if path.is_file() {
+            return path;
+        }
+        tried.push(format!("$NATS_SERVER={}", path.display()));
+    }
+    if let Some(paths) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&paths) {
+            let candidate = dir.join("nats-server");
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+        tried.push("nats-server on PATH".to_string());
+    }
+    let tools = Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/bin/nats-server");
+    if tools.is_file() {
+        return tools;
+    }
+    tried.push(tools.display().to_string());
+    panic!(
+        "nats-server binary not found (tried {}); run scripts/install-deps or set NATS_SERVER",
+        tried.join(", ")
+    );
+}
+
+/// A free TCP port on 127.0.0.1 (free when asked; the server binds it next).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral loopback port")
+}
+
+/// A running `nats-server -js` owned by a test.
+pub struct NatsServer {
+    binary: PathBuf,
+    port: u16,
+    store: tempfile::TempDir,
+    child: Option<Child>,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl NatsServer {
+    /// Starts a server on a free port with a fresh store directory and waits
+    /// until JetStream answers.
+    pub fn start() -> NatsServer {
+        let mut server = NatsServer {
+            binary: nats_server_binary(),
+            port: free_port(),
+            store: tempfile::tempdir().expect("create a nats store directory"),
+            child: None,
+            log: Arc::new(Mutex::new(Vec::new())),
+        };
+        server.spawn();
+        server
+    }
+
+    /// The client URL.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The process id of the running server.
+    pub fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .map(Child::id)
+            .expect("server is running")
+    }
+
+    /// Stops the server (SIGTERM, then SIGKILL after a grace period) and
+    /// starts it again on the same port with the same store directory.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// Stops the server and waits for it to exit.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid fits i32"));
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + STOP_GRACE;
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) => return,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return;
+                }
+            }
+        }
+    }
+
+    fn spawn(&mut self) {
+        let mut child = Command::new(&self.binary)
+            .args(["-js", "-a", "127.0.0.1", "-p"])
+            .arg(self.port.to_string())
+            .arg("-sd")
+            .arg(self.store.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", self.binary.display()));
+        // Drain the server's log for its whole life, keeping a tail for
+        // failure messages; an undrained pipe would stall the server.
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let log = Arc::clone(&self.log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let mut log = log.lock().expect("log lock");
+                if log.len() == LOG_TAIL {
+                    log.remove(0);
+                }
+                log.push(line);
+            }
+        });
+        self.child = Some(child);
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "nats-server exited early with {status}; log:\n{}",
+                    self.log_tail()
+                );
+            }
+            if jetstream_answers(self.port) {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "nats-server on port {} not ready with jetstream within {READY_TIMEOUT:?}; log:\n{}",
+                    self.port,
+                    self.log_tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// The last lines the server logged.
+    pub fn log_tail(&self) -> String {
+        self.log.lock().expect("log lock").join("\n")
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Whether a server on `port` accepts a client and answers a JetStream
+/// account-info request, spoken in the raw NATS text protocol so the check
+/// needs no async runtime.
+fn jetstream_answers(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    if stream
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .is_err()
+    {
+        return false;
+    }
+    let request = "CONNECT {\"verbose\":false,\"pedantic\":false,\"headers\":false}\r\n\
+                   SUB _INBOX.ready 1\r\n\
+                   PUB $JS.API.INFO _INBOX.ready 0\r\n\r\n\
+                   PING\r\n";
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+        let text = String::from_utf8_lossy(&seen);
+        if text.contains("account_info_response") {
+            return !text.contains("\"error\"");
+        }
+        if text.contains("-ERR") || seen.len() > 64 * 1024 {
+            return false;
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! The connection side of coordination: [`CoordConfig`], [`Coord::connect`]
+//! (connect, then get-or-create the trial's buckets and tip stream), and the
+//! helpers that bound every NATS round trip by the operation timeout and turn
+//! client errors into [`CoordError`]s naming the operation and step.
+
+use std::future::Future;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_nats::jetstream::{self, kv, stream};
+use async_nats::Client;
+
+use super::error::{BoxError, CoordError};
+use super::names::Scope;
+
+/// How long one NATS round trip may take unless configured otherwise.
+pub const DEFAULT_OP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a claim's lease and file holds live unless renewed.
+pub const DEFAULT_HOLD_TTL: Duration = Duration::from_secs(30);
+
+/// What a process needs to take part in one trial's coordination.
+#[derive(Debug, Clone)]
+pub struct CoordConfig {
+    /// NATS server URL, e.g. `nats://127.0.0.1:4222`.
+    pub nats_url: String,
+    /// The trial prefix; sanitized to `[A-Za-z0-9_-]` (see [`Scope`]).
+    pub scope: String,
+    /// Upper bound of every single NATS round trip.
+    pub op_timeout: Duration,
+    /// Lifetime of a claim's lease and holds; a dead leaf's claim becomes
+    /// reclaimable this long after it was taken (or last renewed).
+    pub hold_ttl: Duration,
+    /// Optional NATS auth token.
+    pub token: Option<String>,
+}
+
+impl CoordConfig {
+    /// A config with the default timeout and TTL and no token.
+    pub fn new(nats_url: impl Into<String>, scope: impl Into<String>) -> CoordConfig {
+        CoordConfig {
+            nats_url: nats_url.into(),
+            scope: scope.into(),
+            op_timeout: DEFAULT_OP_TIMEOUT,
+            hold_ttl: DEFAULT_HOLD_TTL,
+            token: None,
+        }
+    }
+}
+
+/// Connects a NATS client with the options of `config` (timeout, token),
+/// naming the connection `name`. The hub uses this directly; leaves get it
+/// through [`Coord::connect`].
+pub async fn connect_client(config: &CoordConfig, name: &str) -> Result<Client, CoordError> {
+    let mut options = async_nats::ConnectOptions::new()
+        .name(name)
+        .connection_timeout(config.op_timeout);
+    if let Some(token) = &config.token {
+        options = options.token(token.clone());
+    }
+    let op = format!("connect to nats at {}", config.nats_url);
+    within(
+        config.op_timeout,
+        &op,
+        "connect",
+        options.connect(config.nats_url.as_str()),
+    )
+    .await?
+    .map_err(|source| CoordError::Connect {
+        url: config.nats_url.clone(),
+        source,
+    })
+}
+
+/// One leaf's (or the hub's) handle on a trial's coordination state.
+#[derive(Debug, Clone)]
+pub struct Coord {
+    pub(super) client: Client,
+    pub(super) js: jetstream::Context,
+    pub(super) tasks: kv::Store,
+    pub(super) holds: kv::Store,
+    pub(super) tips: stream::Stream,
+    pub(super) scope: Scope,
+    pub(super) leaf_id: String,
+    pub(super) config: CoordConfig,
+}
+
+impl Coord {
+    /// Connects to NATS and gets or creates the trial's tasks bucket, holds
+    /// bucket and tip stream. Safe when many processes do it at once.
+    /// `leaf_id` (e.g. `slot-3-9f2c`) names this process as a holder.
+    pub async fn connect(
+        config: CoordConfig,
+        leaf_id: impl Into<String>,
+    ) -> Result<Coord, CoordError> {
+        let leaf_id = leaf_id.into();
+        let scope = Scope::new(&config.scope)?;
+        let client = connect_client(&config, &leaf_id).await?;
+        let js = jetstream_context(&client, config.op_timeout);
+        let tasks = ensure_bucket(&js, &scope.tasks_bucket(), config.op_timeout).await?;
+        let holds = ensure_bucket(&js, &scope.holds_bucket(), config.op_timeout).await?;
+        let tips = ensure_tip_stream(&js, &scope, config.op_timeout).await?;
+        Ok(Coord {
+            client,
+            js,
+            tasks,
+            holds,
+            tips,
+            scope,
+            leaf_id,
+            config,
+        })
+    }
+
+    /// The underlying NATS client, for modules that reuse the connection.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The JetStream context over [`Coord::client`].
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.js
+    }
+
+    /// The sanitized trial scope.
+    pub fn scope(&self) -> &Scope {
+        &self.scope
+    }
+
+    /// This process's holder name.
+    pub fn leaf_id(&self) -> &str {
+        &self.leaf_id
+    }
+
+    /// The configuration this handle was connected with.
+    pub fn config(&self) -> &CoordConfig {
+        &self.config
+    }
+}
+
+/// A JetStream context whose own request timeout matches ours.
+pub(super) fn jetstream_context(client: &Client, op_timeout: Duration) -> jetstream::Context {
+    let mut js = jetstream::new(client.clone());
+    js.set_timeout(op_timeout);
+    js
+}
+
+/// Gets or creates a key-value bucket. Creating a stream with an identical
+/// config is idempotent on the server, so two processes racing here both
+/// succeed; if the create is refused anyway (say a differing config), an
+/// existing bucket is used.
+pub(super) async fn ensure_bucket(
+    js: &jetstream::Context,
+    bucket: &str,
+    op_timeout: Duration,
+) -> Result<kv::Store, CoordError> {
+    let op = format!("open bucket {bucket}");
+    let created = within(
+        op_timeout,
+        &op,
+        "create bucket",
+        js.create_key_value(kv::Config {
+            bucket: bucket.to_string(),
+            history: 1,
+            storage: stream::StorageType::File,
+            ..Default::default()
+        }),
+    )
+    .await?;
+    match created {
+        Ok(store) => Ok(store),
+        Err(create_err) => {
+            match within(op_timeout, &op, "get bucket", js.get_key_value(bucket)).await? {
+                Ok(store) => Ok(store),
+                Err(_) => Err(nats_error(&op, "create bucket", create_err)),
+            }
+        }
+    }
+}
+
+/// Gets or creates the trial's tip stream: one subject, only the latest
+/// message kept, file storage so tips survive a server restart, direct get
+/// enabled for [`super::latest_tip`].
+pub(super) async fn ensure_tip_stream(
+    js: &jetstream::Context,
+    scope: &Scope,
+    op_timeout: Duration,
+) -> Result<stream::Stream, CoordError> {
+    let name = scope.tips_stream();
+    let op = format!("open tip stream {name}");
+    let config = stream::Config {
+        name: name.clone(),
+        subjects: vec![scope.tip_subject()],
+        max_messages_per_subject: 1,
+        allow_direct: true,
+        storage: stream::StorageType::File,
+        ..Default::default()
+    };
+    let created = within(
+        op_timeout,
+        &op,
+        "create stream",
+        js.get_or_create_stream(config),
+    )
+    .await?;
+    match created {
+        Ok(stream) => Ok(stream),
+        Err(create_err) => {
+            match within(op_timeout, &op, "get stream", js.get_stream(&name)).await? {
+                Ok(stream) => Ok(stream),
+                Err(_) => Err(nats_error(&op, "create stream", create_err)),
+            }
+        }
+    }
+}
+
+/// Runs one step under the operation timeout.
+pub(super) async fn within<F: Future>(
+    after: Duration,
+    op: &str,
+    step: &'static str,
+    fut: F,
+) -> Result<F::Output, CoordError> {
+    tokio::time::timeout(after, fut)
+        .await
+        .map_err(|_| CoordError::Timeout {
+            op: op.to_string(),
+            step,
+            after,
+        })
+}
+
+/// Wraps a client error with the operation and step that produced it.
+pub(super) fn nats_error(op: &str, step: &'static str, err: impl Into<BoxError>) -> CoordError {
+    CoordError::Nats {
+        op: op.to_string(),
+        step,
+        source: err.into(),
+    }
+}
+
+/// Wall-clock milliseconds since the Unix epoch; hold expiry is compared
+/// across processes, so it must be wall-clock, not monotonic.
+pub(super) fn now_unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// A duration in whole milliseconds, saturating.
+pub(super) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,470 @@
+//! Tip broadcasts: the hub publishes each new trunk tip on the trial's tip
+//! stream ([`TipPublisher`]), with W3C trace context in NATS headers; leaves
+//! follow it through an ordered, ephemeral consumer ([`TipSubscription`])
+//! that needs no acks, so a slow leaf never holds the hub back, and read the
+//! latest tip directly when they join late ([`latest_tip`]). The stream
+//! keeps one message per subject, the latest tip, so a subscriber that falls
+//! behind the server skips superseded tips; tips already pushed to the client
+//! are buffered there, and [`TipSubscription::next_latest`] coalesces those.
+
+use std::future::IntoFuture;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, context::Publish, stream};
+use async_nats::{Client, HeaderMap, HeaderValue};
+use futures::{FutureExt, StreamExt};
+use serde::{Deserialize, Serialize};
+
+use super::client::{
+    ensure_tip_stream, jetstream_context, nats_error, within, Coord, DEFAULT_OP_TIMEOUT,
+};
+use super::error::CoordError;
+use super::names::{Scope, TRACEPARENT_HEADER, TRACESTATE_HEADER};
+
+/// First and longest wait between failed consumer recreations.
+const RETRY_DELAY_MIN: Duration = Duration::from_millis(50);
+const RETRY_DELAY_MAX: Duration = Duration::from_secs(2);
+
+/// A trunk tip as the hub announces it (the JSON payload of a broadcast).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tip {
+    /// The check-in's artifact hash.
+    pub hash: String,
+    /// The trunk position: 1 for the first check-in after the root, and so on.
+    pub seq: u64,
+    /// The previous tip's hash, if any.
+    pub parent: Option<String>,
+}
+
+/// W3C trace context carried in NATS headers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TraceHeaders {
+    /// The `traceparent` header.
+    pub traceparent: Option<String>,
+    /// The `tracestate` header.
+    pub tracestate: Option<String>,
+}
+
+impl TraceHeaders {
+    fn to_headers(&self, op: &str) -> Result<HeaderMap, CoordError> {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            (TRACEPARENT_HEADER, &self.traceparent),
+            (TRACESTATE_HEADER, &self.tracestate),
+        ] {
+            if let Some(value) = value {
+                if value.contains(['\r', '\n']) {
+                    return Err(CoordError::InvalidHeader {
+                        op: op.to_string(),
+                        name,
+                    });
+                }
+                headers.insert(name, HeaderValue::from(value.as_str()));
+            }
+        }
+        Ok(headers)
+    }
+
+    fn from_headers(headers: Option<&HeaderMap>) -> TraceHeaders {
+        let get = |name: &str| {
+            headers
+                .and_then(|h| h.get(name))
+                .map(|v| v.as_str().to_string())
+        };
+        TraceHeaders {
+            traceparent: get(TRACEPARENT_HEADER),
+            tracestate: get(TRACESTATE_HEADER),
+        }
+    }
+}
+
+/// One received broadcast.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TipEvent {
+    /// The announced tip.
+    pub tip: Tip,
+    /// The trace context it was published under.
+    pub trace: TraceHeaders,
+    /// The message's sequence in the tip stream (strictly increasing).
+    pub stream_seq: u64,
+    /// How many older, already received tips [`TipSubscription::next_latest`]
+    /// dropped in favour of this one (always 0 from `next`).
+    pub superseded: u64,
+}
+
+/// Publishes tips on one trial's tip stream.
+#[derive(Debug, Clone)]
+pub struct TipPublisher {
+    js: jetstream::Context,
+    subject: String,
+    op_timeout: Duration,
+}
+
+impl TipPublisher {
+    /// Gets or creates the trial's tip stream and returns a publisher on it,
+    /// with the default operation timeout.
+    pub async fn new(client: Client, scope: &str) -> Result<TipPublisher, CoordError> {
+        TipPublisher::with_op_timeout(client, scope, DEFAULT_OP_TIMEOUT).await
+    }
+
+    /// As [`TipPublisher::new`] with a chosen operation timeout.
+    pub async fn with_op_timeout(
+        client: Client,
+        scope: &str,
+        op_timeout: Duration,
+    ) -> Result<TipPublisher, CoordError> {
+        let scope = Scope::new(scope)?;
+        let js = jetstream_context(&client, op_timeout);
+        ensure_tip_stream(&js, &scope, op_timeout).await?;
+        Ok(TipPublisher {
+            js,
+            subject: scope.tip_subject(),
+            op_timeout,
+        })
+    }
+
+    /// Publishes `tip` and waits for the stream's acknowledgement. The tip
+    /// hash is the message id, so retrying a publish whose ack was lost
+    /// (e.g. across a server restart) stores it once.
+    pub async fn publish(&self, tip: &Tip, trace: &TraceHeaders) -> Result<(), CoordError> {
+        let op = format!("publish tip {} seq {}", tip.hash, tip.seq);
+        let payload = serde_json::to_vec(tip).expect("a tip always serializes to json");
+        let message = Publish::build()
+            .payload(payload.into())
+            .headers(trace.to_headers(&op)?)
+            .message_id(&tip.hash);
+        let ack = within(
+            self.op_timeout,
+            &op,
+            "publish",
+            self.js.send_publish(self.subject.clone(), message),
+        )
+        .await?
+        .map_err(|err| nats_error(&op, "publish", err))?;
+        within(self.op_timeout, &op, "await ack", ack.into_future())
+            .await?
+            .map_err(|err| nats_error(&op, "await ack", err))?;
+        Ok(())
+    }
+}
+
+/// A leaf's view of the tip stream: every tip still in the stream when it is
+/// delivered, in stream order, never going back. Recreates its consumer
+/// after a server restart (the client library does so on reconnect; this
+/// type does so again if the library gives up).
+pub struct TipSubscription {
+    source: TipSource,
+    messages: Option<consumer::push::Ordered>,
+    /// An error met while coalescing, reported by the next call.
+    pending_error: Option<CoordError>,
+    /// Wait before the next consumer recreation, after a failed one; zero
+    /// after a success. Keeps a caller looping over errors from spinning
+    /// while the server is away.
+    retry_delay: Duration,
+    /// Stream sequence of the last delivered message; 0 before the first.
+    last_stream_seq: u64,
+}
+
+/// Where a [`TipSubscription`] (re)creates its consumer. Kept apart from
+/// the consumer itself (which is not `Sync`) so that borrowing it across an
+/// await keeps the subscription's futures `Send`.
+struct TipSource {
+    client: Client,
+    js: jetstream::Context,
+    stream_name: String,
+    subject: String,
+    op_timeout: Duration,
+}
+
+impl std::fmt::Debug for TipSubscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TipSubscription")
+            .field("stream", &self.source.stream_name)
+            .field("last_stream_seq", &self.last_stream_seq)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Subscribes to one trial's tips, starting with the latest tip (if any).
+pub async fn subscribe_tips(
+    client: Client,
+    scope: &str,
+    op_timeout: Duration,
+) -> Result<TipSubscription, CoordError> {
+    let scope = Scope::new(scope)?;
+    let js = jetstream_context(&client, op_timeout);
+    ensure_tip_stream(&js, &scope, op_timeout).await?;
+    let source = TipSource {
+        client,
+        js,
+        stream_name: scope.tips_stream(),
+        subject: scope.tip_subject(),
+        op_timeout,
+    };
+    let messages = source.start_consumer(0).await?;
+    Ok(TipSubscription {
+        source,
+        messages: Some(messages),
+        pending_error: None,
+        retry_delay: Duration::ZERO,
+        last_stream_seq: 0,
+    })
+}
+
+impl TipSource {
+    /// Creates an ordered consumer starting after stream sequence
+    /// `last_stream_seq`, or at the latest tip when it is 0.
+    async fn start_consumer(
+        &self,
+        last_stream_seq: u64,
+    ) -> Result<consumer::push::Ordered, CoordError> {
+        let op = format!("subscribe to tips on {}", self.stream_name);
+        let deliver_policy = if last_stream_seq == 0 {
+            consumer::DeliverPolicy::LastPerSubject
+        } else {
+            consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: last_stream_seq + 1,
+            }
+        };
+        let stream: stream::Stream = within(
+            self.op_timeout,
+            &op,
+            "get stream",
+            self.js.get_stream(&self.stream_name),
+        )
+        .await?
+        .map_err(|err| nats_error(&op, "get stream", err))?;
+        let consumer = within(
+            self.op_timeout,
+            &op,
+            "create consumer",
+            stream.create_consumer(consumer::push::OrderedConfig {
+                deliver_subject: self.client.new_inbox(),
+                filter_subject: self.subject.clone(),
+                deliver_policy,
+                ..Default::default()
+            }),
+        )
+        .await?
+        .map_err(|err| nats_error(&op, "create consumer", err))?;
+        within(self.op_timeout, &op, "start messages", consumer.messages())
+            .await?
+            .map_err(|err| nats_error(&op, "start messages", err))
+    }
+}
+
+impl TipSubscription {
+    /// The next tip. `Some(Err(_))` reports a transient problem (a missed
+    /// heartbeat while the server is away, a failed consumer recreation, an
+    /// undecodable message); the subscription stays usable and the next call
+    /// carries on. `None` when the client connection was closed for good.
+    pub async fn next(&mut self) -> Option<Result<TipEvent, CoordError>> {
+        if let Some(err) = self.pending_error.take() {
+            return Some(Err(err));
+        }
+        let stream_name = &self.source.stream_name;
+        let op = || format!("receive tip on {stream_name}");
+        loop {
+            let messages = match self.messages.as_mut() {
+                Some(messages) => messages,
+                None => {
+                    tokio::time::sleep(self.retry_delay).await;
+                    match self.source.start_consumer(self.last_stream_seq).await {
+                        Ok(messages) => {
+                            self.retry_delay = Duration::ZERO;
+                            self.messages.insert(messages)
+                        }
+                        Err(err) => {
+                            self.retry_delay =
+                                (self.retry_delay * 2).clamp(RETRY_DELAY_MIN, RETRY_DELAY_MAX);
+                            return Some(Err(err));
+                        }
+                    }
+                }
+            };
+            let message = match messages.next().await? {
+                Ok(message) => message,
+                Err(err) => {
+                    if err.kind() != consumer::push::OrderedErrorKind::MissingHeartbeat {
+                        // The library gave up on this consumer; start over
+                        // after the last delivered message on the next call.
+                        self.messages = None;
+                    }
+                    return Some(Err(nats_error(&op(), "consume", err)));
+                }
+            };
+            let stream_seq = match message.info() {
+                Ok(info) => info.stream_sequence,
+                Err(err) => return Some(Err(nats_error(&op(), "read message info", err))),
+            };
+            if stream_seq <= self.last_stream_seq {
+                // A recreated consumer may repeat what we already delivered.
+                continue;
+            }
+            self.last_stream_seq = stream_seq;
+            let tip = match serde_json::from_slice::<Tip>(&message.payload) {
+                Ok(tip) => tip,
+                Err(source) => {
+                    return Some(Err(CoordError::Decode {
+                        op: op(),
+                        what: "tip",
+                        source,
+                    }))
+                }
+            };
+            let trace = TraceHeaders::from_headers(message.headers.as_ref());
+            return Some(Ok(TipEvent {
+                tip,
+                trace,
+                stream_seq,
+                superseded: 0,
+            }));
+        }
+    }
+
+    /// The subscription as a `Stream` of [`TipSubscription::next`] items.
+    pub fn into_stream(self) -> impl futures::Stream<Item = Result<TipEvent, CoordError>> + Send {
+        futures::stream::unfold(self, |mut subscription| async move {
+            subscription.next().await.map(|item| (item, subscription))
+        })
+    }
+
+    /// The newest tip available: waits for one, then drains every tip
+    /// already received without waiting and returns the last, counting the
+    /// dropped ones in [`TipEvent::superseded`]. A leaf that pulls per
+    /// broadcast uses this to skip tips a newer one made moot.
+    pub async fn next_latest(&mut self) -> Option<Result<TipEvent, CoordError>> {
+        let mut latest = match self.next().await? {
+            Ok(event) => event,
+            Err(err) => return Some(Err(err)),
+        };
+        // Only ready messages: a consumer being recreated is not waited for.
+        while self.messages.is_some() {
+            match self.next().now_or_never() {
+                Some(Some(Ok(newer))) => {
+                    let superseded = latest.superseded + 1;
+                    latest = TipEvent {
+                        superseded,
+                        ..newer
+                    };
+                }
+                Some(Some(Err(err))) => {
+                    self.pending_error = Some(err);
+                    break;
+                }
+                Some(None) | None => break,
+            }
+        }
+        Some(Ok(latest))
+    }
+}
+
+/// The latest tip of a trial, for a late joiner; `None` before the first
+/// broadcast.
+pub async fn latest_tip(
+    client: Client,
+    scope: &str,
+    op_timeout: Duration,
+) -> Result<Option<Tip>, CoordError> {
+    let scope = Scope::new(scope)?;
+    let js = jetstream_context(&client, op_timeout);
+    let stream = ensure_tip_stream(&js, &scope, op_timeout).await?;
+    read_latest(&stream, &scope, op_timeout).await
+}
+
+async fn read_latest(
+    stream: &stream::Stream,
+    scope: &Scope,
+    op_timeout: Duration,
+) -> Result<Option<Tip>, CoordError> {
+    let op = format!("read latest tip on {}", scope.tips_stream());
+    let got = within(
+        op_timeout,
+        &op,
+        "direct get",
+        stream.direct_get_last_for_subject(scope.tip_subject()),
+    )
+    .await?;
+    match got {
+        Ok(message) => serde_json::from_slice(&message.payload)
+            .map(Some)
+            .map_err(|source| CoordError::Decode {
+                op,
+                what: "tip",
+                source,
+            }),
+        Err(err) if err.kind() == stream::DirectGetErrorKind::NotFound => Ok(None),
+        Err(err) => Err(nats_error(&op, "direct get", err)),
+    }
+}
+
+impl Coord {
+    /// Subscribes to this trial's tips over this handle's connection.
+    pub async fn subscribe_tips(&self) -> Result<TipSubscription, CoordError> {
+        subscribe_tips(
+            self.client.clone(),
+            self.scope.as_str(),
+            self.config.op_timeout,
+        )
+        .await
+    }
+
+    /// The latest tip of this trial, `None` before the first broadcast.
+    pub async fn latest_tip(&self) -> Result<Option<Tip>, CoordError> {
+        read_latest(&self.tips, &self.scope, self.config.op_timeout).await
+    }
+
+    /// A publisher on this trial's tip stream over this handle's connection.
+    pub async fn tip_publisher(&self) -> Result<TipPublisher, CoordError> {
+        TipPublisher::with_op_timeout(
+            self.client.clone(),
+            self.scope.as_str(),
+            self.config.op_timeout,
+        )
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_headers_round_trip() {
+        let trace = TraceHeaders {
+            traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+            tracestate: None,
+        };
+        let headers = trace.to_headers("t").unwrap();
+        assert_eq!(TraceHeaders::from_headers(Some(&headers)), trace);
+        assert_eq!(TraceHeaders::from_headers(None), TraceHeaders::default());
+    }
+
+    #[test]
+    fn header_values_with_newlines_are_refused() {
+        let trace = TraceHeaders {
+            traceparent: Some("a\r\nb".into()),
+            tracestate: None,
+        };
+        assert!(matches!(
+            trace.to_headers("t"),
+            Err(CoordError::InvalidHeader {
+                name: "traceparent",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn tip_json_shape() {
+        let tip = Tip {
+            hash: "ab".into(),
+            seq: 2,
+            parent: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&tip).unwrap(),
+            r#"{"hash":"ab","seq":2,"parent":null}"#
+        );
+    }
+}
