@@ -40,6 +40,14 @@ impl Scope {
         Ok(Scope(clean))
     }
 
+    /// The scope of the trial whose hub has `project_code`: its first 16
+    /// characters. Hub and leaves both derive it this way, so they meet on
+    /// the same buckets and stream without being told a name.
+    pub fn for_project(project_code: &str) -> Result<Scope, CoordError> {
+        let prefix: String = project_code.chars().take(16).collect();
+        Scope::new(&prefix)
+    }
+
     /// The sanitized scope.
     pub fn as_str(&self) -> &str {
         &self.0

@@ -34,6 +34,36 @@ pub struct Tip {
     pub seq: u64,
     /// The previous tip's hash, if any.
     pub parent: Option<String>,
+    /// Opaque bytes riding with the tip: the hub puts the check-in's
+    /// artifacts here (an xfer card stream) so a leaf one step behind can
+    /// catch up without a request. Empty when there is nothing to carry.
+    #[serde(skip)]
+    pub bundle: bytes::Bytes,
+}
+
+impl Tip {
+    /// The message payload: the tip as one line of JSON, then, if there is
+    /// a bundle, a newline and the bundle's bytes.
+    pub fn to_payload(&self) -> Vec<u8> {
+        let mut payload = serde_json::to_vec(self).expect("a tip always serializes to json");
+        if !self.bundle.is_empty() {
+            payload.push(b'\n');
+            payload.extend_from_slice(&self.bundle);
+        }
+        payload
+    }
+
+    /// Reads a payload written by [`Tip::to_payload`]. Compact JSON never
+    /// holds a raw newline, so the first one ends the JSON part.
+    pub fn from_payload(payload: &bytes::Bytes) -> Result<Tip, serde_json::Error> {
+        let end = payload.iter().position(|&b| b == b'\n');
+        let json = &payload[..end.unwrap_or(payload.len())];
+        let mut tip: Tip = serde_json::from_slice(json)?;
+        if let Some(end) = end {
+            tip.bundle = payload.slice(end + 1..);
+        }
+        Ok(tip)
+    }
 }
 
 /// W3C trace context carried in NATS headers.
@@ -128,7 +158,7 @@ impl TipPublisher {
     /// (e.g. across a server restart) stores it once.
     pub async fn publish(&self, tip: &Tip, trace: &TraceHeaders) -> Result<(), CoordError> {
         let op = format!("publish tip {} seq {}", tip.hash, tip.seq);
-        let payload = serde_json::to_vec(tip).expect("a tip always serializes to json");
+        let payload = tip.to_payload();
         let message = Publish::build()
             .payload(payload.into())
             .headers(trace.to_headers(&op)?)
@@ -302,7 +332,7 @@ impl TipSubscription {
                 continue;
             }
             self.last_stream_seq = stream_seq;
-            let tip = match serde_json::from_slice::<Tip>(&message.payload) {
+            let tip = match Tip::from_payload(&message.payload) {
                 Ok(tip) => tip,
                 Err(source) => {
                     return Some(Err(CoordError::Decode {
@@ -386,7 +416,7 @@ async fn read_latest(
     )
     .await?;
     match got {
-        Ok(message) => serde_json::from_slice(&message.payload)
+        Ok(message) => Tip::from_payload(&message.payload)
             .map(Some)
             .map_err(|source| CoordError::Decode {
                 op,
@@ -461,10 +491,26 @@ mod tests {
             hash: "ab".into(),
             seq: 2,
             parent: None,
+            bundle: bytes::Bytes::new(),
         };
         assert_eq!(
             serde_json::to_string(&tip).unwrap(),
             r#"{"hash":"ab","seq":2,"parent":null}"#
         );
+        assert_eq!(Tip::from_payload(&tip.to_payload().into()).unwrap(), tip);
+    }
+
+    #[test]
+    fn bundles_ride_after_the_json_line() {
+        let tip = Tip {
+            hash: "ab".into(),
+            seq: 3,
+            parent: Some("cd".into()),
+            bundle: bytes::Bytes::from_static(b"file x 3\na\nb"),
+        };
+        let payload = tip.to_payload();
+        assert!(payload.starts_with(br#"{"hash":"ab","seq":3,"parent":"cd"}"#));
+        assert_eq!(Tip::from_payload(&payload.into()).unwrap(), tip);
+        assert!(Tip::from_payload(&bytes::Bytes::from_static(b"{\"hash\"\n")).is_err());
     }
 }
