@@ -56,6 +56,18 @@ pub struct Checkin {
     pub manifest: Vec<u8>,
 }
 
+/// The non-file parts of a check-in being written.
+pub(crate) struct CheckinMeta<'a> {
+    /// C card.
+    pub comment: &'a str,
+    /// U card.
+    pub user: &'a str,
+    /// D card, Unix milliseconds.
+    pub ms: i64,
+    /// The rcvfrom row the new blobs belong to.
+    pub rcvid: i64,
+}
+
 /// Whether a delta of `delta` entries against a baseline of `base` files is
 /// preferable to a new baseline (Fossil's `D*D < 3B-9`).
 pub fn prefer_delta(delta: usize, base: usize) -> bool {
@@ -99,15 +111,13 @@ impl Repository {
                     }
                 }
             }
-            self.commit_list(
-                &spec.parent,
-                &list,
-                &spec.comment,
-                &spec.user,
-                unix_ms(spec.time),
+            let meta = CheckinMeta {
+                comment: &spec.comment,
+                user: &spec.user,
+                ms: unix_ms(spec.time),
                 rcvid,
-                &new_rids,
-            )
+            };
+            self.commit_list(&spec.parent, &list, &meta, &new_rids)
         })
     }
 
@@ -117,10 +127,7 @@ impl Repository {
         &self,
         parent: &ArtifactHash,
         list: &FileList,
-        comment: &str,
-        user: &str,
-        ms: i64,
-        rcvid: i64,
+        meta: &CheckinMeta<'_>,
         new_rids: &[Rid],
     ) -> Result<Checkin, RepoError> {
         let (prid, _) = self
@@ -178,16 +185,16 @@ impl Repository {
         };
         let manifest = Manifest {
             baseline,
-            comment: comment.to_owned(),
-            date: time::format_date(ms),
+            comment: meta.comment.to_owned(),
+            date: time::format_date(meta.ms),
             files,
             parents: vec![parent.clone()],
             repo_cksum,
-            user: user.to_owned(),
+            user: meta.user.to_owned(),
             ..Manifest::default()
         };
         let bytes = manifest.to_bytes();
-        let stored = self.store(&bytes, None, Some(rcvid))?;
+        let stored = self.store(&bytes, None, Some(meta.rcvid))?;
         self.crosslink_row_pub(stored.rid)?;
         let mut st = self
             .conn

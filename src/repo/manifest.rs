@@ -119,7 +119,7 @@ pub struct Manifest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Artifact {
     /// A check-in manifest.
-    Checkin(Manifest),
+    Checkin(Box<Manifest>),
     /// A cluster: the artifacts its `M` cards name.
     Cluster(Vec<ArtifactHash>),
     /// Anything else: file content, control artifacts, wiki, tickets.
@@ -135,7 +135,7 @@ pub fn parse_artifact(bytes: &[u8]) -> Artifact {
     if bytes.starts_with(b"M ") {
         return parse_cluster(bytes).map_or(Artifact::Other, Artifact::Cluster);
     }
-    Manifest::parse(bytes).map_or(Artifact::Other, Artifact::Checkin)
+    Manifest::parse(bytes).map_or(Artifact::Other, |m| Artifact::Checkin(Box::new(m)))
 }
 
 /// Cheap pre-check: every structural artifact ends with `\nZ <32 hex>\n`.

@@ -2,9 +2,7 @@
 //! parent) on top of another check-in, as a new check-in over the same file
 //! artifacts. This is how a leaf whose push was refused catches up.
 
-use std::time::SystemTime;
-
-use super::checkin::Checkin;
+use super::checkin::{Checkin, CheckinMeta};
 use super::error::{RebaseError, RepoError};
 use super::hash::ArtifactHash;
 use super::store::{now_ms, Repository};
@@ -50,10 +48,15 @@ impl Repository {
             };
         }
         let ms = now_ms().max(m.unix_ms().unwrap_or(0));
-        let _ = SystemTime::now();
         self.savepoint(|| {
             let rcvid = self.new_rcvid(&m.user, None, None)?;
-            self.commit_list(onto, &target, &m.comment, &m.user, ms, rcvid, &[])
+            let meta = CheckinMeta {
+                comment: &m.comment,
+                user: &m.user,
+                ms,
+                rcvid,
+            };
+            self.commit_list(onto, &target, &meta, &[])
                 .map_err(RebaseError::from)
         })
     }

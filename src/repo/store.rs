@@ -64,6 +64,9 @@ pub struct RawBlob {
     pub size: u64,
 }
 
+/// A blob row as read: (uuid, size, content, delta source rid).
+type StoredRow = (String, i64, Option<Vec<u8>>, Option<i64>);
+
 /// One Fossil repository file, held through a single SQLite connection.
 pub struct Repository {
     pub(crate) conn: Connection,
@@ -537,10 +540,7 @@ impl Repository {
     }
 
     /// Reads row `rid` as stored: (uuid, size, content, delta source rid).
-    fn stored_row(
-        &self,
-        rid: Rid,
-    ) -> Result<Option<(String, i64, Option<Vec<u8>>, Option<i64>)>, RepoError> {
+    fn stored_row(&self, rid: Rid) -> Result<Option<StoredRow>, RepoError> {
         self.conn
             .prepare_cached("SELECT uuid, size, content, (SELECT srcid FROM delta WHERE delta.rid=blob.rid) FROM blob WHERE rid=?1")
             .and_then(|mut st| st.query_row([rid.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).optional())
