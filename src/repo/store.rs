@@ -74,6 +74,37 @@ pub struct Repository {
     /// The most recently expanded baseline manifest's file list; check-ins on a
     /// trunk share a baseline for many commits, so this saves reparsing it.
     pub(crate) baseline_cache: RefCell<Option<(Rid, Arc<FileList>)>>,
+    /// File contents by name for the R card, which hashes every file of the
+    /// tree on each check-in; names are content addresses, so entries never
+    /// go stale (even if the transaction that stored them rolls back).
+    pub(crate) file_cache: RefCell<FileCache>,
+}
+
+/// A byte-bounded map of artifact contents, emptied when full.
+#[derive(Default)]
+pub(crate) struct FileCache {
+    map: std::collections::HashMap<ArtifactHash, Arc<[u8]>>,
+    bytes: usize,
+}
+
+impl FileCache {
+    /// Budget before the cache starts over.
+    const MAX_BYTES: usize = 64 << 20;
+
+    pub(crate) fn get(&self, h: &ArtifactHash) -> Option<Arc<[u8]>> {
+        self.map.get(h).cloned()
+    }
+
+    pub(crate) fn put(&mut self, h: ArtifactHash, content: Arc<[u8]>) {
+        if self.bytes + content.len() > Self::MAX_BYTES {
+            self.map.clear();
+            self.bytes = 0;
+        }
+        self.bytes += content.len();
+        if let Some(old) = self.map.insert(h, content) {
+            self.bytes -= old.len();
+        }
+    }
 }
 
 impl std::fmt::Debug for Repository {
@@ -181,6 +212,7 @@ impl Repository {
                 conn,
                 path: tmp.path().to_owned(),
                 baseline_cache: RefCell::new(None),
+                file_cache: RefCell::default(),
             };
             repo.transaction(|r| r.seed(opts))?;
             repo.conn
@@ -309,6 +341,7 @@ impl Repository {
             conn,
             path: path.to_owned(),
             baseline_cache: RefCell::new(None),
+            file_cache: RefCell::default(),
         };
         match repo.config_get("project-code")? {
             Some(code) if !code.is_empty() => Ok(repo),
@@ -395,6 +428,11 @@ impl Repository {
         &self,
         f: impl FnOnce() -> Result<T, E>,
     ) -> Result<T, E> {
+        if self.conn.is_autocommit() {
+            // Alone, take the write lock up front: a deferred transaction that
+            // reads first cannot be upgraded once another writer commits (WAL).
+            return self.transaction(|_| f());
+        }
         self.conn
             .execute_batch("SAVEPOINT herd_sp")
             .ctx("opening a savepoint")?;

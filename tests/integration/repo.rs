@@ -172,7 +172,16 @@ fn fossil_accepts_a_repository_we_wrote() {
 
     let wd = home.join("fossil-co");
     std::fs::create_dir(&wd).unwrap();
-    fossil(home, &wd, &["open", p, tip.as_str()]);
+    let opened = fossil(home, &wd, &["open", p, tip.as_str()]);
+    let said = format!(
+        "{}{}",
+        stdout(&opened),
+        String::from_utf8_lossy(&opened.stderr)
+    );
+    assert!(
+        !said.to_lowercase().contains("checksum") && !said.contains("WARNING"),
+        "{said}"
+    );
     assert_eq!(tree(&wd), our_files, "fossil's checkout differs from ours");
     fossil(home, &wd, &["close"]);
 
