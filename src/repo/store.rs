@@ -855,6 +855,12 @@ mod tests {
     }
 
     #[test]
+    fn repository_can_move_to_another_thread() {
+        fn assert_send<T: Send>() {}
+        assert_send::<Repository>();
+    }
+
+    #[test]
     fn open_rejects_non_repositories() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x");
