@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use herd::supervisor::{self, TrialConfig, EXIT_OK, EXIT_TRIAL_FAILED, EXIT_USAGE};
+use herd::telemetry::{self, W3c};
 use herd::workload::{Mode, WorkloadConfig};
+use tracing::Instrument;
 
 /// Thundering-herd trial harness for a hub-and-leaf Fossil architecture.
 ///
@@ -92,13 +94,6 @@ struct RunArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .init();
     match cli.command {
         Command::Run(args) => ExitCode::from(run(args)),
     }
@@ -134,6 +129,41 @@ fn run(args: RunArgs) -> u8 {
             return EXIT_USAGE;
         }
     }
+    // Refuse to run a trial whose traces would go nowhere.
+    if let Some(endpoint) = telemetry::endpoint() {
+        if let Err(e) = telemetry::preflight(&endpoint) {
+            eprintln!(
+                "herd: {e}; fix OTEL_EXPORTER_OTLP_ENDPOINT or unset it to run without telemetry"
+            );
+            return EXIT_USAGE;
+        }
+    }
+    // One thread: children are forked from it, and their parent-death
+    // signal is tied to the thread that forked them.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("herd: cannot start the async runtime: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let telemetry = match telemetry::init("herd", None) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("herd: {}", error_chain(&e));
+            return EXIT_USAGE;
+        }
+    };
+    let root = tracing::info_span!(
+        "herd.run",
+        agents = args.agents,
+        tasks = args.tasks,
+        mode = %args.mode,
+        seed = args.seed
+    );
     let config = TrialConfig {
         agents: args.agents,
         tasks: args.tasks,
@@ -147,25 +177,18 @@ fn run(args: RunArgs) -> u8 {
         verbose: args.verbose,
         progress: !args.json && std::io::stderr().is_terminal(),
         bin_dir,
+        trace: W3c::of(&root),
     };
 
-    // One thread: children are forked from it, and their parent-death
-    // signal is tied to the thread that forked them.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("herd: cannot start the async runtime: {e}");
-            return EXIT_USAGE;
+    let report = runtime.block_on(
+        async {
+            let (tx, rx) = tokio::sync::mpsc::channel(4);
+            tokio::spawn(forward_signals(tx));
+            supervisor::run(config, rx).await
         }
-    };
-    let report = runtime.block_on(async {
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        tokio::spawn(forward_signals(tx));
-        supervisor::run(config, rx).await
-    });
+        .instrument(root),
+    );
+    drop(telemetry);
     let report = match report {
         Ok(r) => r,
         Err(e) => {

@@ -15,6 +15,7 @@
 //! - [`supervisor`]: the `herd` process: children, pipes, aggregation.
 //! - [`report`]: the JSON lines a leaf-agent prints and herd reads.
 //! - [`workload`]: the deterministic task generator.
+//! - [`telemetry`]: logs, span export over OTLP, W3C context crossings.
 #![warn(missing_docs)]
 
 pub mod coord;
@@ -24,5 +25,6 @@ pub mod leaf;
 pub mod repo;
 pub mod report;
 pub mod supervisor;
+pub mod telemetry;
 pub mod workload;
 pub mod xfer;

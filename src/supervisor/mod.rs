@@ -52,6 +52,9 @@ pub struct TrialConfig {
     pub progress: bool,
     /// Directory holding the `hub` and `leaf-agent` binaries.
     pub bin_dir: PathBuf,
+    /// The trace context children start their root spans from (passed as
+    /// `TRACEPARENT`/`TRACESTATE`); empty when no spans are exported.
+    pub trace: crate::telemetry::W3c,
 }
 
 /// Why a trial could not run (as opposed to ran and failed a check).

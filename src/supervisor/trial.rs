@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use super::summary::{HubCount, SlotRecord, TrialReport, TrialShape};
 use super::{nats, process, SupervisorError, TrialConfig};
 use crate::report::{HubReady, LeafLine, TaskOutcome};
+use crate::telemetry::{W3c, TRACEPARENT_ENV, TRACESTATE_ENV};
 
 /// How long stopped children get between SIGTERM and SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -115,7 +116,9 @@ async fn start_hub(
         .args(["--listen", "127.0.0.1:0", "--nats-url", nats_url])
         .stdout(Stdio::piped())
         .stderr(log_file(&logs.join("hub.log"))?);
+    pass_trace(&mut cmd, &config.trace);
     process::supervise(&mut cmd);
+    let _span = tracing::info_span!("herd.start_process", process = "hub").entered();
     let mut child = cmd.spawn().map_err(|e| SupervisorError::Spawn {
         what: format!("hub ({})", binary.display()),
         source: e,
@@ -149,6 +152,16 @@ async fn start_hub(
     // Drain the rest of the hub's stdout so it can never block on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     Ok((child, ready))
+}
+
+/// Hands the trial's trace context to a child through its environment.
+fn pass_trace(cmd: &mut Command, trace: &W3c) {
+    if let Some(tp) = &trace.traceparent {
+        cmd.env(TRACEPARENT_ENV, tp);
+    }
+    if let Some(ts) = &trace.tracestate {
+        cmd.env(TRACESTATE_ENV, ts);
+    }
 }
 
 fn log_file(path: &Path) -> Result<Stdio, SupervisorError> {
@@ -219,8 +232,10 @@ async fn run_slots(
         } else {
             cmd.stderr(log_file(&log)?);
         }
+        pass_trace(&mut cmd, &config.trace);
         process::supervise(&mut cmd);
-        match cmd.spawn() {
+        let span = tracing::info_span!("herd.start_process", process = "leaf-agent", slot);
+        match span.in_scope(|| cmd.spawn()) {
             Ok(mut child) => {
                 pids[slot as usize] = child.id();
                 if let Some(stderr) = child.stderr.take() {
