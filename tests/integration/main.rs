@@ -1,2 +1,3 @@
 //! Integration tests: real binaries, a real nats-server, the real `fossil`.
 mod helpers;
+mod xfer;
