@@ -13,24 +13,10 @@ impl Repository {
     /// Re-applies `checkin`'s changes onto `onto`. A file the check-in changed
     /// that also differs between its parent and `onto` is a
     /// [`RebaseError::Conflict`] (unless `onto` already has the same result).
-    pub fn rebase(
-        &self,
-        checkin: &ArtifactHash,
-        onto: &ArtifactHash,
-    ) -> Result<Checkin, RebaseError> {
-        let (rid, _) = self
-            .rid_of(checkin)?
-            .ok_or_else(|| RepoError::MissingArtifact {
-                hash: checkin.to_string(),
-            })?;
+    pub fn rebase(&self, checkin: &ArtifactHash, onto: &ArtifactHash) -> Result<Checkin, RebaseError> {
+        let (rid, _) = self.rid_of(checkin)?.ok_or_else(|| RepoError::MissingArtifact { hash: checkin.to_string() })?;
         let m = self.manifest_of_rid(rid, checkin)?;
-        let parent = m
-            .parents
-            .first()
-            .cloned()
-            .ok_or_else(|| RebaseError::NoParent {
-                hash: checkin.clone(),
-            })?;
+        let parent = m.parents.first().cloned().ok_or_else(|| RebaseError::NoParent { hash: checkin.clone() })?;
         let mine = self.file_list(checkin)?;
         let base = self.file_list(&parent)?;
         let mut target = self.file_list(onto)?;
@@ -53,8 +39,7 @@ impl Repository {
         let _ = SystemTime::now();
         self.savepoint(|| {
             let rcvid = self.new_rcvid(&m.user, None, None)?;
-            self.commit_list(onto, &target, &m.comment, &m.user, ms, rcvid, &[])
-                .map_err(RebaseError::from)
+            self.commit_list(onto, &target, &m.comment, &m.user, ms, rcvid, &[]).map_err(RebaseError::from)
         })
     }
 }
