@@ -56,6 +56,18 @@ pub struct Checkin {
     pub manifest: Vec<u8>,
 }
 
+/// The non-file parts of a check-in being written.
+pub(crate) struct CheckinMeta<'a> {
+    /// C card.
+    pub comment: &'a str,
+    /// U card.
+    pub user: &'a str,
+    /// D card, Unix milliseconds.
+    pub ms: i64,
+    /// The rcvfrom row the new blobs belong to.
+    pub rcvid: i64,
+}
+
 /// Whether a delta of `delta` entries against a baseline of `base` files is
 /// preferable to a new baseline (Fossil's `D*D < 3B-9`).
 pub fn prefer_delta(delta: usize, base: usize) -> bool {
@@ -75,7 +87,10 @@ impl Repository {
     /// baseline rule. Atomic (savepoint); the new artifacts go into `unsent`.
     pub fn commit(&self, spec: &CheckinSpec) -> Result<Checkin, RepoError> {
         for c in &spec.changes {
-            check_file_name(&c.path).map_err(|reason| RepoError::InvalidPath { path: c.path.clone(), reason })?;
+            check_file_name(&c.path).map_err(|reason| RepoError::InvalidPath {
+                path: c.path.clone(),
+                reason,
+            })?;
         }
         self.savepoint(|| {
             let mut list = self.file_list(&spec.parent)?;
@@ -96,7 +111,13 @@ impl Repository {
                     }
                 }
             }
-            self.commit_list(&spec.parent, &list, &spec.comment, &spec.user, unix_ms(spec.time), rcvid, &new_rids)
+            let meta = CheckinMeta {
+                comment: &spec.comment,
+                user: &spec.user,
+                ms: unix_ms(spec.time),
+                rcvid,
+            };
+            self.commit_list(&spec.parent, &list, &meta, &new_rids)
         })
     }
 
@@ -106,27 +127,41 @@ impl Repository {
         &self,
         parent: &ArtifactHash,
         list: &FileList,
-        comment: &str,
-        user: &str,
-        ms: i64,
-        rcvid: i64,
+        meta: &CheckinMeta<'_>,
         new_rids: &[Rid],
     ) -> Result<Checkin, RepoError> {
-        let (prid, _) = self.rid_of(parent)?.ok_or_else(|| RepoError::MissingArtifact { hash: parent.to_string() })?;
+        let (prid, _) = self
+            .rid_of(parent)?
+            .ok_or_else(|| RepoError::MissingArtifact {
+                hash: parent.to_string(),
+            })?;
         let pm = self.manifest_of_rid(prid, parent)?;
         let base_hash = pm.baseline.clone().unwrap_or_else(|| parent.clone());
-        let (base_rid, _) =
-            self.rid_of(&base_hash)?.ok_or_else(|| RepoError::MissingArtifact { hash: base_hash.to_string() })?;
+        let (base_rid, _) = self
+            .rid_of(&base_hash)?
+            .ok_or_else(|| RepoError::MissingArtifact {
+                hash: base_hash.to_string(),
+            })?;
         let base = self.list_of_rid(base_rid)?;
         let mut delta = Vec::new();
         for (name, (h, perm)) in list {
             if base.get(name) != Some(&(h.clone(), *perm)) {
-                delta.push(FileCard { name: name.clone(), hash: Some(h.clone()), perm: *perm, oldname: None });
+                delta.push(FileCard {
+                    name: name.clone(),
+                    hash: Some(h.clone()),
+                    perm: *perm,
+                    oldname: None,
+                });
             }
         }
         for name in base.keys() {
             if !list.contains_key(name) {
-                delta.push(FileCard { name: name.clone(), hash: None, perm: Perm::Regular, oldname: None });
+                delta.push(FileCard {
+                    name: name.clone(),
+                    hash: None,
+                    perm: Perm::Regular,
+                    oldname: None,
+                });
             }
         }
         delta.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
@@ -135,7 +170,12 @@ impl Repository {
         } else {
             let full = list
                 .iter()
-                .map(|(n, (h, p))| FileCard { name: n.clone(), hash: Some(h.clone()), perm: *p, oldname: None })
+                .map(|(n, (h, p))| FileCard {
+                    name: n.clone(),
+                    hash: Some(h.clone()),
+                    perm: *p,
+                    oldname: None,
+                })
                 .collect();
             (None, full)
         };
@@ -145,22 +185,29 @@ impl Repository {
         };
         let manifest = Manifest {
             baseline,
-            comment: comment.to_owned(),
-            date: time::format_date(ms),
+            comment: meta.comment.to_owned(),
+            date: time::format_date(meta.ms),
             files,
             parents: vec![parent.clone()],
             repo_cksum,
-            user: user.to_owned(),
+            user: meta.user.to_owned(),
             ..Manifest::default()
         };
         let bytes = manifest.to_bytes();
-        let stored = self.store(&bytes, None, Some(rcvid))?;
+        let stored = self.store(&bytes, None, Some(meta.rcvid))?;
         self.crosslink_row_pub(stored.rid)?;
-        let mut st = self.conn.prepare_cached("INSERT OR IGNORE INTO unsent(rid) VALUES(?1)").ctx("marking unsent")?;
+        let mut st = self
+            .conn
+            .prepare_cached("INSERT OR IGNORE INTO unsent(rid) VALUES(?1)")
+            .ctx("marking unsent")?;
         for rid in new_rids.iter().chain(std::iter::once(&stored.rid)) {
             st.execute([rid.0]).ctx("marking unsent")?;
         }
-        Ok(Checkin { rid: stored.rid, hash: stored.hash, manifest: bytes })
+        Ok(Checkin {
+            rid: stored.rid,
+            hash: stored.hash,
+            manifest: bytes,
+        })
     }
 
     fn crosslink_row_pub(&self, rid: Rid) -> Result<(), RepoError> {
@@ -171,7 +218,9 @@ impl Repository {
     pub(crate) fn r_card(&self, list: &FileList) -> Result<String, RepoError> {
         let mut md5 = Md5::new();
         for (name, (h, _)) in list {
-            let content = self.content(h)?.ok_or_else(|| RepoError::MissingArtifact { hash: h.to_string() })?;
+            let content = self.content(h)?.ok_or_else(|| RepoError::MissingArtifact {
+                hash: h.to_string(),
+            })?;
             md5.update(name.as_bytes());
             md5.update(format!(" {}\n", content.len()).as_bytes());
             md5.update(&content);
@@ -187,12 +236,19 @@ mod tests {
     use crate::repo::Crosslinked;
 
     fn repo(dir: &tempfile::TempDir) -> Repository {
-        let opts = CreateOptions { project_name: None, admin_user: "admin".into(), nobody_caps: "gio".into() };
+        let opts = CreateOptions {
+            project_name: None,
+            admin_user: "admin".into(),
+            nobody_caps: "gio".into(),
+        };
         Repository::create(&dir.path().join("r.fossil"), &opts).unwrap()
     }
 
     fn change(path: &str, content: Option<&str>) -> FileChange {
-        FileChange { path: path.into(), content: content.map(|c| c.as_bytes().to_vec()) }
+        FileChange {
+            path: path.into(),
+            content: content.map(|c| c.as_bytes().to_vec()),
+        }
     }
 
     #[test]
@@ -204,7 +260,10 @@ mod tests {
         for i in 0..20 {
             let spec = CheckinSpec {
                 parent: tip.clone(),
-                changes: vec![change(&format!("d/f {i}.txt"), Some(&format!("content {i}\n"))), change("d/f 0.txt", (i % 5 != 4).then_some("x"))],
+                changes: vec![
+                    change(&format!("d/f {i}.txt"), Some(&format!("content {i}\n"))),
+                    change("d/f 0.txt", (i % 5 != 4).then_some("x")),
+                ],
                 comment: format!("commit {i}"),
                 user: "alice".into(),
                 time: SystemTime::now(),
@@ -219,13 +278,25 @@ mod tests {
         assert_eq!(r.trunk_after(None).unwrap().len(), 21);
         let list = r.file_list(&tip).unwrap();
         assert_eq!(list.len(), 19);
-        assert!(!list.contains_key("d/f 0.txt"), "deleted in the last commit");
+        assert!(
+            !list.contains_key("d/f 0.txt"),
+            "deleted in the last commit"
+        );
         assert!(r.config_get("seen-delta-manifest").unwrap().is_some());
         // Crosslinking again changes nothing.
         let (rid, _) = r.rid_of(&tip).unwrap().unwrap();
-        let before: i64 = r.conn.query_row("SELECT count(*) FROM mlink", [], |x| x.get(0)).unwrap();
-        assert!(matches!(r.crosslink(rid).unwrap(), Crosslinked::Checkin { .. }));
-        let after: i64 = r.conn.query_row("SELECT count(*) FROM mlink", [], |x| x.get(0)).unwrap();
+        let before: i64 = r
+            .conn
+            .query_row("SELECT count(*) FROM mlink", [], |x| x.get(0))
+            .unwrap();
+        assert!(matches!(
+            r.crosslink(rid).unwrap(),
+            Crosslinked::Checkin { .. }
+        ));
+        let after: i64 = r
+            .conn
+            .query_row("SELECT count(*) FROM mlink", [], |x| x.get(0))
+            .unwrap();
         assert_eq!(before, after);
         let arts = r.checkin_artifacts(&tip).unwrap();
         assert_eq!(arts.last(), Some(&tip));
@@ -237,8 +308,17 @@ mod tests {
         let r = repo(&dir);
         let tip = r.trunk_tip().unwrap().unwrap();
         for bad in ["../x", "/abs", "a//b", "a\\b", "", "a/./b"] {
-            let spec = CheckinSpec { parent: tip.clone(), changes: vec![change(bad, Some("x"))], comment: "c".into(), user: "u".into(), time: SystemTime::now() };
-            assert!(matches!(r.commit(&spec), Err(RepoError::InvalidPath { .. })), "{bad:?}");
+            let spec = CheckinSpec {
+                parent: tip.clone(),
+                changes: vec![change(bad, Some("x"))],
+                comment: "c".into(),
+                user: "u".into(),
+                time: SystemTime::now(),
+            };
+            assert!(
+                matches!(r.commit(&spec), Err(RepoError::InvalidPath { .. })),
+                "{bad:?}"
+            );
         }
     }
 

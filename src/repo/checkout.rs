@@ -16,11 +16,17 @@ impl Repository {
     pub fn checkout(&self, hash: &ArtifactHash, dir: &Path) -> Result<usize, RepoError> {
         let list = self.file_list(hash)?;
         for (name, (h, perm)) in &list {
-            let content = self.content(h)?.ok_or_else(|| RepoError::MissingArtifact { hash: h.to_string() })?;
+            let content = self.content(h)?.ok_or_else(|| RepoError::MissingArtifact {
+                hash: h.to_string(),
+            })?;
             let path = dir.join(name);
             let io = |step| {
                 let p = path.clone();
-                move |source| RepoError::Io { step, path: p, source }
+                move |source| RepoError::Io {
+                    step,
+                    path: p,
+                    source,
+                }
             };
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent).map_err(io("creating a directory"))?;
@@ -29,7 +35,11 @@ impl Repository {
             #[cfg(unix)]
             {
                 use std::os::unix::fs::PermissionsExt;
-                let mode = if *perm == Perm::Executable { 0o755 } else { 0o644 };
+                let mode = if *perm == Perm::Executable {
+                    0o755
+                } else {
+                    0o644
+                };
                 std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
                     .map_err(io("setting permissions"))?;
             }

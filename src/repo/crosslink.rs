@@ -57,7 +57,9 @@ impl Repository {
             Artifact::Checkin(m) => {
                 let hash = self
                     .hash_of(rid)?
-                    .ok_or_else(|| RepoError::MissingArtifact { hash: format!("rid {}", rid.0) })?;
+                    .ok_or_else(|| RepoError::MissingArtifact {
+                        hash: format!("rid {}", rid.0),
+                    })?;
                 self.crosslink_checkin(rid, hash, &m)
             }
             Artifact::Cluster(members) => self.crosslink_cluster(rid, &members),
@@ -80,11 +82,18 @@ impl Repository {
             .ctx("checking for a phantom")
     }
 
-    fn crosslink_checkin(&self, rid: Rid, hash: ArtifactHash, m: &Manifest) -> Result<Crosslinked, RepoError> {
+    fn crosslink_checkin(
+        &self,
+        rid: Rid,
+        hash: ArtifactHash,
+        m: &Manifest,
+    ) -> Result<Crosslinked, RepoError> {
         let parent = m.parents.first().cloned();
         let done: bool = self
             .conn
-            .query_row("SELECT count(*) FROM event WHERE objid=?1", [rid.0], |r| r.get::<_, i64>(0))
+            .query_row("SELECT count(*) FROM event WHERE objid=?1", [rid.0], |r| {
+                r.get::<_, i64>(0)
+            })
             .ctx("checking the event table")?
             > 0;
         if done {
@@ -95,9 +104,15 @@ impl Repository {
                 let brid = self.rid_or_phantom(b)?;
                 if self.is_phantom(brid)? {
                     self.conn
-                        .execute("REPLACE INTO orphan(rid, baseline) VALUES(?1, ?2)", [rid.0, brid.0])
+                        .execute(
+                            "REPLACE INTO orphan(rid, baseline) VALUES(?1, ?2)",
+                            [rid.0, brid.0],
+                        )
                         .ctx("recording an orphan")?;
-                    return Ok(Crosslinked::Orphan { hash, baseline: b.clone() });
+                    return Ok(Crosslinked::Orphan {
+                        hash,
+                        baseline: b.clone(),
+                    });
                 }
                 Some(brid)
             }
@@ -149,12 +164,19 @@ impl Repository {
 
     fn crosslink_orphans_of(&self, baseline: Rid) -> Result<(), RepoError> {
         let waiting: Vec<i64> = {
-            let mut st = self.conn.prepare_cached("SELECT rid FROM orphan WHERE baseline=?1").ctx("listing orphans")?;
-            let rows = st.query_map([baseline.0], |r| r.get(0)).ctx("listing orphans")?;
+            let mut st = self
+                .conn
+                .prepare_cached("SELECT rid FROM orphan WHERE baseline=?1")
+                .ctx("listing orphans")?;
+            let rows = st
+                .query_map([baseline.0], |r| r.get(0))
+                .ctx("listing orphans")?;
             rows.collect::<Result<_, _>>().ctx("listing orphans")?
         };
         for o in waiting {
-            self.conn.execute("DELETE FROM orphan WHERE rid=?1", [o]).ctx("clearing an orphan")?;
+            self.conn
+                .execute("DELETE FROM orphan WHERE rid=?1", [o])
+                .ctx("clearing an orphan")?;
             self.crosslink_row(Rid(o))?;
         }
         Ok(())
@@ -172,7 +194,12 @@ impl Repository {
     }
 
     /// One mlink row per file that differs from the primary parent.
-    fn insert_mlinks(&self, rid: Rid, parent: Option<Rid>, files: &FileList) -> Result<(), RepoError> {
+    fn insert_mlinks(
+        &self,
+        rid: Rid,
+        parent: Option<Rid>,
+        files: &FileList,
+    ) -> Result<(), RepoError> {
         let parent_files = match parent {
             Some(p) if !self.is_phantom(p)? => Some(self.list_of_rid(p)?),
             Some(_) => return Ok(()), // Fossil fills these when the parent arrives (rebuild).
@@ -197,12 +224,21 @@ impl Repository {
                 Some((oh, _)) => self.rid_or_phantom(oh)?.0,
                 None => 0,
             };
-            st.execute(params![rid.0, fid, pmid, pid, self.fnid(name)?, perm.mperm()]).ctx("inserting mlink")?;
+            st.execute(params![
+                rid.0,
+                fid,
+                pmid,
+                pid,
+                self.fnid(name)?,
+                perm.mperm()
+            ])
+            .ctx("inserting mlink")?;
         }
         for (name, (oh, _)) in pfiles {
             if !files.contains_key(name) {
                 let pid = self.rid_or_phantom(oh)?.0;
-                st.execute(params![rid.0, 0, pmid, pid, self.fnid(name)?, 0]).ctx("inserting mlink")?;
+                st.execute(params![rid.0, 0, pmid, pid, self.fnid(name)?, 0])
+                    .ctx("inserting mlink")?;
             }
         }
         Ok(())
@@ -221,7 +257,13 @@ impl Repository {
 
     /// Own T cards, then the primary parent's propagating tags not overridden,
     /// then (for out-of-order arrival) push propagating tags to children.
-    fn apply_tags(&self, rid: Rid, m: &Manifest, mtime: f64, parent: Option<Rid>) -> Result<(), RepoError> {
+    fn apply_tags(
+        &self,
+        rid: Rid,
+        m: &Manifest,
+        mtime: f64,
+        parent: Option<Rid>,
+    ) -> Result<(), RepoError> {
         let mut own = Vec::new();
         for t in &m.tags {
             let tagid = self.tag_id(&t.name)?;
@@ -251,7 +293,9 @@ impl Repository {
                     .conn
                     .prepare_cached("SELECT cid FROM plink WHERE pid=?1 AND isprim=1 AND cid IN (SELECT objid FROM event)")
                     .ctx("listing children")?;
-                let rows = st.query_map([from.0], |r| r.get(0)).ctx("listing children")?;
+                let rows = st
+                    .query_map([from.0], |r| r.get(0))
+                    .ctx("listing children")?;
                 rows.collect::<Result<_, _>>().ctx("listing children")?
             };
             for c in children {
@@ -269,12 +313,17 @@ impl Repository {
         let rows: Vec<(i64, i64, Option<String>, f64)> = {
             let mut st = self
                 .conn
-                .prepare_cached("SELECT tagid, origid, value, mtime FROM tagxref WHERE rid=?1 AND tagtype=2")
+                .prepare_cached(
+                    "SELECT tagid, origid, value, mtime FROM tagxref WHERE rid=?1 AND tagtype=2",
+                )
                 .ctx("reading propagating tags")?;
             let rows = st
-                .query_map([from.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .query_map([from.0], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
                 .ctx("reading propagating tags")?;
-            rows.collect::<Result<_, _>>().ctx("reading propagating tags")?
+            rows.collect::<Result<_, _>>()
+                .ctx("reading propagating tags")?
         };
         let mut changed = 0;
         for (tagid, origid, value, mtime) in rows {
@@ -325,21 +374,34 @@ impl Repository {
         } else {
             "DELETE FROM leaf WHERE rid=?1"
         };
-        self.conn.prepare_cached(sql).and_then(|mut st| st.execute([rid.0])).ctx("updating leaf")?;
+        self.conn
+            .prepare_cached(sql)
+            .and_then(|mut st| st.execute([rid.0]))
+            .ctx("updating leaf")?;
         Ok(())
     }
 
-    fn crosslink_cluster(&self, rid: Rid, members: &[ArtifactHash]) -> Result<Crosslinked, RepoError> {
+    fn crosslink_cluster(
+        &self,
+        rid: Rid,
+        members: &[ArtifactHash],
+    ) -> Result<Crosslinked, RepoError> {
         let done: i64 = self
             .conn
-            .query_row("SELECT count(*) FROM tagxref WHERE rid=?1 AND tagid=?2", [rid.0, TAG_CLUSTER], |r| r.get(0))
+            .query_row(
+                "SELECT count(*) FROM tagxref WHERE rid=?1 AND tagid=?2",
+                [rid.0, TAG_CLUSTER],
+                |r| r.get(0),
+            )
             .ctx("checking a cluster")?;
         if done > 0 {
             return Ok(Crosslinked::Cluster);
         }
         for h in members {
             let m = self.rid_or_phantom(h)?;
-            self.conn.execute("DELETE FROM unclustered WHERE rid=?1", [m.0]).ctx("clustering")?;
+            self.conn
+                .execute("DELETE FROM unclustered WHERE rid=?1", [m.0])
+                .ctx("clustering")?;
         }
         self.conn
             .execute(
@@ -357,7 +419,11 @@ impl Repository {
                 return Ok(Arc::clone(list));
             }
         }
-        let hash = self.hash_of(rid)?.ok_or_else(|| RepoError::MissingArtifact { hash: format!("rid {}", rid.0) })?;
+        let hash = self
+            .hash_of(rid)?
+            .ok_or_else(|| RepoError::MissingArtifact {
+                hash: format!("rid {}", rid.0),
+            })?;
         let m = self.manifest_of_rid(rid, &hash)?;
         let list = Arc::new(self.full_list(&hash, &m)?);
         if m.baseline.is_none() {
@@ -366,20 +432,35 @@ impl Repository {
         Ok(list)
     }
 
-    pub(crate) fn manifest_of_rid(&self, rid: Rid, hash: &ArtifactHash) -> Result<Manifest, RepoError> {
+    pub(crate) fn manifest_of_rid(
+        &self,
+        rid: Rid,
+        hash: &ArtifactHash,
+    ) -> Result<Manifest, RepoError> {
         let bytes = self.content_of(rid)?;
-        Manifest::parse(&bytes).map_err(|source| RepoError::BadManifest { hash: hash.clone(), source })
+        Manifest::parse(&bytes).map_err(|source| RepoError::BadManifest {
+            hash: hash.clone(),
+            source,
+        })
     }
 
     /// Expands `m` (named `hash`) through its baseline into a full file list.
-    pub(crate) fn full_list(&self, hash: &ArtifactHash, m: &Manifest) -> Result<FileList, RepoError> {
+    pub(crate) fn full_list(
+        &self,
+        hash: &ArtifactHash,
+        m: &Manifest,
+    ) -> Result<FileList, RepoError> {
         let mut list = match &m.baseline {
             None => FileList::new(),
             Some(b) => {
                 let (brid, phantom) =
-                    self.rid_of(b)?.ok_or_else(|| RepoError::MissingArtifact { hash: b.to_string() })?;
+                    self.rid_of(b)?.ok_or_else(|| RepoError::MissingArtifact {
+                        hash: b.to_string(),
+                    })?;
                 if phantom {
-                    return Err(RepoError::MissingArtifact { hash: b.to_string() });
+                    return Err(RepoError::MissingArtifact {
+                        hash: b.to_string(),
+                    });
                 }
                 let base = self.list_of_rid(brid)?;
                 (*base).clone()
@@ -396,7 +477,10 @@ impl Repository {
                 None => {
                     return Err(RepoError::BadManifest {
                         hash: hash.clone(),
-                        source: super::error::ManifestError::BadCard { line: 0, what: "F card without hash in a baseline" },
+                        source: super::error::ManifestError::BadCard {
+                            line: 0,
+                            what: "F card without hash in a baseline",
+                        },
                     })
                 }
             }
@@ -406,9 +490,15 @@ impl Repository {
 
     /// The full file list of check-in `hash`.
     pub fn file_list(&self, hash: &ArtifactHash) -> Result<FileList, RepoError> {
-        let (rid, phantom) = self.rid_of(hash)?.ok_or_else(|| RepoError::MissingArtifact { hash: hash.to_string() })?;
+        let (rid, phantom) = self
+            .rid_of(hash)?
+            .ok_or_else(|| RepoError::MissingArtifact {
+                hash: hash.to_string(),
+            })?;
         if phantom {
-            return Err(RepoError::MissingArtifact { hash: hash.to_string() });
+            return Err(RepoError::MissingArtifact {
+                hash: hash.to_string(),
+            });
         }
         Ok((*self.list_of_rid(rid)?).clone())
     }
@@ -430,7 +520,9 @@ impl Repository {
     /// Count of crosslinked check-ins (`event` rows of type `ci`).
     pub fn trunk_commits(&self) -> Result<u64, RepoError> {
         self.conn
-            .query_row("SELECT count(*) FROM event WHERE type='ci'", [], |r| r.get::<_, i64>(0))
+            .query_row("SELECT count(*) FROM event WHERE type='ci'", [], |r| {
+                r.get::<_, i64>(0)
+            })
             .ctx("counting check-ins")
             .map(|n| n as u64)
     }
@@ -450,7 +542,9 @@ impl Repository {
     /// Trunk check-ins after `tip` along primary parents, oldest first. With
     /// `None`, or a `tip` not on the trunk line, the whole line from the root.
     pub fn trunk_after(&self, tip: Option<&ArtifactHash>) -> Result<Vec<ArtifactHash>, RepoError> {
-        let Some(head) = self.trunk_tip()? else { return Ok(Vec::new()) };
+        let Some(head) = self.trunk_tip()? else {
+            return Ok(Vec::new());
+        };
         let mut out = Vec::new();
         let mut cur = self.rid_of(&head)?.map(|(r, _)| r);
         while let Some(rid) = cur {
@@ -474,7 +568,11 @@ impl Repository {
     /// file artifacts it introduced (per mlink), its baseline if any, then the
     /// manifest itself.
     pub fn checkin_artifacts(&self, hash: &ArtifactHash) -> Result<Vec<ArtifactHash>, RepoError> {
-        let (rid, _) = self.rid_of(hash)?.ok_or_else(|| RepoError::MissingArtifact { hash: hash.to_string() })?;
+        let (rid, _) = self
+            .rid_of(hash)?
+            .ok_or_else(|| RepoError::MissingArtifact {
+                hash: hash.to_string(),
+            })?;
         let mut out: Vec<ArtifactHash> = self
             .hashes_sql(
                 "SELECT DISTINCT blob.uuid FROM mlink JOIN blob ON blob.rid=mlink.fid WHERE mlink.mid=?1 AND mlink.fid>0 ORDER BY blob.rid",
@@ -488,7 +586,11 @@ impl Repository {
     fn hashes_sql(&self, sql: &str, rid: Rid) -> Result<Vec<ArtifactHash>, RepoError> {
         let step = "listing a check-in's artifacts";
         let mut st = self.conn.prepare_cached(sql).ctx(step)?;
-        let rows: Vec<String> = st.query_map([rid.0], |r| r.get(0)).ctx(step)?.collect::<Result<_, _>>().ctx(step)?;
+        let rows: Vec<String> = st
+            .query_map([rid.0], |r| r.get(0))
+            .ctx(step)?
+            .collect::<Result<_, _>>()
+            .ctx(step)?;
         rows.iter().map(|t| ArtifactHash::parse(t)).collect()
     }
 }

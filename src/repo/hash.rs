@@ -14,7 +14,9 @@ impl ArtifactHash {
     /// Validates `text` as a full artifact name.
     pub fn parse(text: &str) -> Result<Self, RepoError> {
         let ok = matches!(text.len(), 40 | 64)
-            && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         if ok {
             Ok(Self(text.to_owned()))
         } else {

@@ -119,7 +119,7 @@ pub struct Manifest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Artifact {
     /// A check-in manifest.
-    Checkin(Manifest),
+    Checkin(Box<Manifest>),
     /// A cluster: the artifacts its `M` cards name.
     Cluster(Vec<ArtifactHash>),
     /// Anything else: file content, control artifacts, wiki, tickets.
@@ -135,13 +135,16 @@ pub fn parse_artifact(bytes: &[u8]) -> Artifact {
     if bytes.starts_with(b"M ") {
         return parse_cluster(bytes).map_or(Artifact::Other, Artifact::Cluster);
     }
-    Manifest::parse(bytes).map_or(Artifact::Other, Artifact::Checkin)
+    Manifest::parse(bytes).map_or(Artifact::Other, |m| Artifact::Checkin(Box::new(m)))
 }
 
 /// Cheap pre-check: every structural artifact ends with `\nZ <32 hex>\n`.
 fn looks_structural(bytes: &[u8]) -> bool {
     let n = bytes.len();
-    n >= 36 && bytes[n - 1] == b'\n' && bytes[n - 35..].starts_with(b"Z ") && (n == 35 || bytes[n - 36] == b'\n')
+    n >= 36
+        && bytes[n - 1] == b'\n'
+        && bytes[n - 35..].starts_with(b"Z ")
+        && (n == 35 || bytes[n - 36] == b'\n')
 }
 
 /// Parses a cluster artifact: sorted `M <hash>` cards then `Z`.
@@ -150,13 +153,18 @@ pub fn parse_cluster(bytes: &[u8]) -> Result<Vec<ArtifactHash>, ManifestError> {
     let mut out: Vec<ArtifactHash> = Vec::new();
     for (i, line) in lines.iter().enumerate() {
         let lineno = i + 1;
-        let rest = line.strip_prefix("M ").ok_or(ManifestError::UnexpectedCard {
-            line: lineno,
-            card: line.chars().next().unwrap_or(' '),
-        })?;
+        let rest = line
+            .strip_prefix("M ")
+            .ok_or(ManifestError::UnexpectedCard {
+                line: lineno,
+                card: line.chars().next().unwrap_or(' '),
+            })?;
         let h = hash_arg(rest, lineno)?;
         if out.last().is_some_and(|prev| prev >= &h) {
-            return Err(ManifestError::BadCard { line: lineno, what: "M cards not strictly sorted" });
+            return Err(ManifestError::BadCard {
+                line: lineno,
+                what: "M cards not strictly sorted",
+            });
         }
         out.push(h);
     }
@@ -192,7 +200,9 @@ fn finish(mut text: String) -> Vec<u8> {
 /// Checks text, final newline and the Z card; returns the card lines before Z.
 fn checked_lines(bytes: &[u8]) -> Result<Vec<&str>, ManifestError> {
     let text = std::str::from_utf8(bytes).map_err(|_| ManifestError::NotText)?;
-    let body = text.strip_suffix('\n').ok_or(ManifestError::NoFinalNewline)?;
+    let body = text
+        .strip_suffix('\n')
+        .ok_or(ManifestError::NoFinalNewline)?;
     let (before, zline) = match body.rfind('\n') {
         Some(i) => (&text[..=i], &body[i + 1..]),
         None => ("", body),
@@ -200,13 +210,19 @@ fn checked_lines(bytes: &[u8]) -> Result<Vec<&str>, ManifestError> {
     let declared = zline.strip_prefix("Z ").ok_or(ManifestError::MissingZ)?;
     let computed = hex::encode(Md5::digest(before.as_bytes()));
     if declared != computed {
-        return Err(ManifestError::BadZ { declared: declared.chars().take(40).collect(), computed });
+        return Err(ManifestError::BadZ {
+            declared: declared.chars().take(40).collect(),
+            computed,
+        });
     }
     Ok(before.lines().collect())
 }
 
 fn hash_arg(s: &str, line: usize) -> Result<ArtifactHash, ManifestError> {
-    ArtifactHash::parse(s).map_err(|_| ManifestError::BadCard { line, what: "invalid artifact hash" })
+    ArtifactHash::parse(s).map_err(|_| ManifestError::BadCard {
+        line,
+        what: "invalid artifact hash",
+    })
 }
 
 /// Validates a decoded file name as Fossil does: relative, `/`-separated,
@@ -243,7 +259,10 @@ impl Manifest {
     /// Parses a check-in manifest strictly (section 3 of the reference).
     pub fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
         if bytes.starts_with(b"-----BEGIN PGP") {
-            return Err(ManifestError::BadCard { line: 1, what: "pgp-signed manifests are not supported" });
+            return Err(ManifestError::BadCard {
+                line: 1,
+                what: "pgp-signed manifests are not supported",
+            });
         }
         let lines = checked_lines(bytes)?;
         let mut m = Manifest::default();
@@ -261,7 +280,9 @@ impl Manifest {
             let args: Vec<&str> = match line.get(1..) {
                 Some("") => Vec::new(),
                 Some(rest) => {
-                    let rest = rest.strip_prefix(' ').ok_or(bad("card letter not followed by a space"))?;
+                    let rest = rest
+                        .strip_prefix(' ')
+                        .ok_or(bad("card letter not followed by a space"))?;
                     let args: Vec<&str> = rest.split(' ').collect();
                     if args.iter().any(|a| a.is_empty()) {
                         return Err(bad("empty argument or extra whitespace"));
@@ -297,7 +318,10 @@ impl Manifest {
                     }
                     let name = defossilize(args[0]);
                     check_file_name(&name).map_err(|_| bad("invalid file name"))?;
-                    if m.files.last().is_some_and(|f| f.name.as_bytes() >= name.as_bytes()) {
+                    if m.files
+                        .last()
+                        .is_some_and(|f| f.name.as_bytes() >= name.as_bytes())
+                    {
                         return Err(bad("F cards not strictly sorted by name"));
                     }
                     let hash = args.get(1).map(|h| hash_arg(h, lineno)).transpose()?;
@@ -311,7 +335,12 @@ impl Manifest {
                     if let Some(o) = &oldname {
                         check_file_name(o).map_err(|_| bad("invalid old file name"))?;
                     }
-                    m.files.push(FileCard { name, hash, perm, oldname });
+                    m.files.push(FileCard {
+                        name,
+                        hash,
+                        perm,
+                        oldname,
+                    });
                 }
                 'N' => {
                     if m.mimetype.is_some() || args.len() != 1 {
@@ -339,7 +368,9 @@ impl Manifest {
                     m.cherrypicks.push(line[2..].to_owned());
                 }
                 'R' => {
-                    let ok = args.len() == 1 && args[0].len() == 32 && args[0].bytes().all(|b| b.is_ascii_hexdigit());
+                    let ok = args.len() == 1
+                        && args[0].len() == 32
+                        && args[0].bytes().all(|b| b.is_ascii_hexdigit());
                     if m.repo_cksum.is_some() || !ok {
                         return Err(bad("R card must appear once with an md5"));
                     }
@@ -364,7 +395,11 @@ impl Manifest {
                             return Err(bad("T cards not sorted"));
                         }
                     }
-                    m.tags.push(TagCard { kind, name: defossilize(raw), value: args.get(2).map(|v| defossilize(v)) });
+                    m.tags.push(TagCard {
+                        kind,
+                        name: defossilize(raw),
+                        value: args.get(2).map(|v| defossilize(v)),
+                    });
                 }
                 'U' => {
                     if seen_u || args.len() > 1 {
@@ -373,7 +408,12 @@ impl Manifest {
                     seen_u = true;
                     m.user = args.first().map(|u| defossilize(u)).unwrap_or_default();
                 }
-                other => return Err(ManifestError::UnexpectedCard { line: lineno, card: other }),
+                other => {
+                    return Err(ManifestError::UnexpectedCard {
+                        line: lineno,
+                        card: other,
+                    })
+                }
             }
         }
         if !seen_d {
@@ -390,7 +430,11 @@ impl Manifest {
         if let Some(b) = &self.baseline {
             let _ = writeln!(t, "B {b}");
         }
-        let comment = if self.comment.is_empty() { "(no comment)" } else { &self.comment };
+        let comment = if self.comment.is_empty() {
+            "(no comment)"
+        } else {
+            &self.comment
+        };
         let _ = writeln!(t, "C {}", fossilize(comment));
         let _ = writeln!(t, "D {}", self.date);
         let mut files: Vec<&FileCard> = self.files.iter().collect();
@@ -471,13 +515,19 @@ mod tests {
         assert_eq!(m.tags.len(), 2);
         assert_eq!(m.tags[0].value.as_deref(), Some("trunk"));
         assert_eq!(m.to_bytes(), INITIAL.as_bytes());
-        assert!(matches!(parse_artifact(INITIAL.as_bytes()), Artifact::Checkin(_)));
+        assert!(matches!(
+            parse_artifact(INITIAL.as_bytes()),
+            Artifact::Checkin(_)
+        ));
     }
 
     #[test]
     fn rejects_a_bad_z_card() {
         let bad = INITIAL.replace("df1fdbcd", "df1fdbce");
-        assert!(matches!(Manifest::parse(bad.as_bytes()), Err(ManifestError::BadZ { .. })));
+        assert!(matches!(
+            Manifest::parse(bad.as_bytes()),
+            Err(ManifestError::BadZ { .. })
+        ));
         assert_eq!(parse_artifact(bad.as_bytes()), Artifact::Other);
     }
 
@@ -485,14 +535,19 @@ mod tests {
     fn rejects_out_of_order_cards() {
         let text = "D 2026-11-27T04:31:53.311\nC x\n";
         let bytes = finish(text.to_owned());
-        assert!(matches!(Manifest::parse(&bytes), Err(ManifestError::OutOfOrder { line: 2, card: 'C' })));
+        assert!(matches!(
+            Manifest::parse(&bytes),
+            Err(ManifestError::OutOfOrder { line: 2, card: 'C' })
+        ));
     }
 
     #[test]
     fn clusters_round_trip() {
         let hs = vec![ArtifactHash::sha3_of(b"b"), ArtifactHash::sha3_of(b"a")];
         let bytes = build_cluster(&hs);
-        let Artifact::Cluster(got) = parse_artifact(&bytes) else { panic!("not a cluster") };
+        let Artifact::Cluster(got) = parse_artifact(&bytes) else {
+            panic!("not a cluster")
+        };
         let mut want = hs.clone();
         want.sort();
         assert_eq!(got, want);

@@ -2,9 +2,7 @@
 //! parent) on top of another check-in, as a new check-in over the same file
 //! artifacts. This is how a leaf whose push was refused catches up.
 
-use std::time::SystemTime;
-
-use super::checkin::Checkin;
+use super::checkin::{Checkin, CheckinMeta};
 use super::error::{RebaseError, RepoError};
 use super::hash::ArtifactHash;
 use super::store::{now_ms, Repository};
@@ -13,10 +11,24 @@ impl Repository {
     /// Re-applies `checkin`'s changes onto `onto`. A file the check-in changed
     /// that also differs between its parent and `onto` is a
     /// [`RebaseError::Conflict`] (unless `onto` already has the same result).
-    pub fn rebase(&self, checkin: &ArtifactHash, onto: &ArtifactHash) -> Result<Checkin, RebaseError> {
-        let (rid, _) = self.rid_of(checkin)?.ok_or_else(|| RepoError::MissingArtifact { hash: checkin.to_string() })?;
+    pub fn rebase(
+        &self,
+        checkin: &ArtifactHash,
+        onto: &ArtifactHash,
+    ) -> Result<Checkin, RebaseError> {
+        let (rid, _) = self
+            .rid_of(checkin)?
+            .ok_or_else(|| RepoError::MissingArtifact {
+                hash: checkin.to_string(),
+            })?;
         let m = self.manifest_of_rid(rid, checkin)?;
-        let parent = m.parents.first().cloned().ok_or_else(|| RebaseError::NoParent { hash: checkin.clone() })?;
+        let parent = m
+            .parents
+            .first()
+            .cloned()
+            .ok_or_else(|| RebaseError::NoParent {
+                hash: checkin.clone(),
+            })?;
         let mine = self.file_list(checkin)?;
         let base = self.file_list(&parent)?;
         let mut target = self.file_list(onto)?;
@@ -36,10 +48,16 @@ impl Repository {
             };
         }
         let ms = now_ms().max(m.unix_ms().unwrap_or(0));
-        let _ = SystemTime::now();
         self.savepoint(|| {
             let rcvid = self.new_rcvid(&m.user, None, None)?;
-            self.commit_list(onto, &target, &m.comment, &m.user, ms, rcvid, &[]).map_err(RebaseError::from)
+            let meta = CheckinMeta {
+                comment: &m.comment,
+                user: &m.user,
+                ms,
+                rcvid,
+            };
+            self.commit_list(onto, &target, &meta, &[])
+                .map_err(RebaseError::from)
         })
     }
 }

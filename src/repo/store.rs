@@ -64,6 +64,9 @@ pub struct RawBlob {
     pub size: u64,
 }
 
+/// A blob row as read: (uuid, size, content, delta source rid).
+type StoredRow = (String, i64, Option<Vec<u8>>, Option<i64>);
+
 /// One Fossil repository file, held through a single SQLite connection.
 pub struct Repository {
     pub(crate) conn: Connection,
@@ -75,7 +78,9 @@ pub struct Repository {
 
 impl std::fmt::Debug for Repository {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Repository").field("path", &self.path).finish()
+        f.debug_struct("Repository")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -98,8 +103,10 @@ pub fn compress(content: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(content.len() / 2 + 16);
     out.extend_from_slice(&(content.len() as u32).to_be_bytes());
     let mut enc = ZlibEncoder::new(out, Compression::default());
-    enc.write_all(content).expect("writing to a Vec cannot fail");
-    enc.finish().expect("finishing a Vec-backed encoder cannot fail")
+    enc.write_all(content)
+        .expect("writing to a Vec cannot fail");
+    enc.finish()
+        .expect("finishing a Vec-backed encoder cannot fail")
 }
 
 /// Reverses [`compress`], checking the length prefix.
@@ -115,18 +122,25 @@ pub fn decompress(stored: &[u8]) -> Result<Vec<u8>, String> {
         .read_to_end(&mut out)
         .map_err(|e| format!("zlib stream is invalid: {e}"))?;
     if out.len() != len {
-        return Err(format!("inflates to {} bytes, prefix says {len}", out.len()));
+        return Err(format!(
+            "inflates to {} bytes, prefix says {len}",
+            out.len()
+        ));
     }
     Ok(out)
 }
 
 impl Repository {
     fn configure(conn: &Connection) -> Result<(), RepoError> {
-        conn.busy_timeout(Duration::from_secs(10)).ctx("setting the busy timeout")?;
+        conn.busy_timeout(Duration::from_secs(10))
+            .ctx("setting the busy timeout")?;
         // Fossil never enforces its REFERENCES clauses (srcid 0, phantom parents).
-        conn.pragma_update(None, "foreign_keys", false).ctx("disabling foreign keys")?;
-        conn.pragma_update(None, "journal_mode", "WAL").ctx("enabling WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL").ctx("setting synchronous")?;
+        conn.pragma_update(None, "foreign_keys", false)
+            .ctx("disabling foreign keys")?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .ctx("enabling WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .ctx("setting synchronous")?;
         Ok(())
     }
 
@@ -135,13 +149,21 @@ impl Repository {
     /// beside `path` and renamed into place, so a failure leaves nothing.
     pub fn create(path: &Path, opts: &CreateOptions) -> Result<Repository, RepoError> {
         if path.exists() {
-            return Err(RepoError::AlreadyExists { path: path.to_owned() });
+            return Err(RepoError::AlreadyExists {
+                path: path.to_owned(),
+            });
         }
         let dir = match path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d,
             _ => Path::new("."),
         };
-        let io = |step| move |source| RepoError::Io { step, path: path.to_owned(), source };
+        let io = |step| {
+            move |source| RepoError::Io {
+                step,
+                path: path.to_owned(),
+                source,
+            }
+        };
         let tmp = tempfile::Builder::new()
             .prefix(".herd-new-")
             .suffix(".fossil")
@@ -149,14 +171,25 @@ impl Repository {
             .map_err(io("creating a temporary repository file"))?;
         {
             let conn = Connection::open(tmp.path()).ctx("opening the new repository")?;
-            conn.pragma_update(None, "page_size", 4096).ctx("setting the page size")?;
-            conn.pragma_update(None, "foreign_keys", false).ctx("disabling foreign keys")?;
+            conn.pragma_update(None, "page_size", 4096)
+                .ctx("setting the page size")?;
+            conn.pragma_update(None, "foreign_keys", false)
+                .ctx("disabling foreign keys")?;
             conn.pragma_update(None, "application_id", schema::APPLICATION_ID)
                 .ctx("setting the application id")?;
-            let repo = Repository { conn, path: tmp.path().to_owned(), baseline_cache: RefCell::new(None) };
+            let repo = Repository {
+                conn,
+                path: tmp.path().to_owned(),
+                baseline_cache: RefCell::new(None),
+            };
             repo.transaction(|r| r.seed(opts))?;
-            repo.conn.execute_batch("ANALYZE tagxref").ctx("analyzing")?;
-            repo.conn.close().map_err(|(_, source)| RepoError::Sql { step: "closing the new repository", source })?;
+            repo.conn
+                .execute_batch("ANALYZE tagxref")
+                .ctx("analyzing")?;
+            repo.conn.close().map_err(|(_, source)| RepoError::Sql {
+                step: "closing the new repository",
+                source,
+            })?;
         }
         tmp.persist_noclobber(path).map_err(|e| RepoError::Io {
             step: "moving the new repository into place",
@@ -169,8 +202,10 @@ impl Repository {
     /// Writes schema, seed rows and the initial check-in into an empty database.
     fn seed(&self, opts: &CreateOptions) -> Result<(), RepoError> {
         let c = &self.conn;
-        c.execute_batch(schema::CONTENT_SCHEMA).ctx("creating the content schema")?;
-        c.execute_batch(schema::DERIVED_SCHEMA).ctx("creating the derived schema")?;
+        c.execute_batch(schema::CONTENT_SCHEMA)
+            .ctx("creating the content schema")?;
+        c.execute_batch(schema::DERIVED_SCHEMA)
+            .ctx("creating the derived schema")?;
         c.execute(
             "INSERT INTO reportfmt(rn, owner, title, mtime, cols, sqlcode) VALUES(1, NULL, ?1, 2440587.5, ?2, ?3)",
             params![schema::REPORT_TITLE, schema::REPORT_COLS, schema::REPORT_SQL],
@@ -194,13 +229,22 @@ impl Repository {
             config.push(("project-name", name.clone()));
         }
         for (name, value) in config {
-            c.execute("INSERT INTO config(name, value, mtime) VALUES(?1, ?2, ?3)", params![name, value, now])
-                .ctx("seeding config")?;
+            c.execute(
+                "INSERT INTO config(name, value, mtime) VALUES(?1, ?2, ?3)",
+                params![name, value, now],
+            )
+            .ctx("seeding config")?;
         }
         let users = [
             (1, opts.admin_user.as_str(), random_hex(5), "s", ""),
             (2, "anonymous", random_hex(8).to_uppercase(), "hmnc", "Anon"),
-            (3, "nobody", String::new(), opts.nobody_caps.as_str(), "Nobody"),
+            (
+                3,
+                "nobody",
+                String::new(),
+                opts.nobody_caps.as_str(),
+                "Nobody",
+            ),
             (4, "developer", String::new(), "ei", "Dev"),
             (5, "reader", String::new(), "kptw", "Reader"),
         ];
@@ -239,10 +283,16 @@ impl Repository {
     /// Opens an existing repository (ours or one made by `fossil new`).
     pub fn open(path: &Path) -> Result<Repository, RepoError> {
         if !path.is_file() {
-            return Err(RepoError::NotARepository { path: path.to_owned(), reason: "no such file" });
+            return Err(RepoError::NotARepository {
+                path: path.to_owned(),
+                reason: "no such file",
+            });
         }
         let conn = Connection::open(path).ctx("opening the repository")?;
-        let not_repo = |reason| RepoError::NotARepository { path: path.to_owned(), reason };
+        let not_repo = |reason| RepoError::NotARepository {
+            path: path.to_owned(),
+            reason,
+        };
         let tables: i64 = conn
             .query_row(
                 "SELECT count(*) FROM sqlite_schema WHERE type='table' AND name IN \
@@ -255,10 +305,16 @@ impl Repository {
             return Err(not_repo("fossil tables are missing"));
         }
         Self::configure(&conn)?;
-        let repo = Repository { conn, path: path.to_owned(), baseline_cache: RefCell::new(None) };
+        let repo = Repository {
+            conn,
+            path: path.to_owned(),
+            baseline_cache: RefCell::new(None),
+        };
         match repo.config_get("project-code")? {
             Some(code) if !code.is_empty() => Ok(repo),
-            _ => Err(RepoError::MissingProjectCode { path: path.to_owned() }),
+            _ => Err(RepoError::MissingProjectCode {
+                path: path.to_owned(),
+            }),
         }
     }
 
@@ -270,7 +326,9 @@ impl Repository {
     /// The repository's `project-code`.
     pub fn project_code(&self) -> Result<String, RepoError> {
         self.config_get("project-code")?
-            .ok_or_else(|| RepoError::MissingProjectCode { path: self.path.clone() })
+            .ok_or_else(|| RepoError::MissingProjectCode {
+                path: self.path.clone(),
+            })
     }
 
     /// The repository's `server-code` (empty if missing).
@@ -281,7 +339,11 @@ impl Repository {
     /// One config value.
     pub fn config_get(&self, name: &str) -> Result<Option<String>, RepoError> {
         self.conn
-            .query_row("SELECT CAST(value AS TEXT) FROM config WHERE name=?1", [name], |r| r.get(0))
+            .query_row(
+                "SELECT CAST(value AS TEXT) FROM config WHERE name=?1",
+                [name],
+                |r| r.get(0),
+            )
             .optional()
             .ctx("reading config")
             .map(Option::flatten)
@@ -290,20 +352,32 @@ impl Repository {
     /// Sets one config value (mtime = now, Unix seconds).
     pub fn config_set(&self, name: &str, value: &str) -> Result<(), RepoError> {
         self.conn
-            .execute("REPLACE INTO config(name, value, mtime) VALUES(?1, ?2, ?3)", params![name, value, now_ms() / 1000])
+            .execute(
+                "REPLACE INTO config(name, value, mtime) VALUES(?1, ?2, ?3)",
+                params![name, value, now_ms() / 1000],
+            )
             .ctx("writing config")?;
         Ok(())
     }
 
     /// Runs `f` in `BEGIN IMMEDIATE … COMMIT`, rolling back if it fails.
-    pub fn transaction<T, E: From<RepoError>>(&self, f: impl FnOnce(&Repository) -> Result<T, E>) -> Result<T, E> {
-        self.conn.execute_batch("BEGIN IMMEDIATE").ctx("beginning a transaction")?;
+    pub fn transaction<T, E: From<RepoError>>(
+        &self,
+        f: impl FnOnce(&Repository) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .ctx("beginning a transaction")?;
         match f(self) {
             Ok(v) => {
                 if let Err(source) = self.conn.execute_batch("COMMIT") {
                     let _ = self.conn.execute_batch("ROLLBACK");
                     self.baseline_cache.replace(None);
-                    return Err(RepoError::Sql { step: "committing a transaction", source }.into());
+                    return Err(RepoError::Sql {
+                        step: "committing a transaction",
+                        source,
+                    }
+                    .into());
                 }
                 Ok(v)
             }
@@ -317,15 +391,24 @@ impl Repository {
 
     /// Runs `f` inside a savepoint, so it is atomic alone and nests inside a
     /// caller's transaction.
-    pub(crate) fn savepoint<T, E: From<RepoError>>(&self, f: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
-        self.conn.execute_batch("SAVEPOINT herd_sp").ctx("opening a savepoint")?;
+    pub(crate) fn savepoint<T, E: From<RepoError>>(
+        &self,
+        f: impl FnOnce() -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.conn
+            .execute_batch("SAVEPOINT herd_sp")
+            .ctx("opening a savepoint")?;
         match f() {
             Ok(v) => {
-                self.conn.execute_batch("RELEASE herd_sp").ctx("releasing a savepoint")?;
+                self.conn
+                    .execute_batch("RELEASE herd_sp")
+                    .ctx("releasing a savepoint")?;
                 Ok(v)
             }
             Err(e) => {
-                let _ = self.conn.execute_batch("ROLLBACK TO herd_sp; RELEASE herd_sp");
+                let _ = self
+                    .conn
+                    .execute_batch("ROLLBACK TO herd_sp; RELEASE herd_sp");
                 self.baseline_cache.replace(None);
                 Err(e)
             }
@@ -333,7 +416,12 @@ impl Repository {
     }
 
     /// Records a receiving session and returns its `rcvid`.
-    pub fn new_rcvid(&self, login: &str, nonce: Option<&str>, ipaddr: Option<&str>) -> Result<i64, RepoError> {
+    pub fn new_rcvid(
+        &self,
+        login: &str,
+        nonce: Option<&str>,
+        ipaddr: Option<&str>,
+    ) -> Result<i64, RepoError> {
         self.conn
             .execute(
                 "INSERT INTO rcvfrom(uid, mtime, nonce, ipaddr) \
@@ -346,12 +434,20 @@ impl Repository {
 
     /// Stores `content` (verifying `expected` if given), replacing a phantom
     /// row in place. New rows go into `unclustered`. Does not crosslink.
-    pub fn store(&self, content: &[u8], expected: Option<&ArtifactHash>, rcvid: Option<i64>) -> Result<Stored, RepoError> {
+    pub fn store(
+        &self,
+        content: &[u8],
+        expected: Option<&ArtifactHash>,
+        rcvid: Option<i64>,
+    ) -> Result<Stored, RepoError> {
         let hash = match expected {
             Some(exp) => {
                 let actual = exp.same_kind_of(content);
                 if &actual != exp {
-                    return Err(RepoError::HashMismatch { expected: exp.clone(), actual });
+                    return Err(RepoError::HashMismatch {
+                        expected: exp.clone(),
+                        actual,
+                    });
                 }
                 actual
             }
@@ -359,7 +455,11 @@ impl Repository {
         };
         let existing = self.rid_of(&hash)?;
         if let Some((rid, false)) = existing {
-            return Ok(Stored { rid, hash, is_new: false });
+            return Ok(Stored {
+                rid,
+                hash,
+                is_new: false,
+            });
         }
         let blob = compress(content);
         let rcvid = rcvid.unwrap_or(0);
@@ -371,7 +471,9 @@ impl Repository {
                         params![rcvid, content.len() as i64, blob, rid.0],
                     )
                     .ctx("filling a phantom")?;
-                self.conn.execute("DELETE FROM phantom WHERE rid=?1", [rid.0]).ctx("clearing a phantom")?;
+                self.conn
+                    .execute("DELETE FROM phantom WHERE rid=?1", [rid.0])
+                    .ctx("clearing a phantom")?;
                 rid
             }
             None => {
@@ -388,7 +490,11 @@ impl Repository {
                 rid
             }
         };
-        Ok(Stored { rid, hash, is_new: true })
+        Ok(Stored {
+            rid,
+            hash,
+            is_new: true,
+        })
     }
 
     /// Records `hash` as known but not held; returns its row (existing or new).
@@ -397,10 +503,15 @@ impl Repository {
             return Ok(rid);
         }
         self.conn
-            .execute("INSERT INTO blob(rcvid, size, uuid, content) VALUES(0, -1, ?1, NULL)", [hash.as_str()])
+            .execute(
+                "INSERT INTO blob(rcvid, size, uuid, content) VALUES(0, -1, ?1, NULL)",
+                [hash.as_str()],
+            )
             .ctx("inserting a phantom")?;
         let rid = self.conn.last_insert_rowid();
-        self.conn.execute("INSERT OR IGNORE INTO phantom(rid) VALUES(?1)", [rid]).ctx("recording a phantom")?;
+        self.conn
+            .execute("INSERT OR IGNORE INTO phantom(rid) VALUES(?1)", [rid])
+            .ctx("recording a phantom")?;
         self.conn
             .execute("INSERT OR IGNORE INTO unclustered(rid) VALUES(?1)", [rid])
             .ctx("marking a phantom unclustered")?;
@@ -411,7 +522,10 @@ impl Repository {
     pub fn rid_of(&self, hash: &ArtifactHash) -> Result<Option<(Rid, bool)>, RepoError> {
         self.conn
             .prepare_cached("SELECT rid, size<0 FROM blob WHERE uuid=?1")
-            .and_then(|mut st| st.query_row([hash.as_str()], |r| Ok((Rid(r.get(0)?), r.get(1)?))).optional())
+            .and_then(|mut st| {
+                st.query_row([hash.as_str()], |r| Ok((Rid(r.get(0)?), r.get(1)?)))
+                    .optional()
+            })
             .ctx("looking up an artifact")
     }
 
@@ -426,7 +540,7 @@ impl Repository {
     }
 
     /// Reads row `rid` as stored: (uuid, size, content, delta source rid).
-    fn stored_row(&self, rid: Rid) -> Result<Option<(String, i64, Option<Vec<u8>>, Option<i64>)>, RepoError> {
+    fn stored_row(&self, rid: Rid) -> Result<Option<StoredRow>, RepoError> {
         self.conn
             .prepare_cached("SELECT uuid, size, content, (SELECT srcid FROM delta WHERE delta.rid=blob.rid) FROM blob WHERE rid=?1")
             .and_then(|mut st| st.query_row([rid.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).optional())
@@ -449,7 +563,10 @@ impl Repository {
         let mut cur = rid;
         loop {
             let Some((uuid, size, content, src)) = self.stored_row(cur)? else {
-                let hash = chain.first().map_or_else(|| format!("rid {}", rid.0), |(u, _, _): &(String, i64, Vec<u8>)| u.clone());
+                let hash = chain.first().map_or_else(
+                    || format!("rid {}", rid.0),
+                    |(u, _, _): &(String, i64, Vec<u8>)| u.clone(),
+                );
                 return Err(RepoError::MissingArtifact { hash });
             };
             let Some(content) = content.filter(|_| size >= 0) else {
@@ -460,7 +577,10 @@ impl Repository {
                 Err(reason) => return Err(RepoError::CorruptBlob { hash: uuid, reason }),
             };
             if src.is_some() && chain.len() >= MAX_DELTA_CHAIN {
-                return Err(RepoError::CorruptBlob { hash: uuid, reason: "delta chain too long or cyclic".into() });
+                return Err(RepoError::CorruptBlob {
+                    hash: uuid,
+                    reason: "delta chain too long or cyclic".into(),
+                });
             }
             chain.push((uuid, size, bytes));
             match src {
@@ -468,7 +588,8 @@ impl Repository {
                 None => break,
             }
         }
-        let (mut uuid, mut size, mut data) = chain.pop().expect("chain holds at least the row itself");
+        let (mut uuid, mut size, mut data) =
+            chain.pop().expect("chain holds at least the row itself");
         loop {
             if data.len() as i64 != size {
                 return Err(RepoError::CorruptBlob {
@@ -476,25 +597,36 @@ impl Repository {
                     reason: format!("content is {} bytes, blob.size says {size}", data.len()),
                 });
             }
-            let Some((next_uuid, next_size, delta)) = chain.pop() else { break };
-            data = crate::delta::apply(&data, &delta, MAX_ARTIFACT).map_err(|e| RepoError::CorruptBlob {
-                hash: next_uuid.clone(),
-                reason: format!("delta does not apply: {e}"),
+            let Some((next_uuid, next_size, delta)) = chain.pop() else {
+                break;
+            };
+            data = crate::delta::apply(&data, &delta, MAX_ARTIFACT).map_err(|e| {
+                RepoError::CorruptBlob {
+                    hash: next_uuid.clone(),
+                    reason: format!("delta does not apply: {e}"),
+                }
             })?;
             uuid = next_uuid;
             size = next_size;
         }
-        let name = ArtifactHash::parse(&uuid)
-            .map_err(|_| RepoError::CorruptBlob { hash: uuid.clone(), reason: "blob.uuid is not a valid hash".into() })?;
+        let name = ArtifactHash::parse(&uuid).map_err(|_| RepoError::CorruptBlob {
+            hash: uuid.clone(),
+            reason: "blob.uuid is not a valid hash".into(),
+        })?;
         if !name.matches(&data) {
-            return Err(RepoError::CorruptBlob { hash: uuid, reason: "content does not hash to its name".into() });
+            return Err(RepoError::CorruptBlob {
+                hash: uuid,
+                reason: "content does not hash to its name".into(),
+            });
         }
         Ok(data)
     }
 
     /// Row `rid` as stored, for a `cfile` card; `None` if absent or a phantom.
     pub fn raw(&self, rid: Rid) -> Result<Option<RawBlob>, RepoError> {
-        let Some((_, size, Some(stored), src)) = self.stored_row(rid)? else { return Ok(None) };
+        let Some((_, size, Some(stored), src)) = self.stored_row(rid)? else {
+            return Ok(None);
+        };
         if size < 0 {
             return Ok(None);
         }
@@ -502,7 +634,11 @@ impl Repository {
             Some(s) => self.hash_of(Rid(s))?,
             None => None,
         };
-        Ok(Some(RawBlob { stored, delta_source, size: size as u64 }))
+        Ok(Some(RawBlob {
+            stored,
+            delta_source,
+            size: size as u64,
+        }))
     }
 
     fn hashes(&self, sql: &str, step: &'static str) -> Result<Vec<(Rid, ArtifactHash)>, RepoError> {
@@ -512,7 +648,9 @@ impl Repository {
             .ctx(step)?
             .collect::<Result<Vec<_>, _>>()
             .ctx(step)?;
-        rows.into_iter().map(|(rid, h)| Ok((rid, ArtifactHash::parse(&h)?))).collect()
+        rows.into_iter()
+            .map(|(rid, h)| Ok((rid, ArtifactHash::parse(&h)?)))
+            .collect()
     }
 
     /// Every phantom's name.
@@ -543,14 +681,20 @@ impl Repository {
 
     /// Empties `unsent` (after a push).
     pub fn clear_unsent(&self) -> Result<(), RepoError> {
-        self.conn.execute("DELETE FROM unsent", []).ctx("clearing unsent")?;
+        self.conn
+            .execute("DELETE FROM unsent", [])
+            .ctx("clearing unsent")?;
         Ok(())
     }
 
     /// Clone paging: rows from `start` on (non-phantom, non-private), until
     /// their stored size reaches `max_bytes` (at least one row is returned).
     /// `next` is the first row not returned, `None` when done.
-    pub fn blobs_from(&self, start: Rid, max_bytes: u64) -> Result<(Vec<Rid>, Option<Rid>), RepoError> {
+    pub fn blobs_from(
+        &self,
+        start: Rid,
+        max_bytes: u64,
+    ) -> Result<(Vec<Rid>, Option<Rid>), RepoError> {
         let step = "paging blobs";
         let mut st = self
             .conn
@@ -575,7 +719,9 @@ impl Repository {
     /// Count of held (non-phantom) artifacts.
     pub fn artifact_count(&self) -> Result<u64, RepoError> {
         self.conn
-            .query_row("SELECT count(*) FROM blob WHERE size>=0", [], |r| r.get::<_, i64>(0))
+            .query_row("SELECT count(*) FROM blob WHERE size>=0", [], |r| {
+                r.get::<_, i64>(0)
+            })
             .ctx("counting artifacts")
             .map(|n| n as u64)
     }
@@ -612,9 +758,17 @@ impl Repository {
 
     /// Sets the capabilities of an existing user.
     pub fn set_caps(&self, login: &str, caps: &str) -> Result<(), RepoError> {
-        let n = self.conn.execute("UPDATE user SET cap=?1 WHERE login=?2", params![caps, login]).ctx("writing user caps")?;
+        let n = self
+            .conn
+            .execute(
+                "UPDATE user SET cap=?1 WHERE login=?2",
+                params![caps, login],
+            )
+            .ctx("writing user caps")?;
         if n == 0 {
-            return Err(RepoError::NoSuchUser { login: login.to_owned() });
+            return Err(RepoError::NoSuchUser {
+                login: login.to_owned(),
+            });
         }
         Ok(())
     }
@@ -625,7 +779,11 @@ mod tests {
     use super::*;
 
     pub(crate) fn opts() -> CreateOptions {
-        CreateOptions { project_name: Some("t".into()), admin_user: "admin".into(), nobody_caps: "gio".into() }
+        CreateOptions {
+            project_name: Some("t".into()),
+            admin_user: "admin".into(),
+            nobody_caps: "gio".into(),
+        }
     }
 
     #[test]
@@ -637,11 +795,25 @@ mod tests {
         assert_eq!(repo.server_code().unwrap().len(), 40);
         assert_eq!(repo.user_caps("nobody").unwrap().as_deref(), Some("gio"));
         drop(repo);
-        assert!(matches!(Repository::create(&p, &opts()), Err(RepoError::AlreadyExists { .. })));
-        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert!(names.iter().all(|n| !n.to_string_lossy().starts_with(".herd-new-")), "{names:?}");
+        assert!(matches!(
+            Repository::create(&p, &opts()),
+            Err(RepoError::AlreadyExists { .. })
+        ));
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(
+            names
+                .iter()
+                .all(|n| !n.to_string_lossy().starts_with(".herd-new-")),
+            "{names:?}"
+        );
         let repo = Repository::open(&p).unwrap();
-        assert_eq!(repo.config_get("aux-schema").unwrap().as_deref(), Some("2015-01-24"));
+        assert_eq!(
+            repo.config_get("aux-schema").unwrap().as_deref(),
+            Some("2015-01-24")
+        );
     }
 
     #[test]
@@ -649,8 +821,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x");
         std::fs::write(&p, b"not sqlite at all, just text").unwrap();
-        assert!(matches!(Repository::open(&p), Err(RepoError::NotARepository { .. })));
-        assert!(matches!(Repository::open(&dir.path().join("nope")), Err(RepoError::NotARepository { .. })));
+        assert!(matches!(
+            Repository::open(&p),
+            Err(RepoError::NotARepository { .. })
+        ));
+        assert!(matches!(
+            Repository::open(&dir.path().join("nope")),
+            Err(RepoError::NotARepository { .. })
+        ));
     }
 
     #[test]
@@ -659,7 +837,10 @@ mod tests {
         let repo = Repository::create(&dir.path().join("r.fossil"), &opts()).unwrap();
         let data = b"some file content\n";
         let wrong = ArtifactHash::sha3_of(b"other");
-        assert!(matches!(repo.store(data, Some(&wrong), None), Err(RepoError::HashMismatch { .. })));
+        assert!(matches!(
+            repo.store(data, Some(&wrong), None),
+            Err(RepoError::HashMismatch { .. })
+        ));
         let h = ArtifactHash::sha1_of(data);
         let ph = repo.store_phantom(&h).unwrap();
         assert_eq!(repo.rid_of(&h).unwrap(), Some((ph, true)));
@@ -677,9 +858,15 @@ mod tests {
         let repo = Repository::create(&dir.path().join("r.fossil"), &opts()).unwrap();
         let s = repo.store(b"hello world", None, None).unwrap();
         repo.conn
-            .execute("UPDATE blob SET content=x'0000000b00112233445566' WHERE rid=?1", [s.rid.0])
+            .execute(
+                "UPDATE blob SET content=x'0000000b00112233445566' WHERE rid=?1",
+                [s.rid.0],
+            )
             .unwrap();
-        assert!(matches!(repo.content(&s.hash), Err(RepoError::CorruptBlob { .. })));
+        assert!(matches!(
+            repo.content(&s.hash),
+            Err(RepoError::CorruptBlob { .. })
+        ));
     }
 
     #[test]
@@ -699,7 +886,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let repo = Repository::create(&dir.path().join("r.fossil"), &opts()).unwrap();
         for i in 0..10 {
-            repo.store(format!("blob number {i}").as_bytes(), None, None).unwrap();
+            repo.store(format!("blob number {i}").as_bytes(), None, None)
+                .unwrap();
         }
         let (mut seen, mut next) = (0, Some(Rid(1)));
         while let Some(start) = next {

@@ -29,7 +29,13 @@ pub fn julian_of_ms(unix_ms: i64) -> f64 {
 /// Unix milliseconds; `None` if it is not one.
 pub fn parse_date(text: &str) -> Option<i64> {
     let b = text.as_bytes();
-    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+    if b.len() < 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
     let num = |r: std::ops::Range<usize>| -> Option<i64> {
@@ -79,7 +85,15 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
+    (
+        if m <= 2 {
+            yoe + era * 400 + 1
+        } else {
+            yoe + era * 400
+        },
+        m,
+        d,
+    )
 }
 
 #[cfg(test)]
@@ -92,7 +106,10 @@ mod tests {
             assert_eq!(parse_date(&format_date(ms)), Some(ms));
         }
         assert_eq!(format_date(0), "1970-01-01T00:00:00.000");
-        assert_eq!(parse_date("2026-11-27T03:43:25"), parse_date("2026-11-27T03:43:25.000"));
+        assert_eq!(
+            parse_date("2026-11-27T03:43:25"),
+            parse_date("2026-11-27T03:43:25.000")
+        );
         assert_eq!(parse_date("1970-01-02T00:00:00.5"), Some(86_400_500));
         assert_eq!(parse_date("2026-13-27T03:43:25"), None);
         assert_eq!(parse_date("2026-11-27 03:43:25"), None);
