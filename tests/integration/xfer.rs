@@ -339,7 +339,7 @@ fn our_client_clones_pulls_and_pushes_against_fossil_server() {
     // Push a check-in of ours; fossil takes it and stays sound.
     let parent = local.trunk_tip().unwrap().unwrap();
     let ours = commit(&local, &parent, "ours/new file.txt", "from herd's client\n");
-    let outcome = client.push(&local, &[ours.clone()]).unwrap();
+    let outcome = client.push(&local, std::slice::from_ref(&ours)).unwrap();
     assert!(
         matches!(outcome, PushOutcome::Accepted { .. }),
         "{outcome:?}"
@@ -364,7 +364,7 @@ fn fast_path_pull_push_and_refusal_take_one_round_trip_each() {
     // Push: one round trip.
     let before = a.requests();
     let ca = commit(&ra, &ra.trunk_tip().unwrap().unwrap(), "a/1.txt", "a one\n");
-    let outcome = a.push(&ra, &[ca.clone()]).unwrap();
+    let outcome = a.push(&ra, std::slice::from_ref(&ca)).unwrap();
     assert_eq!(a.requests() - before, 1);
     assert_eq!(
         outcome,
@@ -386,12 +386,12 @@ fn fast_path_pull_push_and_refusal_take_one_round_trip_each() {
     // round trip that brings what it needs to rebase.
     let ca2 = commit(&ra, &ca, "a/2.txt", "a two\n");
     assert!(matches!(
-        a.push(&ra, &[ca2.clone()]).unwrap(),
+        a.push(&ra, std::slice::from_ref(&ca2)).unwrap(),
         PushOutcome::Accepted { .. }
     ));
     let cb = commit(&rb, &ca, "b/1.txt", "b one\n");
     let before = b.requests();
-    let outcome = b.push(&rb, &[cb.clone()]).unwrap();
+    let outcome = b.push(&rb, std::slice::from_ref(&cb)).unwrap();
     assert_eq!(b.requests() - before, 1);
     let PushOutcome::Refused {
         tip,
@@ -410,7 +410,7 @@ fn fast_path_pull_push_and_refusal_take_one_round_trip_each() {
     assert_eq!(received, 2);
     let rebased = rb.rebase(&cb, &tip).unwrap();
     let before = b.requests();
-    let outcome = b.push(&rb, &[rebased.hash.clone()]).unwrap();
+    let outcome = b.push(&rb, std::slice::from_ref(&rebased.hash)).unwrap();
     assert_eq!(b.requests() - before, 1);
     assert!(
         matches!(outcome, PushOutcome::Accepted { seq: Some(8), .. }),
@@ -458,7 +458,7 @@ fn concurrent_pushes_on_one_parent_land_exactly_once_each_round() {
                     barrier.wait();
                     let mut refusals = 0;
                     for _ in 0..LEAVES * 2 {
-                        match client.push(&repo, &[mine.clone()]).unwrap() {
+                        match client.push(&repo, std::slice::from_ref(&mine)).unwrap() {
                             PushOutcome::Accepted { .. } => return (i, refusals),
                             PushOutcome::Refused { tip, .. } => {
                                 refusals += 1;
@@ -560,13 +560,13 @@ fn bad_input_gets_error_cards_and_stores_nothing() {
     assert_eq!(count(), before, "no partial artifact");
 
     // Wrong size in a file card (declares more than is there).
-    let mut body = encode(&[push.clone()]);
+    let mut body = encode(std::slice::from_ref(&push));
     body.extend_from_slice(format!("file {good_hash} 999\n").as_bytes());
     body.extend_from_slice(&good);
     let r = raw_request(&repo, fx, &encode_body(ContentType::Fossil, &body));
     assert!(errors(&reply_cards(&r))[0].contains("truncated"));
     // A size too small: the rest of the payload is read as cards.
-    let mut body = encode(&[push.clone()]);
+    let mut body = encode(std::slice::from_ref(&push));
     body.extend_from_slice(format!("file {good_hash} 4\n").as_bytes());
     body.extend_from_slice(&good);
     let r = raw_request(&repo, fx, &encode_body(ContentType::Fossil, &body));
@@ -574,7 +574,7 @@ fn bad_input_gets_error_cards_and_stores_nothing() {
     assert_eq!(count(), before);
 
     // Truncated bodies and bad zlib.
-    let whole = encode_body(ContentType::Fossil, &encode(&[push.clone()]));
+    let whole = encode_body(ContentType::Fossil, &encode(std::slice::from_ref(&push)));
     for body in [
         &whole[..2],
         &whole[..whole.len() - 3],
