@@ -325,7 +325,7 @@ impl Client {
                     let pc = project_code
                         .ok_or_else(|| self.protocol("clone reply without push card"))?;
                     let repo = super::clone_target::create(path, &pc).map_err(self.repo_err())?;
-                    repo.transaction(|r| self.store_received(r, received, None).map(|_| ()))?;
+                    self.in_transaction(&repo, |r| self.store_received(r, received, None))?;
                     self.set_known_tip(repo.trunk_tip().map_err(self.repo_err())?);
                     return Ok(repo);
                 }
@@ -356,7 +356,8 @@ impl Client {
         self.check_error(&reply)?;
         if let Some(args) = reply.pragma(PRAGMA_TIP) {
             let server_tip = parse_tip(args);
-            let received = repo.transaction(|r| self.store_received(r, reply.cards, None))?;
+            let received =
+                self.in_transaction(repo, |r| self.store_received(r, reply.cards, None))?;
             if let Some((tip, _)) = &server_tip {
                 self.set_known_tip(Some(tip.clone()));
             }
@@ -381,7 +382,7 @@ impl Client {
         let mut received = 0;
         let mut rounds = 1;
         loop {
-            let (got, new_phantoms) = repo.transaction(|r| {
+            let (got, new_phantoms) = self.in_transaction(repo, |r| {
                 let mut new_phantoms = 0;
                 for card in &reply.cards {
                     if let Card::Igot { hash, .. } = card {
@@ -467,7 +468,8 @@ impl Client {
                 let message = message.to_string();
                 let (tip, seq) =
                     parse_tip(args).ok_or_else(|| self.protocol("refusal without a tip"))?;
-                let received = repo.transaction(|r| self.store_received(r, reply.cards, None))?;
+                let received =
+                    self.in_transaction(repo, |r| self.store_received(r, reply.cards, None))?;
                 self.set_known_tip(Some(tip.clone()));
                 return Ok(PushOutcome::Refused {
                     tip,
@@ -524,6 +526,21 @@ impl Client {
                     hash: hash.to_string(),
                 },
             })
+    }
+
+    /// Runs `f` in one transaction of `repo`, naming this server in errors.
+    fn in_transaction<T>(
+        &self,
+        repo: &Repository,
+        f: impl FnOnce(&Repository) -> Result<T, ClientError>,
+    ) -> Result<T, ClientError> {
+        repo.transaction(f).map_err(|e| match e {
+            ClientError::Repo { url, source } if url.is_empty() => ClientError::Repo {
+                url: self.url.clone(),
+                source,
+            },
+            other => other,
+        })
     }
 
     fn check_error(&self, reply: &Reply) -> Result<(), ClientError> {
@@ -662,9 +679,9 @@ impl Client {
     }
 }
 
+/// A repository failure while beginning or committing a transaction; the
+/// URL is filled in by [`Client::in_transaction`].
 impl From<RepoError> for ClientError {
-    /// For repository failures inside a transaction closure, where the URL is
-    /// added by the caller's context; kept generic.
     fn from(source: RepoError) -> Self {
         ClientError::Repo {
             url: String::new(),
