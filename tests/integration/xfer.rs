@@ -670,3 +670,31 @@ fn clone_pages_with_clone_seqno() {
         server.with_repo(|r| r.project_code().unwrap())
     );
 }
+
+#[test]
+fn a_chain_of_checkins_lands_in_parent_order_from_one_push() {
+    let tmp = TempDir::new().unwrap();
+    let hub = new_repo(&tmp.path().join("hub.fossil"), "gio");
+    let server = TestServer::start(hub, 1);
+    let client = Client::new(&server.url);
+    let leaf = client.clone_into(&tmp.path().join("leaf.fossil")).unwrap();
+    let base = leaf.trunk_tip().unwrap().unwrap();
+    let first = commit(&leaf, &base, "chain/1.txt", "one\n");
+    let second = commit(&leaf, &first, "chain/2.txt", "two\n");
+    // Children before parents in the request: the server orders them.
+    let outcome = client
+        .push(&leaf, &[second.clone(), first.clone()])
+        .unwrap();
+    assert_eq!(
+        outcome,
+        PushOutcome::Accepted {
+            tip: Some(second.clone()),
+            seq: Some(3)
+        }
+    );
+    assert_eq!(client.requests(), 2, "one clone round, one push");
+    server.with_repo(|r| {
+        assert_eq!(r.trunk_after(Some(&base)).unwrap(), vec![first, second]);
+        assert_eq!(r.trunk_leaves().unwrap(), 1);
+    });
+}

@@ -81,7 +81,7 @@ pub enum ClientError {
 }
 
 /// A repository failure while beginning or committing a transaction; the
-/// URL is filled in by [`Client::in_transaction`].
+/// URL is filled in by the client method that opened the transaction.
 impl From<RepoError> for ClientError {
     fn from(source: RepoError) -> Self {
         ClientError::Repo {
