@@ -11,6 +11,7 @@
 //! the total of manifest bytes per check-in near its minimum, `O(sqrt B)`,
 //! instead of `O(B)` for full manifests every time.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use md5::{Digest, Md5};
@@ -100,6 +101,9 @@ impl Repository {
                 match &c.content {
                     Some(bytes) => {
                         let s = self.store(bytes, None, Some(rcvid))?;
+                        self.file_cache
+                            .borrow_mut()
+                            .put(s.hash.clone(), Arc::from(bytes.as_slice()));
                         if s.is_new {
                             new_rids.push(s.rid);
                         }
@@ -218,9 +222,20 @@ impl Repository {
     pub(crate) fn r_card(&self, list: &FileList) -> Result<String, RepoError> {
         let mut md5 = Md5::new();
         for (name, (h, _)) in list {
-            let content = self.content(h)?.ok_or_else(|| RepoError::MissingArtifact {
-                hash: h.to_string(),
-            })?;
+            let cached = self.file_cache.borrow().get(h);
+            let content = match cached {
+                Some(c) => c,
+                None => {
+                    let c: Arc<[u8]> = self
+                        .content(h)?
+                        .ok_or_else(|| RepoError::MissingArtifact {
+                            hash: h.to_string(),
+                        })?
+                        .into();
+                    self.file_cache.borrow_mut().put(h.clone(), Arc::clone(&c));
+                    c
+                }
+            };
             md5.update(name.as_bytes());
             md5.update(format!(" {}\n", content.len()).as_bytes());
             md5.update(&content);

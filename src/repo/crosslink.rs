@@ -1,7 +1,7 @@
 //! Crosslinking: filling Fossil's derived tables (event, plink, leaf,
 //! filename, mlink, tag/tagxref, orphan, phantoms) from a stored structural
 //! artifact, as `manifest_crosslink` in Fossil's src/manifest.c does for
-//! check-ins and clusters. Also the trunk queries the sync fast path uses.
+//! check-ins and clusters. Trunk queries live in `trunk.rs`.
 //!
 //! Every derived row is keyed so that crosslinking twice changes nothing.
 
@@ -12,13 +12,49 @@ use rusqlite::{params, OptionalExtension};
 
 use super::error::{RepoError, SqlContext};
 use super::hash::{ArtifactHash, Rid};
-use super::manifest::{parse_artifact, Artifact, Manifest, TagKind};
+use super::manifest::{parse_artifact, Artifact, FileCard, Manifest, Perm, TagKind};
 use super::store::{now_ms, FileList, Repository};
 use super::time;
 
 /// Tag ids `fossil new` seeds.
 const TAG_CLUSTER: i64 = 7;
-const TAG_BRANCH: i64 = 8;
+
+/// (file name, old artifact, new artifact and permission); `None` = absent.
+type MlinkRow = (String, Option<ArtifactHash>, Option<(ArtifactHash, Perm)>);
+
+/// A file list as a baseline plus the sorted F cards of a delta manifest.
+struct ListView {
+    is_delta: bool,
+    base: Arc<FileList>,
+    delta: Vec<FileCard>,
+}
+
+impl ListView {
+    /// The manifest's own F card for `name` (delta manifests only).
+    fn own(&self, name: &str) -> Option<&FileCard> {
+        let i = self
+            .delta
+            .binary_search_by(|f| f.name.as_bytes().cmp(name.as_bytes()))
+            .ok()?;
+        Some(&self.delta[i])
+    }
+
+    /// The entry for `name`: `Some(None)` for a deletion card, `None` if unknown.
+    #[allow(clippy::option_option)]
+    fn lookup(&self, name: &str) -> Option<Option<(ArtifactHash, Perm)>> {
+        match self.own(name) {
+            Some(f) => Some(f.hash.clone().map(|h| (h, f.perm))),
+            None => self.base.get(name).cloned().map(Some),
+        }
+    }
+
+    fn names(&self) -> impl Iterator<Item = String> + '_ {
+        self.base
+            .keys()
+            .cloned()
+            .chain(self.delta.iter().map(|f| f.name.clone()))
+    }
+}
 
 /// What [`Repository::crosslink`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,14 +176,14 @@ impl Repository {
                 self.rid_or_phantom(h)?;
             }
         }
-        let files = self.full_list(&hash, m)?;
-        self.insert_mlinks(rid, parent_rids.first().copied(), &files)?;
+        self.insert_mlinks(rid, m, parent_rids.first().copied())?;
         self.conn
             .execute(
                 "REPLACE INTO event(type, mtime, objid, user, comment, omtime) VALUES('ci', ?1, ?2, ?3, ?4, ?1)",
                 params![mtime, rid.0, m.user, m.comment],
             )
             .ctx("inserting the event")?;
+        self.fill_child_mlinks(rid)?;
         self.apply_tags(rid, m, mtime, parent_rids.first().copied())?;
         self.leaf_check(rid)?;
         for p in &parent_rids {
@@ -193,55 +229,146 @@ impl Repository {
             .ctx("looking up a filename")
     }
 
-    /// One mlink row per file that differs from the primary parent.
-    fn insert_mlinks(
-        &self,
-        rid: Rid,
-        parent: Option<Rid>,
-        files: &FileList,
-    ) -> Result<(), RepoError> {
-        let parent_files = match parent {
-            Some(p) if !self.is_phantom(p)? => Some(self.list_of_rid(p)?),
-            Some(_) => return Ok(()), // Fossil fills these when the parent arrives (rebuild).
+    /// The mlink rows of check-in `rid` against its primary parent, computed
+    /// as Fossil's `add_mlink` does (src/manifest.c), so `fossil rebuild`
+    /// derives the same rows:
+    /// 1. each F card of the child itself is compared with the parent's entry
+    ///    (a name-only card counts as "deleted");
+    /// 2. if both are delta manifests, each F card of the parent the child
+    ///    does not repeat is compared with the child's full entry, when the
+    ///    child has one (Fossil records no row for a file added after the
+    ///    baseline and deleted again, and neither do we);
+    /// 3. if the child is a baseline, parent files it lacks are deletions.
+    ///
+    /// All three walk only F cards, so a trunk check-in costs O(delta).
+    fn insert_mlinks(&self, rid: Rid, m: &Manifest, parent: Option<Rid>) -> Result<(), RepoError> {
+        let parent_view = match parent {
+            Some(p) if !self.is_phantom(p)? => {
+                let ph = self.hash_of(p)?.ok_or_else(|| RepoError::MissingArtifact {
+                    hash: format!("rid {}", p.0),
+                })?;
+                let pm = self.manifest_of_rid(p, &ph)?;
+                Some(self.view_of(p, &pm)?)
+            }
+            // Filled in when the parent arrives (see `fill_child_mlinks`).
+            Some(_) => return Ok(()),
             None => None,
         };
-        let empty = FileList::new();
-        let pfiles = parent_files.as_deref().unwrap_or(&empty);
+        let child = self.view_of(rid, m)?;
+        let pmid = parent.map_or(0, |p| p.0);
+        // (name, old, new) triples; `None` hash = absent/deleted.
+        let mut rows: Vec<MlinkRow> = Vec::new();
+        let Some(pv) = parent_view else {
+            for f in &m.files {
+                if let Some(h) = &f.hash {
+                    rows.push((f.name.clone(), None, Some((h.clone(), f.perm))));
+                }
+            }
+            return self.write_mlinks(rid, pmid, rows);
+        };
+        for f in &m.files {
+            let new = f.hash.clone().map(|h| (h, f.perm));
+            match pv.lookup(&f.name) {
+                None if new.is_some() => rows.push((f.name.clone(), None, new)),
+                Some(old) if old != new => rows.push((f.name.clone(), old.map(|(h, _)| h), new)),
+                _ => {}
+            }
+        }
+        let child_is_delta = m.baseline.is_some();
+        if child_is_delta && pv.is_delta {
+            for pf in &pv.delta {
+                if child.own(&pf.name).is_some() {
+                    continue;
+                }
+                if let Some(Some(new)) = child.lookup(&pf.name) {
+                    rows.push((pf.name.clone(), pf.hash.clone(), Some(new)));
+                }
+            }
+        } else if !child_is_delta {
+            for name in pv.names() {
+                if let Some(Some((old, _))) = pv.lookup(&name) {
+                    if child.lookup(&name).is_none() {
+                        rows.push((name, Some(old), None));
+                    }
+                }
+            }
+        }
+        self.write_mlinks(rid, pmid, rows)
+    }
+
+    fn write_mlinks(&self, rid: Rid, pmid: i64, rows: Vec<MlinkRow>) -> Result<(), RepoError> {
         let mut st = self
             .conn
             .prepare_cached(
                 "INSERT INTO mlink(mid, fid, pmid, pid, fnid, pfnid, mperm, isaux) VALUES(?1, ?2, ?3, ?4, ?5, 0, ?6, 0)",
             )
             .ctx("preparing mlink")?;
-        let pmid = parent.map_or(0, |p| p.0);
-        for (name, (h, perm)) in files {
-            let old = pfiles.get(name);
-            if old.is_some_and(|(oh, op)| oh == h && op == perm) {
-                continue;
-            }
-            let fid = self.rid_or_phantom(h)?.0;
-            let pid = match old {
-                Some((oh, _)) => self.rid_or_phantom(oh)?.0,
+        for (name, old, new) in rows {
+            let pid = match &old {
+                Some(h) => self.rid_or_phantom(h)?.0,
                 None => 0,
             };
-            st.execute(params![
-                rid.0,
-                fid,
-                pmid,
-                pid,
-                self.fnid(name)?,
-                perm.mperm()
-            ])
-            .ctx("inserting mlink")?;
-        }
-        for (name, (oh, _)) in pfiles {
-            if !files.contains_key(name) {
-                let pid = self.rid_or_phantom(oh)?.0;
-                st.execute(params![rid.0, 0, pmid, pid, self.fnid(name)?, 0])
-                    .ctx("inserting mlink")?;
-            }
+            let (fid, mperm) = match &new {
+                Some((h, perm)) => (self.rid_or_phantom(h)?.0, perm.mperm()),
+                None => (0, 0),
+            };
+            st.execute(params![rid.0, fid, pmid, pid, self.fnid(&name)?, mperm])
+                .ctx("inserting mlink")?;
         }
         Ok(())
+    }
+
+    /// Children crosslinked while `rid` was a phantom got no mlink rows; add them now.
+    fn fill_child_mlinks(&self, rid: Rid) -> Result<(), RepoError> {
+        let children: Vec<i64> = {
+            let step = "listing children without mlinks";
+            let mut st = self
+                .conn
+                .prepare_cached(
+                    "SELECT cid FROM plink WHERE pid=?1 AND isprim=1 AND cid IN (SELECT objid FROM event) \
+                     AND NOT EXISTS (SELECT 1 FROM mlink WHERE mid=plink.cid AND pmid=?1)",
+                )
+                .ctx(step)?;
+            let rows = st.query_map([rid.0], |r| r.get(0)).ctx(step)?;
+            rows.collect::<Result<_, _>>().ctx(step)?
+        };
+        for c in children {
+            let ch = self
+                .hash_of(Rid(c))?
+                .ok_or_else(|| RepoError::MissingArtifact {
+                    hash: format!("rid {c}"),
+                })?;
+            let cm = self.manifest_of_rid(Rid(c), &ch)?;
+            self.insert_mlinks(Rid(c), &cm, Some(rid))?;
+        }
+        Ok(())
+    }
+
+    /// A check-in's file list as its baseline's (shared, cached) plus its delta.
+    fn view_of(&self, rid: Rid, m: &Manifest) -> Result<ListView, RepoError> {
+        match &m.baseline {
+            None => Ok(ListView {
+                is_delta: false,
+                base: self.list_of_rid(rid)?,
+                delta: Vec::new(),
+            }),
+            Some(b) => {
+                let (brid, phantom) =
+                    self.rid_of(b)?.ok_or_else(|| RepoError::MissingArtifact {
+                        hash: b.to_string(),
+                    })?;
+                if phantom {
+                    return Err(RepoError::MissingArtifact {
+                        hash: b.to_string(),
+                    });
+                }
+                Ok(ListView {
+                    is_delta: true,
+                    base: self.list_of_rid(brid)?,
+                    delta: m.files.clone(),
+                })
+            }
+        }
     }
 
     fn tag_id(&self, name: &str) -> Result<i64, RepoError> {
@@ -486,111 +613,5 @@ impl Repository {
             }
         }
         Ok(list)
-    }
-
-    /// The full file list of check-in `hash`.
-    pub fn file_list(&self, hash: &ArtifactHash) -> Result<FileList, RepoError> {
-        let (rid, phantom) = self
-            .rid_of(hash)?
-            .ok_or_else(|| RepoError::MissingArtifact {
-                hash: hash.to_string(),
-            })?;
-        if phantom {
-            return Err(RepoError::MissingArtifact {
-                hash: hash.to_string(),
-            });
-        }
-        Ok((*self.list_of_rid(rid)?).clone())
-    }
-
-    /// The trunk check-in with no trunk child (the latest by time if several).
-    pub fn trunk_tip(&self) -> Result<Option<ArtifactHash>, RepoError> {
-        let text: Option<String> = self
-            .conn
-            .prepare_cached(
-                "SELECT blob.uuid FROM leaf JOIN event ON event.objid=leaf.rid \
-                 JOIN tagxref ON tagxref.rid=leaf.rid AND tagxref.tagid=?1 AND tagxref.value='trunk' \
-                 JOIN blob ON blob.rid=leaf.rid WHERE event.type='ci' ORDER BY event.mtime DESC, leaf.rid DESC LIMIT 1",
-            )
-            .and_then(|mut st| st.query_row([TAG_BRANCH], |r| r.get(0)).optional())
-            .ctx("finding the trunk tip")?;
-        text.map(|t| ArtifactHash::parse(&t)).transpose()
-    }
-
-    /// Count of crosslinked check-ins (`event` rows of type `ci`).
-    pub fn trunk_commits(&self) -> Result<u64, RepoError> {
-        self.conn
-            .query_row("SELECT count(*) FROM event WHERE type='ci'", [], |r| {
-                r.get::<_, i64>(0)
-            })
-            .ctx("counting check-ins")
-            .map(|n| n as u64)
-    }
-
-    /// Count of leaves on trunk (1 on a linear history).
-    pub fn trunk_leaves(&self) -> Result<u64, RepoError> {
-        self.conn
-            .query_row(
-                "SELECT count(*) FROM leaf JOIN tagxref ON tagxref.rid=leaf.rid AND tagxref.tagid=?1 AND tagxref.value='trunk'",
-                [TAG_BRANCH],
-                |r| r.get::<_, i64>(0),
-            )
-            .ctx("counting trunk leaves")
-            .map(|n| n as u64)
-    }
-
-    /// Trunk check-ins after `tip` along primary parents, oldest first. With
-    /// `None`, or a `tip` not on the trunk line, the whole line from the root.
-    pub fn trunk_after(&self, tip: Option<&ArtifactHash>) -> Result<Vec<ArtifactHash>, RepoError> {
-        let Some(head) = self.trunk_tip()? else {
-            return Ok(Vec::new());
-        };
-        let mut out = Vec::new();
-        let mut cur = self.rid_of(&head)?.map(|(r, _)| r);
-        while let Some(rid) = cur {
-            let Some(h) = self.hash_of(rid)? else { break };
-            if Some(&h) == tip {
-                break;
-            }
-            out.push(h);
-            cur = self
-                .conn
-                .prepare_cached("SELECT pid FROM plink WHERE cid=?1 AND isprim=1")
-                .and_then(|mut st| st.query_row([rid.0], |r| r.get(0)).optional())
-                .ctx("walking primary parents")?
-                .map(Rid);
-        }
-        out.reverse();
-        Ok(out)
-    }
-
-    /// What a peer needs to receive check-in `hash`, dependencies first: the
-    /// file artifacts it introduced (per mlink), its baseline if any, then the
-    /// manifest itself.
-    pub fn checkin_artifacts(&self, hash: &ArtifactHash) -> Result<Vec<ArtifactHash>, RepoError> {
-        let (rid, _) = self
-            .rid_of(hash)?
-            .ok_or_else(|| RepoError::MissingArtifact {
-                hash: hash.to_string(),
-            })?;
-        let mut out: Vec<ArtifactHash> = self
-            .hashes_sql(
-                "SELECT DISTINCT blob.uuid FROM mlink JOIN blob ON blob.rid=mlink.fid WHERE mlink.mid=?1 AND mlink.fid>0 ORDER BY blob.rid",
-                rid,
-            )?;
-        out.extend(self.hashes_sql("SELECT blob.uuid FROM plink JOIN blob ON blob.rid=plink.baseid WHERE plink.cid=?1 AND plink.isprim=1", rid)?);
-        out.push(hash.clone());
-        Ok(out)
-    }
-
-    fn hashes_sql(&self, sql: &str, rid: Rid) -> Result<Vec<ArtifactHash>, RepoError> {
-        let step = "listing a check-in's artifacts";
-        let mut st = self.conn.prepare_cached(sql).ctx(step)?;
-        let rows: Vec<String> = st
-            .query_map([rid.0], |r| r.get(0))
-            .ctx(step)?
-            .collect::<Result<_, _>>()
-            .ctx(step)?;
-        rows.iter().map(|t| ArtifactHash::parse(t)).collect()
     }
 }

@@ -4,10 +4,11 @@
 //! `xfer` builds sync on top of these calls.
 //!
 //! Files: `schema` (the 2.21 SQL), `hash` (names and row ids), `store`
-//! (create/open, transactions, blobs, users), `manifest` (bytes ↔ cards),
-//! `crosslink` (derived tables, trunk queries), `checkin`, `checkout`,
+//! (create/open, transactions, config, users), `blob` (content store), `manifest` (bytes ↔ cards),
+//! `crosslink` (derived tables), `trunk` (file lists, trunk queries), `checkin`, `checkout`,
 //! `rebase`, `time` (D-card dates), `error`.
 
+mod blob;
 mod checkin;
 mod checkout;
 mod crosslink;
@@ -19,10 +20,12 @@ mod rebase;
 mod schema;
 mod store;
 pub mod time;
+mod trunk;
 
+pub use blob::{compress, decompress};
 pub use checkin::{prefer_delta, Checkin, CheckinSpec, FileChange};
 pub use crosslink::Crosslinked;
 pub use error::{ManifestError, RebaseError, RepoError};
 pub use hash::{ArtifactHash, Rid};
 pub use manifest::{parse_artifact, Artifact, FileCard, Manifest, Perm, TagCard, TagKind};
-pub use store::{compress, decompress, CreateOptions, FileList, RawBlob, Repository, Stored};
+pub use store::{CreateOptions, FileList, RawBlob, Repository, Stored};

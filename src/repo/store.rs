@@ -1,20 +1,15 @@
 //! The [`Repository`] handle: creating and opening the SQLite file,
-//! transactions, config, users, and the content store (blob rows as a 4-byte
-//! big-endian length plus zlib, phantoms, delta chains of fossil-made repos).
+//! transactions, config and users. The content store is in `blob.rs`.
 //!
 //! Crosslinking (the derived tables) lives in `crosslink.rs`; check-ins in
 //! `checkin.rs`.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use flate2::read::ZlibDecoder;
-use flate2::write::ZlibEncoder;
-use flate2::Compression;
 use rand::Rng;
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -25,11 +20,6 @@ use super::schema;
 
 /// A full file list: name → (artifact, permission).
 pub type FileList = BTreeMap<String, (ArtifactHash, Perm)>;
-
-/// Chains longer than this are treated as corrupt (they would be cycles).
-const MAX_DELTA_CHAIN: usize = 100_000;
-/// Largest artifact we will reconstruct.
-const MAX_ARTIFACT: u64 = 1 << 31;
 
 /// Options for [`Repository::create`].
 #[derive(Debug, Clone)]
@@ -65,7 +55,7 @@ pub struct RawBlob {
 }
 
 /// A blob row as read: (uuid, size, content, delta source rid).
-type StoredRow = (String, i64, Option<Vec<u8>>, Option<i64>);
+pub(crate) type StoredRow = (String, i64, Option<Vec<u8>>, Option<i64>);
 
 /// One Fossil repository file, held through a single SQLite connection.
 pub struct Repository {
@@ -74,6 +64,37 @@ pub struct Repository {
     /// The most recently expanded baseline manifest's file list; check-ins on a
     /// trunk share a baseline for many commits, so this saves reparsing it.
     pub(crate) baseline_cache: RefCell<Option<(Rid, Arc<FileList>)>>,
+    /// File contents by name for the R card, which hashes every file of the
+    /// tree on each check-in; names are content addresses, so entries never
+    /// go stale (even if the transaction that stored them rolls back).
+    pub(crate) file_cache: RefCell<FileCache>,
+}
+
+/// A byte-bounded map of artifact contents, emptied when full.
+#[derive(Default)]
+pub(crate) struct FileCache {
+    map: std::collections::HashMap<ArtifactHash, Arc<[u8]>>,
+    bytes: usize,
+}
+
+impl FileCache {
+    /// Budget before the cache starts over.
+    const MAX_BYTES: usize = 64 << 20;
+
+    pub(crate) fn get(&self, h: &ArtifactHash) -> Option<Arc<[u8]>> {
+        self.map.get(h).cloned()
+    }
+
+    pub(crate) fn put(&mut self, h: ArtifactHash, content: Arc<[u8]>) {
+        if self.bytes + content.len() > Self::MAX_BYTES {
+            self.map.clear();
+            self.bytes = 0;
+        }
+        self.bytes += content.len();
+        if let Some(old) = self.map.insert(h, content) {
+            self.bytes -= old.len();
+        }
+    }
 }
 
 impl std::fmt::Debug for Repository {
@@ -96,38 +117,6 @@ pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-/// Compresses an artifact into Fossil's blob.content form.
-pub fn compress(content: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(content.len() / 2 + 16);
-    out.extend_from_slice(&(content.len() as u32).to_be_bytes());
-    let mut enc = ZlibEncoder::new(out, Compression::default());
-    enc.write_all(content)
-        .expect("writing to a Vec cannot fail");
-    enc.finish()
-        .expect("finishing a Vec-backed encoder cannot fail")
-}
-
-/// Reverses [`compress`], checking the length prefix.
-pub fn decompress(stored: &[u8]) -> Result<Vec<u8>, String> {
-    let prefix: [u8; 4] = stored
-        .get(..4)
-        .and_then(|p| p.try_into().ok())
-        .ok_or_else(|| "shorter than the 4-byte length prefix".to_owned())?;
-    let len = u32::from_be_bytes(prefix) as usize;
-    let mut out = Vec::with_capacity(len.min(64 << 20));
-    ZlibDecoder::new(&stored[4..])
-        .take(len as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| format!("zlib stream is invalid: {e}"))?;
-    if out.len() != len {
-        return Err(format!(
-            "inflates to {} bytes, prefix says {len}",
-            out.len()
-        ));
-    }
-    Ok(out)
 }
 
 impl Repository {
@@ -181,6 +170,7 @@ impl Repository {
                 conn,
                 path: tmp.path().to_owned(),
                 baseline_cache: RefCell::new(None),
+                file_cache: RefCell::default(),
             };
             repo.transaction(|r| r.seed(opts))?;
             repo.conn
@@ -309,6 +299,7 @@ impl Repository {
             conn,
             path: path.to_owned(),
             baseline_cache: RefCell::new(None),
+            file_cache: RefCell::default(),
         };
         match repo.config_get("project-code")? {
             Some(code) if !code.is_empty() => Ok(repo),
@@ -395,6 +386,11 @@ impl Repository {
         &self,
         f: impl FnOnce() -> Result<T, E>,
     ) -> Result<T, E> {
+        if self.conn.is_autocommit() {
+            // Alone, take the write lock up front: a deferred transaction that
+            // reads first cannot be upgraded once another writer commits (WAL).
+            return self.transaction(|_| f());
+        }
         self.conn
             .execute_batch("SAVEPOINT herd_sp")
             .ctx("opening a savepoint")?;
@@ -430,300 +426,6 @@ impl Repository {
             )
             .ctx("recording a receiving session")?;
         Ok(self.conn.last_insert_rowid())
-    }
-
-    /// Stores `content` (verifying `expected` if given), replacing a phantom
-    /// row in place. New rows go into `unclustered`. Does not crosslink.
-    pub fn store(
-        &self,
-        content: &[u8],
-        expected: Option<&ArtifactHash>,
-        rcvid: Option<i64>,
-    ) -> Result<Stored, RepoError> {
-        let hash = match expected {
-            Some(exp) => {
-                let actual = exp.same_kind_of(content);
-                if &actual != exp {
-                    return Err(RepoError::HashMismatch {
-                        expected: exp.clone(),
-                        actual,
-                    });
-                }
-                actual
-            }
-            None => ArtifactHash::sha3_of(content),
-        };
-        let existing = self.rid_of(&hash)?;
-        if let Some((rid, false)) = existing {
-            return Ok(Stored {
-                rid,
-                hash,
-                is_new: false,
-            });
-        }
-        let blob = compress(content);
-        let rcvid = rcvid.unwrap_or(0);
-        let rid = match existing {
-            Some((rid, _phantom)) => {
-                self.conn
-                    .execute(
-                        "UPDATE blob SET rcvid=?1, size=?2, content=?3 WHERE rid=?4",
-                        params![rcvid, content.len() as i64, blob, rid.0],
-                    )
-                    .ctx("filling a phantom")?;
-                self.conn
-                    .execute("DELETE FROM phantom WHERE rid=?1", [rid.0])
-                    .ctx("clearing a phantom")?;
-                rid
-            }
-            None => {
-                self.conn
-                    .execute(
-                        "INSERT INTO blob(rcvid, size, uuid, content) VALUES(?1, ?2, ?3, ?4)",
-                        params![rcvid, content.len() as i64, hash.as_str(), blob],
-                    )
-                    .ctx("inserting a blob")?;
-                let rid = Rid(self.conn.last_insert_rowid());
-                self.conn
-                    .execute("INSERT OR IGNORE INTO unclustered(rid) VALUES(?1)", [rid.0])
-                    .ctx("marking a blob unclustered")?;
-                rid
-            }
-        };
-        Ok(Stored {
-            rid,
-            hash,
-            is_new: true,
-        })
-    }
-
-    /// Records `hash` as known but not held; returns its row (existing or new).
-    pub fn store_phantom(&self, hash: &ArtifactHash) -> Result<Rid, RepoError> {
-        if let Some((rid, _)) = self.rid_of(hash)? {
-            return Ok(rid);
-        }
-        self.conn
-            .execute(
-                "INSERT INTO blob(rcvid, size, uuid, content) VALUES(0, -1, ?1, NULL)",
-                [hash.as_str()],
-            )
-            .ctx("inserting a phantom")?;
-        let rid = self.conn.last_insert_rowid();
-        self.conn
-            .execute("INSERT OR IGNORE INTO phantom(rid) VALUES(?1)", [rid])
-            .ctx("recording a phantom")?;
-        self.conn
-            .execute("INSERT OR IGNORE INTO unclustered(rid) VALUES(?1)", [rid])
-            .ctx("marking a phantom unclustered")?;
-        Ok(Rid(rid))
-    }
-
-    /// The row of `hash` and whether it is a phantom.
-    pub fn rid_of(&self, hash: &ArtifactHash) -> Result<Option<(Rid, bool)>, RepoError> {
-        self.conn
-            .prepare_cached("SELECT rid, size<0 FROM blob WHERE uuid=?1")
-            .and_then(|mut st| {
-                st.query_row([hash.as_str()], |r| Ok((Rid(r.get(0)?), r.get(1)?)))
-                    .optional()
-            })
-            .ctx("looking up an artifact")
-    }
-
-    /// The name of row `rid`.
-    pub fn hash_of(&self, rid: Rid) -> Result<Option<ArtifactHash>, RepoError> {
-        let text: Option<String> = self
-            .conn
-            .prepare_cached("SELECT uuid FROM blob WHERE rid=?1")
-            .and_then(|mut st| st.query_row([rid.0], |r| r.get(0)).optional())
-            .ctx("looking up a row's hash")?;
-        text.map(|t| ArtifactHash::parse(&t)).transpose()
-    }
-
-    /// Reads row `rid` as stored: (uuid, size, content, delta source rid).
-    fn stored_row(&self, rid: Rid) -> Result<Option<StoredRow>, RepoError> {
-        self.conn
-            .prepare_cached("SELECT uuid, size, content, (SELECT srcid FROM delta WHERE delta.rid=blob.rid) FROM blob WHERE rid=?1")
-            .and_then(|mut st| st.query_row([rid.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).optional())
-            .ctx("reading a blob")
-    }
-
-    /// The full content of `hash`, or `None` if absent or a phantom.
-    pub fn content(&self, hash: &ArtifactHash) -> Result<Option<Vec<u8>>, RepoError> {
-        match self.rid_of(hash)? {
-            Some((rid, false)) => self.content_of(rid).map(Some),
-            _ => Ok(None),
-        }
-    }
-
-    /// The full content of row `rid`, reconstructing delta chains and
-    /// verifying size and hash.
-    pub fn content_of(&self, rid: Rid) -> Result<Vec<u8>, RepoError> {
-        // Walk to the full-text root, then apply the deltas back up.
-        let mut chain = Vec::new();
-        let mut cur = rid;
-        loop {
-            let Some((uuid, size, content, src)) = self.stored_row(cur)? else {
-                let hash = chain.first().map_or_else(
-                    || format!("rid {}", rid.0),
-                    |(u, _, _): &(String, i64, Vec<u8>)| u.clone(),
-                );
-                return Err(RepoError::MissingArtifact { hash });
-            };
-            let Some(content) = content.filter(|_| size >= 0) else {
-                return Err(RepoError::MissingArtifact { hash: uuid });
-            };
-            let bytes = match decompress(&content) {
-                Ok(b) => b,
-                Err(reason) => return Err(RepoError::CorruptBlob { hash: uuid, reason }),
-            };
-            if src.is_some() && chain.len() >= MAX_DELTA_CHAIN {
-                return Err(RepoError::CorruptBlob {
-                    hash: uuid,
-                    reason: "delta chain too long or cyclic".into(),
-                });
-            }
-            chain.push((uuid, size, bytes));
-            match src {
-                Some(s) => cur = Rid(s),
-                None => break,
-            }
-        }
-        let (mut uuid, mut size, mut data) =
-            chain.pop().expect("chain holds at least the row itself");
-        loop {
-            if data.len() as i64 != size {
-                return Err(RepoError::CorruptBlob {
-                    hash: uuid,
-                    reason: format!("content is {} bytes, blob.size says {size}", data.len()),
-                });
-            }
-            let Some((next_uuid, next_size, delta)) = chain.pop() else {
-                break;
-            };
-            data = crate::delta::apply(&data, &delta, MAX_ARTIFACT).map_err(|e| {
-                RepoError::CorruptBlob {
-                    hash: next_uuid.clone(),
-                    reason: format!("delta does not apply: {e}"),
-                }
-            })?;
-            uuid = next_uuid;
-            size = next_size;
-        }
-        let name = ArtifactHash::parse(&uuid).map_err(|_| RepoError::CorruptBlob {
-            hash: uuid.clone(),
-            reason: "blob.uuid is not a valid hash".into(),
-        })?;
-        if !name.matches(&data) {
-            return Err(RepoError::CorruptBlob {
-                hash: uuid,
-                reason: "content does not hash to its name".into(),
-            });
-        }
-        Ok(data)
-    }
-
-    /// Row `rid` as stored, for a `cfile` card; `None` if absent or a phantom.
-    pub fn raw(&self, rid: Rid) -> Result<Option<RawBlob>, RepoError> {
-        let Some((_, size, Some(stored), src)) = self.stored_row(rid)? else {
-            return Ok(None);
-        };
-        if size < 0 {
-            return Ok(None);
-        }
-        let delta_source = match src {
-            Some(s) => self.hash_of(Rid(s))?,
-            None => None,
-        };
-        Ok(Some(RawBlob {
-            stored,
-            delta_source,
-            size: size as u64,
-        }))
-    }
-
-    fn hashes(&self, sql: &str, step: &'static str) -> Result<Vec<(Rid, ArtifactHash)>, RepoError> {
-        let mut st = self.conn.prepare_cached(sql).ctx(step)?;
-        let rows = st
-            .query_map([], |r| Ok((Rid(r.get(0)?), r.get::<_, String>(1)?)))
-            .ctx(step)?
-            .collect::<Result<Vec<_>, _>>()
-            .ctx(step)?;
-        rows.into_iter()
-            .map(|(rid, h)| Ok((rid, ArtifactHash::parse(&h)?)))
-            .collect()
-    }
-
-    /// Every phantom's name.
-    pub fn phantoms(&self) -> Result<Vec<ArtifactHash>, RepoError> {
-        let rows = self.hashes(
-            "SELECT blob.rid, uuid FROM phantom JOIN blob USING(rid) ORDER BY blob.rid",
-            "listing phantoms",
-        )?;
-        Ok(rows.into_iter().map(|(_, h)| h).collect())
-    }
-
-    /// Non-phantom, non-private artifacts no cluster mentions yet.
-    pub fn unclustered(&self) -> Result<Vec<(Rid, ArtifactHash)>, RepoError> {
-        self.hashes(
-            "SELECT blob.rid, uuid FROM unclustered JOIN blob USING(rid) \
-             WHERE size>=0 AND blob.rid NOT IN private ORDER BY blob.rid",
-            "listing unclustered artifacts",
-        )
-    }
-
-    /// Artifacts made here and not yet pushed.
-    pub fn unsent(&self) -> Result<Vec<(Rid, ArtifactHash)>, RepoError> {
-        self.hashes(
-            "SELECT blob.rid, uuid FROM unsent JOIN blob USING(rid) WHERE size>=0 ORDER BY blob.rid",
-            "listing unsent artifacts",
-        )
-    }
-
-    /// Empties `unsent` (after a push).
-    pub fn clear_unsent(&self) -> Result<(), RepoError> {
-        self.conn
-            .execute("DELETE FROM unsent", [])
-            .ctx("clearing unsent")?;
-        Ok(())
-    }
-
-    /// Clone paging: rows from `start` on (non-phantom, non-private), until
-    /// their stored size reaches `max_bytes` (at least one row is returned).
-    /// `next` is the first row not returned, `None` when done.
-    pub fn blobs_from(
-        &self,
-        start: Rid,
-        max_bytes: u64,
-    ) -> Result<(Vec<Rid>, Option<Rid>), RepoError> {
-        let step = "paging blobs";
-        let mut st = self
-            .conn
-            .prepare_cached(
-                "SELECT rid, length(content) FROM blob WHERE rid>=?1 AND size>=0 \
-                 AND rid NOT IN private ORDER BY rid",
-            )
-            .ctx(step)?;
-        let mut rows = st.query([start.0]).ctx(step)?;
-        let (mut out, mut total) = (Vec::new(), 0u64);
-        while let Some(row) = rows.next().ctx(step)? {
-            let rid = Rid(row.get(0).ctx(step)?);
-            if !out.is_empty() && total >= max_bytes {
-                return Ok((out, Some(rid)));
-            }
-            total += row.get::<_, Option<i64>>(1).ctx(step)?.unwrap_or(0).max(0) as u64;
-            out.push(rid);
-        }
-        Ok((out, None))
-    }
-
-    /// Count of held (non-phantom) artifacts.
-    pub fn artifact_count(&self) -> Result<u64, RepoError> {
-        self.conn
-            .query_row("SELECT count(*) FROM blob WHERE size>=0", [], |r| {
-                r.get::<_, i64>(0)
-            })
-            .ctx("counting artifacts")
-            .map(|n| n as u64)
     }
 
     /// Capabilities of `login`.
@@ -814,6 +516,12 @@ mod tests {
             repo.config_get("aux-schema").unwrap().as_deref(),
             Some("2015-01-24")
         );
+    }
+
+    #[test]
+    fn repository_can_move_to_another_thread() {
+        fn assert_send<T: Send>() {}
+        assert_send::<Repository>();
     }
 
     #[test]

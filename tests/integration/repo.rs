@@ -121,6 +121,27 @@ fn ci_events(path: &Path) -> i64 {
     .unwrap()
 }
 
+/// Every row of `sql` as text.
+fn rows(path: &Path, sql: &str) -> Vec<String> {
+    let c = rusqlite::Connection::open(path).unwrap();
+    let mut st = c.prepare(sql).unwrap();
+    let n = st.column_count();
+    let out = st
+        .query_map([], |r| {
+            (0..n)
+                .map(|i| {
+                    r.get::<_, rusqlite::types::Value>(i)
+                        .map(|v| format!("{v:?}"))
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(|v| v.join("|"))
+        })
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    out
+}
+
 #[test]
 fn fossil_accepts_a_repository_we_wrote() {
     let tmp = tempfile::tempdir().unwrap();
@@ -172,7 +193,16 @@ fn fossil_accepts_a_repository_we_wrote() {
 
     let wd = home.join("fossil-co");
     std::fs::create_dir(&wd).unwrap();
-    fossil(home, &wd, &["open", p, tip.as_str()]);
+    let opened = fossil(home, &wd, &["open", p, tip.as_str()]);
+    let said = format!(
+        "{}{}",
+        stdout(&opened),
+        String::from_utf8_lossy(&opened.stderr)
+    );
+    assert!(
+        !said.to_lowercase().contains("checksum") && !said.contains("WARNING"),
+        "{said}"
+    );
     assert_eq!(tree(&wd), our_files, "fossil's checkout differs from ours");
     fossil(home, &wd, &["close"]);
 
@@ -181,6 +211,25 @@ fn fossil_accepts_a_repository_we_wrote() {
     let before = ci_events(&copy);
     fossil(home, home, &["rebuild", copy.to_str().unwrap()]);
     assert_eq!(ci_events(&copy), before);
+    // Our derived rows match what fossil derives itself.
+    for sql in [
+        "SELECT (SELECT uuid FROM blob WHERE rid=mid), coalesce((SELECT uuid FROM blob WHERE rid=fid),''), \
+         coalesce((SELECT uuid FROM blob WHERE rid=pid),''), (SELECT name FROM filename WHERE fnid=mlink.fnid), \
+         mperm FROM mlink ORDER BY 1, 4",
+        "SELECT (SELECT uuid FROM blob WHERE rid=pid), (SELECT uuid FROM blob WHERE rid=cid), isprim FROM plink ORDER BY 1, 2",
+        "SELECT uuid FROM leaf JOIN blob USING(rid) ORDER BY 1",
+        "SELECT uuid, tagname, tagtype, value FROM tagxref JOIN tag USING(tagid) JOIN blob USING(rid) ORDER BY 1, 2",
+    ] {
+        let (a, b) = (rows(&path, sql), rows(&copy, sql));
+        let only_ours: Vec<_> = a.iter().filter(|r| !b.contains(r)).take(5).collect();
+        let only_fossil: Vec<_> = b.iter().filter(|r| !a.contains(r)).take(5).collect();
+        assert!(
+            a == b,
+            "derived rows differ after fossil rebuild ({} vs {} rows): {sql}\nonly ours: {only_ours:#?}\nonly fossil's: {only_fossil:#?}",
+            a.len(),
+            b.len()
+        );
+    }
     assert_eq!(before, n as i64 + 1);
 }
 

@@ -1,0 +1,120 @@
+//! Read-side queries over the derived tables: full file lists of check-ins,
+//! the trunk tip and line, and what a peer needs to receive one check-in
+//! (the sync fast path).
+
+use rusqlite::OptionalExtension;
+
+use super::error::{RepoError, SqlContext};
+use super::hash::{ArtifactHash, Rid};
+use super::store::{FileList, Repository};
+
+/// Tag id of `branch` (seeded by `fossil new`).
+const TAG_BRANCH: i64 = 8;
+
+impl Repository {
+    /// The full file list of check-in `hash`.
+    pub fn file_list(&self, hash: &ArtifactHash) -> Result<FileList, RepoError> {
+        let (rid, phantom) = self
+            .rid_of(hash)?
+            .ok_or_else(|| RepoError::MissingArtifact {
+                hash: hash.to_string(),
+            })?;
+        if phantom {
+            return Err(RepoError::MissingArtifact {
+                hash: hash.to_string(),
+            });
+        }
+        Ok((*self.list_of_rid(rid)?).clone())
+    }
+
+    /// The trunk check-in with no trunk child (the latest by time if several).
+    pub fn trunk_tip(&self) -> Result<Option<ArtifactHash>, RepoError> {
+        let text: Option<String> = self
+            .conn
+            .prepare_cached(
+                "SELECT blob.uuid FROM leaf JOIN event ON event.objid=leaf.rid \
+                 JOIN tagxref ON tagxref.rid=leaf.rid AND tagxref.tagid=?1 AND tagxref.value='trunk' \
+                 JOIN blob ON blob.rid=leaf.rid WHERE event.type='ci' ORDER BY event.mtime DESC, leaf.rid DESC LIMIT 1",
+            )
+            .and_then(|mut st| st.query_row([TAG_BRANCH], |r| r.get(0)).optional())
+            .ctx("finding the trunk tip")?;
+        text.map(|t| ArtifactHash::parse(&t)).transpose()
+    }
+
+    /// Count of crosslinked check-ins (`event` rows of type `ci`).
+    pub fn trunk_commits(&self) -> Result<u64, RepoError> {
+        self.conn
+            .query_row("SELECT count(*) FROM event WHERE type='ci'", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .ctx("counting check-ins")
+            .map(|n| n as u64)
+    }
+
+    /// Count of leaves on trunk (1 on a linear history).
+    pub fn trunk_leaves(&self) -> Result<u64, RepoError> {
+        self.conn
+            .query_row(
+                "SELECT count(*) FROM leaf JOIN tagxref ON tagxref.rid=leaf.rid AND tagxref.tagid=?1 AND tagxref.value='trunk'",
+                [TAG_BRANCH],
+                |r| r.get::<_, i64>(0),
+            )
+            .ctx("counting trunk leaves")
+            .map(|n| n as u64)
+    }
+
+    /// Trunk check-ins after `tip` along primary parents, oldest first. With
+    /// `None`, or a `tip` not on the trunk line, the whole line from the root.
+    pub fn trunk_after(&self, tip: Option<&ArtifactHash>) -> Result<Vec<ArtifactHash>, RepoError> {
+        let Some(head) = self.trunk_tip()? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        let mut cur = self.rid_of(&head)?.map(|(r, _)| r);
+        while let Some(rid) = cur {
+            let Some(h) = self.hash_of(rid)? else { break };
+            if Some(&h) == tip {
+                break;
+            }
+            out.push(h);
+            cur = self
+                .conn
+                .prepare_cached("SELECT pid FROM plink WHERE cid=?1 AND isprim=1")
+                .and_then(|mut st| st.query_row([rid.0], |r| r.get(0)).optional())
+                .ctx("walking primary parents")?
+                .map(Rid);
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    /// What a peer needs to receive check-in `hash`, dependencies first: the
+    /// file artifacts it introduced (per mlink), its baseline if any, then the
+    /// manifest itself.
+    pub fn checkin_artifacts(&self, hash: &ArtifactHash) -> Result<Vec<ArtifactHash>, RepoError> {
+        let (rid, _) = self
+            .rid_of(hash)?
+            .ok_or_else(|| RepoError::MissingArtifact {
+                hash: hash.to_string(),
+            })?;
+        let mut out: Vec<ArtifactHash> = self
+            .hashes_sql(
+                "SELECT DISTINCT blob.uuid FROM mlink JOIN blob ON blob.rid=mlink.fid WHERE mlink.mid=?1 AND mlink.fid>0 ORDER BY blob.rid",
+                rid,
+            )?;
+        out.extend(self.hashes_sql("SELECT blob.uuid FROM plink JOIN blob ON blob.rid=plink.baseid WHERE plink.cid=?1 AND plink.isprim=1", rid)?);
+        out.push(hash.clone());
+        Ok(out)
+    }
+
+    fn hashes_sql(&self, sql: &str, rid: Rid) -> Result<Vec<ArtifactHash>, RepoError> {
+        let step = "listing a check-in's artifacts";
+        let mut st = self.conn.prepare_cached(sql).ctx(step)?;
+        let rows: Vec<String> = st
+            .query_map([rid.0], |r| r.get(0))
+            .ctx(step)?
+            .collect::<Result<_, _>>()
+            .ctx(step)?;
+        rows.iter().map(|t| ArtifactHash::parse(t)).collect()
+    }
+}
