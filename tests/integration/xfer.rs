@@ -635,9 +635,16 @@ fn bad_input_gets_error_cards_and_stores_nothing() {
     let tip = repo.trunk_tip().unwrap().unwrap();
     let body = format!("pull x {pc}\ngimme {tip}\n");
     let r = raw_request(&repo, "application/x-fossil-debug", body.as_bytes());
+    let cards = reply_cards(&r);
     assert_eq!(
-        errors(&reply_cards(&r)),
+        errors(&cards),
         vec!["Fossil version 2.0 or later required.".to_string()]
+    );
+    assert!(
+        !cards
+            .iter()
+            .any(|c| matches!(c, Card::File { .. } | Card::Igot { .. })),
+        "nothing is sent after the refusal: {cards:?}"
     );
     assert_eq!(count(), before);
 }

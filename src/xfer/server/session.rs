@@ -120,6 +120,10 @@ impl<'a> Session<'a> {
         if let Some(from) = self.clone.clone() {
             self.serve_clone(from, &project_code)?;
         }
+        // A refusal to send SHA3 content to an old client ends the reply.
+        if self.stopped {
+            return Ok(());
+        }
         if self.pulling {
             match self.fast_tip {
                 Some(tip) if fastpath::serves_pull(repo, tip)? => {
