@@ -2,3 +2,4 @@
 mod coord;
 mod helpers;
 mod repo;
+mod xfer;
