@@ -79,12 +79,20 @@ pub fn trunk_after(
     repo: &Repository,
     after: Option<&ArtifactHash>,
 ) -> Result<Vec<Card>, ServerError> {
-    let checkins = repo.trunk_after(after)?;
+    checkin_cards(repo, &repo.trunk_after(after)?)
+}
+
+/// `file` cards for the artifacts of `checkins` (consecutive trunk
+/// check-ins, oldest first), files first, then the manifests in order.
+pub fn checkin_cards(
+    repo: &Repository,
+    checkins: &[ArtifactHash],
+) -> Result<Vec<Card>, ServerError> {
     let manifests: HashSet<&ArtifactHash> = checkins.iter().collect();
     let mut seen = HashSet::new();
     let mut files = Vec::new();
     let mut tail = Vec::new();
-    for checkin in &checkins {
+    for checkin in checkins {
         let content =
             repo.content(checkin)?
                 .ok_or_else(|| crate::repo::RepoError::MissingArtifact {

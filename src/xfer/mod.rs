@@ -5,6 +5,7 @@
 //! - `card`: cards to bytes and back (no I/O).
 //! - `frame`: HTTP content types and the zlib body framing.
 //! - `login`: login card nonces and signatures.
+//! - `bundle`: a trunk advance's artifacts, packed for its tip broadcast.
 //! - `caps`: user capabilities as the server checks them.
 //! - `server`: one request in, one reply out, over a repository.
 //! - `fastpath`: herd's one-round pull and push pragmas (server side).
@@ -13,6 +14,7 @@
 //! - `time`: the reply's closing timestamp.
 //! - `error`: codec and login errors.
 
+pub mod bundle;
 pub mod caps;
 pub mod card;
 pub mod client;

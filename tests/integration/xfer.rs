@@ -705,3 +705,45 @@ fn a_chain_of_checkins_lands_in_parent_order_from_one_push() {
         assert_eq!(r.trunk_leaves().unwrap(), 1);
     });
 }
+
+#[test]
+fn a_tip_bundle_brings_a_leaf_one_step_forward_without_a_request() {
+    let tmp = TempDir::new().unwrap();
+    let hub = new_repo(&tmp.path().join("hub.fossil"), "gio");
+    history(&hub, 3, "h");
+    let server = TestServer::start(hub, 1);
+    let client = Client::new(&server.url);
+    let leaf = client.clone_into(&tmp.path().join("leaf.fossil")).unwrap();
+
+    // Two advances on the hub; bundles are built after each, as the hub does.
+    let (one, two, bundle_one, bundle_two) = server.with_repo(|hub| {
+        let tip = hub.trunk_tip().unwrap().unwrap();
+        let one = commit(hub, &tip, "n/one.txt", &"one\n".repeat(40));
+        let bundle_one = xfer::bundle::build(hub, &one)
+            .unwrap()
+            .expect("small bundle");
+        let two = commit(hub, &one, "n/two.txt", &"two\n".repeat(40));
+        let bundle_two = xfer::bundle::build(hub, &two)
+            .unwrap()
+            .expect("small bundle");
+        (one, two, bundle_one, bundle_two)
+    });
+
+    // Out of order: the second bundle's parent is not the leaf's tip.
+    let before_tip = leaf.trunk_tip().unwrap();
+    assert!(client.apply_bundle(&leaf, &bundle_two, &two).is_err());
+    assert_eq!(leaf.trunk_tip().unwrap(), before_tip, "nothing kept");
+
+    let requests = client.requests();
+    assert_eq!(client.apply_bundle(&leaf, &bundle_one, &one).unwrap(), 2);
+    assert_eq!(client.apply_bundle(&leaf, &bundle_two, &two).unwrap(), 2);
+    assert_eq!(client.requests(), requests, "bundles cost no request");
+    assert_eq!(leaf.trunk_tip().unwrap(), Some(two.clone()));
+    assert_eq!(client.known_tip(), Some(two.clone()));
+    let files = leaf.file_list(&two).unwrap();
+    assert!(files.contains_key("n/one.txt") && files.contains_key("n/two.txt"));
+
+    // Nothing left to pull afterwards.
+    let pulled = client.pull(&leaf).unwrap();
+    assert_eq!(pulled.received, 0);
+}

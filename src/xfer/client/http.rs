@@ -27,6 +27,8 @@ pub struct Client {
     pub(super) requests: AtomicU64,
     /// The server's trunk tip as last seen, sent with fast pulls.
     pub(super) known_tip: Mutex<Option<ArtifactHash>>,
+    /// Extra HTTP headers for every request (e.g. `traceparent`).
+    pub(super) headers: Mutex<Vec<(String, String)>>,
 }
 
 /// One reply's cards and whether it carried an `error` card.
@@ -64,6 +66,15 @@ impl Client {
             limits: Limits::default(),
             requests: AtomicU64::new(0),
             known_tip: Mutex::new(None),
+            headers: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Sets extra HTTP headers sent with every following request, such as
+    /// the W3C `traceparent` of the operation in progress.
+    pub fn set_headers(&self, headers: Vec<(String, String)>) {
+        if let Ok(mut h) = self.headers.lock() {
+            *h = headers;
         }
     }
 
@@ -88,7 +99,9 @@ impl Client {
         self.known_tip.lock().map_or(None, |t| t.clone())
     }
 
-    pub(super) fn set_known_tip(&self, tip: Option<ArtifactHash>) {
+    /// Records `tip` as the server's trunk tip (e.g. after applying a tip
+    /// broadcast), so the next fast pull starts from it.
+    pub fn set_known_tip(&self, tip: Option<ArtifactHash>) {
         if let Ok(mut t) = self.known_tip.lock() {
             *t = tip;
         }
@@ -130,11 +143,16 @@ impl Client {
         text.extend_from_slice(&rest);
         let body = encode_body(ContentType::Fossil, &text);
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let response = self
+        let mut request = self
             .agent
             .post(&self.url)
-            .set("Content-Type", ContentType::Fossil.as_str())
-            .send_bytes(&body);
+            .set("Content-Type", ContentType::Fossil.as_str());
+        if let Ok(headers) = self.headers.lock() {
+            for (name, value) in headers.iter() {
+                request = request.set(name, value);
+            }
+        }
+        let response = request.send_bytes(&body);
         let response = match response {
             Ok(r) => r,
             Err(ureq::Error::Status(status, _)) => {

@@ -13,6 +13,7 @@
 //! message exchange), `sync` (clone, pull, push), `receive` (storing and
 //! crosslinking received artifacts).
 
+mod bundle;
 mod error;
 mod http;
 mod receive;
