@@ -137,6 +137,32 @@ impl Repository {
     /// seeded rows and the initial empty check-in. Built in a temporary file
     /// beside `path` and renamed into place, so a failure leaves nothing.
     pub fn create(path: &Path, opts: &CreateOptions) -> Result<Repository, RepoError> {
+        Repository::create_inner(path, opts, None)
+    }
+
+    /// Creates the empty repository a clone of project `project_code` fills:
+    /// the same schema and seed rows, that project code, and no check-in at
+    /// all (the server's initial check-in arrives with the clone; a local
+    /// one would be a second root).
+    pub fn create_for_clone(path: &Path, project_code: &str) -> Result<Repository, RepoError> {
+        let opts = CreateOptions {
+            project_name: None,
+            admin_user: "admin".to_string(),
+            nobody_caps: String::new(),
+        };
+        Repository::create_inner(path, &opts, Some(project_code))
+    }
+
+    /// Whether a transaction is open on this repository's connection.
+    pub fn in_transaction(&self) -> bool {
+        !self.conn.is_autocommit()
+    }
+
+    fn create_inner(
+        path: &Path,
+        opts: &CreateOptions,
+        clone_of: Option<&str>,
+    ) -> Result<Repository, RepoError> {
         if path.exists() {
             return Err(RepoError::AlreadyExists {
                 path: path.to_owned(),
@@ -172,7 +198,7 @@ impl Repository {
                 baseline_cache: RefCell::new(None),
                 file_cache: RefCell::default(),
             };
-            repo.transaction(|r| r.seed(opts))?;
+            repo.transaction(|r| r.seed(opts, clone_of))?;
             repo.conn
                 .execute_batch("ANALYZE tagxref")
                 .ctx("analyzing")?;
@@ -189,8 +215,9 @@ impl Repository {
         Repository::open(path)
     }
 
-    /// Writes schema, seed rows and the initial check-in into an empty database.
-    fn seed(&self, opts: &CreateOptions) -> Result<(), RepoError> {
+    /// Writes schema, seed rows and (unless this is a clone of `clone_of`)
+    /// the initial check-in into an empty database.
+    fn seed(&self, opts: &CreateOptions, clone_of: Option<&str>) -> Result<(), RepoError> {
         let c = &self.conn;
         c.execute_batch(schema::CONTENT_SCHEMA)
             .ctx("creating the content schema")?;
@@ -210,7 +237,10 @@ impl Repository {
             ("admin-log", "1".to_owned()),
             ("access-log", "1".to_owned()),
             ("server-code", random_hex(20)),
-            ("project-code", random_hex(20)),
+            (
+                "project-code",
+                clone_of.map_or_else(|| random_hex(20), str::to_owned),
+            ),
             ("autosync", "1".to_owned()),
             ("localauth", "0".to_owned()),
             ("timeline-plaintext", "1".to_owned()),
@@ -244,6 +274,9 @@ impl Repository {
                 params![uid, login, pw, cap, info, now],
             )
             .ctx("seeding users")?;
+        }
+        if clone_of.is_some() {
+            return Ok(());
         }
         let rcvid = self.new_rcvid(&opts.admin_user, None, None)?;
         let manifest = Manifest {

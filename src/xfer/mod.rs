@@ -10,7 +10,6 @@
 //! - `server`: one request in, one reply out, over a repository.
 //! - `fastpath`: herd's one-round pull and push pragmas (server side).
 //! - `client`: clone, pull and push over HTTP.
-//! - `clone_target`: the empty repository a clone fills.
 //! - `time`: the reply's closing timestamp.
 //! - `error`: codec and login errors.
 
@@ -18,7 +17,6 @@ pub mod bundle;
 pub mod caps;
 pub mod card;
 pub mod client;
-pub mod clone_target;
 pub mod error;
 pub mod fastpath;
 pub mod frame;

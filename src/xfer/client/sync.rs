@@ -80,8 +80,7 @@ impl Client {
                 Some(0) => {
                     let pc = project_code
                         .ok_or_else(|| self.protocol("clone reply without push card"))?;
-                    let repo =
-                        crate::xfer::clone_target::create(path, &pc).map_err(self.repo_err())?;
+                    let repo = Repository::create_for_clone(path, &pc).map_err(self.repo_err())?;
                     self.in_transaction(&repo, |r| self.store_received(r, received, None))?;
                     self.set_known_tip(repo.trunk_tip().map_err(self.repo_err())?);
                     return Ok(repo);

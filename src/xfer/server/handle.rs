@@ -81,7 +81,7 @@ fn atomically<T>(
     repo: &Repository,
     f: impl FnOnce() -> Result<T, ServerError>,
 ) -> Result<T, ServerError> {
-    if repo.conn.is_autocommit() {
+    if !repo.in_transaction() {
         repo.transaction(|r| r.savepoint(f))
     } else {
         repo.savepoint(f)
