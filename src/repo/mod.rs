@@ -1,3 +1,28 @@
-//! Fossil-format repositories written and read with rusqlite.
+//! Fossil-format repositories written and read with rusqlite: the content
+//! store, manifests and clusters, crosslinking into Fossil's derived tables,
+//! check-ins with delta manifests, check-out and rebase. Knows no protocol;
+//! `xfer` builds sync on top of these calls.
+//!
+//! Files: `schema` (the 2.21 SQL), `hash` (names and row ids), `store`
+//! (create/open, transactions, blobs, users), `manifest` (bytes ↔ cards),
+//! `crosslink` (derived tables, trunk queries), `checkin`, `checkout`,
+//! `rebase`, `time` (D-card dates), `error`.
 
+mod checkin;
+mod checkout;
+mod crosslink;
 pub mod encode;
+mod error;
+mod hash;
+pub mod manifest;
+mod rebase;
+mod schema;
+mod store;
+pub mod time;
+
+pub use checkin::{prefer_delta, Checkin, CheckinSpec, FileChange};
+pub use crosslink::Crosslinked;
+pub use error::{ManifestError, RebaseError, RepoError};
+pub use hash::{ArtifactHash, Rid};
+pub use manifest::{parse_artifact, Artifact, FileCard, Manifest, Perm, TagCard, TagKind};
+pub use store::{compress, decompress, CreateOptions, FileList, RawBlob, Repository, Stored};

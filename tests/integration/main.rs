@@ -1,3 +1,5 @@
 //! Integration tests: real binaries, a real nats-server, the real `fossil`.
 mod coord;
 mod helpers;
+mod repo;
+mod xfer;

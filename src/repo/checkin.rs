@@ -1,0 +1,333 @@
+//! Making check-ins: storing file blobs, building a delta (or baseline)
+//! manifest with a correct R card, storing and crosslinking it, in one
+//! savepoint.
+//!
+//! Baseline rule: a check-in is written as a delta manifest against its
+//! parent's baseline unless the delta would list `D` entries with
+//! `D*D >= 3*B - 9` (`B` = files in the baseline), in which case it is written
+//! as a new baseline. This is Fossil's own heuristic (src/checkin.c): a delta
+//! manifest grows by the files changed since the last baseline, a baseline by
+//! the whole tree, and rebaselining when `D` reaches about `sqrt(3B)` keeps
+//! the total of manifest bytes per check-in near its minimum, `O(sqrt B)`,
+//! instead of `O(B)` for full manifests every time.
+
+use std::time::SystemTime;
+
+use md5::{Digest, Md5};
+
+use super::error::{RepoError, SqlContext};
+use super::hash::{ArtifactHash, Rid};
+use super::manifest::{check_file_name, FileCard, Manifest, Perm};
+use super::store::{FileList, Repository};
+use super::time;
+
+/// One file change of a check-in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileChange {
+    /// Relative `/`-separated path.
+    pub path: String,
+    /// New content, or `None` to delete the file.
+    pub content: Option<Vec<u8>>,
+}
+
+/// What to commit.
+#[derive(Debug, Clone)]
+pub struct CheckinSpec {
+    /// The parent check-in (the repository always has the initial one).
+    pub parent: ArtifactHash,
+    /// Files to add, change or delete.
+    pub changes: Vec<FileChange>,
+    /// Check-in comment.
+    pub comment: String,
+    /// Login recorded in the U card.
+    pub user: String,
+    /// Check-in time (the D card, millisecond precision).
+    pub time: SystemTime,
+}
+
+/// A check-in made here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkin {
+    /// Its blob row.
+    pub rid: Rid,
+    /// Its manifest's name.
+    pub hash: ArtifactHash,
+    /// The manifest bytes.
+    pub manifest: Vec<u8>,
+}
+
+/// The non-file parts of a check-in being written.
+pub(crate) struct CheckinMeta<'a> {
+    /// C card.
+    pub comment: &'a str,
+    /// U card.
+    pub user: &'a str,
+    /// D card, Unix milliseconds.
+    pub ms: i64,
+    /// The rcvfrom row the new blobs belong to.
+    pub rcvid: i64,
+}
+
+/// Whether a delta of `delta` entries against a baseline of `base` files is
+/// preferable to a new baseline (Fossil's `D*D < 3B-9`).
+pub fn prefer_delta(delta: usize, base: usize) -> bool {
+    let (d, b) = (delta as i128, base as i128);
+    d * d < 3 * b - 9
+}
+
+fn unix_ms(t: SystemTime) -> i64 {
+    match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX),
+    }
+}
+
+impl Repository {
+    /// Commits `spec` on top of its parent; see the module docs for the
+    /// baseline rule. Atomic (savepoint); the new artifacts go into `unsent`.
+    pub fn commit(&self, spec: &CheckinSpec) -> Result<Checkin, RepoError> {
+        for c in &spec.changes {
+            check_file_name(&c.path).map_err(|reason| RepoError::InvalidPath {
+                path: c.path.clone(),
+                reason,
+            })?;
+        }
+        self.savepoint(|| {
+            let mut list = self.file_list(&spec.parent)?;
+            let rcvid = self.new_rcvid(&spec.user, None, None)?;
+            let mut new_rids = Vec::new();
+            for c in &spec.changes {
+                match &c.content {
+                    Some(bytes) => {
+                        let s = self.store(bytes, None, Some(rcvid))?;
+                        if s.is_new {
+                            new_rids.push(s.rid);
+                        }
+                        let perm = list.get(&c.path).map_or(Perm::Regular, |(_, p)| *p);
+                        list.insert(c.path.clone(), (s.hash, perm));
+                    }
+                    None => {
+                        list.remove(&c.path);
+                    }
+                }
+            }
+            let meta = CheckinMeta {
+                comment: &spec.comment,
+                user: &spec.user,
+                ms: unix_ms(spec.time),
+                rcvid,
+            };
+            self.commit_list(&spec.parent, &list, &meta, &new_rids)
+        })
+    }
+
+    /// Writes, stores and crosslinks a check-in of the full file list `list`
+    /// as a child of `parent`. The file artifacts must already be stored.
+    pub(crate) fn commit_list(
+        &self,
+        parent: &ArtifactHash,
+        list: &FileList,
+        meta: &CheckinMeta<'_>,
+        new_rids: &[Rid],
+    ) -> Result<Checkin, RepoError> {
+        let (prid, _) = self
+            .rid_of(parent)?
+            .ok_or_else(|| RepoError::MissingArtifact {
+                hash: parent.to_string(),
+            })?;
+        let pm = self.manifest_of_rid(prid, parent)?;
+        let base_hash = pm.baseline.clone().unwrap_or_else(|| parent.clone());
+        let (base_rid, _) = self
+            .rid_of(&base_hash)?
+            .ok_or_else(|| RepoError::MissingArtifact {
+                hash: base_hash.to_string(),
+            })?;
+        let base = self.list_of_rid(base_rid)?;
+        let mut delta = Vec::new();
+        for (name, (h, perm)) in list {
+            if base.get(name) != Some(&(h.clone(), *perm)) {
+                delta.push(FileCard {
+                    name: name.clone(),
+                    hash: Some(h.clone()),
+                    perm: *perm,
+                    oldname: None,
+                });
+            }
+        }
+        for name in base.keys() {
+            if !list.contains_key(name) {
+                delta.push(FileCard {
+                    name: name.clone(),
+                    hash: None,
+                    perm: Perm::Regular,
+                    oldname: None,
+                });
+            }
+        }
+        delta.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+        let (baseline, files) = if prefer_delta(delta.len(), base.len()) {
+            (Some(base_hash), delta)
+        } else {
+            let full = list
+                .iter()
+                .map(|(n, (h, p))| FileCard {
+                    name: n.clone(),
+                    hash: Some(h.clone()),
+                    perm: *p,
+                    oldname: None,
+                })
+                .collect();
+            (None, full)
+        };
+        let repo_cksum = match self.config_get("repo-cksum")?.as_deref() {
+            Some("0") | Some("off") => None,
+            _ => Some(self.r_card(list)?),
+        };
+        let manifest = Manifest {
+            baseline,
+            comment: meta.comment.to_owned(),
+            date: time::format_date(meta.ms),
+            files,
+            parents: vec![parent.clone()],
+            repo_cksum,
+            user: meta.user.to_owned(),
+            ..Manifest::default()
+        };
+        let bytes = manifest.to_bytes();
+        let stored = self.store(&bytes, None, Some(meta.rcvid))?;
+        self.crosslink_row_pub(stored.rid)?;
+        let mut st = self
+            .conn
+            .prepare_cached("INSERT OR IGNORE INTO unsent(rid) VALUES(?1)")
+            .ctx("marking unsent")?;
+        for rid in new_rids.iter().chain(std::iter::once(&stored.rid)) {
+            st.execute([rid.0]).ctx("marking unsent")?;
+        }
+        Ok(Checkin {
+            rid: stored.rid,
+            hash: stored.hash,
+            manifest: bytes,
+        })
+    }
+
+    fn crosslink_row_pub(&self, rid: Rid) -> Result<(), RepoError> {
+        self.crosslink(rid).map(|_| ())
+    }
+
+    /// The R card: MD5 over `name SP size LF content` of every file in order.
+    pub(crate) fn r_card(&self, list: &FileList) -> Result<String, RepoError> {
+        let mut md5 = Md5::new();
+        for (name, (h, _)) in list {
+            let content = self.content(h)?.ok_or_else(|| RepoError::MissingArtifact {
+                hash: h.to_string(),
+            })?;
+            md5.update(name.as_bytes());
+            md5.update(format!(" {}\n", content.len()).as_bytes());
+            md5.update(&content);
+        }
+        Ok(hex::encode(md5.finalize()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repo::store::CreateOptions;
+    use crate::repo::Crosslinked;
+
+    fn repo(dir: &tempfile::TempDir) -> Repository {
+        let opts = CreateOptions {
+            project_name: None,
+            admin_user: "admin".into(),
+            nobody_caps: "gio".into(),
+        };
+        Repository::create(&dir.path().join("r.fossil"), &opts).unwrap()
+    }
+
+    fn change(path: &str, content: Option<&str>) -> FileChange {
+        FileChange {
+            path: path.into(),
+            content: content.map(|c| c.as_bytes().to_vec()),
+        }
+    }
+
+    #[test]
+    fn commits_chain_on_trunk_with_one_leaf() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = repo(&dir);
+        let mut tip = r.trunk_tip().unwrap().unwrap();
+        let root = tip.clone();
+        for i in 0..20 {
+            let spec = CheckinSpec {
+                parent: tip.clone(),
+                changes: vec![
+                    change(&format!("d/f {i}.txt"), Some(&format!("content {i}\n"))),
+                    change("d/f 0.txt", (i % 5 != 4).then_some("x")),
+                ],
+                comment: format!("commit {i}"),
+                user: "alice".into(),
+                time: SystemTime::now(),
+            };
+            let ci = r.commit(&spec).unwrap();
+            assert_eq!(r.trunk_tip().unwrap().as_ref(), Some(&ci.hash));
+            tip = ci.hash;
+        }
+        assert_eq!(r.trunk_commits().unwrap(), 21);
+        assert_eq!(r.trunk_leaves().unwrap(), 1);
+        assert_eq!(r.trunk_after(Some(&root)).unwrap().len(), 20);
+        assert_eq!(r.trunk_after(None).unwrap().len(), 21);
+        let list = r.file_list(&tip).unwrap();
+        assert_eq!(list.len(), 19);
+        assert!(
+            !list.contains_key("d/f 0.txt"),
+            "deleted in the last commit"
+        );
+        assert!(r.config_get("seen-delta-manifest").unwrap().is_some());
+        // Crosslinking again changes nothing.
+        let (rid, _) = r.rid_of(&tip).unwrap().unwrap();
+        let before: i64 = r
+            .conn
+            .query_row("SELECT count(*) FROM mlink", [], |x| x.get(0))
+            .unwrap();
+        assert!(matches!(
+            r.crosslink(rid).unwrap(),
+            Crosslinked::Checkin { .. }
+        ));
+        let after: i64 = r
+            .conn
+            .query_row("SELECT count(*) FROM mlink", [], |x| x.get(0))
+            .unwrap();
+        assert_eq!(before, after);
+        let arts = r.checkin_artifacts(&tip).unwrap();
+        assert_eq!(arts.last(), Some(&tip));
+    }
+
+    #[test]
+    fn rejects_bad_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = repo(&dir);
+        let tip = r.trunk_tip().unwrap().unwrap();
+        for bad in ["../x", "/abs", "a//b", "a\\b", "", "a/./b"] {
+            let spec = CheckinSpec {
+                parent: tip.clone(),
+                changes: vec![change(bad, Some("x"))],
+                comment: "c".into(),
+                user: "u".into(),
+                time: SystemTime::now(),
+            };
+            assert!(
+                matches!(r.commit(&spec), Err(RepoError::InvalidPath { .. })),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn baseline_rule_matches_fossil() {
+        assert!(!prefer_delta(3, 0));
+        assert!(!prefer_delta(3, 6));
+        assert!(prefer_delta(3, 7));
+        assert!(prefer_delta(100, 3400));
+        assert!(!prefer_delta(101, 3400));
+    }
+}

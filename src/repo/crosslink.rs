@@ -1,0 +1,596 @@
+//! Crosslinking: filling Fossil's derived tables (event, plink, leaf,
+//! filename, mlink, tag/tagxref, orphan, phantoms) from a stored structural
+//! artifact, as `manifest_crosslink` in Fossil's src/manifest.c does for
+//! check-ins and clusters. Also the trunk queries the sync fast path uses.
+//!
+//! Every derived row is keyed so that crosslinking twice changes nothing.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use rusqlite::{params, OptionalExtension};
+
+use super::error::{RepoError, SqlContext};
+use super::hash::{ArtifactHash, Rid};
+use super::manifest::{parse_artifact, Artifact, Manifest, TagKind};
+use super::store::{now_ms, FileList, Repository};
+use super::time;
+
+/// Tag ids `fossil new` seeds.
+const TAG_CLUSTER: i64 = 7;
+const TAG_BRANCH: i64 = 8;
+
+/// What [`Repository::crosslink`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Crosslinked {
+    /// A check-in manifest, now in the timeline.
+    Checkin {
+        /// The manifest's name.
+        hash: ArtifactHash,
+        /// Its primary parent.
+        parent: Option<ArtifactHash>,
+    },
+    /// A delta manifest whose baseline is not held yet; recorded in `orphan`
+    /// and crosslinked when the baseline is.
+    Orphan {
+        /// The manifest's name.
+        hash: ArtifactHash,
+        /// The missing baseline.
+        baseline: ArtifactHash,
+    },
+    /// A cluster; its members left `unclustered`.
+    Cluster,
+    /// Anything else (file content, control artifacts we do not index).
+    NotStructural,
+}
+
+impl Repository {
+    /// Fills the derived tables for the artifact in row `rid`. Atomic alone
+    /// (a savepoint) and idempotent.
+    pub fn crosslink(&self, rid: Rid) -> Result<Crosslinked, RepoError> {
+        self.savepoint(|| self.crosslink_row(rid))
+    }
+
+    fn crosslink_row(&self, rid: Rid) -> Result<Crosslinked, RepoError> {
+        let content = self.content_of(rid)?;
+        match parse_artifact(&content) {
+            Artifact::Checkin(m) => {
+                let hash = self
+                    .hash_of(rid)?
+                    .ok_or_else(|| RepoError::MissingArtifact {
+                        hash: format!("rid {}", rid.0),
+                    })?;
+                self.crosslink_checkin(rid, hash, &m)
+            }
+            Artifact::Cluster(members) => self.crosslink_cluster(rid, &members),
+            Artifact::Other => Ok(Crosslinked::NotStructural),
+        }
+    }
+
+    /// The row of `hash`, creating a phantom if it is unknown.
+    pub(crate) fn rid_or_phantom(&self, hash: &ArtifactHash) -> Result<Rid, RepoError> {
+        match self.rid_of(hash)? {
+            Some((rid, _)) => Ok(rid),
+            None => self.store_phantom(hash),
+        }
+    }
+
+    fn is_phantom(&self, rid: Rid) -> Result<bool, RepoError> {
+        self.conn
+            .prepare_cached("SELECT size<0 FROM blob WHERE rid=?1")
+            .and_then(|mut st| st.query_row([rid.0], |r| r.get(0)))
+            .ctx("checking for a phantom")
+    }
+
+    fn crosslink_checkin(
+        &self,
+        rid: Rid,
+        hash: ArtifactHash,
+        m: &Manifest,
+    ) -> Result<Crosslinked, RepoError> {
+        let parent = m.parents.first().cloned();
+        let done: bool = self
+            .conn
+            .query_row("SELECT count(*) FROM event WHERE objid=?1", [rid.0], |r| {
+                r.get::<_, i64>(0)
+            })
+            .ctx("checking the event table")?
+            > 0;
+        if done {
+            return Ok(Crosslinked::Checkin { hash, parent });
+        }
+        let base_rid = match &m.baseline {
+            Some(b) => {
+                let brid = self.rid_or_phantom(b)?;
+                if self.is_phantom(brid)? {
+                    self.conn
+                        .execute(
+                            "REPLACE INTO orphan(rid, baseline) VALUES(?1, ?2)",
+                            [rid.0, brid.0],
+                        )
+                        .ctx("recording an orphan")?;
+                    return Ok(Crosslinked::Orphan {
+                        hash,
+                        baseline: b.clone(),
+                    });
+                }
+                Some(brid)
+            }
+            None => None,
+        };
+        let ms = m.unix_ms().ok_or_else(|| RepoError::BadManifest {
+            hash: hash.clone(),
+            source: super::error::ManifestError::MissingCard { card: 'D' },
+        })?;
+        let mtime = time::julian_of_ms(ms);
+
+        let mut parent_rids = Vec::with_capacity(m.parents.len());
+        for (i, p) in m.parents.iter().enumerate() {
+            let prid = self.rid_or_phantom(p)?;
+            self.conn
+                .execute(
+                    "INSERT OR IGNORE INTO plink(pid, cid, isprim, mtime, baseid) VALUES(?1, ?2, ?3, ?4, ?5)",
+                    params![prid.0, rid.0, i == 0, mtime, base_rid.map(|b| b.0)],
+                )
+                .ctx("inserting plink")?;
+            parent_rids.push(prid);
+        }
+        for f in &m.files {
+            if let Some(h) = &f.hash {
+                self.rid_or_phantom(h)?;
+            }
+        }
+        let files = self.full_list(&hash, m)?;
+        self.insert_mlinks(rid, parent_rids.first().copied(), &files)?;
+        self.conn
+            .execute(
+                "REPLACE INTO event(type, mtime, objid, user, comment, omtime) VALUES('ci', ?1, ?2, ?3, ?4, ?1)",
+                params![mtime, rid.0, m.user, m.comment],
+            )
+            .ctx("inserting the event")?;
+        self.apply_tags(rid, m, mtime, parent_rids.first().copied())?;
+        self.leaf_check(rid)?;
+        for p in &parent_rids {
+            self.leaf_check(*p)?;
+        }
+        if m.baseline.is_some() && self.config_get("seen-delta-manifest")?.as_deref() != Some("1") {
+            self.config_set("seen-delta-manifest", "1")?;
+        }
+        if m.baseline.is_none() {
+            self.crosslink_orphans_of(rid)?;
+        }
+        Ok(Crosslinked::Checkin { hash, parent })
+    }
+
+    fn crosslink_orphans_of(&self, baseline: Rid) -> Result<(), RepoError> {
+        let waiting: Vec<i64> = {
+            let mut st = self
+                .conn
+                .prepare_cached("SELECT rid FROM orphan WHERE baseline=?1")
+                .ctx("listing orphans")?;
+            let rows = st
+                .query_map([baseline.0], |r| r.get(0))
+                .ctx("listing orphans")?;
+            rows.collect::<Result<_, _>>().ctx("listing orphans")?
+        };
+        for o in waiting {
+            self.conn
+                .execute("DELETE FROM orphan WHERE rid=?1", [o])
+                .ctx("clearing an orphan")?;
+            self.crosslink_row(Rid(o))?;
+        }
+        Ok(())
+    }
+
+    fn fnid(&self, name: &str) -> Result<i64, RepoError> {
+        self.conn
+            .prepare_cached("INSERT OR IGNORE INTO filename(name) VALUES(?1)")
+            .and_then(|mut st| st.execute([name]))
+            .ctx("inserting a filename")?;
+        self.conn
+            .prepare_cached("SELECT fnid FROM filename WHERE name=?1")
+            .and_then(|mut st| st.query_row([name], |r| r.get(0)))
+            .ctx("looking up a filename")
+    }
+
+    /// One mlink row per file that differs from the primary parent.
+    fn insert_mlinks(
+        &self,
+        rid: Rid,
+        parent: Option<Rid>,
+        files: &FileList,
+    ) -> Result<(), RepoError> {
+        let parent_files = match parent {
+            Some(p) if !self.is_phantom(p)? => Some(self.list_of_rid(p)?),
+            Some(_) => return Ok(()), // Fossil fills these when the parent arrives (rebuild).
+            None => None,
+        };
+        let empty = FileList::new();
+        let pfiles = parent_files.as_deref().unwrap_or(&empty);
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO mlink(mid, fid, pmid, pid, fnid, pfnid, mperm, isaux) VALUES(?1, ?2, ?3, ?4, ?5, 0, ?6, 0)",
+            )
+            .ctx("preparing mlink")?;
+        let pmid = parent.map_or(0, |p| p.0);
+        for (name, (h, perm)) in files {
+            let old = pfiles.get(name);
+            if old.is_some_and(|(oh, op)| oh == h && op == perm) {
+                continue;
+            }
+            let fid = self.rid_or_phantom(h)?.0;
+            let pid = match old {
+                Some((oh, _)) => self.rid_or_phantom(oh)?.0,
+                None => 0,
+            };
+            st.execute(params![
+                rid.0,
+                fid,
+                pmid,
+                pid,
+                self.fnid(name)?,
+                perm.mperm()
+            ])
+            .ctx("inserting mlink")?;
+        }
+        for (name, (oh, _)) in pfiles {
+            if !files.contains_key(name) {
+                let pid = self.rid_or_phantom(oh)?.0;
+                st.execute(params![rid.0, 0, pmid, pid, self.fnid(name)?, 0])
+                    .ctx("inserting mlink")?;
+            }
+        }
+        Ok(())
+    }
+
+    fn tag_id(&self, name: &str) -> Result<i64, RepoError> {
+        self.conn
+            .prepare_cached("INSERT OR IGNORE INTO tag(tagname) VALUES(?1)")
+            .and_then(|mut st| st.execute([name]))
+            .ctx("inserting a tag")?;
+        self.conn
+            .prepare_cached("SELECT tagid FROM tag WHERE tagname=?1")
+            .and_then(|mut st| st.query_row([name], |r| r.get(0)))
+            .ctx("looking up a tag")
+    }
+
+    /// Own T cards, then the primary parent's propagating tags not overridden,
+    /// then (for out-of-order arrival) push propagating tags to children.
+    fn apply_tags(
+        &self,
+        rid: Rid,
+        m: &Manifest,
+        mtime: f64,
+        parent: Option<Rid>,
+    ) -> Result<(), RepoError> {
+        let mut own = Vec::new();
+        for t in &m.tags {
+            let tagid = self.tag_id(&t.name)?;
+            own.push(tagid);
+            self.conn
+                .execute(
+                    "REPLACE INTO tagxref(tagid, tagtype, srcid, origid, value, mtime, rid) VALUES(?1, ?2, ?3, ?3, ?4, ?5, ?3)",
+                    params![tagid, t.kind.tagtype(), rid.0, t.value, mtime],
+                )
+                .ctx("inserting a tag reference")?;
+            if t.kind == TagKind::Cancel {
+                own.push(tagid);
+            }
+        }
+        if let Some(p) = parent {
+            self.inherit_tags(p, rid, &own)?;
+        }
+        let mut queue = VecDeque::from([rid]);
+        let mut steps = 0usize;
+        while let Some(from) = queue.pop_front() {
+            steps += 1;
+            if steps > 1_000_000 {
+                break;
+            }
+            let children: Vec<i64> = {
+                let mut st = self
+                    .conn
+                    .prepare_cached("SELECT cid FROM plink WHERE pid=?1 AND isprim=1 AND cid IN (SELECT objid FROM event)")
+                    .ctx("listing children")?;
+                let rows = st
+                    .query_map([from.0], |r| r.get(0))
+                    .ctx("listing children")?;
+                rows.collect::<Result<_, _>>().ctx("listing children")?
+            };
+            for c in children {
+                if self.inherit_tags(from, Rid(c), &[])? > 0 {
+                    queue.push_back(Rid(c));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies `from`'s propagating tags to `to` where `to` has no own entry
+    /// (srcid>0) and the tag is not in `skip`. Returns rows changed.
+    fn inherit_tags(&self, from: Rid, to: Rid, skip: &[i64]) -> Result<usize, RepoError> {
+        let rows: Vec<(i64, i64, Option<String>, f64)> = {
+            let mut st = self
+                .conn
+                .prepare_cached(
+                    "SELECT tagid, origid, value, mtime FROM tagxref WHERE rid=?1 AND tagtype=2",
+                )
+                .ctx("reading propagating tags")?;
+            let rows = st
+                .query_map([from.0], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
+                .ctx("reading propagating tags")?;
+            rows.collect::<Result<_, _>>()
+                .ctx("reading propagating tags")?
+        };
+        let mut changed = 0;
+        for (tagid, origid, value, mtime) in rows {
+            if skip.contains(&tagid) {
+                continue;
+            }
+            let own: Option<i64> = self
+                .conn
+                .prepare_cached("SELECT srcid FROM tagxref WHERE rid=?1 AND tagid=?2")
+                .and_then(|mut st| st.query_row([to.0, tagid], |r| r.get(0)).optional())
+                .ctx("reading a tag reference")?;
+            if own.is_some_and(|s| s > 0) {
+                continue;
+            }
+            changed += self
+                .conn
+                .execute(
+                    "INSERT INTO tagxref(tagid, tagtype, srcid, origid, value, mtime, rid) VALUES(?1, 2, 0, ?2, ?3, ?4, ?5) \
+                     ON CONFLICT(rid, tagid) DO UPDATE SET origid=excluded.origid, value=excluded.value, mtime=excluded.mtime \
+                     WHERE origid IS NOT excluded.origid OR value IS NOT excluded.value",
+                    params![tagid, origid, value, mtime, to.0],
+                )
+                .ctx("propagating a tag")?;
+        }
+        Ok(changed)
+    }
+
+    /// Fossil's leaf rule: a check-in is a leaf if no child is on its branch.
+    fn leaf_check(&self, rid: Rid) -> Result<(), RepoError> {
+        let is_checkin: bool = self
+            .conn
+            .prepare_cached("SELECT count(*) FROM event WHERE objid=?1 AND type='ci'")
+            .and_then(|mut st| st.query_row([rid.0], |r| r.get::<_, i64>(0)))
+            .ctx("checking a check-in")?
+            > 0;
+        let has_child: bool = self
+            .conn
+            .prepare_cached(
+                "SELECT count(*) FROM plink WHERE pid=?1 AND \
+                 coalesce((SELECT value FROM tagxref WHERE tagid=8 AND rid=plink.cid),'trunk') = \
+                 coalesce((SELECT value FROM tagxref WHERE tagid=8 AND rid=?1),'trunk')",
+            )
+            .and_then(|mut st| st.query_row([rid.0], |r| r.get::<_, i64>(0)))
+            .ctx("checking for children")?
+            > 0;
+        let sql = if is_checkin && !has_child {
+            "INSERT OR IGNORE INTO leaf(rid) VALUES(?1)"
+        } else {
+            "DELETE FROM leaf WHERE rid=?1"
+        };
+        self.conn
+            .prepare_cached(sql)
+            .and_then(|mut st| st.execute([rid.0]))
+            .ctx("updating leaf")?;
+        Ok(())
+    }
+
+    fn crosslink_cluster(
+        &self,
+        rid: Rid,
+        members: &[ArtifactHash],
+    ) -> Result<Crosslinked, RepoError> {
+        let done: i64 = self
+            .conn
+            .query_row(
+                "SELECT count(*) FROM tagxref WHERE rid=?1 AND tagid=?2",
+                [rid.0, TAG_CLUSTER],
+                |r| r.get(0),
+            )
+            .ctx("checking a cluster")?;
+        if done > 0 {
+            return Ok(Crosslinked::Cluster);
+        }
+        for h in members {
+            let m = self.rid_or_phantom(h)?;
+            self.conn
+                .execute("DELETE FROM unclustered WHERE rid=?1", [m.0])
+                .ctx("clustering")?;
+        }
+        self.conn
+            .execute(
+                "INSERT OR IGNORE INTO tagxref(tagid, tagtype, srcid, origid, value, mtime, rid) VALUES(?1, 1, ?2, ?2, NULL, ?3, ?2)",
+                params![TAG_CLUSTER, rid.0, time::julian_of_ms(now_ms())],
+            )
+            .ctx("tagging a cluster")?;
+        Ok(Crosslinked::Cluster)
+    }
+
+    /// The full file list of the check-in in row `rid`; baselines are cached.
+    pub(crate) fn list_of_rid(&self, rid: Rid) -> Result<Arc<FileList>, RepoError> {
+        if let Some((cached, list)) = &*self.baseline_cache.borrow() {
+            if *cached == rid {
+                return Ok(Arc::clone(list));
+            }
+        }
+        let hash = self
+            .hash_of(rid)?
+            .ok_or_else(|| RepoError::MissingArtifact {
+                hash: format!("rid {}", rid.0),
+            })?;
+        let m = self.manifest_of_rid(rid, &hash)?;
+        let list = Arc::new(self.full_list(&hash, &m)?);
+        if m.baseline.is_none() {
+            self.baseline_cache.replace(Some((rid, Arc::clone(&list))));
+        }
+        Ok(list)
+    }
+
+    pub(crate) fn manifest_of_rid(
+        &self,
+        rid: Rid,
+        hash: &ArtifactHash,
+    ) -> Result<Manifest, RepoError> {
+        let bytes = self.content_of(rid)?;
+        Manifest::parse(&bytes).map_err(|source| RepoError::BadManifest {
+            hash: hash.clone(),
+            source,
+        })
+    }
+
+    /// Expands `m` (named `hash`) through its baseline into a full file list.
+    pub(crate) fn full_list(
+        &self,
+        hash: &ArtifactHash,
+        m: &Manifest,
+    ) -> Result<FileList, RepoError> {
+        let mut list = match &m.baseline {
+            None => FileList::new(),
+            Some(b) => {
+                let (brid, phantom) =
+                    self.rid_of(b)?.ok_or_else(|| RepoError::MissingArtifact {
+                        hash: b.to_string(),
+                    })?;
+                if phantom {
+                    return Err(RepoError::MissingArtifact {
+                        hash: b.to_string(),
+                    });
+                }
+                let base = self.list_of_rid(brid)?;
+                (*base).clone()
+            }
+        };
+        for f in &m.files {
+            match &f.hash {
+                Some(h) => {
+                    list.insert(f.name.clone(), (h.clone(), f.perm));
+                }
+                None if m.baseline.is_some() => {
+                    list.remove(&f.name);
+                }
+                None => {
+                    return Err(RepoError::BadManifest {
+                        hash: hash.clone(),
+                        source: super::error::ManifestError::BadCard {
+                            line: 0,
+                            what: "F card without hash in a baseline",
+                        },
+                    })
+                }
+            }
+        }
+        Ok(list)
+    }
+
+    /// The full file list of check-in `hash`.
+    pub fn file_list(&self, hash: &ArtifactHash) -> Result<FileList, RepoError> {
+        let (rid, phantom) = self
+            .rid_of(hash)?
+            .ok_or_else(|| RepoError::MissingArtifact {
+                hash: hash.to_string(),
+            })?;
+        if phantom {
+            return Err(RepoError::MissingArtifact {
+                hash: hash.to_string(),
+            });
+        }
+        Ok((*self.list_of_rid(rid)?).clone())
+    }
+
+    /// The trunk check-in with no trunk child (the latest by time if several).
+    pub fn trunk_tip(&self) -> Result<Option<ArtifactHash>, RepoError> {
+        let text: Option<String> = self
+            .conn
+            .prepare_cached(
+                "SELECT blob.uuid FROM leaf JOIN event ON event.objid=leaf.rid \
+                 JOIN tagxref ON tagxref.rid=leaf.rid AND tagxref.tagid=?1 AND tagxref.value='trunk' \
+                 JOIN blob ON blob.rid=leaf.rid WHERE event.type='ci' ORDER BY event.mtime DESC, leaf.rid DESC LIMIT 1",
+            )
+            .and_then(|mut st| st.query_row([TAG_BRANCH], |r| r.get(0)).optional())
+            .ctx("finding the trunk tip")?;
+        text.map(|t| ArtifactHash::parse(&t)).transpose()
+    }
+
+    /// Count of crosslinked check-ins (`event` rows of type `ci`).
+    pub fn trunk_commits(&self) -> Result<u64, RepoError> {
+        self.conn
+            .query_row("SELECT count(*) FROM event WHERE type='ci'", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .ctx("counting check-ins")
+            .map(|n| n as u64)
+    }
+
+    /// Count of leaves on trunk (1 on a linear history).
+    pub fn trunk_leaves(&self) -> Result<u64, RepoError> {
+        self.conn
+            .query_row(
+                "SELECT count(*) FROM leaf JOIN tagxref ON tagxref.rid=leaf.rid AND tagxref.tagid=?1 AND tagxref.value='trunk'",
+                [TAG_BRANCH],
+                |r| r.get::<_, i64>(0),
+            )
+            .ctx("counting trunk leaves")
+            .map(|n| n as u64)
+    }
+
+    /// Trunk check-ins after `tip` along primary parents, oldest first. With
+    /// `None`, or a `tip` not on the trunk line, the whole line from the root.
+    pub fn trunk_after(&self, tip: Option<&ArtifactHash>) -> Result<Vec<ArtifactHash>, RepoError> {
+        let Some(head) = self.trunk_tip()? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        let mut cur = self.rid_of(&head)?.map(|(r, _)| r);
+        while let Some(rid) = cur {
+            let Some(h) = self.hash_of(rid)? else { break };
+            if Some(&h) == tip {
+                break;
+            }
+            out.push(h);
+            cur = self
+                .conn
+                .prepare_cached("SELECT pid FROM plink WHERE cid=?1 AND isprim=1")
+                .and_then(|mut st| st.query_row([rid.0], |r| r.get(0)).optional())
+                .ctx("walking primary parents")?
+                .map(Rid);
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    /// What a peer needs to receive check-in `hash`, dependencies first: the
+    /// file artifacts it introduced (per mlink), its baseline if any, then the
+    /// manifest itself.
+    pub fn checkin_artifacts(&self, hash: &ArtifactHash) -> Result<Vec<ArtifactHash>, RepoError> {
+        let (rid, _) = self
+            .rid_of(hash)?
+            .ok_or_else(|| RepoError::MissingArtifact {
+                hash: hash.to_string(),
+            })?;
+        let mut out: Vec<ArtifactHash> = self
+            .hashes_sql(
+                "SELECT DISTINCT blob.uuid FROM mlink JOIN blob ON blob.rid=mlink.fid WHERE mlink.mid=?1 AND mlink.fid>0 ORDER BY blob.rid",
+                rid,
+            )?;
+        out.extend(self.hashes_sql("SELECT blob.uuid FROM plink JOIN blob ON blob.rid=plink.baseid WHERE plink.cid=?1 AND plink.isprim=1", rid)?);
+        out.push(hash.clone());
+        Ok(out)
+    }
+
+    fn hashes_sql(&self, sql: &str, rid: Rid) -> Result<Vec<ArtifactHash>, RepoError> {
+        let step = "listing a check-in's artifacts";
+        let mut st = self.conn.prepare_cached(sql).ctx(step)?;
+        let rows: Vec<String> = st
+            .query_map([rid.0], |r| r.get(0))
+            .ctx(step)?
+            .collect::<Result<_, _>>()
+            .ctx(step)?;
+        rows.iter().map(|t| ArtifactHash::parse(t)).collect()
+    }
+}

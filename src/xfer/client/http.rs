@@ -1,0 +1,175 @@
+//! The client handle and one message exchange: the client-version pragma
+//! first, a random comment last, a login card over the rest when a login is
+//! set, zlib framing, one HTTP POST on a keep-alive agent, and the reply
+//! decoded under the client's limits.
+
+use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rand::Rng;
+
+use super::error::ClientError;
+use crate::repo::{ArtifactHash, RepoError};
+use crate::xfer::card::{encode, parse_with, Card, Limits};
+use crate::xfer::frame::{decode_body, encode_body, ContentType};
+use crate::xfer::login::build_login;
+use crate::xfer::server::SERVER_VERSION;
+
+/// A client for one server URL.
+#[derive(Debug)]
+pub struct Client {
+    pub(super) url: String,
+    pub(super) agent: ureq::Agent,
+    pub(super) login: Option<(String, String)>,
+    pub(super) limits: Limits,
+    pub(super) requests: AtomicU64,
+    /// The server's trunk tip as last seen, sent with fast pulls.
+    pub(super) known_tip: Mutex<Option<ArtifactHash>>,
+}
+
+/// One reply's cards and whether it carried an `error` card.
+pub(super) struct Reply {
+    pub(super) cards: Vec<Card>,
+}
+
+impl Reply {
+    pub(super) fn error(&self) -> Option<&str> {
+        self.cards.iter().find_map(|c| match c {
+            Card::Error(text) => Some(text.as_str()),
+            _ => None,
+        })
+    }
+
+    pub(super) fn pragma(&self, name: &str) -> Option<&[String]> {
+        self.cards.iter().find_map(|c| match c {
+            Card::Pragma { name: n, args } if n == name => Some(args.as_slice()),
+            _ => None,
+        })
+    }
+}
+
+impl Client {
+    /// A client for `url` (e.g. `http://127.0.0.1:8080/`), without login.
+    pub fn new(url: &str) -> Client {
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(10))
+            .timeout(Duration::from_secs(300))
+            .build();
+        Client {
+            url: url.to_string(),
+            agent,
+            login: None,
+            limits: Limits::default(),
+            requests: AtomicU64::new(0),
+            known_tip: Mutex::new(None),
+        }
+    }
+
+    /// Logs in as `user` with `password` (cleartext, or the 40-hex secret).
+    pub fn with_login(mut self, user: &str, password: &str) -> Client {
+        self.login = Some((user.to_string(), password.to_string()));
+        self
+    }
+
+    /// The server URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// HTTP round trips made so far.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// The server's trunk tip as last seen by this client.
+    pub fn known_tip(&self) -> Option<ArtifactHash> {
+        self.known_tip.lock().map_or(None, |t| t.clone())
+    }
+
+    pub(super) fn set_known_tip(&self, tip: Option<ArtifactHash>) {
+        if let Ok(mut t) = self.known_tip.lock() {
+            *t = tip;
+        }
+    }
+
+    pub(super) fn repo_err(&self) -> impl Fn(RepoError) -> ClientError + '_ {
+        move |source| ClientError::Repo {
+            url: self.url.clone(),
+            source,
+        }
+    }
+
+    pub(super) fn protocol(&self, what: impl Into<String>) -> ClientError {
+        ClientError::Protocol {
+            url: self.url.clone(),
+            what: what.into(),
+        }
+    }
+
+    /// Sends one message and returns the reply's cards. The message gets the
+    /// client-version pragma first, a random comment last (so the login nonce
+    /// is unique), and a login card when a login is set and `project_code` is
+    /// known.
+    pub(super) fn exchange(
+        &self,
+        cards: &[Card],
+        project_code: Option<&str>,
+    ) -> Result<Reply, ClientError> {
+        let mut rest = Vec::with_capacity(cards.len() + 2);
+        rest.push(Card::pragma("client-version", &SERVER_VERSION));
+        rest.extend_from_slice(cards);
+        let noise: [u8; 20] = rand::thread_rng().gen();
+        rest.push(Card::comment(&hex::encode_upper(noise)));
+        let rest = encode(&rest);
+        let mut text = Vec::new();
+        if let (Some((user, password)), Some(pc)) = (&self.login, project_code) {
+            build_login(user, password, pc, &rest).write_to(&mut text);
+        }
+        text.extend_from_slice(&rest);
+        let body = encode_body(ContentType::Fossil, &text);
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let response = self
+            .agent
+            .post(&self.url)
+            .set("Content-Type", ContentType::Fossil.as_str())
+            .send_bytes(&body);
+        let response = match response {
+            Ok(r) => r,
+            Err(ureq::Error::Status(status, _)) => {
+                return Err(ClientError::Status {
+                    url: self.url.clone(),
+                    status,
+                })
+            }
+            Err(e) => {
+                return Err(ClientError::Transport {
+                    url: self.url.clone(),
+                    source: Box::new(e),
+                })
+            }
+        };
+        let content_type =
+            ContentType::parse(response.content_type()).map_err(|source| ClientError::Codec {
+                url: self.url.clone(),
+                source,
+            })?;
+        let mut raw = Vec::new();
+        response
+            .into_reader()
+            .take(self.limits.max_total + 1)
+            .read_to_end(&mut raw)
+            .map_err(|source| ClientError::Body {
+                url: self.url.clone(),
+                source,
+            })?;
+        let codec = |source| ClientError::Codec {
+            url: self.url.clone(),
+            source,
+        };
+        let text = decode_body(content_type, &raw, &self.limits).map_err(codec)?;
+        let cards = parse_with(&text, &self.limits).map_err(codec)?;
+        Ok(Reply { cards })
+    }
+}

@@ -1,0 +1,134 @@
+//! Storing what a server sent: `file` and `cfile` cards become artifacts
+//! (cfile payloads inflated, deltas applied against held or co-received
+//! artifacts, every hash checked), then the new ones are crosslinked with
+//! parents first: plain artifacts and clusters, then check-ins by date.
+
+use std::collections::HashMap;
+
+use super::error::ClientError;
+use super::http::Client;
+use crate::repo::{parse_artifact, Artifact, Repository};
+use crate::xfer::card::Card;
+
+impl Client {
+    /// Stores the `file`/`cfile` cards among `cards` (deltas resolved against
+    /// held or received artifacts, every hash checked), then crosslinks the
+    /// new ones: non-check-ins first, then check-ins by date. Returns how
+    /// many were new.
+    pub(super) fn store_received(
+        &self,
+        repo: &Repository,
+        cards: Vec<Card>,
+        rcvid: Option<i64>,
+    ) -> Result<usize, ClientError> {
+        let mut full: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut deltas: Vec<(String, String, Vec<u8>)> = Vec::new();
+        for card in cards {
+            let (hash, source, data) = match card {
+                Card::File {
+                    hash,
+                    delta_source,
+                    payload,
+                } => (hash, delta_source, payload),
+                Card::Cfile {
+                    hash,
+                    delta_source,
+                    payload,
+                    ..
+                } => {
+                    let data = crate::repo::decompress(&payload).map_err(|what| {
+                        ClientError::Artifact {
+                            url: self.url.clone(),
+                            hash: hash.clone(),
+                            what,
+                        }
+                    })?;
+                    (hash, delta_source, data)
+                }
+                _ => continue,
+            };
+            match source {
+                Some(src) => deltas.push((hash, src, data)),
+                None => full.push((hash, data)),
+            }
+        }
+        let mut stored = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        for (hash, data) in full {
+            self.keep(repo, &mut stored, &mut index, &hash, data, rcvid)?;
+        }
+        // Deltas may be against later artifacts or each other: retry until
+        // no progress.
+        while !deltas.is_empty() {
+            let before = deltas.len();
+            let mut still = Vec::new();
+            for (hash, src, delta) in deltas {
+                let source = self.hash(&src)?;
+                match repo.content(&source).map_err(self.repo_err())? {
+                    Some(base) => {
+                        let data = crate::delta::apply(&base, &delta, self.limits.max_payload)
+                            .map_err(|e| ClientError::Artifact {
+                                url: self.url.clone(),
+                                hash: hash.clone(),
+                                what: e.to_string(),
+                            })?;
+                        self.keep(repo, &mut stored, &mut index, &hash, data, rcvid)?;
+                    }
+                    None => still.push((hash, src, delta)),
+                }
+            }
+            if still.len() == before {
+                return Err(ClientError::Artifact {
+                    url: self.url.clone(),
+                    hash: still[0].0.clone(),
+                    what: format!("unresolved delta against {}", still[0].1),
+                });
+            }
+            deltas = still;
+        }
+        let new = stored.len();
+        let mut checkins = Vec::new();
+        for (rid, artifact) in stored {
+            match artifact {
+                Artifact::Checkin(m) => checkins.push((m.date.clone(), rid)),
+                _ => {
+                    repo.crosslink(rid).map_err(self.repo_err())?;
+                }
+            }
+        }
+        checkins.sort();
+        for (_, rid) in checkins {
+            repo.crosslink(rid).map_err(self.repo_err())?;
+        }
+        Ok(new)
+    }
+
+    /// Stores one received artifact (hash-checked by the repository) and
+    /// remembers it for crosslinking if it is new.
+    pub(super) fn keep(
+        &self,
+        repo: &Repository,
+        stored: &mut Vec<(crate::repo::Rid, Artifact)>,
+        index: &mut HashMap<String, usize>,
+        hash: &str,
+        data: Vec<u8>,
+        rcvid: Option<i64>,
+    ) -> Result<(), ClientError> {
+        let name = self.hash(hash)?;
+        if !name.matches(&data) {
+            return Err(ClientError::Artifact {
+                url: self.url.clone(),
+                hash: hash.to_string(),
+                what: "content does not match its name".into(),
+            });
+        }
+        let s = repo
+            .store(&data, Some(&name), rcvid)
+            .map_err(self.repo_err())?;
+        if s.is_new && !index.contains_key(hash) {
+            index.insert(hash.to_string(), stored.len());
+            stored.push((s.rid, parse_artifact(&data)));
+        }
+        Ok(())
+    }
+}

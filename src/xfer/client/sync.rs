@@ -1,0 +1,323 @@
+//! Clone, pull and push: the fast path when the server answers herd's
+//! pragmas, Fossil's generic rounds otherwise.
+
+use std::path::Path;
+
+use super::error::ClientError;
+use super::http::{Client, Reply};
+use crate::repo::{ArtifactHash, RepoError, Repository};
+use crate::xfer::card::{Card, CloneFrom};
+use crate::xfer::fastpath::{PRAGMA_ACCEPTED, PRAGMA_PUSH, PRAGMA_TIP};
+
+/// Most rounds one pull or push may take before the client gives up.
+const MAX_ROUNDS: u32 = 1000;
+/// Fossil's client asks for at most this many phantoms per round.
+const MAX_GIMMES: usize = 200;
+
+/// How a pull ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullOutcome {
+    /// New artifacts stored.
+    pub received: usize,
+    /// The server's trunk tip and length, when it said (fast path).
+    pub tip: Option<(ArtifactHash, u64)>,
+    /// HTTP round trips this pull took.
+    pub rounds: u32,
+}
+
+/// How a push ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PushOutcome {
+    /// Every check-in landed.
+    Accepted {
+        /// The server's new tip, when it said (fast path).
+        tip: Option<ArtifactHash>,
+        /// The trunk's length after the push, when the server said.
+        seq: Option<u64>,
+    },
+    /// The server refused a check-in: its parent is not the trunk tip. The
+    /// artifacts needed to rebase onto `tip` have been stored locally.
+    Refused {
+        /// The server's trunk tip.
+        tip: ArtifactHash,
+        /// The trunk's length.
+        seq: u64,
+        /// The server's error text.
+        message: String,
+        /// Artifacts received with the refusal.
+        received: usize,
+    },
+}
+
+impl Client {
+    /// Clones the server into a new repository at `path` (clone protocol 3,
+    /// paged by `clone_seqno`), then crosslinks everything.
+    pub fn clone_into(&self, path: &Path) -> Result<Repository, ClientError> {
+        let mut seqno: u64 = 1;
+        let mut project_code: Option<String> = None;
+        let mut received = Vec::new();
+        for _ in 0..MAX_ROUNDS {
+            let card = Card::Clone(Some(CloneFrom { version: 3, seqno }));
+            let reply = self.exchange(&[card], project_code.as_deref())?;
+            if let Some(text) = reply.error() {
+                return Err(ClientError::Server {
+                    url: self.url.clone(),
+                    text: text.to_string(),
+                });
+            }
+            let mut next = None;
+            for card in reply.cards {
+                match card {
+                    Card::Push {
+                        project_code: pc, ..
+                    } => project_code = Some(pc),
+                    Card::CloneSeqno(n) => next = Some(n),
+                    card @ (Card::File { .. } | Card::Cfile { .. }) => received.push(card),
+                    _ => {}
+                }
+            }
+            match next {
+                Some(0) => {
+                    let pc = project_code
+                        .ok_or_else(|| self.protocol("clone reply without push card"))?;
+                    let repo =
+                        crate::xfer::clone_target::create(path, &pc).map_err(self.repo_err())?;
+                    self.in_transaction(&repo, |r| self.store_received(r, received, None))?;
+                    self.set_known_tip(repo.trunk_tip().map_err(self.repo_err())?);
+                    return Ok(repo);
+                }
+                Some(n) if n > seqno => seqno = n,
+                Some(n) => {
+                    return Err(self.protocol(format!("clone_seqno went from {seqno} to {n}")))
+                }
+                None => return Err(self.protocol("clone reply without clone_seqno")),
+            }
+        }
+        Err(self.protocol("clone did not finish"))
+    }
+
+    /// Pulls what the server has and `repo` lacks.
+    pub fn pull(&self, repo: &Repository) -> Result<PullOutcome, ClientError> {
+        let project_code = repo.project_code().map_err(self.repo_err())?;
+        let server_code = repo.server_code().map_err(self.repo_err())?;
+        let pull = Card::Pull {
+            server_code,
+            project_code: project_code.clone(),
+        };
+        let tip = self
+            .known_tip()
+            .or(repo.trunk_tip().map_err(self.repo_err())?);
+        let tip_args: Vec<&str> = tip.iter().map(|t| t.as_str()).collect();
+        let first = [Card::pragma(PRAGMA_TIP, &tip_args), pull.clone()];
+        let reply = self.exchange(&first, Some(&project_code))?;
+        self.check_error(&reply)?;
+        if let Some(args) = reply.pragma(PRAGMA_TIP) {
+            let server_tip = parse_tip(args);
+            let received =
+                self.in_transaction(repo, |r| self.store_received(r, reply.cards, None))?;
+            if let Some((tip, _)) = &server_tip {
+                self.set_known_tip(Some(tip.clone()));
+            }
+            return Ok(PullOutcome {
+                received,
+                tip: server_tip,
+                rounds: 1,
+            });
+        }
+        self.generic_pull(repo, pull, reply, &project_code)
+    }
+
+    /// Fossil's rounds: igots become phantoms, phantoms are asked for, until
+    /// a round brings nothing new.
+    pub(super) fn generic_pull(
+        &self,
+        repo: &Repository,
+        pull: Card,
+        mut reply: Reply,
+        project_code: &str,
+    ) -> Result<PullOutcome, ClientError> {
+        let mut received = 0;
+        let mut rounds = 1;
+        loop {
+            let (got, new_phantoms) = self.in_transaction(repo, |r| {
+                let mut new_phantoms = 0;
+                for card in &reply.cards {
+                    if let Card::Igot { hash, .. } = card {
+                        let h = self.hash(hash)?;
+                        if r.rid_of(&h).map_err(self.repo_err())?.is_none() {
+                            r.store_phantom(&h).map_err(self.repo_err())?;
+                            new_phantoms += 1;
+                        }
+                    }
+                }
+                let got = self.store_received(r, std::mem::take(&mut reply.cards), None)?;
+                Ok::<_, ClientError>((got, new_phantoms))
+            })?;
+            received += got;
+            let phantoms = repo.phantoms().map_err(self.repo_err())?;
+            if phantoms.is_empty() || (got == 0 && new_phantoms == 0 && rounds > 1) {
+                break;
+            }
+            if rounds >= MAX_ROUNDS {
+                return Err(self.protocol("pull did not converge"));
+            }
+            let mut cards = vec![pull.clone()];
+            cards.extend(
+                phantoms
+                    .iter()
+                    .take(MAX_GIMMES)
+                    .map(|h| Card::Gimme(h.to_string())),
+            );
+            reply = self.exchange(&cards, Some(project_code))?;
+            rounds += 1;
+            self.check_error(&reply)?;
+        }
+        Ok(PullOutcome {
+            received,
+            tip: None,
+            rounds,
+        })
+    }
+
+    /// Pushes `checkins` (and the artifacts each introduced). On the fast
+    /// path one round trip gives the verdict; a refusal brings the artifacts
+    /// needed to rebase.
+    pub fn push(
+        &self,
+        repo: &Repository,
+        checkins: &[ArtifactHash],
+    ) -> Result<PushOutcome, ClientError> {
+        let project_code = repo.project_code().map_err(self.repo_err())?;
+        let push = Card::Push {
+            server_code: repo.server_code().map_err(self.repo_err())?,
+            project_code: project_code.clone(),
+        };
+        let mut cards = vec![Card::pragma(PRAGMA_PUSH, &[]), push.clone()];
+        let mut files = Vec::new();
+        let mut manifests = Vec::new();
+        for checkin in checkins {
+            for artifact in repo.checkin_artifacts(checkin).map_err(self.repo_err())? {
+                let content = self.local_content(repo, &artifact)?;
+                let card = Card::File {
+                    hash: artifact.to_string(),
+                    delta_source: None,
+                    payload: content,
+                };
+                if artifact == *checkin {
+                    manifests.push(card);
+                } else {
+                    files.push(card);
+                }
+            }
+        }
+        cards.extend(files);
+        cards.extend(manifests);
+        let mut reply = self.exchange(&cards, Some(&project_code))?;
+        for _ in 0..MAX_ROUNDS {
+            if let Some(args) = reply.pragma(PRAGMA_ACCEPTED) {
+                let tip = args.first().and_then(|h| ArtifactHash::parse(h).ok());
+                let seq = args.get(1).and_then(|s| s.parse().ok());
+                self.set_known_tip(tip.clone());
+                repo.clear_unsent().map_err(self.repo_err())?;
+                return Ok(PushOutcome::Accepted { tip, seq });
+            }
+            if let (Some(args), Some(message)) = (reply.pragma(PRAGMA_TIP), reply.error()) {
+                let message = message.to_string();
+                let (tip, seq) =
+                    parse_tip(args).ok_or_else(|| self.protocol("refusal without a tip"))?;
+                let received =
+                    self.in_transaction(repo, |r| self.store_received(r, reply.cards, None))?;
+                self.set_known_tip(Some(tip.clone()));
+                return Ok(PushOutcome::Refused {
+                    tip,
+                    seq,
+                    message,
+                    received,
+                });
+            }
+            self.check_error(&reply)?;
+            // Generic protocol: answer gimmes until the server asks for nothing.
+            let gimmes: Vec<ArtifactHash> = reply
+                .cards
+                .iter()
+                .filter_map(|c| match c {
+                    Card::Gimme(h) => ArtifactHash::parse(h).ok(),
+                    _ => None,
+                })
+                .collect();
+            if gimmes.is_empty() {
+                repo.clear_unsent().map_err(self.repo_err())?;
+                return Ok(PushOutcome::Accepted {
+                    tip: None,
+                    seq: None,
+                });
+            }
+            let mut cards = vec![push.clone()];
+            for hash in gimmes {
+                if let Some(content) = repo.content(&hash).map_err(self.repo_err())? {
+                    cards.push(Card::File {
+                        hash: hash.to_string(),
+                        delta_source: None,
+                        payload: content,
+                    });
+                }
+            }
+            if cards.len() == 1 {
+                return Err(self.protocol("server asks for artifacts this repository lacks"));
+            }
+            reply = self.exchange(&cards, Some(&project_code))?;
+        }
+        Err(self.protocol("push did not converge"))
+    }
+
+    pub(super) fn local_content(
+        &self,
+        repo: &Repository,
+        hash: &ArtifactHash,
+    ) -> Result<Vec<u8>, ClientError> {
+        repo.content(hash)
+            .map_err(self.repo_err())?
+            .ok_or_else(|| ClientError::Repo {
+                url: self.url.clone(),
+                source: RepoError::MissingArtifact {
+                    hash: hash.to_string(),
+                },
+            })
+    }
+
+    /// Runs `f` in one transaction of `repo`, naming this server in errors.
+    pub(super) fn in_transaction<T>(
+        &self,
+        repo: &Repository,
+        f: impl FnOnce(&Repository) -> Result<T, ClientError>,
+    ) -> Result<T, ClientError> {
+        repo.transaction(f).map_err(|e| match e {
+            ClientError::Repo { url, source } if url.is_empty() => ClientError::Repo {
+                url: self.url.clone(),
+                source,
+            },
+            other => other,
+        })
+    }
+
+    pub(super) fn check_error(&self, reply: &Reply) -> Result<(), ClientError> {
+        match reply.error() {
+            Some(text) => Err(ClientError::Server {
+                url: self.url.clone(),
+                text: text.to_string(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    pub(super) fn hash(&self, text: &str) -> Result<ArtifactHash, ClientError> {
+        ArtifactHash::parse(text).map_err(|_| self.protocol(format!("bad hash {text}")))
+    }
+}
+
+/// `herd-tip TIP SEQ` arguments.
+fn parse_tip(args: &[String]) -> Option<(ArtifactHash, u64)> {
+    let tip = ArtifactHash::parse(args.first()?).ok()?;
+    let seq = args.get(1)?.parse().ok()?;
+    Some((tip, seq))
+}

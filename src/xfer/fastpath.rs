@@ -1,0 +1,121 @@
+//! herd's one-round-trip pull and push, carried in `pragma` cards that a
+//! real Fossil server ignores (reference 5.3: unknown pragmas are silently
+//! skipped), so a client can tell from the reply whether the server speaks it.
+//!
+//! - Pull: the client sends `pragma herd-tip [HASH]` (the hub tip it knows;
+//!   no argument when it knows none) with its `pull` card. The server answers
+//!   `pragma herd-tip TIP SEQ` and a `file` card for every artifact of the
+//!   trunk check-ins after HASH, files before manifests, in one reply.
+//! - Push: the client sends `pragma herd-push`, `push` and every new artifact
+//!   as `file` cards. Accepted: `pragma herd-accepted HASH SEQ`. Refused: the
+//!   `pragma herd-tip TIP SEQ`, the files the pusher lacks (everything on
+//!   trunk after its parent), then the `error` card last.
+//!
+//! This file builds the server's side; the client's is in `client.rs`.
+
+use std::collections::HashSet;
+
+use super::card::Card;
+use super::server::{Outcome, ServerError};
+use crate::repo::{parse_artifact, Artifact, ArtifactHash, Repository};
+
+/// `pragma herd-tip [HASH]` (client) / `pragma herd-tip TIP SEQ` (server).
+pub const PRAGMA_TIP: &str = "herd-tip";
+/// `pragma herd-push`: the client wants a fast-path verdict.
+pub const PRAGMA_PUSH: &str = "herd-push";
+/// `pragma herd-accepted HASH SEQ`: the push landed; HASH is the new tip.
+pub const PRAGMA_ACCEPTED: &str = "herd-accepted";
+
+/// Whether the fast path can answer a pull from a client whose hub tip is
+/// `tip`: it can when the client knows no tip (it gets the whole trunk) or
+/// when the tip is a check-in held here. Otherwise the generic protocol runs.
+pub fn serves_pull(repo: &Repository, tip: Option<&str>) -> Result<bool, ServerError> {
+    let Some(tip) = tip else { return Ok(true) };
+    let Ok(hash) = ArtifactHash::parse(tip) else {
+        return Ok(false);
+    };
+    Ok(repo.rid_of(&hash)?.is_some_and(|(_, phantom)| !phantom))
+}
+
+/// The fast pull reply for a client at `tip`.
+pub fn pull_reply(repo: &Repository, tip: Option<&str>) -> Result<Vec<Card>, ServerError> {
+    let after = tip.map(ArtifactHash::parse).transpose()?;
+    let mut cards = vec![tip_card(repo)?];
+    cards.extend(trunk_after(repo, after.as_ref())?);
+    Ok(cards)
+}
+
+/// The fast push verdict for what the request did.
+pub fn push_reply(repo: &Repository, outcome: &Outcome) -> Result<Vec<Card>, ServerError> {
+    if let Some(refusal) = outcome.refusals.first() {
+        let mut cards = vec![tip_card(repo)?];
+        cards.extend(trunk_after(repo, refusal.parent.as_ref())?);
+        return Ok(cards);
+    }
+    match outcome.advances.last() {
+        Some(advance) => Ok(vec![Card::pragma(
+            PRAGMA_ACCEPTED,
+            &[advance.hash.as_str(), &advance.seq.to_string()],
+        )]),
+        None => Ok(vec![tip_card(repo)?]),
+    }
+}
+
+/// `pragma herd-tip TIP SEQ` for the current trunk.
+fn tip_card(repo: &Repository) -> Result<Card, ServerError> {
+    let seq = repo.trunk_commits()?.to_string();
+    Ok(match repo.trunk_tip()? {
+        Some(tip) => Card::pragma(PRAGMA_TIP, &[tip.as_str(), &seq]),
+        None => Card::pragma(PRAGMA_TIP, &[]),
+    })
+}
+
+/// `file` cards for every artifact of the trunk check-ins after `after`:
+/// their files first, then the manifests oldest first, so a receiver that
+/// crosslinks in order always holds a check-in's files before the check-in.
+/// A delta manifest's baseline is sent only when it is itself after `after`
+/// (otherwise the receiver, being at `after` on a linear trunk, holds it).
+pub fn trunk_after(
+    repo: &Repository,
+    after: Option<&ArtifactHash>,
+) -> Result<Vec<Card>, ServerError> {
+    let checkins = repo.trunk_after(after)?;
+    let manifests: HashSet<&ArtifactHash> = checkins.iter().collect();
+    let mut seen = HashSet::new();
+    let mut files = Vec::new();
+    let mut tail = Vec::new();
+    for checkin in &checkins {
+        let content =
+            repo.content(checkin)?
+                .ok_or_else(|| crate::repo::RepoError::MissingArtifact {
+                    hash: checkin.to_string(),
+                })?;
+        let baseline = match parse_artifact(&content) {
+            Artifact::Checkin(m) => m.baseline,
+            _ => None,
+        };
+        for artifact in repo.checkin_artifacts(checkin)? {
+            if artifact == *checkin
+                || manifests.contains(&artifact)
+                || Some(&artifact) == baseline.as_ref()
+                || !seen.insert(artifact.clone())
+            {
+                continue;
+            }
+            if let Some(bytes) = repo.content(&artifact)? {
+                files.push(file_card(&artifact, bytes));
+            }
+        }
+        tail.push(file_card(checkin, content));
+    }
+    files.extend(tail);
+    Ok(files)
+}
+
+fn file_card(hash: &ArtifactHash, payload: Vec<u8>) -> Card {
+    Card::File {
+        hash: hash.to_string(),
+        delta_source: None,
+        payload,
+    }
+}

@@ -1,0 +1,196 @@
+//! Landing pushed content: every pushed artifact is resolved to full,
+//! hash-checked content first (deltas against held or co-pushed artifacts),
+//! then plain artifacts are stored and check-ins land in parent order against
+//! the moving trunk tip; the rest are refused. Also the end of a push: gimme
+//! for unknown igots and phantoms, and the fast-path verdict.
+
+use std::collections::{HashMap, HashSet};
+
+use super::session::{Pushed, Session};
+use super::types::{Refusal, ServerError, TrunkAdvance, MAX_PHANTOM_GIMMES};
+use crate::repo::{parse_artifact, Artifact, ArtifactHash, Repository};
+use crate::xfer::card::{Card, Limits};
+use crate::xfer::fastpath;
+
+impl Session<'_> {
+    /// Resolves every pushed artifact to full, hash-checked content, stores
+    /// the non-check-ins, then lands check-ins in parent order.
+    pub(super) fn store_pushed(&mut self) -> Result<(), ServerError> {
+        let repo = self.repo;
+        let contents = resolve_pushed(repo, &self.pushed, &self.config.limits)?;
+        let rcvid = repo.new_rcvid(&self.user, self.nonce.as_deref(), self.peer)?;
+        let mut checkins = Vec::new();
+        for (hash, content) in &contents {
+            match parse_artifact(content) {
+                Artifact::Checkin(manifest) => {
+                    if repo.rid_of(hash)?.is_some_and(|(_, phantom)| !phantom) {
+                        continue; // already held: nothing to land
+                    }
+                    checkins.push((hash, content, manifest.parents.first().cloned()));
+                }
+                _ => {
+                    let stored = repo.store(content, Some(hash), Some(rcvid))?;
+                    if stored.is_new {
+                        self.outcome.artifacts_received += 1;
+                        repo.crosslink(stored.rid)?;
+                    }
+                }
+            }
+        }
+        // Land check-ins whose parent is the moving tip, in chain order.
+        let mut tip = repo.trunk_tip()?;
+        while let Some(i) = checkins
+            .iter()
+            .position(|(_, _, parent)| parent.is_some() && *parent == tip)
+        {
+            let (hash, content, parent) = checkins.swap_remove(i);
+            let stored = repo.store(content, Some(hash), Some(rcvid))?;
+            repo.crosslink(stored.rid)?;
+            self.outcome.artifacts_received += 1;
+            self.outcome.advances.push(TrunkAdvance {
+                hash: hash.clone(),
+                parent,
+                seq: repo.trunk_commits()?,
+            });
+            tip = Some(hash.clone());
+        }
+        let Some(tip) = tip.filter(|_| !checkins.is_empty()) else {
+            return Ok(());
+        };
+        for (hash, _, parent) in checkins {
+            let parent_text = parent
+                .as_ref()
+                .map_or("none".to_string(), |p| p.to_string());
+            self.errors.push(format!(
+                "would fork: check-in {hash} has parent {parent_text} but trunk tip is {tip}"
+            ));
+            self.outcome.refusals.push(Refusal {
+                pushed: hash.clone(),
+                parent,
+                tip: tip.clone(),
+            });
+        }
+        Ok(())
+    }
+    /// End of a push: unknown igots and phantoms are asked for; the fast path
+    /// gets its verdict.
+    pub(super) fn finish_push(&mut self) -> Result<(), ServerError> {
+        let repo = self.repo;
+        let refused: HashSet<&str> = self
+            .outcome
+            .refusals
+            .iter()
+            .map(|r| r.pushed.as_str())
+            .collect();
+        let mut asked = HashSet::new();
+        for hash in std::mem::take(&mut self.igots) {
+            let Ok(h) = ArtifactHash::parse(hash) else {
+                continue;
+            };
+            if refused.contains(hash) || repo.rid_of(&h)?.is_some_and(|(_, phantom)| !phantom) {
+                continue;
+            }
+            if asked.insert(h.clone()) {
+                self.out.push(Card::Gimme(h.to_string()));
+            }
+        }
+        for phantom in repo.phantoms()?.into_iter().take(MAX_PHANTOM_GIMMES) {
+            if asked.insert(phantom.clone()) {
+                self.out.push(Card::Gimme(phantom.to_string()));
+            }
+        }
+        if self.fast_push {
+            let cards = fastpath::push_reply(repo, &self.outcome)?;
+            self.count_sent(&cards);
+            self.out.extend(cards);
+        }
+        Ok(())
+    }
+}
+
+/// Turns pushed cards into (hash, full content), applying deltas against
+/// held artifacts or other pushed ones, and checking every hash. Any fault
+/// fails the whole request, so no partial artifact is ever stored.
+fn resolve_pushed(
+    repo: &Repository,
+    pushed: &[Pushed<'_>],
+    limits: &Limits,
+) -> Result<Vec<(ArtifactHash, Vec<u8>)>, ServerError> {
+    let mut done: HashMap<String, usize> = HashMap::new();
+    let mut out: Vec<(ArtifactHash, Vec<u8>)> = Vec::new();
+    let mut pending: Vec<&Pushed<'_>> = Vec::new();
+    let finish = |out: &mut Vec<(ArtifactHash, Vec<u8>)>,
+                  done: &mut HashMap<String, usize>,
+                  p: &Pushed<'_>,
+                  content: Vec<u8>|
+     -> Result<(), ServerError> {
+        let hash =
+            ArtifactHash::parse(p.hash).map_err(|_| ServerError::WrongHash(p.hash.to_string()))?;
+        if !hash.matches(&content) {
+            return Err(ServerError::WrongHash(p.hash.to_string()));
+        }
+        if !done.contains_key(p.hash) {
+            done.insert(p.hash.to_string(), out.len());
+            out.push((hash, content));
+        }
+        Ok(())
+    };
+    for p in pushed {
+        let data = if p.compressed {
+            crate::repo::decompress(p.payload).map_err(|reason| ServerError::BadCfile {
+                hash: p.hash.to_string(),
+                reason,
+            })?
+        } else {
+            p.payload.to_vec()
+        };
+        match p.delta_source {
+            None => finish(&mut out, &mut done, p, data)?,
+            Some(_) => pending.push(p),
+        }
+    }
+    // Deltas, possibly against each other: apply until nothing changes.
+    while !pending.is_empty() {
+        let before = pending.len();
+        let mut still = Vec::new();
+        for p in pending {
+            let src = p.delta_source.unwrap_or_default();
+            let source = match done.get(src) {
+                Some(&i) => Some(out[i].1.clone()),
+                None => match ArtifactHash::parse(src) {
+                    Ok(h) => repo.content(&h)?,
+                    Err(_) => None,
+                },
+            };
+            let Some(source) = source else {
+                still.push(p);
+                continue;
+            };
+            let delta = if p.compressed {
+                crate::repo::decompress(p.payload).map_err(|reason| ServerError::BadCfile {
+                    hash: p.hash.to_string(),
+                    reason,
+                })?
+            } else {
+                p.payload.to_vec()
+            };
+            let content =
+                crate::delta::apply(&source, &delta, limits.max_payload).map_err(|source| {
+                    ServerError::BadDelta {
+                        hash: p.hash.to_string(),
+                        source,
+                    }
+                })?;
+            finish(&mut out, &mut done, p, content)?;
+        }
+        if still.len() == before {
+            let p = still[0];
+            return Err(ServerError::MissingDeltaSource {
+                hash: p.hash.to_string(),
+                source_hash: p.delta_source.unwrap_or_default().to_string(),
+            });
+        }
+        pending = still;
+    }
+    Ok(out)
+}

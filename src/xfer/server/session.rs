@@ -1,0 +1,327 @@
+//! One request's pass over its cards, in order, as Fossil's page_xfer reads
+//! them: login, pragmas, pull/push/clone permissions, and what to do at the
+//! end. Landing pushes is in `push.rs`, answering gimme and clone in
+//! `serve.rs`.
+
+use super::types::{
+    Decoded, Outcome, Response, ServerConfig, ServerError, MIN_SHA3_CLIENT, SERVER_VERSION,
+};
+use crate::repo::{ArtifactHash, Repository};
+use crate::xfer::caps::Caps;
+use crate::xfer::card::{Card, CloneFrom, Spanned};
+use crate::xfer::fastpath;
+use crate::xfer::frame::{encode_body, ContentType};
+use crate::xfer::login::{is_anonymous, verify_login};
+use crate::xfer::time::timestamp_comment;
+
+/// One pushed artifact, decoded from a `file` or `cfile` card.
+pub(super) struct Pushed<'a> {
+    pub(super) hash: &'a str,
+    pub(super) delta_source: Option<&'a str>,
+    /// Full content, a delta, or (cfile) a stored blob.
+    pub(super) payload: &'a [u8],
+    pub(super) compressed: bool,
+}
+
+pub(super) struct Session<'a> {
+    pub(super) repo: &'a Repository,
+    pub(super) config: &'a ServerConfig,
+    pub(super) decoded: &'a Decoded,
+    pub(super) peer: Option<&'a str>,
+    pub(super) caps: Caps,
+    pub(super) user: String,
+    pub(super) nonce: Option<String>,
+    pub(super) client_version: u64,
+    pub(super) pulling: bool,
+    pub(super) pushing: bool,
+    /// Reply cards so far.
+    pub(super) out: Vec<Card>,
+    /// Error cards, sent last.
+    pub(super) errors: Vec<String>,
+    pub(super) gimmes: Vec<&'a str>,
+    pub(super) igots: Vec<&'a str>,
+    pub(super) pushed: Vec<Pushed<'a>>,
+    pub(super) clone: Option<Option<CloneFrom>>,
+    pub(super) fast_tip: Option<Option<&'a str>>,
+    pub(super) fast_push: bool,
+    pub(super) stopped: bool,
+    pub(super) uncompressed_reply: bool,
+    pub(super) outcome: Outcome,
+}
+
+impl<'a> Session<'a> {
+    pub(super) fn new(
+        repo: &'a Repository,
+        decoded: &'a Decoded,
+        peer: Option<&'a str>,
+        config: &'a ServerConfig,
+    ) -> Session<'a> {
+        Session {
+            repo,
+            config,
+            decoded,
+            peer,
+            caps: Caps::default(),
+            user: "nobody".to_string(),
+            nonce: None,
+            client_version: 0,
+            pulling: false,
+            pushing: false,
+            out: Vec::new(),
+            errors: Vec::new(),
+            gimmes: Vec::new(),
+            igots: Vec::new(),
+            pushed: Vec::new(),
+            clone: None,
+            fast_tip: None,
+            fast_push: false,
+            stopped: false,
+            uncompressed_reply: false,
+            outcome: Outcome {
+                cards_in: decoded.cards.len(),
+                ..Outcome::default()
+            },
+        }
+    }
+
+    pub(super) fn reply_type(&self) -> ContentType {
+        if self.uncompressed_reply {
+            ContentType::Uncompressed
+        } else {
+            self.decoded.content_type
+        }
+    }
+
+    /// Fossil's fatal errors: whatever was queued is wiped and the pass stops.
+    pub(super) fn fail(&mut self, text: &str) {
+        self.out.clear();
+        self.errors.push(text.to_string());
+        self.stopped = true;
+    }
+
+    pub(super) fn run(&mut self) -> Result<(), ServerError> {
+        let repo = self.repo;
+        self.caps = Caps::new(&repo.user_caps("nobody")?.unwrap_or_default());
+        let project_code = repo.project_code()?;
+        let decoded = self.decoded;
+        for spanned in &decoded.cards {
+            if self.stopped {
+                break;
+            }
+            self.card(spanned, &project_code)?;
+        }
+        if self.stopped {
+            return Ok(());
+        }
+        if !self.pushed.is_empty() {
+            self.store_pushed()?;
+        }
+        self.serve_gimmes()?;
+        if let Some(from) = self.clone.clone() {
+            self.serve_clone(from, &project_code)?;
+        }
+        if self.pulling {
+            match self.fast_tip {
+                Some(tip) if fastpath::serves_pull(repo, tip)? => {
+                    let cards = fastpath::pull_reply(repo, tip)?;
+                    self.count_sent(&cards);
+                    self.out.extend(cards);
+                }
+                _ => {
+                    for (_, hash) in repo.unclustered()? {
+                        self.out.push(Card::Igot {
+                            hash: hash.to_string(),
+                            private: false,
+                        });
+                    }
+                }
+            }
+        }
+        if self.pushing {
+            self.finish_push()?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn card(
+        &mut self,
+        spanned: &'a Spanned,
+        project_code: &str,
+    ) -> Result<(), ServerError> {
+        let repo = self.repo;
+        match &spanned.card {
+            Card::Login {
+                user,
+                nonce,
+                signature,
+            } => {
+                let after = &self.decoded.text[spanned.end..];
+                let stored =
+                    if is_anonymous(user) || matches!(user.as_str(), "developer" | "reader") {
+                        None
+                    } else {
+                        repo.user_secret(user)?
+                    };
+                match verify_login(
+                    user,
+                    nonce,
+                    signature,
+                    after,
+                    project_code,
+                    stored.as_deref(),
+                ) {
+                    Ok(()) => {
+                        if !is_anonymous(user) {
+                            self.caps.add(&repo.user_caps(user)?.unwrap_or_default());
+                        }
+                        self.user = user.clone();
+                        self.nonce = Some(nonce.clone());
+                    }
+                    Err(_) => self.fail("login failed"),
+                }
+            }
+            Card::Pragma { name, args } => match name.as_str() {
+                "client-version" => {
+                    self.client_version = args.first().and_then(|v| v.parse().ok()).unwrap_or(0);
+                    if args.len() >= 3 {
+                        self.out
+                            .push(Card::pragma("server-version", &SERVER_VERSION));
+                    }
+                }
+                fastpath::PRAGMA_TIP => {
+                    self.fast_tip = Some(args.first().map(String::as_str));
+                }
+                fastpath::PRAGMA_PUSH => self.fast_push = true,
+                _ => {}
+            },
+            Card::Pull {
+                project_code: pc, ..
+            } => {
+                if pc != project_code {
+                    self.fail("wrong project");
+                } else if !self.caps.may_read() {
+                    self.fail("not authorized to read");
+                } else {
+                    self.pulling = true;
+                }
+            }
+            Card::Push {
+                project_code: pc, ..
+            } => {
+                if pc != project_code {
+                    self.fail("wrong project");
+                } else if self.caps.may_write() {
+                    self.pushing = true;
+                } else if self.pulling {
+                    self.out
+                        .push(Card::Message("pull only - not authorized to push".into()));
+                } else {
+                    self.fail("not authorized to write");
+                }
+            }
+            Card::Clone(from) => {
+                if !self.caps.may_clone() {
+                    self.out.clear();
+                    self.out.push(Card::Push {
+                        server_code: repo.server_code()?,
+                        project_code: project_code.to_string(),
+                    });
+                    self.errors.push("not authorized to clone".into());
+                    self.stopped = true;
+                } else {
+                    if from.as_ref().is_some_and(|f| f.version >= 3) {
+                        self.uncompressed_reply = true;
+                    }
+                    self.clone = Some(from.clone());
+                }
+            }
+            Card::Igot { hash, .. } => {
+                if self.pushing {
+                    self.igots.push(hash);
+                }
+            }
+            Card::Gimme(hash) => {
+                if self.pulling || self.clone.is_some() {
+                    self.gimmes.push(hash);
+                }
+            }
+            Card::File {
+                hash,
+                delta_source,
+                payload,
+            } => self.accept(hash, delta_source.as_deref(), payload, false),
+            Card::Cfile {
+                hash,
+                delta_source,
+                payload,
+                ..
+            } => self.accept(hash, delta_source.as_deref(), payload, true),
+            Card::Unknown(raw) => {
+                // Fossil wipes the reply so far but keeps reading.
+                self.out.clear();
+                self.errors.push(format!(
+                    "bad command: {}",
+                    String::from_utf8_lossy(raw).trim_end()
+                ));
+            }
+            // Ignored as the 2.21 server ignores them (or answers nothing).
+            Card::Cookie(_)
+            | Card::Reqconfig(_)
+            | Card::Config { .. }
+            | Card::Private
+            | Card::Message(_)
+            | Card::Error(_)
+            | Card::CloneSeqno(_)
+            | Card::Comment(_) => {}
+        }
+        Ok(())
+    }
+
+    pub(super) fn accept(
+        &mut self,
+        hash: &'a str,
+        delta_source: Option<&'a str>,
+        payload: &'a [u8],
+        compressed: bool,
+    ) {
+        if !self.pushing {
+            self.fail("not authorized to write");
+            return;
+        }
+        self.pushed.push(Pushed {
+            hash,
+            delta_source,
+            payload,
+            compressed,
+        });
+    }
+
+    /// Fossil refuses SHA3 content to clients older than 2.0.
+    pub(super) fn may_send(&mut self, hash: &ArtifactHash) -> bool {
+        if hash.as_str().len() == 64 && self.client_version < MIN_SHA3_CLIENT {
+            self.fail("Fossil version 2.0 or later required.");
+            return false;
+        }
+        true
+    }
+    pub(super) fn count_sent(&mut self, cards: &[Card]) {
+        self.outcome.artifacts_sent += cards
+            .iter()
+            .filter(|c| matches!(c, Card::File { .. } | Card::Cfile { .. }))
+            .count();
+    }
+
+    pub(super) fn finish(mut self) -> Response {
+        let content_type = self.reply_type();
+        let mut cards = std::mem::take(&mut self.out);
+        self.outcome.errors = self.errors.len();
+        cards.extend(self.errors.drain(..).map(Card::Error));
+        cards.push(Card::Comment(timestamp_comment(self.outcome.errors)));
+        self.outcome.cards_out = cards.len();
+        Response {
+            content_type,
+            body: encode_body(content_type, &crate::xfer::card::encode(&cards)),
+            outcome: self.outcome,
+        }
+    }
+}

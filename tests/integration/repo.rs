@@ -1,0 +1,429 @@
+//! The repository module against the real `fossil` binary (2.21): fossil
+//! verifies, lists, opens and rebuilds what we write, and we read, parse and
+//! check out what fossil writes.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, SystemTime};
+
+use herd::repo::{
+    parse_artifact, Artifact, ArtifactHash, CheckinSpec, CreateOptions, FileChange, Manifest,
+    RebaseError, Repository,
+};
+
+/// Runs fossil with HOME in `home` (it writes ~/.fossil) and USER=admin.
+fn fossil(home: &Path, cwd: &Path, args: &[&str]) -> Output {
+    let out = Command::new("fossil")
+        .args(args)
+        .current_dir(cwd)
+        .env("HOME", home)
+        .env("USER", "admin")
+        .env_remove("FOSSIL_USER")
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("the real `fossil` binary (2.21) is required on PATH for these tests: {e}")
+        });
+    assert!(
+        out.status.success(),
+        "fossil {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn opts() -> CreateOptions {
+    CreateOptions {
+        project_name: Some("herd test".into()),
+        admin_user: "admin".into(),
+        nobody_caps: "gio".into(),
+    }
+}
+
+/// Every regular file under `dir` (relative path → bytes), skipping fossil's checkout db.
+fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            let p = e.path();
+            let name = p.strip_prefix(base).unwrap().to_string_lossy().into_owned();
+            if name == ".fslckout" || name == "_FOSSIL_" {
+                continue;
+            }
+            if e.file_type().unwrap().is_dir() {
+                walk(base, &p, out);
+            } else {
+                out.insert(name, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// Makes `n` check-ins: each adds two files (names with spaces), edits one
+/// older file and every fourth deletes one. Returns comments in order.
+fn make_history(repo: &Repository, n: usize, t0: SystemTime) -> Vec<String> {
+    let mut tip = repo.trunk_tip().unwrap().unwrap();
+    let mut comments = Vec::new();
+    for i in 0..n {
+        let mut changes = vec![
+            FileChange {
+                path: format!("dir {}/file {i}.txt", i % 7),
+                content: Some(format!("file {i}\n").repeat(i % 13 + 1).into_bytes()),
+            },
+            FileChange {
+                path: format!("top-{i}.md"),
+                content: Some(format!("# {i}\nsome text\n").into_bytes()),
+            },
+        ];
+        if i > 0 {
+            changes.push(FileChange {
+                path: format!("top-{}.md", i / 2),
+                content: Some(format!("edited at {i}\n").into_bytes()),
+            });
+        }
+        if i % 4 == 3 {
+            changes.push(FileChange {
+                path: format!("dir {}/file {}.txt", (i - 3) % 7, i - 3),
+                content: None,
+            });
+        }
+        let comment = format!("commit number {i} with \\ backslash");
+        let spec = CheckinSpec {
+            parent: tip.clone(),
+            changes,
+            comment: comment.clone(),
+            user: if i % 2 == 0 {
+                "alice".into()
+            } else {
+                "bob".into()
+            },
+            time: t0 + Duration::from_secs(i as u64 + 1),
+        };
+        tip = repo.commit(&spec).unwrap().hash;
+        comments.push(comment);
+    }
+    comments
+}
+
+fn ci_events(path: &Path) -> i64 {
+    let c = rusqlite::Connection::open(path).unwrap();
+    c.query_row("SELECT count(*) FROM event WHERE type='ci'", [], |r| {
+        r.get(0)
+    })
+    .unwrap()
+}
+
+#[test]
+fn fossil_accepts_a_repository_we_wrote() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path();
+    let path = home.join("ours.fossil");
+    let n = 300;
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_790_000_000);
+    let (tip, ours) = {
+        let repo = Repository::create(&path, &opts()).unwrap();
+        let comments = make_history(&repo, n, t0);
+        assert_eq!(repo.trunk_commits().unwrap(), n as u64 + 1);
+        assert_eq!(repo.trunk_leaves().unwrap(), 1);
+        let tip = repo.trunk_tip().unwrap().unwrap();
+        let co = home.join("ours-co");
+        repo.checkout(&tip, &co).unwrap();
+        (tip, (tree(&co), comments))
+    };
+    let (our_files, comments) = ours;
+    let p = path.to_str().unwrap();
+
+    let integrity = stdout(&fossil(home, home, &["test-integrity", "--parse", "-R", p]));
+    assert!(
+        !integrity.contains("wrong hash") && !integrity.contains("mismatch"),
+        "{integrity}"
+    );
+    assert!(integrity.contains("0 errors"), "{integrity}");
+
+    let timeline = stdout(&fossil(
+        home,
+        home,
+        &["timeline", "-R", p, "-n", "0", "-W", "0", "-t", "ci"],
+    ));
+    for (i, c) in comments.iter().enumerate() {
+        let user = if i % 2 == 0 { "alice" } else { "bob" };
+        assert!(
+            timeline.contains(&format!("{c} (user: {user}")),
+            "timeline lacks {c:?}:\n{timeline}"
+        );
+    }
+    assert!(timeline.contains("initial empty check-in"));
+
+    let leaves = stdout(&fossil(home, home, &["leaves", "-R", p]));
+    let leaf_lines = leaves
+        .lines()
+        .filter(|l| l.trim_start().starts_with('('))
+        .count();
+    assert_eq!(leaf_lines, 1, "{leaves}");
+    assert!(leaves.contains(&tip.as_str()[..10]), "{leaves}");
+
+    let wd = home.join("fossil-co");
+    std::fs::create_dir(&wd).unwrap();
+    fossil(home, &wd, &["open", p, tip.as_str()]);
+    assert_eq!(tree(&wd), our_files, "fossil's checkout differs from ours");
+    fossil(home, &wd, &["close"]);
+
+    let copy = home.join("copy.fossil");
+    std::fs::copy(&path, &copy).unwrap();
+    let before = ci_events(&copy);
+    fossil(home, home, &["rebuild", copy.to_str().unwrap()]);
+    assert_eq!(ci_events(&copy), before);
+    assert_eq!(before, n as i64 + 1);
+}
+
+#[test]
+fn we_read_a_repository_fossil_wrote() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path();
+    let path = home.join("theirs.fossil");
+    let p = path.to_str().unwrap();
+    fossil(home, home, &["new", "--admin-user", "admin", p]);
+    let wd = home.join("wd");
+    std::fs::create_dir(&wd).unwrap();
+    fossil(home, &wd, &["open", p]);
+    let big: String = (0..200)
+        .map(|i| format!("line {i} of a file fossil will deltify\n"))
+        .collect();
+    std::fs::write(wd.join("a.txt"), &big).unwrap();
+    std::fs::create_dir(wd.join("sub dir")).unwrap();
+    std::fs::write(wd.join("sub dir/b c.txt"), "hello\n").unwrap();
+    fossil(home, &wd, &["add", "a.txt", "sub dir/b c.txt"]);
+    fossil(
+        home,
+        &wd,
+        &[
+            "commit",
+            "-m",
+            "first\tcommit with \\ and spaces",
+            "--no-warnings",
+        ],
+    );
+    std::fs::write(wd.join("a.txt"), format!("{big}one more line\n")).unwrap();
+    fossil(home, &wd, &["commit", "-m", "edit one", "--no-warnings"]);
+    std::fs::write(
+        wd.join("a.txt"),
+        format!("first line\n{big}one more line\nand another\n"),
+    )
+    .unwrap();
+    std::fs::write(wd.join("new.txt"), "new\n").unwrap();
+    fossil(home, &wd, &["add", "new.txt"]);
+    fossil(home, &wd, &["commit", "-m", "edit two", "--no-warnings"]);
+    fossil(home, &wd, &["close"]);
+    let deltas: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("SELECT count(*) FROM delta", [], |r| r.get(0))
+        .unwrap();
+    assert!(deltas > 0, "fossil should have stored deltas");
+    let fossil_files = tree(&wd);
+
+    let repo = Repository::open(&path).unwrap();
+    let tip = repo
+        .trunk_tip()
+        .unwrap()
+        .expect("fossil's repo has a trunk tip");
+    let manifest = Manifest::parse(&repo.content(&tip).unwrap().unwrap()).unwrap();
+    assert_eq!(manifest.comment, "edit two");
+    assert_eq!(repo.trunk_commits().unwrap(), 4);
+    let mut checkins = 0;
+    for h in repo.trunk_after(None).unwrap() {
+        let bytes = repo.content(&h).unwrap().unwrap();
+        assert!(matches!(parse_artifact(&bytes), Artifact::Checkin(_)));
+        let m = Manifest::parse(&bytes).unwrap();
+        assert_eq!(
+            m.to_bytes(),
+            bytes,
+            "our writer reproduces fossil's manifest {h}"
+        );
+        checkins += 1;
+    }
+    assert_eq!(checkins, 4);
+    let first = repo.trunk_after(None).unwrap()[1].clone();
+    assert_eq!(
+        Manifest::parse(&repo.content(&first).unwrap().unwrap())
+            .unwrap()
+            .comment,
+        "first\tcommit with \\ and spaces"
+    );
+    let co = home.join("ours");
+    repo.checkout(&tip, &co).unwrap();
+    assert_eq!(tree(&co), fossil_files);
+
+    // And we can extend fossil's history; fossil still verifies it.
+    let ci = repo
+        .commit(&CheckinSpec {
+            parent: tip,
+            changes: vec![FileChange {
+                path: "sub dir/b c.txt".into(),
+                content: Some(b"changed by herd\n".to_vec()),
+            }],
+            comment: "from herd".into(),
+            user: "admin".into(),
+            time: SystemTime::now(),
+        })
+        .unwrap();
+    assert_eq!(repo.trunk_tip().unwrap(), Some(ci.hash));
+    drop(repo);
+    let integrity = stdout(&fossil(home, home, &["test-integrity", "--parse", "-R", p]));
+    assert!(integrity.contains("0 errors"), "{integrity}");
+}
+
+#[test]
+fn rebase_and_replication_stay_valid_for_fossil() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path();
+    let hub_path = home.join("hub.fossil");
+    let leaf_path = home.join("leaf.fossil");
+    drop(Repository::create(&hub_path, &opts()).unwrap());
+    std::fs::copy(&hub_path, &leaf_path).unwrap(); // a leaf starts as a clone
+    let hub = Repository::open(&hub_path).unwrap();
+    let root = hub.trunk_tip().unwrap().unwrap();
+    let commit = |repo: &Repository, parent: &ArtifactHash, path: &str, body: &str| {
+        repo.commit(&CheckinSpec {
+            parent: parent.clone(),
+            changes: vec![FileChange {
+                path: path.into(),
+                content: Some(body.as_bytes().to_vec()),
+            }],
+            comment: format!("write {path}"),
+            user: "leaf".into(),
+            time: SystemTime::now(),
+        })
+        .unwrap()
+    };
+    let a = commit(&hub, &root, "slot-0/a.txt", "a\n");
+    let b = commit(&hub, &root, "slot-1/b.txt", "b\n"); // forks off root
+    let rebased = hub.rebase(&b.hash, &a.hash).unwrap();
+    let files = hub.file_list(&rebased.hash).unwrap();
+    assert_eq!(
+        files.keys().collect::<Vec<_>>(),
+        ["slot-0/a.txt", "slot-1/b.txt"]
+    );
+    assert_eq!(
+        files["slot-1/b.txt"].0,
+        hub.file_list(&b.hash).unwrap()["slot-1/b.txt"].0,
+        "same file artifact"
+    );
+    let c = commit(&hub, &root, "slot-0/a.txt", "conflict\n");
+    assert!(
+        matches!(hub.rebase(&c.hash, &rebased.hash), Err(RebaseError::Conflict { path }) if path == "slot-0/a.txt")
+    );
+
+    // Replicate the trunk into a fresh repository the way the sync fast path
+    // does: manifest first (its files become phantoms), then the files.
+    let leaf = Repository::open(&leaf_path).unwrap();
+    for h in [a.hash.clone(), rebased.hash.clone()] {
+        let mut arts = hub.checkin_artifacts(&h).unwrap();
+        arts.reverse();
+        for art in arts {
+            let bytes = hub.content(&art).unwrap().unwrap();
+            let s = leaf.store(&bytes, Some(&art), None).unwrap();
+            leaf.crosslink(s.rid).unwrap();
+        }
+    }
+    assert!(leaf.phantoms().unwrap().is_empty());
+    assert_eq!(leaf.file_list(&rebased.hash).unwrap(), files);
+    assert_eq!(
+        leaf.trunk_after(Some(&a.hash)).unwrap(),
+        vec![rebased.hash.clone()]
+    );
+    assert_eq!(leaf.trunk_tip().unwrap(), Some(rebased.hash.clone()));
+    drop(leaf);
+    drop(hub);
+    for p in [&hub_path, &leaf_path] {
+        let out = stdout(&fossil(
+            home,
+            home,
+            &["test-integrity", "--parse", "-R", p.to_str().unwrap()],
+        ));
+        assert!(out.contains("0 errors"), "{out}");
+    }
+}
+
+/// Size check: `HERD_REPO_SIZE_COMMITS` check-ins (default 150; 5000 is the
+/// release target) of 3 new files each. No manifest over a few KB except the
+/// periodic baselines, whose size is reported; repository file size vs. the
+/// sum of stored compressed content.
+#[test]
+fn manifest_and_repository_sizes() {
+    let n: usize = std::env::var("HERD_REPO_SIZE_COMMITS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(150);
+    let tmp = tempfile::tempdir().unwrap();
+    let path: PathBuf = tmp.path().join("size.fossil");
+    let repo = Repository::create(&path, &opts()).unwrap();
+    let started = std::time::Instant::now();
+    let mut tip = repo.trunk_tip().unwrap().unwrap();
+    for i in 0..n {
+        let changes = (0..3)
+            .map(|j| FileChange {
+                path: format!("slot-{}/task-{i}/file-{j}.txt", i % 16),
+                content: Some(format!("{i}-{j} ").repeat(30).into_bytes()),
+            })
+            .collect();
+        tip = repo
+            .commit(&CheckinSpec {
+                parent: tip,
+                changes,
+                comment: format!("task {i}"),
+                user: "leaf".into(),
+                time: SystemTime::now(),
+            })
+            .unwrap()
+            .hash;
+    }
+    let elapsed = started.elapsed();
+    drop(repo);
+    let c = rusqlite::Connection::open(&path).unwrap();
+    let sizes: Vec<(i64, bool)> = c
+        .prepare("SELECT blob.size, EXISTS(SELECT 1 FROM plink WHERE cid=blob.rid AND baseid IS NOT NULL) FROM event JOIN blob ON rid=objid WHERE type='ci'")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let max_delta = sizes
+        .iter()
+        .filter(|(_, d)| *d)
+        .map(|(s, _)| *s)
+        .max()
+        .unwrap_or(0);
+    let baselines: Vec<i64> = sizes.iter().filter(|(_, d)| !*d).map(|(s, _)| *s).collect();
+    let total_manifest: i64 = sizes.iter().map(|(s, _)| s).sum();
+    let stored: i64 = c
+        .query_row("SELECT sum(length(content)) FROM blob", [], |r| r.get(0))
+        .unwrap();
+    drop(c);
+    let file_size = std::fs::metadata(&path).unwrap().len() as i64;
+    eprintln!(
+        "size check: {n} check-ins in {elapsed:?}; delta manifests max {max_delta} B; {} baselines, max {} B; \
+         manifests total {total_manifest} B (avg {} B); stored content {stored} B; file {file_size} B (factor {:.2})",
+        baselines.len(),
+        baselines.iter().max().unwrap_or(&0),
+        total_manifest / sizes.len() as i64,
+        file_size as f64 / stored as f64
+    );
+    // A delta manifest lists at most sqrt(3B) files, about 110 bytes each.
+    let bound = ((3.0 * (3 * n) as f64).sqrt() as i64 + 8) * 120;
+    assert!(
+        max_delta <= bound.max(4096),
+        "delta manifest of {max_delta} bytes exceeds {bound}"
+    );
+    assert!(
+        file_size < stored * 4 + 1_000_000,
+        "repository file {file_size} B for {stored} B of content"
+    );
+}
