@@ -124,7 +124,7 @@ async fn connect(config: &LeafConfig, scope: &str, leaf_id: &str) -> Result<Coor
         match Coord::connect(coord_config, leaf_id).await {
             Ok(coord) => return Ok(coord),
             Err(e) if attempt < CONNECT_ATTEMPTS => {
-                tracing::warn!(error = %chain(&e), attempt, "cannot join the trial on nats; retrying");
+                tracing::info!(error = %chain(&e), attempt, "cannot join the trial on nats; retrying");
                 tokio::time::sleep(wait).await;
                 wait *= 2;
                 attempt += 1;

@@ -465,7 +465,7 @@ fn with_retries<T>(mut f: impl FnMut() -> Result<T, ClientError>) -> Result<T, C
             Err(e @ (ClientError::Transport { .. } | ClientError::Status { .. }))
                 if attempt < TRANSPORT_ATTEMPTS =>
             {
-                tracing::warn!(error = %e, attempt, "hub exchange failed; retrying");
+                tracing::info!(error = %e, attempt, "hub exchange failed; retrying");
                 std::thread::sleep(wait);
                 wait *= 2;
                 attempt += 1;
