@@ -34,7 +34,7 @@ pub enum LeafError {
         path: PathBuf,
         /// The client's error.
         #[source]
-        source: ClientError,
+        source: Box<ClientError>,
     },
     /// A pull from the hub failed.
     #[error("pull from {url}")]
@@ -43,7 +43,7 @@ pub enum LeafError {
         url: String,
         /// The client's error.
         #[source]
-        source: ClientError,
+        source: Box<ClientError>,
     },
     /// A push to the hub failed (after retries).
     #[error("push {checkin} to {url}")]
@@ -54,7 +54,7 @@ pub enum LeafError {
         checkin: String,
         /// The client's error.
         #[source]
-        source: ClientError,
+        source: Box<ClientError>,
     },
     /// The local repository failed.
     #[error("{step} in {path}")]
@@ -65,7 +65,7 @@ pub enum LeafError {
         path: PathBuf,
         /// The repository error.
         #[source]
-        source: RepoError,
+        source: Box<RepoError>,
     },
     /// A rebase failed for a reason other than a conflict.
     #[error("rebase {checkin} onto {onto}")]
@@ -76,7 +76,7 @@ pub enum LeafError {
         onto: String,
         /// The repository's error.
         #[source]
-        source: RebaseError,
+        source: Box<RebaseError>,
     },
     /// Connecting to NATS or opening the trial's buckets failed.
     #[error("join the trial on nats at {url}")]

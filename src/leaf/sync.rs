@@ -232,12 +232,12 @@ impl SyncState {
             let repo = Repository::open(&config.repo_path).map_err(|source| LeafError::Repo {
                 step: "open the repository",
                 path: config.repo_path.clone(),
-                source,
+                source: Box::new(source),
             })?;
             with_retries(|| client.pull(&repo)).map_err(|source| LeafError::Clone {
                 url: config.hub_url.clone(),
                 path: config.repo_path.clone(),
-                source,
+                source: Box::new(source),
             })?;
             repo
         } else {
@@ -254,12 +254,16 @@ impl SyncState {
             .map_err(|source| LeafError::Clone {
                 url: config.hub_url.clone(),
                 path: config.repo_path.clone(),
-                source,
+                source: Box::new(source),
             })?
         };
         let repo_err = |step| {
             let path = config.repo_path.clone();
-            move |source| LeafError::Repo { step, path, source }
+            move |source| LeafError::Repo {
+                step,
+                path: path.clone(),
+                source: Box::new(source),
+            }
         };
         let project_code = repo
             .project_code()
@@ -272,9 +276,9 @@ impl SyncState {
                 .ok_or_else(|| LeafError::Repo {
                     step: "find the trunk tip",
                     path: config.repo_path.clone(),
-                    source: crate::repo::RepoError::MissingArtifact {
+                    source: Box::new(crate::repo::RepoError::MissingArtifact {
                         hash: "(trunk tip)".into(),
-                    },
+                    }),
                 })?,
         };
         std::fs::create_dir_all(&config.worktree).map_err(|source| LeafError::Io {
@@ -324,7 +328,7 @@ impl SyncState {
         move |source| LeafError::Repo {
             step,
             path: self.config.repo_path.clone(),
-            source,
+            source: Box::new(source),
         }
     }
 
@@ -364,7 +368,7 @@ impl SyncState {
                         error: Box::new(LeafError::Push {
                             url: self.config.hub_url.clone(),
                             checkin: checkin.to_string(),
-                            source,
+                            source: Box::new(source),
                         }),
                     })
                 }
@@ -395,7 +399,7 @@ impl SyncState {
                             return Err(LeafError::Rebase {
                                 checkin: checkin.to_string(),
                                 onto: tip.to_string(),
-                                source,
+                                source: Box::new(source),
                             })
                         }
                     }
@@ -430,7 +434,7 @@ impl SyncState {
         let outcome =
             with_retries(|| self.client.pull(&self.repo)).map_err(|source| LeafError::Pull {
                 url: self.config.hub_url.clone(),
-                source,
+                source: Box::new(source),
             })?;
         let tip = match outcome.tip {
             Some((tip, _)) => Some(tip),
