@@ -502,3 +502,48 @@ fn wait_for_claim(nats: &NatsServer, hub: &Hub) {
         }
     });
 }
+
+#[test]
+fn the_debug_one_leaf_script_runs_as_documented() {
+    let home = tempfile::tempdir().expect("home");
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_leaf-agent"))
+        .parent()
+        .expect("binary directory")
+        .to_path_buf();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/debug-one-leaf");
+    let nats = crate::helpers::nats_server_binary();
+    let out = Command::new(&script)
+        .arg(&bin_dir)
+        .env("HOME", home.path())
+        .env("NATS_SERVER", &nats)
+        .env("TASKS", "2")
+        .env("TMPDIR", home.path())
+        .output()
+        .expect("run scripts/debug-one-leaf");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}\n{stdout}");
+    let lines: Vec<LeafLine> = stdout
+        .lines()
+        .filter(|l| l.starts_with(r#"{"event""#) && l.contains(r#""slot""#))
+        .map(|l| LeafLine::parse(l).expect("a LeafLine"))
+        .collect();
+    let committed = lines
+        .iter()
+        .filter(|l| matches!(l, LeafLine::Task(t) if t.outcome == TaskOutcome::Committed))
+        .count();
+    assert_eq!(committed, 2, "{stdout}");
+    assert!(
+        matches!(lines.last(), Some(LeafLine::Summary(_))),
+        "{stdout}"
+    );
+    // The timeline shows both tasks and the initial check-in.
+    assert!(stdout.contains("slot 0 task 1"), "{stdout}");
+    assert!(stdout.contains("initial empty check-in"), "{stdout}");
+    // The script cleaned up after itself.
+    let left: Vec<_> = std::fs::read_dir(home.path())
+        .expect("read home")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("herd-debug."))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
