@@ -1,13 +1,104 @@
 //! `hub`: the Fossil-compatible sync server with a linear trunk.
+//!
+//! Flags are validated into a [`HubConfig`], then [`hub::run`] serves until
+//! SIGTERM or Ctrl-C. Exit codes: 0 after a clean stop, 2 when the hub could
+//! not start (bad repository path, port in use, NATS unreachable), 1 when it
+//! failed while stopping.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
 use clap::Parser;
+use herd::hub::{self, Batching, HubConfig, HubError};
 
 /// Fossil-compatible sync hub with a linear trunk.
+///
+/// Serves the repository over Fossil's HTTP sync protocol (any POST with a
+/// Fossil content type), GET /healthz and GET /stats, and announces every
+/// trunk advance on NATS JetStream when --nats-url is given. Prints one JSON
+/// readiness line on stdout; logs go to stderr (RUST_LOG).
+///
+/// Exit codes: 0 clean stop, 1 failure while stopping, 2 could not start.
 #[derive(Parser)]
 #[command(version)]
-struct Cli {}
+struct Cli {
+    /// Repository file; created when it does not exist.
+    #[arg(long, env = "HERD_HUB_REPO")]
+    repo: PathBuf,
+    /// HTTP listen address (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:0", env = "HERD_HUB_LISTEN")]
+    listen: SocketAddr,
+    /// NATS server URL for tip broadcasts.
+    #[arg(long, env = "HERD_NATS_URL")]
+    nats_url: Option<String>,
+    /// Project name of a newly created repository.
+    #[arg(long)]
+    project_name: Option<String>,
+    /// HTTP worker threads.
+    #[arg(long, default_value_t = hub::DEFAULT_THREADS)]
+    threads: usize,
+    /// Most pushes per write transaction; 1 turns batching off.
+    #[arg(long, default_value_t = hub::DEFAULT_MAX_BATCH)]
+    max_batch: usize,
+}
 
-fn main() -> std::process::ExitCode {
-    let _cli = Cli::parse();
-    eprintln!("hub: the hub is not implemented yet");
-    std::process::ExitCode::from(2)
+impl Cli {
+    fn config(self) -> HubConfig {
+        let mut config = HubConfig::new(self.repo);
+        config.listen = self.listen;
+        config.nats_url = self.nats_url;
+        config.project_name = self.project_name;
+        config.threads = self.threads.max(1);
+        config.batching = if self.max_batch <= 1 {
+            Batching::Off
+        } else {
+            Batching::Queue {
+                max: self.max_batch,
+            }
+        };
+        config
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let config = cli.config();
+    match hub::run(&config, &mut std::io::stdout(), shutdown_signal()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let code = match e {
+                HubError::Checkpoint { .. } => 1,
+                _ => 2,
+            };
+            eprintln!("hub: {:#}", anyhow::Error::new(e));
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// Completes on the first SIGTERM or Ctrl-C. If the handlers cannot be
+/// installed the hub still serves, until killed.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot handle SIGTERM; Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }

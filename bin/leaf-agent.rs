@@ -1,13 +1,172 @@
-//! `leaf-agent`: one slot of a trial.
-use clap::Parser;
+//! `leaf-agent`: one slot of a trial: clone the hub, claim tasks on NATS,
+//! commit and push them, print JSON lines on stdout.
+//!
+//! Exit codes: 0 every task ended committed, lost or unrecoverable; 1 the
+//! leaf stopped early (fatal error, failed task, or SIGTERM); 2 bad flags,
+//! or the hub or NATS unreachable at start.
 
-/// One leaf-agent slot: clone, claim, commit, close.
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser};
+use herd::leaf::{self, LeafConfig, LeafError, Reporter, EXIT_INCOMPLETE, EXIT_USAGE};
+use herd::workload::{Mode, WorkloadConfig};
+
+/// One leaf-agent slot: clone the hub, then claim, commit and close tasks.
+///
+/// stdout carries only JSON lines (ready, task, error, summary); logs go to
+/// stderr (RUST_LOG). Exit codes: 0 every task ended committed, lost or
+/// unrecoverable; 1 the leaf stopped early (fatal error, failed task, or
+/// SIGTERM); 2 bad flags, or the hub or NATS unreachable at start.
 #[derive(Parser)]
 #[command(version)]
-struct Cli {}
+struct Cli {
+    /// The hub's sync URL, e.g. http://127.0.0.1:41234.
+    #[arg(long)]
+    hub: String,
+    /// The NATS server (with JetStream).
+    #[arg(long, env = "HERD_NATS_URL")]
+    nats_url: String,
+    /// This leaf's slot index.
+    #[arg(long)]
+    slot: u32,
+    /// The slot's directory (leaf.fossil and the worktree wt/).
+    #[arg(long)]
+    workdir: PathBuf,
+    /// Tasks per agent.
+    #[arg(long, env = "HERD_TASKS_PER_AGENT", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
+    tasks: u32,
+    /// Workload seed; the same seed gives the same commits.
+    #[arg(long, env = "HERD_SEED", default_value_t = 1)]
+    seed: u64,
+    /// Agents in the trial (the shared pool holds agents × tasks tasks).
+    #[arg(long, env = "HERD_AGENTS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    agents: u32,
+    #[command(flatten)]
+    workload: WorkloadArgs,
+    /// `disjoint`: each slot its own tasks; `shared`: all slots race for one pool.
+    #[arg(long, env = "HERD_MODE", default_value = "disjoint")]
+    mode: Mode,
+}
 
-fn main() -> std::process::ExitCode {
-    let _cli = Cli::parse();
-    eprintln!("leaf-agent: the leaf-agent is not implemented yet");
-    std::process::ExitCode::from(2)
+/// The workload flags, shared in spelling with herd.
+#[derive(Args, Debug, Clone)]
+struct WorkloadArgs {
+    /// Fewest files a task writes.
+    #[arg(long, env = "HERD_MIN_FILES", default_value_t = 1)]
+    min_files: u32,
+    /// Most files a task writes.
+    #[arg(long, env = "HERD_MAX_FILES", default_value_t = 4)]
+    max_files: u32,
+    /// Smallest file in bytes.
+    #[arg(long, env = "HERD_MIN_BYTES", default_value_t = 50)]
+    min_bytes: u32,
+    /// Largest file in bytes.
+    #[arg(long, env = "HERD_MAX_BYTES", default_value_t = 2000)]
+    max_bytes: u32,
+    /// Shortest think time per task, in ms.
+    #[arg(long, env = "HERD_MIN_THINK_MS", default_value_t = 10)]
+    min_think_ms: u64,
+    /// Longest think time per task, in ms.
+    #[arg(long, env = "HERD_MAX_THINK_MS", default_value_t = 100)]
+    max_think_ms: u64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let w = cli.workload;
+    let config = LeafConfig {
+        hub_url: cli.hub,
+        nats_url: cli.nats_url,
+        slot: cli.slot,
+        workdir: cli.workdir,
+        tasks: cli.tasks,
+        agents: cli.agents,
+        seed: cli.seed,
+        workload: WorkloadConfig {
+            min_files: w.min_files,
+            max_files: w.max_files,
+            min_bytes: w.min_bytes,
+            max_bytes: w.max_bytes,
+            min_think_ms: w.min_think_ms,
+            max_think_ms: w.max_think_ms,
+        },
+        mode: cli.mode,
+    };
+    if let Err(e) = config.validate() {
+        eprintln!("leaf-agent: {}", chain(&e));
+        return ExitCode::from(EXIT_USAGE);
+    }
+    ExitCode::from(run(config))
+}
+
+fn run(config: LeafConfig) -> u8 {
+    let slot = config.slot;
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("leaf-agent: cannot start the async runtime: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let reporter = Reporter::new(slot, Box::new(std::io::stdout()));
+    let result = runtime.block_on(async {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
+                return;
+            };
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            tracing::info!("stop requested; finishing the current task");
+            let _ = stop_tx.send(true);
+        });
+        leaf::run(config, &reporter, stop_rx).await
+    });
+    match result {
+        Ok(run) => run.exit_code(),
+        Err(e) => {
+            let text = chain(&e);
+            reporter.error(text.clone(), true);
+            eprintln!("leaf-agent: {text}");
+            if is_start_failure(&e) {
+                EXIT_USAGE
+            } else {
+                EXIT_INCOMPLETE
+            }
+        }
+    }
+}
+
+fn is_start_failure(e: &LeafError) -> bool {
+    e.is_unreachable() || matches!(e, LeafError::Config(_))
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    s
 }

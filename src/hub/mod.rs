@@ -1,3 +1,235 @@
 //! The hub process: a Fossil-compatible HTTP sync server over one
 //! repository, with a single writer that keeps trunk linear and a tip
 //! broadcast on NATS JetStream.
+//!
+//! [`Hub::start`] opens (or creates) the repository, binds the listener,
+//! connects to NATS when asked, and starts the threads; [`Hub::stop`] stops
+//! accepting, finishes in-flight requests, lets the writer drain and
+//! checkpoint, and flushes the broadcasts. [`run`] is the whole process
+//! between flags and exit code: start, print the readiness line, wait for
+//! the shutdown future, stop.
+//!
+//! Files: `config` ([`HubConfig`]), `http` (workers, routing, the one place
+//! results become HTTP statuses), `writer` (the single writer and batching),
+//! `broadcast` (the tip publisher thread), `stats` (counters and `/stats`),
+//! `error` ([`HubError`]).
+//!
+//! On a new repository the trunk already holds the initial empty check-in
+//! (the root every check-in descends from), so the readiness line's `tip`
+//! names it; `tip` is empty only for a repository with no check-in at all.
+//! `/stats` `trunk_commits` and broadcast `seq` do not count that root.
+
+mod broadcast;
+mod config;
+mod error;
+mod http;
+mod stats;
+mod writer;
+
+use std::future::Future;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+pub use broadcast::Broadcast;
+pub use config::{
+    Batching, HubConfig, DEFAULT_MAX_BATCH, DEFAULT_PUBLISH_TIMEOUT, DEFAULT_THREADS,
+};
+pub use error::HubError;
+pub use stats::{Counters, RepoFigures, Stats};
+
+use crate::repo::{CreateOptions, Repository};
+use crate::report::HubReady;
+use broadcast::Broadcaster;
+use writer::Writer;
+
+/// Capabilities of `nobody` in a repository the hub creates: clone (`g`),
+/// check out / read (`o`), check in / push (`i`). Leaves push anonymously.
+pub const NOBODY_CAPS: &str = "goi";
+/// The setup user of a repository the hub creates.
+pub const ADMIN_USER: &str = "admin";
+
+/// A running hub.
+pub struct Hub {
+    ready: HubReady,
+    addr: SocketAddr,
+    http: Arc<tiny_http::Server>,
+    workers: Vec<JoinHandle<()>>,
+    writer: Writer,
+    broadcaster: Option<Broadcaster>,
+    counters: Arc<Counters>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("addr", &self.addr)
+            .field("ready", &self.ready)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Hub {
+    /// Opens or creates the repository, connects to NATS (when configured),
+    /// binds the listener and starts the writer and the workers.
+    pub fn start(config: &HubConfig) -> Result<Hub, HubError> {
+        let repo = open_or_create(config)?;
+        let open_err = |source| HubError::OpenRepo {
+            path: config.repo.clone(),
+            source,
+        };
+        let figures = RepoFigures::read(&repo).map_err(open_err)?;
+        let counters = Arc::new(Counters::default());
+        let broadcaster = match &config.nats_url {
+            Some(url) => Some(Broadcaster::start(
+                url,
+                &figures.project_code,
+                config.publish_timeout,
+                Arc::clone(&counters),
+            )?),
+            None => None,
+        };
+        let http = tiny_http::Server::http(config.listen).map_err(|source| HubError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let addr = http.server_addr().to_ip().ok_or(HubError::NoIpAddress {
+            addr: config.listen,
+        })?;
+        let http = Arc::new(http);
+        let readers = (0..config.threads.max(1))
+            .map(|_| Repository::open(&config.repo).map_err(open_err))
+            .collect::<Result<Vec<_>, _>>()?;
+        let writer = Writer::start(
+            repo,
+            config.server,
+            config.batching,
+            Arc::clone(&counters),
+            broadcaster.as_ref().map(Broadcaster::queue),
+        )?;
+        let shared = Arc::new(http::Shared {
+            config: config.server,
+            counters: Arc::clone(&counters),
+            nats: broadcaster.as_ref().map(Broadcaster::health),
+        });
+        let mut workers = Vec::with_capacity(readers.len());
+        for (i, reader) in readers.into_iter().enumerate() {
+            let http = Arc::clone(&http);
+            let queue = writer.queue();
+            let shared = Arc::clone(&shared);
+            let worker = std::thread::Builder::new()
+                .name(format!("hub-http-{i}"))
+                .spawn(move || http::serve(&http, &reader, &queue, &shared))
+                .map_err(|source| HubError::Spawn {
+                    what: "an http worker thread",
+                    source,
+                })?;
+            workers.push(worker);
+        }
+        let ready = HubReady {
+            http: format!("http://{addr}"),
+            project_code: figures.project_code,
+            tip: figures.tip,
+        };
+        tracing::info!(
+            http = %ready.http,
+            repo = %config.repo.display(),
+            tip = %ready.tip,
+            trunk_commits = figures.trunk_commits,
+            nats = config.nats_url.as_deref().unwrap_or("none"),
+            "hub ready"
+        );
+        Ok(Hub {
+            ready,
+            addr,
+            http,
+            workers,
+            writer,
+            broadcaster,
+            counters,
+        })
+    }
+
+    /// The readiness line's content.
+    pub fn ready(&self) -> &HubReady {
+        &self.ready
+    }
+
+    /// The bound HTTP address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The hub's counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Stops accepting, finishes the requests already received, lets the
+    /// writer drain its queue and checkpoint the WAL, then publishes the
+    /// tips still queued (each bounded by the publish timeout).
+    pub fn stop(self) -> Result<(), HubError> {
+        // Each unblock wakes one worker after the requests already queued.
+        for _ in &self.workers {
+            self.http.unblock();
+        }
+        for worker in self.workers {
+            if worker.join().is_err() {
+                tracing::error!("an http worker panicked");
+            }
+        }
+        drop(self.http);
+        let result = self.writer.stop();
+        if let Some(broadcaster) = self.broadcaster {
+            broadcaster.stop();
+        }
+        tracing::info!("hub stopped");
+        result
+    }
+}
+
+/// Opens the repository, creating it first when the file does not exist.
+fn open_or_create(config: &HubConfig) -> Result<Repository, HubError> {
+    if config.repo.exists() {
+        return Repository::open(&config.repo).map_err(|source| HubError::OpenRepo {
+            path: config.repo.clone(),
+            source,
+        });
+    }
+    let options = CreateOptions {
+        project_name: config.project_name.clone(),
+        admin_user: ADMIN_USER.into(),
+        nobody_caps: NOBODY_CAPS.into(),
+    };
+    let repo =
+        Repository::create(&config.repo, &options).map_err(|source| HubError::CreateRepo {
+            path: config.repo.clone(),
+            source,
+        })?;
+    tracing::info!(repo = %config.repo.display(), "repository created");
+    Ok(repo)
+}
+
+/// The hub process: starts, prints the readiness line (one JSON line,
+/// [`HubReady`]) on `out`, serves until `shutdown` completes, then stops.
+pub fn run(
+    config: &HubConfig,
+    out: &mut dyn Write,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), HubError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| HubError::Spawn {
+            what: "the signal runtime",
+            source,
+        })?;
+    let hub = Hub::start(config)?;
+    let line = serde_json::to_string(hub.ready()).expect("the ready line always serializes");
+    // A closed stdout is no reason to stop serving.
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+    runtime.block_on(shutdown);
+    tracing::info!("stopping");
+    hub.stop()
+}

@@ -1,2 +1,38 @@
 //! One leaf-agent slot: its own repository and worktree, and the
 //! Open → Claim → Commit → Close loop against a live hub.
+//!
+//! The pieces, one file each:
+//!
+//! - `config`: [`LeafConfig`], the validated flags of one slot.
+//! - `error`: [`LeafError`], every way a leaf can fail, with context.
+//! - `sync`: the repository thread: it owns the [`crate::repo::Repository`]
+//!   and the [`crate::xfer::Client`] (both blocking), and does the clone,
+//!   commits with push-rebase-retry, and catching up on tip broadcasts.
+//! - `output`: the stdout reporter (only [`crate::report::LeafLine`]s) and
+//!   the counters behind the summary line.
+//! - `agent`: [`run`]: start-up, the task loop (disjoint and shared mode)
+//!   and the tip loop, on one current-thread async runtime.
+//!
+//! The async side holds the NATS connection and never blocks: every SQLite
+//! and HTTP call goes to the repository thread as a message, and its answer
+//! comes back on a oneshot channel.
+
+mod agent;
+mod config;
+mod error;
+mod output;
+mod sync;
+
+pub use agent::{run, LeafRun};
+pub use config::{ConfigError, LeafConfig};
+pub use error::LeafError;
+pub use output::Reporter;
+
+/// Exit code: every task ended committed, lost to another leaf, or counted
+/// unrecoverable.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: the leaf stopped early (a fatal error, a failed task, or a
+/// stop request before its tasks were done).
+pub const EXIT_INCOMPLETE: u8 = 1;
+/// Exit code: bad flags, or the hub or NATS unreachable at start.
+pub const EXIT_USAGE: u8 = 2;

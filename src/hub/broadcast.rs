@@ -1,0 +1,242 @@
+//! Tip broadcasts: after every write transaction that advanced trunk, the
+//! writer hands each new tip (with the trace context of the push that caused
+//! it) to this module's thread, which publishes them in order on the trial's
+//! tip stream through [`TipPublisher`]. The writer never waits on NATS: it
+//! only sends on an unbounded channel.
+//!
+//! When NATS is away the hub keeps serving sync. The stream keeps only the
+//! latest tip per subject, so nothing older than the latest matters: while
+//! publishing fails, queued tips are coalesced to the newest one (the rest
+//! are counted as dropped), which is retried until the client has
+//! reconnected and the stream acknowledges it.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use async_nats::connection::State;
+use tokio::sync::mpsc;
+
+use super::error::HubError;
+use super::stats::Counters;
+use crate::coord::{connect_client, CoordConfig, Scope, Tip, TipPublisher, TraceHeaders};
+
+/// Wait between attempts to republish the latest tip while NATS is away.
+const RETRY_EVERY: Duration = Duration::from_millis(200);
+
+/// One tip to announce, with the trace context of the push behind it.
+#[derive(Debug, Clone)]
+pub struct Broadcast {
+    /// The new tip.
+    pub tip: Tip,
+    /// `traceparent`/`tracestate` of the HTTP request that pushed it.
+    pub trace: TraceHeaders,
+}
+
+/// The publisher thread and the sending end of its queue.
+pub(crate) struct Broadcaster {
+    queue: mpsc::UnboundedSender<Broadcast>,
+    client: async_nats::Client,
+    thread: JoinHandle<()>,
+}
+
+/// Where the writer sends tips; cheap to clone.
+#[derive(Debug, Clone)]
+pub(crate) struct TipQueue(mpsc::UnboundedSender<Broadcast>);
+
+impl TipQueue {
+    /// Queues `broadcast`; never blocks. A closed queue (the publisher has
+    /// stopped) drops it: broadcasts are best effort, the repository is not.
+    pub(crate) fn send(&self, broadcast: Broadcast) {
+        let _ = self.0.send(broadcast);
+    }
+}
+
+impl Broadcaster {
+    /// Connects to NATS, gets or creates the tip stream of the trial whose
+    /// hub has `project_code`, and starts the publisher thread. Fails when
+    /// NATS is unreachable now: a hub told to broadcast must start with a
+    /// working broadcast.
+    pub(crate) fn start(
+        url: &str,
+        project_code: &str,
+        timeout: Duration,
+        counters: Arc<Counters>,
+    ) -> Result<Broadcaster, HubError> {
+        let nats = |source| HubError::Nats {
+            url: url.to_string(),
+            source,
+        };
+        let scope = Scope::for_project(project_code).map_err(nats)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|source| HubError::Spawn {
+                what: "the tip publisher's runtime",
+                source,
+            })?;
+        let mut config = CoordConfig::new(url, scope.as_str());
+        config.op_timeout = timeout;
+        let (client, publisher) = runtime
+            .block_on(async {
+                let client = connect_client(&config, "hub").await?;
+                let publisher =
+                    TipPublisher::with_op_timeout(client.clone(), scope.as_str(), timeout).await?;
+                Ok((client, publisher))
+            })
+            .map_err(nats)?;
+        let (queue, rx) = mpsc::unbounded_channel();
+        let publishing = Publishing {
+            client: client.clone(),
+            scope,
+            timeout,
+            publisher: Some(publisher),
+            counters,
+        };
+        let thread = std::thread::Builder::new()
+            .name("hub-broadcast".into())
+            .spawn(move || runtime.block_on(publishing.run(rx)))
+            .map_err(|source| HubError::Spawn {
+                what: "the tip publisher thread",
+                source,
+            })?;
+        Ok(Broadcaster {
+            queue,
+            client,
+            thread,
+        })
+    }
+
+    /// The queue the writer sends tips on.
+    pub(crate) fn queue(&self) -> TipQueue {
+        TipQueue(self.queue.clone())
+    }
+
+    /// A handle for `/healthz` that outlives borrowing the broadcaster.
+    pub(crate) fn health(&self) -> NatsHealth {
+        NatsHealth(self.client.clone())
+    }
+
+    /// Closes the queue and waits until the thread has published what was
+    /// queued (each attempt bounded by the publish timeout).
+    pub(crate) fn stop(self) {
+        drop(self.queue);
+        if self.thread.join().is_err() {
+            tracing::error!("tip publisher thread panicked");
+        }
+    }
+}
+
+/// The NATS connection's state, for health checks.
+#[derive(Debug, Clone)]
+pub(crate) struct NatsHealth(async_nats::Client);
+
+impl NatsHealth {
+    /// Whether the NATS connection is up.
+    pub(crate) fn connected(&self) -> bool {
+        self.0.connection_state() == State::Connected
+    }
+}
+
+/// The publisher thread's state.
+struct Publishing {
+    client: async_nats::Client,
+    scope: Scope,
+    timeout: Duration,
+    /// `None` after a failure: rebuilt (which re-creates the stream if a
+    /// restarted server lost it) before the next attempt.
+    publisher: Option<TipPublisher>,
+    counters: Arc<Counters>,
+}
+
+impl Publishing {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Broadcast>) {
+        // The newest tip not yet acknowledged by the stream.
+        let mut pending: Option<Broadcast> = None;
+        loop {
+            let received = match pending {
+                None => Some(rx.recv().await),
+                Some(_) => tokio::time::timeout(RETRY_EVERY, rx.recv()).await.ok(),
+            };
+            match received {
+                Some(None) => {
+                    // Closed: one last attempt for an unpublished tip.
+                    if let Some(last) = pending.take() {
+                        if !self.publish(&last).await {
+                            Counters::add(&self.counters.broadcasts_dropped, 1);
+                        }
+                    }
+                    return;
+                }
+                Some(Some(mut next)) => {
+                    if pending.is_some() {
+                        // Degraded: only the newest tip matters.
+                        let mut superseded = 1;
+                        while let Ok(newer) = rx.try_recv() {
+                            superseded += 1;
+                            next = newer;
+                        }
+                        Counters::add(&self.counters.broadcasts_dropped, superseded);
+                    }
+                    pending = Some(next);
+                }
+                None => {
+                    if self.client.connection_state() != State::Connected {
+                        continue; // retry once the client has reconnected
+                    }
+                }
+            }
+            if let Some(tip) = pending.take() {
+                if !self.publish(&tip).await {
+                    pending = Some(tip);
+                }
+            }
+        }
+    }
+
+    /// Publishes one tip; false (logged) when it was not acknowledged.
+    async fn publish(&mut self, broadcast: &Broadcast) -> bool {
+        if self.publisher.is_none() {
+            match TipPublisher::with_op_timeout(
+                self.client.clone(),
+                self.scope.as_str(),
+                self.timeout,
+            )
+            .await
+            {
+                Ok(p) => self.publisher = Some(p),
+                Err(e) => {
+                    tracing::warn!(error = %chain(&e), "tip stream unavailable");
+                    return false;
+                }
+            }
+        }
+        let Some(publisher) = &self.publisher else {
+            return false;
+        };
+        match publisher.publish(&broadcast.tip, &broadcast.trace).await {
+            Ok(()) => {
+                Counters::add(&self.counters.broadcasts_published, 1);
+                tracing::debug!(tip = %broadcast.tip.hash, seq = broadcast.tip.seq, "tip published");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(tip = %broadcast.tip.hash, error = %chain(&e), "tip not published");
+                self.publisher = None;
+                false
+            }
+        }
+    }
+}
+
+/// An error and its sources as one line.
+pub(crate) fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}

@@ -1,0 +1,167 @@
+//! The hub's counters and the `/stats` document. Counters are atomics shared
+//! by the HTTP workers, the writer and the broadcaster; the repository
+//! figures are read on the asking worker's own connection, in one read
+//! transaction so they describe one committed state.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+use crate::repo::{RepoError, Repository};
+
+/// Counters shared by the hub's threads.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// HTTP requests received, any path.
+    pub requests: AtomicU64,
+    /// Sync requests that carried a `push` card.
+    pub writes: AtomicU64,
+    /// Write transactions committed (several pushes each when batching).
+    pub batches: AtomicU64,
+    /// Pushed check-ins that landed on trunk.
+    pub pushes_accepted: AtomicU64,
+    /// Pushed check-ins refused because their parent was not the tip.
+    pub pushes_refused: AtomicU64,
+    /// Tips published on NATS and acknowledged by the stream.
+    pub broadcasts_published: AtomicU64,
+    /// Tips not published because NATS was unavailable (a later tip, or a
+    /// republish of the latest after reconnect, superseded them).
+    pub broadcasts_dropped: AtomicU64,
+}
+
+impl Counters {
+    /// Adds `n` to one counter.
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// The `/stats` document. Field names are read by scripts and by herd.
+///
+/// ```text
+/// {"tip":"6b1e…","trunk_commits":480,"artifacts":2071,"trunk_leaves":1,"requests":1502,
+///  "writes":950,"batches":310,"pushes_accepted":480,"pushes_refused":470,
+///  "broadcasts_published":480,"broadcasts_dropped":0,"project_code":"…"}
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// The trunk tip (the initial empty check-in on a new repository).
+    pub tip: String,
+    /// Check-ins on trunk, not counting the root (the initial empty
+    /// check-in); equals the number of tasks committed.
+    pub trunk_commits: u64,
+    /// Artifacts held (blob rows that are not phantoms).
+    pub artifacts: u64,
+    /// Leaves of trunk: 1 while trunk is linear.
+    pub trunk_leaves: u64,
+    /// HTTP requests received.
+    pub requests: u64,
+    /// Sync requests that carried a push.
+    pub writes: u64,
+    /// Write transactions committed.
+    pub batches: u64,
+    /// Pushed check-ins accepted onto trunk.
+    pub pushes_accepted: u64,
+    /// Pushed check-ins refused (stale parent).
+    pub pushes_refused: u64,
+    /// Tips broadcast on NATS.
+    pub broadcasts_published: u64,
+    /// Tips not broadcast because NATS was unavailable.
+    pub broadcasts_dropped: u64,
+    /// The repository's project code.
+    pub project_code: String,
+}
+
+/// The figures of a repository the `/stats` document and the readiness
+/// line share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoFigures {
+    /// Trunk tip, empty when the repository holds no check-in.
+    pub tip: String,
+    /// Trunk check-ins, not counting the root.
+    pub trunk_commits: u64,
+    /// Non-phantom artifacts.
+    pub artifacts: u64,
+    /// Trunk leaves.
+    pub trunk_leaves: u64,
+    /// Project code.
+    pub project_code: String,
+}
+
+impl RepoFigures {
+    /// Reads the figures from `repo`. Call inside a read transaction when
+    /// the four queries must agree with each other.
+    pub fn read(repo: &Repository) -> Result<RepoFigures, RepoError> {
+        Ok(RepoFigures {
+            tip: repo.trunk_tip()?.map(|h| h.to_string()).unwrap_or_default(),
+            // The root is the initial empty check-in every repository starts
+            // with; tasks are the check-ins after it.
+            trunk_commits: repo.trunk_commits()?.saturating_sub(1),
+            artifacts: repo.artifact_count()?,
+            trunk_leaves: repo.trunk_leaves()?,
+            project_code: repo.project_code()?,
+        })
+    }
+}
+
+impl Stats {
+    /// Combines repository figures and counters.
+    pub fn new(figures: RepoFigures, counters: &Counters) -> Stats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Stats {
+            tip: figures.tip,
+            trunk_commits: figures.trunk_commits,
+            artifacts: figures.artifacts,
+            trunk_leaves: figures.trunk_leaves,
+            requests: get(&counters.requests),
+            writes: get(&counters.writes),
+            batches: get(&counters.batches),
+            pushes_accepted: get(&counters.pushes_accepted),
+            pushes_refused: get(&counters.pushes_refused),
+            broadcasts_published: get(&counters.broadcasts_published),
+            broadcasts_dropped: get(&counters.broadcasts_dropped),
+            project_code: figures.project_code,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repo::CreateOptions;
+
+    #[test]
+    fn a_new_repository_has_no_commits_and_one_leaf() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::create(
+            &dir.path().join("r.fossil"),
+            &CreateOptions {
+                project_name: None,
+                admin_user: "admin".into(),
+                nobody_caps: "goi".into(),
+            },
+        )
+        .unwrap();
+        let figures = RepoFigures::read(&repo).unwrap();
+        assert_eq!(figures.trunk_commits, 0);
+        assert_eq!(figures.trunk_leaves, 1);
+        assert_eq!(figures.tip.len(), 64);
+        assert_eq!(figures.artifacts, 1);
+        let counters = Counters::default();
+        Counters::add(&counters.requests, 3);
+        let stats = Stats::new(figures, &counters);
+        let json = serde_json::to_value(&stats).unwrap();
+        for name in [
+            "tip",
+            "trunk_commits",
+            "artifacts",
+            "trunk_leaves",
+            "requests",
+            "pushes_accepted",
+            "pushes_refused",
+        ] {
+            assert!(json.get(name).is_some(), "/stats lacks {name}");
+        }
+        assert_eq!(json["requests"], 3);
+    }
+}

@@ -1,0 +1,215 @@
+//! The single writer: one thread owning the repository's write connection.
+//! Every request that carries a `push` card is handled here, so the
+//! linear-trunk check and the store are one transaction and two pushes on
+//! one parent can never both land.
+//!
+//! Under load the writer takes every push waiting in its queue (up to the
+//! batch limit) into one SQLite transaction. Each push is still handled on
+//! its own, in arrival order, in a savepoint against the tip the previous
+//! one left (`xfer::handle_decoded` nests in the open transaction), so a
+//! push refused or failed in the middle of a batch changes nothing for the
+//! others. Replies go out only after COMMIT (synchronous, WAL): a push
+//! answered as accepted survives a SIGKILL right after the answer. Then each
+//! new tip is queued for broadcast, oldest first.
+
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use super::broadcast::{chain, Broadcast, TipQueue};
+use super::config::Batching;
+use super::error::HubError;
+use super::stats::Counters;
+use crate::coord::{Tip, TraceHeaders};
+use crate::repo::{RepoError, Repository};
+use crate::xfer::card::{encode, Card};
+use crate::xfer::time::timestamp_comment;
+use crate::xfer::{encode_body, handle_decoded, ContentType, Decoded, Response, ServerConfig};
+
+/// How many pushes may wait in the writer's queue before workers block.
+const QUEUE_DEPTH: usize = 1024;
+
+/// One push for the writer.
+pub(crate) struct Job {
+    /// The decoded request (decoding happens on the worker, off the writer).
+    pub(crate) decoded: Decoded,
+    /// The request's content type, for an error reply.
+    pub(crate) content_type: ContentType,
+    /// The peer's address, recorded with pushed content.
+    pub(crate) peer: Option<String>,
+    /// The push's trace context, carried onto the broadcasts it causes.
+    pub(crate) trace: TraceHeaders,
+    /// Where the reply goes, after COMMIT.
+    pub(crate) reply: SyncSender<Response>,
+}
+
+/// The writer thread and its queue.
+pub(crate) struct Writer {
+    queue: SyncSender<Job>,
+    thread: JoinHandle<Result<(), HubError>>,
+}
+
+/// What the writer thread owns.
+struct Writing {
+    repo: Repository,
+    config: ServerConfig,
+    batching: Batching,
+    counters: Arc<Counters>,
+    tips: Option<TipQueue>,
+}
+
+impl Writer {
+    /// Starts the writer over `repo` (the write connection).
+    pub(crate) fn start(
+        repo: Repository,
+        config: ServerConfig,
+        batching: Batching,
+        counters: Arc<Counters>,
+        tips: Option<TipQueue>,
+    ) -> Result<Writer, HubError> {
+        let (queue, rx) = std::sync::mpsc::sync_channel(QUEUE_DEPTH);
+        let writing = Writing {
+            repo,
+            config,
+            batching,
+            counters,
+            tips,
+        };
+        let thread = std::thread::Builder::new()
+            .name("hub-writer".into())
+            .spawn(move || writing.run(&rx))
+            .map_err(|source| HubError::Spawn {
+                what: "the writer thread",
+                source,
+            })?;
+        Ok(Writer { queue, thread })
+    }
+
+    /// The sending end of the queue, one per worker.
+    pub(crate) fn queue(&self) -> SyncSender<Job> {
+        self.queue.clone()
+    }
+
+    /// Waits for the writer to drain its queue (every other sender must be
+    /// dropped first), checkpoint the WAL and exit.
+    pub(crate) fn stop(self) -> Result<(), HubError> {
+        drop(self.queue);
+        self.thread.join().unwrap_or_else(|_| {
+            tracing::error!("writer thread panicked");
+            Ok(())
+        })
+    }
+}
+
+impl Writing {
+    fn run(self, rx: &Receiver<Job>) -> Result<(), HubError> {
+        let limit = self.batching.limit();
+        while let Ok(first) = rx.recv() {
+            let mut jobs = vec![first];
+            while jobs.len() < limit {
+                match rx.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                }
+            }
+            self.write_batch(jobs);
+        }
+        checkpoint(&self.repo)
+    }
+
+    /// Handles `jobs` in one transaction, then replies and broadcasts.
+    fn write_batch(&self, jobs: Vec<Job>) {
+        let config = &self.config;
+        let result = self.repo.transaction(|repo| {
+            Ok::<_, RepoError>(
+                jobs.iter()
+                    .map(|job| handle_decoded(repo, &job.decoded, job.peer.as_deref(), config))
+                    .collect::<Vec<_>>(),
+            )
+        });
+        let responses = match result {
+            Ok(responses) => responses,
+            Err(e) => {
+                // Nothing of the batch is durable: every push hears so.
+                tracing::error!(pushes = jobs.len(), error = %chain(&e), "write transaction failed");
+                for job in jobs {
+                    let _ = job.reply.send(failure_reply(job.content_type));
+                }
+                return;
+            }
+        };
+        Counters::add(&self.counters.batches, 1);
+        tracing::debug!(pushes = jobs.len(), "write transaction committed");
+        for (job, response) in jobs.into_iter().zip(responses) {
+            let outcome = &response.outcome;
+            Counters::add(
+                &self.counters.pushes_accepted,
+                outcome.advances.len() as u64,
+            );
+            Counters::add(&self.counters.pushes_refused, outcome.refusals.len() as u64);
+            if let Some(failure) = &outcome.failure {
+                tracing::warn!(peer = ?job.peer, failure = %failure, "push failed");
+            }
+            for advance in &outcome.advances {
+                tracing::info!(tip = %advance.hash, seq = advance.seq, "trunk advanced");
+            }
+            if let Some(tips) = &self.tips {
+                for advance in &outcome.advances {
+                    tips.send(Broadcast {
+                        tip: Tip {
+                            hash: advance.hash.to_string(),
+                            // Tip positions do not count the root.
+                            seq: advance.seq.saturating_sub(1),
+                            parent: advance.parent.as_ref().map(|p| p.to_string()),
+                            // The check-in's artifacts go here once xfer
+                            // can build a tip bundle (one call over
+                            // `self.repo` and `advance.hash`).
+                            bundle: bytes::Bytes::new(),
+                        },
+                        trace: job.trace.clone(),
+                    });
+                }
+            }
+            // A worker that gave up (client gone) is no reason to stop.
+            let _ = job.reply.send(response);
+        }
+    }
+}
+
+/// The reply to a push whose transaction did not commit: one `error` card.
+fn failure_reply(content_type: ContentType) -> Response {
+    let cards = [
+        Card::Error("server error: the write transaction failed".into()),
+        Card::Comment(timestamp_comment(1)),
+    ];
+    Response {
+        content_type,
+        body: encode_body(content_type, &encode(&cards)),
+        outcome: crate::xfer::Outcome {
+            cards_out: cards.len(),
+            errors: 1,
+            failure: Some("write transaction failed".into()),
+            ..Default::default()
+        },
+    }
+}
+
+/// Moves the WAL's content into the database file and truncates the WAL,
+/// so a stopped hub leaves one self-contained file.
+fn checkpoint(repo: &Repository) -> Result<(), HubError> {
+    let path: PathBuf = repo.path().to_owned();
+    let busy: i64 = repo
+        .conn
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
+        .map_err(|source| HubError::Checkpoint {
+            path: path.clone(),
+            source,
+        })?;
+    if busy != 0 {
+        tracing::warn!(path = %path.display(), "wal checkpoint could not complete: readers still open");
+    } else {
+        tracing::info!(path = %path.display(), "wal checkpointed");
+    }
+    Ok(())
+}

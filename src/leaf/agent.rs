@@ -1,0 +1,457 @@
+//! [`run`]: one leaf-agent slot from start to summary. Start-up clones (or
+//! opens and pulls) the hub's repository on the repository thread, joins
+//! the trial on NATS under the scope derived from the project code, and
+//! subscribes to tips; then two loops share the one async thread: the task
+//! loop (Open → Claim → think → Check → Commit → Close, in disjoint or
+//! shared mode) and the tip loop (catch up on broadcasts, coalesced: while
+//! one catch-up waits on the repository thread, newer tips pile up in the
+//! subscription and the next call takes only the latest).
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use crate::coord::{
+    subscribe_tips, Claim, ClaimError, Coord, CoordConfig, Scope, TaskId, TaskStatus,
+    TipSubscription, DEFAULT_OP_TIMEOUT,
+};
+use crate::report::{ClaimOutcome, LeafLine, LeafReady, LeafSummary, TaskLine, TaskOutcome};
+use crate::workload::{pool_task, Mode, SlotWorkload, TaskPlan};
+
+use super::config::LeafConfig;
+use super::error::{chain, LeafError};
+use super::output::Reporter;
+use super::sync::{elapsed_ms, CatchUp, CommitOutcome, CommitRequest, SyncConfig, SyncHandle};
+use super::{EXIT_INCOMPLETE, EXIT_OK};
+
+/// Attempts at joining the trial on NATS at start, with doubling waits.
+const CONNECT_ATTEMPTS: u32 = 5;
+const CONNECT_FIRST_WAIT: Duration = Duration::from_millis(200);
+/// Passes over the shared pool: after the first, only tasks whose winner
+/// gave them up (open again) are tried.
+const MAX_POOL_PASSES: u32 = 100;
+
+/// How a run ended (fatal errors are the `Err` of [`run`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeafRun {
+    /// The totals, as printed in the summary line.
+    pub summary: LeafSummary,
+    /// Tasks that ended failed or abandoned.
+    pub incomplete: u32,
+    /// Whether a stop request ended the run before its tasks were done.
+    pub stopped: bool,
+}
+
+impl LeafRun {
+    /// [`EXIT_OK`] when every task ended committed, lost or unrecoverable
+    /// and no stop cut the run short; [`EXIT_INCOMPLETE`] otherwise.
+    pub fn exit_code(&self) -> u8 {
+        if self.incomplete == 0 && !self.stopped {
+            EXIT_OK
+        } else {
+            EXIT_INCOMPLETE
+        }
+    }
+}
+
+/// Runs one slot: start-up, the `ready` line, every task, the summary line.
+/// `stop` turning true asks the leaf to finish (a commit in flight) or
+/// abandon (a claim not yet committing) its current task and end. Must run
+/// on a current-thread runtime or a `LocalSet` (the reporter is not `Send`).
+pub async fn run(
+    config: LeafConfig,
+    reporter: &Reporter,
+    stop: watch::Receiver<bool>,
+) -> Result<LeafRun, LeafError> {
+    config.validate()?;
+    let slot = config.slot;
+    let user = format!("slot-{slot}");
+    let leaf_id = format!("slot-{slot}-{:04x}", rand::random::<u16>());
+    let (sync, started) = SyncHandle::start(SyncConfig {
+        hub_url: config.hub_url.clone(),
+        repo_path: config.repo_path(),
+        worktree: config.worktree(),
+        user,
+    })
+    .await?;
+    tracing::info!(slot, tip = %started.tip, project = %started.project_code, "repository ready");
+    let connect_err = |source| LeafError::Connect {
+        url: config.nats_url.clone(),
+        source,
+    };
+    let scope = Scope::for_project(&started.project_code).map_err(connect_err)?;
+    let coord = connect(&config, scope.as_str(), &leaf_id).await?;
+    let mut tips = subscribe_tips(coord.client().clone(), scope.as_str(), DEFAULT_OP_TIMEOUT)
+        .await
+        .map_err(connect_err)?;
+    reporter.line(&LeafLine::Ready(LeafReady {
+        slot,
+        leaf_id: leaf_id.clone(),
+        tip: started.tip.to_string(),
+    }));
+
+    let agent = Agent {
+        config: &config,
+        coord: &coord,
+        sync: &sync,
+        reporter,
+        stop,
+    };
+    let result = tokio::select! {
+        result = agent.tasks() => result,
+        never = tip_loop(&mut tips, &sync, reporter) => match never {},
+    };
+    let stopped = match result {
+        Ok(stopped) => stopped,
+        Err(e) => return Err(e),
+    };
+    let hub_requests = sync.finish();
+    let summary = reporter.summary(hub_requests);
+    reporter.line(&LeafLine::Summary(summary.clone()));
+    Ok(LeafRun {
+        summary,
+        incomplete: reporter.incomplete(),
+        stopped,
+    })
+}
+
+/// Joins the trial, retrying a NATS server that is not up yet.
+async fn connect(config: &LeafConfig, scope: &str, leaf_id: &str) -> Result<Coord, LeafError> {
+    let mut wait = CONNECT_FIRST_WAIT;
+    let mut attempt = 1;
+    loop {
+        let coord_config = CoordConfig::new(config.nats_url.clone(), scope);
+        match Coord::connect(coord_config, leaf_id).await {
+            Ok(coord) => return Ok(coord),
+            Err(e) if attempt < CONNECT_ATTEMPTS => {
+                tracing::info!(error = %chain(&e), attempt, "cannot join the trial on nats; retrying");
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+                attempt += 1;
+            }
+            Err(source) => {
+                return Err(LeafError::Connect {
+                    url: config.nats_url.clone(),
+                    source,
+                })
+            }
+        }
+    }
+}
+
+/// Catches up on every broadcast, one at a time; never returns.
+async fn tip_loop(
+    tips: &mut TipSubscription,
+    sync: &SyncHandle,
+    reporter: &Reporter,
+) -> std::convert::Infallible {
+    loop {
+        let event = match tips.next_latest().await {
+            Some(Ok(event)) => event,
+            Some(Err(e)) => {
+                tracing::warn!(error = %chain(&e), "tip subscription hiccup");
+                continue;
+            }
+            None => {
+                // The connection is closed for good; the task loop meets the
+                // same fact on its next coordination step.
+                tracing::warn!("tip subscription closed");
+                std::future::pending::<()>().await;
+                continue;
+            }
+        };
+        // Tips dropped in favour of this one are settled by the same step.
+        let covered = u32::try_from(event.superseded)
+            .unwrap_or(u32::MAX)
+            .saturating_add(1);
+        let hash = event.tip.hash.clone();
+        match sync.catch_up(event.tip).await {
+            Ok(CatchUp::AlreadyHeld) => reporter.broadcasts_skipped(covered),
+            Ok(CatchUp::Pulled) => {
+                tracing::debug!(tip = %hash, covered, "pulled after a broadcast");
+                reporter.broadcasts_pulled(covered)
+            }
+            Err(e) => reporter.error(chain(&e), false),
+        }
+    }
+}
+
+/// The task loop's view of the world.
+struct Agent<'a> {
+    config: &'a LeafConfig,
+    coord: &'a Coord,
+    sync: &'a SyncHandle,
+    reporter: &'a Reporter,
+    stop: watch::Receiver<bool>,
+}
+
+impl Agent<'_> {
+    /// Runs every task of the slot (or walks the pool); `Ok(true)` when a
+    /// stop request ended it early.
+    async fn tasks(&self) -> Result<bool, LeafError> {
+        match self.config.mode {
+            Mode::Disjoint => self.disjoint().await,
+            Mode::Shared => self.shared().await,
+        }
+    }
+
+    fn stop_requested(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    async fn disjoint(&self) -> Result<bool, LeafError> {
+        let c = self.config;
+        let mut workload = SlotWorkload::new(c.workload.clone(), c.seed, c.slot);
+        for _ in 0..c.tasks {
+            if self.stop_requested() {
+                return Ok(true);
+            }
+            let plan = workload.next_task();
+            let id = self
+                .coord
+                .open_task(&plan.title, plan.files.iter().map(|(path, _)| path))
+                .await
+                .map_err(|source| LeafError::Coord {
+                    step: "open",
+                    task: plan.title.clone(),
+                    source,
+                })?;
+            self.task(&id, &plan).await?;
+        }
+        Ok(self.stop_requested())
+    }
+
+    /// Shared mode: every leaf walks the pool of N×K tasks from its own
+    /// offset, opening each (create-if-absent under a fixed id, so all
+    /// leaves agree) and trying to claim it. A lost task is settled when
+    /// another leaf holds or closed it; one that is open again (its winner
+    /// gave it up) is tried on the next pass.
+    async fn shared(&self) -> Result<bool, LeafError> {
+        let c = self.config;
+        let pool = c.pool_size()?;
+        let offset = c.slot.wrapping_mul(c.tasks) % pool;
+        let mut pending: Vec<u32> = (0..pool).map(|i| (offset + i) % pool).collect();
+        for _ in 0..MAX_POOL_PASSES {
+            let mut lost = Vec::new();
+            for &k in &pending {
+                if self.stop_requested() {
+                    return Ok(true);
+                }
+                let plan = pool_task(&c.workload, c.seed, k);
+                let id = pool_task_id(k)?;
+                self.coord
+                    .open_task_with_id(&id, &plan.title, plan.files.iter().map(|(p, _)| p))
+                    .await
+                    .map_err(|source| LeafError::Coord {
+                        step: "open",
+                        task: id.to_string(),
+                        source,
+                    })?;
+                if self.task(&id, &plan).await? == TaskOutcome::ClaimLost {
+                    lost.push(k);
+                }
+            }
+            pending.clear();
+            for k in lost {
+                let id = pool_task_id(k)?;
+                let record = self
+                    .coord
+                    .task(&id)
+                    .await
+                    .map_err(|source| LeafError::Coord {
+                        step: "read",
+                        task: id.to_string(),
+                        source,
+                    })?;
+                if record.is_some_and(|(r, _)| r.status == TaskStatus::Open) {
+                    pending.push(k);
+                }
+            }
+            if pending.is_empty() {
+                break;
+            }
+        }
+        Ok(self.stop_requested())
+    }
+
+    /// One task from claim to close; prints its task line. `Err` only for
+    /// fatal failures (the repository thread or the local repository).
+    async fn task(&self, id: &TaskId, plan: &TaskPlan) -> Result<TaskOutcome, LeafError> {
+        let line = |claim, outcome, fork_retries, commit_ms, checkin| TaskLine {
+            slot: self.config.slot,
+            task: plan.index,
+            task_id: id.to_string(),
+            claim,
+            commit_ms,
+            fork_retries,
+            checkin,
+            outcome,
+        };
+        let claim = match self.coord.claim(id).await {
+            Ok(claim) => claim,
+            Err(
+                ClaimError::AlreadyClaimed { .. }
+                | ClaimError::HeldByAnother { .. }
+                | ClaimError::NoSuchTask { .. },
+            ) => {
+                let outcome = TaskOutcome::ClaimLost;
+                self.reporter
+                    .task(line(ClaimOutcome::Lost, outcome, 0, None, None));
+                return Ok(outcome);
+            }
+            Err(e) => {
+                self.reporter.error(chain(&LeafError::Claim(e)), false);
+                let outcome = TaskOutcome::Failed;
+                self.reporter
+                    .task(line(ClaimOutcome::Lost, outcome, 0, None, None));
+                return Ok(outcome);
+            }
+        };
+
+        if !self.think(plan.think).await {
+            self.abandon(claim).await;
+            let outcome = TaskOutcome::Abandoned;
+            self.reporter
+                .task(line(ClaimOutcome::Won, outcome, 0, None, None));
+            return Ok(outcome);
+        }
+
+        let start = Instant::now();
+        if let Err(source) = self.coord.check(&claim).await {
+            let e = LeafError::Fence {
+                step: "check",
+                task: id.to_string(),
+                source,
+            };
+            self.reporter.error(chain(&e), false);
+            self.abandon(claim).await;
+            let outcome = TaskOutcome::Failed;
+            self.reporter
+                .task(line(ClaimOutcome::Won, outcome, 0, None, None));
+            return Ok(outcome);
+        }
+        let request = CommitRequest {
+            files: plan.files.clone(),
+            comment: plan.title.clone(),
+        };
+        let committed = match self.sync.commit(request).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                self.abandon(claim).await;
+                return Err(e);
+            }
+        };
+        let (outcome, fork_retries, commit_ms, checkin) = match committed {
+            CommitOutcome::Landed {
+                checkin,
+                fork_retries,
+            } => {
+                let commit_ms = elapsed_ms(start);
+                if let Err(source) = self.coord.close(claim).await {
+                    // The check-in is on trunk whatever the record says.
+                    let e = LeafError::Fence {
+                        step: "close",
+                        task: id.to_string(),
+                        source,
+                    };
+                    self.reporter.error(chain(&e), false);
+                }
+                (
+                    TaskOutcome::Committed,
+                    fork_retries,
+                    Some(commit_ms),
+                    Some(checkin.to_string()),
+                )
+            }
+            CommitOutcome::Conflict { path, fork_retries } => {
+                tracing::warn!(task = %id, path, "rebase conflict; giving the task up");
+                self.abandon(claim).await;
+                (TaskOutcome::Unrecoverable, fork_retries, None, None)
+            }
+            CommitOutcome::Failed {
+                fork_retries,
+                error,
+            } => {
+                self.reporter.error(chain(&*error), false);
+                self.abandon(claim).await;
+                (TaskOutcome::Failed, fork_retries, None, None)
+            }
+        };
+        self.reporter.task(line(
+            ClaimOutcome::Won,
+            outcome,
+            fork_retries,
+            commit_ms,
+            checkin,
+        ));
+        Ok(outcome)
+    }
+
+    /// Sleeps the think time; `false` when a stop request cut it short.
+    async fn think(&self, think: Duration) -> bool {
+        let start = Instant::now();
+        let mut stop = self.stop.clone();
+        let finished = tokio::select! {
+            () = tokio::time::sleep(think) => true,
+            _ = stop.wait_for(|s| *s) => false,
+        };
+        let slept = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.reporter.thought(slept);
+        finished
+    }
+
+    /// Releases a claim we will not commit; a failure is reported, not
+    /// fatal (the holds expire with the lease).
+    async fn abandon(&self, claim: Claim) {
+        let task = claim.task.to_string();
+        if let Err(source) = self.coord.abandon(claim).await {
+            let e = LeafError::Coord {
+                step: "abandon",
+                task,
+                source,
+            };
+            self.reporter.error(chain(&e), false);
+        }
+    }
+}
+
+/// The fixed id of pool task `k`, the same in every leaf.
+fn pool_task_id(k: u32) -> Result<TaskId, LeafError> {
+    let id = format!("pool-{k}");
+    TaskId::new(id.clone()).map_err(|source| LeafError::Coord {
+        step: "name",
+        task: id,
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_ids_are_valid_keys_and_distinct() {
+        assert_eq!(pool_task_id(0).unwrap().as_str(), "pool-0");
+        assert_ne!(pool_task_id(1).unwrap(), pool_task_id(10).unwrap());
+    }
+
+    #[test]
+    fn exit_codes_follow_the_run() {
+        let run = LeafRun {
+            summary: LeafSummary::default(),
+            incomplete: 0,
+            stopped: false,
+        };
+        assert_eq!(run.exit_code(), EXIT_OK);
+        let stopped = LeafRun {
+            stopped: true,
+            ..run.clone()
+        };
+        assert_eq!(stopped.exit_code(), EXIT_INCOMPLETE);
+        let failed = LeafRun {
+            incomplete: 1,
+            ..run
+        };
+        assert_eq!(failed.exit_code(), EXIT_INCOMPLETE);
+    }
+}

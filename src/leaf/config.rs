@@ -1,0 +1,159 @@
+//! The validated configuration of one leaf-agent slot. `bin/leaf-agent.rs`
+//! parses flags into it; tests build it directly.
+
+use std::path::PathBuf;
+
+use crate::workload::{Mode, WorkloadConfig, WorkloadError};
+
+/// Everything one slot needs to run.
+#[derive(Debug, Clone)]
+pub struct LeafConfig {
+    /// The hub's sync URL, e.g. `http://127.0.0.1:41234`.
+    pub hub_url: String,
+    /// The NATS server URL.
+    pub nats_url: String,
+    /// This slot's index.
+    pub slot: u32,
+    /// The slot's directory: `leaf.fossil` and the worktree `wt/` live here.
+    pub workdir: PathBuf,
+    /// Tasks per agent (K).
+    pub tasks: u32,
+    /// Agents in the trial (N); the shared pool holds N×K tasks.
+    pub agents: u32,
+    /// The workload seed.
+    pub seed: u64,
+    /// File counts, sizes and think times.
+    pub workload: WorkloadConfig,
+    /// Disjoint (own tasks) or shared (one pool for all).
+    pub mode: Mode,
+}
+
+/// Why a configuration is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A workload range is empty or zero.
+    #[error("invalid workload")]
+    Workload(#[from] WorkloadError),
+    /// A count that must be positive is zero.
+    #[error("{name} must be at least 1")]
+    Zero {
+        /// Which flag.
+        name: &'static str,
+    },
+    /// The hub URL is not an http URL.
+    #[error("hub url {url:?} must start with http:// or https://")]
+    HubUrl {
+        /// The URL as given.
+        url: String,
+    },
+    /// The shared pool would not fit task indices.
+    #[error("agents × tasks ({agents} × {tasks}) is too large a pool")]
+    PoolTooLarge {
+        /// Agents.
+        agents: u32,
+        /// Tasks per agent.
+        tasks: u32,
+    },
+}
+
+impl LeafConfig {
+    /// Checks every knob before anything starts.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.workload.validate()?;
+        if self.tasks == 0 {
+            return Err(ConfigError::Zero { name: "tasks" });
+        }
+        if self.agents == 0 {
+            return Err(ConfigError::Zero { name: "agents" });
+        }
+        if !(self.hub_url.starts_with("http://") || self.hub_url.starts_with("https://")) {
+            return Err(ConfigError::HubUrl {
+                url: self.hub_url.clone(),
+            });
+        }
+        self.pool_size()?;
+        Ok(())
+    }
+
+    /// N×K, the shared pool's size.
+    pub fn pool_size(&self) -> Result<u32, ConfigError> {
+        self.agents
+            .checked_mul(self.tasks)
+            .ok_or(ConfigError::PoolTooLarge {
+                agents: self.agents,
+                tasks: self.tasks,
+            })
+    }
+
+    /// The slot's repository file.
+    pub fn repo_path(&self) -> PathBuf {
+        self.workdir.join("leaf.fossil")
+    }
+
+    /// The slot's worktree.
+    pub fn worktree(&self) -> PathBuf {
+        self.workdir.join("wt")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> LeafConfig {
+        LeafConfig {
+            hub_url: "http://127.0.0.1:1".into(),
+            nats_url: "nats://127.0.0.1:2".into(),
+            slot: 0,
+            workdir: PathBuf::from("/tmp/x"),
+            tasks: 3,
+            agents: 2,
+            seed: 1,
+            workload: WorkloadConfig::default(),
+            mode: Mode::Disjoint,
+        }
+    }
+
+    #[test]
+    fn a_sane_config_validates_and_names_its_paths() {
+        let c = config();
+        c.validate().unwrap();
+        assert_eq!(c.pool_size().unwrap(), 6);
+        assert_eq!(c.repo_path(), PathBuf::from("/tmp/x/leaf.fossil"));
+        assert_eq!(c.worktree(), PathBuf::from("/tmp/x/wt"));
+    }
+
+    #[test]
+    fn bad_configs_are_refused_with_the_knob_named() {
+        let zero = LeafConfig {
+            tasks: 0,
+            ..config()
+        };
+        assert_eq!(
+            zero.validate().unwrap_err().to_string(),
+            "tasks must be at least 1"
+        );
+        let url = LeafConfig {
+            hub_url: "127.0.0.1:1".into(),
+            ..config()
+        };
+        assert!(url.validate().unwrap_err().to_string().contains("http://"));
+        let pool = LeafConfig {
+            agents: u32::MAX,
+            tasks: 2,
+            ..config()
+        };
+        assert!(matches!(
+            pool.validate(),
+            Err(ConfigError::PoolTooLarge { .. })
+        ));
+        let workload = LeafConfig {
+            workload: WorkloadConfig {
+                min_bytes: 0,
+                ..WorkloadConfig::default()
+            },
+            ..config()
+        };
+        assert!(matches!(workload.validate(), Err(ConfigError::Workload(_))));
+    }
+}
