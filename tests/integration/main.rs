@@ -1,6 +1,7 @@
 //! Integration tests: real binaries, a real nats-server, the real `fossil`.
 mod coord;
 mod helpers;
+mod herd;
 mod leaf;
 mod repo;
 mod xfer;
