@@ -57,13 +57,13 @@ impl HubChild {
     fn cpu_time(&self) -> Option<Duration> {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
         // Fields after the parenthesised command name; utime and stime are
-        // fields 14 and 15 of the whole line, in clock ticks.
+        // fields 14 and 15 of the whole line, in USER_HZ ticks.
         let rest = stat.rsplit_once(')')?.1;
         let fields: Vec<&str> = rest.split_whitespace().collect();
         let ticks: u64 =
             fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-        let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok()??;
-        Some(Duration::from_secs_f64(ticks as f64 / hz as f64))
+        // /proc reports USER_HZ ticks, 100 per second on Linux.
+        Some(Duration::from_millis(ticks * 10))
     }
 
     /// One counter of `/stats`.
