@@ -53,7 +53,7 @@ pub(crate) fn serve(
     shared: &Shared,
 ) {
     while let Ok(mut request) = server.recv() {
-        Counters::add(&shared.counters.requests, 1);
+        Counters::add(&shared.counters.http_requests, 1);
         let parts = request_parts(&request);
         let answer = match (&parts.method, parts.path.as_str(), &parts.content_type) {
             (Method::Post, _, Some(ct)) if ContentType::parse(ct).is_ok() => {
@@ -108,6 +108,7 @@ fn sync(
     writer: &SyncSender<Job>,
     shared: &Shared,
 ) -> Answer {
+    Counters::add(&shared.counters.requests, 1);
     let max = shared.config.limits.max_total;
     if parts.content_length.is_some_and(|n| n > max) {
         return Answer::Text(413, format!("request body over {max} bytes\n"));

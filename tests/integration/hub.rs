@@ -489,7 +489,12 @@ fn bad_http_gets_400_413_and_404() {
     assert!(text.starts_with("error "), "{text}");
     // The hub is still serving.
     assert_eq!(hub.stat("trunk_commits"), 0);
-    assert!(hub.stat("requests") >= 6);
+    assert_eq!(
+        hub.stat("requests"),
+        2,
+        "sync requests only: the 413 and the bad body"
+    );
+    assert!(hub.stat("http_requests") >= 7);
 }
 
 fn assert_startup_failure(args: &[&OsStr], expect: &str) {
