@@ -8,7 +8,10 @@
 //! latest tip per subject, so nothing older than the latest matters: while
 //! publishing fails, queued tips are coalesced to the newest one (the rest
 //! are counted as dropped), which is retried until the client has
-//! reconnected and the stream acknowledges it.
+//! reconnected and the stream acknowledges it. After a reconnect the last
+//! acknowledged tip is published again, in case the server came back
+//! without its store (the tip's hash is the message id, so a server that
+//! kept it stores it once).
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -153,11 +156,16 @@ impl Publishing {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Broadcast>) {
         // The newest tip not yet acknowledged by the stream.
         let mut pending: Option<Broadcast> = None;
+        // The last tip the stream acknowledged, republished after a
+        // reconnect in case the server came back without it.
+        let mut last_published: Option<Broadcast> = None;
+        let mut was_connected = true;
         loop {
-            let received = match pending {
-                None => Some(rx.recv().await),
-                Some(_) => tokio::time::timeout(RETRY_EVERY, rx.recv()).await.ok(),
-            };
+            // Wake now and then even when idle, to notice reconnects.
+            let received = tokio::time::timeout(RETRY_EVERY, rx.recv()).await.ok();
+            let connected = self.client.connection_state() == State::Connected;
+            let reconnected = connected && !was_connected;
+            was_connected = connected;
             match received {
                 Some(None) => {
                     // Closed: one last attempt for an unpublished tip.
@@ -181,13 +189,18 @@ impl Publishing {
                     pending = Some(next);
                 }
                 None => {
-                    if self.client.connection_state() != State::Connected {
+                    if !connected {
                         continue; // retry once the client has reconnected
+                    }
+                    if reconnected && pending.is_none() {
+                        pending = last_published.take();
                     }
                 }
             }
             if let Some(tip) = pending.take() {
-                if !self.publish(&tip).await {
+                if self.publish(&tip).await {
+                    last_published = Some(tip);
+                } else {
                     pending = Some(tip);
                 }
             }

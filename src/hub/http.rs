@@ -41,8 +41,28 @@ enum Answer {
     },
     /// A JSON document.
     Json(String),
-    /// A plain-text answer with a status.
-    Text(u16, String),
+    /// `GET /healthz` found everything usable.
+    Healthy,
+    /// The request could not be served.
+    Failed(Failure),
+}
+
+/// Why a request could not be served; [`respond`] picks the status.
+enum Failure {
+    /// No route: not a sync request, `/healthz` or `/stats`.
+    NotFound,
+    /// The body is over the request size limit (413).
+    TooLarge { max: u64 },
+    /// The body could not be read (400).
+    BadBody(std::io::Error),
+    /// The writer thread is gone (503; only while stopping).
+    WriterStopped,
+    /// The repository cannot be read (503).
+    Repository(crate::repo::RepoError),
+    /// Broadcasting is configured and NATS is disconnected (503).
+    NatsDisconnected,
+    /// `/stats` could not be encoded (500).
+    Encode(serde_json::Error),
 }
 
 /// Serves requests until the server is unblocked or closed.
@@ -53,7 +73,7 @@ pub(crate) fn serve(
     shared: &Shared,
 ) {
     while let Ok(mut request) = server.recv() {
-        Counters::add(&shared.counters.requests, 1);
+        Counters::add(&shared.counters.http_requests, 1);
         let parts = request_parts(&request);
         let answer = match (&parts.method, parts.path.as_str(), &parts.content_type) {
             (Method::Post, _, Some(ct)) if ContentType::parse(ct).is_ok() => {
@@ -61,7 +81,7 @@ pub(crate) fn serve(
             }
             (Method::Get, "/healthz", _) => healthz(reader, shared),
             (Method::Get, "/stats", _) => stats(reader, shared),
-            _ => Answer::Text(404, "not found\n".into()),
+            _ => Answer::Failed(Failure::NotFound),
         };
         respond(request, answer);
     }
@@ -108,17 +128,16 @@ fn sync(
     writer: &SyncSender<Job>,
     shared: &Shared,
 ) -> Answer {
+    Counters::add(&shared.counters.requests, 1);
     let max = shared.config.limits.max_total;
     if parts.content_length.is_some_and(|n| n > max) {
-        return Answer::Text(413, format!("request body over {max} bytes\n"));
+        return Answer::Failed(Failure::TooLarge { max });
     }
     let mut body = Vec::new();
     match request.as_reader().take(max + 1).read_to_end(&mut body) {
-        Ok(_) if body.len() as u64 > max => {
-            return Answer::Text(413, format!("request body over {max} bytes\n"))
-        }
+        Ok(_) if body.len() as u64 > max => return Answer::Failed(Failure::TooLarge { max }),
         Ok(_) => {}
-        Err(e) => return Answer::Text(400, format!("cannot read the request body: {e}\n")),
+        Err(e) => return Answer::Failed(Failure::BadBody(e)),
     }
     let content_type = parts.content_type.as_deref().unwrap_or_default();
     let sync_request = Request {
@@ -144,11 +163,11 @@ fn sync(
                     reply,
                 };
                 if writer.send(job).is_err() {
-                    return Answer::Text(503, "the writer has stopped\n".into());
+                    return Answer::Failed(Failure::WriterStopped);
                 }
                 match answer.recv() {
                     Ok(response) => response,
-                    Err(_) => return Answer::Text(503, "the writer has stopped\n".into()),
+                    Err(_) => return Answer::Failed(Failure::WriterStopped),
                 }
             }
         },
@@ -164,11 +183,11 @@ fn sync(
 
 fn healthz(reader: &Repository, shared: &Shared) -> Answer {
     if let Err(e) = read_snapshot(reader, || reader.trunk_tip()) {
-        return Answer::Text(503, format!("repository unusable: {}\n", chain(&e)));
+        return Answer::Failed(Failure::Repository(e));
     }
     match &shared.nats {
-        Some(nats) if !nats.connected() => Answer::Text(503, "nats disconnected\n".into()),
-        _ => Answer::Text(200, "ok\n".into()),
+        Some(nats) if !nats.connected() => Answer::Failed(Failure::NatsDisconnected),
+        _ => Answer::Healthy,
     }
 }
 
@@ -178,10 +197,10 @@ fn stats(reader: &Repository, shared: &Shared) -> Answer {
             let stats = Stats::new(figures, &shared.counters);
             match serde_json::to_string(&stats) {
                 Ok(json) => Answer::Json(json),
-                Err(e) => Answer::Text(500, format!("cannot encode stats: {e}\n")),
+                Err(e) => Answer::Failed(Failure::Encode(e)),
             }
         }
-        Err(e) => Answer::Text(503, format!("repository unusable: {}\n", chain(&e))),
+        Err(e) => Answer::Failed(Failure::Repository(e)),
     }
 }
 
@@ -196,13 +215,31 @@ fn read_snapshot<T>(repo: &Repository, f: impl FnOnce() -> T) -> T {
     out
 }
 
-/// The one place an answer becomes an HTTP response. Replies carry
+const TEXT: &str = "text/plain; charset=utf-8";
+
+/// The one place an answer becomes an HTTP response, and a failure an
+/// HTTP status. Replies carry
 /// Content-Type and Content-Length, as Fossil's client requires.
 fn respond(request: tiny_http::Request, answer: Answer) {
     let (status, content_type, body) = match answer {
         Answer::Sync { content_type, body } => (200, content_type.as_str(), body),
         Answer::Json(json) => (200, "application/json", json.into_bytes()),
-        Answer::Text(status, text) => (status, "text/plain; charset=utf-8", text.into_bytes()),
+        Answer::Healthy => (200, TEXT, b"ok\n".to_vec()),
+        Answer::Failed(failure) => {
+            let (status, text) = match failure {
+                Failure::NotFound => (404, "not found".to_string()),
+                Failure::TooLarge { max } => (413, format!("request body over {max} bytes")),
+                Failure::BadBody(e) => (400, format!("cannot read the request body: {e}")),
+                Failure::WriterStopped => (503, "the hub is stopping".to_string()),
+                Failure::Repository(e) => (503, format!("repository unusable: {}", chain(&e))),
+                Failure::NatsDisconnected => (503, "nats disconnected".to_string()),
+                Failure::Encode(e) => (500, format!("cannot encode stats: {e}")),
+            };
+            if status >= 500 {
+                tracing::warn!(status, reason = %text, "request failed");
+            }
+            (status, TEXT, format!("{text}\n").into_bytes())
+        }
     };
     let header = Header::from_bytes("Content-Type", content_type)
         .expect("content types are valid header values");

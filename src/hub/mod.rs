@@ -74,6 +74,15 @@ impl Hub {
     /// Opens or creates the repository, connects to NATS (when configured),
     /// binds the listener and starts the writer and the workers.
     pub fn start(config: &HubConfig) -> Result<Hub, HubError> {
+        // Bind first: a taken port should not leave a new repository behind.
+        // Connections made before the workers start wait in the backlog.
+        let http = tiny_http::Server::http(config.listen).map_err(|source| HubError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let addr = http.server_addr().to_ip().ok_or(HubError::NoIpAddress {
+            addr: config.listen,
+        })?;
         let repo = open_or_create(config)?;
         let open_err = |source| HubError::OpenRepo {
             path: config.repo.clone(),
@@ -90,13 +99,6 @@ impl Hub {
             )?),
             None => None,
         };
-        let http = tiny_http::Server::http(config.listen).map_err(|source| HubError::Bind {
-            addr: config.listen,
-            source,
-        })?;
-        let addr = http.server_addr().to_ip().ok_or(HubError::NoIpAddress {
-            addr: config.listen,
-        })?;
         let http = Arc::new(http);
         let readers = (0..config.threads.max(1))
             .map(|_| Repository::open(&config.repo).map_err(open_err))

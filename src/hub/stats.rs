@@ -13,6 +13,8 @@ use crate::repo::{RepoError, Repository};
 #[derive(Debug, Default)]
 pub struct Counters {
     /// HTTP requests received, any path.
+    pub http_requests: AtomicU64,
+    /// Sync requests (clone, pull, push) received.
     pub requests: AtomicU64,
     /// Sync requests that carried a `push` card.
     pub writes: AtomicU64,
@@ -40,7 +42,7 @@ impl Counters {
 ///
 /// ```text
 /// {"tip":"6b1e…","trunk_commits":480,"artifacts":2071,"trunk_leaves":1,"requests":1502,
-///  "writes":950,"batches":310,"pushes_accepted":480,"pushes_refused":470,
+///  "http_requests":1530,"writes":950,"batches":310,"pushes_accepted":480,"pushes_refused":470,
 ///  "broadcasts_published":480,"broadcasts_dropped":0,"project_code":"…"}
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,8 +56,11 @@ pub struct Stats {
     pub artifacts: u64,
     /// Leaves of trunk: 1 while trunk is linear.
     pub trunk_leaves: u64,
-    /// HTTP requests received.
+    /// Sync requests received (not counting `/stats` and `/healthz`), so
+    /// that requests per commit is the leaves' cost.
     pub requests: u64,
+    /// HTTP requests received, any path.
+    pub http_requests: u64,
     /// Sync requests that carried a push.
     pub writes: u64,
     /// Write transactions committed.
@@ -114,6 +119,7 @@ impl Stats {
             artifacts: figures.artifacts,
             trunk_leaves: figures.trunk_leaves,
             requests: get(&counters.requests),
+            http_requests: get(&counters.http_requests),
             writes: get(&counters.writes),
             batches: get(&counters.batches),
             pushes_accepted: get(&counters.pushes_accepted),

@@ -152,7 +152,7 @@ impl Writing {
                 tracing::warn!(peer = ?job.peer, failure = %failure, "push failed");
             }
             for advance in &outcome.advances {
-                tracing::info!(tip = %advance.hash, seq = advance.seq, "trunk advanced");
+                tracing::debug!(tip = %advance.hash, seq = advance.seq, "trunk advanced");
             }
             if let Some(tips) = &self.tips {
                 for advance in &outcome.advances {

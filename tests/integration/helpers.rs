@@ -236,3 +236,189 @@ fn jetstream_answers(port: u16) -> bool {
         }
     }
 }
+
+/// How long a hub may take to print its readiness line.
+const HUB_READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A running `hub` binary owned by a test: started with `--listen
+/// 127.0.0.1:0`, its readiness line read under a timeout, its stderr kept
+/// as a log tail; `Drop` kills and reaps it.
+pub struct HubProcess {
+    child: Option<Child>,
+    /// The readiness line.
+    pub ready: herd::report::HubReady,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+/// How a hub process ended when it was not ready.
+#[derive(Debug)]
+pub struct HubExit {
+    /// Its exit status.
+    pub status: std::process::ExitStatus,
+    /// Everything it printed on stdout.
+    pub stdout: String,
+    /// Everything it printed on stderr.
+    pub stderr: String,
+}
+
+impl HubProcess {
+    /// Starts `hub --repo REPO --listen 127.0.0.1:0 [--nats-url URL] EXTRA…`
+    /// and waits for its readiness line; panics with its log if it exits or
+    /// stays silent.
+    pub fn start(repo: &Path, nats_url: Option<&str>, extra: &[&str]) -> HubProcess {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hub"));
+        cmd.arg("--repo")
+            .arg(repo)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(url) = nats_url {
+            cmd.args(["--nats-url", url]);
+        }
+        let mut child = cmd.spawn().expect("spawn the hub binary");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let tail = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let mut tail = tail.lock().expect("log lock");
+                if tail.len() == LOG_TAIL {
+                    tail.remove(0);
+                }
+                tail.push(line);
+            }
+        });
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            // The first line is the readiness line; the rest is drained.
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        let mut hub = HubProcess {
+            child: Some(child),
+            ready: herd::report::HubReady {
+                http: String::new(),
+                project_code: String::new(),
+                tip: String::new(),
+            },
+            log,
+        };
+        match rx.recv_timeout(HUB_READY_TIMEOUT) {
+            Ok(line) => {
+                hub.ready = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("bad readiness line {line:?}: {e}"));
+            }
+            Err(_) => panic!(
+                "hub not ready within {HUB_READY_TIMEOUT:?}; log:\n{}",
+                hub.log_tail()
+            ),
+        }
+        hub
+    }
+
+    /// Runs the hub with `args` expecting it to exit before it is ready
+    /// (bounded by the readiness timeout), and returns how it ended.
+    pub fn run_to_exit(args: &[&std::ffi::OsStr]) -> HubExit {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hub"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn the hub binary");
+        let deadline = Instant::now() + HUB_READY_TIMEOUT;
+        loop {
+            if child.try_wait().expect("wait for the hub").is_some() {
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("hub did not exit within {HUB_READY_TIMEOUT:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().expect("collect the hub's output");
+        HubExit {
+            status: out.status,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// The sync URL (with a trailing slash, as Fossil clients use it).
+    pub fn url(&self) -> String {
+        format!("{}/", self.ready.http)
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).expect("hub is running")
+    }
+
+    /// `GET /stats` as JSON.
+    pub fn stats(&self) -> serde_json::Value {
+        let body = ureq::get(&format!("{}/stats", self.ready.http))
+            .timeout(Duration::from_secs(10))
+            .call()
+            .expect("GET /stats")
+            .into_string()
+            .expect("read /stats");
+        serde_json::from_str(&body).expect("/stats is JSON")
+    }
+
+    /// One numeric field of `/stats`.
+    pub fn stat(&self, name: &str) -> u64 {
+        self.stats()[name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("/stats has no numeric {name}"))
+    }
+
+    /// SIGKILL, and reap.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then wait (bounded) for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("hub is running");
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid fits i32"));
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + HUB_READY_TIMEOUT;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for the hub") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "hub did not stop within {HUB_READY_TIMEOUT:?} of SIGTERM; log:\n{}",
+                    self.log_tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The last lines the hub logged.
+    pub fn log_tail(&self) -> String {
+        self.log.lock().expect("log lock").join("\n")
+    }
+}
+
+impl Drop for HubProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

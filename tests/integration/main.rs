@@ -2,6 +2,7 @@
 mod coord;
 mod helpers;
 mod herd;
+mod hub;
 mod leaf;
 mod repo;
 mod xfer;
