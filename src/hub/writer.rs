@@ -23,6 +23,7 @@ use super::error::HubError;
 use super::stats::Counters;
 use crate::coord::{Tip, TraceHeaders};
 use crate::repo::{RepoError, Repository};
+use crate::xfer::bundle;
 use crate::xfer::card::{encode, Card};
 use crate::xfer::time::timestamp_comment;
 use crate::xfer::{encode_body, handle_decoded, ContentType, Decoded, Response, ServerConfig};
@@ -141,6 +142,8 @@ impl Writing {
         };
         Counters::add(&self.counters.batches, 1);
         tracing::debug!(pushes = jobs.len(), "write transaction committed");
+        // Reply first: the pushers wait on these, the broadcasts do not.
+        let mut advances = Vec::new();
         for (job, response) in jobs.into_iter().zip(responses) {
             let outcome = &response.outcome;
             Counters::add(
@@ -153,26 +156,34 @@ impl Writing {
             }
             for advance in &outcome.advances {
                 tracing::debug!(tip = %advance.hash, seq = advance.seq, "trunk advanced");
-            }
-            if let Some(tips) = &self.tips {
-                for advance in &outcome.advances {
-                    tips.send(Broadcast {
-                        tip: Tip {
-                            hash: advance.hash.to_string(),
-                            // Tip positions do not count the root.
-                            seq: advance.seq.saturating_sub(1),
-                            parent: advance.parent.as_ref().map(|p| p.to_string()),
-                            // The check-in's artifacts go here once xfer
-                            // can build a tip bundle (one call over
-                            // `self.repo` and `advance.hash`).
-                            bundle: bytes::Bytes::new(),
-                        },
-                        trace: job.trace.clone(),
-                    });
-                }
+                advances.push((advance.clone(), job.trace.clone()));
             }
             // A worker that gave up (client gone) is no reason to stop.
             let _ = job.reply.send(response);
+        }
+        let Some(tips) = &self.tips else { return };
+        for (advance, trace) in advances {
+            // The check-in's artifacts ride along, so a leaf one step
+            // behind catches up without a request. A bundle that cannot be
+            // built is only a lost shortcut: leaves then pull.
+            let bundle = match bundle::build(&self.repo, &advance.hash) {
+                Ok(Some(bytes)) => bytes::Bytes::from(bytes),
+                Ok(None) => bytes::Bytes::new(),
+                Err(e) => {
+                    tracing::warn!(tip = %advance.hash, error = %e, "cannot build a tip bundle");
+                    bytes::Bytes::new()
+                }
+            };
+            tips.send(Broadcast {
+                tip: Tip {
+                    hash: advance.hash.to_string(),
+                    // Tip positions do not count the root.
+                    seq: advance.seq.saturating_sub(1),
+                    parent: advance.parent.as_ref().map(|p| p.to_string()),
+                    bundle,
+                },
+                trace,
+            });
         }
     }
 }

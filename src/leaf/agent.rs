@@ -139,14 +139,17 @@ async fn connect(config: &LeafConfig, scope: &str, leaf_id: &str) -> Result<Coor
     }
 }
 
-/// Catches up on every broadcast, one at a time; never returns.
+/// Catches up on every broadcast, one at a time, in order; never returns.
+/// In order, because each tip's bundle applies on top of the one before;
+/// when one cannot be applied (a gap), the pull that follows brings the
+/// rest, and the queued tips after it are then already held.
 async fn tip_loop(
     tips: &mut TipSubscription,
     sync: &SyncHandle,
     reporter: &Reporter,
 ) -> std::convert::Infallible {
     loop {
-        let event = match tips.next_latest().await {
+        let event = match tips.next().await {
             Some(Ok(event)) => event,
             Some(Err(e)) => {
                 tracing::warn!(error = %chain(&e), "tip subscription hiccup");
@@ -167,6 +170,10 @@ async fn tip_loop(
         let hash = event.tip.hash.clone();
         match sync.catch_up(event.tip).await {
             Ok(CatchUp::AlreadyHeld) => reporter.broadcasts_skipped(covered),
+            Ok(CatchUp::Applied) => {
+                tracing::debug!(tip = %hash, "applied a tip bundle");
+                reporter.broadcasts_pulled(covered)
+            }
             Ok(CatchUp::Pulled) => {
                 tracing::debug!(tip = %hash, covered, "pulled after a broadcast");
                 reporter.broadcasts_pulled(covered)

@@ -103,6 +103,8 @@ pub(super) enum CommitOutcome {
 pub(super) enum CatchUp {
     /// The repository already held the tip.
     AlreadyHeld,
+    /// The broadcast's bundle brought it, without a hub request.
+    Applied,
     /// One pull from the hub brought it.
     Pulled,
 }
@@ -423,9 +425,22 @@ impl SyncState {
                 return Ok(CatchUp::AlreadyHeld);
             }
         }
-        // The tip bundle goes here: when `tip.bundle` is not empty and
-        // `tip.parent` is `self.hub_tip`, applying the bundle locally
-        // replaces the pull below (no hub request).
+        // One step behind: the bundle holds exactly what is missing.
+        if let (false, Ok(hash)) = (tip.bundle.is_empty(), ArtifactHash::parse(&tip.hash)) {
+            if tip.parent.as_deref() == Some(self.hub_tip.as_str()) {
+                let parent = self.hub_tip.clone();
+                match self
+                    .client
+                    .apply_bundle(&self.repo, &tip.bundle, &hash, &parent)
+                {
+                    Ok(_) => {
+                        self.hub_tip = hash;
+                        return Ok(CatchUp::Applied);
+                    }
+                    Err(e) => tracing::debug!(error = %e, "tip bundle not applied; pulling"),
+                }
+            }
+        }
         self.pull()?;
         Ok(CatchUp::Pulled)
     }

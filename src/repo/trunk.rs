@@ -41,6 +41,17 @@ impl Repository {
         text.map(|t| ArtifactHash::parse(&t)).transpose()
     }
 
+    /// Whether `hash` is a crosslinked check-in (has a `ci` event).
+    pub fn is_checkin(&self, hash: &ArtifactHash) -> Result<bool, RepoError> {
+        self.conn
+            .prepare_cached(
+                "SELECT 1 FROM event JOIN blob ON blob.rid=event.objid \
+                 WHERE blob.uuid=?1 AND event.type='ci'",
+            )
+            .and_then(|mut st| st.exists([hash.as_str()]))
+            .ctx("looking up a check-in")
+    }
+
     /// Count of crosslinked check-ins (`event` rows of type `ci`).
     pub fn trunk_commits(&self) -> Result<u64, RepoError> {
         self.conn

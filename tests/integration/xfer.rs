@@ -716,7 +716,7 @@ fn a_tip_bundle_brings_a_leaf_one_step_forward_without_a_request() {
     let leaf = client.clone_into(&tmp.path().join("leaf.fossil")).unwrap();
 
     // Two advances on the hub; bundles are built after each, as the hub does.
-    let (one, two, bundle_one, bundle_two) = server.with_repo(|hub| {
+    let (tip, one, two, bundle_one, bundle_two) = server.with_repo(|hub| {
         let tip = hub.trunk_tip().unwrap().unwrap();
         let one = commit(hub, &tip, "n/one.txt", &"one\n".repeat(40));
         let bundle_one = xfer::bundle::build(hub, &one)
@@ -726,17 +726,23 @@ fn a_tip_bundle_brings_a_leaf_one_step_forward_without_a_request() {
         let bundle_two = xfer::bundle::build(hub, &two)
             .unwrap()
             .expect("small bundle");
-        (one, two, bundle_one, bundle_two)
+        (tip, one, two, bundle_one, bundle_two)
     });
 
     // Out of order: the second bundle's parent is not the leaf's tip.
     let before_tip = leaf.trunk_tip().unwrap();
-    assert!(client.apply_bundle(&leaf, &bundle_two, &two).is_err());
+    assert!(client.apply_bundle(&leaf, &bundle_two, &two, &one).is_err());
     assert_eq!(leaf.trunk_tip().unwrap(), before_tip, "nothing kept");
 
     let requests = client.requests();
-    assert_eq!(client.apply_bundle(&leaf, &bundle_one, &one).unwrap(), 2);
-    assert_eq!(client.apply_bundle(&leaf, &bundle_two, &two).unwrap(), 2);
+    assert_eq!(
+        client.apply_bundle(&leaf, &bundle_one, &one, &tip).unwrap(),
+        2
+    );
+    assert_eq!(
+        client.apply_bundle(&leaf, &bundle_two, &two, &one).unwrap(),
+        2
+    );
     assert_eq!(client.requests(), requests, "bundles cost no request");
     assert_eq!(leaf.trunk_tip().unwrap(), Some(two.clone()));
     assert_eq!(client.known_tip(), Some(two.clone()));

@@ -7,27 +7,37 @@ use crate::xfer::card::parse_with;
 
 impl Client {
     /// Stores and crosslinks the artifacts of `bundle`, which announces
-    /// trunk tip `tip`, in one transaction. The caller applies a bundle only
-    /// when the advance's parent is its own trunk tip; afterwards the local
-    /// tip must be `tip`, or this is an error (and nothing is kept).
+    /// trunk tip `tip` on top of `parent`, in one transaction. `parent`
+    /// must be held here (else nothing is stored: the bundle would leave a
+    /// gap), and afterwards `tip` must be a crosslinked check-in, or this is
+    /// an error and nothing is kept.
     pub fn apply_bundle(
         &self,
         repo: &Repository,
         bundle: &[u8],
         tip: &ArtifactHash,
+        parent: &ArtifactHash,
     ) -> Result<usize, ClientError> {
+        let held = |r: &Repository, h: &ArtifactHash| {
+            r.rid_of(h)
+                .map(|found| found.is_some_and(|(_, phantom)| !phantom))
+                .map_err(self.repo_err())
+        };
+        if !held(repo, parent)? {
+            return Err(self.protocol(format!(
+                "tip bundle for {tip} needs its parent {parent}, which is not here"
+            )));
+        }
         let cards = parse_with(bundle, &self.limits).map_err(|source| ClientError::Codec {
             url: self.url.clone(),
             source,
         })?;
         let stored = self.in_transaction(repo, |r| {
             let stored = self.store_received(r, cards, None)?;
-            let now = r.trunk_tip().map_err(self.repo_err())?;
-            if now.as_ref() != Some(tip) {
-                return Err(self.protocol(format!(
-                    "tip bundle for {tip} left the local trunk at {}",
-                    now.map_or("nothing".to_string(), |t| t.to_string())
-                )));
+            if !held(r, tip)? || !r.is_checkin(tip).map_err(self.repo_err())? {
+                return Err(
+                    self.protocol(format!("tip bundle for {tip} did not bring that check-in"))
+                );
             }
             Ok(stored)
         })?;
