@@ -30,16 +30,23 @@ use crate::xfer::{Client, ClientError, PushOutcome};
 
 use super::error::LeafError;
 
-/// Pushes tried for one task before giving up (each refusal is a fork retry).
-pub(super) const MAX_PUSH_ATTEMPTS: u32 = 100;
+/// Pushes tried for one task before giving up (each refusal is a fork
+/// retry). Every refusal means another check-in landed, so the trial as a
+/// whole always progresses; the bound only stops a leaf that starves for
+/// minutes behind a hub that keeps moving.
+pub(super) const MAX_PUSH_ATTEMPTS: u32 = 10_000;
 /// Attempts at reaching the hub for one exchange (clone, pull, push) when
 /// the transport fails, with doubling waits from [`RETRY_FIRST_WAIT`].
 const TRANSPORT_ATTEMPTS: u32 = 6;
 const RETRY_FIRST_WAIT: Duration = Duration::from_millis(100);
-/// Upper bound of the random wait after a refused push, per refusal so far,
-/// so leaves that lost the same race do not collide again in lockstep.
-const JITTER_STEP_US: u64 = 500;
-const JITTER_MAX_US: u64 = 5_000;
+/// A refused push is retried at once for the first few refusals: the
+/// refusal carried the new tip, and any wait only widens the window in
+/// which trunk can move again. After that, a random wait growing with each
+/// refusal (up to a bound) breaks lockstep between leaves that keep losing
+/// the same races.
+const JITTER_FREE_RETRIES: u32 = 3;
+const JITTER_STEP_US: u64 = 1_000;
+const JITTER_MAX_US: u64 = 20_000;
 
 /// What the repository thread needs to start.
 #[derive(Debug, Clone)]
@@ -267,6 +274,12 @@ impl SyncState {
                 source: Box::new(source),
             }
         };
+        // A leaf's check-ins skip the R card (Fossil's `repo-cksum` off): it
+        // is an MD5 over every file of the tree, the largest cost of a
+        // commit, and optional in the format; fossil checks it only when
+        // present. The hub never computes it.
+        repo.config_set("repo-cksum", "0")
+            .map_err(repo_err("turn off the repository checksum"))?;
         let project_code = repo
             .project_code()
             .map_err(repo_err("read the project code"))?;
@@ -496,6 +509,9 @@ fn with_retries<T>(mut f: impl FnMut() -> Result<T, ClientError>) -> Result<T, C
 
 /// A random pause after the `n`th refusal of one task.
 fn jitter(n: u32) {
+    let Some(n) = n.checked_sub(JITTER_FREE_RETRIES).filter(|&n| n > 0) else {
+        return;
+    };
     let bound = (u64::from(n) * JITTER_STEP_US).min(JITTER_MAX_US);
     let us = rand::thread_rng().gen_range(0..=bound);
     std::thread::sleep(Duration::from_micros(us));
