@@ -87,27 +87,23 @@ impl Repository {
         let rcvid = rcvid.unwrap_or(0);
         let rid = match existing {
             Some((rid, _phantom)) => {
-                self.conn
-                    .execute(
-                        "UPDATE blob SET rcvid=?1, size=?2, content=?3 WHERE rid=?4",
-                        params![rcvid, content.len() as i64, blob, rid.0],
-                    )
-                    .ctx("filling a phantom")?;
-                self.conn
-                    .execute("DELETE FROM phantom WHERE rid=?1", [rid.0])
+                self.exec(
+                    "UPDATE blob SET rcvid=?1, size=?2, content=?3 WHERE rid=?4",
+                    params![rcvid, content.len() as i64, blob, rid.0],
+                )
+                .ctx("filling a phantom")?;
+                self.exec("DELETE FROM phantom WHERE rid=?1", [rid.0])
                     .ctx("clearing a phantom")?;
                 rid
             }
             None => {
-                self.conn
-                    .execute(
-                        "INSERT INTO blob(rcvid, size, uuid, content) VALUES(?1, ?2, ?3, ?4)",
-                        params![rcvid, content.len() as i64, hash.as_str(), blob],
-                    )
-                    .ctx("inserting a blob")?;
+                self.exec(
+                    "INSERT INTO blob(rcvid, size, uuid, content) VALUES(?1, ?2, ?3, ?4)",
+                    params![rcvid, content.len() as i64, hash.as_str(), blob],
+                )
+                .ctx("inserting a blob")?;
                 let rid = Rid(self.conn.last_insert_rowid());
-                self.conn
-                    .execute("INSERT OR IGNORE INTO unclustered(rid) VALUES(?1)", [rid.0])
+                self.exec("INSERT OR IGNORE INTO unclustered(rid) VALUES(?1)", [rid.0])
                     .ctx("marking a blob unclustered")?;
                 rid
             }
@@ -124,18 +120,15 @@ impl Repository {
         if let Some((rid, _)) = self.rid_of(hash)? {
             return Ok(rid);
         }
-        self.conn
-            .execute(
-                "INSERT INTO blob(rcvid, size, uuid, content) VALUES(0, -1, ?1, NULL)",
-                [hash.as_str()],
-            )
-            .ctx("inserting a phantom")?;
+        self.exec(
+            "INSERT INTO blob(rcvid, size, uuid, content) VALUES(0, -1, ?1, NULL)",
+            [hash.as_str()],
+        )
+        .ctx("inserting a phantom")?;
         let rid = self.conn.last_insert_rowid();
-        self.conn
-            .execute("INSERT OR IGNORE INTO phantom(rid) VALUES(?1)", [rid])
+        self.exec("INSERT OR IGNORE INTO phantom(rid) VALUES(?1)", [rid])
             .ctx("recording a phantom")?;
-        self.conn
-            .execute("INSERT OR IGNORE INTO unclustered(rid) VALUES(?1)", [rid])
+        self.exec("INSERT OR IGNORE INTO unclustered(rid) VALUES(?1)", [rid])
             .ctx("marking a phantom unclustered")?;
         Ok(Rid(rid))
     }
@@ -307,9 +300,7 @@ impl Repository {
 
     /// Empties `unsent` (after a push).
     pub fn clear_unsent(&self) -> Result<(), RepoError> {
-        self.conn
-            .execute("DELETE FROM unsent", [])
-            .ctx("clearing unsent")?;
+        self.exec("DELETE FROM unsent", []).ctx("clearing unsent")?;
         Ok(())
     }
 
@@ -344,11 +335,10 @@ impl Repository {
 
     /// Count of held (non-phantom) artifacts.
     pub fn artifact_count(&self) -> Result<u64, RepoError> {
-        self.conn
-            .query_row("SELECT count(*) FROM blob WHERE size>=0", [], |r| {
-                r.get::<_, i64>(0)
-            })
-            .ctx("counting artifacts")
-            .map(|n| n as u64)
+        self.query_row("SELECT count(*) FROM blob WHERE size>=0", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .ctx("counting artifacts")
+        .map(|n| n as u64)
     }
 }

@@ -139,12 +139,11 @@ impl Repository {
             Some(b) => {
                 let brid = self.rid_or_phantom(b)?;
                 if self.is_phantom(brid)? {
-                    self.conn
-                        .execute(
-                            "REPLACE INTO orphan(rid, baseline) VALUES(?1, ?2)",
-                            [rid.0, brid.0],
-                        )
-                        .ctx("recording an orphan")?;
+                    self.exec(
+                        "REPLACE INTO orphan(rid, baseline) VALUES(?1, ?2)",
+                        [rid.0, brid.0],
+                    )
+                    .ctx("recording an orphan")?;
                     return Ok(Crosslinked::Orphan {
                         hash,
                         baseline: b.clone(),
@@ -163,8 +162,7 @@ impl Repository {
         let mut parent_rids = Vec::with_capacity(m.parents.len());
         for (i, p) in m.parents.iter().enumerate() {
             let prid = self.rid_or_phantom(p)?;
-            self.conn
-                .execute(
+            self.exec(
                     "INSERT OR IGNORE INTO plink(pid, cid, isprim, mtime, baseid) VALUES(?1, ?2, ?3, ?4, ?5)",
                     params![prid.0, rid.0, i == 0, mtime, base_rid.map(|b| b.0)],
                 )
@@ -177,8 +175,7 @@ impl Repository {
             }
         }
         self.insert_mlinks(rid, m, parent_rids.first().copied())?;
-        self.conn
-            .execute(
+        self.exec(
                 "REPLACE INTO event(type, mtime, objid, user, comment, omtime) VALUES('ci', ?1, ?2, ?3, ?4, ?1)",
                 params![mtime, rid.0, m.user, m.comment],
             )
@@ -210,8 +207,7 @@ impl Repository {
             rows.collect::<Result<_, _>>().ctx("listing orphans")?
         };
         for o in waiting {
-            self.conn
-                .execute("DELETE FROM orphan WHERE rid=?1", [o])
+            self.exec("DELETE FROM orphan WHERE rid=?1", [o])
                 .ctx("clearing an orphan")?;
             self.crosslink_row(Rid(o))?;
         }
@@ -395,8 +391,7 @@ impl Repository {
         for t in &m.tags {
             let tagid = self.tag_id(&t.name)?;
             own.push(tagid);
-            self.conn
-                .execute(
+            self.exec(
                     "REPLACE INTO tagxref(tagid, tagtype, srcid, origid, value, mtime, rid) VALUES(?1, ?2, ?3, ?3, ?4, ?5, ?3)",
                     params![tagid, t.kind.tagtype(), rid.0, t.value, mtime],
                 )
@@ -526,12 +521,10 @@ impl Repository {
         }
         for h in members {
             let m = self.rid_or_phantom(h)?;
-            self.conn
-                .execute("DELETE FROM unclustered WHERE rid=?1", [m.0])
+            self.exec("DELETE FROM unclustered WHERE rid=?1", [m.0])
                 .ctx("clustering")?;
         }
-        self.conn
-            .execute(
+        self.exec(
                 "INSERT OR IGNORE INTO tagxref(tagid, tagtype, srcid, origid, value, mtime, rid) VALUES(?1, 1, ?2, ?2, NULL, ?3, ?2)",
                 params![TAG_CLUSTER, rid.0, time::julian_of_ms(now_ms())],
             )

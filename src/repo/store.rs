@@ -121,6 +121,7 @@ pub(crate) fn now_ms() -> i64 {
 
 impl Repository {
     fn configure(conn: &Connection) -> Result<(), RepoError> {
+        conn.set_prepared_statement_cache_capacity(64);
         conn.busy_timeout(Duration::from_secs(10))
             .ctx("setting the busy timeout")?;
         // Fossil never enforces its REFERENCES clauses (srcid 0, phantom parents).
@@ -151,6 +152,27 @@ impl Repository {
             nobody_caps: String::new(),
         };
         Repository::create_inner(path, &opts, Some(project_code))
+    }
+
+    /// Runs one statement through the connection's statement cache: the
+    /// hot paths (store, crosslink) run the same few statements per commit,
+    /// and compiling them each time cost more than running them.
+    pub(crate) fn exec<P: rusqlite::Params>(
+        &self,
+        sql: &str,
+        params: P,
+    ) -> rusqlite::Result<usize> {
+        self.conn.prepare_cached(sql)?.execute(params)
+    }
+
+    /// [`Repository::exec`] for a statement that returns one row.
+    pub(crate) fn query_row<T, P: rusqlite::Params>(
+        &self,
+        sql: &str,
+        params: P,
+        f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        self.conn.prepare_cached(sql)?.query_row(params, f)
     }
 
     /// Whether a transaction is open on this repository's connection.
@@ -362,25 +384,23 @@ impl Repository {
 
     /// One config value.
     pub fn config_get(&self, name: &str) -> Result<Option<String>, RepoError> {
-        self.conn
-            .query_row(
-                "SELECT CAST(value AS TEXT) FROM config WHERE name=?1",
-                [name],
-                |r| r.get(0),
-            )
-            .optional()
-            .ctx("reading config")
-            .map(Option::flatten)
+        self.query_row(
+            "SELECT CAST(value AS TEXT) FROM config WHERE name=?1",
+            [name],
+            |r| r.get(0),
+        )
+        .optional()
+        .ctx("reading config")
+        .map(Option::flatten)
     }
 
     /// Sets one config value (mtime = now, Unix seconds).
     pub fn config_set(&self, name: &str, value: &str) -> Result<(), RepoError> {
-        self.conn
-            .execute(
-                "REPLACE INTO config(name, value, mtime) VALUES(?1, ?2, ?3)",
-                params![name, value, now_ms() / 1000],
-            )
-            .ctx("writing config")?;
+        self.exec(
+            "REPLACE INTO config(name, value, mtime) VALUES(?1, ?2, ?3)",
+            params![name, value, now_ms() / 1000],
+        )
+        .ctx("writing config")?;
         Ok(())
     }
 
@@ -451,20 +471,18 @@ impl Repository {
         nonce: Option<&str>,
         ipaddr: Option<&str>,
     ) -> Result<i64, RepoError> {
-        self.conn
-            .execute(
-                "INSERT INTO rcvfrom(uid, mtime, nonce, ipaddr) \
+        self.exec(
+            "INSERT INTO rcvfrom(uid, mtime, nonce, ipaddr) \
                  VALUES((SELECT uid FROM user WHERE login=?1), julianday('now'), ?2, ?3)",
-                params![login, nonce, ipaddr],
-            )
-            .ctx("recording a receiving session")?;
+            params![login, nonce, ipaddr],
+        )
+        .ctx("recording a receiving session")?;
         Ok(self.conn.last_insert_rowid())
     }
 
     /// Capabilities of `login`.
     pub fn user_caps(&self, login: &str) -> Result<Option<String>, RepoError> {
-        self.conn
-            .query_row("SELECT cap FROM user WHERE login=?1", [login], |r| r.get(0))
+        self.query_row("SELECT cap FROM user WHERE login=?1", [login], |r| r.get(0))
             .optional()
             .ctx("reading user caps")
             .map(Option::flatten)
@@ -472,8 +490,7 @@ impl Repository {
 
     /// The stored password of `login` (cleartext or 40-hex shared secret).
     pub fn user_secret(&self, login: &str) -> Result<Option<String>, RepoError> {
-        self.conn
-            .query_row("SELECT pw FROM user WHERE login=?1", [login], |r| r.get(0))
+        self.query_row("SELECT pw FROM user WHERE login=?1", [login], |r| r.get(0))
             .optional()
             .ctx("reading a user's password")
             .map(Option::flatten)
@@ -481,8 +498,7 @@ impl Repository {
 
     /// Creates or replaces user `login` with password `pw` and capabilities `caps`.
     pub fn set_user(&self, login: &str, pw: &str, caps: &str) -> Result<(), RepoError> {
-        self.conn
-            .execute(
+        self.exec(
                 "INSERT INTO user(login, pw, cap, info, mtime) VALUES(?1, ?2, ?3, '', ?4) \
                  ON CONFLICT(login) DO UPDATE SET pw=excluded.pw, cap=excluded.cap, mtime=excluded.mtime",
                 params![login, pw, caps, now_ms() / 1000],

@@ -54,18 +54,16 @@ impl Repository {
 
     /// Count of crosslinked check-ins (`event` rows of type `ci`).
     pub fn trunk_commits(&self) -> Result<u64, RepoError> {
-        self.conn
-            .query_row("SELECT count(*) FROM event WHERE type='ci'", [], |r| {
-                r.get::<_, i64>(0)
-            })
-            .ctx("counting check-ins")
-            .map(|n| n as u64)
+        self.query_row("SELECT count(*) FROM event WHERE type='ci'", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .ctx("counting check-ins")
+        .map(|n| n as u64)
     }
 
     /// Count of leaves on trunk (1 on a linear history).
     pub fn trunk_leaves(&self) -> Result<u64, RepoError> {
-        self.conn
-            .query_row(
+        self.query_row(
                 "SELECT count(*) FROM leaf JOIN tagxref ON tagxref.rid=leaf.rid AND tagxref.tagid=?1 AND tagxref.value='trunk'",
                 [TAG_BRANCH],
                 |r| r.get::<_, i64>(0),
