@@ -5,4 +5,5 @@ mod herd;
 mod hub;
 mod leaf;
 mod repo;
+mod sweep;
 mod xfer;
