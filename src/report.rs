@@ -8,7 +8,7 @@
 //! {"event":"ready","slot":3,"leaf_id":"slot-3-9f2c","tip":"6b1e…"}
 //! {"event":"task","slot":3,"task":0,"task_id":"slot-3-9f2c-0","claim":"won","commit_ms":2.41,"fork_retries":1,"checkin":"a91c…","outcome":"committed"}
 //! {"event":"error","slot":3,"message":"push to http://127.0.0.1:4100/: connection refused","fatal":false}
-//! {"event":"summary","slot":3,"tasks":30,"committed":30,"claims_won":30,"claims_lost":0,"fork_retries":4,"fork_unrecoverable":0,"broadcasts_pulled":12,"broadcasts_skipped":40,"hub_requests":42,"errors":0,"think_ms":1650}
+//! {"event":"summary","slot":3,"tasks":30,"committed":30,"claims_won":30,"claims_lost":0,"fork_retries":4,"fork_unrecoverable":0,"broadcasts_pulled":12,"broadcasts_skipped":40,"hub_requests":42,"errors":0,"think_ms":1650,"peak_rss_kb":14200}
 //! ```
 //!
 //! The hub prints one line when it is ready to serve:
@@ -129,6 +129,9 @@ pub struct LeafSummary {
     pub errors: u32,
     /// Total think time slept, in milliseconds.
     pub think_ms: u64,
+    /// The leaf process's peak resident memory, in KiB.
+    #[serde(default)]
+    pub peak_rss_kb: u64,
 }
 
 /// The hub's readiness line.

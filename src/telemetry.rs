@@ -251,6 +251,15 @@ fn build_provider(
         .build())
 }
 
+/// This process's peak resident memory in KiB (`VmHWM`), where Linux tells.
+pub fn peak_rss_kb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
 /// Checks that `endpoint` answers like an OTLP/HTTP receiver: an empty
 /// export request must get a success with an OTLP content type. A web page
 /// answering 200, a refused connection or a wrong path all fail.
@@ -330,6 +339,12 @@ mod tests {
             };
             assert!(!w.context().span().span_context().is_valid(), "{tp}");
         }
+    }
+
+    #[test]
+    fn peak_rss_is_read_from_proc() {
+        let kb = peak_rss_kb().expect("linux reports VmHWM");
+        assert!(kb > 100 && kb < 10 << 20, "{kb} KiB");
     }
 
     #[test]

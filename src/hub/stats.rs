@@ -43,7 +43,7 @@ impl Counters {
 /// ```text
 /// {"tip":"6b1e…","trunk_commits":480,"artifacts":2071,"trunk_leaves":1,"requests":1502,
 ///  "http_requests":1530,"writes":950,"batches":310,"pushes_accepted":480,"pushes_refused":470,
-///  "broadcasts_published":480,"broadcasts_dropped":0,"project_code":"…"}
+///  "broadcasts_published":480,"broadcasts_dropped":0,"project_code":"…","peak_rss_kb":21400}
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {
@@ -75,6 +75,9 @@ pub struct Stats {
     pub broadcasts_dropped: u64,
     /// The repository's project code.
     pub project_code: String,
+    /// The hub process's peak resident memory, in KiB (VmHWM).
+    #[serde(default)]
+    pub peak_rss_kb: u64,
 }
 
 /// The figures of a repository the `/stats` document and the readiness
@@ -127,6 +130,7 @@ impl Stats {
             broadcasts_published: get(&counters.broadcasts_published),
             broadcasts_dropped: get(&counters.broadcasts_dropped),
             project_code: figures.project_code,
+            peak_rss_kb: crate::telemetry::peak_rss_kb().unwrap_or(0),
         }
     }
 }

@@ -105,6 +105,7 @@ impl Reporter {
     pub fn summary(&self, hub_requests: u64) -> LeafSummary {
         LeafSummary {
             hub_requests,
+            peak_rss_kb: crate::telemetry::peak_rss_kb().unwrap_or(0),
             ..self.totals.borrow().clone()
         }
     }

@@ -40,6 +40,8 @@ pub struct HubCount {
     pub trunk_leaves: u64,
     /// Requests the hub served.
     pub requests: u64,
+    /// The hub's peak resident memory, in KiB.
+    pub peak_rss_kb: u64,
 }
 
 /// The trial's figures, printed as the summary block or as JSON.
@@ -89,6 +91,10 @@ pub struct TrialReport {
     pub slowest_slot: Option<u32>,
     /// Hub commits per second of runtime.
     pub commits_per_s: f64,
+    /// The hub's peak resident memory, in KiB.
+    pub hub_peak_rss_kb: u64,
+    /// The largest leaf's peak resident memory, in KiB.
+    pub leaf_peak_rss_kb: u64,
 }
 
 /// The inputs of a report besides the slots.
@@ -133,6 +139,8 @@ impl TrialReport {
             failed_slots: Vec::new(),
             slowest_slot: shape.slowest_slot,
             commits_per_s: 0.0,
+            hub_peak_rss_kb: hub.peak_rss_kb,
+            leaf_peak_rss_kb: 0,
         };
         let mut latencies = Vec::new();
         let mut think_max_ms = 0u64;
@@ -153,6 +161,7 @@ impl TrialReport {
                     r.broadcasts_pulled += u64::from(s.broadcasts_pulled);
                     r.broadcasts_skipped += u64::from(s.broadcasts_skipped);
                     think_max_ms = think_max_ms.max(s.think_ms);
+                    r.leaf_peak_rss_kb = r.leaf_peak_rss_kb.max(s.peak_rss_kb);
                 }
                 None => {
                     // Without a summary, count what the task lines show.
@@ -270,6 +279,12 @@ impl TrialReport {
             self.think_floor_s
         );
         let _ = writeln!(s, "  commits/s:          {:.1}", self.commits_per_s);
+        let _ = writeln!(
+            s,
+            "  peak memory:        hub {:.1} MiB, largest leaf {:.1} MiB",
+            self.hub_peak_rss_kb as f64 / 1024.0,
+            self.leaf_peak_rss_kb as f64 / 1024.0
+        );
         if let Some(slot) = self.slowest_slot {
             let _ = writeln!(s, "  slowest slot:       {slot}");
         }
@@ -347,6 +362,7 @@ mod tests {
             trunk_commits: 4,
             trunk_leaves: 1,
             requests: 6,
+            peak_rss_kb: 20_000,
         };
         let r = TrialReport::build(shape(), &slots, hub);
         assert_eq!((r.committed, r.fork_retries, r.claims_won), (4, 3, 4));
@@ -370,6 +386,7 @@ mod tests {
             trunk_commits: 2,
             trunk_leaves: 2,
             requests: 3,
+            peak_rss_kb: 0,
         };
         let r = TrialReport::build(shape(), &slots, hub);
         let why = r.verdict().expect("must fail");

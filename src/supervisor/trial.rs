@@ -476,5 +476,6 @@ fn fetch_stats(url: &str) -> Result<HubCount, String> {
         trunk_commits: field("trunk_commits")?,
         trunk_leaves: field("trunk_leaves")?,
         requests: field("requests")?,
+        peak_rss_kb: field("peak_rss_kb").unwrap_or(0),
     })
 }
