@@ -142,7 +142,8 @@ pub struct HubReady {
     pub http: String,
     /// The repository's project code.
     pub project_code: String,
-    /// The trunk tip, empty on a new repository.
+    /// The trunk tip: on a new repository, the initial empty check-in (the
+    /// root); empty only when the repository holds no check-in at all.
     pub tip: String,
 }
 
