@@ -130,7 +130,7 @@ fn run(config: LeafConfig) -> u8 {
     };
     let reporter = Reporter::new(slot, Box::new(std::io::stdout()));
     // The process span, a child of herd's when started by herd.
-    let root = tracing::info_span!("leaf.run", slot);
+    let root = tracing::info_span!("leaf.run", slot = i64::from(slot));
     W3c::from_env().adopt(&root);
     let result = runtime.block_on(async {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

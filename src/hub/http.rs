@@ -214,10 +214,10 @@ fn sync_in_span(
     } else {
         "read"
     };
-    span.record("cards.in", o.cards_in as u64);
-    span.record("cards.out", o.cards_out as u64);
-    span.record("artifacts.received", o.artifacts_received as u64);
-    span.record("artifacts.sent", o.artifacts_sent as u64);
+    span.record("cards.in", count(o.cards_in));
+    span.record("cards.out", count(o.cards_out));
+    span.record("artifacts.received", count(o.artifacts_received));
+    span.record("artifacts.sent", count(o.artifacts_sent));
     span.record("outcome", outcome);
     if let Some(failure) = &response.outcome.failure {
         tracing::debug!(peer = ?parts.peer, failure = %failure, "sync request failed");
@@ -226,6 +226,11 @@ fn sync_in_span(
         content_type: response.content_type,
         body: response.body,
     }
+}
+
+/// A count as a span attribute: i64, since a u64 would become a string.
+fn count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// The trace context of `span` as broadcast headers, when spans are

@@ -145,7 +145,8 @@ impl Writing {
         tracing::debug!(pushes = jobs.len(), "write transaction committed");
         // Reply first: the pushers wait on these, the broadcasts do not.
         let mut advances = Vec::new();
-        let jobs_in_batch = jobs.len() as u64;
+        // i64: span attributes take no u64 (it would become a string).
+        let jobs_in_batch = i64::try_from(jobs.len()).unwrap_or(i64::MAX);
         for (job, response) in jobs.into_iter().zip(responses) {
             let outcome = &response.outcome;
             Counters::add(
@@ -160,7 +161,7 @@ impl Writing {
                 let span = tracing::info_span!(
                     "hub.trunk_advance",
                     tip = %advance.hash,
-                    seq = advance.seq,
+                    seq = i64::try_from(advance.seq).unwrap_or(i64::MAX),
                     parent = advance.parent.as_ref().map(|p| p.to_string()),
                     batch = jobs_in_batch,
                 );

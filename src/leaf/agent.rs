@@ -311,8 +311,8 @@ impl Agent<'_> {
     async fn task(&self, id: &TaskId, plan: &TaskPlan) -> Result<TaskOutcome, LeafError> {
         let span = tracing::info_span!(
             "leaf.task",
-            slot = self.config.slot,
-            task = plan.index,
+            slot = i64::from(self.config.slot),
+            task = i64::from(plan.index),
             task_id = %id,
             outcome = tracing::field::Empty,
         );
@@ -407,7 +407,8 @@ impl Agent<'_> {
             };
             commit_span.record("commit.fork_retried", retries > 0);
             commit_span.record("commit.fork_retried_succeeded", retries > 0 && landed);
-            commit_span.record("commit.retries", u64::from(retries));
+            // As i64: span attributes take no u64 (it would become a string).
+            commit_span.record("commit.retries", i64::from(retries));
         }
         drop(commit_span);
         let committed = match committed {

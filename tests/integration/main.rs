@@ -4,5 +4,6 @@ mod helpers;
 mod herd;
 mod hub;
 mod leaf;
+mod otel;
 mod repo;
 mod xfer;
