@@ -176,7 +176,7 @@ async fn tip_loop(
             "manifest.hash" = %hash,
             "pull.success" = tracing::field::Empty,
             "pull.skipped_idempotent" = tracing::field::Empty,
-            covered,
+            covered = i64::from(covered),
         );
         // Linked, not parented: the broadcast came from another leaf's push.
         W3c {
@@ -184,6 +184,8 @@ async fn tip_loop(
             tracestate: event.trace.tracestate.clone(),
         }
         .link_from(&span);
+        // A catch-up cut short by the end of the task loop keeps the
+        // result fields empty.
         let result = sync
             .catch_up(event.tip, span.clone())
             .instrument(span.clone())

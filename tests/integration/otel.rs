@@ -307,6 +307,29 @@ fn a_trial_is_one_trace_across_herd_hub_and_leaves() {
         report["fork_retries"].as_i64(),
         "spans vs summary"
     );
+    // Catch-ups link to the push that caused the broadcast.
+    let catch_ups = named("coord.SyncOnBroadcast");
+    assert!(!catch_ups.is_empty(), "no broadcast was handled");
+    // A catch-up still running when its leaf's last task ended is cut
+    // short and carries no result: at most one per leaf.
+    let unfinished = catch_ups
+        .iter()
+        .filter(|c| bool_attr(c, "pull.success").is_none())
+        .count();
+    assert!(unfinished <= 2, "{unfinished} catch-ups without a result");
+    for c in &catch_ups {
+        assert_eq!(
+            bool_attr(c, "pull.success").is_some(),
+            bool_attr(c, "pull.skipped_idempotent").is_some(),
+            "{c:?}"
+        );
+        assert!(
+            c.links
+                .iter()
+                .any(|l| xfers.iter().any(|x| x.span_id == l.span_id)),
+            "a catch-up without a link to its push: {c:?}"
+        );
+    }
     let advances = named("hub.trunk_advance");
     assert_eq!(advances.len(), 4);
     for advance in advances {
