@@ -11,6 +11,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use herd::hub::{self, Batching, HubConfig, HubError};
+use herd::telemetry::{self, W3c};
 
 /// Fossil-compatible sync hub with a linear trunk.
 ///
@@ -63,14 +64,25 @@ impl Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let telemetry = match telemetry::init("hub", None) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("hub: {:#}", anyhow::Error::new(e));
+            return ExitCode::from(2);
+        }
+    };
+    let code = serve(cli);
+    // Flushes the spans (bounded) before the process ends.
+    drop(telemetry);
+    code
+}
+
+/// Runs the hub under its process span, a child of herd's when started by
+/// herd.
+fn serve(cli: Cli) -> ExitCode {
+    let root = tracing::info_span!("hub.run");
+    W3c::from_env().adopt(&root);
+    let _entered = root.enter();
     let config = cli.config();
     match hub::run(&config, &mut std::io::stdout(), shutdown_signal()) {
         Ok(()) => ExitCode::SUCCESS,

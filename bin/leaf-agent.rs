@@ -5,13 +5,14 @@
 //! leaf stopped early (fatal error, failed task, or SIGTERM); 2 bad flags,
 //! or the hub or NATS unreachable at start.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser};
 use herd::leaf::{self, LeafConfig, LeafError, Reporter, EXIT_INCOMPLETE, EXIT_USAGE};
+use herd::telemetry::{self, W3c};
 use herd::workload::{Mode, WorkloadConfig};
+use tracing::Instrument;
 
 /// One leaf-agent slot: clone the hub, then claim, commit and close tasks.
 ///
@@ -75,14 +76,20 @@ struct WorkloadArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .init();
+    let telemetry = match telemetry::init("leaf-agent", Some(cli.slot)) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("leaf-agent: {}", chain(&e));
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let code = start(cli);
+    // Flushes the spans (bounded) before the process ends.
+    drop(telemetry);
+    code
+}
+
+fn start(cli: Cli) -> ExitCode {
     let w = cli.workload;
     let config = LeafConfig {
         hub_url: cli.hub,
@@ -122,6 +129,9 @@ fn run(config: LeafConfig) -> u8 {
         }
     };
     let reporter = Reporter::new(slot, Box::new(std::io::stdout()));
+    // The process span, a child of herd's when started by herd.
+    let root = tracing::info_span!("leaf.run", slot = i64::from(slot));
+    W3c::from_env().adopt(&root);
     let result = runtime.block_on(async {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
@@ -139,7 +149,7 @@ fn run(config: LeafConfig) -> u8 {
             tracing::info!("stop requested; finishing the current task");
             let _ = stop_tx.send(true);
         });
-        leaf::run(config, &reporter, stop_rx).await
+        leaf::run(config, &reporter, stop_rx).instrument(root).await
     });
     match result {
         Ok(run) => run.exit_code(),

@@ -23,9 +23,10 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::TracerProvider;
 use opentelemetry_sdk::Resource;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::{EnvFilter, Layer};
 
 /// The environment variable carrying the parent's `traceparent`.
 pub const TRACEPARENT_ENV: &str = "TRACEPARENT";
@@ -167,13 +168,10 @@ impl Drop for Telemetry {
 /// `service` is the default `service.name`; `slot` becomes `herd.slot`.
 pub fn init(service: &str, slot: Option<u32>) -> Result<Telemetry, TelemetryError> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
-    let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_target(false);
     let Some(endpoint) = endpoint() else {
         let _ = tracing_subscriber::registry()
             .with(filter)
-            .with(fmt)
+            .with(fmt_layer())
             .try_init();
         return Ok(Telemetry {
             provider: None,
@@ -191,10 +189,18 @@ pub fn init(service: &str, slot: Option<u32>) -> Result<Telemetry, TelemetryErro
         build_provider(&endpoint, service, slot)?
     };
     let tracer = provider.tracer("herd");
-    let otel = tracing_opentelemetry::layer().with_tracer(tracer);
+    // RUST_LOG filters the logs only: the trace gets herd's own spans at
+    // info and above whatever the log level, and never the spans of the
+    // libraries underneath (the exporter's own HTTP client among them).
+    let ours = Targets::new()
+        .with_target("herd", LevelFilter::INFO)
+        .with_target("hub", LevelFilter::INFO)
+        .with_target("leaf_agent", LevelFilter::INFO);
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_filter(ours);
     let _ = tracing_subscriber::registry()
-        .with(filter)
-        .with(fmt)
+        .with(fmt_layer().with_filter(filter))
         .with(otel)
         .try_init();
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
@@ -202,6 +208,16 @@ pub fn init(service: &str, slot: Option<u32>) -> Result<Telemetry, TelemetryErro
         provider: Some(provider),
         runtime: Some(runtime),
     })
+}
+
+/// Log lines on stderr, without targets.
+fn fmt_layer<S>() -> impl Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_target(false)
 }
 
 fn protocol() -> opentelemetry_otlp::Protocol {

@@ -20,6 +20,7 @@ use super::stats::{Counters, RepoFigures, Stats};
 use super::writer::Job;
 use crate::coord::{TraceHeaders, TRACEPARENT_HEADER, TRACESTATE_HEADER};
 use crate::repo::Repository;
+use crate::telemetry::W3c;
 use crate::xfer::{handle_decoded, handle_with, ContentType, Decoded, Kind, Request, ServerConfig};
 
 /// What every worker shares.
@@ -129,6 +130,37 @@ fn sync(
     shared: &Shared,
 ) -> Answer {
     Counters::add(&shared.counters.requests, 1);
+    let span = tracing::info_span!(
+        "hub.xfer",
+        "cards.in" = tracing::field::Empty,
+        "cards.out" = tracing::field::Empty,
+        "artifacts.received" = tracing::field::Empty,
+        "artifacts.sent" = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+    );
+    // A child of the pushing or pulling operation; a request without a
+    // trace context joins the trial's trace through herd's root.
+    let parent = match &parts.trace.traceparent {
+        Some(_) => W3c {
+            traceparent: parts.trace.traceparent.clone(),
+            tracestate: parts.trace.tracestate.clone(),
+        },
+        None => W3c::from_env(),
+    };
+    parent.adopt(&span);
+    let _entered = span.enter();
+    sync_in_span(request, parts, reader, writer, shared)
+}
+
+/// [`sync`] inside its `hub.xfer` span (the current span), which it fills.
+fn sync_in_span(
+    request: &mut tiny_http::Request,
+    parts: &Parts,
+    reader: &Repository,
+    writer: &SyncSender<Job>,
+    shared: &Shared,
+) -> Answer {
+    let span = tracing::Span::current();
     let max = shared.config.limits.max_total;
     if parts.content_length.is_some_and(|n| n > max) {
         return Answer::Failed(Failure::TooLarge { max });
@@ -159,7 +191,7 @@ fn sync(
                     decoded,
                     content_type: ContentType::parse(content_type).unwrap_or(ContentType::Fossil),
                     peer: parts.peer.clone(),
-                    trace: parts.trace.clone(),
+                    trace: trace_of(&span).unwrap_or_else(|| parts.trace.clone()),
                     reply,
                 };
                 if writer.send(job).is_err() {
@@ -172,6 +204,21 @@ fn sync(
             }
         },
     };
+    let o = &response.outcome;
+    let outcome = if !o.advances.is_empty() {
+        "accepted"
+    } else if !o.refusals.is_empty() {
+        "refused"
+    } else if o.failure.is_some() {
+        "failed"
+    } else {
+        "read"
+    };
+    span.record("cards.in", count(o.cards_in));
+    span.record("cards.out", count(o.cards_out));
+    span.record("artifacts.received", count(o.artifacts_received));
+    span.record("artifacts.sent", count(o.artifacts_sent));
+    span.record("outcome", outcome);
     if let Some(failure) = &response.outcome.failure {
         tracing::debug!(peer = ?parts.peer, failure = %failure, "sync request failed");
     }
@@ -179,6 +226,22 @@ fn sync(
         content_type: response.content_type,
         body: response.body,
     }
+}
+
+/// A count as a span attribute: i64, since a u64 would become a string.
+fn count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// The trace context of `span` as broadcast headers, when spans are
+/// exported: a push's trunk advance and tip broadcast then hang under its
+/// `hub.xfer` span.
+fn trace_of(span: &tracing::Span) -> Option<TraceHeaders> {
+    let w = W3c::of(span);
+    w.traceparent.is_some().then_some(TraceHeaders {
+        traceparent: w.traceparent,
+        tracestate: w.tracestate,
+    })
 }
 
 fn healthz(reader: &Repository, shared: &Shared) -> Answer {

@@ -23,6 +23,7 @@ use super::error::HubError;
 use super::stats::Counters;
 use crate::coord::{Tip, TraceHeaders};
 use crate::repo::{RepoError, Repository};
+use crate::telemetry::W3c;
 use crate::xfer::bundle;
 use crate::xfer::card::{encode, Card};
 use crate::xfer::time::timestamp_comment;
@@ -144,6 +145,8 @@ impl Writing {
         tracing::debug!(pushes = jobs.len(), "write transaction committed");
         // Reply first: the pushers wait on these, the broadcasts do not.
         let mut advances = Vec::new();
+        // i64: span attributes take no u64 (it would become a string).
+        let jobs_in_batch = i64::try_from(jobs.len()).unwrap_or(i64::MAX);
         for (job, response) in jobs.into_iter().zip(responses) {
             let outcome = &response.outcome;
             Counters::add(
@@ -155,6 +158,19 @@ impl Writing {
                 tracing::warn!(peer = ?job.peer, failure = %failure, "push failed");
             }
             for advance in &outcome.advances {
+                let span = tracing::info_span!(
+                    "hub.trunk_advance",
+                    tip = %advance.hash,
+                    seq = i64::try_from(advance.seq).unwrap_or(i64::MAX),
+                    parent = advance.parent.as_ref().map(|p| p.to_string()),
+                    batch = jobs_in_batch,
+                );
+                W3c {
+                    traceparent: job.trace.traceparent.clone(),
+                    tracestate: job.trace.tracestate.clone(),
+                }
+                .adopt(&span);
+                let _entered = span.enter();
                 tracing::debug!(tip = %advance.hash, seq = advance.seq, "trunk advanced");
                 advances.push((advance.clone(), job.trace.clone()));
             }

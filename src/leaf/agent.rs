@@ -10,12 +10,14 @@
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use crate::coord::{
     subscribe_tips, Claim, ClaimError, Coord, CoordConfig, Scope, TaskId, TaskStatus,
     TipSubscription, DEFAULT_OP_TIMEOUT,
 };
 use crate::report::{ClaimOutcome, LeafLine, LeafReady, LeafSummary, TaskLine, TaskOutcome};
+use crate::telemetry::W3c;
 use crate::workload::{pool_task, Mode, SlotWorkload, TaskPlan};
 
 use super::config::LeafConfig;
@@ -72,6 +74,7 @@ pub async fn run(
         repo_path: config.repo_path(),
         worktree: config.worktree(),
         user,
+        trace: W3c::of(&tracing::Span::current()),
     })
     .await?;
     tracing::info!(slot, tip = %started.tip, project = %started.project_code, "repository ready");
@@ -168,7 +171,31 @@ async fn tip_loop(
             .unwrap_or(u32::MAX)
             .saturating_add(1);
         let hash = event.tip.hash.clone();
-        match sync.catch_up(event.tip).await {
+        let span = tracing::info_span!(
+            "coord.SyncOnBroadcast",
+            "manifest.hash" = %hash,
+            "pull.success" = tracing::field::Empty,
+            "pull.skipped_idempotent" = tracing::field::Empty,
+            covered = i64::from(covered),
+        );
+        // Linked, not parented: the broadcast came from another leaf's push.
+        W3c {
+            traceparent: event.trace.traceparent.clone(),
+            tracestate: event.trace.tracestate.clone(),
+        }
+        .link_from(&span);
+        // A catch-up cut short by the end of the task loop keeps the
+        // result fields empty.
+        let result = sync
+            .catch_up(event.tip, span.clone())
+            .instrument(span.clone())
+            .await;
+        span.record("pull.success", result.is_ok());
+        span.record(
+            "pull.skipped_idempotent",
+            matches!(result, Ok(CatchUp::AlreadyHeld)),
+        );
+        match result {
             Ok(CatchUp::AlreadyHeld) => reporter.broadcasts_skipped(covered),
             Ok(CatchUp::Applied) => {
                 tracing::debug!(tip = %hash, "applied a tip bundle");
@@ -284,6 +311,22 @@ impl Agent<'_> {
     /// One task from claim to close; prints its task line. `Err` only for
     /// fatal failures (the repository thread or the local repository).
     async fn task(&self, id: &TaskId, plan: &TaskPlan) -> Result<TaskOutcome, LeafError> {
+        let span = tracing::info_span!(
+            "leaf.task",
+            slot = i64::from(self.config.slot),
+            task = i64::from(plan.index),
+            task_id = %id,
+            outcome = tracing::field::Empty,
+        );
+        let outcome = self.task_in_span(id, plan).instrument(span.clone()).await;
+        if let Ok(outcome) = &outcome {
+            span.record("outcome", tracing::field::debug(outcome));
+        }
+        outcome
+    }
+
+    /// [`Agent::task`] inside its `leaf.task` span.
+    async fn task_in_span(&self, id: &TaskId, plan: &TaskPlan) -> Result<TaskOutcome, LeafError> {
         let line = |claim, outcome, fork_retries, commit_ms, checkin| TaskLine {
             slot: self.config.slot,
             task: plan.index,
@@ -294,7 +337,11 @@ impl Agent<'_> {
             checkin,
             outcome,
         };
-        let claim = match self.coord.claim(id).await {
+        let claim_span = tracing::info_span!("coord.Claim", outcome = tracing::field::Empty);
+        let claimed = self.coord.claim(id).instrument(claim_span.clone()).await;
+        claim_span.record("outcome", if claimed.is_ok() { "won" } else { "lost" });
+        drop(claim_span);
+        let claim = match claimed {
             Ok(claim) => claim,
             Err(
                 ClaimError::AlreadyClaimed { .. }
@@ -341,7 +388,32 @@ impl Agent<'_> {
             files: plan.files.clone(),
             comment: plan.title.clone(),
         };
-        let committed = match self.sync.commit(request).await {
+        let commit_span = tracing::info_span!(
+            "coord.Commit",
+            "commit.fork_retried" = tracing::field::Empty,
+            "commit.fork_retried_succeeded" = tracing::field::Empty,
+            "commit.retries" = tracing::field::Empty,
+            "commit.uuid" = tracing::field::Empty,
+            "commit.parent" = tracing::field::Empty,
+        );
+        let committed = self
+            .sync
+            .commit(request, commit_span.clone())
+            .instrument(commit_span.clone())
+            .await;
+        if let Ok(outcome) = &committed {
+            let (retries, landed) = match outcome {
+                CommitOutcome::Landed { fork_retries, .. } => (*fork_retries, true),
+                CommitOutcome::Conflict { fork_retries, .. }
+                | CommitOutcome::Failed { fork_retries, .. } => (*fork_retries, false),
+            };
+            commit_span.record("commit.fork_retried", retries > 0);
+            commit_span.record("commit.fork_retried_succeeded", retries > 0 && landed);
+            // As i64: span attributes take no u64 (it would become a string).
+            commit_span.record("commit.retries", i64::from(retries));
+        }
+        drop(commit_span);
+        let committed = match committed {
             Ok(outcome) => outcome,
             Err(e) => {
                 self.abandon(claim).await;

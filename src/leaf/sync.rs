@@ -24,8 +24,9 @@ use std::time::{Duration, Instant, SystemTime};
 use rand::Rng;
 use tokio::sync::oneshot;
 
-use crate::coord::Tip;
+use crate::coord::{Tip, TRACEPARENT_HEADER, TRACESTATE_HEADER};
 use crate::repo::{ArtifactHash, CheckinSpec, FileChange, RebaseError, Repository};
+use crate::telemetry::W3c;
 use crate::xfer::{Client, ClientError, PushOutcome};
 
 use super::error::LeafError;
@@ -59,6 +60,8 @@ pub(super) struct SyncConfig {
     pub worktree: PathBuf,
     /// The login recorded in check-ins (the U card).
     pub user: String,
+    /// The trace context start-up's clone or pull runs under.
+    pub trace: W3c,
 }
 
 /// The repository as it stands after start-up.
@@ -120,10 +123,15 @@ pub(super) enum CatchUp {
 enum Request {
     Commit {
         request: CommitRequest,
+        /// The `coord.Commit` span: its context goes to the hub with every
+        /// exchange, and the check-in's hashes are recorded on it.
+        span: tracing::Span,
         reply: oneshot::Sender<Result<CommitOutcome, LeafError>>,
     },
     CatchUp {
         tip: Tip,
+        /// The `coord.SyncOnBroadcast` span, whose context a pull carries.
+        span: tracing::Span,
         reply: oneshot::Sender<Result<CatchUp, LeafError>>,
     },
 }
@@ -173,16 +181,30 @@ impl SyncHandle {
     }
 
     /// Commits and pushes one task's files.
-    pub(super) async fn commit(&self, request: CommitRequest) -> Result<CommitOutcome, LeafError> {
+    /// `span` is the commit's span; the hub's spans become its children.
+    pub(super) async fn commit(
+        &self,
+        request: CommitRequest,
+        span: tracing::Span,
+    ) -> Result<CommitOutcome, LeafError> {
         let (reply, answer) = oneshot::channel();
-        self.send(Request::Commit { request, reply })?;
+        self.send(Request::Commit {
+            request,
+            span,
+            reply,
+        })?;
         answer.await.map_err(|_| LeafError::WorkerGone)?
     }
 
     /// Brings the repository up to a broadcast tip.
-    pub(super) async fn catch_up(&self, tip: Tip) -> Result<CatchUp, LeafError> {
+    /// `span` is the catch-up's span; a pull's hub span becomes its child.
+    pub(super) async fn catch_up(
+        &self,
+        tip: Tip,
+        span: tracing::Span,
+    ) -> Result<CatchUp, LeafError> {
         let (reply, answer) = oneshot::channel();
-        self.send(Request::CatchUp { tip, reply })?;
+        self.send(Request::CatchUp { tip, span, reply })?;
         answer.await.map_err(|_| LeafError::WorkerGone)?
     }
 
@@ -237,6 +259,7 @@ impl SyncState {
         hub_requests: Arc<AtomicU64>,
     ) -> Result<(SyncState, Started), LeafError> {
         let client = Client::new(&config.hub_url);
+        set_trace(&client, &config.trace);
         let repo = if config.repo_path.exists() {
             let repo = Repository::open(&config.repo_path).map_err(|source| LeafError::Repo {
                 step: "open the repository",
@@ -320,12 +343,18 @@ impl SyncState {
     fn serve(&mut self, requests: mpsc::Receiver<Request>) {
         while let Ok(request) = requests.recv() {
             match request {
-                Request::Commit { request, reply } => {
-                    let result = self.commit(&request);
+                Request::Commit {
+                    request,
+                    span,
+                    reply,
+                } => {
+                    set_trace(&self.client, &W3c::of(&span));
+                    let result = self.commit(&request, &span);
                     self.count_requests();
                     let _ = reply.send(result);
                 }
-                Request::CatchUp { tip, reply } => {
+                Request::CatchUp { tip, span, reply } => {
+                    set_trace(&self.client, &W3c::of(&span));
                     let result = self.catch_up(&tip);
                     self.count_requests();
                     let _ = reply.send(result);
@@ -349,7 +378,11 @@ impl SyncState {
 
     /// Writes the files, checks in on the hub tip and pushes until the hub
     /// takes it, a rebase conflicts, or the attempts run out.
-    fn commit(&mut self, request: &CommitRequest) -> Result<CommitOutcome, LeafError> {
+    fn commit(
+        &mut self,
+        request: &CommitRequest,
+        span: &tracing::Span,
+    ) -> Result<CommitOutcome, LeafError> {
         for (path, content) in &request.files {
             write_file(&self.config.worktree.join(path), content)?;
         }
@@ -390,6 +423,8 @@ impl SyncState {
             };
             match verdict {
                 PushOutcome::Accepted { tip, .. } => {
+                    span.record("commit.uuid", checkin.as_str());
+                    span.record("commit.parent", self.hub_tip.as_str());
                     self.hub_tip = tip.unwrap_or_else(|| checkin.clone());
                     return Ok(CommitOutcome::Landed {
                         checkin,
@@ -484,6 +519,19 @@ impl SyncState {
             .map_err(self.repo_err("look up an artifact"))?
             .is_some_and(|(_, phantom)| !phantom))
     }
+}
+
+/// Sends `trace` with the client's following requests, so the hub's span
+/// of each exchange is a child of the operation it serves.
+fn set_trace(client: &Client, trace: &W3c) {
+    let mut headers = Vec::new();
+    if let Some(tp) = &trace.traceparent {
+        headers.push((TRACEPARENT_HEADER.to_string(), tp.clone()));
+        if let Some(ts) = &trace.tracestate {
+            headers.push((TRACESTATE_HEADER.to_string(), ts.clone()));
+        }
+    }
+    client.set_headers(headers);
 }
 
 /// Runs one exchange with the hub, retrying transport failures (the hub

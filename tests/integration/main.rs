@@ -4,6 +4,7 @@ mod helpers;
 mod herd;
 mod hub;
 mod leaf;
+mod otel;
 mod repo;
 mod sweep;
 mod xfer;
