@@ -40,14 +40,14 @@ pub(super) const MAX_PUSH_ATTEMPTS: u32 = 10_000;
 /// the transport fails, with doubling waits from [`RETRY_FIRST_WAIT`].
 const TRANSPORT_ATTEMPTS: u32 = 6;
 const RETRY_FIRST_WAIT: Duration = Duration::from_millis(100);
-/// A refused push is retried at once for the first few refusals: the
-/// refusal carried the new tip, and any wait only widens the window in
-/// which trunk can move again. After that, a random wait growing with each
-/// refusal (up to a bound) breaks lockstep between leaves that keep losing
-/// the same races.
-const JITTER_FREE_RETRIES: u32 = 3;
-const JITTER_STEP_US: u64 = 1_000;
-const JITTER_MAX_US: u64 = 20_000;
+/// After a refused push the leaf waits a random time below a bound that
+/// doubles with each refusal of the same task (from [`JITTER_FIRST_US`] up to
+/// [`JITTER_MAX_US`]): randomized exponential backoff, as on a shared
+/// medium. Without it, every leaf that lost a race retries at once, the
+/// hub sees the same herd again, and the refusals eat the CPU the winners
+/// need. `HERD_BACKOFF_MAX_US` overrides the bound for experiments.
+const JITTER_FIRST_US: u64 = 1_000;
+const JITTER_MAX_US: u64 = 64_000;
 
 /// What the repository thread needs to start.
 #[derive(Debug, Clone)]
@@ -557,10 +557,16 @@ fn with_retries<T>(mut f: impl FnMut() -> Result<T, ClientError>) -> Result<T, C
 
 /// A random pause after the `n`th refusal of one task.
 fn jitter(n: u32) {
-    let Some(n) = n.checked_sub(JITTER_FREE_RETRIES).filter(|&n| n > 0) else {
+    let max = std::env::var("HERD_BACKOFF_MAX_US")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(JITTER_MAX_US);
+    let bound = JITTER_FIRST_US
+        .saturating_mul(1 << n.saturating_sub(1).min(20))
+        .min(max);
+    if bound == 0 {
         return;
-    };
-    let bound = (u64::from(n) * JITTER_STEP_US).min(JITTER_MAX_US);
+    }
     let us = rand::thread_rng().gen_range(0..=bound);
     std::thread::sleep(Duration::from_micros(us));
 }

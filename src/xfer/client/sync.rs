@@ -194,8 +194,20 @@ impl Client {
         let mut cards = vec![Card::pragma(PRAGMA_PUSH, &[]), push.clone()];
         let mut files = Vec::new();
         let mut manifests = Vec::new();
+        // A server that speaks the fast path (it told us its tip) holds every
+        // check-in on its trunk, so a delta manifest's baseline, itself an
+        // earlier trunk check-in, need not travel again: it is the largest
+        // artifact of a push, and the server would only hash and drop it.
+        let fast = self.known_tip().is_some();
         for checkin in checkins {
             for artifact in repo.checkin_artifacts(checkin).map_err(self.repo_err())? {
+                if fast
+                    && artifact != *checkin
+                    && !checkins.contains(&artifact)
+                    && repo.is_checkin(&artifact).map_err(self.repo_err())?
+                {
+                    continue;
+                }
                 let content = self.local_content(repo, &artifact)?;
                 let card = Card::File {
                     hash: artifact.to_string(),
