@@ -9,9 +9,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use herd::chain::chain as error_chain;
 use herd::supervisor::{self, TrialConfig, EXIT_OK, EXIT_TRIAL_FAILED, EXIT_USAGE};
 use herd::telemetry::{self, W3c};
-use herd::workload::{Mode, WorkloadConfig};
+use herd::workload::{Mode, WorkloadArgs};
 use tracing::Instrument;
 
 /// Thundering-herd trial harness for a hub-and-leaf Fossil architecture.
@@ -31,29 +32,6 @@ struct Cli {
 enum Command {
     /// Run one trial and print its summary.
     Run(RunArgs),
-}
-
-/// The workload flags, shared in spelling with leaf-agent.
-#[derive(Args, Debug, Clone)]
-struct WorkloadArgs {
-    /// Fewest files a task writes.
-    #[arg(long, env = "HERD_MIN_FILES", default_value_t = 1)]
-    min_files: u32,
-    /// Most files a task writes.
-    #[arg(long, env = "HERD_MAX_FILES", default_value_t = 4)]
-    max_files: u32,
-    /// Smallest file in bytes.
-    #[arg(long, env = "HERD_MIN_BYTES", default_value_t = 50)]
-    min_bytes: u32,
-    /// Largest file in bytes.
-    #[arg(long, env = "HERD_MAX_BYTES", default_value_t = 2000)]
-    max_bytes: u32,
-    /// Shortest think time per task, in ms.
-    #[arg(long, env = "HERD_MIN_THINK_MS", default_value_t = 10)]
-    min_think_ms: u64,
-    /// Longest think time per task, in ms.
-    #[arg(long, env = "HERD_MAX_THINK_MS", default_value_t = 100)]
-    max_think_ms: u64,
 }
 
 #[derive(Args)]
@@ -101,14 +79,7 @@ fn main() -> ExitCode {
 
 fn run(args: RunArgs) -> u8 {
     let w = &args.workload;
-    let workload = WorkloadConfig {
-        min_files: w.min_files,
-        max_files: w.max_files,
-        min_bytes: w.min_bytes,
-        max_bytes: w.max_bytes,
-        min_think_ms: w.min_think_ms,
-        max_think_ms: w.max_think_ms,
-    };
+    let workload = w.config();
     if let Err(e) = workload.validate() {
         eprintln!("herd: invalid workload: {e}");
         return EXIT_USAGE;
@@ -231,15 +202,4 @@ async fn forward_signals(tx: tokio::sync::mpsc::Sender<()>) {
             return;
         }
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        s.push_str(": ");
-        s.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    s
 }

@@ -8,10 +8,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser};
+use clap::Parser;
+use herd::chain::chain;
 use herd::leaf::{self, LeafConfig, LeafError, Reporter, EXIT_INCOMPLETE, EXIT_USAGE};
 use herd::telemetry::{self, W3c};
-use herd::workload::{Mode, WorkloadConfig};
+use herd::workload::{Mode, WorkloadArgs};
 use tracing::Instrument;
 
 /// One leaf-agent slot: clone the hub, then claim, commit and close tasks.
@@ -51,29 +52,6 @@ struct Cli {
     mode: Mode,
 }
 
-/// The workload flags, shared in spelling with herd.
-#[derive(Args, Debug, Clone)]
-struct WorkloadArgs {
-    /// Fewest files a task writes.
-    #[arg(long, env = "HERD_MIN_FILES", default_value_t = 1)]
-    min_files: u32,
-    /// Most files a task writes.
-    #[arg(long, env = "HERD_MAX_FILES", default_value_t = 4)]
-    max_files: u32,
-    /// Smallest file in bytes.
-    #[arg(long, env = "HERD_MIN_BYTES", default_value_t = 50)]
-    min_bytes: u32,
-    /// Largest file in bytes.
-    #[arg(long, env = "HERD_MAX_BYTES", default_value_t = 2000)]
-    max_bytes: u32,
-    /// Shortest think time per task, in ms.
-    #[arg(long, env = "HERD_MIN_THINK_MS", default_value_t = 10)]
-    min_think_ms: u64,
-    /// Longest think time per task, in ms.
-    #[arg(long, env = "HERD_MAX_THINK_MS", default_value_t = 100)]
-    max_think_ms: u64,
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let telemetry = match telemetry::init("leaf-agent", Some(cli.slot)) {
@@ -99,14 +77,7 @@ fn start(cli: Cli) -> ExitCode {
         tasks: cli.tasks,
         agents: cli.agents,
         seed: cli.seed,
-        workload: WorkloadConfig {
-            min_files: w.min_files,
-            max_files: w.max_files,
-            min_bytes: w.min_bytes,
-            max_bytes: w.max_bytes,
-            min_think_ms: w.min_think_ms,
-            max_think_ms: w.max_think_ms,
-        },
+        workload: w.config(),
         mode: cli.mode,
     };
     if let Err(e) = config.validate() {
@@ -168,15 +139,4 @@ fn run(config: LeafConfig) -> u8 {
 
 fn is_start_failure(e: &LeafError) -> bool {
     e.is_unreachable() || matches!(e, LeafError::Config(_))
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        s.push_str(": ");
-        s.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    s
 }

@@ -14,10 +14,12 @@
 //! - [`leaf`]: one leaf-agent slot's task loop.
 //! - [`supervisor`]: the `herd` process: children, pipes, aggregation.
 //! - [`report`]: the JSON lines a leaf-agent prints and herd reads.
-//! - [`workload`]: the deterministic task generator.
+//! - [`workload`]: the deterministic task generator and its flags.
+//! - [`chain`]: an error chain as one sentence.
 //! - [`telemetry`]: logs, span export over OTLP, W3C context crossings.
 #![warn(missing_docs)]
 
+pub mod chain;
 pub mod coord;
 pub mod delta;
 pub mod hub;

@@ -125,6 +125,44 @@ impl WorkloadConfig {
     }
 }
 
+/// The workload flags, spelled the same in `herd run` and `leaf-agent`
+/// (herd passes them on to every leaf), with `HERD_*` environment fallbacks.
+#[derive(clap::Args, Debug, Clone)]
+pub struct WorkloadArgs {
+    /// Fewest files a task writes.
+    #[arg(long, env = "HERD_MIN_FILES", default_value_t = 1)]
+    pub min_files: u32,
+    /// Most files a task writes.
+    #[arg(long, env = "HERD_MAX_FILES", default_value_t = 4)]
+    pub max_files: u32,
+    /// Smallest file in bytes.
+    #[arg(long, env = "HERD_MIN_BYTES", default_value_t = 50)]
+    pub min_bytes: u32,
+    /// Largest file in bytes.
+    #[arg(long, env = "HERD_MAX_BYTES", default_value_t = 2000)]
+    pub max_bytes: u32,
+    /// Shortest think time per task, in ms.
+    #[arg(long, env = "HERD_MIN_THINK_MS", default_value_t = 10)]
+    pub min_think_ms: u64,
+    /// Longest think time per task, in ms.
+    #[arg(long, env = "HERD_MAX_THINK_MS", default_value_t = 100)]
+    pub max_think_ms: u64,
+}
+
+impl WorkloadArgs {
+    /// The flags as a configuration (not yet validated).
+    pub fn config(&self) -> WorkloadConfig {
+        WorkloadConfig {
+            min_files: self.min_files,
+            max_files: self.max_files,
+            min_bytes: self.min_bytes,
+            max_bytes: self.max_bytes,
+            min_think_ms: self.min_think_ms,
+            max_think_ms: self.max_think_ms,
+        }
+    }
+}
+
 /// One task's plan: its files and its think time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskPlan {

@@ -242,14 +242,4 @@ impl Publishing {
     }
 }
 
-/// An error and its sources as one line.
-pub(crate) fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
-}
+pub(crate) use crate::chain::chain;

@@ -133,17 +133,7 @@ impl LeafError {
     }
 }
 
-/// The error and its causes as one line: `a: b: c`.
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        s.push_str(": ");
-        s.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    s
-}
+pub use crate::chain::chain;
 
 #[cfg(test)]
 mod tests {

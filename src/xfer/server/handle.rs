@@ -3,6 +3,7 @@
 
 use super::session::Session;
 use super::types::{Decoded, Kind, Outcome, Request, Response, ServerConfig, ServerError};
+use crate::chain::chain as error_chain;
 use crate::repo::Repository;
 use crate::xfer::card::Card;
 use crate::xfer::frame::{encode_body, ContentType};
@@ -42,17 +43,6 @@ fn error_response(content_type: ContentType, error: &ServerError) -> Response {
             ..Outcome::default()
         },
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
 }
 
 /// Serves a decoded request. Writes run in one savepoint; a protocol fault
