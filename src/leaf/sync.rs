@@ -45,7 +45,7 @@ const RETRY_FIRST_WAIT: Duration = Duration::from_millis(100);
 /// [`JITTER_MAX_US`]): randomized exponential backoff, as on a shared
 /// medium. Without it, every leaf that lost a race retries at once, the
 /// hub sees the same herd again, and the refusals eat the CPU the winners
-/// need. `HERD_BACKOFF_MAX_US` overrides the bound for experiments.
+/// need.
 const JITTER_FIRST_US: u64 = 1_000;
 const JITTER_MAX_US: u64 = 64_000;
 
@@ -557,16 +557,9 @@ fn with_retries<T>(mut f: impl FnMut() -> Result<T, ClientError>) -> Result<T, C
 
 /// A random pause after the `n`th refusal of one task.
 fn jitter(n: u32) {
-    let max = std::env::var("HERD_BACKOFF_MAX_US")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(JITTER_MAX_US);
     let bound = JITTER_FIRST_US
         .saturating_mul(1 << n.saturating_sub(1).min(20))
-        .min(max);
-    if bound == 0 {
-        return;
-    }
+        .min(JITTER_MAX_US);
     let us = rand::thread_rng().gen_range(0..=bound);
     std::thread::sleep(Duration::from_micros(us));
 }

@@ -195,17 +195,19 @@ impl Repository {
         Ok(Crosslinked::Checkin { hash, parent })
     }
 
+    /// The first column of `sql` (one integer parameter) as a list of rids.
+    fn rids(&self, sql: &str, param: i64, step: &'static str) -> Result<Vec<i64>, RepoError> {
+        let mut st = self.conn.prepare_cached(sql).ctx(step)?;
+        let rows = st.query_map([param], |r| r.get(0)).ctx(step)?;
+        rows.collect::<Result<_, _>>().ctx(step)
+    }
+
     fn crosslink_orphans_of(&self, baseline: Rid) -> Result<(), RepoError> {
-        let waiting: Vec<i64> = {
-            let mut st = self
-                .conn
-                .prepare_cached("SELECT rid FROM orphan WHERE baseline=?1")
-                .ctx("listing orphans")?;
-            let rows = st
-                .query_map([baseline.0], |r| r.get(0))
-                .ctx("listing orphans")?;
-            rows.collect::<Result<_, _>>().ctx("listing orphans")?
-        };
+        let waiting = self.rids(
+            "SELECT rid FROM orphan WHERE baseline=?1",
+            baseline.0,
+            "listing orphans",
+        )?;
         for o in waiting {
             self.exec("DELETE FROM orphan WHERE rid=?1", [o])
                 .ctx("clearing an orphan")?;
@@ -410,16 +412,11 @@ impl Repository {
             if steps > 1_000_000 {
                 break;
             }
-            let children: Vec<i64> = {
-                let mut st = self
-                    .conn
-                    .prepare_cached("SELECT cid FROM plink WHERE pid=?1 AND isprim=1 AND cid IN (SELECT objid FROM event)")
-                    .ctx("listing children")?;
-                let rows = st
-                    .query_map([from.0], |r| r.get(0))
-                    .ctx("listing children")?;
-                rows.collect::<Result<_, _>>().ctx("listing children")?
-            };
+            let children = self.rids(
+                "SELECT cid FROM plink WHERE pid=?1 AND isprim=1 AND cid IN (SELECT objid FROM event)",
+                from.0,
+                "listing children",
+            )?;
             for c in children {
                 if self.inherit_tags(from, Rid(c), &[])? > 0 {
                     queue.push_back(Rid(c));

@@ -118,7 +118,8 @@ fn resolve_pushed(
 ) -> Result<Vec<(ArtifactHash, Vec<u8>)>, ServerError> {
     let mut done: HashMap<String, usize> = HashMap::new();
     let mut out: Vec<(ArtifactHash, Vec<u8>)> = Vec::new();
-    let mut pending: Vec<&Pushed<'_>> = Vec::new();
+    // Delta cards waiting for their source, with their payload already read.
+    let mut pending: Vec<(&Pushed<'_>, Vec<u8>)> = Vec::new();
     let finish = |out: &mut Vec<(ArtifactHash, Vec<u8>)>,
                   done: &mut HashMap<String, usize>,
                   p: &Pushed<'_>,
@@ -136,24 +137,17 @@ fn resolve_pushed(
         Ok(())
     };
     for p in pushed {
-        let data = if p.compressed {
-            crate::repo::decompress(p.payload).map_err(|reason| ServerError::BadCfile {
-                hash: p.hash.to_string(),
-                reason,
-            })?
-        } else {
-            p.payload.to_vec()
-        };
+        let data = payload(p)?;
         match p.delta_source {
             None => finish(&mut out, &mut done, p, data)?,
-            Some(_) => pending.push(p),
+            Some(_) => pending.push((p, data)),
         }
     }
     // Deltas, possibly against each other: apply until nothing changes.
     while !pending.is_empty() {
         let before = pending.len();
         let mut still = Vec::new();
-        for p in pending {
+        for (p, delta) in pending {
             let src = p.delta_source.unwrap_or_default();
             let source = match done.get(src) {
                 Some(&i) => Some(out[i].1.clone()),
@@ -163,16 +157,8 @@ fn resolve_pushed(
                 },
             };
             let Some(source) = source else {
-                still.push(p);
+                still.push((p, delta));
                 continue;
-            };
-            let delta = if p.compressed {
-                crate::repo::decompress(p.payload).map_err(|reason| ServerError::BadCfile {
-                    hash: p.hash.to_string(),
-                    reason,
-                })?
-            } else {
-                p.payload.to_vec()
             };
             let content =
                 crate::delta::apply(&source, &delta, limits.max_payload).map_err(|source| {
@@ -184,7 +170,7 @@ fn resolve_pushed(
             finish(&mut out, &mut done, p, content)?;
         }
         if still.len() == before {
-            let p = still[0];
+            let p = still[0].0;
             return Err(ServerError::MissingDeltaSource {
                 hash: p.hash.to_string(),
                 source_hash: p.delta_source.unwrap_or_default().to_string(),
@@ -193,4 +179,17 @@ fn resolve_pushed(
         pending = still;
     }
     Ok(out)
+}
+
+/// A pushed card's payload as sent: `cfile` payloads inflated, `file`
+/// payloads as they are.
+fn payload(p: &Pushed<'_>) -> Result<Vec<u8>, ServerError> {
+    if p.compressed {
+        crate::repo::decompress(p.payload).map_err(|reason| ServerError::BadCfile {
+            hash: p.hash.to_string(),
+            reason,
+        })
+    } else {
+        Ok(p.payload.to_vec())
+    }
 }
