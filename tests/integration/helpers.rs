@@ -422,3 +422,36 @@ impl Drop for HubProcess {
         self.kill();
     }
 }
+
+/// Runs the real `fossil` with HOME (it writes ~/.fossil there) and USER
+/// set, in `dir`; panics when the binary cannot start.
+pub fn fossil(home: &Path, dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new("fossil")
+        .args(args)
+        .current_dir(dir)
+        .env("HOME", home)
+        .env("USER", "tester")
+        .stdin(Stdio::null())
+        .output()
+        .expect("the fossil binary (2.21) must be on PATH")
+}
+
+/// [`fossil`] that must succeed; returns stdout and stderr together.
+pub fn fossil_ok(home: &Path, dir: &Path, args: &[&str]) -> String {
+    let out = fossil(home, dir, args);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "fossil {args:?} failed: {text}");
+    text
+}
+
+/// One value from `fossil sql -R repo`, without its quotes.
+pub fn fossil_sql(home: &Path, repo: &Path, sql: &str) -> String {
+    fossil_ok(home, home, &["sql", "-R", repo.to_str().unwrap(), sql])
+        .trim()
+        .trim_matches('\'')
+        .to_string()
+}

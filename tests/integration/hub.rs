@@ -7,7 +7,6 @@ use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -17,39 +16,9 @@ use herd::repo::{ArtifactHash, CheckinSpec, FileChange, Repository};
 use herd::xfer::{encode, encode_body, parse, Card, Client, ContentType, PushOutcome};
 use tempfile::TempDir;
 
-use crate::helpers::{free_port, HubProcess, NatsServer};
+use crate::helpers::{fossil, fossil_ok, fossil_sql, free_port, HubProcess, NatsServer};
 
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-
-/// Runs fossil with HOME and USER set, in `dir`.
-fn fossil(home: &Path, dir: &Path, args: &[&str]) -> Output {
-    Command::new("fossil")
-        .args(args)
-        .current_dir(dir)
-        .env("HOME", home)
-        .env("USER", "tester")
-        .stdin(Stdio::null())
-        .output()
-        .expect("the fossil binary (2.21) must be on PATH")
-}
-
-fn fossil_ok(home: &Path, dir: &Path, args: &[&str]) -> String {
-    let out = fossil(home, dir, args);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "fossil {args:?} failed: {text}");
-    text
-}
-
-fn fossil_sql(home: &Path, repo: &Path, sql: &str) -> String {
-    fossil_ok(home, home, &["sql", "-R", repo.to_str().unwrap(), sql])
-        .trim()
-        .trim_matches('\'')
-        .to_string()
-}
 
 const COUNT_CHECKINS: &str = "SELECT count(*) FROM event WHERE type='ci'";
 

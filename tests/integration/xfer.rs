@@ -5,7 +5,7 @@
 
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Barrier, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
@@ -15,6 +15,8 @@ use herd::xfer::{
     self, encode, encode_body, Card, Client, ContentType, PushOutcome, Request, ServerConfig,
 };
 use tempfile::TempDir;
+
+use crate::helpers::{fossil_ok, fossil_sql};
 
 /// Our server on a loopback port; Drop stops it and joins its threads.
 struct TestServer {
@@ -132,37 +134,6 @@ impl Drop for FossilServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Runs fossil with HOME and USER set, in `dir`; panics on a start failure.
-fn fossil(home: &Path, dir: &Path, args: &[&str]) -> Output {
-    Command::new("fossil")
-        .args(args)
-        .current_dir(dir)
-        .env("HOME", home)
-        .env("USER", "tester")
-        .stdin(Stdio::null())
-        .output()
-        .expect("the fossil binary (2.21) must be on PATH")
-}
-
-fn fossil_ok(home: &Path, dir: &Path, args: &[&str]) -> String {
-    let out = fossil(home, dir, args);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "fossil {args:?} failed: {text}");
-    text
-}
-
-fn fossil_sql(home: &Path, repo: &Path, sql: &str) -> String {
-    let repo = repo.to_str().unwrap();
-    fossil_ok(home, Path::new("/"), &["sql", "-R", repo, sql])
-        .trim()
-        .trim_matches('\'')
-        .to_string()
 }
 
 fn new_repo(path: &Path, nobody_caps: &str) -> Repository {
