@@ -2,16 +2,22 @@
 //!
 //! Flags are validated into a [`HubConfig`], then [`hub::run`] serves until
 //! SIGTERM or Ctrl-C. Exit codes: 0 after a clean stop, 2 when the hub could
-//! not start (bad repository path, port in use, NATS unreachable), 1 when it
-//! failed while stopping.
+//! not start (bad repository path, port in use, NATS unreachable, an
+//! anonymous non-loopback listener), 1 when it failed while stopping.
+//!
+//! Secrets come only from the environment (`HERD_HUB_SECRET`,
+//! `HERD_NATS_TOKEN`), never from flags: argv is readable by every local
+//! user.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use herd::hub::{self, Batching, HubConfig, HubError};
+use herd::coord::{Secret, NATS_TOKEN_ENV};
+use herd::hub::{self, Batching, HubConfig, HubError, HubUser};
 use herd::telemetry::{self, W3c};
+use herd::xfer::login::{HUB_SECRET_ENV, HUB_USER_ENV};
 
 /// Fossil-compatible sync hub with a linear trunk.
 ///
@@ -19,6 +25,13 @@ use herd::telemetry::{self, W3c};
 /// Fossil content type), GET /healthz and GET /stats, and announces every
 /// trunk advance on NATS JetStream when --nats-url is given. Prints one JSON
 /// readiness line on stdout; logs go to stderr (RUST_LOG).
+///
+/// Access: loopback by default, where clients without a login get the
+/// `nobody` user's capabilities. --user LOGIN creates (or updates) that user
+/// with the password in $HERD_HUB_SECRET; --require-login then refuses
+/// everything to clients that do not log in. A non-loopback --listen needs
+/// --user (login is then required) or --allow-anonymous. The NATS token, if
+/// the server wants one, is read from $HERD_NATS_TOKEN.
 ///
 /// Exit codes: 0 clean stop, 1 failure while stopping, 2 could not start.
 #[derive(Parser)]
@@ -42,11 +55,38 @@ struct Cli {
     /// Most pushes per write transaction; 1 turns batching off.
     #[arg(long, default_value_t = hub::DEFAULT_MAX_BATCH)]
     max_batch: usize,
+    /// Create or update this user at start; its password is read from
+    /// $HERD_HUB_SECRET.
+    #[arg(long, env = HUB_USER_ENV)]
+    user: Option<String>,
+    /// Fossil capabilities of --user (g clone, o pull, i push).
+    #[arg(long, default_value = hub::DEFAULT_USER_CAPS, requires = "user")]
+    user_caps: String,
+    /// Clients that do not log in get nothing (nobody's capabilities are
+    /// withheld).
+    #[arg(long)]
+    require_login: bool,
+    /// Serve anonymous clients on a non-loopback --listen address.
+    #[arg(long)]
+    allow_anonymous: bool,
 }
 
 impl Cli {
-    fn config(self) -> HubConfig {
+    fn config(self) -> anyhow::Result<HubConfig> {
         let mut config = HubConfig::new(self.repo);
+        if let Some(login) = self.user {
+            let Some(password) = Secret::from_env(HUB_SECRET_ENV) else {
+                anyhow::bail!("--user {login} needs its password in ${HUB_SECRET_ENV}");
+            };
+            config.users.push(HubUser {
+                login,
+                password,
+                caps: self.user_caps,
+            });
+        }
+        config.require_login = self.require_login;
+        config.allow_anonymous = self.allow_anonymous;
+        config.nats_token = Secret::from_env(NATS_TOKEN_ENV);
         config.listen = self.listen;
         config.nats_url = self.nats_url;
         config.project_name = self.project_name;
@@ -58,7 +98,8 @@ impl Cli {
                 max: self.max_batch,
             }
         };
-        config
+        config.validate()?;
+        Ok(config)
     }
 }
 
@@ -83,7 +124,13 @@ fn serve(cli: Cli) -> ExitCode {
     let root = tracing::info_span!("hub.run");
     W3c::from_env().adopt(&root);
     let _entered = root.enter();
-    let config = cli.config();
+    let config = match cli.config() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("hub: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
     match hub::run(&config, &mut std::io::stdout(), shutdown_signal()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -2,6 +2,10 @@
 //! (connect, then get-or-create the trial's buckets and tip stream), and the
 //! helpers that bound every NATS round trip by the operation timeout and turn
 //! client errors into [`CoordError`]s naming the operation and step.
+//!
+//! A trial's nats-server requires a token; it travels in the environment
+//! ([`NATS_TOKEN_ENV`]), never in argv, and as a [`Secret`] that `Debug`
+//! does not print.
 
 use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -11,6 +15,45 @@ use async_nats::Client;
 
 use super::error::{BoxError, CoordError};
 use super::names::Scope;
+
+/// The environment variable holding the NATS auth token of a trial.
+pub const NATS_TOKEN_ENV: &str = "HERD_NATS_TOKEN";
+
+/// A credential (a token, a password): `Debug` prints `<hidden>`, so configs
+/// holding one can be logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps `value`.
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// A fresh random secret: 32 lowercase hex digits (128 bits).
+    pub fn random() -> Secret {
+        Secret(hex::encode(rand::random::<[u8; 16]>()))
+    }
+
+    /// Reads `var` from the environment; unset or empty is `None`.
+    pub fn from_env(var: &str) -> Option<Secret> {
+        std::env::var(var)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .map(Secret)
+    }
+
+    /// The value, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<hidden>")
+    }
+}
 
 /// How long one NATS round trip may take unless configured otherwise.
 pub const DEFAULT_OP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -29,8 +72,8 @@ pub struct CoordConfig {
     /// Lifetime of a claim's lease and holds; a dead leaf's claim becomes
     /// reclaimable this long after it was taken (or last renewed).
     pub hold_ttl: Duration,
-    /// Optional NATS auth token.
-    pub token: Option<String>,
+    /// NATS auth token, when the server requires one.
+    pub token: Option<Secret>,
 }
 
 impl CoordConfig {
@@ -54,7 +97,7 @@ pub async fn connect_client(config: &CoordConfig, name: &str) -> Result<Client, 
         .name(name)
         .connection_timeout(config.op_timeout);
     if let Some(token) = &config.token {
-        options = options.token(token.clone());
+        options = options.token(token.expose().to_string());
     }
     let op = format!("connect to nats at {}", config.nats_url);
     within(
@@ -249,4 +292,20 @@ pub(super) fn now_unix_ms() -> u64 {
 /// A duration in whole milliseconds, saturating.
 pub(super) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_random_and_never_debug_printed() {
+        let (a, b) = (Secret::random(), Secret::random());
+        assert_ne!(a, b);
+        assert_eq!(a.expose().len(), 32);
+        assert!(a.expose().bytes().all(|c| c.is_ascii_hexdigit()));
+        let mut c = CoordConfig::new("nats://127.0.0.1:1", "t");
+        c.token = Some(a.clone());
+        assert!(!format!("{c:?}").contains(a.expose()));
+    }
 }

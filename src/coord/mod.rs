@@ -23,7 +23,10 @@ mod task;
 mod tips;
 
 pub use claim::Claim;
-pub use client::{connect_client, Coord, CoordConfig, DEFAULT_HOLD_TTL, DEFAULT_OP_TIMEOUT};
+pub use client::{
+    connect_client, Coord, CoordConfig, Secret, DEFAULT_HOLD_TTL, DEFAULT_OP_TIMEOUT,
+    NATS_TOKEN_ENV,
+};
 pub use error::{BoxError, ClaimError, CoordError, FenceError};
 pub use hold::HoldRecord;
 pub use names::{

@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 
 use super::error::HubError;
 use super::stats::Counters;
-use crate::coord::{connect_client, CoordConfig, Scope, Tip, TipPublisher, TraceHeaders};
+use crate::coord::{connect_client, CoordConfig, Scope, Secret, Tip, TipPublisher, TraceHeaders};
 
 /// Wait between attempts to republish the latest tip while NATS is away.
 const RETRY_EVERY: Duration = Duration::from_millis(200);
@@ -62,6 +62,7 @@ impl Broadcaster {
     /// working broadcast.
     pub(crate) fn start(
         url: &str,
+        token: Option<&Secret>,
         project_code: &str,
         timeout: Duration,
         counters: Arc<Counters>,
@@ -80,6 +81,7 @@ impl Broadcaster {
             })?;
         let mut config = CoordConfig::new(url, scope.as_str());
         config.op_timeout = timeout;
+        config.token = token.cloned();
         let (client, publisher) = runtime
             .block_on(async {
                 let client = connect_client(&config, "hub").await?;

@@ -1,12 +1,58 @@
 //! The hub's validated configuration: what `bin/hub.rs` turns its flags into
 //! before anything starts. Defaults live here so tests and benches build the
 //! same hub the binary runs.
+//!
+//! Access: a hub listens on loopback unless told otherwise, and anonymous
+//! clients get `nobody`'s capabilities. Listening anywhere else needs users
+//! (then login is required) or an explicit `allow_anonymous`;
+//! [`HubConfig::validate`] refuses the open door before anything starts.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::coord::Secret;
 use crate::xfer::ServerConfig;
+
+/// Capabilities of a configured user unless given: clone (`g`), read (`o`)
+/// and push (`i`).
+pub const DEFAULT_USER_CAPS: &str = "gio";
+
+/// A user the hub creates (or updates) in the repository's `user` table at
+/// start, stored as Fossil 2.21 stores passwords: the shared secret
+/// SHA1("PROJECT-CODE/LOGIN/PASSWORD"), so a real `fossil` on the same file
+/// sees the same user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubUser {
+    /// The login.
+    pub login: String,
+    /// The cleartext password (`Debug` hides it).
+    pub password: Secret,
+    /// Fossil capability letters.
+    pub caps: String,
+}
+
+/// Why a hub configuration is refused before anything starts.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// A non-loopback address with neither users nor `allow_anonymous`.
+    #[error(
+        "refusing to serve {addr} to anonymous clients: listening beyond loopback needs a user \
+         (--user with HERD_HUB_SECRET) or --allow-anonymous"
+    )]
+    OpenDoor {
+        /// The listen address.
+        addr: SocketAddr,
+    },
+    /// A configured user cannot log in as given.
+    #[error("user {login:?}: {reason}")]
+    BadUser {
+        /// The login as given.
+        login: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+}
 
 /// Worker threads serving HTTP requests unless configured otherwise. Pushes
 /// wait on the writer while holding a worker, so this also bounds how many
@@ -61,6 +107,14 @@ pub struct HubConfig {
     pub server: ServerConfig,
     /// Bound of one NATS round trip (connect, publish).
     pub publish_timeout: Duration,
+    /// Users created or updated in the repository at start.
+    pub users: Vec<HubUser>,
+    /// Clients that do not log in get no capability (not even `nobody`'s).
+    pub require_login: bool,
+    /// Serve anonymous clients on a non-loopback address.
+    pub allow_anonymous: bool,
+    /// The NATS auth token of the tip broadcaster's connection.
+    pub nats_token: Option<Secret>,
 }
 
 impl HubConfig {
@@ -77,6 +131,84 @@ impl HubConfig {
             },
             server: ServerConfig::default(),
             publish_timeout: DEFAULT_PUBLISH_TIMEOUT,
+            users: Vec::new(),
+            require_login: false,
+            allow_anonymous: false,
+            nats_token: None,
         }
+    }
+
+    /// Checks access before anything starts: users must be usable, and a
+    /// non-loopback listener needs users or `allow_anonymous`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for user in &self.users {
+            let bad = |reason| ConfigError::BadUser {
+                login: user.login.clone(),
+                reason,
+            };
+            if user.login.is_empty() || user.login.chars().any(|c| c.is_whitespace()) {
+                return Err(bad("a login must be one word"));
+            }
+            if crate::xfer::login::is_anonymous(&user.login) {
+                return Err(bad("nobody and anonymous cannot log in"));
+            }
+            if user.password.expose().is_empty() {
+                return Err(bad("the password is empty"));
+            }
+        }
+        if !self.listen.ip().is_loopback() && self.users.is_empty() && !self.allow_anonymous {
+            return Err(ConfigError::OpenDoor { addr: self.listen });
+        }
+        Ok(())
+    }
+
+    /// Whether anonymous clients are refused: asked for, or implied by
+    /// users on a non-loopback address without `allow_anonymous`.
+    pub fn login_required(&self) -> bool {
+        self.require_login
+            || (!self.listen.ip().is_loopback() && !self.users.is_empty() && !self.allow_anonymous)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(login: &str, password: &str) -> HubUser {
+        HubUser {
+            login: login.into(),
+            password: Secret::new(password),
+            caps: DEFAULT_USER_CAPS.into(),
+        }
+    }
+
+    #[test]
+    fn beyond_loopback_needs_users_or_allow_anonymous() {
+        let mut c = HubConfig::new("/tmp/x.fossil");
+        c.validate().unwrap();
+        assert!(!c.login_required());
+        c.listen = SocketAddr::from(([0, 0, 0, 0], 8080));
+        assert_eq!(c.validate(), Err(ConfigError::OpenDoor { addr: c.listen }));
+        c.allow_anonymous = true;
+        c.validate().unwrap();
+        assert!(!c.login_required());
+        c.allow_anonymous = false;
+        c.users.push(user("alice", "s3cret"));
+        c.validate().unwrap();
+        assert!(c.login_required(), "users beyond loopback imply login");
+    }
+
+    #[test]
+    fn unusable_users_are_refused_and_passwords_never_printed() {
+        let mut c = HubConfig::new("/tmp/x.fossil");
+        for (login, pw) in [("", "x"), ("a b", "x"), ("nobody", "x"), ("alice", "")] {
+            c.users = vec![user(login, pw)];
+            assert!(
+                matches!(c.validate(), Err(ConfigError::BadUser { .. })),
+                "{login:?}/{pw:?}"
+            );
+        }
+        c.users = vec![user("alice", "s3cret")];
+        assert!(!format!("{c:?}").contains("s3cret"));
     }
 }

@@ -13,6 +13,9 @@ use crate::repo::RepoError;
 /// Why the hub could not start or stop cleanly.
 #[derive(Debug, Error)]
 pub enum HubError {
+    /// The configuration was refused before anything started.
+    #[error("invalid configuration")]
+    Config(#[from] super::config::ConfigError),
     /// The repository could not be created.
     #[error("create repository {path}")]
     CreateRepo {

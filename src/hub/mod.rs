@@ -34,18 +34,24 @@ use std::thread::JoinHandle;
 
 pub use broadcast::Broadcast;
 pub use config::{
-    Batching, HubConfig, DEFAULT_MAX_BATCH, DEFAULT_PUBLISH_TIMEOUT, DEFAULT_THREADS,
+    Batching, ConfigError, HubConfig, HubUser, DEFAULT_MAX_BATCH, DEFAULT_PUBLISH_TIMEOUT,
+    DEFAULT_THREADS, DEFAULT_USER_CAPS,
 };
 pub use error::HubError;
 pub use stats::{Counters, RepoFigures, Stats};
 
-use crate::repo::{CreateOptions, Repository};
+use crate::repo::{CreateOptions, RepoError, Repository};
 use crate::report::HubReady;
+use crate::xfer::login::shared_secret;
+use crate::xfer::server::Access;
+use crate::xfer::ServerConfig;
 use broadcast::Broadcaster;
 use writer::Writer;
 
 /// Capabilities of `nobody` in a repository the hub creates: clone (`g`),
-/// check out / read (`o`), check in / push (`i`). Leaves push anonymously.
+/// check out / read (`o`), check in / push (`i`). A hub run by hand on
+/// loopback serves anonymous leaves; with login required (herd's trials)
+/// the sync server withholds these and only logged-in users get any.
 pub const NOBODY_CAPS: &str = "goi";
 /// The setup user of a repository the hub creates.
 pub const ADMIN_USER: &str = "admin";
@@ -85,6 +91,7 @@ impl Hub {
     /// Opens or creates the repository, connects to NATS (when configured),
     /// binds the listener and starts the writer and the workers.
     pub fn start(config: &HubConfig) -> Result<Hub, HubError> {
+        config.validate()?;
         // Bind first: a taken port should not leave a new repository behind.
         // Connections made before the workers start wait in the backlog.
         let http = bind(config.listen).map_err(|source| HubError::Bind {
@@ -100,10 +107,15 @@ impl Hub {
             source,
         };
         let figures = RepoFigures::read(&repo).map_err(open_err)?;
+        let server = ServerConfig {
+            access: Some(grant_access(&repo, config).map_err(open_err)?.leak()),
+            ..config.server
+        };
         let counters = Arc::new(Counters::default());
         let broadcaster = match &config.nats_url {
             Some(url) => Some(Broadcaster::start(
                 url,
+                config.nats_token.as_ref(),
                 &figures.project_code,
                 config.publish_timeout,
                 Arc::clone(&counters),
@@ -116,13 +128,13 @@ impl Hub {
             .collect::<Result<Vec<_>, _>>()?;
         let writer = Writer::start(
             repo,
-            config.server,
+            server,
             config.batching,
             Arc::clone(&counters),
             broadcaster.as_ref().map(Broadcaster::queue),
         )?;
         let shared = Arc::new(http::Shared {
-            config: config.server,
+            config: server,
             counters: Arc::clone(&counters),
             nats: broadcaster.as_ref().map(Broadcaster::health),
         });
@@ -151,6 +163,7 @@ impl Hub {
             tip = %ready.tip,
             trunk_commits = figures.trunk_commits,
             nats = config.nats_url.as_deref().unwrap_or("none"),
+            login_required = server.access.is_some_and(Access::requires_login),
             "hub ready"
         );
         Ok(Hub {
@@ -222,6 +235,21 @@ fn open_or_create(config: &HubConfig) -> Result<Repository, HubError> {
         })?;
     tracing::info!(repo = %config.repo.display(), "repository created");
     Ok(repo)
+}
+
+/// Writes the configured users into the repository's `user` table (the
+/// password as Fossil's shared secret), then reads the table once for the
+/// sync server.
+fn grant_access(repo: &Repository, config: &HubConfig) -> Result<Access, RepoError> {
+    if !config.users.is_empty() {
+        let project_code = repo.project_code()?;
+        for user in &config.users {
+            let secret = shared_secret(&project_code, &user.login, user.password.expose());
+            repo.set_user(&user.login, &secret, &user.caps)?;
+            tracing::info!(login = %user.login, caps = %user.caps, "user granted");
+        }
+    }
+    Access::load(repo, config.login_required())
 }
 
 /// The hub process: starts, prints the readiness line (one JSON line,

@@ -3,11 +3,21 @@
 //! so each message signs its own content; the signature is the SHA1 of the
 //! nonce followed by the user's shared secret, SHA1("PROJECTCODE/LOGIN/PW").
 //! Looking users up and granting capabilities is the server's business.
+//!
+//! Also the names of the environment variables that carry a hub login from
+//! herd to its children: a secret in argv is readable by every local user
+//! (`/proc/PID/cmdline`), the environment only by the process's owner.
 
 use sha1::{Digest, Sha1};
 
 use super::card::Card;
 use super::error::LoginError;
+
+/// The environment variable naming the login a hub creates and a leaf
+/// logs in as.
+pub const HUB_USER_ENV: &str = "HERD_HUB_USER";
+/// The environment variable holding that login's password (the secret).
+pub const HUB_SECRET_ENV: &str = "HERD_HUB_SECRET";
 
 /// Lowercase SHA1 hex of `data`.
 pub fn sha1_hex(data: &[u8]) -> String {
@@ -84,10 +94,13 @@ pub fn verify_login(
     };
     let sig = signature_on_card.to_ascii_lowercase();
     let ok = if is_secret(pw) {
-        sig == signature(nonce_on_card, &pw.to_ascii_lowercase())
+        same(&sig, &signature(nonce_on_card, &pw.to_ascii_lowercase()))
     } else {
-        sig == signature(nonce_on_card, pw)
-            || sig == signature(nonce_on_card, &shared_secret(project_code, user, pw))
+        same(&sig, &signature(nonce_on_card, pw))
+            || same(
+                &sig,
+                &signature(nonce_on_card, &shared_secret(project_code, user, pw)),
+            )
     };
     if ok {
         Ok(())
@@ -96,6 +109,17 @@ pub fn verify_login(
             user: user.to_string(),
         })
     }
+}
+
+/// Compares two signatures in time independent of where they differ (as
+/// Fossil's blob_constant_time_cmp), so response times leak nothing about
+/// how much of a forged signature was right.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 #[cfg(test)]
@@ -153,6 +177,7 @@ mod tests {
         );
         // anonymous skips the signature but not the nonce.
         verify_login("anonymous", &nonce, "junk", rest, PC, None).unwrap();
+        assert!(same("ab", "ab") && !same("ab", "ac") && !same("ab", "abc"));
         assert!(verify_login("nobody", "junk", "junk", rest, PC, None).is_err());
     }
 }

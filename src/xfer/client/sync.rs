@@ -60,10 +60,30 @@ impl Client {
             let card = Card::Clone(Some(CloneFrom { version: 3, seqno }));
             let reply = self.exchange(&[card], project_code.as_deref())?;
             if let Some(text) = reply.error() {
-                return Err(ClientError::Server {
-                    url: self.url.clone(),
-                    text: text.to_string(),
+                // The first round cannot carry a login (its signature needs
+                // the project code, which the reply brings): a server that
+                // refuses anonymous clones answers the push card and an
+                // error, and the next round logs in (Fossil's client_sync
+                // ignores that first error the same way).
+                let first_refusal = self.login.is_some() && project_code.is_none();
+                let code = reply.cards.iter().find_map(|c| match c {
+                    Card::Push {
+                        project_code: pc, ..
+                    } => Some(pc.clone()),
+                    _ => None,
                 });
+                match code {
+                    Some(pc) if first_refusal => {
+                        project_code = Some(pc);
+                        continue;
+                    }
+                    _ => {
+                        return Err(ClientError::Server {
+                            url: self.url.clone(),
+                            text: text.to_string(),
+                        })
+                    }
+                }
             }
             let mut next = None;
             for card in reply.cards {

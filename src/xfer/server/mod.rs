@@ -16,17 +16,20 @@
 //! land. [`classify`] tells a caller whether a request writes at all, so
 //! pulls and clones can be served on reader connections.
 //!
-//! Files: `types` (config, request, outcome, errors), `handle` (the entry
+//! Files: `access` (the user table and the anonymous policy), `types`
+//! (config, request, outcome, errors), `handle` (the entry
 //! points and the one place errors become replies), `session` (the pass over
 //! the cards), `push` (landing pushed content), `serve` (gimme and clone
 //! answers).
 
+mod access;
 mod handle;
 mod push;
 mod serve;
 mod session;
 mod types;
 
+pub use access::{Access, Account};
 pub use handle::{handle, handle_decoded, handle_with};
 pub use types::{
     classify, Decoded, Kind, Outcome, Refusal, Request, Response, ServerConfig, ServerError,

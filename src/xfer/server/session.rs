@@ -3,6 +3,7 @@
 //! end. Landing pushes is in `push.rs`, answering gimme and clone in
 //! `serve.rs`.
 
+use super::access::Access;
 use super::types::{
     Decoded, Outcome, Response, ServerConfig, ServerError, MIN_SHA3_CLIENT, SERVER_VERSION,
 };
@@ -11,7 +12,7 @@ use crate::xfer::caps::Caps;
 use crate::xfer::card::{Card, CloneFrom, Spanned};
 use crate::xfer::fastpath;
 use crate::xfer::frame::{encode_body, ContentType};
-use crate::xfer::login::{is_anonymous, verify_login};
+use crate::xfer::login::verify_login;
 use crate::xfer::time::timestamp_comment;
 
 /// One pushed artifact, decoded from a `file` or `cfile` card.
@@ -29,6 +30,8 @@ pub(super) struct Session<'a> {
     pub(super) decoded: &'a Decoded,
     pub(super) peer: Option<&'a str>,
     pub(super) caps: Caps,
+    /// The user table read for this request, when the config holds none.
+    pub(super) fresh_access: Access,
     pub(super) user: String,
     pub(super) nonce: Option<String>,
     pub(super) client_version: u64,
@@ -62,6 +65,7 @@ impl<'a> Session<'a> {
             decoded,
             peer,
             caps: Caps::default(),
+            fresh_access: Access::default(),
             user: "nobody".to_string(),
             nonce: None,
             client_version: 0,
@@ -99,9 +103,17 @@ impl<'a> Session<'a> {
         self.stopped = true;
     }
 
+    /// The user table in force: the config's, else this request's reading.
+    fn access(&self) -> &Access {
+        self.config.access.unwrap_or(&self.fresh_access)
+    }
+
     pub(super) fn run(&mut self) -> Result<(), ServerError> {
         let repo = self.repo;
-        self.caps = Caps::new(&repo.user_caps("nobody")?.unwrap_or_default());
+        if self.config.access.is_none() {
+            self.fresh_access = Access::load(repo, false)?;
+        }
+        self.caps = self.access().anonymous_caps();
         let project_code = repo.project_code()?;
         let decoded = self.decoded;
         for spanned in &decoded.cards {
@@ -160,23 +172,19 @@ impl<'a> Session<'a> {
                 signature,
             } => {
                 let after = &self.decoded.text[spanned.end..];
-                let stored =
-                    if is_anonymous(user) || matches!(user.as_str(), "developer" | "reader") {
-                        None
-                    } else {
-                        repo.user_secret(user)?
-                    };
+                // Cloned (two short strings) so the caps can grow below.
+                let account = self.access().account(user).cloned();
                 match verify_login(
                     user,
                     nonce,
                     signature,
                     after,
                     project_code,
-                    stored.as_deref(),
+                    account.as_ref().map(|a| a.pw.as_str()),
                 ) {
                     Ok(()) => {
-                        if !is_anonymous(user) {
-                            self.caps.add(&repo.user_caps(user)?.unwrap_or_default());
+                        if let Some(account) = &account {
+                            self.caps.add(&account.caps);
                         }
                         self.user = user.clone();
                         self.nonce = Some(nonce.clone());

@@ -4,6 +4,7 @@
 
 use thiserror::Error;
 
+use super::access::Access;
 use crate::repo::{ArtifactHash, RepoError};
 use crate::xfer::card::{parse_spanned, Card, Limits, Spanned};
 use crate::xfer::error::CodecError;
@@ -18,13 +19,19 @@ pub const MAX_DOWNLOAD: u64 = 5_000_000;
 /// Fossil sends at most this many phantom gimmes per reply.
 pub(super) const MAX_PHANTOM_GIMMES: usize = 500;
 
-/// How a server answers: size limits on requests, budget of replies.
+/// How a server answers: size limits on requests, budget of replies, and
+/// who may do what.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServerConfig {
     /// Bounds on request bodies and the payloads they declare.
     pub limits: Limits,
     /// Stored bytes per clone page and per reply to `gimme` cards.
     pub max_download: u64,
+    /// The user table read once at start; `None` reads it on every request
+    /// (as Fossil does) with `nobody`'s capabilities for anonymous clients.
+    /// `'static` keeps the config `Copy`: a server loads it once per process
+    /// (see [`Access::leak`]).
+    pub access: Option<&'static Access>,
 }
 
 impl Default for ServerConfig {
@@ -32,6 +39,7 @@ impl Default for ServerConfig {
         ServerConfig {
             limits: Limits::default(),
             max_download: MAX_DOWNLOAD,
+            access: None,
         }
     }
 }
