@@ -4,21 +4,30 @@
 //! Exit codes: 0 every task ended committed, lost or unrecoverable; 1 the
 //! leaf stopped early (fatal error, failed task, or SIGTERM); 2 bad flags,
 //! or the hub or NATS unreachable at start.
+//!
+//! Credentials come only from the environment, never from flags (argv is
+//! readable by every local user): `HERD_HUB_USER` and `HERD_HUB_SECRET` sign
+//! every sync request with a Fossil login card, `HERD_NATS_TOKEN` is the
+//! NATS auth token. herd sets them for each trial.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
 use herd::chain::chain;
-use herd::leaf::{self, LeafConfig, LeafError, Reporter, EXIT_INCOMPLETE, EXIT_USAGE};
+use herd::coord::{Secret, NATS_TOKEN_ENV};
+use herd::leaf::{self, HubLogin, LeafConfig, LeafError, Reporter, EXIT_INCOMPLETE, EXIT_USAGE};
 use herd::telemetry::{self, W3c};
 use herd::workload::{Mode, WorkloadArgs};
+use herd::xfer::login::{HUB_SECRET_ENV, HUB_USER_ENV};
 use tracing::Instrument;
 
 /// One leaf-agent slot: clone the hub, then claim, commit and close tasks.
 ///
 /// stdout carries only JSON lines (ready, task, error, summary); logs go to
-/// stderr (RUST_LOG). Exit codes: 0 every task ended committed, lost or
+/// stderr (RUST_LOG). Credentials are read from the environment only:
+/// $HERD_HUB_USER with $HERD_HUB_SECRET (hub login), $HERD_NATS_TOKEN (NATS
+/// token). Exit codes: 0 every task ended committed, lost or
 /// unrecoverable; 1 the leaf stopped early (fatal error, failed task, or
 /// SIGTERM); 2 bad flags, or the hub or NATS unreachable at start.
 #[derive(Parser)]
@@ -67,7 +76,25 @@ fn main() -> ExitCode {
     code
 }
 
+/// The hub login from the environment: both variables or neither.
+fn hub_login() -> Result<Option<HubLogin>, String> {
+    let user = std::env::var(HUB_USER_ENV).ok().filter(|u| !u.is_empty());
+    match (user, Secret::from_env(HUB_SECRET_ENV)) {
+        (Some(user), Some(secret)) => Ok(Some(HubLogin { user, secret })),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(format!("${HUB_USER_ENV} is set but ${HUB_SECRET_ENV} is not")),
+        (None, Some(_)) => Err(format!("${HUB_SECRET_ENV} is set but ${HUB_USER_ENV} is not")),
+    }
+}
+
 fn start(cli: Cli) -> ExitCode {
+    let hub_login = match hub_login() {
+        Ok(login) => login,
+        Err(e) => {
+            eprintln!("leaf-agent: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
     let w = cli.workload;
     let config = LeafConfig {
         hub_url: cli.hub,
@@ -79,6 +106,8 @@ fn start(cli: Cli) -> ExitCode {
         seed: cli.seed,
         workload: w.config(),
         mode: cli.mode,
+        hub_login,
+        nats_token: Secret::from_env(NATS_TOKEN_ENV),
     };
     if let Err(e) = config.validate() {
         eprintln!("leaf-agent: {}", chain(&e));

@@ -1,9 +1,21 @@
 //! The validated configuration of one leaf-agent slot. `bin/leaf-agent.rs`
-//! parses flags into it; tests build it directly.
+//! parses flags (and, for credentials, the environment) into it; tests build
+//! it directly.
 
 use std::path::PathBuf;
 
+use crate::coord::Secret;
 use crate::workload::{Mode, WorkloadConfig, WorkloadError};
+
+/// The login a leaf signs its sync requests with (a Fossil login card on
+/// every request).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubLogin {
+    /// The hub user.
+    pub user: String,
+    /// Its password (`Debug` hides it).
+    pub secret: Secret,
+}
 
 /// Everything one slot needs to run.
 #[derive(Debug, Clone)]
@@ -26,6 +38,10 @@ pub struct LeafConfig {
     pub workload: WorkloadConfig,
     /// Disjoint (own tasks) or shared (one pool for all).
     pub mode: Mode,
+    /// Log in to the hub as this user; `None` syncs anonymously.
+    pub hub_login: Option<HubLogin>,
+    /// The NATS auth token, when the server requires one.
+    pub nats_token: Option<Secret>,
 }
 
 /// Why a configuration is unusable.
@@ -111,6 +127,8 @@ mod tests {
             seed: 1,
             workload: WorkloadConfig::default(),
             mode: Mode::Disjoint,
+            hub_login: None,
+            nats_token: None,
         }
     }
 

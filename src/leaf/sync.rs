@@ -29,6 +29,7 @@ use crate::repo::{ArtifactHash, CheckinSpec, FileChange, RebaseError, Repository
 use crate::telemetry::W3c;
 use crate::xfer::{Client, ClientError, PushOutcome};
 
+use super::config::HubLogin;
 use super::error::LeafError;
 
 /// Pushes tried for one task before giving up (each refusal is a fork
@@ -62,6 +63,8 @@ pub(super) struct SyncConfig {
     pub user: String,
     /// The trace context start-up's clone or pull runs under.
     pub trace: W3c,
+    /// Signs every sync request when set.
+    pub login: Option<HubLogin>,
 }
 
 /// The repository as it stands after start-up.
@@ -258,7 +261,10 @@ impl SyncState {
         config: SyncConfig,
         hub_requests: Arc<AtomicU64>,
     ) -> Result<(SyncState, Started), LeafError> {
-        let client = Client::new(&config.hub_url);
+        let mut client = Client::new(&config.hub_url);
+        if let Some(login) = &config.login {
+            client = client.with_login(&login.user, login.secret.expose());
+        }
         set_trace(&client, &config.trace);
         let repo = if config.repo_path.exists() {
             let repo = Repository::open(&config.repo_path).map_err(|source| LeafError::Repo {

@@ -1,4 +1,7 @@
-//! Finding and starting the nats-server a trial uses.
+//! Finding and starting the nats-server a trial uses: loopback only, on a
+//! free port, and requiring the trial's token. The token goes in a config
+//! file only herd's user can read (mode 0600), not in argv, where every
+//! local user could read it.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -9,6 +12,7 @@ use tokio::process::{Child, Command};
 
 use super::process;
 use super::SupervisorError;
+use crate::coord::Secret;
 
 /// The environment variable naming a nats-server binary.
 pub const NATS_SERVER_ENV: &str = "NATS_SERVER";
@@ -84,13 +88,25 @@ pub struct NatsChild {
 }
 
 /// Starts nats-server with JetStream on a free loopback port, its store
-/// under `store`, its log in `log`, and waits until it accepts connections.
-pub async fn start(binary: &Path, store: &Path, log: &Path) -> Result<NatsChild, SupervisorError> {
+/// under `store`, its log in `log`, clients required to present `token`
+/// (written to `store`'s sibling `nats.conf`), and waits until it accepts
+/// connections.
+pub async fn start(
+    binary: &Path,
+    store: &Path,
+    log: &Path,
+    token: &Secret,
+) -> Result<NatsChild, SupervisorError> {
     let port = free_port().map_err(|e| SupervisorError::io("pick a port for nats-server", e))?;
     let log_file =
         std::fs::File::create(log).map_err(|e| SupervisorError::io("create nats-server log", e))?;
+    let conf = store.with_extension("conf");
+    write_private(&conf, &auth_config(token))
+        .map_err(|e| SupervisorError::io(format!("write {}", conf.display()), e))?;
     let mut cmd = Command::new(binary);
-    cmd.args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+    cmd.arg("-c")
+        .arg(&conf)
+        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
         .arg(store)
         .stdout(Stdio::null())
         .stderr(Stdio::from(log_file));
@@ -127,6 +143,26 @@ pub async fn start(binary: &Path, store: &Path, log: &Path) -> Result<NatsChild,
         child,
         url: format!("nats://{addr}"),
     })
+}
+
+/// The config file's text: only the token (address, port and store are
+/// flags, which override the file anyway).
+fn auth_config(token: &Secret) -> String {
+    // Secret::random is hex, so the quoted string needs no escaping.
+    format!("authorization {{\n  token: \"{}\"\n}}\n", token.expose())
+}
+
+/// Writes `text` to a new file readable by its owner only.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(path);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(text.as_bytes())
 }
 
 fn free_port() -> std::io::Result<u16> {

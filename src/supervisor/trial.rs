@@ -3,6 +3,12 @@
 //! One control loop owns all output and all decisions. Each slot is a task
 //! that owns its child's stdout and reports typed [`SlotEvent`]s; the loop
 //! also watches the shutdown future, the trial timeout and a progress tick.
+//!
+//! Each trial has its own secrets: a random password for the hub user every
+//! leaf logs in as (the hub requires login) and, when herd starts the
+//! nats-server, a random token it requires. Children get them in their
+//! environment, never in argv (`/proc/PID/cmdline` is world-readable;
+//! `/proc/PID/environ` is not).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -16,8 +22,10 @@ use tokio::sync::mpsc;
 
 use super::summary::{HubCount, SlotRecord, TrialReport, TrialShape};
 use super::{nats, process, SupervisorError, TrialConfig};
+use crate::coord::{Secret, NATS_TOKEN_ENV};
 use crate::report::{HubReady, LeafLine, TaskOutcome};
 use crate::telemetry::{W3c, TRACEPARENT_ENV, TRACESTATE_ENV};
+use crate::xfer::login::{HUB_SECRET_ENV, HUB_USER_ENV};
 
 /// How long stopped children get between SIGTERM and SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -25,6 +33,29 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 const HUB_READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long herd waits for the hub's count to catch up with the leaves'.
 const HUB_COUNT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The hub user every leaf of a trial logs in as.
+pub const TRIAL_USER: &str = "herd";
+
+/// One trial's credentials, handed to children through their environment.
+struct TrialSecrets {
+    /// The password of [`TRIAL_USER`] on the hub.
+    hub_secret: Secret,
+    /// The token of the nats-server herd started; `None` with `--nats-url`
+    /// (children then inherit whatever `HERD_NATS_TOKEN` herd has).
+    nats_token: Option<Secret>,
+}
+
+impl TrialSecrets {
+    /// Sets the credentials in a child's environment.
+    fn pass(&self, cmd: &mut Command) {
+        cmd.env(HUB_USER_ENV, TRIAL_USER)
+            .env(HUB_SECRET_ENV, self.hub_secret.expose());
+        if let Some(token) = &self.nats_token {
+            cmd.env(NATS_TOKEN_ENV, token.expose());
+        }
+    }
+}
 
 /// What a slot task tells the control loop.
 #[derive(Debug)]
@@ -70,20 +101,31 @@ pub async fn run(
     std::fs::create_dir_all(&logs)
         .map_err(|e| SupervisorError::io(format!("create {}", logs.display()), e))?;
 
+    let mut secrets = TrialSecrets {
+        hub_secret: Secret::random(),
+        nats_token: None,
+    };
     let mut nats_child = None;
     let nats_url = match &config.nats_url {
         Some(url) => url.clone(),
         None => {
             let binary = nats::find(config.nats_server.as_deref())?;
-            let started =
-                nats::start(&binary, &workdir.join("nats"), &logs.join("nats.log")).await?;
+            let token = Secret::random();
+            let started = nats::start(
+                &binary,
+                &workdir.join("nats"),
+                &logs.join("nats.log"),
+                &token,
+            )
+            .await?;
+            secrets.nats_token = Some(token);
             let url = started.url.clone();
             nats_child = Some(started.child);
             url
         }
     };
 
-    let result = run_with_nats(&config, &workdir, &logs, &nats_url, stop).await;
+    let result = run_with_nats(&config, &workdir, &logs, &nats_url, &secrets, stop).await;
     if let Some(mut child) = nats_child {
         let _ = process::stop(&mut child, STOP_GRACE).await;
     }
@@ -95,10 +137,11 @@ async fn run_with_nats(
     workdir: &Path,
     logs: &Path,
     nats_url: &str,
+    secrets: &TrialSecrets,
     stop: mpsc::Receiver<()>,
 ) -> Result<TrialReport, SupervisorError> {
-    let (mut hub, ready) = start_hub(config, workdir, logs, nats_url).await?;
-    let result = run_slots(config, workdir, logs, nats_url, &ready, stop).await;
+    let (mut hub, ready) = start_hub(config, workdir, logs, nats_url, secrets).await?;
+    let result = run_slots(config, workdir, logs, nats_url, secrets, &ready, stop).await;
     let _ = process::stop(&mut hub, STOP_GRACE).await;
     result
 }
@@ -108,14 +151,18 @@ async fn start_hub(
     workdir: &Path,
     logs: &Path,
     nats_url: &str,
+    secrets: &TrialSecrets,
 ) -> Result<(Child, HubReady), SupervisorError> {
     let binary = config.bin_dir.join("hub");
     let mut cmd = Command::new(&binary);
     cmd.arg("--repo")
         .arg(workdir.join("hub.fossil"))
         .args(["--listen", "127.0.0.1:0", "--nats-url", nats_url])
+        .arg("--require-login")
         .stdout(Stdio::piped())
         .stderr(log_file(&logs.join("hub.log"))?);
+    // The hub creates TRIAL_USER from these.
+    secrets.pass(&mut cmd);
     pass_trace(&mut cmd, &config.trace);
     process::supervise(&mut cmd);
     let _span = tracing::info_span!("herd.start_process", process = "hub").entered();
@@ -215,6 +262,7 @@ async fn run_slots(
     workdir: &Path,
     logs: &Path,
     nats_url: &str,
+    secrets: &TrialSecrets,
     hub: &HubReady,
     mut stop: mpsc::Receiver<()>,
 ) -> Result<TrialReport, SupervisorError> {
@@ -232,6 +280,7 @@ async fn run_slots(
         } else {
             cmd.stderr(log_file(&log)?);
         }
+        secrets.pass(&mut cmd);
         pass_trace(&mut cmd, &config.trace);
         process::supervise(&mut cmd);
         let span = tracing::info_span!("herd.start_process", process = "leaf-agent", slot);
