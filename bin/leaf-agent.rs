@@ -82,8 +82,12 @@ fn hub_login() -> Result<Option<HubLogin>, String> {
     match (user, Secret::from_env(HUB_SECRET_ENV)) {
         (Some(user), Some(secret)) => Ok(Some(HubLogin { user, secret })),
         (None, None) => Ok(None),
-        (Some(_), None) => Err(format!("${HUB_USER_ENV} is set but ${HUB_SECRET_ENV} is not")),
-        (None, Some(_)) => Err(format!("${HUB_SECRET_ENV} is set but ${HUB_USER_ENV} is not")),
+        (Some(_), None) => Err(format!(
+            "${HUB_USER_ENV} is set but ${HUB_SECRET_ENV} is not"
+        )),
+        (None, Some(_)) => Err(format!(
+            "${HUB_SECRET_ENV} is set but ${HUB_USER_ENV} is not"
+        )),
     }
 }
 

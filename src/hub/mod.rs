@@ -226,7 +226,13 @@ fn open_or_create(config: &HubConfig) -> Result<Repository, HubError> {
     let options = CreateOptions {
         project_name: config.project_name.clone(),
         admin_user: ADMIN_USER.into(),
-        nobody_caps: NOBODY_CAPS.into(),
+        // With login required the new file says so too, so a `fossil
+        // server` on it later does not open the door the hub kept shut.
+        nobody_caps: if config.login_required() {
+            String::new()
+        } else {
+            NOBODY_CAPS.into()
+        },
     };
     let repo =
         Repository::create(&config.repo, &options).map_err(|source| HubError::CreateRepo {

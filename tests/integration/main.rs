@@ -1,4 +1,5 @@
 //! Integration tests: real binaries, a real nats-server, the real `fossil`.
+mod access;
 mod coord;
 mod helpers;
 mod herd;
