@@ -266,7 +266,7 @@ fn our_client_signs_every_request_and_anonymous_ones_are_refused() {
     };
     assert!(text.contains("not authorized to write"), "{text}");
     assert_eq!(accepted(&hub), 0);
-    match alice.push(&repo, &[first.clone()]).unwrap() {
+    match alice.push(&repo, std::slice::from_ref(&first)).unwrap() {
         PushOutcome::Accepted { .. } => {}
         other => panic!("alice's push not accepted: {other:?}"),
     }
