@@ -11,6 +11,7 @@
 //! the total of manifest bytes per check-in near its minimum, `O(sqrt B)`,
 //! instead of `O(B)` for full manifests every time.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -21,6 +22,7 @@ use super::hash::{ArtifactHash, Rid};
 use super::manifest::{check_file_name, FileCard, Manifest, Perm};
 use super::store::{FileList, Repository};
 use super::time;
+use super::view::Entry;
 
 /// One file change of a check-in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,11 +96,12 @@ impl Repository {
             })?;
         }
         self.savepoint(|| {
-            let mut list = self.file_list(&spec.parent)?;
+            let (_, _, parent) = self.checkin_view(&spec.parent)?;
             let rcvid = self.new_rcvid(&spec.user, None, None)?;
             let mut new_rids = Vec::new();
+            let mut changes = Vec::with_capacity(spec.changes.len());
             for c in &spec.changes {
-                match &c.content {
+                let entry = match &c.content {
                     Some(bytes) => {
                         let s = self.store(bytes, None, Some(rcvid))?;
                         self.file_cache
@@ -107,13 +110,12 @@ impl Repository {
                         if s.is_new {
                             new_rids.push(s.rid);
                         }
-                        let perm = list.get(&c.path).map_or(Perm::Regular, |(_, p)| *p);
-                        list.insert(c.path.clone(), (s.hash, perm));
+                        let perm = parent.entry(&c.path).map_or(Perm::Regular, |(_, p)| p);
+                        Some((s.hash, perm))
                     }
-                    None => {
-                        list.remove(&c.path);
-                    }
-                }
+                    None => None,
+                };
+                changes.push((c.path.clone(), entry));
             }
             let meta = CheckinMeta {
                 comment: &spec.comment,
@@ -121,71 +123,61 @@ impl Repository {
                 ms: unix_ms(spec.time),
                 rcvid,
             };
-            self.commit_list(&spec.parent, &list, &meta, &new_rids)
+            self.commit_changes(&spec.parent, changes, &meta, &new_rids)
         })
     }
 
-    /// Writes, stores and crosslinks a check-in of the full file list `list`
-    /// as a child of `parent`. The file artifacts must already be stored.
-    pub(crate) fn commit_list(
+    /// Writes, stores and crosslinks a check-in that makes `changes` (path
+    /// and new entry, `None` deleting) on top of `parent`. The file
+    /// artifacts must already be stored. The delta against the parent's
+    /// baseline is the parent's own delta cards with `changes` laid over
+    /// them, so this costs O(changes) unless a new baseline is due.
+    pub(crate) fn commit_changes(
         &self,
         parent: &ArtifactHash,
-        list: &FileList,
+        changes: Vec<(String, Entry)>,
         meta: &CheckinMeta<'_>,
         new_rids: &[Rid],
     ) -> Result<Checkin, RepoError> {
-        let (prid, _) = self
-            .rid_of(parent)?
-            .ok_or_else(|| RepoError::MissingArtifact {
-                hash: parent.to_string(),
-            })?;
-        let pm = self.manifest_of_rid(prid, parent)?;
+        let (_, pm, pv) = self.checkin_view(parent)?;
         let base_hash = pm.baseline.clone().unwrap_or_else(|| parent.clone());
-        let (base_rid, _) = self
-            .rid_of(&base_hash)?
-            .ok_or_else(|| RepoError::MissingArtifact {
-                hash: base_hash.to_string(),
-            })?;
-        let base = self.list_of_rid(base_rid)?;
-        let mut delta = Vec::new();
-        for (name, (h, perm)) in list {
-            if base.get(name) != Some(&(h.clone(), *perm)) {
-                delta.push(FileCard {
-                    name: name.clone(),
-                    hash: Some(h.clone()),
-                    perm: *perm,
-                    oldname: None,
-                });
+        let mut delta: BTreeMap<String, Entry> = pv
+            .delta
+            .iter()
+            .map(|f| (f.name.clone(), f.hash.clone().map(|h| (h, f.perm))))
+            .collect();
+        delta.extend(changes);
+        delta.retain(|name, entry| pv.base.get(name) != entry.as_ref());
+        let card = |name: &String, entry: &Entry| FileCard {
+            name: name.clone(),
+            hash: entry.as_ref().map(|(h, _)| h.clone()),
+            perm: entry.as_ref().map_or(Perm::Regular, |(_, p)| *p),
+            oldname: None,
+        };
+        let full = |delta: &BTreeMap<String, Entry>| {
+            let mut list = (*pv.base).clone();
+            for (name, entry) in delta {
+                match entry {
+                    Some(e) => list.insert(name.clone(), e.clone()),
+                    None => list.remove(name),
+                };
             }
-        }
-        for name in base.keys() {
-            if !list.contains_key(name) {
-                delta.push(FileCard {
-                    name: name.clone(),
-                    hash: None,
-                    perm: Perm::Regular,
-                    oldname: None,
-                });
-            }
-        }
-        delta.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
-        let (baseline, files) = if prefer_delta(delta.len(), base.len()) {
-            (Some(base_hash), delta)
+            list
+        };
+        let mut list = None;
+        let (baseline, files) = if prefer_delta(delta.len(), pv.base.len()) {
+            (
+                Some(base_hash),
+                delta.iter().map(|(n, e)| card(n, e)).collect(),
+            )
         } else {
-            let full = list
-                .iter()
-                .map(|(n, (h, p))| FileCard {
-                    name: n.clone(),
-                    hash: Some(h.clone()),
-                    perm: *p,
-                    oldname: None,
-                })
-                .collect();
-            (None, full)
+            let all = list.insert(full(&delta));
+            let cards = all.iter().map(|(n, e)| card(n, &Some(e.clone()))).collect();
+            (None, cards)
         };
         let repo_cksum = match self.config_get("repo-cksum")?.as_deref() {
             Some("0") | Some("off") => None,
-            _ => Some(self.r_card(list)?),
+            _ => Some(self.r_card(list.get_or_insert_with(|| full(&delta)))?),
         };
         let manifest = Manifest {
             baseline,

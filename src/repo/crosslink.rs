@@ -12,49 +12,18 @@ use rusqlite::{params, OptionalExtension};
 
 use super::error::{RepoError, SqlContext};
 use super::hash::{ArtifactHash, Rid};
-use super::manifest::{parse_artifact, Artifact, FileCard, Manifest, Perm, TagKind};
+use super::manifest::{parse_artifact, Artifact, Manifest, Perm, TagKind};
 use super::store::{now_ms, FileList, Repository};
 use super::time;
+
+/// Parsed baseline lists kept in memory.
+const BASELINES_CACHED: usize = 4;
 
 /// Tag ids `fossil new` seeds.
 const TAG_CLUSTER: i64 = 7;
 
 /// (file name, old artifact, new artifact and permission); `None` = absent.
 type MlinkRow = (String, Option<ArtifactHash>, Option<(ArtifactHash, Perm)>);
-
-/// A file list as a baseline plus the sorted F cards of a delta manifest.
-struct ListView {
-    is_delta: bool,
-    base: Arc<FileList>,
-    delta: Vec<FileCard>,
-}
-
-impl ListView {
-    /// The manifest's own F card for `name` (delta manifests only).
-    fn own(&self, name: &str) -> Option<&FileCard> {
-        let i = self
-            .delta
-            .binary_search_by(|f| f.name.as_bytes().cmp(name.as_bytes()))
-            .ok()?;
-        Some(&self.delta[i])
-    }
-
-    /// The entry for `name`: `Some(None)` for a deletion card, `None` if unknown.
-    #[allow(clippy::option_option)]
-    fn lookup(&self, name: &str) -> Option<Option<(ArtifactHash, Perm)>> {
-        match self.own(name) {
-            Some(f) => Some(f.hash.clone().map(|h| (h, f.perm))),
-            None => self.base.get(name).cloned().map(Some),
-        }
-    }
-
-    fn names(&self) -> impl Iterator<Item = String> + '_ {
-        self.base
-            .keys()
-            .cloned()
-            .chain(self.delta.iter().map(|f| f.name.clone()))
-    }
-}
 
 /// What [`Repository::crosslink`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -342,33 +311,6 @@ impl Repository {
         Ok(())
     }
 
-    /// A check-in's file list as its baseline's (shared, cached) plus its delta.
-    fn view_of(&self, rid: Rid, m: &Manifest) -> Result<ListView, RepoError> {
-        match &m.baseline {
-            None => Ok(ListView {
-                is_delta: false,
-                base: self.list_of_rid(rid)?,
-                delta: Vec::new(),
-            }),
-            Some(b) => {
-                let (brid, phantom) =
-                    self.rid_of(b)?.ok_or_else(|| RepoError::MissingArtifact {
-                        hash: b.to_string(),
-                    })?;
-                if phantom {
-                    return Err(RepoError::MissingArtifact {
-                        hash: b.to_string(),
-                    });
-                }
-                Ok(ListView {
-                    is_delta: true,
-                    base: self.list_of_rid(brid)?,
-                    delta: m.files.clone(),
-                })
-            }
-        }
-    }
-
     fn tag_id(&self, name: &str) -> Result<i64, RepoError> {
         self.conn
             .prepare_cached("INSERT OR IGNORE INTO tag(tagname) VALUES(?1)")
@@ -529,12 +471,11 @@ impl Repository {
         Ok(Crosslinked::Cluster)
     }
 
-    /// The full file list of the check-in in row `rid`; baselines are cached.
+    /// The full file list of the check-in in row `rid`; the last few
+    /// baselines are cached (a leaf reads through its own and the hub's).
     pub(crate) fn list_of_rid(&self, rid: Rid) -> Result<Arc<FileList>, RepoError> {
-        if let Some((cached, list)) = &*self.baseline_cache.borrow() {
-            if *cached == rid {
-                return Ok(Arc::clone(list));
-            }
+        if let Some((_, list)) = self.baseline_cache.borrow().iter().find(|(r, _)| *r == rid) {
+            return Ok(Arc::clone(list));
         }
         let hash = self
             .hash_of(rid)?
@@ -544,7 +485,11 @@ impl Repository {
         let m = self.manifest_of_rid(rid, &hash)?;
         let list = Arc::new(self.full_list(&hash, &m)?);
         if m.baseline.is_none() {
-            self.baseline_cache.replace(Some((rid, Arc::clone(&list))));
+            let mut cache = self.baseline_cache.borrow_mut();
+            if cache.len() >= BASELINES_CACHED {
+                cache.remove(0);
+            }
+            cache.push((rid, Arc::clone(&list)));
         }
         Ok(list)
     }

@@ -6,7 +6,7 @@
 //! Files: `schema` (the 2.21 SQL), `hash` (names and row ids), `store`
 //! (create/open, transactions, config, users), `blob` (content store), `manifest` (bytes ↔ cards),
 //! `crosslink` (derived tables), `trunk` (file lists, trunk queries), `checkin`, `checkout`,
-//! `rebase`, `time` (D-card dates), `error`.
+//! `rebase`, `view` (file lists as baseline + delta), `time` (D-card dates), `error`.
 
 mod blob;
 mod checkin;
@@ -21,6 +21,7 @@ mod schema;
 mod store;
 pub mod time;
 mod trunk;
+mod view;
 
 pub use blob::{compress, decompress};
 pub use checkin::{prefer_delta, Checkin, CheckinSpec, FileChange};

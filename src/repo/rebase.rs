@@ -2,8 +2,10 @@
 //! parent) on top of another check-in, as a new check-in over the same file
 //! artifacts. This is how a leaf whose push was refused catches up.
 
+use std::collections::BTreeSet;
+
 use super::checkin::{Checkin, CheckinMeta};
-use super::error::{RebaseError, RepoError};
+use super::error::RebaseError;
 use super::hash::ArtifactHash;
 use super::store::{now_ms, Repository};
 
@@ -16,12 +18,7 @@ impl Repository {
         checkin: &ArtifactHash,
         onto: &ArtifactHash,
     ) -> Result<Checkin, RebaseError> {
-        let (rid, _) = self
-            .rid_of(checkin)?
-            .ok_or_else(|| RepoError::MissingArtifact {
-                hash: checkin.to_string(),
-            })?;
-        let m = self.manifest_of_rid(rid, checkin)?;
+        let (_, m, mine) = self.checkin_view(checkin)?;
         let parent = m
             .parents
             .first()
@@ -29,23 +26,30 @@ impl Repository {
             .ok_or_else(|| RebaseError::NoParent {
                 hash: checkin.clone(),
             })?;
-        let mine = self.file_list(checkin)?;
-        let base = self.file_list(&parent)?;
-        let mut target = self.file_list(onto)?;
-        let changed: Vec<&String> = mine
-            .keys()
-            .chain(base.keys())
-            .filter(|n| mine.get(*n) != base.get(*n))
-            .collect();
-        for name in changed {
-            let (theirs, ours) = (target.get(name), mine.get(name));
-            if theirs != base.get(name) && theirs != ours {
-                return Err(RebaseError::Conflict { path: name.clone() });
+        let (_, _, base) = self.checkin_view(&parent)?;
+        let (_, _, target) = self.checkin_view(onto)?;
+        // Where the check-in and its parent read through one baseline they
+        // can differ only in their delta cards; otherwise compare all names.
+        let candidates: BTreeSet<String> = if mine.shares_base(&base) {
+            mine.delta
+                .iter()
+                .chain(&base.delta)
+                .map(|f| f.name.clone())
+                .collect()
+        } else {
+            mine.names().chain(base.names()).collect()
+        };
+        let mut changes = Vec::new();
+        for name in candidates {
+            let (ours, before) = (mine.entry(&name), base.entry(&name));
+            if ours == before {
+                continue;
             }
-            match ours {
-                Some(entry) => target.insert(name.clone(), entry.clone()),
-                None => target.remove(name),
-            };
+            let theirs = target.entry(&name);
+            if theirs != before && theirs != ours {
+                return Err(RebaseError::Conflict { path: name });
+            }
+            changes.push((name, ours));
         }
         let ms = now_ms().max(m.unix_ms().unwrap_or(0));
         self.savepoint(|| {
@@ -56,7 +60,7 @@ impl Repository {
                 ms,
                 rcvid,
             };
-            self.commit_list(onto, &target, &meta, &[])
+            self.commit_changes(onto, changes, &meta, &[])
                 .map_err(RebaseError::from)
         })
     }

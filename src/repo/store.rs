@@ -63,7 +63,7 @@ pub struct Repository {
     path: PathBuf,
     /// The most recently expanded baseline manifest's file list; check-ins on a
     /// trunk share a baseline for many commits, so this saves reparsing it.
-    pub(crate) baseline_cache: RefCell<Option<(Rid, Arc<FileList>)>>,
+    pub(crate) baseline_cache: RefCell<Vec<(Rid, Arc<FileList>)>>,
     /// File contents by name for the R card, which hashes every file of the
     /// tree on each check-in; names are content addresses, so entries never
     /// go stale (even if the transaction that stored them rolls back).
@@ -217,7 +217,7 @@ impl Repository {
             let repo = Repository {
                 conn,
                 path: tmp.path().to_owned(),
-                baseline_cache: RefCell::new(None),
+                baseline_cache: RefCell::default(),
                 file_cache: RefCell::default(),
             };
             repo.transaction(|r| r.seed(opts, clone_of))?;
@@ -353,7 +353,7 @@ impl Repository {
         let repo = Repository {
             conn,
             path: path.to_owned(),
-            baseline_cache: RefCell::new(None),
+            baseline_cache: RefCell::default(),
             file_cache: RefCell::default(),
         };
         match repo.config_get("project-code")? {
@@ -416,7 +416,7 @@ impl Repository {
             Ok(v) => {
                 if let Err(source) = self.conn.execute_batch("COMMIT") {
                     let _ = self.conn.execute_batch("ROLLBACK");
-                    self.baseline_cache.replace(None);
+                    self.baseline_cache.borrow_mut().clear();
                     return Err(RepoError::Sql {
                         step: "committing a transaction",
                         source,
@@ -427,7 +427,7 @@ impl Repository {
             }
             Err(e) => {
                 let _ = self.conn.execute_batch("ROLLBACK");
-                self.baseline_cache.replace(None);
+                self.baseline_cache.borrow_mut().clear();
                 Err(e)
             }
         }
@@ -458,7 +458,7 @@ impl Repository {
                 let _ = self
                     .conn
                     .execute_batch("ROLLBACK TO herd_sp; RELEASE herd_sp");
-                self.baseline_cache.replace(None);
+                self.baseline_cache.borrow_mut().clear();
                 Err(e)
             }
         }

@@ -1,0 +1,111 @@
+//! A check-in's file list seen as its baseline's list (parsed once, shared)
+//! plus the sorted F cards of its own delta manifest. Commit, rebase and
+//! crosslink compare check-ins through views, so their cost follows the
+//! files a check-in changed, not the size of the tree; only writing a new
+//! baseline walks the whole list.
+
+use std::sync::Arc;
+
+use super::error::RepoError;
+use super::hash::{ArtifactHash, Rid};
+use super::manifest::{FileCard, Manifest, Perm};
+use super::store::{FileList, Repository};
+
+/// One file's entry: its artifact and permission, `None` when absent.
+pub(crate) type Entry = Option<(ArtifactHash, Perm)>;
+
+/// A file list as a baseline plus the sorted F cards of a delta manifest.
+pub(crate) struct ListView {
+    /// Whether the manifest is a delta manifest (else `delta` is empty and
+    /// `base` is its own full list).
+    pub is_delta: bool,
+    /// The baseline's full list.
+    pub base: Arc<FileList>,
+    /// The delta manifest's F cards, sorted by name.
+    pub delta: Vec<FileCard>,
+}
+
+impl ListView {
+    /// The manifest's own F card for `name` (delta manifests only).
+    pub fn own(&self, name: &str) -> Option<&FileCard> {
+        let i = self
+            .delta
+            .binary_search_by(|f| f.name.as_bytes().cmp(name.as_bytes()))
+            .ok()?;
+        Some(&self.delta[i])
+    }
+
+    /// The entry for `name`: `Some(None)` for a deletion card, `None` if unknown.
+    #[allow(clippy::option_option)]
+    pub fn lookup(&self, name: &str) -> Option<Entry> {
+        match self.own(name) {
+            Some(f) => Some(f.hash.clone().map(|h| (h, f.perm))),
+            None => self.base.get(name).cloned().map(Some),
+        }
+    }
+
+    /// The file `name` as this check-in has it.
+    pub fn entry(&self, name: &str) -> Entry {
+        self.lookup(name).flatten()
+    }
+
+    /// Every name the view mentions (baseline names, then delta names).
+    pub fn names(&self) -> impl Iterator<Item = String> + '_ {
+        self.base
+            .keys()
+            .cloned()
+            .chain(self.delta.iter().map(|f| f.name.clone()))
+    }
+
+    /// Whether `other` reads through the same baseline, so that the names
+    /// where the two differ are among their delta cards.
+    pub fn shares_base(&self, other: &ListView) -> bool {
+        Arc::ptr_eq(&self.base, &other.base)
+    }
+}
+
+impl Repository {
+    /// A check-in's file list as its baseline's (shared, cached) plus its delta.
+    pub(crate) fn view_of(&self, rid: Rid, m: &Manifest) -> Result<ListView, RepoError> {
+        match &m.baseline {
+            None => Ok(ListView {
+                is_delta: false,
+                base: self.list_of_rid(rid)?,
+                delta: Vec::new(),
+            }),
+            Some(b) => {
+                let (brid, phantom) =
+                    self.rid_of(b)?.ok_or_else(|| RepoError::MissingArtifact {
+                        hash: b.to_string(),
+                    })?;
+                if phantom {
+                    return Err(RepoError::MissingArtifact {
+                        hash: b.to_string(),
+                    });
+                }
+                Ok(ListView {
+                    is_delta: true,
+                    base: self.list_of_rid(brid)?,
+                    delta: m.files.clone(),
+                })
+            }
+        }
+    }
+
+    /// The row, manifest and view of check-in `hash`, which must be held.
+    pub(crate) fn checkin_view(
+        &self,
+        hash: &ArtifactHash,
+    ) -> Result<(Rid, Manifest, ListView), RepoError> {
+        let missing = || RepoError::MissingArtifact {
+            hash: hash.to_string(),
+        };
+        let (rid, phantom) = self.rid_of(hash)?.ok_or_else(missing)?;
+        if phantom {
+            return Err(missing());
+        }
+        let m = self.manifest_of_rid(rid, hash)?;
+        let view = self.view_of(rid, &m)?;
+        Ok((rid, m, view))
+    }
+}
