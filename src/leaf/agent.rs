@@ -75,6 +75,7 @@ pub async fn run(
         worktree: config.worktree(),
         user,
         trace: W3c::of(&tracing::Span::current()),
+        hub_retry: config.hub_retry,
     })
     .await?;
     tracing::info!(slot, tip = %started.tip, project = %started.project_code, "repository ready");
@@ -123,7 +124,8 @@ async fn connect(config: &LeafConfig, scope: &str, leaf_id: &str) -> Result<Coor
     let mut wait = CONNECT_FIRST_WAIT;
     let mut attempt = 1;
     loop {
-        let coord_config = CoordConfig::new(config.nats_url.clone(), scope);
+        let mut coord_config = CoordConfig::new(config.nats_url.clone(), scope);
+        coord_config.hold_ttl = config.hold_ttl();
         match Coord::connect(coord_config, leaf_id).await {
             Ok(coord) => return Ok(coord),
             Err(e) if attempt < CONNECT_ATTEMPTS => {

@@ -2,6 +2,7 @@
 //! parses flags into it; tests build it directly.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::workload::{Mode, WorkloadConfig, WorkloadError};
 
@@ -26,7 +27,16 @@ pub struct LeafConfig {
     pub workload: WorkloadConfig,
     /// Disjoint (own tasks) or shared (one pool for all).
     pub mode: Mode,
+    /// How long one push or pull keeps retrying a hub that does not answer
+    /// (connection refused or reset, HTTP 5xx), with growing waits, before
+    /// the task fails. Start-up does not wait this long: a hub unreachable
+    /// at start is a usage error.
+    pub hub_retry: Duration,
 }
+
+/// [`LeafConfig::hub_retry`] unless set: long enough for a hub to be
+/// restarted under a running trial.
+pub const DEFAULT_HUB_RETRY: Duration = Duration::from_secs(60);
 
 /// Why a configuration is unusable.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +76,11 @@ impl LeafConfig {
         if self.agents == 0 {
             return Err(ConfigError::Zero { name: "agents" });
         }
+        if self.hub_retry.is_zero() {
+            return Err(ConfigError::Zero {
+                name: "hub-retry-secs",
+            });
+        }
         if !(self.hub_url.starts_with("http://") || self.hub_url.starts_with("https://")) {
             return Err(ConfigError::HubUrl {
                 url: self.hub_url.clone(),
@@ -83,6 +98,11 @@ impl LeafConfig {
                 agents: self.agents,
                 tasks: self.tasks,
             })
+    }
+
+    /// The lease and hold lifetime of this slot's claims.
+    pub fn hold_ttl(&self) -> Duration {
+        Duration::from_millis(self.workload.hold_ttl_ms)
     }
 
     /// The slot's repository file.
@@ -111,7 +131,21 @@ mod tests {
             seed: 1,
             workload: WorkloadConfig::default(),
             mode: Mode::Disjoint,
+            hub_retry: DEFAULT_HUB_RETRY,
         }
+    }
+
+    #[test]
+    fn the_default_hold_ttl_is_coords() {
+        assert_eq!(
+            Duration::from_millis(crate::workload::DEFAULT_HOLD_TTL_MS),
+            crate::coord::DEFAULT_HOLD_TTL
+        );
+        assert_eq!(
+            config().hold_ttl(),
+            crate::coord::DEFAULT_HOLD_TTL,
+            "the default workload carries the default ttl"
+        );
     }
 
     #[test]
@@ -155,5 +189,13 @@ mod tests {
             ..config()
         };
         assert!(matches!(workload.validate(), Err(ConfigError::Workload(_))));
+        let retry = LeafConfig {
+            hub_retry: Duration::ZERO,
+            ..config()
+        };
+        assert_eq!(
+            retry.validate().unwrap_err().to_string(),
+            "hub-retry-secs must be at least 1"
+        );
     }
 }
