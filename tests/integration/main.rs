@@ -1,5 +1,6 @@
 //! Integration tests: real binaries, a real nats-server, the real `fossil`.
 mod coord;
+mod faults;
 mod helpers;
 mod herd;
 mod hub;
