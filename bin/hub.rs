@@ -34,8 +34,10 @@ use herd::xfer::login::{HUB_SECRET_ENV, HUB_USER_ENV};
 /// the server wants one, is read from $HERD_NATS_TOKEN.
 ///
 /// Exit codes: 0 clean stop, 1 failure while stopping, 2 could not start.
+///
+/// A flag given twice takes its last value.
 #[derive(Parser)]
-#[command(version)]
+#[command(version, args_override_self = true)]
 struct Cli {
     /// Repository file; created when it does not exist.
     #[arg(long, env = "HERD_HUB_REPO")]
@@ -105,6 +107,7 @@ impl Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    ignore_file_size_signal();
     let telemetry = match telemetry::init("hub", None) {
         Ok(t) => t,
         Err(e) => {
@@ -141,6 +144,18 @@ fn serve(cli: Cli) -> ExitCode {
             eprintln!("hub: {:#}", anyhow::Error::new(e));
             ExitCode::from(code)
         }
+    }
+}
+
+/// A write past the file-size limit (RLIMIT_FSIZE) would kill the process
+/// with SIGXFSZ; ignored, the write fails with EFBIG instead, SQLite
+/// reports an I/O error, and the push is refused while the hub stays up.
+fn ignore_file_size_signal() {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    // SAFETY: SIG_IGN installs no handler code, and no other thread exists
+    // yet to race with the change of disposition.
+    if let Err(e) = unsafe { signal(Signal::SIGXFSZ, SigHandler::SigIgn) } {
+        eprintln!("hub: cannot ignore SIGXFSZ: {e}");
     }
 }
 

@@ -12,6 +12,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use herd::chain::chain;
@@ -59,6 +60,10 @@ struct Cli {
     /// `disjoint`: each slot its own tasks; `shared`: all slots race for one pool.
     #[arg(long, env = "HERD_MODE", default_value = "disjoint")]
     mode: Mode,
+    /// How long a push or pull keeps retrying a hub that does not answer
+    /// (down, restarting) before the task fails.
+    #[arg(long, env = "HERD_HUB_RETRY_SECS", default_value_t = leaf::DEFAULT_HUB_RETRY.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    hub_retry_secs: u64,
 }
 
 fn main() -> ExitCode {
@@ -112,6 +117,7 @@ fn start(cli: Cli) -> ExitCode {
         mode: cli.mode,
         hub_login,
         nats_token: Secret::from_env(NATS_TOKEN_ENV),
+        hub_retry: Duration::from_secs(cli.hub_retry_secs),
     };
     if let Err(e) = config.validate() {
         eprintln!("leaf-agent: {}", chain(&e));

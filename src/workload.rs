@@ -51,6 +51,11 @@ impl std::fmt::Display for Mode {
     }
 }
 
+/// How long a claim's lease and file holds live unless set otherwise, in
+/// milliseconds: the same as `coord::DEFAULT_HOLD_TTL` (a leaf test checks
+/// they agree; this module depends on nothing of ours).
+pub const DEFAULT_HOLD_TTL_MS: u64 = 30_000;
+
 /// The workload knobs, with DESIGN.md's defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkloadConfig {
@@ -66,6 +71,10 @@ pub struct WorkloadConfig {
     pub min_think_ms: u64,
     /// Longest think time, in milliseconds.
     pub max_think_ms: u64,
+    /// Lifetime of a claim's lease and file holds, in milliseconds: a
+    /// killed leaf's task can be claimed again this long after its claim.
+    /// Not a workload knob proper, but passed to every leaf with them.
+    pub hold_ttl_ms: u64,
 }
 
 impl Default for WorkloadConfig {
@@ -77,6 +86,7 @@ impl Default for WorkloadConfig {
             max_bytes: 2000,
             min_think_ms: 10,
             max_think_ms: 100,
+            hold_ttl_ms: DEFAULT_HOLD_TTL_MS,
         }
     }
 }
@@ -121,6 +131,11 @@ impl WorkloadConfig {
         if self.min_bytes == 0 {
             return Err(WorkloadError::Zero { name: "min-bytes" });
         }
+        if self.hold_ttl_ms == 0 {
+            return Err(WorkloadError::Zero {
+                name: "hold-ttl-ms",
+            });
+        }
         Ok(())
     }
 }
@@ -147,6 +162,10 @@ pub struct WorkloadArgs {
     /// Longest think time per task, in ms.
     #[arg(long, env = "HERD_MAX_THINK_MS", default_value_t = 100)]
     pub max_think_ms: u64,
+    /// Lifetime of a claim's lease and file holds, in ms: a killed leaf's
+    /// task can be claimed again this long after its claim.
+    #[arg(long, env = "HERD_HOLD_TTL_MS", default_value_t = DEFAULT_HOLD_TTL_MS)]
+    pub hold_ttl_ms: u64,
 }
 
 impl WorkloadArgs {
@@ -159,6 +178,7 @@ impl WorkloadArgs {
             max_bytes: self.max_bytes,
             min_think_ms: self.min_think_ms,
             max_think_ms: self.max_think_ms,
+            hold_ttl_ms: self.hold_ttl_ms,
         }
     }
 }

@@ -124,19 +124,31 @@ impl Writing {
     fn write_batch(&self, jobs: Vec<Job>) {
         let config = &self.config;
         let result = self.repo.transaction(|repo| {
-            Ok::<_, RepoError>(
-                jobs.iter()
-                    .map(|job| handle_decoded(repo, &job.decoded, job.peer.as_deref(), config))
-                    .collect::<Vec<_>>(),
-            )
+            let mut responses = Vec::with_capacity(jobs.len());
+            for job in &jobs {
+                let response = handle_decoded(repo, &job.decoded, job.peer.as_deref(), config);
+                // SQLite may answer a full disk or an I/O error in the middle
+                // of a statement by rolling back the whole transaction; the
+                // pushes before this one are then gone too, and the ones
+                // after must not run outside the batch's transaction.
+                if !repo.in_transaction() {
+                    return Err(BatchError::RolledBack {
+                        failure: response.outcome.failure.unwrap_or_default(),
+                    });
+                }
+                responses.push(response);
+            }
+            Ok(responses)
         });
         let responses = match result {
             Ok(responses) => responses,
             Err(e) => {
-                // Nothing of the batch is durable: every push hears so.
-                tracing::error!(pushes = jobs.len(), error = %chain(&e), "write transaction failed");
+                // Nothing of the batch is durable: every push hears so, and
+                // the writer carries on with the next batch.
+                let reason = e.reason();
+                tracing::error!(pushes = jobs.len(), reason, error = %chain(&e), "write transaction failed");
                 for job in jobs {
-                    let _ = job.reply.send(failure_reply(job.content_type));
+                    let _ = job.reply.send(failure_reply(job.content_type, reason));
                 }
                 return;
             }
@@ -204,10 +216,62 @@ impl Writing {
     }
 }
 
-/// The reply to a push whose transaction did not commit: one `error` card.
-fn failure_reply(content_type: ContentType) -> Response {
+/// Why a batch's write transaction did not commit.
+#[derive(Debug, thiserror::Error)]
+enum BatchError {
+    /// A statement, or the COMMIT, failed.
+    #[error("write transaction")]
+    Repo(#[from] RepoError),
+    /// SQLite rolled the transaction back itself while a push was handled.
+    #[error("write transaction rolled back by sqlite: {failure}")]
+    RolledBack {
+        /// The failing push's error chain.
+        failure: String,
+    },
+}
+
+impl BatchError {
+    /// What the pushers are told, in a few words: a full disk and a failing
+    /// or read-only file are named, since the client can do nothing about
+    /// them but wait or tell an operator.
+    fn reason(&self) -> &'static str {
+        let storage = match self {
+            BatchError::Repo(e) => sqlite_code(e),
+            // The failure is only text by now; SQLite rolls a whole
+            // transaction back on its own only for storage faults.
+            BatchError::RolledBack { .. } => Some(rusqlite::ErrorCode::SystemIoFailure),
+        };
+        match storage {
+            Some(rusqlite::ErrorCode::DiskFull) => "the repository's disk is full",
+            Some(rusqlite::ErrorCode::SystemIoFailure) => {
+                "the repository cannot be written (i/o error: disk full or failing)"
+            }
+            Some(rusqlite::ErrorCode::ReadOnly) => "the repository is read-only",
+            _ => "the write transaction failed",
+        }
+    }
+}
+
+/// The SQLite error code behind a repository error, if there is one.
+fn sqlite_code(e: &RepoError) -> Option<rusqlite::ErrorCode> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(rusqlite::Error::SqliteFailure(failure, _)) =
+            err.downcast_ref::<rusqlite::Error>()
+        {
+            return Some(failure.code);
+        }
+        source = err.source();
+    }
+    None
+}
+
+/// The reply to a push whose transaction did not commit: one `error` card
+/// saying why and that nothing was stored, so the client may push again.
+fn failure_reply(content_type: ContentType, reason: &str) -> Response {
+    let text = format!("server error: {reason}; nothing of this push was stored");
     let cards = [
-        Card::Error("server error: the write transaction failed".into()),
+        Card::Error(text.clone()),
         Card::Comment(timestamp_comment(1)),
     ];
     Response {
@@ -216,7 +280,7 @@ fn failure_reply(content_type: ContentType) -> Response {
         outcome: crate::xfer::Outcome {
             cards_out: cards.len(),
             errors: 1,
-            failure: Some("write transaction failed".into()),
+            failure: Some(text),
             ..Default::default()
         },
     }

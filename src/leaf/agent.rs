@@ -13,8 +13,8 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::coord::{
-    subscribe_tips, Claim, ClaimError, Coord, CoordConfig, Scope, TaskId, TaskStatus,
-    TipSubscription, DEFAULT_OP_TIMEOUT,
+    subscribe_tips, Claim, ClaimError, Coord, CoordConfig, CoordError, FenceError, Scope, TaskId,
+    TaskStatus, TipSubscription, DEFAULT_OP_TIMEOUT,
 };
 use crate::report::{ClaimOutcome, LeafLine, LeafReady, LeafSummary, TaskLine, TaskOutcome};
 use crate::telemetry::W3c;
@@ -29,6 +29,10 @@ use super::{EXIT_INCOMPLETE, EXIT_OK};
 /// Attempts at joining the trial on NATS at start, with doubling waits.
 const CONNECT_ATTEMPTS: u32 = 5;
 const CONNECT_FIRST_WAIT: Duration = Duration::from_millis(200);
+/// Waits between tries of a coordination step NATS did not answer (a
+/// server restarting), doubling from the first to the last.
+const COORD_FIRST_WAIT: Duration = Duration::from_millis(100);
+const COORD_MAX_WAIT: Duration = Duration::from_secs(2);
 /// Passes over the shared pool: after the first, only tasks whose winner
 /// gave them up (open again) are tried.
 const MAX_POOL_PASSES: u32 = 100;
@@ -76,6 +80,7 @@ pub async fn run(
         user,
         trace: W3c::of(&tracing::Span::current()),
         login: config.hub_login.clone(),
+        hub_retry: config.hub_retry,
     })
     .await?;
     tracing::info!(slot, tip = %started.tip, project = %started.project_code, "repository ready");
@@ -126,6 +131,7 @@ async fn connect(config: &LeafConfig, scope: &str, leaf_id: &str) -> Result<Coor
     loop {
         let mut coord_config = CoordConfig::new(config.nats_url.clone(), scope);
         coord_config.token = config.nats_token.clone();
+        coord_config.hold_ttl = config.hold_ttl();
         match Coord::connect(coord_config, leaf_id).await {
             Ok(coord) => return Ok(coord),
             Err(e) if attempt < CONNECT_ATTEMPTS => {
@@ -243,9 +249,13 @@ impl Agent<'_> {
                 return Ok(true);
             }
             let plan = workload.next_task();
+            // A retry after a lost answer may leave an unused open record
+            // behind; no other slot opens this slot's tasks.
             let id = self
-                .coord
-                .open_task(&plan.title, plan.files.iter().map(|(path, _)| path))
+                .retrying("open", || {
+                    self.coord
+                        .open_task(&plan.title, plan.files.iter().map(|(path, _)| path))
+                })
                 .await
                 .map_err(|source| LeafError::Coord {
                     step: "open",
@@ -275,14 +285,19 @@ impl Agent<'_> {
                 }
                 let plan = pool_task(&c.workload, c.seed, k);
                 let id = pool_task_id(k)?;
-                self.coord
-                    .open_task_with_id(&id, &plan.title, plan.files.iter().map(|(p, _)| p))
-                    .await
-                    .map_err(|source| LeafError::Coord {
-                        step: "open",
-                        task: id.to_string(),
-                        source,
-                    })?;
+                self.retrying("open", || {
+                    self.coord.open_task_with_id(
+                        &id,
+                        &plan.title,
+                        plan.files.iter().map(|(p, _)| p),
+                    )
+                })
+                .await
+                .map_err(|source| LeafError::Coord {
+                    step: "open",
+                    task: id.to_string(),
+                    source,
+                })?;
                 if self.task(&id, &plan).await? == TaskOutcome::ClaimLost {
                     lost.push(k);
                 }
@@ -340,7 +355,10 @@ impl Agent<'_> {
             outcome,
         };
         let claim_span = tracing::info_span!("coord.Claim", outcome = tracing::field::Empty);
-        let claimed = self.coord.claim(id).instrument(claim_span.clone()).await;
+        let claimed = self
+            .retrying("claim", || self.coord.claim(id))
+            .instrument(claim_span.clone())
+            .await;
         claim_span.record("outcome", if claimed.is_ok() { "won" } else { "lost" });
         drop(claim_span);
         let claim = match claimed {
@@ -373,7 +391,7 @@ impl Agent<'_> {
         }
 
         let start = Instant::now();
-        if let Err(source) = self.coord.check(&claim).await {
+        if let Err(source) = self.retrying("check", || self.coord.check(&claim)).await {
             let e = LeafError::Fence {
                 step: "check",
                 task: id.to_string(),
@@ -468,6 +486,33 @@ impl Agent<'_> {
         Ok(outcome)
     }
 
+    /// Runs one coordination step, trying again while NATS does not answer
+    /// (see [`Unanswered`]) until [`LeafConfig::hub_retry`] has passed, with
+    /// doubling waits.
+    async fn retrying<T, E, F, Fut>(&self, what: &'static str, mut step: F) -> Result<T, E>
+    where
+        E: Unanswered + std::fmt::Display,
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, E>>,
+    {
+        let start = Instant::now();
+        let mut wait = COORD_FIRST_WAIT;
+        let mut attempt = 1;
+        loop {
+            let e = match step().await {
+                Err(e) if e.unanswered(attempt, self.coord.leaf_id()) => e,
+                other => return other,
+            };
+            if start.elapsed() + wait > self.config.hub_retry || self.stop_requested() {
+                return Err(e);
+            }
+            tracing::warn!(step = what, attempt, error = %e, "nats did not answer; retrying");
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(COORD_MAX_WAIT);
+            attempt += 1;
+        }
+    }
+
     /// Sleeps the think time; `false` when a stop request cut it short.
     async fn think(&self, think: Duration) -> bool {
         let start = Instant::now();
@@ -496,6 +541,45 @@ impl Agent<'_> {
     }
 }
 
+/// Errors of a coordination step that may succeed when tried again: NATS
+/// did not answer (a timeout, a dropped connection, JetStream not yet back
+/// after a restart).
+trait Unanswered {
+    /// Whether trying again may help; `attempt` is the try that failed and
+    /// `me` this leaf's id.
+    fn unanswered(&self, attempt: u32, me: &str) -> bool;
+}
+
+impl Unanswered for CoordError {
+    fn unanswered(&self, _: u32, _: &str) -> bool {
+        matches!(
+            self,
+            CoordError::Timeout { .. } | CoordError::Nats { .. } | CoordError::Connect { .. }
+        )
+    }
+}
+
+impl Unanswered for ClaimError {
+    /// A claim whose answer was lost may have been written, wholly or in
+    /// part: on the next try the task is then claimed, or a file held, by
+    /// this very leaf. That is not contention; it clears when the lease
+    /// runs out, and the claim is then taken again.
+    fn unanswered(&self, attempt: u32, me: &str) -> bool {
+        match self {
+            ClaimError::Coord(e) => e.unanswered(attempt, me),
+            ClaimError::AlreadyClaimed { by: Some(by), .. } => attempt > 1 && by == me,
+            ClaimError::HeldByAnother { holder, .. } => attempt > 1 && holder == me,
+            _ => false,
+        }
+    }
+}
+
+impl Unanswered for FenceError {
+    fn unanswered(&self, attempt: u32, me: &str) -> bool {
+        matches!(self, FenceError::Coord(e) if e.unanswered(attempt, me))
+    }
+}
+
 /// The fixed id of pool task `k`, the same in every leaf.
 fn pool_task_id(k: u32) -> Result<TaskId, LeafError> {
     let id = format!("pool-{k}");
@@ -514,6 +598,37 @@ mod tests {
     fn pool_ids_are_valid_keys_and_distinct() {
         assert_eq!(pool_task_id(0).unwrap().as_str(), "pool-0");
         assert_ne!(pool_task_id(1).unwrap(), pool_task_id(10).unwrap());
+    }
+
+    #[test]
+    fn only_unanswered_steps_are_tried_again() {
+        let timeout = || CoordError::Timeout {
+            op: "claim task t".into(),
+            step: "read record",
+            after: Duration::from_secs(5),
+        };
+        let task = TaskId::new("t").unwrap();
+        assert!(timeout().unanswered(1, "me"));
+        assert!(ClaimError::Coord(timeout()).unanswered(1, "me"));
+        assert!(FenceError::Coord(timeout()).unanswered(1, "me"));
+        let mine = ClaimError::AlreadyClaimed {
+            task: task.clone(),
+            status: None,
+            by: Some("me".into()),
+        };
+        // Claimed by this leaf: a lost answer's doing only after a first try.
+        assert!(!mine.unanswered(1, "me"));
+        assert!(mine.unanswered(2, "me"));
+        assert!(!mine.unanswered(2, "other"));
+        let held = ClaimError::HeldByAnother {
+            task: task.clone(),
+            file: "f".into(),
+            holder: "other".into(),
+        };
+        assert!(!held.unanswered(2, "me"));
+        assert!(!ClaimError::NoSuchTask { task: task.clone() }.unanswered(2, "me"));
+        assert!(!FenceError::LeaseExpired { task }.unanswered(2, "me"));
+        assert!(!CoordError::InvalidTaskId { id: "x".into() }.unanswered(1, "me"));
     }
 
     #[test]

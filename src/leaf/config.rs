@@ -3,6 +3,7 @@
 //! it directly.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::coord::Secret;
 use crate::workload::{Mode, WorkloadConfig, WorkloadError};
@@ -42,7 +43,16 @@ pub struct LeafConfig {
     pub hub_login: Option<HubLogin>,
     /// The NATS auth token, when the server requires one.
     pub nats_token: Option<Secret>,
+    /// How long one push or pull keeps retrying a hub that does not answer
+    /// (connection refused or reset, HTTP 5xx), with growing waits, before
+    /// the task fails. Start-up does not wait this long: a hub unreachable
+    /// at start is a usage error.
+    pub hub_retry: Duration,
 }
+
+/// [`LeafConfig::hub_retry`] unless set: long enough for a hub to be
+/// restarted under a running trial.
+pub const DEFAULT_HUB_RETRY: Duration = Duration::from_secs(60);
 
 /// Why a configuration is unusable.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +92,11 @@ impl LeafConfig {
         if self.agents == 0 {
             return Err(ConfigError::Zero { name: "agents" });
         }
+        if self.hub_retry.is_zero() {
+            return Err(ConfigError::Zero {
+                name: "hub-retry-secs",
+            });
+        }
         if !(self.hub_url.starts_with("http://") || self.hub_url.starts_with("https://")) {
             return Err(ConfigError::HubUrl {
                 url: self.hub_url.clone(),
@@ -99,6 +114,11 @@ impl LeafConfig {
                 agents: self.agents,
                 tasks: self.tasks,
             })
+    }
+
+    /// The lease and hold lifetime of this slot's claims.
+    pub fn hold_ttl(&self) -> Duration {
+        Duration::from_millis(self.workload.hold_ttl_ms)
     }
 
     /// The slot's repository file.
@@ -129,7 +149,21 @@ mod tests {
             mode: Mode::Disjoint,
             hub_login: None,
             nats_token: None,
+            hub_retry: DEFAULT_HUB_RETRY,
         }
+    }
+
+    #[test]
+    fn the_default_hold_ttl_is_coords() {
+        assert_eq!(
+            Duration::from_millis(crate::workload::DEFAULT_HOLD_TTL_MS),
+            crate::coord::DEFAULT_HOLD_TTL
+        );
+        assert_eq!(
+            config().hold_ttl(),
+            crate::coord::DEFAULT_HOLD_TTL,
+            "the default workload carries the default ttl"
+        );
     }
 
     #[test]
@@ -173,5 +207,13 @@ mod tests {
             ..config()
         };
         assert!(matches!(workload.validate(), Err(ConfigError::Workload(_))));
+        let retry = LeafConfig {
+            hub_retry: Duration::ZERO,
+            ..config()
+        };
+        assert_eq!(
+            retry.validate().unwrap_err().to_string(),
+            "hub-retry-secs must be at least 1"
+        );
     }
 }

@@ -113,6 +113,23 @@ pub enum LeafError {
         #[source]
         source: FenceError,
     },
+    /// The hub did not answer a push or pull for the whole retry deadline.
+    #[error(
+        "{step}: hub {url} did not answer for {waited_ms} ms ({attempts} attempts); giving up"
+    )]
+    HubUnreachable {
+        /// The exchange (`pull`, `push <check-in>`).
+        step: String,
+        /// The hub URL.
+        url: String,
+        /// Attempts made.
+        attempts: u32,
+        /// How long the leaf kept trying, in milliseconds.
+        waited_ms: u64,
+        /// The last attempt's error.
+        #[source]
+        source: Box<ClientError>,
+    },
     /// Too many pushes were refused in a row.
     #[error("push of task {task} refused {attempts} times; giving up")]
     TooManyRefusals {

@@ -24,7 +24,7 @@ mod output;
 mod sync;
 
 pub use agent::{run, LeafRun};
-pub use config::{ConfigError, HubLogin, LeafConfig};
+pub use config::{ConfigError, HubLogin, LeafConfig, DEFAULT_HUB_RETRY};
 pub use error::LeafError;
 pub use output::Reporter;
 

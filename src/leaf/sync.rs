@@ -37,10 +37,16 @@ use super::error::LeafError;
 /// whole always progresses; the bound only stops a leaf that starves for
 /// minutes behind a hub that keeps moving.
 pub(super) const MAX_PUSH_ATTEMPTS: u32 = 10_000;
-/// Attempts at reaching the hub for one exchange (clone, pull, push) when
-/// the transport fails, with doubling waits from [`RETRY_FIRST_WAIT`].
-const TRANSPORT_ATTEMPTS: u32 = 6;
+/// Attempts at reaching the hub at start-up (clone or first pull) when it
+/// does not answer, with doubling waits from [`RETRY_FIRST_WAIT`]: a hub
+/// unreachable at start is a usage error, reported within seconds.
+const START_ATTEMPTS: u32 = 6;
+/// During the trial a push or pull retries a hub that does not answer
+/// (down, restarting) for [`SyncConfig::hub_retry`], waiting
+/// [`RETRY_FIRST_WAIT`] at first, doubling up to [`RETRY_MAX_WAIT`], each
+/// wait drawn from its upper half so leaves do not return in step.
 const RETRY_FIRST_WAIT: Duration = Duration::from_millis(100);
+const RETRY_MAX_WAIT: Duration = Duration::from_secs(2);
 /// After a refused push the leaf waits a random time below a bound that
 /// doubles with each refusal of the same task (from [`JITTER_FIRST_US`] up to
 /// [`JITTER_MAX_US`]): randomized exponential backoff, as on a shared
@@ -65,6 +71,8 @@ pub(super) struct SyncConfig {
     pub trace: W3c,
     /// Signs every sync request when set.
     pub login: Option<HubLogin>,
+    /// How long a push or pull retries a hub that does not answer.
+    pub hub_retry: Duration,
 }
 
 /// The repository as it stands after start-up.
@@ -272,7 +280,7 @@ impl SyncState {
                 path: config.repo_path.clone(),
                 source: Box::new(source),
             })?;
-            with_retries(|| client.pull(&repo)).map_err(|source| LeafError::Clone {
+            with_start_retries(|| client.pull(&repo)).map_err(|source| LeafError::Clone {
                 url: config.hub_url.clone(),
                 path: config.repo_path.clone(),
                 source: Box::new(source),
@@ -285,7 +293,7 @@ impl SyncState {
                     source,
                 })?;
             }
-            with_retries(|| {
+            with_start_retries(|| {
                 remove_repository(&config.repo_path);
                 client.clone_into(&config.repo_path)
             })
@@ -413,18 +421,27 @@ impl SyncState {
             .hash;
         let mut fork_retries = 0;
         for _ in 0..MAX_PUSH_ATTEMPTS {
-            let pushed = with_retries(|| self.client.push(&self.repo, &[checkin.clone()]));
+            // A push is safe to repeat: when the hub stored the check-in
+            // but its reply was lost (killed after COMMIT), the repeat finds
+            // the check-in held and answers without a refusal, so it counts
+            // as landed once and is never rebased into a second copy.
+            let pushed = retry_until(self.config.hub_retry, || {
+                self.client.push(&self.repo, &[checkin.clone()])
+            });
             let verdict = match pushed {
                 Ok(verdict) => verdict,
-                Err(source) => {
+                Err(gave_up) => {
+                    let url = self.config.hub_url.clone();
+                    let step = format!("push {checkin}");
+                    let error = gave_up.into_leaf_error(&url, step, |source| LeafError::Push {
+                        url: url.clone(),
+                        checkin: checkin.to_string(),
+                        source,
+                    });
                     return Ok(CommitOutcome::Failed {
                         fork_retries,
-                        error: Box::new(LeafError::Push {
-                            url: self.config.hub_url.clone(),
-                            checkin: checkin.to_string(),
-                            source: Box::new(source),
-                        }),
-                    })
+                        error: Box::new(error),
+                    });
                 }
             };
             match verdict {
@@ -500,11 +517,15 @@ impl SyncState {
     }
 
     fn pull(&mut self) -> Result<(), LeafError> {
-        let outcome =
-            with_retries(|| self.client.pull(&self.repo)).map_err(|source| LeafError::Pull {
-                url: self.config.hub_url.clone(),
-                source: Box::new(source),
-            })?;
+        let url = &self.config.hub_url;
+        let outcome = retry_until(self.config.hub_retry, || self.client.pull(&self.repo)).map_err(
+            |gave_up| {
+                gave_up.into_leaf_error(url, "pull".into(), |source| LeafError::Pull {
+                    url: url.clone(),
+                    source,
+                })
+            },
+        )?;
         let tip = match outcome.tip {
             Some((tip, _)) => Some(tip),
             None => self
@@ -540,17 +561,26 @@ fn set_trace(client: &Client, trace: &W3c) {
     client.set_headers(headers);
 }
 
-/// Runs one exchange with the hub, retrying transport failures (the hub
-/// not answering) with doubling waits; protocol and repository errors are
-/// returned at once.
-fn with_retries<T>(mut f: impl FnMut() -> Result<T, ClientError>) -> Result<T, ClientError> {
+/// Whether an exchange failed because the hub did not answer (refused or
+/// reset connection, a cut reply, an overloaded or failing server), so the
+/// same request may succeed later. Protocol faults, `error` cards and the
+/// local repository's errors would fail again.
+fn is_transient(e: &ClientError) -> bool {
+    match e {
+        ClientError::Transport { .. } | ClientError::Body { .. } => true,
+        ClientError::Status { status, .. } => *status >= 500 || matches!(status, 408 | 429),
+        _ => false,
+    }
+}
+
+/// Runs one start-up exchange with the hub, retrying while it does not
+/// answer, [`START_ATTEMPTS`] times with doubling waits.
+fn with_start_retries<T>(mut f: impl FnMut() -> Result<T, ClientError>) -> Result<T, ClientError> {
     let mut wait = RETRY_FIRST_WAIT;
     let mut attempt = 1;
     loop {
         match f() {
-            Err(e @ (ClientError::Transport { .. } | ClientError::Status { .. }))
-                if attempt < TRANSPORT_ATTEMPTS =>
-            {
+            Err(e) if is_transient(&e) && attempt < START_ATTEMPTS => {
                 tracing::info!(error = %e, attempt, "hub exchange failed; retrying");
                 std::thread::sleep(wait);
                 wait *= 2;
@@ -558,6 +588,88 @@ fn with_retries<T>(mut f: impl FnMut() -> Result<T, ClientError>) -> Result<T, C
             }
             other => return other,
         }
+    }
+}
+
+/// Why [`retry_until`] stopped.
+#[derive(Debug)]
+enum GaveUp {
+    /// An error that retrying cannot fix.
+    Failed(ClientError),
+    /// The hub did not answer for the whole deadline.
+    Deadline {
+        attempts: u32,
+        waited: Duration,
+        last: ClientError,
+    },
+}
+
+impl GaveUp {
+    /// The leaf's error: `failed` wraps an error retrying cannot fix; a
+    /// deadline becomes [`LeafError::HubUnreachable`] for `step`.
+    fn into_leaf_error(
+        self,
+        url: &str,
+        step: String,
+        failed: impl FnOnce(Box<ClientError>) -> LeafError,
+    ) -> LeafError {
+        match self {
+            GaveUp::Failed(e) => failed(Box::new(e)),
+            GaveUp::Deadline {
+                attempts,
+                waited,
+                last,
+            } => LeafError::HubUnreachable {
+                step,
+                url: url.to_string(),
+                attempts,
+                waited_ms: u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
+                source: Box::new(last),
+            },
+        }
+    }
+}
+
+/// Runs one exchange with the hub, retrying while the hub does not answer
+/// (see [`is_transient`]) for up to `limit`, with randomized waits doubling
+/// from [`RETRY_FIRST_WAIT`] to [`RETRY_MAX_WAIT`]; the last wait is cut to
+/// the deadline.
+fn retry_until<T>(
+    limit: Duration,
+    mut f: impl FnMut() -> Result<T, ClientError>,
+) -> Result<T, GaveUp> {
+    let start = Instant::now();
+    let mut wait = RETRY_FIRST_WAIT;
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let e = match f() {
+            Ok(v) => {
+                if attempts > 1 {
+                    tracing::info!(attempts, "hub answers again");
+                }
+                return Ok(v);
+            }
+            Err(e) if is_transient(&e) => e,
+            Err(e) => return Err(GaveUp::Failed(e)),
+        };
+        let waited = start.elapsed();
+        let Some(left) = limit.checked_sub(waited).filter(|d| !d.is_zero()) else {
+            return Err(GaveUp::Deadline {
+                attempts,
+                waited,
+                last: e,
+            });
+        };
+        if attempts == 1 {
+            tracing::warn!(error = %e, "hub does not answer; retrying");
+        } else {
+            tracing::info!(error = %e, attempts, "hub still does not answer; retrying");
+        }
+        let half = wait / 2;
+        let pause = half + rand::thread_rng().gen_range(Duration::ZERO..=half);
+        std::thread::sleep(pause.min(left));
+        wait = (wait * 2).min(RETRY_MAX_WAIT);
     }
 }
 
@@ -593,4 +705,74 @@ fn write_file(path: &Path, content: &[u8]) -> Result<(), LeafError> {
 /// How long the commit took, in milliseconds.
 pub(super) fn elapsed_ms(start: Instant) -> f64 {
     start.elapsed().as_secs_f64() * 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::error::chain;
+    use super::*;
+
+    fn status(status: u16) -> ClientError {
+        ClientError::Status {
+            url: "http://127.0.0.1:1/".into(),
+            status,
+        }
+    }
+
+    #[test]
+    fn a_hub_that_never_answers_is_given_up_after_the_deadline() {
+        let limit = Duration::from_millis(300);
+        let start = Instant::now();
+        let mut calls = 0;
+        let result: Result<(), GaveUp> = retry_until(limit, || {
+            calls += 1;
+            Err(status(503))
+        });
+        let Err(GaveUp::Deadline {
+            attempts, waited, ..
+        }) = result
+        else {
+            panic!("expected the deadline, got {result:?}");
+        };
+        assert_eq!(attempts, calls);
+        assert!(attempts >= 2, "retried before giving up: {attempts}");
+        assert!(waited >= limit && start.elapsed() >= limit);
+        let error = GaveUp::Deadline {
+            attempts,
+            waited,
+            last: status(503),
+        }
+        .into_leaf_error("http://h/", "pull".into(), |_| LeafError::WorkerGone);
+        let text = chain(&error);
+        assert!(
+            text.starts_with("pull: hub http://h/ did not answer for ")
+                && text.contains("giving up: http://127.0.0.1:1/ answered HTTP 503"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn only_transient_failures_are_retried() {
+        let mut calls = 0;
+        let result: Result<(), GaveUp> = retry_until(Duration::from_secs(30), || {
+            calls += 1;
+            Err(status(404))
+        });
+        assert!(matches!(
+            result,
+            Err(GaveUp::Failed(ClientError::Status { status: 404, .. }))
+        ));
+        assert_eq!(calls, 1);
+
+        let mut calls = 0;
+        let result = retry_until(Duration::from_secs(30), || {
+            calls += 1;
+            if calls < 3 {
+                Err(status(502))
+            } else {
+                Ok(calls)
+            }
+        });
+        assert_eq!(result.unwrap(), 3);
+    }
 }

@@ -253,7 +253,9 @@ fn leaf_command(
         .arg("--min-think-ms")
         .arg(w.min_think_ms.to_string())
         .arg("--max-think-ms")
-        .arg(w.max_think_ms.to_string());
+        .arg(w.max_think_ms.to_string())
+        .arg("--hold-ttl-ms")
+        .arg(w.hold_ttl_ms.to_string());
     cmd
 }
 

@@ -1,6 +1,7 @@
 //! Integration tests: real binaries, a real nats-server, the real `fossil`.
 mod access;
 mod coord;
+mod faults;
 mod helpers;
 mod herd;
 mod hub;
