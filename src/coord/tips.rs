@@ -359,25 +359,19 @@ impl TipSubscription {
         })
     }
 
-    /// The newest tip available: waits for one, then drains every tip
-    /// already received without waiting and returns the last, counting the
-    /// dropped ones in [`TipEvent::superseded`]. A leaf that pulls per
-    /// broadcast uses this to skip tips a newer one made moot.
-    pub async fn next_latest(&mut self) -> Option<Result<TipEvent, CoordError>> {
-        let mut latest = match self.next().await? {
+    /// Every tip available: waits for one, then takes every tip already
+    /// received without waiting, oldest first. A leaf applies them in one
+    /// transaction instead of one each.
+    pub async fn next_batch(&mut self) -> Option<Result<Vec<TipEvent>, CoordError>> {
+        let first = match self.next().await? {
             Ok(event) => event,
             Err(err) => return Some(Err(err)),
         };
+        let mut batch = vec![first];
         // Only ready messages: a consumer being recreated is not waited for.
         while self.messages.is_some() {
             match self.next().now_or_never() {
-                Some(Some(Ok(newer))) => {
-                    let superseded = latest.superseded + 1;
-                    latest = TipEvent {
-                        superseded,
-                        ..newer
-                    };
-                }
+                Some(Some(Ok(newer))) => batch.push(newer),
                 Some(Some(Err(err))) => {
                     self.pending_error = Some(err);
                     break;
@@ -385,7 +379,24 @@ impl TipSubscription {
                 Some(None) | None => break,
             }
         }
-        Some(Ok(latest))
+        Some(Ok(batch))
+    }
+
+    /// The newest tip available ([`TipSubscription::next_batch`]'s last),
+    /// counting the dropped ones in [`TipEvent::superseded`]. A leaf that
+    /// pulls per broadcast uses this to skip tips a newer one made moot.
+    pub async fn next_latest(&mut self) -> Option<Result<TipEvent, CoordError>> {
+        let batch = match self.next_batch().await? {
+            Ok(batch) => batch,
+            Err(err) => return Some(Err(err)),
+        };
+        let superseded = batch.len() as u64 - 1;
+        batch.into_iter().last().map(|latest| {
+            Ok(TipEvent {
+                superseded,
+                ..latest
+            })
+        })
     }
 }
 

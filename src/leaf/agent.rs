@@ -150,18 +150,20 @@ async fn connect(config: &LeafConfig, scope: &str, leaf_id: &str) -> Result<Coor
     }
 }
 
-/// Catches up on every broadcast, one at a time, in order; never returns.
-/// In order, because each tip's bundle applies on top of the one before;
-/// when one cannot be applied (a gap), the pull that follows brings the
-/// rest, and the queued tips after it are then already held.
+/// Catches up on every broadcast, in order, never returns: each round takes
+/// every tip already received and hands them to the repository thread as
+/// one batch (one transaction). In order, because each tip's bundle applies
+/// on top of the one before; when one cannot be applied (a gap), the pull
+/// that follows brings the rest, and the tips after it are then already
+/// held.
 async fn tip_loop(
     tips: &mut TipSubscription,
     sync: &SyncHandle,
     reporter: &Reporter,
 ) -> std::convert::Infallible {
     loop {
-        let event = match tips.next().await {
-            Some(Ok(event)) => event,
+        let batch = match tips.next_batch().await {
+            Some(Ok(batch)) => batch,
             Some(Err(e)) => {
                 tracing::warn!(error = %chain(&e), "tip subscription hiccup");
                 continue;
@@ -174,48 +176,49 @@ async fn tip_loop(
                 continue;
             }
         };
-        // Tips dropped in favour of this one are settled by the same step.
-        let covered = u32::try_from(event.superseded)
-            .unwrap_or(u32::MAX)
-            .saturating_add(1);
-        let hash = event.tip.hash.clone();
+        let Some(newest) = batch.last() else { continue };
+        let hash = newest.tip.hash.clone();
         let span = tracing::info_span!(
             "coord.SyncOnBroadcast",
             "manifest.hash" = %hash,
             "pull.success" = tracing::field::Empty,
             "pull.skipped_idempotent" = tracing::field::Empty,
-            covered = i64::from(covered),
+            covered = batch.len() as i64,
         );
-        // Linked, not parented: the broadcast came from another leaf's push.
-        W3c {
-            traceparent: event.trace.traceparent.clone(),
-            tracestate: event.trace.tracestate.clone(),
+        // Linked, not parented: the broadcasts came from other leaves' pushes.
+        for event in &batch {
+            W3c {
+                traceparent: event.trace.traceparent.clone(),
+                tracestate: event.trace.tracestate.clone(),
+            }
+            .link_from(&span);
         }
-        .link_from(&span);
+        let tips = batch.into_iter().map(|event| event.tip).collect();
         // A catch-up cut short by the end of the task loop keeps the
         // result fields empty.
         let result = sync
-            .catch_up(event.tip, span.clone())
+            .catch_up(tips, span.clone())
             .instrument(span.clone())
             .await;
         span.record("pull.success", result.is_ok());
-        span.record(
-            "pull.skipped_idempotent",
-            matches!(result, Ok(CatchUp::AlreadyHeld)),
-        );
         match result {
-            Ok(CatchUp::AlreadyHeld) => reporter.broadcasts_skipped(covered),
-            Ok(CatchUp::Applied) => {
-                tracing::debug!(tip = %hash, "applied a tip bundle");
-                reporter.broadcasts_pulled(covered)
-            }
-            Ok(CatchUp::Pulled) => {
-                tracing::debug!(tip = %hash, covered, "pulled after a broadcast");
-                reporter.broadcasts_pulled(covered)
+            Ok(handled) => {
+                let held = handled
+                    .iter()
+                    .filter(|h| matches!(h, CatchUp::AlreadyHeld))
+                    .count();
+                span.record("pull.skipped_idempotent", held == handled.len());
+                tracing::debug!(tip = %hash, ?handled, "caught up");
+                reporter.broadcasts_skipped(count(held));
+                reporter.broadcasts_pulled(count(handled.len() - held));
             }
             Err(e) => reporter.error(chain(&e), false),
         }
     }
+}
+
+fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// The task loop's view of the world.

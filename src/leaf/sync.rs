@@ -16,6 +16,7 @@
 //! is not refreshed after pulls, since no task reads other slots' files.
 
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
@@ -140,10 +141,10 @@ enum Request {
         reply: oneshot::Sender<Result<CommitOutcome, LeafError>>,
     },
     CatchUp {
-        tip: Tip,
+        tips: Vec<Tip>,
         /// The `coord.SyncOnBroadcast` span, whose context a pull carries.
         span: tracing::Span,
-        reply: oneshot::Sender<Result<CatchUp, LeafError>>,
+        reply: oneshot::Sender<Result<Vec<CatchUp>, LeafError>>,
     },
 }
 
@@ -166,7 +167,7 @@ impl SyncHandle {
         let thread = std::thread::Builder::new()
             .name("leaf-repo".into())
             .spawn(move || {
-                let mut state = match SyncState::open(config, counter) {
+                let mut state = match SyncState::open(config, counter, rx) {
                     Ok((state, started)) => {
                         let _ = ready_tx.send(Ok(started));
                         state
@@ -176,7 +177,7 @@ impl SyncHandle {
                         return;
                     }
                 };
-                state.serve(rx);
+                state.serve();
             })
             .map_err(|source| LeafError::Io {
                 path: PathBuf::from("(repository thread)"),
@@ -207,15 +208,16 @@ impl SyncHandle {
         answer.await.map_err(|_| LeafError::WorkerGone)?
     }
 
-    /// Brings the repository up to a broadcast tip.
+    /// Brings the repository up to broadcast tips, oldest first, in one
+    /// transaction; answers how each was handled.
     /// `span` is the catch-up's span; a pull's hub span becomes its child.
     pub(super) async fn catch_up(
         &self,
-        tip: Tip,
+        tips: Vec<Tip>,
         span: tracing::Span,
-    ) -> Result<CatchUp, LeafError> {
+    ) -> Result<Vec<CatchUp>, LeafError> {
         let (reply, answer) = oneshot::channel();
-        self.send(Request::CatchUp { tip, span, reply })?;
+        self.send(Request::CatchUp { tips, span, reply })?;
         answer.await.map_err(|_| LeafError::WorkerGone)?
     }
 
@@ -255,8 +257,13 @@ impl Drop for SyncHandle {
 /// The thread's own state.
 struct SyncState {
     config: SyncConfig,
-    repo: Repository,
+    /// Shared with the transaction a batch of catch-ups runs in.
+    repo: Rc<Repository>,
     client: Client,
+    /// Requests from the async side.
+    inbox: mpsc::Receiver<Request>,
+    /// A request taken from `inbox` while absorbing tips, served next.
+    deferred: Option<Request>,
     /// The hub's trunk tip as last seen (clone, pull, push verdict); every
     /// commit is made on it. Not `repo.trunk_tip()`: refused check-ins stay
     /// in the local repository as extra trunk leaves.
@@ -268,6 +275,7 @@ impl SyncState {
     fn open(
         config: SyncConfig,
         hub_requests: Arc<AtomicU64>,
+        inbox: mpsc::Receiver<Request>,
     ) -> Result<(SyncState, Started), LeafError> {
         let mut client = Client::new(&config.hub_url);
         if let Some(login) = &config.login {
@@ -346,16 +354,25 @@ impl SyncState {
         };
         let state = SyncState {
             config,
-            repo,
+            repo: Rc::new(repo),
             client,
+            inbox,
+            deferred: None,
             hub_tip,
             hub_requests,
         };
         Ok((state, started))
     }
 
-    fn serve(&mut self, requests: mpsc::Receiver<Request>) {
-        while let Ok(request) = requests.recv() {
+    fn serve(&mut self) {
+        loop {
+            let request = match self.deferred.take() {
+                Some(request) => request,
+                None => match self.inbox.recv() {
+                    Ok(request) => request,
+                    Err(_) => return,
+                },
+            };
             match request {
                 Request::Commit {
                     request,
@@ -367,12 +384,27 @@ impl SyncState {
                     self.count_requests();
                     let _ = reply.send(result);
                 }
-                Request::CatchUp { tip, span, reply } => {
+                Request::CatchUp { tips, span, reply } => {
                     set_trace(&self.client, &W3c::of(&span));
-                    let result = self.catch_up(&tip);
+                    let result = self.catch_up_all(&tips);
                     self.count_requests();
                     let _ = reply.send(result);
                 }
+            }
+        }
+    }
+
+    /// Serves the broadcasts that queued up while this thread was busy, so
+    /// that a push goes out on the newest parent this leaf has heard of.
+    fn absorb_tips(&mut self) {
+        while self.deferred.is_none() {
+            match self.inbox.try_recv() {
+                Ok(Request::CatchUp { tips, span, reply }) => {
+                    let _entered = span.enter();
+                    let _ = reply.send(self.catch_up_all(&tips));
+                }
+                Ok(other) => self.deferred = Some(other),
+                Err(_) => break,
             }
         }
     }
@@ -400,8 +432,9 @@ impl SyncState {
         for (path, content) in &request.files {
             write_file(&self.config.worktree.join(path), content)?;
         }
+        let mut parent = self.hub_tip.clone();
         let spec = CheckinSpec {
-            parent: self.hub_tip.clone(),
+            parent: parent.clone(),
             changes: request
                 .files
                 .iter()
@@ -421,6 +454,18 @@ impl SyncState {
             .hash;
         let mut fork_retries = 0;
         for _ in 0..MAX_PUSH_ATTEMPTS {
+            // Tips heard of while building or backing off: take them and
+            // rebase first rather than push onto a parent already gone.
+            self.absorb_tips();
+            set_trace(&self.client, &W3c::of(span));
+            if self.hub_tip != parent {
+                let onto = self.hub_tip.clone();
+                match self.rebase(&checkin, &onto, fork_retries)? {
+                    Ok(rebased) => checkin = rebased,
+                    Err(conflict) => return Ok(conflict),
+                }
+                parent = onto;
+            }
             // A push is safe to repeat: when the hub stored the check-in
             // but its reply was lost (killed after COMMIT), the repeat finds
             // the check-in held and answers without a refusal, so it counts
@@ -447,7 +492,7 @@ impl SyncState {
             match verdict {
                 PushOutcome::Accepted { tip, .. } => {
                     span.record("commit.uuid", checkin.as_str());
-                    span.record("commit.parent", self.hub_tip.as_str());
+                    span.record("commit.parent", parent.as_str());
                     self.hub_tip = tip.unwrap_or_else(|| checkin.clone());
                     return Ok(CommitOutcome::Landed {
                         checkin,
@@ -463,19 +508,8 @@ impl SyncState {
                         // its refusal: fetch the new trunk first.
                         self.pull()?;
                     }
-                    match self.repo.rebase(&checkin, &tip) {
-                        Ok(rebased) => checkin = rebased.hash,
-                        Err(RebaseError::Conflict { path }) => {
-                            return Ok(CommitOutcome::Conflict { path, fork_retries })
-                        }
-                        Err(source) => {
-                            return Err(LeafError::Rebase {
-                                checkin: checkin.to_string(),
-                                onto: tip.to_string(),
-                                source: Box::new(source),
-                            })
-                        }
-                    }
+                    // The rebase onto the tip (or a newer one heard of
+                    // meanwhile) happens at the top of the loop.
                     jitter(fork_retries);
                 }
             }
@@ -489,7 +523,41 @@ impl SyncState {
         })
     }
 
-    /// Handles one (possibly coalesced) broadcast.
+    /// Re-makes `checkin` on `onto`; the inner `Err` is the task's end by
+    /// a conflict.
+    fn rebase(
+        &self,
+        checkin: &ArtifactHash,
+        onto: &ArtifactHash,
+        fork_retries: u32,
+    ) -> Result<Result<ArtifactHash, CommitOutcome>, LeafError> {
+        match self.repo.rebase(checkin, onto) {
+            Ok(rebased) => Ok(Ok(rebased.hash)),
+            Err(RebaseError::Conflict { path }) => {
+                Ok(Err(CommitOutcome::Conflict { path, fork_retries }))
+            }
+            Err(source) => Err(LeafError::Rebase {
+                checkin: checkin.to_string(),
+                onto: onto.to_string(),
+                source: Box::new(source),
+            }),
+        }
+    }
+
+    /// Handles a batch of broadcasts in one transaction (each tip's
+    /// artifacts in a savepoint of their own).
+    fn catch_up_all(&mut self, tips: &[Tip]) -> Result<Vec<CatchUp>, LeafError> {
+        let repo = Rc::clone(&self.repo);
+        let mut handled = Ok(Vec::with_capacity(tips.len()));
+        repo.transaction(|_| {
+            handled = tips.iter().map(|tip| self.catch_up(tip)).collect();
+            Ok::<_, crate::repo::RepoError>(())
+        })
+        .map_err(self.repo_err("apply broadcast tips"))?;
+        handled
+    }
+
+    /// Handles one broadcast.
     fn catch_up(&mut self, tip: &Tip) -> Result<CatchUp, LeafError> {
         if let Ok(hash) = ArtifactHash::parse(&tip.hash) {
             if self.holds(&hash)? {

@@ -316,13 +316,14 @@ impl Client {
             })
     }
 
-    /// Runs `f` in one transaction of `repo`, naming this server in errors.
+    /// Runs `f` atomically in `repo` (a transaction of its own, or a savepoint
+    /// inside the caller's), naming this server in errors.
     pub(super) fn in_transaction<T>(
         &self,
         repo: &Repository,
         f: impl FnOnce(&Repository) -> Result<T, ClientError>,
     ) -> Result<T, ClientError> {
-        repo.transaction(f).map_err(|e| match e {
+        repo.savepoint(|| f(repo)).map_err(|e| match e {
             ClientError::Repo { url, source } if url.is_empty() => ClientError::Repo {
                 url: self.url.clone(),
                 source,
