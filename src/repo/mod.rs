@@ -5,13 +5,14 @@
 //!
 //! Files: `schema` (the 2.21 SQL), `hash` (names and row ids), `store`
 //! (create/open, transactions, config, users), `blob` (content store), `manifest` (bytes ↔ cards),
-//! `crosslink` (derived tables), `trunk` (file lists, trunk queries), `checkin`, `checkout`,
+//! `deltify` (manifests stored as deltas), `crosslink` (derived tables), `trunk` (file lists, trunk queries), `checkin`, `checkout`,
 //! `rebase`, `time` (D-card dates), `error`.
 
 mod blob;
 mod checkin;
 mod checkout;
 mod crosslink;
+mod deltify;
 pub mod encode;
 mod error;
 mod hash;
@@ -23,8 +24,9 @@ pub mod time;
 mod trunk;
 
 pub use blob::{compress, decompress};
-pub use checkin::{prefer_delta, Checkin, CheckinSpec, FileChange};
+pub use checkin::{prefer_delta, Checkin, CheckinSpec, FileChange, MAX_DELTA_CARD_BYTES};
 pub use crosslink::Crosslinked;
+pub use deltify::MAX_CHAIN_LINKS;
 pub use error::{ManifestError, RebaseError, RepoError};
 pub use hash::{ArtifactHash, Rid};
 pub use manifest::{parse_artifact, Artifact, FileCard, Manifest, Perm, TagCard, TagKind};
