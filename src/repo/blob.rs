@@ -86,9 +86,13 @@ impl Repository {
                 is_new: false,
             });
         }
+        // A delta's source must be an older row: clone pages go out in row
+        // order, and a receiver resolves deltas against what it holds. A
+        // new row is newer than every source; a phantom filled late may not be.
+        let older = |src: Rid| existing.map_or(true, |(rid, _)| src.0 < rid.0);
         let (blob, source) = match self.encoding_for(&hash, content)? {
-            Encoding::Delta { source, delta } => (compress(&delta), Some(source)),
-            Encoding::Full => (compress(content), None),
+            Encoding::Delta { source, delta } if older(source) => (compress(&delta), Some(source)),
+            _ => (compress(content), None),
         };
         let rcvid = rcvid.unwrap_or(0);
         let rid = match existing {

@@ -401,6 +401,38 @@ mod tests {
     }
 
     #[test]
+    fn a_phantom_filled_late_is_not_a_delta_of_a_newer_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = repo(&dir);
+        let mut names = vec![commit(&a, a.trunk_tip().unwrap().unwrap(), 0, 400, 400)];
+        for i in 1..4 {
+            names.push(commit(&a, names[i - 1].clone(), i, 4, 400));
+        }
+        // In `a`, the third manifest is a delta of the second.
+        let (rid3, _) = a.rid_of(&names[3]).unwrap().unwrap();
+        assert_eq!(a.chain_links(rid3).unwrap(), 2);
+        let texts: Vec<Vec<u8>> = names
+            .iter()
+            .map(|h| a.content(h).unwrap().unwrap())
+            .collect();
+        let other = tempfile::tempdir().unwrap();
+        let b = repo(&other);
+        let early = b.store_phantom(&names[3]).unwrap();
+        for (h, t) in names.iter().zip(&texts) {
+            let s = b.store(t, Some(h), None).unwrap();
+            assert!(s.is_new);
+        }
+        assert_eq!(
+            b.chain_links(early).unwrap(),
+            0,
+            "its source is a newer row"
+        );
+        let (rid2, _) = b.rid_of(&names[2]).unwrap().unwrap();
+        assert_eq!(b.chain_links(rid2).unwrap(), 1);
+        assert_eq!(b.content(&names[3]).unwrap().unwrap(), texts[3]);
+    }
+
+    #[test]
     fn text_cache_keeps_the_most_recently_used() {
         let mut c = TextCache::default();
         let name = |i: usize| ArtifactHash::sha3_of(&i.to_be_bytes());
