@@ -1,6 +1,7 @@
 //! Repository benchmarks: one 3-file check-in on a repository with history
-//! (store blobs, build the delta manifest with its R card, crosslink), and
-//! parsing a manifest.
+//! (store blobs, build the delta manifest with its R card, crosslink),
+//! parsing a manifest, and encoding/applying the delta that stores a ~1 MB
+//! baseline manifest against the previous one.
 
 use std::time::SystemTime;
 
@@ -53,9 +54,45 @@ fn benches(c: &mut Criterion) {
     });
 }
 
+/// A baseline-like manifest text listing `files` (sorted F cards).
+fn baseline(files: impl Iterator<Item = usize>) -> Vec<u8> {
+    let mut cards: Vec<String> = files
+        .map(|i| {
+            let hash = herd::repo::ArtifactHash::sha3_of(i.to_string().as_bytes());
+            format!("F slot-{}/task-{i}/file-{}.txt {hash}\n", i % 16, i % 3)
+        })
+        .collect();
+    cards.sort();
+    let mut text = b"C task\nD 2024-01-01T00:00:00.000\n".to_vec();
+    for c in cards {
+        text.extend_from_slice(c.as_bytes());
+    }
+    text.extend_from_slice(b"P 0123\nU leaf\nZ 0123456789abcdef0123456789abcdef\n");
+    text
+}
+
+fn delta_benches(c: &mut Criterion) {
+    // 11,000 files (~1 MB); the next baseline adds 33, as a trunk of 3-file
+    // check-ins does between baselines.
+    let old = baseline(0..11_000);
+    let new = baseline((0..11_000).chain(50_000..50_033));
+    let delta = herd::delta::encode(&old, &new);
+    c.bench_function(
+        &format!(
+            "delta encode {} B baseline (+33 files) -> {} B",
+            new.len(),
+            delta.len()
+        ),
+        |b| b.iter(|| herd::delta::encode(&old, &new)),
+    );
+    c.bench_function(&format!("delta apply to a {} B baseline", new.len()), |b| {
+        b.iter(|| herd::delta::apply(&old, &delta, 1 << 24).expect("applies"))
+    });
+}
+
 criterion_group! {
     name = repo_benches;
     config = Criterion::default().sample_size(30).measurement_time(std::time::Duration::from_secs(4));
-    targets = benches
+    targets = benches, delta_benches
 }
 criterion_main!(repo_benches);

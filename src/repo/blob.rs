@@ -10,6 +10,7 @@ use flate2::write::ZlibEncoder;
 use flate2::Compression;
 use rusqlite::{params, OptionalExtension};
 
+use super::deltify::Encoding;
 use super::error::{RepoError, SqlContext};
 use super::hash::{ArtifactHash, Rid};
 use super::store::{RawBlob, Repository, Stored, StoredRow};
@@ -55,7 +56,9 @@ pub fn decompress(stored: &[u8]) -> Result<Vec<u8>, String> {
 
 impl Repository {
     /// Stores `content` (verifying `expected` if given), replacing a phantom
-    /// row in place. New rows go into `unclustered`. Does not crosslink.
+    /// row in place. New rows go into `unclustered`. Check-in manifests may
+    /// be stored as a delta against an older manifest (`deltify.rs`);
+    /// [`Repository::content`] reads either form. Does not crosslink.
     pub fn store(
         &self,
         content: &[u8],
@@ -83,7 +86,14 @@ impl Repository {
                 is_new: false,
             });
         }
-        let blob = compress(content);
+        // A delta's source must be an older row: clone pages go out in row
+        // order, and a receiver resolves deltas against what it holds. A
+        // new row is newer than every source; a phantom filled late may not be.
+        let older = |src: Rid| existing.map_or(true, |(rid, _)| src.0 < rid.0);
+        let (blob, source) = match self.encoding_for(&hash, content)? {
+            Encoding::Delta { source, delta } if older(source) => (compress(&delta), Some(source)),
+            _ => (compress(content), None),
+        };
         let rcvid = rcvid.unwrap_or(0);
         let rid = match existing {
             Some((rid, _phantom)) => {
@@ -108,6 +118,13 @@ impl Repository {
                 rid
             }
         };
+        if let Some(src) = source {
+            self.exec(
+                "REPLACE INTO delta(rid, srcid) VALUES(?1, ?2)",
+                [rid.0, src.0],
+            )
+            .ctx("recording a delta source")?;
+        }
         Ok(Stored {
             rid,
             hash,
@@ -173,9 +190,11 @@ impl Repository {
     /// The full content of row `rid`, reconstructing delta chains and
     /// verifying size and hash.
     pub fn content_of(&self, rid: Rid) -> Result<Vec<u8>, RepoError> {
-        // Walk to the full-text root, then apply the deltas back up.
+        // Walk to the full-text root (or to a text cached by name), then
+        // apply the deltas back up.
         let mut chain = Vec::new();
         let mut cur = rid;
+        let mut cached = None;
         loop {
             let Some((uuid, size, content, src)) = self.stored_row(cur)? else {
                 let hash = chain.first().map_or_else(
@@ -187,6 +206,12 @@ impl Repository {
             let Some(content) = content.filter(|_| size >= 0) else {
                 return Err(RepoError::MissingArtifact { hash: uuid });
             };
+            if src.is_some() || !chain.is_empty() {
+                if let Some(text) = self.cached_text(&uuid) {
+                    cached = Some((uuid, size, text.to_vec()));
+                    break;
+                }
+            }
             let bytes = match decompress(&content) {
                 Ok(b) => b,
                 Err(reason) => return Err(RepoError::CorruptBlob { hash: uuid, reason }),
@@ -203,9 +228,11 @@ impl Repository {
                 None => break,
             }
         }
-        let had_delta = chain.len() > 1;
-        let (mut uuid, mut size, mut data) =
-            chain.pop().expect("chain holds at least the row itself");
+        let had_delta = chain.len() + usize::from(cached.is_some()) > 1;
+        let (mut uuid, mut size, mut data) = match cached {
+            Some(root) => root,
+            None => chain.pop().expect("chain holds at least the row itself"),
+        };
         loop {
             if data.len() as i64 != size {
                 return Err(RepoError::CorruptBlob {
@@ -232,11 +259,15 @@ impl Repository {
         // A full-text blob was hash-checked when stored, and zlib's adler32
         // and the size check guard it since; content rebuilt from deltas is
         // checked again, since a wrong delta source would go unseen.
-        if had_delta && !name.matches(&data) {
-            return Err(RepoError::CorruptBlob {
-                hash: uuid,
-                reason: "content does not hash to its name".into(),
-            });
+        if had_delta {
+            if !name.matches(&data) {
+                return Err(RepoError::CorruptBlob {
+                    hash: uuid,
+                    reason: "content does not hash to its name".into(),
+                });
+            }
+            // Rebuilt from deltas: likely the source of the next one.
+            self.remember_text(&name, &data);
         }
         Ok(data)
     }

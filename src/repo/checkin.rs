@@ -10,6 +10,12 @@
 //! the whole tree, and rebaselining when `D` reaches about `sqrt(3B)` keeps
 //! the total of manifest bytes per check-in near its minimum, `O(sqrt B)`,
 //! instead of `O(B)` for full manifests every time.
+//!
+//! On top of that, a delta manifest's F cards may take at most
+//! [`MAX_DELTA_CARD_BYTES`], so its text stays a few kilobytes however large
+//! the tree: on a big tree Fossil's rule alone would let it list hundreds
+//! of files. The more frequent baselines this causes cost little to store,
+//! since each is kept as a delta against the previous one (`deltify.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -76,6 +82,17 @@ pub(crate) struct CheckinMeta<'a> {
 pub fn prefer_delta(delta: usize, base: usize) -> bool {
     let (d, b) = (delta as i128, base as i128);
     d * d < 3 * b - 9
+}
+
+/// Most bytes of F cards a delta manifest may carry (about 30 files with
+/// SHA3 names); past this a new baseline is written.
+pub const MAX_DELTA_CARD_BYTES: usize = 3072;
+
+/// The bytes an F card adds to a manifest: `F NAME HASH PERM\n`, counting
+/// the permission field whether present or not (escaping is not counted).
+fn card_bytes(name: &str, entry: &Entry) -> usize {
+    let hash = entry.as_ref().map_or(0, |(h, _)| 1 + h.as_str().len());
+    2 + name.len() + hash + 2 + 1
 }
 
 fn unix_ms(t: SystemTime) -> i64 {
@@ -165,7 +182,9 @@ impl Repository {
             list
         };
         let mut list = None;
-        let (baseline, files) = if prefer_delta(delta.len(), pv.base.len()) {
+        let small = delta.iter().map(|(n, e)| card_bytes(n, e)).sum::<usize>()
+            <= MAX_DELTA_CARD_BYTES;
+        let (baseline, files) = if small && prefer_delta(delta.len(), pv.base.len()) {
             (
                 Some(base_hash),
                 delta.iter().map(|(n, e)| card(n, e)).collect(),

@@ -5,13 +5,15 @@
 //!
 //! Files: `schema` (the 2.21 SQL), `hash` (names and row ids), `store`
 //! (create/open, transactions, config, users), `blob` (content store), `manifest` (bytes ↔ cards),
-//! `crosslink` (derived tables), `trunk` (file lists, trunk queries), `checkin`, `checkout`,
-//! `rebase`, `view` (file lists as baseline + delta), `time` (D-card dates), `error`.
+//! `deltify` (manifests stored as deltas), `crosslink` (derived tables), `trunk` (file lists,
+//! trunk queries), `checkin`, `checkout`, `rebase`, `view` (file lists as baseline + delta),
+//! `time` (D-card dates), `error`.
 
 mod blob;
 mod checkin;
 mod checkout;
 mod crosslink;
+mod deltify;
 pub mod encode;
 mod error;
 mod hash;
@@ -24,8 +26,9 @@ mod trunk;
 mod view;
 
 pub use blob::{compress, decompress};
-pub use checkin::{prefer_delta, Checkin, CheckinSpec, FileChange};
+pub use checkin::{prefer_delta, Checkin, CheckinSpec, FileChange, MAX_DELTA_CARD_BYTES};
 pub use crosslink::Crosslinked;
+pub use deltify::MAX_CHAIN_LINKS;
 pub use error::{ManifestError, RebaseError, RepoError};
 pub use hash::{ArtifactHash, Rid};
 pub use manifest::{parse_artifact, Artifact, FileCard, Manifest, Perm, TagCard, TagKind};

@@ -68,6 +68,9 @@ pub struct Repository {
     /// tree on each check-in; names are content addresses, so entries never
     /// go stale (even if the transaction that stored them rolls back).
     pub(crate) file_cache: RefCell<FileCache>,
+    /// Recent manifest texts by name, the sources of delta-stored manifests
+    /// (`deltify.rs`).
+    pub(crate) text_cache: RefCell<super::deltify::TextCache>,
 }
 
 /// A byte-bounded map of artifact contents, emptied when full.
@@ -219,6 +222,7 @@ impl Repository {
                 path: tmp.path().to_owned(),
                 baseline_cache: RefCell::default(),
                 file_cache: RefCell::default(),
+                text_cache: RefCell::default(),
             };
             repo.transaction(|r| r.seed(opts, clone_of))?;
             repo.conn
@@ -355,6 +359,7 @@ impl Repository {
             path: path.to_owned(),
             baseline_cache: RefCell::default(),
             file_cache: RefCell::default(),
+            text_cache: RefCell::default(),
         };
         match repo.config_get("project-code")? {
             Some(code) if !code.is_empty() => Ok(repo),

@@ -402,11 +402,15 @@ fn rebase_and_replication_stay_valid_for_fossil() {
 }
 
 /// Size check: `HERD_REPO_SIZE_COMMITS` check-ins (default 150; 5000 is the
-/// release target) of 3 new files each. No manifest over a few KB except the
-/// periodic baselines, whose size is reported; repository file size vs. the
-/// sum of stored compressed content.
+/// release target, `cargo test --release`) of 3 new files each. Every delta
+/// manifest's text is a few KB (MAX_DELTA_CARD_BYTES); every check-in is
+/// *stored* in a few KB (baselines as deltas of the previous one, delta
+/// manifests of their parent), except one full baseline per chain of
+/// MAX_CHAIN_LINKS deltas; the repository file stays a small multiple of
+/// the compressed content it stores; fossil verifies the result.
 #[test]
 fn manifest_and_repository_sizes() {
+    const FEW_KB: i64 = 4096;
     let n: usize = std::env::var("HERD_REPO_SIZE_COMMITS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -435,44 +439,86 @@ fn manifest_and_repository_sizes() {
             .hash;
     }
     let elapsed = started.elapsed();
+    let tip_files = repo.file_list(&tip).unwrap().len();
+    assert_eq!(tip_files, 3 * n);
     drop(repo);
     let c = rusqlite::Connection::open(&path).unwrap();
-    let sizes: Vec<(i64, bool)> = c
-        .prepare("SELECT blob.size, EXISTS(SELECT 1 FROM plink WHERE cid=blob.rid AND baseid IS NOT NULL) FROM event JOIN blob ON rid=objid WHERE type='ci'")
+    // (text size, stored size, is a delta manifest, is stored as a delta)
+    // of every check-in but the initial empty one.
+    let rows: Vec<(i64, i64, bool, bool)> = c
+        .prepare(
+            "SELECT blob.size, length(blob.content), \
+                    EXISTS(SELECT 1 FROM plink WHERE cid=blob.rid AND baseid IS NOT NULL), \
+                    EXISTS(SELECT 1 FROM delta WHERE delta.rid=blob.rid) \
+             FROM event JOIN blob ON rid=objid WHERE type='ci' AND comment<>'initial empty check-in'",
+        )
         .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    let max_delta = sizes
-        .iter()
-        .filter(|(_, d)| *d)
-        .map(|(s, _)| *s)
-        .max()
-        .unwrap_or(0);
-    let baselines: Vec<i64> = sizes.iter().filter(|(_, d)| !*d).map(|(s, _)| *s).collect();
-    let total_manifest: i64 = sizes.iter().map(|(s, _)| s).sum();
+    assert_eq!(rows.len(), n);
+    let max_of = |it: &mut dyn Iterator<Item = i64>| it.max().unwrap_or(0);
+    let max_delta_text = max_of(&mut rows.iter().filter(|r| r.2).map(|r| r.0));
+    let baselines: Vec<&(i64, i64, bool, bool)> = rows.iter().filter(|r| !r.2).collect();
+    let max_baseline_text = max_of(&mut baselines.iter().map(|r| r.0));
+    // Chain roots: baselines stored in full.
+    let roots: Vec<i64> = baselines.iter().filter(|r| !r.3).map(|r| r.1).collect();
+    let max_stored = max_of(&mut rows.iter().filter(|r| r.2 || r.3).map(|r| r.1));
+    let stored_manifests: i64 = rows.iter().map(|r| r.1).sum();
+    let text_manifests: i64 = rows.iter().map(|r| r.0).sum();
     let stored: i64 = c
         .query_row("SELECT sum(length(content)) FROM blob", [], |r| r.get(0))
         .unwrap();
+    let stored_files: i64 = c
+        .query_row(
+            "SELECT sum(length(content)) FROM blob WHERE rid NOT IN (SELECT objid FROM event)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
     drop(c);
     let file_size = std::fs::metadata(&path).unwrap().len() as i64;
+    let factor = file_size as f64 / stored as f64;
     eprintln!(
-        "size check: {n} check-ins in {elapsed:?}; delta manifests max {max_delta} B; {} baselines, max {} B; \
-         manifests total {total_manifest} B (avg {} B); stored content {stored} B; file {file_size} B (factor {:.2})",
+        "size check: {n} check-ins ({tip_files} files) in {elapsed:?}\n  \
+         delta manifests: text max {max_delta_text} B\n  \
+         {} baselines: text max {max_baseline_text} B; {} chain roots stored in full ({:?} B)\n  \
+         stored per check-in (all but roots): max {max_stored} B; \
+         manifests: text total {text_manifests} B, stored total {stored_manifests} B (avg {} B)\n  \
+         stored content {stored} B (files {stored_files} B); repository file {file_size} B \
+         = {factor:.2} x stored content, {:.2} x stored files",
         baselines.len(),
-        baselines.iter().max().unwrap_or(&0),
-        total_manifest / sizes.len() as i64,
-        file_size as f64 / stored as f64
-    );
-    // A delta manifest lists at most sqrt(3B) files, about 110 bytes each.
-    let bound = ((3.0 * (3 * n) as f64).sqrt() as i64 + 8) * 120;
-    assert!(
-        max_delta <= bound.max(4096),
-        "delta manifest of {max_delta} bytes exceeds {bound}"
+        roots.len(),
+        roots,
+        stored_manifests / n as i64,
+        file_size as f64 / stored_files as f64,
     );
     assert!(
-        file_size < stored * 4 + 1_000_000,
+        max_delta_text <= FEW_KB,
+        "a delta manifest of {max_delta_text} bytes"
+    );
+    assert!(
+        max_stored <= FEW_KB,
+        "a check-in stored in {max_stored} bytes"
+    );
+    // A root per MAX_CHAIN_LINKS + 1 baselines, counting the first.
+    let links = herd::repo::MAX_CHAIN_LINKS;
+    assert!(
+        roots.len() <= baselines.len().div_ceil(links + 1),
+        "{} roots for {} baselines",
+        roots.len(),
+        baselines.len()
+    );
+    assert!(
+        file_size < stored * 3 + 1_000_000,
         "repository file {file_size} B for {stored} B of content"
     );
+    let home = tmp.path();
+    let out = stdout(&fossil(
+        home,
+        home,
+        &["test-integrity", "-R", path.to_str().unwrap()],
+    ));
+    assert!(out.contains(" 0 errors"), "{out}");
 }
