@@ -57,6 +57,14 @@ struct Cli {
     /// Most pushes per write transaction; 1 turns batching off.
     #[arg(long, default_value_t = hub::DEFAULT_MAX_BATCH)]
     max_batch: usize,
+    /// Most pushes the push queue holds while they wait for their turn
+    /// (pushers that send `pragma herd-queue`); 0 turns the queue off and
+    /// every stale push is refused at once. Default: --threads minus 8.
+    #[arg(long)]
+    push_queue: Option<usize>,
+    /// How long a push-queue turn reserves the trunk for its holder, in ms.
+    #[arg(long, default_value_t = hub::DEFAULT_LEASE.as_millis() as u64)]
+    turn_lease_ms: u64,
     /// Create or update this user at start; its password is read from
     /// $HERD_HUB_SECRET.
     #[arg(long, env = HUB_USER_ENV)]
@@ -93,6 +101,13 @@ impl Cli {
         config.nats_url = self.nats_url;
         config.project_name = self.project_name;
         config.threads = self.threads.max(1);
+        config.push_queue = hub::QueueConfig {
+            capacity: self
+                .push_queue
+                .unwrap_or_else(|| hub::queue_capacity(config.threads))
+                .min(hub::queue_capacity(config.threads)),
+            lease: std::time::Duration::from_millis(self.turn_lease_ms.max(1)),
+        };
         config.batching = if self.max_batch <= 1 {
             Batching::Off
         } else {

@@ -11,8 +11,15 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::queue::{QueueConfig, DEFAULT_LEASE};
 use crate::coord::Secret;
 use crate::xfer::ServerConfig;
+
+/// The most pushes the queue may hold with `threads` HTTP workers: each
+/// held push occupies a worker, and a few stay free for everything else.
+pub fn queue_capacity(threads: usize) -> usize {
+    threads.saturating_sub(8).max(threads / 2)
+}
 
 /// Capabilities of a configured user unless given: clone (`g`), read (`o`)
 /// and push (`i`).
@@ -57,7 +64,7 @@ pub enum ConfigError {
 /// Worker threads serving HTTP requests unless configured otherwise. Pushes
 /// wait on the writer while holding a worker, so this also bounds how many
 /// pushes one write transaction can batch.
-pub const DEFAULT_THREADS: usize = 32;
+pub const DEFAULT_THREADS: usize = 64;
 /// Most pushes the writer puts into one SQLite transaction.
 pub const DEFAULT_MAX_BATCH: usize = 64;
 /// Bound of one NATS round trip of the tip publisher.
@@ -107,6 +114,8 @@ pub struct HubConfig {
     pub server: ServerConfig,
     /// Bound of one NATS round trip (connect, publish).
     pub publish_timeout: Duration,
+    /// The push queue (turns for pushers that wait); capacity 0 is off.
+    pub push_queue: QueueConfig,
     /// Users created or updated in the repository at start.
     pub users: Vec<HubUser>,
     /// Clients that do not log in get no capability (not even `nobody`'s).
@@ -131,6 +140,10 @@ impl HubConfig {
             },
             server: ServerConfig::default(),
             publish_timeout: DEFAULT_PUBLISH_TIMEOUT,
+            push_queue: QueueConfig {
+                capacity: queue_capacity(DEFAULT_THREADS),
+                lease: DEFAULT_LEASE,
+            },
             users: Vec::new(),
             require_login: false,
             allow_anonymous: false,

@@ -23,6 +23,7 @@ mod broadcast;
 mod config;
 mod error;
 mod http;
+mod queue;
 mod stats;
 mod writer;
 
@@ -34,10 +35,11 @@ use std::thread::JoinHandle;
 
 pub use broadcast::Broadcast;
 pub use config::{
-    Batching, ConfigError, HubConfig, HubUser, DEFAULT_MAX_BATCH, DEFAULT_PUBLISH_TIMEOUT,
-    DEFAULT_THREADS, DEFAULT_USER_CAPS,
+    queue_capacity, Batching, ConfigError, HubConfig, HubUser, DEFAULT_MAX_BATCH,
+    DEFAULT_PUBLISH_TIMEOUT, DEFAULT_THREADS, DEFAULT_USER_CAPS,
 };
 pub use error::HubError;
+pub use queue::{QueueConfig, DEFAULT_LEASE};
 pub use stats::{Counters, RepoFigures, Stats};
 
 use crate::repo::{CreateOptions, RepoError, Repository};
@@ -132,6 +134,7 @@ impl Hub {
             config.batching,
             Arc::clone(&counters),
             broadcaster.as_ref().map(Broadcaster::queue),
+            config.push_queue,
         )?;
         let shared = Arc::new(http::Shared {
             config: server,

@@ -29,12 +29,26 @@ pub struct Counters {
     /// Tips not published because NATS was unavailable (a later tip, or a
     /// republish of the latest after reconnect, superseded them).
     pub broadcasts_dropped: AtomicU64,
+    /// Pushes held in the push queue right now.
+    pub pushes_waiting: AtomicU64,
+    /// Push-queue turns handed out.
+    pub turns_granted: AtomicU64,
+    /// Turns whose lease ran out before their holder pushed.
+    pub turns_expired: AtomicU64,
 }
 
 impl Counters {
     /// Adds `n` to one counter.
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Copies the push queue's figures.
+    pub(crate) fn set_queue(&self, queue: &super::queue::PushQueue) {
+        let set = |c: &AtomicU64, v: u64| c.store(v, Ordering::Relaxed);
+        set(&self.pushes_waiting, queue.len() as u64);
+        set(&self.turns_granted, queue.granted);
+        set(&self.turns_expired, queue.expired);
     }
 }
 
@@ -73,6 +87,16 @@ pub struct Stats {
     pub broadcasts_published: u64,
     /// Tips not broadcast because NATS was unavailable.
     pub broadcasts_dropped: u64,
+    /// Pushes held in the push queue at this moment.
+    #[serde(default)]
+    pub pushes_waiting: u64,
+    /// Push-queue turns handed out (each one a refusal that reserved the
+    /// trunk for its pusher).
+    #[serde(default)]
+    pub turns_granted: u64,
+    /// Turns whose lease ran out unused.
+    #[serde(default)]
+    pub turns_expired: u64,
     /// The repository's project code.
     pub project_code: String,
     /// The hub process's peak resident memory, in KiB (VmHWM).
@@ -129,6 +153,9 @@ impl Stats {
             pushes_refused: get(&counters.pushes_refused),
             broadcasts_published: get(&counters.broadcasts_published),
             broadcasts_dropped: get(&counters.broadcasts_dropped),
+            pushes_waiting: get(&counters.pushes_waiting),
+            turns_granted: get(&counters.turns_granted),
+            turns_expired: get(&counters.turns_expired),
             project_code: figures.project_code,
             peak_rss_kb: crate::telemetry::peak_rss_kb().unwrap_or(0),
         }

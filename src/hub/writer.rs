@@ -11,15 +11,21 @@
 //! others. Replies go out only after COMMIT (synchronous, WAL): a push
 //! answered as accepted survives a SIGKILL right after the answer. Then each
 //! new tip is queued for broadcast, oldest first.
+//!
+//! Pushes that take part in the push queue (`queue.rs`) may be held instead
+//! of answered; the writer hands out turns between batches and wakes up
+//! when a turn's lease runs out.
 
 use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use super::broadcast::{chain, Broadcast, TipQueue};
 use super::config::Batching;
 use super::error::HubError;
+use super::queue::{PushQueue, QueueConfig, Verdict};
 use super::stats::Counters;
 use crate::coord::{Tip, TraceHeaders};
 use crate::repo::{RepoError, Repository};
@@ -59,6 +65,7 @@ struct Writing {
     batching: Batching,
     counters: Arc<Counters>,
     tips: Option<TipQueue>,
+    queue: PushQueue,
 }
 
 impl Writer {
@@ -69,6 +76,7 @@ impl Writer {
         batching: Batching,
         counters: Arc<Counters>,
         tips: Option<TipQueue>,
+        push_queue: QueueConfig,
     ) -> Result<Writer, HubError> {
         let (queue, rx) = std::sync::mpsc::sync_channel(QUEUE_DEPTH);
         let writing = Writing {
@@ -77,6 +85,7 @@ impl Writer {
             batching,
             counters,
             tips,
+            queue: PushQueue::new(push_queue),
         };
         let thread = std::thread::Builder::new()
             .name("hub-writer".into())
@@ -105,10 +114,29 @@ impl Writer {
 }
 
 impl Writing {
-    fn run(self, rx: &Receiver<Job>) -> Result<(), HubError> {
+    fn run(mut self, rx: &Receiver<Job>) -> Result<(), HubError> {
         let limit = self.batching.limit();
-        while let Ok(first) = rx.recv() {
-            let mut jobs = vec![first];
+        loop {
+            let mut jobs = Vec::new();
+            jobs.extend(self.queue.next_turn());
+            if jobs.is_empty() {
+                let received = match self.queue.deadline() {
+                    Some(deadline) => {
+                        rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                    }
+                    None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                };
+                match received {
+                    Ok(job) => jobs.push(job),
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.queue.expire(Instant::now());
+                        self.counters.set_queue(&self.queue);
+                        continue;
+                    }
+                    // Every worker is gone, so no push is held either.
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            }
             while jobs.len() < limit {
                 match rx.try_recv() {
                     Ok(job) => jobs.push(job),
@@ -120,12 +148,19 @@ impl Writing {
         checkpoint(&self.repo)
     }
 
-    /// Handles `jobs` in one transaction, then replies and broadcasts.
-    fn write_batch(&self, jobs: Vec<Job>) {
+    /// Handles `jobs` in one transaction, then replies (or holds pushes
+    /// that wait for their turn) and broadcasts.
+    fn write_batch(&mut self, jobs: Vec<Job>) {
         let config = &self.config;
+        let queue = &mut self.queue;
         let result = self.repo.transaction(|repo| {
             let mut responses = Vec::with_capacity(jobs.len());
             for job in &jobs {
+                let (ask, granted) = (job.decoded.queue_ask(), job.decoded.granted_turn());
+                if queue.must_wait(ask, granted) {
+                    responses.push(None);
+                    continue;
+                }
                 let response = handle_decoded(repo, &job.decoded, job.peer.as_deref(), config);
                 // SQLite may answer a full disk or an I/O error in the middle
                 // of a statement by rolling back the whole transaction; the
@@ -136,7 +171,11 @@ impl Writing {
                         failure: response.outcome.failure.unwrap_or_default(),
                     });
                 }
-                responses.push(response);
+                let refused = !response.outcome.refusals.is_empty();
+                responses.push(match queue.settle(ask, granted, refused) {
+                    Verdict::Reply => Some(response),
+                    Verdict::Hold => None,
+                });
             }
             Ok(responses)
         });
@@ -145,6 +184,7 @@ impl Writing {
             Err(e) => {
                 // Nothing of the batch is durable: every push hears so, and
                 // the writer carries on with the next batch.
+                self.queue.cancel_pending();
                 let reason = e.reason();
                 tracing::error!(pushes = jobs.len(), reason, error = %chain(&e), "write transaction failed");
                 for job in jobs {
@@ -160,6 +200,10 @@ impl Writing {
         // i64: span attributes take no u64 (it would become a string).
         let jobs_in_batch = i64::try_from(jobs.len()).unwrap_or(i64::MAX);
         for (job, response) in jobs.into_iter().zip(responses) {
+            let Some(response) = response else {
+                self.queue.hold(job);
+                continue;
+            };
             let outcome = &response.outcome;
             Counters::add(
                 &self.counters.pushes_accepted,
@@ -189,6 +233,7 @@ impl Writing {
             // A worker that gave up (client gone) is no reason to stop.
             let _ = job.reply.send(response);
         }
+        self.counters.set_queue(&self.queue);
         let Some(tips) = &self.tips else { return };
         for (advance, trace) in advances {
             // The check-in's artifacts ride along, so a leaf one step

@@ -28,7 +28,7 @@ use tokio::sync::oneshot;
 use crate::coord::{Tip, TRACEPARENT_HEADER, TRACESTATE_HEADER};
 use crate::repo::{ArtifactHash, CheckinSpec, FileChange, RebaseError, Repository};
 use crate::telemetry::W3c;
-use crate::xfer::{Client, ClientError, PushOutcome};
+use crate::xfer::{Client, ClientError, PushOutcome, QueueAsk};
 
 use super::config::HubLogin;
 use super::error::LeafError;
@@ -268,6 +268,9 @@ struct SyncState {
     /// commit is made on it. Not `repo.trunk_tip()`: refused check-ins stay
     /// in the local repository as extra trunk leaves.
     hub_tip: ArtifactHash,
+    /// The hub tip's trunk position (the fast path's count, root
+    /// included); 0 until the hub has said.
+    hub_seq: u64,
     hub_requests: Arc<AtomicU64>,
 }
 
@@ -277,7 +280,9 @@ impl SyncState {
         hub_requests: Arc<AtomicU64>,
         inbox: mpsc::Receiver<Request>,
     ) -> Result<(SyncState, Started), LeafError> {
-        let mut client = Client::new(&config.hub_url);
+        // Sparse: this leaf keeps other slots' manifests (it rebases over
+        // them) but never their files.
+        let mut client = Client::new(&config.hub_url).sparse();
         if let Some(login) = &config.login {
             client = client.with_login(&login.user, login.secret.expose());
         }
@@ -325,6 +330,9 @@ impl SyncState {
         // present. The hub never computes it.
         repo.config_set("repo-cksum", "0")
             .map_err(repo_err("turn off the repository checksum"))?;
+        // The hub holds what matters; a leaf's clone can be made again.
+        repo.skip_fsync()
+            .map_err(repo_err("turn off fsync per commit"))?;
         let project_code = repo
             .project_code()
             .map_err(repo_err("read the project code"))?;
@@ -359,6 +367,7 @@ impl SyncState {
             inbox,
             deferred: None,
             hub_tip,
+            hub_seq: 0,
             hub_requests,
         };
         Ok((state, started))
@@ -453,6 +462,9 @@ impl SyncState {
             .map_err(self.repo_err("check in"))?
             .hash;
         let mut fork_retries = 0;
+        // Wait for a turn in the hub's push queue rather than race; after a
+        // refusal that granted a turn, push again holding it.
+        let mut ask = QueueAsk::Wait;
         for _ in 0..MAX_PUSH_ATTEMPTS {
             // Tips heard of while building or backing off: take them and
             // rebase first rather than push onto a parent already gone.
@@ -471,7 +483,8 @@ impl SyncState {
             // the check-in held and answers without a refusal, so it counts
             // as landed once and is never rebased into a second copy.
             let pushed = retry_until(self.config.hub_retry, || {
-                self.client.push(&self.repo, &[checkin.clone()])
+                self.client
+                    .push_queued(&self.repo, &[checkin.clone()], Some(ask))
             });
             let verdict = match pushed {
                 Ok(verdict) => verdict,
@@ -490,27 +503,34 @@ impl SyncState {
                 }
             };
             match verdict {
-                PushOutcome::Accepted { tip, .. } => {
+                PushOutcome::Accepted { tip, seq } => {
                     span.record("commit.uuid", checkin.as_str());
                     span.record("commit.parent", parent.as_str());
-                    self.hub_tip = tip.unwrap_or_else(|| checkin.clone());
+                    self.saw_tip(tip.unwrap_or_else(|| checkin.clone()), seq);
                     return Ok(CommitOutcome::Landed {
                         checkin,
                         fork_retries,
                     });
                 }
-                PushOutcome::Refused { tip, seq, .. } => {
+                PushOutcome::Refused { tip, seq, turn, .. } => {
                     fork_retries += 1;
                     tracing::debug!(%checkin, %tip, seq, fork_retries, "push refused: trunk moved");
-                    self.hub_tip = tip.clone();
+                    self.saw_tip(tip.clone(), Some(seq));
                     if !self.holds(&tip)? {
                         // A server without the fast path sent nothing with
                         // its refusal: fetch the new trunk first.
                         self.pull()?;
                     }
                     // The rebase onto the tip (or a newer one heard of
-                    // meanwhile) happens at the top of the loop.
-                    jitter(fork_retries);
+                    // meanwhile) happens at the top of the loop. With a turn
+                    // the trunk is reserved for this leaf: no waiting.
+                    match turn {
+                        Some(token) => ask = QueueAsk::Turn(token),
+                        None => {
+                            ask = QueueAsk::Wait;
+                            jitter(fork_retries);
+                        }
+                    }
                 }
             }
         }
@@ -557,8 +577,22 @@ impl SyncState {
         handled
     }
 
+    /// Records the hub's tip and, when known, its trunk position.
+    fn saw_tip(&mut self, tip: ArtifactHash, seq: Option<u64>) {
+        self.hub_tip = tip;
+        if let Some(seq) = seq {
+            self.hub_seq = seq;
+        }
+    }
+
     /// Handles one broadcast.
     fn catch_up(&mut self, tip: &Tip) -> Result<CatchUp, LeafError> {
+        // A tip no newer than one already seen (the sparse fast path skips
+        // the check-ins in between, so they are not held): nothing to do.
+        // Broadcast positions do not count the root; the fast path's do.
+        if tip.seq < self.hub_seq {
+            return Ok(CatchUp::AlreadyHeld);
+        }
         if let Ok(hash) = ArtifactHash::parse(&tip.hash) {
             if self.holds(&hash)? {
                 return Ok(CatchUp::AlreadyHeld);
@@ -573,7 +607,7 @@ impl SyncState {
                     .apply_bundle(&self.repo, &tip.bundle, &hash, &parent)
                 {
                     Ok(_) => {
-                        self.hub_tip = hash;
+                        self.saw_tip(hash, Some(tip.seq + 1));
                         return Ok(CatchUp::Applied);
                     }
                     Err(e) => tracing::debug!(error = %e, "tip bundle not applied; pulling"),
@@ -594,15 +628,17 @@ impl SyncState {
                 })
             },
         )?;
-        let tip = match outcome.tip {
-            Some((tip, _)) => Some(tip),
-            None => self
-                .repo
-                .trunk_tip()
-                .map_err(self.repo_err("find the trunk tip"))?,
-        };
-        if let Some(tip) = tip {
-            self.hub_tip = tip;
+        match outcome.tip {
+            Some((tip, seq)) => self.saw_tip(tip, Some(seq)),
+            None => {
+                if let Some(tip) = self
+                    .repo
+                    .trunk_tip()
+                    .map_err(self.repo_err("find the trunk tip"))?
+                {
+                    self.saw_tip(tip, None);
+                }
+            }
         }
         Ok(())
     }

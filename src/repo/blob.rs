@@ -3,11 +3,11 @@
 //! verified on read), and the listings sync needs (unclustered, unsent,
 //! clone paging). Nothing here crosslinks.
 
-use std::io::{Read, Write};
+use std::cell::RefCell;
+use std::io::Read;
 
 use flate2::read::ZlibDecoder;
-use flate2::write::ZlibEncoder;
-use flate2::Compression;
+use flate2::{Compress, Compression, FlushCompress, Status};
 use rusqlite::{params, OptionalExtension};
 
 use super::deltify::Encoding;
@@ -22,15 +22,35 @@ const MAX_ARTIFACT: u64 = 1 << 31;
 
 /// Compresses an artifact into Fossil's blob.content form.
 pub fn compress(content: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(content.len() / 2 + 16);
+    let mut out = Vec::with_capacity(content.len() / 2 + 64);
     out.extend_from_slice(&(content.len() as u32).to_be_bytes());
-    // Level 1: any zlib level reads back the same (fossil included), and
-    // the writer's time goes into every commit.
-    let mut enc = ZlibEncoder::new(out, Compression::fast());
-    enc.write_all(content)
-        .expect("writing to a Vec cannot fail");
-    enc.finish()
-        .expect("finishing a Vec-backed encoder cannot fail")
+    // One deflate state per thread, reset per call: setting one up costs
+    // more than compressing a small artifact. Level 1: any zlib level reads
+    // back the same (fossil included), and the writer's time goes into
+    // every commit.
+    DEFLATE.with(|state| {
+        let mut z = state.borrow_mut();
+        z.reset();
+        loop {
+            let read = usize::try_from(z.total_in()).unwrap_or(usize::MAX);
+            let input = content.get(read..).unwrap_or_default();
+            if out.capacity() - out.len() < 64 {
+                out.reserve(out.capacity().max(64));
+            }
+            match z.compress_vec(input, &mut out, FlushCompress::Finish) {
+                Ok(Status::StreamEnd) => return,
+                Ok(_) => {}
+                // Deflate into memory has no failure mode short of a bug;
+                // a truncated stream is caught by decompress's length check.
+                Err(_) => return,
+            }
+        }
+    });
+    out
+}
+
+thread_local! {
+    static DEFLATE: RefCell<Compress> = RefCell::new(Compress::new(Compression::fast(), true));
 }
 
 /// Reverses [`compress`], checking the length prefix.

@@ -182,8 +182,8 @@ impl Repository {
             list
         };
         let mut list = None;
-        let small = delta.iter().map(|(n, e)| card_bytes(n, e)).sum::<usize>()
-            <= MAX_DELTA_CARD_BYTES;
+        let small =
+            delta.iter().map(|(n, e)| card_bytes(n, e)).sum::<usize>() <= MAX_DELTA_CARD_BYTES;
         let (baseline, files) = if small && prefer_delta(delta.len(), pv.base.len()) {
             (
                 Some(base_hash),

@@ -124,7 +124,7 @@ pub(crate) fn now_ms() -> i64 {
 
 impl Repository {
     fn configure(conn: &Connection) -> Result<(), RepoError> {
-        conn.set_prepared_statement_cache_capacity(64);
+        conn.set_prepared_statement_cache_capacity(256);
         conn.busy_timeout(Duration::from_secs(10))
             .ctx("setting the busy timeout")?;
         // Fossil never enforces its REFERENCES clauses (srcid 0, phantom parents).
@@ -135,6 +135,16 @@ impl Repository {
         conn.pragma_update(None, "synchronous", "FULL")
             .ctx("setting synchronous")?;
         Ok(())
+    }
+
+    /// Lets commits skip the fsync (SQLite `synchronous=NORMAL` in WAL mode):
+    /// a commit still survives the process being killed, but not the
+    /// machine losing power. For copies that can be fetched again (a
+    /// leaf's clone); a hub keeps the default, every commit on disk.
+    pub fn skip_fsync(&self) -> Result<(), RepoError> {
+        self.conn
+            .pragma_update(None, "synchronous", "NORMAL")
+            .ctx("setting synchronous")
     }
 
     /// Creates a new repository at `path`, as `fossil new` does: full schema,
@@ -469,7 +479,10 @@ impl Repository {
         }
     }
 
-    /// Records a receiving session and returns its `rcvid`.
+    /// Records a receiving session and returns its `rcvid`. A nonce seen
+    /// before (the same signed request handled again: a push held in the
+    /// hub's queue, or a client's retry after a lost reply) is not
+    /// recorded twice; `rcvfrom.nonce` is unique.
     pub fn new_rcvid(
         &self,
         login: &str,
@@ -478,7 +491,8 @@ impl Repository {
     ) -> Result<i64, RepoError> {
         self.exec(
             "INSERT INTO rcvfrom(uid, mtime, nonce, ipaddr) \
-                 VALUES((SELECT uid FROM user WHERE login=?1), julianday('now'), ?2, ?3)",
+                 VALUES((SELECT uid FROM user WHERE login=?1), julianday('now'), \
+                 CASE WHEN EXISTS(SELECT 1 FROM rcvfrom WHERE nonce=?2) THEN NULL ELSE ?2 END, ?3)",
             params![login, nonce, ipaddr],
         )
         .ctx("recording a receiving session")?;

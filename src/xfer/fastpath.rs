@@ -10,6 +10,21 @@
 //!   as `file` cards. Accepted: `pragma herd-accepted HASH SEQ`. Refused: the
 //!   `pragma herd-tip TIP SEQ`, the files the pusher lacks (everything on
 //!   trunk after its parent), then the `error` card last.
+//! - Push queue: a client that adds `pragma herd-queue` to its push agrees to
+//!   wait for its turn instead of racing. A server that keeps a queue (the
+//!   hub) may hold such a push unanswered while another pusher has the turn,
+//!   and answers it when its turn comes: with the refusal above plus
+//!   `pragma herd-turn TOKEN`, which reserves the trunk for this pusher for a
+//!   short lease. The client rebases and pushes again with
+//!   `pragma herd-queue TOKEN`. Other servers ignore both pragmas.
+//! - Sparse: a client that adds `pragma herd-sparse` keeps only what it
+//!   needs to commit on the newest tip: that tip's manifest and its
+//!   baseline. Fast pulls and refusals then carry the tip's manifest (and
+//!   its baseline when that is newer than the client's tip) and nothing
+//!   else; the check-ins in between and everyone's files stay phantoms, as
+//!   in a shallow, partial clone. A leaf rebases over manifests and never
+//!   reads another slot's files, so shipping and storing every check-in on
+//!   every leaf would be pure cost, paid once per leaf per commit.
 //!
 //! This file builds the server's side; the client's is in `client.rs`.
 
@@ -25,6 +40,26 @@ pub const PRAGMA_TIP: &str = "herd-tip";
 pub const PRAGMA_PUSH: &str = "herd-push";
 /// `pragma herd-accepted HASH SEQ`: the push landed; HASH is the new tip.
 pub const PRAGMA_ACCEPTED: &str = "herd-accepted";
+/// `pragma herd-queue [TOKEN]`: the pusher waits for its turn (and holds
+/// turn TOKEN, when given).
+pub const PRAGMA_QUEUE: &str = "herd-queue";
+/// `pragma herd-turn TOKEN`: with a refusal, the trunk is this pusher's next.
+pub const PRAGMA_TURN: &str = "herd-turn";
+/// `pragma herd-sparse`: send this client the tip's manifest (and its
+/// baseline), no files, no check-ins in between.
+pub const PRAGMA_SPARSE: &str = "herd-sparse";
+
+/// Which artifacts of trunk check-ins the fast path sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Artifacts {
+    /// Files and manifests of every check-in.
+    All,
+    /// Manifests only, of every check-in given (tip bundles).
+    Manifests,
+    /// The newest check-in's manifest, and its baseline when that is among
+    /// the check-ins given (`pragma herd-sparse`).
+    Tip,
+}
 
 /// Whether the fast path can answer a pull from a client whose hub tip is
 /// `tip`: it can when the client knows no tip (it gets the whole trunk) or
@@ -38,18 +73,31 @@ pub fn serves_pull(repo: &Repository, tip: Option<&str>) -> Result<bool, ServerE
 }
 
 /// The fast pull reply for a client at `tip`.
-pub fn pull_reply(repo: &Repository, tip: Option<&str>) -> Result<Vec<Card>, ServerError> {
+pub fn pull_reply(
+    repo: &Repository,
+    tip: Option<&str>,
+    artifacts: Artifacts,
+) -> Result<Vec<Card>, ServerError> {
     let after = tip.map(ArtifactHash::parse).transpose()?;
     let mut cards = vec![tip_card(repo)?];
-    cards.extend(trunk_after(repo, after.as_ref())?);
+    cards.extend(trunk_after(repo, after.as_ref(), artifacts)?);
     Ok(cards)
 }
 
-/// The fast push verdict for what the request did.
-pub fn push_reply(repo: &Repository, outcome: &Outcome) -> Result<Vec<Card>, ServerError> {
+/// The fast push verdict for what the request did; a refusal names the
+/// turn the pusher was granted, if any.
+pub fn push_reply(
+    repo: &Repository,
+    outcome: &Outcome,
+    turn: Option<u64>,
+    artifacts: Artifacts,
+) -> Result<Vec<Card>, ServerError> {
     if let Some(refusal) = outcome.refusals.first() {
         let mut cards = vec![tip_card(repo)?];
-        cards.extend(trunk_after(repo, refusal.parent.as_ref())?);
+        if let Some(token) = turn {
+            cards.push(Card::pragma(PRAGMA_TURN, &[&token.to_string()]));
+        }
+        cards.extend(trunk_after(repo, refusal.parent.as_ref(), artifacts)?);
         return Ok(cards);
     }
     match outcome.advances.last() {
@@ -78,8 +126,23 @@ fn tip_card(repo: &Repository) -> Result<Card, ServerError> {
 pub fn trunk_after(
     repo: &Repository,
     after: Option<&ArtifactHash>,
+    artifacts: Artifacts,
 ) -> Result<Vec<Card>, ServerError> {
-    checkin_cards(repo, &repo.trunk_after(after)?)
+    let mut checkins = repo.trunk_after(after)?;
+    if artifacts == Artifacts::Tip {
+        if let Some(tip) = checkins.pop() {
+            let baseline = match repo.content(&tip)?.map(|c| parse_artifact(&c)) {
+                Some(Artifact::Checkin(m)) => m.baseline,
+                _ => None,
+            };
+            checkins = baseline
+                .filter(|b| checkins.contains(b))
+                .into_iter()
+                .chain([tip])
+                .collect();
+        }
+    }
+    checkin_cards(repo, &checkins, artifacts)
 }
 
 /// `file` cards for the artifacts of `checkins` (consecutive trunk
@@ -87,6 +150,7 @@ pub fn trunk_after(
 pub fn checkin_cards(
     repo: &Repository,
     checkins: &[ArtifactHash],
+    artifacts: Artifacts,
 ) -> Result<Vec<Card>, ServerError> {
     let manifests: HashSet<&ArtifactHash> = checkins.iter().collect();
     let mut seen = HashSet::new();
@@ -98,6 +162,10 @@ pub fn checkin_cards(
                 .ok_or_else(|| crate::repo::RepoError::MissingArtifact {
                     hash: checkin.to_string(),
                 })?;
+        if artifacts != Artifacts::All {
+            tail.push(file_card(checkin, content));
+            continue;
+        }
         let baseline = match parse_artifact(&content) {
             Artifact::Checkin(m) => m.baseline,
             _ => None,

@@ -5,8 +5,6 @@
 use std::io::Read;
 
 use flate2::read::ZlibDecoder;
-use flate2::write::ZlibEncoder;
-use flate2::Compression;
 
 use super::card::Limits;
 use super::error::CodecError;
@@ -113,13 +111,8 @@ pub fn encode_body(content_type: ContentType, cards: &[u8]) -> Vec<u8> {
 /// length, then a zlib stream. Lengths past 4 GiB cannot be framed; callers
 /// bound message sizes far below that.
 pub fn compress(data: &[u8]) -> Vec<u8> {
-    use std::io::Write;
-    let mut out = Vec::with_capacity(data.len() / 2 + 16);
-    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-    let mut z = ZlibEncoder::new(out, Compression::fast());
-    // Writing into a Vec cannot fail.
-    let _ = z.write_all(data);
-    z.finish().unwrap_or_default()
+    // The same framing as a stored blob.
+    crate::repo::compress(data)
 }
 
 #[cfg(test)]

@@ -30,6 +30,6 @@ pub use error::{CodecError, LoginError};
 pub use frame::{compress, decode_body, encode_body, ContentType};
 pub use login::{build_login, verify_login};
 pub use server::{
-    classify, handle, handle_decoded, handle_with, Decoded, Kind, Outcome, Refusal, Request,
-    Response, ServerConfig, ServerError, TrunkAdvance,
+    classify, handle, handle_decoded, handle_with, Decoded, Kind, Outcome, QueueAsk, Refusal,
+    Request, Response, ServerConfig, ServerError, TrunkAdvance,
 };

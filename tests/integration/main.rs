@@ -7,6 +7,7 @@ mod herd;
 mod hub;
 mod leaf;
 mod otel;
+mod queue;
 mod repo;
 mod sweep;
 mod xfer;

@@ -705,20 +705,28 @@ fn a_tip_bundle_brings_a_leaf_one_step_forward_without_a_request() {
     assert!(client.apply_bundle(&leaf, &bundle_two, &two, &one).is_err());
     assert_eq!(leaf.trunk_tip().unwrap(), before_tip, "nothing kept");
 
+    // A bundle carries the manifest alone: a leaf keeps other writers'
+    // manifests and leaves their files phantoms.
     let requests = client.requests();
     assert_eq!(
         client.apply_bundle(&leaf, &bundle_one, &one, &tip).unwrap(),
-        2
+        1
     );
     assert_eq!(
         client.apply_bundle(&leaf, &bundle_two, &two, &one).unwrap(),
-        2
+        1
     );
     assert_eq!(client.requests(), requests, "bundles cost no request");
     assert_eq!(leaf.trunk_tip().unwrap(), Some(two.clone()));
     assert_eq!(client.known_tip(), Some(two.clone()));
     let files = leaf.file_list(&two).unwrap();
     assert!(files.contains_key("n/one.txt") && files.contains_key("n/two.txt"));
+    let (file, _) = &files["n/two.txt"];
+    assert_eq!(
+        leaf.rid_of(file).unwrap().map(|(_, phantom)| phantom),
+        Some(true),
+        "another writer's file is a phantom"
+    );
 
     // Nothing left to pull afterwards.
     let pulled = client.pull(&leaf).unwrap();

@@ -13,6 +13,7 @@ use rand::Rng;
 use super::error::ClientError;
 use crate::repo::{ArtifactHash, RepoError};
 use crate::xfer::card::{encode, parse_with, Card, Limits};
+use crate::xfer::fastpath::PRAGMA_SPARSE;
 use crate::xfer::frame::{decode_body, encode_body, ContentType};
 use crate::xfer::login::build_login;
 use crate::xfer::server::SERVER_VERSION;
@@ -29,6 +30,8 @@ pub struct Client {
     pub(super) known_tip: Mutex<Option<ArtifactHash>>,
     /// Extra HTTP headers for every request (e.g. `traceparent`).
     pub(super) headers: Mutex<Vec<(String, String)>>,
+    /// Fast pulls and refusals bring manifests only (`pragma herd-sparse`).
+    pub(super) sparse: bool,
 }
 
 /// One reply's cards and whether it carried an `error` card.
@@ -67,7 +70,22 @@ impl Client {
             requests: AtomicU64::new(0),
             known_tip: Mutex::new(None),
             headers: Mutex::new(Vec::new()),
+            sparse: false,
         }
+    }
+
+    /// This client keeps other writers' check-in manifests but not their
+    /// files: fast pulls and push refusals bring manifests only (see
+    /// `xfer::fastpath`). Clones stay complete. A sparse repository lacks
+    /// the files the optional R card hashes: turn it off (`repo-cksum` 0).
+    pub fn sparse(mut self) -> Client {
+        self.sparse = true;
+        self
+    }
+
+    /// The `pragma herd-sparse` card, when this client is sparse.
+    pub(super) fn sparse_card(&self) -> Option<Card> {
+        self.sparse.then(|| Card::pragma(PRAGMA_SPARSE, &[]))
     }
 
     /// Sets extra HTTP headers sent with every following request, such as

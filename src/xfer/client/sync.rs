@@ -7,7 +7,8 @@ use super::error::ClientError;
 use super::http::{Client, Reply};
 use crate::repo::{ArtifactHash, RepoError, Repository};
 use crate::xfer::card::{Card, CloneFrom};
-use crate::xfer::fastpath::{PRAGMA_ACCEPTED, PRAGMA_PUSH, PRAGMA_TIP};
+use crate::xfer::fastpath::{PRAGMA_ACCEPTED, PRAGMA_PUSH, PRAGMA_QUEUE, PRAGMA_TIP, PRAGMA_TURN};
+use crate::xfer::QueueAsk;
 
 /// Most rounds one pull or push may take before the client gives up.
 const MAX_ROUNDS: u32 = 1000;
@@ -46,6 +47,9 @@ pub enum PushOutcome {
         message: String,
         /// Artifacts received with the refusal.
         received: usize,
+        /// The push-queue turn granted with this refusal: push again (after
+        /// rebasing onto `tip`) with [`QueueAsk::Turn`] and this token.
+        turn: Option<u64>,
     },
 }
 
@@ -127,7 +131,9 @@ impl Client {
             .known_tip()
             .or(repo.trunk_tip().map_err(self.repo_err())?);
         let tip_args: Vec<&str> = tip.iter().map(|t| t.as_str()).collect();
-        let first = [Card::pragma(PRAGMA_TIP, &tip_args), pull.clone()];
+        let mut first = vec![Card::pragma(PRAGMA_TIP, &tip_args)];
+        first.extend(self.sparse_card());
+        first.push(pull.clone());
         let reply = self.exchange(&first, Some(&project_code))?;
         self.check_error(&reply)?;
         if let Some(args) = reply.pragma(PRAGMA_TIP) {
@@ -206,12 +212,33 @@ impl Client {
         repo: &Repository,
         checkins: &[ArtifactHash],
     ) -> Result<PushOutcome, ClientError> {
+        self.push_queued(repo, checkins, None)
+    }
+
+    /// [`Client::push`] taking part in the server's push queue (see
+    /// `xfer::fastpath`): a server that keeps one may hold the request until
+    /// this pusher's turn; a server that does not ignores `ask`.
+    pub fn push_queued(
+        &self,
+        repo: &Repository,
+        checkins: &[ArtifactHash],
+        ask: Option<QueueAsk>,
+    ) -> Result<PushOutcome, ClientError> {
         let project_code = repo.project_code().map_err(self.repo_err())?;
         let push = Card::Push {
             server_code: repo.server_code().map_err(self.repo_err())?,
             project_code: project_code.clone(),
         };
-        let mut cards = vec![Card::pragma(PRAGMA_PUSH, &[]), push.clone()];
+        let mut cards = vec![Card::pragma(PRAGMA_PUSH, &[])];
+        cards.extend(self.sparse_card());
+        match ask {
+            Some(QueueAsk::Wait) => cards.push(Card::pragma(PRAGMA_QUEUE, &[])),
+            Some(QueueAsk::Turn(token)) => {
+                cards.push(Card::pragma(PRAGMA_QUEUE, &[&token.to_string()]))
+            }
+            None => {}
+        }
+        cards.push(push.clone());
         let mut files = Vec::new();
         let mut manifests = Vec::new();
         // A server that speaks the fast path (it told us its tip) holds every
@@ -256,12 +283,17 @@ impl Client {
                 let message = message.to_string();
                 let (tip, seq) =
                     parse_tip(args).ok_or_else(|| self.protocol("refusal without a tip"))?;
+                let turn = reply
+                    .pragma(PRAGMA_TURN)
+                    .and_then(|args| args.first())
+                    .and_then(|t| t.parse().ok());
                 let received =
                     self.in_transaction(repo, |r| self.store_received(r, reply.cards, None))?;
                 self.set_known_tip(Some(tip.clone()));
                 return Ok(PushOutcome::Refused {
                     tip,
                     seq,
+                    turn,
                     message,
                     received,
                 });

@@ -32,6 +32,6 @@ mod types;
 pub use access::{Access, Account};
 pub use handle::{handle, handle_decoded, handle_with};
 pub use types::{
-    classify, Decoded, Kind, Outcome, Refusal, Request, Response, ServerConfig, ServerError,
-    TrunkAdvance, MAX_DOWNLOAD, SERVER_VERSION,
+    classify, Decoded, Kind, Outcome, QueueAsk, Refusal, Request, Response, ServerConfig,
+    ServerError, TrunkAdvance, MAX_DOWNLOAD, SERVER_VERSION,
 };

@@ -100,7 +100,8 @@ impl Session<'_> {
             }
         }
         if self.fast_push {
-            let cards = fastpath::push_reply(repo, &self.outcome)?;
+            let cards =
+                fastpath::push_reply(repo, &self.outcome, self.decoded.turn_grant, self.artifacts)?;
             self.count_sent(&cards);
             self.out.extend(cards);
         }

@@ -47,6 +47,8 @@ pub(super) struct Session<'a> {
     pub(super) clone: Option<Option<CloneFrom>>,
     pub(super) fast_tip: Option<Option<&'a str>>,
     pub(super) fast_push: bool,
+    /// What the fast path sends this client.
+    pub(super) artifacts: fastpath::Artifacts,
     pub(super) stopped: bool,
     pub(super) uncompressed_reply: bool,
     pub(super) outcome: Outcome,
@@ -79,6 +81,7 @@ impl<'a> Session<'a> {
             clone: None,
             fast_tip: None,
             fast_push: false,
+            artifacts: fastpath::Artifacts::All,
             stopped: false,
             uncompressed_reply: false,
             outcome: Outcome {
@@ -139,7 +142,7 @@ impl<'a> Session<'a> {
         if self.pulling {
             match self.fast_tip {
                 Some(tip) if fastpath::serves_pull(repo, tip)? => {
-                    let cards = fastpath::pull_reply(repo, tip)?;
+                    let cards = fastpath::pull_reply(repo, tip, self.artifacts)?;
                     self.count_sent(&cards);
                     self.out.extend(cards);
                 }
@@ -204,6 +207,7 @@ impl<'a> Session<'a> {
                     self.fast_tip = Some(args.first().map(String::as_str));
                 }
                 fastpath::PRAGMA_PUSH => self.fast_push = true,
+                fastpath::PRAGMA_SPARSE => self.artifacts = fastpath::Artifacts::Tip,
                 _ => {}
             },
             Card::Pull {

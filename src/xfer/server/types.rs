@@ -8,6 +8,7 @@ use super::access::Access;
 use crate::repo::{ArtifactHash, RepoError};
 use crate::xfer::card::{parse_spanned, Card, Limits, Spanned};
 use crate::xfer::error::CodecError;
+use crate::xfer::fastpath;
 use crate::xfer::frame::{decode_body, ContentType};
 
 /// The client version (Fossil 2.21) we announce, and the one below which a
@@ -177,6 +178,18 @@ pub struct Decoded {
     pub(super) content_type: ContentType,
     pub(super) text: Vec<u8>,
     pub(super) cards: Vec<Spanned>,
+    /// The push-queue turn this request is granted should it be refused
+    /// (see `fastpath`); set by the server that keeps the queue.
+    pub(super) turn_grant: Option<u64>,
+}
+
+/// What a push asks of a server's push queue (`pragma herd-queue`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueAsk {
+    /// The pusher will wait for a turn.
+    Wait,
+    /// The pusher holds this turn.
+    Turn(u64),
 }
 
 impl Decoded {
@@ -189,7 +202,32 @@ impl Decoded {
             content_type,
             text,
             cards,
+            turn_grant: None,
         })
+    }
+
+    /// What the request asks of the push queue; `None` when it does not
+    /// take part (a real fossil, or a push without the pragma).
+    pub fn queue_ask(&self) -> Option<QueueAsk> {
+        self.cards().find_map(|card| match card {
+            Card::Pragma { name, args } if name == fastpath::PRAGMA_QUEUE => {
+                Some(match args.first().and_then(|t| t.parse().ok()) {
+                    Some(token) => QueueAsk::Turn(token),
+                    None => QueueAsk::Wait,
+                })
+            }
+            _ => None,
+        })
+    }
+
+    /// Grants turn `token` to this request, announced if it is refused.
+    pub fn grant_turn(&mut self, token: u64) {
+        self.turn_grant = Some(token);
+    }
+
+    /// The turn granted to this request, if any.
+    pub fn granted_turn(&self) -> Option<u64> {
+        self.turn_grant
     }
 
     /// Whether handling this request writes.
