@@ -8,9 +8,11 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
-use herd::hub::{self, Batching, HubConfig, HubError};
+use herd::hub::{self, Batching, HttpLimits, HubConfig, HubError};
+use herd::supervisor::process::raise_nofile;
 use herd::telemetry::{self, W3c};
 
 /// Fossil-compatible sync hub with a linear trunk.
@@ -19,6 +21,16 @@ use herd::telemetry::{self, W3c};
 /// Fossil content type), GET /healthz and GET /stats, and announces every
 /// trunk advance on NATS JetStream when --nats-url is given. Prints one JSON
 /// readiness line on stdout; logs go to stderr (RUST_LOG).
+///
+/// Limits: a request whose declared Content-Length is over
+/// --max-request-bytes gets 413 before its body is read; a request must
+/// arrive whole (head and body) within --read-timeout-ms of its first byte,
+/// else 408 and the connection is closed (slow clients never hold a worker:
+/// bodies are read before a worker sees them); a connection with no request
+/// for --idle-timeout-ms is closed; at --max-connections open, a new
+/// connection replaces the longest-idle one, or gets 503 when none is idle.
+/// Malformed requests get 400 (431 for a head over 64 KiB, 411 for a chunked
+/// body); a malformed sync body gets an `error` card.
 ///
 /// Exit codes: 0 clean stop, 1 failure while stopping, 2 could not start.
 #[derive(Parser)]
@@ -42,6 +54,22 @@ struct Cli {
     /// Most pushes per write transaction; 1 turns batching off.
     #[arg(long, default_value_t = hub::DEFAULT_MAX_BATCH)]
     max_batch: usize,
+    /// Largest request body in bytes; a larger declared Content-Length gets 413.
+    #[arg(long, default_value_t = hub::DEFAULT_MAX_REQUEST_BYTES, value_parser = clap::value_parser!(u64).range(1..))]
+    max_request_bytes: u64,
+    /// Milliseconds a request (head and body) may take to arrive from its first byte; also bounds writing a reply.
+    #[arg(long, default_value_t = millis(hub::DEFAULT_READ_TIMEOUT), value_parser = clap::value_parser!(u64).range(1..))]
+    read_timeout_ms: u64,
+    /// Milliseconds an open connection may wait for its next request.
+    #[arg(long, default_value_t = millis(hub::DEFAULT_IDLE_TIMEOUT), value_parser = clap::value_parser!(u64).range(1..))]
+    idle_timeout_ms: u64,
+    /// Most connections open at once (the open-file limit is raised to fit).
+    #[arg(long, default_value_t = hub::DEFAULT_MAX_CONNECTIONS, value_parser = clap::value_parser!(usize))]
+    max_connections: usize,
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Cli {
@@ -51,6 +79,13 @@ impl Cli {
         config.nats_url = self.nats_url;
         config.project_name = self.project_name;
         config.threads = self.threads.max(1);
+        let max_connections = self.max_connections.max(1);
+        config.http = HttpLimits {
+            max_request_bytes: self.max_request_bytes,
+            read_timeout: Duration::from_millis(self.read_timeout_ms),
+            idle_timeout: Duration::from_millis(self.idle_timeout_ms),
+            max_connections,
+        };
         config.batching = if self.max_batch <= 1 {
             Batching::Off
         } else {
@@ -84,6 +119,18 @@ fn serve(cli: Cli) -> ExitCode {
     W3c::from_env().adopt(&root);
     let _entered = root.enter();
     let config = cli.config();
+    // Each connection holds a descriptor; the repository, the workers'
+    // connections and NATS hold a few more.
+    let needed = config.http.max_connections as u64 + config.threads as u64 * 4 + 64;
+    match raise_nofile(needed) {
+        Ok(limit) if limit < needed => tracing::warn!(
+            limit,
+            needed,
+            "open-file limit below what --max-connections needs; accepts may fail when it runs out"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
     match hub::run(&config, &mut std::io::stdout(), shutdown_signal()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
