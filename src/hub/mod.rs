@@ -50,6 +50,9 @@ use writer::Writer;
 /// Capabilities of `nobody` in a repository the hub creates: clone (`g`),
 /// check out / read (`o`), check in / push (`i`). Leaves push anonymously.
 pub const NOBODY_CAPS: &str = "goi";
+/// Pending connections the kernel queues before the listener accepts them
+/// (capped by `net.core.somaxconn`).
+const LISTEN_BACKLOG: i32 = 1024;
 /// The setup user of a repository the hub creates.
 pub const ADMIN_USER: &str = "admin";
 
@@ -86,6 +89,14 @@ impl Hub {
         let addr = tcp.local_addr().map_err(|_| HubError::NoIpAddress {
             addr: config.listen,
         })?;
+        // std listens with a backlog of 128; a herd of connections arriving
+        // at once (or a burst while the listener makes room) would see
+        // dropped SYNs and one-second retries. Listening again resizes it.
+        if let Err(e) = nix::sys::socket::Backlog::new(LISTEN_BACKLOG)
+            .and_then(|backlog| nix::sys::socket::listen(&tcp, backlog))
+        {
+            tracing::warn!(error = %e, "cannot raise the listen backlog");
+        }
         let repo = open_or_create(config)?;
         let open_err = |source| HubError::OpenRepo {
             path: config.repo.clone(),

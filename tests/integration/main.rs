@@ -4,6 +4,7 @@ mod helpers;
 mod herd;
 mod hub;
 mod leaf;
+mod limits;
 mod otel;
 mod repo;
 mod sweep;

@@ -444,7 +444,7 @@ async fn read_head(conn: &mut BufReader<TcpStream>) -> Result<Option<Head>, Head
         let scanned = buf.len();
         let taken = chunk.len();
         buf.extend_from_slice(chunk);
-        if let Some(end) = wire::head_end(&buf, scanned) {
+        if let Some(end) = wire::head_end(&buf, scanned).filter(|&end| end <= MAX_HEAD) {
             // Leave whatever follows the head (the body, a pipelined
             // request) in the reader.
             conn.consume(taken - (buf.len() - end));
