@@ -26,7 +26,8 @@ use herd::telemetry::{self, W3c};
 /// --max-request-bytes gets 413 before its body is read; a request must
 /// arrive whole (head and body) within --read-timeout-ms of its first byte,
 /// else 408 and the connection is closed (slow clients never hold a worker:
-/// bodies are read before a worker sees them); a connection with no request
+/// bodies are read before a worker sees them, at most 4 × --max-request-bytes
+/// held at once); a connection with no request
 /// for --idle-timeout-ms is closed; at --max-connections open, a new
 /// connection replaces the longest-idle one, or gets 503 when none is idle.
 /// Malformed requests get 400 (431 for a head over 64 KiB, 411 for a chunked

@@ -36,7 +36,9 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 /// connection is closed after `idle_timeout`. When `max_connections` are
 /// open, a new connection takes the place of the longest-idle one; when none
 /// is idle it gets 503 and is closed. Bodies are read by the listener before
-/// a worker sees the request, so slow clients never hold a worker.
+/// a worker sees the request, so slow clients never hold a worker; the
+/// bodies held at once total at most four times `max_request_bytes` (a body
+/// waits for room within its read timeout).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HttpLimits {
     /// Largest request body, in bytes.

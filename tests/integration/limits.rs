@@ -411,6 +411,56 @@ fn an_oversized_body_is_refused_before_it_is_sent() {
     assert_clone_served(&hub);
 }
 
+#[test]
+fn bodies_held_at_once_are_bounded() {
+    let tmp = TempDir::new().unwrap();
+    // Room for four bodies of 1000 bytes (BODY_BUDGET_FACTOR).
+    let hub = HubProcess::start(
+        &tmp.path().join("hub.fossil"),
+        None,
+        &["--max-request-bytes", "1000", "--read-timeout-ms", "30000"],
+    );
+    let addr = addr_of(&hub);
+    let request = post("application/x-fossil-debug", &[b'#'; 1000]);
+    // Four requests all but their last byte in: the budget is used up.
+    let mut holding: Vec<TcpStream> = (0..4)
+        .map(|_| {
+            let mut stream = connect(&addr);
+            stream.write_all(&request[..request.len() - 1]).unwrap();
+            stream
+        })
+        .collect();
+    // A fifth body waits for room; a request without a body does not.
+    let mut waiting = connect(&addr);
+    waiting.write_all(&request).unwrap();
+    assert_eq!(
+        ureq::get(&format!("{}/healthz", hub.ready.http))
+            .timeout(Duration::from_secs(10))
+            .call()
+            .unwrap()
+            .status(),
+        200
+    );
+    waiting
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    let early = waiting.read(&mut byte);
+    assert!(
+        matches!(&early, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the fifth body was taken beyond the budget: {early:?}"
+    );
+    // One of the four completes: its reply comes, and the fifth gets room.
+    holding[0].write_all(&request[request.len() - 1..]).unwrap();
+    let done = read_reply(&mut BufReader::new(holding.remove(0))).unwrap();
+    assert_eq!(done.status, 200);
+    waiting
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let reply = read_reply(&mut BufReader::new(waiting)).expect("the fifth request is served");
+    assert_eq!(reply.status, 200);
+}
+
 /// Sends `at_once` then `trickled` one byte per `pace` on a new connection
 /// (until the hub closes it); returns the status the hub answered and when.
 /// Tells `started` once it is trickling.

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::sync::{oneshot, watch, Notify};
+use tokio::sync::{oneshot, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::{timeout, timeout_at, Instant};
 
@@ -60,6 +60,10 @@ pub(crate) struct HttpResponse {
 
 /// How long a refusal to a client that is not reading may take to write.
 const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Request bodies held at once, in units of the largest body: a herd of
+/// clients each sending the largest body waits for room (within its read
+/// timeout) instead of growing the hub without bound.
+pub(crate) const BODY_BUDGET_FACTOR: u64 = 4;
 /// Most bytes read and dropped after a refusal, before closing.
 const LINGER_BYTES: usize = 256 * 1024;
 /// Pause after an accept error (descriptors exhausted), so the loop does
@@ -100,6 +104,8 @@ struct Ctx {
     max_body: u64,
     jobs: std::sync::mpsc::Sender<Exchange>,
     counters: Arc<Counters>,
+    /// Bytes of request bodies that may be held at once.
+    bodies: Arc<Semaphore>,
     table: Mutex<Table>,
     tally: Tally,
 }
@@ -169,11 +175,20 @@ impl Listener {
             .enable_all()
             .build()?;
         let (stop, stopped) = watch::channel(false);
+        // Permits are counted in u32 by acquire_many; a body over 4 GiB is
+        // never allowed anyway (the codec's own bound is lower).
+        let max_body = max_body
+            .min(limits.max_request_bytes)
+            .min(u64::from(u32::MAX));
+        let budget = max_body
+            .saturating_mul(BODY_BUDGET_FACTOR)
+            .min(Semaphore::MAX_PERMITS as u64);
         let ctx = Arc::new(Ctx {
             limits,
-            max_body: max_body.min(limits.max_request_bytes),
+            max_body,
             jobs,
             counters,
+            bodies: Arc::new(Semaphore::new(budget as usize)),
             table: Mutex::new(Table::default()),
             tally: Tally::default(),
         });
@@ -283,8 +298,8 @@ async fn accept_loop(
 
 /// How reading one request ended.
 enum Read {
-    /// A whole request.
-    Request(Head, Vec<u8>),
+    /// A whole request, and its body's share of the budget.
+    Request(Head, Vec<u8>, Option<OwnedSemaphorePermit>),
     /// The client closed or reset the connection between requests.
     Gone,
     /// The request cannot be served; the answer closes the connection.
@@ -332,8 +347,8 @@ async fn serve_connection(
             // The request has not arrived: it was never received.
             _ = stopped.changed() => return,
         };
-        let (head, body) = match read {
-            Read::Request(head, body) => (head, body),
+        let (head, body, _budget) = match read {
+            Read::Request(head, body, budget) => (head, body, budget),
             Read::Gone => return,
             Read::Refused { failure, sync } => {
                 Tally::add(&ctx.tally.refused);
@@ -400,6 +415,16 @@ async fn read_request(conn: &mut BufReader<TcpStream>, ctx: &Ctx) -> Read {
             sync,
         };
     }
+    // Room for the body among all bodies held, given back once the reply is
+    // in (the worker has dropped the body by then). `length` is at most
+    // `max_body`, which fits u32.
+    let budget = match u32::try_from(length).unwrap_or(u32::MAX) {
+        0 => None,
+        n => match Arc::clone(&ctx.bodies).acquire_many_owned(n).await {
+            Ok(permit) => Some(permit),
+            Err(_) => return Read::Gone,
+        },
+    };
     if length > 0
         && head.expects_continue()
         && conn.get_mut().write_all(wire::CONTINUE).await.is_err()
@@ -409,7 +434,7 @@ async fn read_request(conn: &mut BufReader<TcpStream>, ctx: &Ctx) -> Read {
     // Grows with what arrives, not with what the head declares.
     let mut body = Vec::with_capacity(usize::try_from(length.min(64 * 1024)).unwrap_or(0));
     match (&mut *conn).take(length).read_to_end(&mut body).await {
-        Ok(n) if n as u64 == length => Read::Request(head, body),
+        Ok(n) if n as u64 == length => Read::Request(head, body, budget),
         Ok(n) => Read::Refused {
             failure: Failure::ShortBody {
                 got: n as u64,
