@@ -237,6 +237,7 @@ async fn accept_loop(
         }
     };
     let mut tasks = JoinSet::new();
+    let mut failing = false;
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -244,6 +245,7 @@ async fn accept_loop(
         };
         match accepted {
             Ok((stream, peer)) => {
+                failing = false;
                 // Replies leave in two writes (head, body); without
                 // TCP_NODELAY the second would wait for a delayed ACK.
                 let _ = stream.set_nodelay(true);
@@ -270,9 +272,13 @@ async fn accept_loop(
             }
             Err(e) => {
                 // Out of descriptors, or a connection reset while queued:
-                // neither is a reason to stop serving.
+                // neither is a reason to stop serving. One warning per
+                // streak of failures.
                 Tally::add(&ctx.tally.accept_errors);
-                tracing::warn!(error = %e, "accept failed");
+                if !failing {
+                    tracing::warn!(error = %e, "accept failed; retrying every 50 ms");
+                }
+                failing = true;
                 tokio::select! {
                     () = tokio::time::sleep(ACCEPT_BACKOFF) => {}
                     _ = stopped.changed() => break,
