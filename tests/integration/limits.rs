@@ -656,6 +656,102 @@ fn a_full_connection_table_makes_room_from_idle_connections_else_answers_503() {
     }
 }
 
+/// A hub started under a shell with a small open-file limit (soft and
+/// hard, so the hub cannot raise it); killed and reaped on drop.
+struct CrampedHub {
+    child: std::process::Child,
+    addr: String,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl CrampedHub {
+    fn start(repo: &Path, nofile: u32) -> CrampedHub {
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_hub"))
+            .arg("--repo")
+            .arg(repo)
+            .args(["--listen", "127.0.0.1:0", "--threads", "2"])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the hub under sh");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = std::sync::Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        let mut hub = CrampedHub {
+            child,
+            addr: String::new(),
+            log,
+        };
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("hub not ready: {}", hub.log.lock().unwrap()));
+        let ready: herd::report::HubReady = serde_json::from_str(&line).unwrap();
+        hub.addr = ready.http.trim_start_matches("http://").to_string();
+        hub
+    }
+}
+
+impl Drop for CrampedHub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn running_out_of_descriptors_pauses_accepting_but_never_stops_the_hub() {
+    let tmp = TempDir::new().unwrap();
+    let hub = CrampedHub::start(&tmp.path().join("hub.fossil"), 64);
+    // More connections than the hub has descriptors for.
+    let flood: Vec<TcpStream> = (0..120).map(|_| connect(&hub.addr)).collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !hub.log.lock().unwrap().contains("accept failed") {
+        assert!(
+            Instant::now() < deadline,
+            "the hub never ran out of descriptors: {}",
+            hub.log.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(flood);
+    // Descriptors come back as the flood closes; the hub serves again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let replies = exchange(&hub.addr, &post("application/x-fossil-debug", CLONE), false);
+        if let Some(reply) = replies.first() {
+            assert_eq!(reply.status, 200);
+            assert!(reply
+                .cards()
+                .iter()
+                .any(|c| matches!(c, Card::CloneSeqno(_))));
+            break;
+        }
+        assert!(Instant::now() < deadline, "the hub stopped serving");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A fake leaf-agent: a shell script printing garbage on stdout.
 fn fake_leaf(dir: &Path) -> PathBuf {
     let script = dir.join("garbage-leaf");
