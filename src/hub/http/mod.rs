@@ -1,8 +1,8 @@
 //! The HTTP side: a listener that reads whole requests under the hub's
-//! limits (`listener`, on bytes parsed by `wire`), and worker threads that
-//! serve them, each with its own read-only connection to the repository
-//! (WAL lets readers run beside the writer). Routing follows `fossil
-//! server`: any POST whose content type is one of Fossil's
+//! limits (`listener` and `conn`, on bytes parsed by `wire`), and worker
+//! threads that serve them, each with its own read-only connection to the
+//! repository (WAL lets readers run beside the writer). Routing follows
+//! `fossil server`: any POST whose content type is one of Fossil's
 //! (`application/x-fossil`, `-debug`, `-uncompressed`) is a sync request,
 //! whatever the path (reference 5.1). Pulls and clones are served here in
 //! one read transaction; pushes go to the writer and the worker waits for
@@ -12,6 +12,7 @@
 //! [`response`] is the one place a request's result, or the listener's
 //! refusal of it, becomes an HTTP status.
 
+mod conn;
 mod listener;
 mod wire;
 
