@@ -12,10 +12,12 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use herd::coord::{Secret, NATS_TOKEN_ENV};
-use herd::hub::{self, Batching, HubConfig, HubError, HubUser};
+use herd::hub::{self, Batching, HttpLimits, HubConfig, HubError, HubUser};
+use herd::supervisor::process::raise_nofile;
 use herd::telemetry::{self, W3c};
 use herd::xfer::login::{HUB_SECRET_ENV, HUB_USER_ENV};
 
@@ -32,6 +34,17 @@ use herd::xfer::login::{HUB_SECRET_ENV, HUB_USER_ENV};
 /// everything to clients that do not log in. A non-loopback --listen needs
 /// --user (login is then required) or --allow-anonymous. The NATS token, if
 /// the server wants one, is read from $HERD_NATS_TOKEN.
+///
+/// Limits: a request whose declared Content-Length is over
+/// --max-request-bytes gets 413 before its body is read; a request must
+/// arrive whole (head and body) within --read-timeout-ms of its first byte,
+/// else 408 and the connection is closed (slow clients never hold a worker:
+/// bodies are read before a worker sees them, at most 4 × --max-request-bytes
+/// held at once); a connection with no request
+/// for --idle-timeout-ms is closed; at --max-connections open, a new
+/// connection replaces the longest-idle one, or gets 503 when none is idle.
+/// Malformed requests get 400 (431 for a head over 64 KiB, 411 for a chunked
+/// body); a malformed sync body gets an `error` card.
 ///
 /// Exit codes: 0 clean stop, 1 failure while stopping, 2 could not start.
 ///
@@ -79,6 +92,22 @@ struct Cli {
     /// Serve anonymous clients on a non-loopback --listen address.
     #[arg(long)]
     allow_anonymous: bool,
+    /// Largest request body in bytes; a larger declared Content-Length gets 413.
+    #[arg(long, default_value_t = hub::DEFAULT_MAX_REQUEST_BYTES, value_parser = clap::value_parser!(u64).range(1..))]
+    max_request_bytes: u64,
+    /// Milliseconds a request (head and body) may take to arrive from its first byte; also bounds writing a reply.
+    #[arg(long, default_value_t = millis(hub::DEFAULT_READ_TIMEOUT), value_parser = clap::value_parser!(u64).range(1..))]
+    read_timeout_ms: u64,
+    /// Milliseconds an open connection may wait for its next request.
+    #[arg(long, default_value_t = millis(hub::DEFAULT_IDLE_TIMEOUT), value_parser = clap::value_parser!(u64).range(1..))]
+    idle_timeout_ms: u64,
+    /// Most connections open at once (the open-file limit is raised to fit).
+    #[arg(long, default_value_t = hub::DEFAULT_MAX_CONNECTIONS, value_parser = clap::value_parser!(usize))]
+    max_connections: usize,
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Cli {
@@ -106,7 +135,14 @@ impl Cli {
                 .push_queue
                 .unwrap_or_else(|| hub::queue_capacity(config.threads))
                 .min(hub::queue_capacity(config.threads)),
-            lease: std::time::Duration::from_millis(self.turn_lease_ms.max(1)),
+            lease: Duration::from_millis(self.turn_lease_ms.max(1)),
+        };
+        let max_connections = self.max_connections.max(1);
+        config.http = HttpLimits {
+            max_request_bytes: self.max_request_bytes,
+            read_timeout: Duration::from_millis(self.read_timeout_ms),
+            idle_timeout: Duration::from_millis(self.idle_timeout_ms),
+            max_connections,
         };
         config.batching = if self.max_batch <= 1 {
             Batching::Off
@@ -149,6 +185,18 @@ fn serve(cli: Cli) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Each connection holds a descriptor; the repository, the workers'
+    // connections and NATS hold a few more.
+    let needed = config.http.max_connections as u64 + config.threads as u64 * 4 + 64;
+    match raise_nofile(needed) {
+        Ok(limit) if limit < needed => tracing::warn!(
+            limit,
+            needed,
+            "open-file limit below what --max-connections needs; accepts may fail when it runs out"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
     match hub::run(&config, &mut std::io::stdout(), shutdown_signal()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

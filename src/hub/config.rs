@@ -69,6 +69,52 @@ pub const DEFAULT_THREADS: usize = 64;
 pub const DEFAULT_MAX_BATCH: usize = 64;
 /// Bound of one NATS round trip of the tip publisher.
 pub const DEFAULT_PUBLISH_TIMEOUT: Duration = Duration::from_secs(2);
+/// Largest request body the HTTP listener takes.
+pub const DEFAULT_MAX_REQUEST_BYTES: u64 = 64 << 20;
+/// How long one request may take to arrive, head and body, from its first
+/// byte; also the bound of writing one reply.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connection may wait for its next request before it is closed.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most connections open at once.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+
+/// Bounds of the HTTP listener: what one client can make the hub hold.
+///
+/// A request whose declared `Content-Length` is over `max_request_bytes` is
+/// answered 413 before any of its body is read; bytes past the declared
+/// length are the next request's, which then fails to parse (400, closed).
+/// A request must arrive whole within `read_timeout` of its first byte, so a
+/// client trickling bytes (slowloris) is dropped with 408. An idle
+/// connection is closed after `idle_timeout`. When `max_connections` are
+/// open, a new connection takes the place of the longest-idle one; when none
+/// is idle it gets 503 and is closed. Bodies are read by the listener before
+/// a worker sees the request, so slow clients never hold a worker; the
+/// bodies held at once total at most four times `max_request_bytes` (a body
+/// waits for room within its read timeout).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Largest request body, in bytes.
+    pub max_request_bytes: u64,
+    /// Bound of reading one request (from its first byte) and of writing
+    /// one reply.
+    pub read_timeout: Duration,
+    /// Bound of waiting for the next request on an open connection.
+    pub idle_timeout: Duration,
+    /// Most connections open at once.
+    pub max_connections: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            read_timeout: DEFAULT_READ_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
 
 /// How the single writer groups pushes into transactions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,6 +170,8 @@ pub struct HubConfig {
     pub allow_anonymous: bool,
     /// The NATS auth token of the tip broadcaster's connection.
     pub nats_token: Option<Secret>,
+    /// Bounds of the HTTP listener (request size, timeouts, connections).
+    pub http: HttpLimits,
 }
 
 impl HubConfig {
@@ -148,6 +196,7 @@ impl HubConfig {
             require_login: false,
             allow_anonymous: false,
             nats_token: None,
+            http: HttpLimits::default(),
         }
     }
 

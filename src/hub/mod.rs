@@ -9,8 +9,9 @@
 //! between flags and exit code: start, print the readiness line, wait for
 //! the shutdown future, stop.
 //!
-//! Files: `config` ([`HubConfig`]), `http` (workers, routing, the one place
-//! results become HTTP statuses), `writer` (the single writer and batching),
+//! Files: `config` ([`HubConfig`], [`HttpLimits`]), `http` (the listener
+//! and its limits, workers, routing, the one place results become HTTP
+//! statuses), `writer` (the single writer and batching),
 //! `broadcast` (the tip publisher thread), `stats` (counters and `/stats`),
 //! `error` ([`HubError`]).
 //!
@@ -35,8 +36,9 @@ use std::thread::JoinHandle;
 
 pub use broadcast::Broadcast;
 pub use config::{
-    queue_capacity, Batching, ConfigError, HubConfig, HubUser, DEFAULT_MAX_BATCH,
-    DEFAULT_PUBLISH_TIMEOUT, DEFAULT_THREADS, DEFAULT_USER_CAPS,
+    queue_capacity, Batching, ConfigError, HttpLimits, HubConfig, HubUser, DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_BATCH, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_PUBLISH_TIMEOUT,
+    DEFAULT_READ_TIMEOUT, DEFAULT_THREADS, DEFAULT_USER_CAPS,
 };
 pub use error::HubError;
 pub use queue::{QueueConfig, DEFAULT_LEASE};
@@ -55,6 +57,9 @@ use writer::Writer;
 /// loopback serves anonymous leaves; with login required (herd's trials)
 /// the sync server withholds these and only logged-in users get any.
 pub const NOBODY_CAPS: &str = "goi";
+/// Pending connections the kernel queues before the listener accepts them
+/// (capped by `net.core.somaxconn`).
+const LISTEN_BACKLOG: i32 = 1024;
 /// The setup user of a repository the hub creates.
 pub const ADMIN_USER: &str = "admin";
 
@@ -62,7 +67,7 @@ pub const ADMIN_USER: &str = "admin";
 pub struct Hub {
     ready: HubReady,
     addr: SocketAddr,
-    http: Arc<tiny_http::Server>,
+    listener: http::Listener,
     workers: Vec<JoinHandle<()>>,
     writer: Writer,
     broadcaster: Option<Broadcaster>,
@@ -78,17 +83,6 @@ impl std::fmt::Debug for Hub {
     }
 }
 
-/// Binds the listener with `TCP_NODELAY`, which Linux passes on to every
-/// accepted connection. tiny_http writes a reply through a 1 KiB buffer, so
-/// a larger reply (a refusal carrying artifacts, a pull) leaves in two
-/// writes; with Nagle's algorithm the second waits for the client's delayed
-/// ACK, about 40 ms on every such exchange.
-fn bind(addr: SocketAddr) -> Result<tiny_http::Server, Box<dyn std::error::Error + Send + Sync>> {
-    let listener = std::net::TcpListener::bind(addr)?;
-    nix::sys::socket::setsockopt(&listener, nix::sys::socket::sockopt::TcpNoDelay, &true)?;
-    tiny_http::Server::from_listener(listener, None)
-}
-
 impl Hub {
     /// Opens or creates the repository, connects to NATS (when configured),
     /// binds the listener and starts the writer and the workers.
@@ -96,13 +90,21 @@ impl Hub {
         config.validate()?;
         // Bind first: a taken port should not leave a new repository behind.
         // Connections made before the workers start wait in the backlog.
-        let http = bind(config.listen).map_err(|source| HubError::Bind {
+        let tcp = std::net::TcpListener::bind(config.listen).map_err(|source| HubError::Bind {
             addr: config.listen,
-            source,
+            source: Box::new(source),
         })?;
-        let addr = http.server_addr().to_ip().ok_or(HubError::NoIpAddress {
+        let addr = tcp.local_addr().map_err(|_| HubError::NoIpAddress {
             addr: config.listen,
         })?;
+        // std listens with a backlog of 128; a herd of connections arriving
+        // at once (or a burst while the listener makes room) would see
+        // dropped SYNs and one-second retries. Listening again resizes it.
+        if let Err(e) = nix::sys::socket::Backlog::new(LISTEN_BACKLOG)
+            .and_then(|backlog| nix::sys::socket::listen(&tcp, backlog))
+        {
+            tracing::warn!(error = %e, "cannot raise the listen backlog");
+        }
         let repo = open_or_create(config)?;
         let open_err = |source| HubError::OpenRepo {
             path: config.repo.clone(),
@@ -124,7 +126,6 @@ impl Hub {
             )?),
             None => None,
         };
-        let http = Arc::new(http);
         let readers = (0..config.threads.max(1))
             .map(|_| Repository::open(&config.repo).map_err(open_err))
             .collect::<Result<Vec<_>, _>>()?;
@@ -141,20 +142,34 @@ impl Hub {
             counters: Arc::clone(&counters),
             nats: broadcaster.as_ref().map(Broadcaster::health),
         });
+        let (jobs_in, jobs) = std::sync::mpsc::channel();
+        let jobs = Arc::new(std::sync::Mutex::new(jobs));
         let mut workers = Vec::with_capacity(readers.len());
         for (i, reader) in readers.into_iter().enumerate() {
-            let http = Arc::clone(&http);
+            let jobs = Arc::clone(&jobs);
             let queue = writer.queue();
             let shared = Arc::clone(&shared);
             let worker = std::thread::Builder::new()
                 .name(format!("hub-http-{i}"))
-                .spawn(move || http::serve(&http, &reader, &queue, &shared))
+                .spawn(move || http::serve(&jobs, &reader, &queue, &shared))
                 .map_err(|source| HubError::Spawn {
                     what: "an http worker thread",
                     source,
                 })?;
             workers.push(worker);
         }
+        // Connections made before this wait in the backlog.
+        let listener = http::Listener::start(
+            tcp,
+            config.http,
+            config.server.limits.max_total,
+            jobs_in,
+            Arc::clone(&counters),
+        )
+        .map_err(|source| HubError::Spawn {
+            what: "the http listener",
+            source,
+        })?;
         let ready = HubReady {
             http: format!("http://{addr}"),
             project_code: figures.project_code,
@@ -172,7 +187,7 @@ impl Hub {
         Ok(Hub {
             ready,
             addr,
-            http,
+            listener,
             workers,
             writer,
             broadcaster,
@@ -195,20 +210,19 @@ impl Hub {
         &self.counters
     }
 
-    /// Stops accepting, finishes the requests already received, lets the
-    /// writer drain its queue and checkpoint the WAL, then publishes the
-    /// tips still queued (each bounded by the publish timeout).
+    /// Stops accepting, finishes the requests already received (idle and
+    /// half-read connections are closed), lets the writer drain its queue
+    /// and checkpoint the WAL, then publishes the tips still queued (each
+    /// bounded by the publish timeout).
     pub fn stop(self) -> Result<(), HubError> {
-        // Each unblock wakes one worker after the requests already queued.
-        for _ in &self.workers {
-            self.http.unblock();
-        }
+        // The listener returns once every received request is answered; the
+        // workers then find the queue closed.
+        self.listener.stop();
         for worker in self.workers {
             if worker.join().is_err() {
                 tracing::error!("an http worker panicked");
             }
         }
-        drop(self.http);
         let result = self.writer.stop();
         if let Some(broadcaster) = self.broadcaster {
             broadcaster.stop();

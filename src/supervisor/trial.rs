@@ -9,6 +9,14 @@
 //! nats-server, a random token it requires. Children get them in their
 //! environment, never in argv (`/proc/PID/cmdline` is world-readable;
 //! `/proc/PID/environ` is not).
+//!
+//! A leaf's stdout is untrusted input: lines are bounded ([`MAX_LINE`]),
+//! need not be UTF-8, and anything that is not a [`LeafLine`] marks the slot
+//! failed with the offending line quoted; nothing a leaf prints can crash
+//! herd or make it grow without bound. For tests and for trying another
+//! leaf implementation, `HERD_LEAF_AGENT` ([`LEAF_AGENT_ENV`]) names the
+//! program herd starts per slot instead of the `leaf-agent` beside it; it
+//! gets the same arguments.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -16,7 +24,7 @@ use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
@@ -33,6 +41,15 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 const HUB_READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long herd waits for the hub's count to catch up with the leaves'.
 const HUB_COUNT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest line herd takes from a leaf; a longer one is malformed and its
+/// bytes are skipped, not kept.
+pub const MAX_LINE: usize = 1 << 20;
+/// Names the program to start per slot instead of `leaf-agent`.
+pub const LEAF_AGENT_ENV: &str = "HERD_LEAF_AGENT";
+/// Most errors kept per slot; later ones are dropped.
+const MAX_ERRORS_KEPT: usize = 100;
+/// How much of a malformed line a report quotes.
+const QUOTE_CHARS: usize = 200;
 
 /// The hub user every leaf of a trial logs in as.
 pub const TRIAL_USER: &str = "herd";
@@ -225,7 +242,10 @@ fn leaf_command(
     nats_url: &str,
 ) -> Command {
     let w = &config.workload;
-    let mut cmd = Command::new(config.bin_dir.join("leaf-agent"));
+    let program = std::env::var_os(LEAF_AGENT_ENV)
+        .filter(|p| !p.is_empty())
+        .map_or_else(|| config.bin_dir.join("leaf-agent"), PathBuf::from);
+    let mut cmd = Command::new(program);
     cmd.arg("--hub")
         .arg(&hub.http)
         .arg("--nats-url")
@@ -324,17 +344,20 @@ async fn run_slots(
                             rec.tasks.push(t);
                         }
                         LeafLine::Summary(s) => rec.summary = Some(s),
-                        LeafLine::Error(e) => {
+                        LeafLine::Error(e) if rec.errors.len() < MAX_ERRORS_KEPT => {
                             tracing::warn!(slot, fatal = e.fatal, "{}", e.message);
                             rec.errors.push(e.message);
                         }
-                        LeafLine::Ready(_) => {}
+                        LeafLine::Error(_) | LeafLine::Ready(_) => {}
                     }
                 }
                 Some(SlotEvent::Malformed(slot, text)) => {
-                    tracing::warn!(slot, line = %text, "malformed line from leaf-agent");
                     let rec = &mut slots[slot as usize];
-                    rec.errors.push(format!("malformed line: {text}"));
+                    // A leaf printing garbage forever must not grow herd.
+                    if rec.errors.len() < MAX_ERRORS_KEPT {
+                        tracing::warn!(slot, line = %text, "malformed line from leaf-agent");
+                        rec.errors.push(format!("malformed line: {text}"));
+                    }
                     rec.failure.get_or_insert_with(|| format!("printed a malformed line: {text}"));
                 }
                 Some(SlotEvent::Exited(slot, status)) => {
@@ -456,31 +479,105 @@ async fn sleep_until_opt(at: Option<Instant>) {
 
 async fn watch_slot(slot: u32, mut child: Child, tx: mpsc::UnboundedSender<SlotEvent>) {
     let stdout = child.stdout.take().expect("stdout is piped");
-    let mut lines = BufReader::new(stdout).lines();
+    let mut out = BufReader::new(stdout);
+    let mut line = Vec::new();
     loop {
-        match lines.next_line().await {
-            Ok(Some(line)) if line.trim().is_empty() => {}
-            Ok(Some(line)) => {
-                let event = match LeafLine::parse(&line) {
+        let event = match next_line(&mut out, &mut line).await {
+            Ok(Some(Line::Whole)) => {
+                let text = String::from_utf8_lossy(&line);
+                if text.trim().is_empty() {
+                    continue;
+                }
+                match LeafLine::parse(&text) {
                     Ok(parsed) => SlotEvent::Line(slot, parsed),
-                    Err(_) => SlotEvent::Malformed(slot, line.chars().take(200).collect()),
-                };
-                let _ = tx.send(event);
+                    Err(_) => SlotEvent::Malformed(slot, quote(&text)),
+                }
             }
+            Ok(Some(Line::TooLong { start })) => SlotEvent::Malformed(
+                slot,
+                format!(
+                    "line over {MAX_LINE} bytes, starting {}",
+                    quote(&String::from_utf8_lossy(&start))
+                ),
+            ),
             Ok(None) => break,
             Err(e) => {
-                // Not UTF-8, or the pipe broke: report it and keep reading
-                // until the child exits.
+                // The pipe broke: report it and wait for the exit.
                 let _ = tx.send(SlotEvent::Malformed(
                     slot,
                     format!("unreadable output: {e}"),
                 ));
                 break;
             }
-        }
+        };
+        let _ = tx.send(event);
     }
+    // Nobody reads stdout any more: a leaf still writing gets EPIPE rather
+    // than blocking on a full pipe while herd waits for it.
+    drop(out);
     let status = child.wait().await;
     let _ = tx.send(SlotEvent::Exited(slot, status));
+}
+
+/// The first [`QUOTE_CHARS`] characters of a line, escaped, for a report.
+fn quote(text: &str) -> String {
+    let head: String = text.chars().take(QUOTE_CHARS).collect();
+    format!("{head:?}")
+}
+
+/// What [`next_line`] read.
+#[derive(Debug, PartialEq, Eq)]
+enum Line {
+    /// A line (without its newline) is in the buffer.
+    Whole,
+    /// A line over [`MAX_LINE`] bytes, skipped to its end; its first bytes.
+    TooLong { start: Vec<u8> },
+}
+
+/// Reads one line into `line` (cleared first), never holding more than
+/// [`MAX_LINE`] bytes of it; `None` at end of file. A last line without a
+/// newline still counts.
+async fn next_line(
+    input: &mut (impl AsyncBufRead + Unpin),
+    line: &mut Vec<u8>,
+) -> std::io::Result<Option<Line>> {
+    line.clear();
+    let mut too_long = false;
+    loop {
+        let chunk = input.fill_buf().await?;
+        if chunk.is_empty() {
+            return Ok(match (too_long, line.is_empty()) {
+                (true, _) => Some(Line::TooLong {
+                    start: std::mem::take(line),
+                }),
+                (false, true) => None,
+                (false, false) => Some(Line::Whole),
+            });
+        }
+        let (part, used, done) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => (&chunk[..i], i + 1, true),
+            None => (chunk, chunk.len(), false),
+        };
+        if !too_long {
+            let room = MAX_LINE - line.len();
+            if part.len() > room {
+                too_long = true;
+                line.truncate(QUOTE_CHARS);
+            } else {
+                line.extend_from_slice(part);
+            }
+        }
+        input.consume(used);
+        if done {
+            return Ok(Some(if too_long {
+                Line::TooLong {
+                    start: std::mem::take(line),
+                }
+            } else {
+                Line::Whole
+            }));
+        }
+    }
 }
 
 async fn tee_stderr(slot: u32, stderr: impl AsyncRead + Unpin, log: PathBuf) {
@@ -529,4 +626,42 @@ fn fetch_stats(url: &str) -> Result<HubCount, String> {
         requests: field("requests")?,
         peak_rss_kb: field("peak_rss_kb").unwrap_or(0),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every line of `input`: `Ok(bytes)` whole, `Err(first bytes)` too long.
+    async fn lines_of(input: &[u8]) -> Vec<Result<Vec<u8>, Vec<u8>>> {
+        let mut reader = BufReader::with_capacity(64, input);
+        let mut line = Vec::new();
+        let mut out = Vec::new();
+        while let Some(l) = next_line(&mut reader, &mut line).await.unwrap() {
+            out.push(match l {
+                Line::Whole => Ok(line.clone()),
+                Line::TooLong { start } => Err(start),
+            });
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn lines_are_bounded_and_need_not_be_utf8() {
+        let mut input = b"one\n\xff\xfe binary\n".to_vec();
+        input.extend(std::iter::repeat(b'x').take(MAX_LINE + 10));
+        input.extend_from_slice(b"\nlast");
+        let got = lines_of(&input).await;
+        assert_eq!(got.len(), 4);
+        assert_eq!(got[0], Ok(b"one".to_vec()));
+        assert_eq!(got[1], Ok(b"\xff\xfe binary".to_vec()));
+        assert_eq!(got[2], Err(vec![b'x'; QUOTE_CHARS]));
+        assert_eq!(got[3], Ok(b"last".to_vec()));
+    }
+
+    #[tokio::test]
+    async fn a_long_last_line_without_newline_is_flagged() {
+        let got = lines_of(&vec![b'y'; MAX_LINE + 1]).await;
+        assert_eq!(got, vec![Err(vec![b'y'; QUOTE_CHARS])]);
+    }
 }

@@ -6,6 +6,7 @@ mod helpers;
 mod herd;
 mod hub;
 mod leaf;
+mod limits;
 mod otel;
 mod queue;
 mod repo;

@@ -1,19 +1,26 @@
-//! The HTTP side: worker threads taking requests from tiny_http, each with
-//! its own read-only connection to the repository (WAL lets readers run
-//! beside the writer). Routing follows `fossil server`: any POST whose
-//! content type is one of Fossil's (`application/x-fossil`, `-debug`,
-//! `-uncompressed`) is a sync request, whatever the path (reference 5.1).
-//! Pulls and clones are served here in one read transaction; pushes go to
-//! the writer and the worker waits for its reply. `GET /healthz` and
-//! `GET /stats` answer for operators and herd; anything else is 404.
+//! The HTTP side: a listener that reads whole requests under the hub's
+//! limits (`listener` and `conn`, on bytes parsed by `wire`), and worker
+//! threads that serve them, each with its own read-only connection to the
+//! repository (WAL lets readers run beside the writer). Routing follows
+//! `fossil server`: any POST whose content type is one of Fossil's
+//! (`application/x-fossil`, `-debug`, `-uncompressed`) is a sync request,
+//! whatever the path (reference 5.1). Pulls and clones are served here in
+//! one read transaction; pushes go to the writer and the worker waits for
+//! its reply. `GET /healthz` and `GET /stats` answer for operators and herd;
+//! anything else is 404.
 //!
-//! [`respond`] is the one place a request's result becomes an HTTP status.
+//! [`response`] is the one place a request's result, or the listener's
+//! refusal of it, becomes an HTTP status.
 
-use std::io::Read;
-use std::sync::mpsc::SyncSender;
-use std::sync::Arc;
+mod conn;
+mod listener;
+mod wire;
 
-use tiny_http::{Header, Method};
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+pub(crate) use listener::{Exchange, HttpResponse, Listener};
 
 use super::broadcast::{chain, NatsHealth};
 use super::stats::{Counters, RepoFigures, Stats};
@@ -22,6 +29,7 @@ use crate::coord::{TraceHeaders, TRACEPARENT_HEADER, TRACESTATE_HEADER};
 use crate::repo::Repository;
 use crate::telemetry::W3c;
 use crate::xfer::{handle_decoded, handle_with, ContentType, Decoded, Kind, Request, ServerConfig};
+use listener::HttpRequest;
 
 /// What every worker shares.
 pub(crate) struct Shared {
@@ -48,14 +56,26 @@ enum Answer {
     Failed(Failure),
 }
 
-/// Why a request could not be served; [`respond`] picks the status.
+/// Why a request could not be served; [`response`] picks the status.
 enum Failure {
     /// No route: not a sync request, `/healthz` or `/stats`.
     NotFound,
-    /// The body is over the request size limit (413).
+    /// The declared body is over the request size limit (413).
     TooLarge { max: u64 },
+    /// The head is not HTTP, or its length headers are unusable (400).
+    BadHead(wire::HeadError),
+    /// The head is over its size limit (431).
+    HeadTooLarge,
+    /// A chunked body: the hub needs a length (411).
+    LengthRequired(wire::HeadError),
     /// The body could not be read (400).
     BadBody(std::io::Error),
+    /// The body ended before its declared length (400).
+    ShortBody { got: u64, declared: u64 },
+    /// The request did not arrive within the read timeout (408).
+    Timeout { after: Duration },
+    /// Every connection slot is busy (503).
+    Full { max: usize },
     /// The writer thread is gone (503; only while stopping).
     WriterStopped,
     /// The repository cannot be read (503).
@@ -64,72 +84,82 @@ enum Failure {
     NatsDisconnected,
     /// `/stats` could not be encoded (500).
     Encode(serde_json::Error),
+    /// Serving the request panicked (500); the worker lives on.
+    Panicked,
 }
 
-/// Serves requests until the server is unblocked or closed.
-pub(crate) fn serve(
-    server: &tiny_http::Server,
-    reader: &Repository,
-    writer: &SyncSender<Job>,
-    shared: &Shared,
-) {
-    while let Ok(mut request) = server.recv() {
-        Counters::add(&shared.counters.http_requests, 1);
-        let parts = request_parts(&request);
-        let answer = match (&parts.method, parts.path.as_str(), &parts.content_type) {
-            (Method::Post, _, Some(ct)) if ContentType::parse(ct).is_ok() => {
-                sync(&mut request, &parts, reader, writer, shared)
-            }
-            (Method::Get, "/healthz", _) => healthz(reader, shared),
-            (Method::Get, "/stats", _) => stats(reader, shared),
-            _ => Answer::Failed(Failure::NotFound),
+/// Whether a request with this method and content type is a sync request.
+fn is_sync(method: &str, content_type: Option<&str>) -> bool {
+    method == "POST" && content_type.is_some_and(|ct| ContentType::parse(ct).is_ok())
+}
+
+/// The queue the listener fills and the workers share.
+pub(crate) type Jobs = Mutex<Receiver<Exchange>>;
+
+/// Serves requests until the listener has stopped and the queue is empty.
+/// A panic while serving one request is answered 500 and the worker goes on.
+pub(crate) fn serve(jobs: &Jobs, reader: &Repository, writer: &SyncSender<Job>, shared: &Shared) {
+    loop {
+        let next = jobs.lock().unwrap_or_else(PoisonError::into_inner).recv();
+        let Ok(Exchange { request, reply }) = next else {
+            return;
         };
-        respond(request, answer);
+        Counters::add(&shared.counters.http_requests, 1);
+        let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            route(&request, reader, writer, shared)
+        }))
+        .unwrap_or_else(|_| {
+            tracing::error!(path = %request.head.path, "serving a request panicked");
+            Answer::Failed(Failure::Panicked)
+        });
+        // The listener may have given up on the client; nobody to tell.
+        let _ = reply.send(response(answer));
     }
 }
 
-/// The request line and the headers routing needs.
+fn route(
+    request: &HttpRequest,
+    reader: &Repository,
+    writer: &SyncSender<Job>,
+    shared: &Shared,
+) -> Answer {
+    let head = &request.head;
+    if is_sync(&head.method, head.header("Content-Type")) {
+        return sync(request, reader, writer, shared);
+    }
+    match (head.method.as_str(), head.path.as_str()) {
+        ("GET", "/healthz") => healthz(reader, shared),
+        ("GET", "/stats") => stats(reader, shared),
+        _ => Answer::Failed(Failure::NotFound),
+    }
+}
+
+/// The headers a sync request's span needs.
 struct Parts {
-    method: Method,
-    path: String,
-    content_type: Option<String>,
-    content_length: Option<u64>,
     trace: TraceHeaders,
     peer: Option<String>,
 }
 
-fn request_parts(request: &tiny_http::Request) -> Parts {
-    let header = |name: &str| {
-        request
-            .headers()
-            .iter()
-            .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
-            .map(|h| h.value.as_str().to_string())
-    };
-    let path = request.url().split('?').next().unwrap_or("/").to_string();
+fn request_parts(request: &HttpRequest) -> Parts {
+    let header = |name: &str| request.head.header(name).map(str::to_string);
     Parts {
-        method: request.method().clone(),
-        path,
-        content_type: header("Content-Type"),
-        content_length: header("Content-Length").and_then(|v| v.trim().parse().ok()),
         trace: TraceHeaders {
             traceparent: header(TRACEPARENT_HEADER),
             tracestate: header(TRACESTATE_HEADER),
         },
-        peer: request.remote_addr().map(|a| a.ip().to_string()),
+        peer: Some(request.peer.ip().to_string()),
     }
 }
 
-/// Reads a sync request's body under the limits and serves it: reads here,
-/// pushes on the writer.
+/// Serves a sync request: reads here, pushes on the writer.
 fn sync(
-    request: &mut tiny_http::Request,
-    parts: &Parts,
+    request: &HttpRequest,
     reader: &Repository,
     writer: &SyncSender<Job>,
     shared: &Shared,
 ) -> Answer {
     Counters::add(&shared.counters.requests, 1);
+    let parts = &request_parts(request);
     let span = tracing::info_span!(
         "hub.xfer",
         "cards.in" = tracing::field::Empty,
@@ -154,27 +184,17 @@ fn sync(
 
 /// [`sync`] inside its `hub.xfer` span (the current span), which it fills.
 fn sync_in_span(
-    request: &mut tiny_http::Request,
+    request: &HttpRequest,
     parts: &Parts,
     reader: &Repository,
     writer: &SyncSender<Job>,
     shared: &Shared,
 ) -> Answer {
     let span = tracing::Span::current();
-    let max = shared.config.limits.max_total;
-    if parts.content_length.is_some_and(|n| n > max) {
-        return Answer::Failed(Failure::TooLarge { max });
-    }
-    let mut body = Vec::new();
-    match request.as_reader().take(max + 1).read_to_end(&mut body) {
-        Ok(_) if body.len() as u64 > max => return Answer::Failed(Failure::TooLarge { max }),
-        Ok(_) => {}
-        Err(e) => return Answer::Failed(Failure::BadBody(e)),
-    }
-    let content_type = parts.content_type.as_deref().unwrap_or_default();
+    let content_type = request.head.header("Content-Type").unwrap_or_default();
     let sync_request = Request {
         content_type,
-        body: &body,
+        body: &request.body,
         peer: parts.peer.as_deref(),
     };
     let response = match Decoded::new(&sync_request, &shared.config.limits) {
@@ -281,9 +301,8 @@ fn read_snapshot<T>(repo: &Repository, f: impl FnOnce() -> T) -> T {
 const TEXT: &str = "text/plain; charset=utf-8";
 
 /// The one place an answer becomes an HTTP response, and a failure an
-/// HTTP status. Replies carry
-/// Content-Type and Content-Length, as Fossil's client requires.
-fn respond(request: tiny_http::Request, answer: Answer) {
+/// HTTP status.
+fn response(answer: Answer) -> HttpResponse {
     let (status, content_type, body) = match answer {
         Answer::Sync { content_type, body } => (200, content_type.as_str(), body),
         Answer::Json(json) => (200, "application/json", json.into_bytes()),
@@ -292,24 +311,36 @@ fn respond(request: tiny_http::Request, answer: Answer) {
             let (status, text) = match failure {
                 Failure::NotFound => (404, "not found".to_string()),
                 Failure::TooLarge { max } => (413, format!("request body over {max} bytes")),
+                Failure::BadHead(e) => (400, e.to_string()),
+                Failure::HeadTooLarge => (431, wire::HeadError::TooLarge.to_string()),
+                Failure::LengthRequired(e) => (411, e.to_string()),
                 Failure::BadBody(e) => (400, format!("cannot read the request body: {e}")),
+                Failure::ShortBody { got, declared } => (
+                    400,
+                    format!("request body ended after {got} of {declared} bytes"),
+                ),
+                Failure::Timeout { after } => (
+                    408,
+                    format!("request not received within {} ms", after.as_millis()),
+                ),
+                Failure::Full { max } => (503, format!("all {max} connections busy")),
                 Failure::WriterStopped => (503, "the hub is stopping".to_string()),
                 Failure::Repository(e) => (503, format!("repository unusable: {}", chain(&e))),
                 Failure::NatsDisconnected => (503, "nats disconnected".to_string()),
                 Failure::Encode(e) => (500, format!("cannot encode stats: {e}")),
+                Failure::Panicked => (500, "internal error".to_string()),
             };
             if status >= 500 {
                 tracing::warn!(status, reason = %text, "request failed");
+            } else {
+                tracing::debug!(status, reason = %text, "request refused");
             }
             (status, TEXT, format!("{text}\n").into_bytes())
         }
     };
-    let header = Header::from_bytes("Content-Type", content_type)
-        .expect("content types are valid header values");
-    let response = tiny_http::Response::from_data(body)
-        .with_status_code(status)
-        .with_header(header);
-    if let Err(e) = request.respond(response) {
-        tracing::debug!(error = %e, "client went away before the reply");
+    HttpResponse {
+        status,
+        content_type,
+        body,
     }
 }
