@@ -84,9 +84,12 @@ pub fn prefer_delta(delta: usize, base: usize) -> bool {
     d * d < 3 * b - 9
 }
 
-/// Most bytes of F cards a delta manifest may carry (about 30 files with
-/// SHA3 names); past this a new baseline is written.
-pub const MAX_DELTA_CARD_BYTES: usize = 3072;
+/// Most bytes of F cards a delta manifest may carry (about 60 files with
+/// SHA3 names); past this a new baseline is written. Below about 1,300 files
+/// Fossil's own rule starts baselines first; the cap only bounds delta
+/// manifests of large trees. Set lower, every writer pays for more
+/// baselines (each lists the whole tree) and every leaf must fetch them.
+pub const MAX_DELTA_CARD_BYTES: usize = 6 * 1024;
 
 /// The bytes an F card adds to a manifest: `F NAME HASH PERM\n`, counting
 /// the permission field whether present or not (escaping is not counted).
