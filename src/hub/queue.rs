@@ -170,3 +170,70 @@ impl PushQueue {
         self.pending = 0;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue(capacity: usize) -> PushQueue {
+        PushQueue::new(QueueConfig {
+            capacity,
+            lease: Duration::from_millis(50),
+        })
+    }
+
+    #[test]
+    fn without_a_turn_nobody_waits_unlooked_and_a_refused_waiter_is_held() {
+        let mut q = queue(2);
+        assert!(!q.must_wait(Some(QueueAsk::Wait), None));
+        assert_eq!(q.settle(Some(QueueAsk::Wait), None, true), Verdict::Hold);
+        assert_eq!(
+            q.settle(None, None, true),
+            Verdict::Reply,
+            "outsiders are answered"
+        );
+        assert_eq!(q.settle(Some(QueueAsk::Wait), None, false), Verdict::Reply);
+    }
+
+    #[test]
+    fn a_granted_refusal_starts_the_lease_and_the_holder_ends_it() {
+        let mut q = queue(4);
+        q.turn = Some(Turn {
+            token: 7,
+            until: Instant::now() + Duration::from_secs(1),
+        });
+        // Others wait while the turn is out; the holder does not.
+        assert!(q.must_wait(Some(QueueAsk::Wait), None));
+        assert!(!q.must_wait(Some(QueueAsk::Turn(7)), None));
+        assert!(!q.must_wait(None, None), "outsiders never wait");
+        assert_eq!(
+            q.settle(Some(QueueAsk::Wait), Some(7), true),
+            Verdict::Reply
+        );
+        assert!(q.turn.is_some(), "the grant keeps the turn");
+        assert_eq!(
+            q.settle(Some(QueueAsk::Turn(7)), None, false),
+            Verdict::Reply
+        );
+        assert!(q.turn.is_none(), "the holder's landing ends the turn");
+    }
+
+    #[test]
+    fn the_queue_is_bounded_and_turns_expire() {
+        let mut q = queue(1);
+        q.turn = Some(Turn {
+            token: 1,
+            until: Instant::now(),
+        });
+        assert!(q.must_wait(Some(QueueAsk::Wait), None));
+        assert!(
+            !q.must_wait(Some(QueueAsk::Wait), None),
+            "full: answered at once"
+        );
+        q.expire(Instant::now());
+        assert!(q.turn.is_none());
+        assert_eq!(q.expired, 1);
+        q.cancel_pending();
+        assert_eq!(q.settle(Some(QueueAsk::Wait), None, true), Verdict::Hold);
+    }
+}

@@ -7,6 +7,7 @@
 //! one catch-up waits on the repository thread, newer tips pile up in the
 //! subscription and the next call takes only the latest).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
@@ -23,7 +24,7 @@ use crate::workload::{pool_task, Mode, SlotWorkload, TaskPlan};
 use super::config::LeafConfig;
 use super::error::{chain, LeafError};
 use super::output::Reporter;
-use super::sync::{elapsed_ms, CatchUp, CommitOutcome, CommitRequest, SyncConfig, SyncHandle};
+use super::sync::{elapsed_ms, CommitOutcome, CommitRequest, SyncConfig, SyncHandle};
 use super::{EXIT_INCOMPLETE, EXIT_OK};
 
 /// Attempts at joining the trial on NATS at start, with doubling waits.
@@ -108,13 +109,17 @@ pub async fn run(
     };
     let result = tokio::select! {
         result = agent.tasks() => result,
-        never = tip_loop(&mut tips, &sync, reporter) => match never {},
+        never = tip_loop(&mut tips, &sync) => match never {},
     };
     let stopped = match result {
         Ok(stopped) => stopped,
         Err(e) => return Err(e),
     };
+    let tips = Arc::clone(&sync.tips);
     let hub_requests = sync.finish();
+    let (pulled, skipped) = tips.counts();
+    reporter.broadcasts_pulled(count(pulled));
+    reporter.broadcasts_skipped(count(skipped));
     let summary = reporter.summary(hub_requests);
     reporter.line(&LeafLine::Summary(summary.clone()));
     Ok(LeafRun {
@@ -150,74 +155,27 @@ async fn connect(config: &LeafConfig, scope: &str, leaf_id: &str) -> Result<Coor
     }
 }
 
-/// Catches up on every broadcast, in order, never returns: each round takes
-/// every tip already received and hands them to the repository thread as
-/// one batch (one transaction). In order, because each tip's bundle applies
-/// on top of the one before; when one cannot be applied (a gap), the pull
-/// that follows brings the rest, and the tips after it are then already
-/// held.
-async fn tip_loop(
-    tips: &mut TipSubscription,
-    sync: &SyncHandle,
-    reporter: &Reporter,
-) -> std::convert::Infallible {
+/// Records every broadcast tip for the repository thread, which catches up
+/// on the newest one right before it commits or pushes (see
+/// [`PendingTip`](super::sync::PendingTip)); never returns.
+async fn tip_loop(tips: &mut TipSubscription, sync: &SyncHandle) -> std::convert::Infallible {
     loop {
-        let batch = match tips.next_batch().await {
-            Some(Ok(batch)) => batch,
-            Some(Err(e)) => {
-                tracing::warn!(error = %chain(&e), "tip subscription hiccup");
-                continue;
-            }
+        match tips.next_batch().await {
+            Some(Ok(batch)) => sync
+                .tips
+                .note(batch.into_iter().map(|event| (event.tip, event.trace))),
+            Some(Err(e)) => tracing::warn!(error = %chain(&e), "tip subscription hiccup"),
             None => {
                 // The connection is closed for good; the task loop meets the
                 // same fact on its next coordination step.
                 tracing::warn!("tip subscription closed");
                 std::future::pending::<()>().await;
-                continue;
             }
-        };
-        let Some(newest) = batch.last() else { continue };
-        let hash = newest.tip.hash.clone();
-        let span = tracing::info_span!(
-            "coord.SyncOnBroadcast",
-            "manifest.hash" = %hash,
-            "pull.success" = tracing::field::Empty,
-            "pull.skipped_idempotent" = tracing::field::Empty,
-            covered = batch.len() as i64,
-        );
-        // Linked, not parented: the broadcasts came from other leaves' pushes.
-        for event in &batch {
-            W3c {
-                traceparent: event.trace.traceparent.clone(),
-                tracestate: event.trace.tracestate.clone(),
-            }
-            .link_from(&span);
-        }
-        let tips = batch.into_iter().map(|event| event.tip).collect();
-        // A catch-up cut short by the end of the task loop keeps the
-        // result fields empty.
-        let result = sync
-            .catch_up(tips, span.clone())
-            .instrument(span.clone())
-            .await;
-        span.record("pull.success", result.is_ok());
-        match result {
-            Ok(handled) => {
-                let held = handled
-                    .iter()
-                    .filter(|h| matches!(h, CatchUp::AlreadyHeld))
-                    .count();
-                span.record("pull.skipped_idempotent", held == handled.len());
-                tracing::debug!(tip = %hash, ?handled, "caught up");
-                reporter.broadcasts_skipped(count(held));
-                reporter.broadcasts_pulled(count(handled.len() - held));
-            }
-            Err(e) => reporter.error(chain(&e), false),
         }
     }
 }
 
-fn count(n: usize) -> u32 {
+fn count(n: u64) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 

@@ -16,16 +16,15 @@
 //! is not refreshed after pulls, since no task reads other slots' files.
 
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use rand::Rng;
 use tokio::sync::oneshot;
 
-use crate::coord::{Tip, TRACEPARENT_HEADER, TRACESTATE_HEADER};
+use crate::coord::{Tip, TraceHeaders, TRACEPARENT_HEADER, TRACESTATE_HEADER};
 use crate::repo::{ArtifactHash, CheckinSpec, FileChange, RebaseError, Repository};
 use crate::telemetry::W3c;
 use crate::xfer::{Client, ClientError, PushOutcome, QueueAsk};
@@ -140,12 +139,55 @@ enum Request {
         span: tracing::Span,
         reply: oneshot::Sender<Result<CommitOutcome, LeafError>>,
     },
-    CatchUp {
-        tips: Vec<Tip>,
-        /// The `coord.SyncOnBroadcast` span, whose context a pull carries.
-        span: tracing::Span,
-        reply: oneshot::Sender<Result<Vec<CatchUp>, LeafError>>,
-    },
+}
+
+/// The newest broadcast tip not yet acted on, shared by the tip loop (which
+/// only records it) and the repository thread (which catches up on it right
+/// before it commits or pushes). Lazy on purpose: catching up on every
+/// broadcast as it arrives costs every leaf a store and a crosslink per
+/// check-in anyone makes, N times the hub's own work, while a leaf needs
+/// only the tip it builds on.
+#[derive(Default)]
+pub(super) struct PendingTip {
+    newest: Mutex<Option<(Tip, TraceHeaders)>>,
+    /// Broadcasts that brought a tip (bundle applied or pulled).
+    pulled: AtomicU64,
+    /// Broadcasts that needed nothing: already held, or superseded by a
+    /// newer one before they were used.
+    skipped: AtomicU64,
+}
+
+impl PendingTip {
+    /// Records broadcast tips (oldest first); older pending ones count as
+    /// skipped.
+    pub(super) fn note(&self, tips: impl IntoIterator<Item = (Tip, TraceHeaders)>) {
+        let mut newest = self.newest.lock().unwrap_or_else(|e| e.into_inner());
+        for (tip, trace) in tips {
+            let superseded = match &*newest {
+                Some((held, _)) if held.seq >= tip.seq => {
+                    self.skipped.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                Some(_) => 1,
+                None => 0,
+            };
+            self.skipped.fetch_add(superseded, Ordering::Relaxed);
+            *newest = Some((tip, trace));
+        }
+    }
+
+    fn take(&self) -> Option<(Tip, TraceHeaders)> {
+        self.newest.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// (pulled, skipped) so far, counting a tip still pending as skipped.
+    pub(super) fn counts(&self) -> (u64, u64) {
+        let pending = u64::from(self.newest.lock().is_ok_and(|n| n.is_some()));
+        (
+            self.pulled.load(Ordering::Relaxed),
+            self.skipped.load(Ordering::Relaxed) + pending,
+        )
+    }
 }
 
 /// The async side's handle on the repository thread. Dropping it ends the
@@ -154,6 +196,8 @@ pub(super) struct SyncHandle {
     requests: Option<mpsc::Sender<Request>>,
     thread: Option<JoinHandle<()>>,
     hub_requests: Arc<AtomicU64>,
+    /// Broadcast tips for the repository thread.
+    pub(super) tips: Arc<PendingTip>,
 }
 
 impl SyncHandle {
@@ -164,10 +208,12 @@ impl SyncHandle {
         let (ready_tx, ready_rx) = oneshot::channel();
         let hub_requests = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&hub_requests);
+        let tips = Arc::new(PendingTip::default());
+        let pending = Arc::clone(&tips);
         let thread = std::thread::Builder::new()
             .name("leaf-repo".into())
             .spawn(move || {
-                let mut state = match SyncState::open(config, counter, rx) {
+                let mut state = match SyncState::open(config, counter, rx, pending) {
                     Ok((state, started)) => {
                         let _ = ready_tx.send(Ok(started));
                         state
@@ -187,6 +233,7 @@ impl SyncHandle {
             requests: Some(tx),
             thread: Some(thread),
             hub_requests,
+            tips,
         };
         let started = ready_rx.await.map_err(|_| LeafError::WorkerGone)??;
         Ok((handle, started))
@@ -205,19 +252,6 @@ impl SyncHandle {
             span,
             reply,
         })?;
-        answer.await.map_err(|_| LeafError::WorkerGone)?
-    }
-
-    /// Brings the repository up to broadcast tips, oldest first, in one
-    /// transaction; answers how each was handled.
-    /// `span` is the catch-up's span; a pull's hub span becomes its child.
-    pub(super) async fn catch_up(
-        &self,
-        tips: Vec<Tip>,
-        span: tracing::Span,
-    ) -> Result<Vec<CatchUp>, LeafError> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Request::CatchUp { tips, span, reply })?;
         answer.await.map_err(|_| LeafError::WorkerGone)?
     }
 
@@ -257,13 +291,12 @@ impl Drop for SyncHandle {
 /// The thread's own state.
 struct SyncState {
     config: SyncConfig,
-    /// Shared with the transaction a batch of catch-ups runs in.
-    repo: Rc<Repository>,
+    repo: Repository,
     client: Client,
     /// Requests from the async side.
     inbox: mpsc::Receiver<Request>,
-    /// A request taken from `inbox` while absorbing tips, served next.
-    deferred: Option<Request>,
+    /// The newest broadcast tip, recorded by the tip loop.
+    tips: Arc<PendingTip>,
     /// The hub's trunk tip as last seen (clone, pull, push verdict); every
     /// commit is made on it. Not `repo.trunk_tip()`: refused check-ins stay
     /// in the local repository as extra trunk leaves.
@@ -279,6 +312,7 @@ impl SyncState {
         config: SyncConfig,
         hub_requests: Arc<AtomicU64>,
         inbox: mpsc::Receiver<Request>,
+        tips: Arc<PendingTip>,
     ) -> Result<(SyncState, Started), LeafError> {
         // Sparse: this leaf keeps other slots' manifests (it rebases over
         // them) but never their files.
@@ -362,10 +396,10 @@ impl SyncState {
         };
         let state = SyncState {
             config,
-            repo: Rc::new(repo),
+            repo,
             client,
             inbox,
-            deferred: None,
+            tips,
             hub_tip,
             hub_seq: 0,
             hub_requests,
@@ -374,14 +408,7 @@ impl SyncState {
     }
 
     fn serve(&mut self) {
-        loop {
-            let request = match self.deferred.take() {
-                Some(request) => request,
-                None => match self.inbox.recv() {
-                    Ok(request) => request,
-                    Err(_) => return,
-                },
-            };
+        while let Ok(request) = self.inbox.recv() {
             match request {
                 Request::Commit {
                     request,
@@ -393,29 +420,45 @@ impl SyncState {
                     self.count_requests();
                     let _ = reply.send(result);
                 }
-                Request::CatchUp { tips, span, reply } => {
-                    set_trace(&self.client, &W3c::of(&span));
-                    let result = self.catch_up_all(&tips);
-                    self.count_requests();
-                    let _ = reply.send(result);
-                }
             }
         }
     }
 
-    /// Serves the broadcasts that queued up while this thread was busy, so
-    /// that a push goes out on the newest parent this leaf has heard of.
+    /// Catches up on the newest broadcast tip, if one came since the last
+    /// look, so that a check-in or push goes out on the newest parent this
+    /// leaf has heard of. Its span links to the push that caused it.
     fn absorb_tips(&mut self) {
-        while self.deferred.is_none() {
-            match self.inbox.try_recv() {
-                Ok(Request::CatchUp { tips, span, reply }) => {
-                    let _entered = span.enter();
-                    let _ = reply.send(self.catch_up_all(&tips));
-                }
-                Ok(other) => self.deferred = Some(other),
-                Err(_) => break,
-            }
+        let Some((tip, trace)) = self.tips.take() else {
+            return;
+        };
+        let span = tracing::info_span!(
+            "coord.SyncOnBroadcast",
+            "manifest.hash" = %tip.hash,
+            "pull.success" = tracing::field::Empty,
+            "pull.skipped_idempotent" = tracing::field::Empty,
+        );
+        self.config.trace.adopt(&span);
+        W3c {
+            traceparent: trace.traceparent,
+            tracestate: trace.tracestate,
         }
+        .link_from(&span);
+        set_trace(&self.client, &W3c::of(&span));
+        let result = span.in_scope(|| self.catch_up(&tip));
+        span.record("pull.success", result.is_ok());
+        span.record(
+            "pull.skipped_idempotent",
+            matches!(result, Ok(CatchUp::AlreadyHeld)),
+        );
+        let counter = match &result {
+            Ok(CatchUp::AlreadyHeld) => &self.tips.skipped,
+            Ok(CatchUp::Applied | CatchUp::Pulled) => &self.tips.pulled,
+            Err(e) => {
+                tracing::warn!(error = %crate::chain::chain(e), tip = %tip.hash, "cannot catch up on a broadcast tip");
+                &self.tips.skipped
+            }
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     fn count_requests(&self) {
@@ -441,6 +484,8 @@ impl SyncState {
         for (path, content) in &request.files {
             write_file(&self.config.worktree.join(path), content)?;
         }
+        self.absorb_tips();
+        set_trace(&self.client, &W3c::of(span));
         let mut parent = self.hub_tip.clone();
         let spec = CheckinSpec {
             parent: parent.clone(),
@@ -564,19 +609,6 @@ impl SyncState {
         }
     }
 
-    /// Handles a batch of broadcasts in one transaction (each tip's
-    /// artifacts in a savepoint of their own).
-    fn catch_up_all(&mut self, tips: &[Tip]) -> Result<Vec<CatchUp>, LeafError> {
-        let repo = Rc::clone(&self.repo);
-        let mut handled = Ok(Vec::with_capacity(tips.len()));
-        repo.transaction(|_| {
-            handled = tips.iter().map(|tip| self.catch_up(tip)).collect();
-            Ok::<_, crate::repo::RepoError>(())
-        })
-        .map_err(self.repo_err("apply broadcast tips"))?;
-        handled
-    }
-
     /// Records the hub's tip and, when known, its trunk position.
     fn saw_tip(&mut self, tip: ArtifactHash, seq: Option<u64>) {
         self.hub_tip = tip;
@@ -598,20 +630,22 @@ impl SyncState {
                 return Ok(CatchUp::AlreadyHeld);
             }
         }
-        // One step behind: the bundle holds exactly what is missing.
-        if let (false, Ok(hash)) = (tip.bundle.is_empty(), ArtifactHash::parse(&tip.hash)) {
-            if tip.parent.as_deref() == Some(self.hub_tip.as_str()) {
-                let parent = self.hub_tip.clone();
-                match self
-                    .client
-                    .apply_bundle(&self.repo, &tip.bundle, &hash, &parent)
-                {
-                    Ok(_) => {
-                        self.saw_tip(hash, Some(tip.seq + 1));
-                        return Ok(CatchUp::Applied);
-                    }
-                    Err(e) => tracing::debug!(error = %e, "tip bundle not applied; pulling"),
+        // The bundle is the tip's manifest: enough whenever its baseline is
+        // held (a sparse leaf skips the check-ins in between).
+        if let (false, Ok(hash), Some(Ok(parent))) = (
+            tip.bundle.is_empty(),
+            ArtifactHash::parse(&tip.hash),
+            tip.parent.as_deref().map(ArtifactHash::parse),
+        ) {
+            match self
+                .client
+                .apply_bundle(&self.repo, &tip.bundle, &hash, &parent)
+            {
+                Ok(_) => {
+                    self.saw_tip(hash, Some(tip.seq + 1));
+                    return Ok(CatchUp::Applied);
                 }
+                Err(e) => tracing::debug!(error = %e, "tip bundle not applied; pulling"),
             }
         }
         self.pull()?;
