@@ -3,7 +3,7 @@
 //! Exit codes: 0 the trial passed every check; 1 it ran and a check failed
 //! (the reason is on stderr); 2 bad flags or an unusable environment.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -167,13 +167,25 @@ fn run(args: RunArgs) -> u8 {
             return EXIT_USAGE;
         }
     };
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string(&report).expect("reports always serialize")
-        );
+    let text = if args.json {
+        match serde_json::to_string(&report) {
+            Ok(json) => json + "\n",
+            Err(e) => {
+                eprintln!("herd: cannot encode the report: {e}");
+                return EXIT_USAGE;
+            }
+        }
     } else {
-        print!("{}", report.render());
+        report.render()
+    };
+    // A reader that went away (a closed pipe) is not worth a panic; the
+    // exit code still tells the verdict.
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        eprintln!("herd: cannot print the report: {e}");
     }
     match report.verdict() {
         None => EXIT_OK,

@@ -71,6 +71,9 @@ pub struct Repository {
     /// Recent manifest texts by name, the sources of delta-stored manifests
     /// (`deltify.rs`).
     pub(crate) text_cache: RefCell<super::deltify::TextCache>,
+    /// Longest delta chain a new artifact may extend
+    /// ([`MAX_CHAIN_LINKS`](super::MAX_CHAIN_LINKS) unless a test says).
+    pub(crate) chain_bound: std::cell::Cell<usize>,
 }
 
 /// A byte-bounded map of artifact contents, emptied when full.
@@ -233,6 +236,7 @@ impl Repository {
                 baseline_cache: RefCell::default(),
                 file_cache: RefCell::default(),
                 text_cache: RefCell::default(),
+                chain_bound: std::cell::Cell::new(super::deltify::MAX_CHAIN_LINKS),
             };
             repo.transaction(|r| r.seed(opts, clone_of))?;
             repo.conn
@@ -370,6 +374,7 @@ impl Repository {
             baseline_cache: RefCell::default(),
             file_cache: RefCell::default(),
             text_cache: RefCell::default(),
+            chain_bound: std::cell::Cell::new(super::deltify::MAX_CHAIN_LINKS),
         };
         match repo.config_get("project-code")? {
             Some(code) if !code.is_empty() => Ok(repo),
