@@ -62,9 +62,10 @@ pub enum ConfigError {
 }
 
 /// Worker threads serving HTTP requests unless configured otherwise. Pushes
-/// wait on the writer while holding a worker, so this also bounds how many
-/// pushes one write transaction can batch.
-pub const DEFAULT_THREADS: usize = 64;
+/// wait on the writer (and in the push queue) while holding a worker, so
+/// this bounds how many pushes one write transaction can batch and how many
+/// pushers can wait for a turn (152 with the default).
+pub const DEFAULT_THREADS: usize = 160;
 /// Most pushes the writer puts into one SQLite transaction.
 pub const DEFAULT_MAX_BATCH: usize = 64;
 /// Bound of one NATS round trip of the tip publisher.

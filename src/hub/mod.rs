@@ -49,6 +49,9 @@ use crate::report::HubReady;
 use crate::xfer::login::shared_secret;
 use crate::xfer::server::Access;
 use crate::xfer::ServerConfig;
+
+/// Page cache of each worker's read connection, in KiB.
+const READER_CACHE_KIB: u32 = 128;
 use broadcast::Broadcaster;
 use writer::Writer;
 
@@ -126,9 +129,15 @@ impl Hub {
             )?),
             None => None,
         };
+        // Many workers, each with a read connection; a small page cache
+        // each keeps their sum bounded (hot pages stay in the OS cache).
         let readers = (0..config.threads.max(1))
-            .map(|_| Repository::open(&config.repo).map_err(open_err))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|_| {
+                let reader = Repository::open(&config.repo).map_err(open_err)?;
+                reader.limit_cache(READER_CACHE_KIB).map_err(open_err)?;
+                Ok(reader)
+            })
+            .collect::<Result<Vec<_>, HubError>>()?;
         let writer = Writer::start(
             repo,
             server,

@@ -140,6 +140,14 @@ impl Repository {
         Ok(())
     }
 
+    /// Bounds this connection's page cache to `kib` KiB (SQLite's default
+    /// is 2 MiB per connection).
+    pub fn limit_cache(&self, kib: u32) -> Result<(), RepoError> {
+        self.conn
+            .pragma_update(None, "cache_size", -i64::from(kib))
+            .ctx("setting the cache size")
+    }
+
     /// Lets commits skip the fsync (SQLite `synchronous=NORMAL` in WAL mode):
     /// a commit still survives the process being killed, but not the
     /// machine losing power. For copies that can be fetched again (a
