@@ -230,9 +230,7 @@ impl TrialReport {
         if self.trunk_leaves != 1 {
             why.push(format!("trunk has {} leaves, not 1", self.trunk_leaves));
         }
-        for f in &self.failed_slots {
-            why.push(format!("slot {} failed: {}", f.slot, f.reason));
-        }
+        why.extend(failed_groups(&self.failed_slots));
         (!why.is_empty()).then(|| why.join("; "))
     }
 
@@ -307,6 +305,34 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     }
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Slots listed per failure reason before the rest are counted.
+const SLOTS_NAMED: usize = 8;
+
+/// One clause per failure reason, naming its slots: a trial of 128 agents
+/// that times out reads as a few lines, not 128 clauses.
+fn failed_groups(failed: &[SlotFailure]) -> Vec<String> {
+    let mut groups: Vec<(&str, Vec<u32>)> = Vec::new();
+    for f in failed {
+        match groups.iter_mut().find(|(reason, _)| *reason == f.reason) {
+            Some((_, slots)) => slots.push(f.slot),
+            None => groups.push((&f.reason, vec![f.slot])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(reason, slots)| {
+            let named: Vec<String> = slots.iter().take(SLOTS_NAMED).map(u32::to_string).collect();
+            let more = slots.len().saturating_sub(SLOTS_NAMED);
+            let (noun, tail) = match (slots.len(), more) {
+                (1, _) => ("slot", String::new()),
+                (_, 0) => ("slots", String::new()),
+                (_, n) => ("slots", format!(" and {n} more")),
+            };
+            format!("{noun} {}{tail} failed: {reason}", named.join(", "))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -398,6 +424,24 @@ mod tests {
         assert!(
             why.contains("hub has 2 trunk commits but leaves committed 3"),
             "{why}"
+        );
+    }
+
+    #[test]
+    fn failed_slots_are_grouped_by_reason() {
+        let fail = |slot, reason: &str| SlotFailure {
+            slot,
+            reason: reason.to_string(),
+        };
+        let mut failed = vec![fail(3, "exit 1")];
+        failed.extend((10..30).map(|s| fail(s, "killed")));
+        let groups = failed_groups(&failed);
+        assert_eq!(
+            groups,
+            [
+                "slot 3 failed: exit 1".to_string(),
+                "slots 10, 11, 12, 13, 14, 15, 16, 17 and 12 more failed: killed".to_string(),
+            ]
         );
     }
 
