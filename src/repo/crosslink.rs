@@ -515,16 +515,7 @@ impl Repository {
         let mut list = match &m.baseline {
             None => FileList::new(),
             Some(b) => {
-                let (brid, phantom) =
-                    self.rid_of(b)?.ok_or_else(|| RepoError::MissingArtifact {
-                        hash: b.to_string(),
-                    })?;
-                if phantom {
-                    return Err(RepoError::MissingArtifact {
-                        hash: b.to_string(),
-                    });
-                }
-                let base = self.list_of_rid(brid)?;
+                let base = self.list_of_rid(self.held_rid(b)?)?;
                 (*base).clone()
             }
         };

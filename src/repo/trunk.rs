@@ -14,17 +14,7 @@ const TAG_BRANCH: i64 = 8;
 impl Repository {
     /// The full file list of check-in `hash`.
     pub fn file_list(&self, hash: &ArtifactHash) -> Result<FileList, RepoError> {
-        let (rid, phantom) = self
-            .rid_of(hash)?
-            .ok_or_else(|| RepoError::MissingArtifact {
-                hash: hash.to_string(),
-            })?;
-        if phantom {
-            return Err(RepoError::MissingArtifact {
-                hash: hash.to_string(),
-            });
-        }
-        Ok((*self.list_of_rid(rid)?).clone())
+        Ok((*self.list_of_rid(self.held_rid(hash)?)?).clone())
     }
 
     /// The trunk check-in with no trunk child (the latest by time if several).

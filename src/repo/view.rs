@@ -74,15 +74,7 @@ impl Repository {
                 delta: Vec::new(),
             }),
             Some(b) => {
-                let (brid, phantom) =
-                    self.rid_of(b)?.ok_or_else(|| RepoError::MissingArtifact {
-                        hash: b.to_string(),
-                    })?;
-                if phantom {
-                    return Err(RepoError::MissingArtifact {
-                        hash: b.to_string(),
-                    });
-                }
+                let brid = self.held_rid(b)?;
                 Ok(ListView {
                     is_delta: true,
                     base: self.list_of_rid(brid)?,
@@ -92,18 +84,22 @@ impl Repository {
         }
     }
 
+    /// The row of `hash`, whose content must be held (not a phantom).
+    pub(crate) fn held_rid(&self, hash: &ArtifactHash) -> Result<Rid, RepoError> {
+        match self.rid_of(hash)? {
+            Some((rid, false)) => Ok(rid),
+            _ => Err(RepoError::MissingArtifact {
+                hash: hash.to_string(),
+            }),
+        }
+    }
+
     /// The row, manifest and view of check-in `hash`, which must be held.
     pub(crate) fn checkin_view(
         &self,
         hash: &ArtifactHash,
     ) -> Result<(Rid, Manifest, ListView), RepoError> {
-        let missing = || RepoError::MissingArtifact {
-            hash: hash.to_string(),
-        };
-        let (rid, phantom) = self.rid_of(hash)?.ok_or_else(missing)?;
-        if phantom {
-            return Err(missing());
-        }
+        let rid = self.held_rid(hash)?;
         let m = self.manifest_of_rid(rid, hash)?;
         let view = self.view_of(rid, &m)?;
         Ok((rid, m, view))

@@ -3,10 +3,9 @@
 //! client with and without a login card, and a real `herd run` whose
 //! children must carry their secrets in the environment, never in argv.
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use herd::coord::{Secret, NATS_TOKEN_ENV};
@@ -16,57 +15,30 @@ use herd::xfer::login::{shared_secret, HUB_SECRET_ENV, HUB_USER_ENV};
 use herd::xfer::{Client, PushOutcome};
 use tempfile::TempDir;
 
-use crate::helpers::{fossil, fossil_ok, fossil_sql, nats_server_binary};
+use crate::helpers::{
+    children_named, fossil, fossil_ok, fossil_sql, nats_server_binary, HubProcess,
+};
 
-/// A `hub` binary started with a secret in its environment; killed and
-/// reaped on `Drop`.
+/// A `hub` binary started with a secret in its environment.
 struct SecretHub {
-    child: Child,
+    hub: HubProcess,
     http: String,
     project_code: String,
 }
 
 impl SecretHub {
     fn start(repo: &Path, secret: &str, args: &[&str]) -> SecretHub {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hub"))
-            .arg("--repo")
-            .arg(repo)
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .env_remove(HUB_USER_ENV)
-            .env(HUB_SECRET_ENV, secret)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn the hub binary");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let _ = tx.send(line);
-            }
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("the hub prints its readiness line");
-        let ready: herd::report::HubReady = serde_json::from_str(&line).expect("ready line");
+        let hub = HubProcess::start_with_env(repo, None, args, &[(HUB_SECRET_ENV, secret)]);
+        let (http, project_code) = (hub.ready.http.clone(), hub.ready.project_code.clone());
         SecretHub {
-            child,
-            http: ready.http,
-            project_code: ready.project_code,
+            hub,
+            http,
+            project_code,
         }
     }
 
     fn trunk_commits(&self) -> u64 {
-        let body = ureq::get(&format!("{}/stats", self.http))
-            .call()
-            .expect("GET /stats")
-            .into_string()
-            .expect("read /stats");
-        let v: serde_json::Value = serde_json::from_str(&body).expect("/stats is JSON");
-        v["trunk_commits"].as_u64().expect("trunk_commits")
+        self.hub.stat("trunk_commits")
     }
 
     /// The sync URL with `userinfo@` spliced in.
@@ -77,13 +49,6 @@ impl SecretHub {
         } else {
             format!("http://{userinfo}@{hostport}/")
         }
-    }
-}
-
-impl Drop for SecretHub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -279,31 +244,6 @@ fn our_client_signs_every_request_and_anonymous_ones_are_refused() {
     ));
     assert_eq!(accepted(&hub), 2);
     hub.stop().unwrap();
-}
-
-/// The pids of `parent`'s children whose command name is `name`.
-fn children_named(parent: u32, name: &str) -> Vec<u32> {
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some((head, tail)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let comm = head.split_once('(').map(|(_, c)| c).unwrap_or("");
-        let ppid = tail
-            .split_whitespace()
-            .nth(1)
-            .and_then(|p| p.parse::<u32>().ok());
-        if ppid == Some(parent) && comm == name {
-            pids.push(pid);
-        }
-    }
-    pids
 }
 
 /// `/proc/PID/cmdline` or `/proc/PID/environ` as its NUL-separated parts.

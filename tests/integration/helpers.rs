@@ -266,7 +266,21 @@ impl HubProcess {
     /// and waits for its readiness line; panics with its log if it exits or
     /// stays silent.
     pub fn start(repo: &Path, nats_url: Option<&str>, extra: &[&str]) -> HubProcess {
+        HubProcess::start_with_env(repo, nats_url, extra, &[])
+    }
+
+    /// [`HubProcess::start`] with `env` set in the hub's environment (and
+    /// the hub's own credential variables not inherited from the test).
+    pub fn start_with_env(
+        repo: &Path,
+        nats_url: Option<&str>,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> HubProcess {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_hub"));
+        cmd.env_remove(herd::xfer::login::HUB_USER_ENV)
+            .env_remove(herd::xfer::login::HUB_SECRET_ENV)
+            .envs(env.iter().copied());
         cmd.arg("--repo")
             .arg(repo)
             .args(["--listen", "127.0.0.1:0"])
@@ -454,4 +468,30 @@ pub fn fossil_sql(home: &Path, repo: &Path, sql: &str) -> String {
         .trim()
         .trim_matches('\'')
         .to_string()
+}
+
+/// The pids of `parent`'s children whose command name is `name`.
+pub fn children_named(parent: u32, name: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ...": comm may hold spaces, so split at ')'.
+        let Some((head, tail)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let comm = head.split_once('(').map(|(_, c)| c).unwrap_or("");
+        let ppid = tail
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(parent) && comm == name {
+            pids.push(pid);
+        }
+    }
+    pids
 }

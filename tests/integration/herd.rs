@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::helpers::children_named;
+
 fn herd() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_herd"));
     cmd.env("NATS_SERVER", crate::helpers::nats_server_binary())
@@ -183,32 +185,6 @@ fn fossil(home: &Path, args: &[&str], repo: &Path) -> Output {
         .env("HOME", home)
         .output()
         .expect("the real fossil binary is installed by scripts/install-deps")
-}
-
-/// The pids of `parent`'s children whose command name is `name`.
-fn children_named(parent: u32, name: &str) -> Vec<u32> {
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // "pid (comm) state ppid ...": comm may hold spaces, so split at ')'.
-        let Some((head, tail)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let comm = head.split_once('(').map(|(_, c)| c).unwrap_or("");
-        let ppid = tail
-            .split_whitespace()
-            .nth(1)
-            .and_then(|p| p.parse::<u32>().ok());
-        if ppid == Some(parent) && comm == name {
-            pids.push(pid);
-        }
-    }
-    pids
 }
 
 /// Whether `pid` is a live process (not gone, not a zombie).
