@@ -18,6 +18,7 @@ use clap::Parser;
 use herd::chain::chain;
 use herd::coord::{Secret, NATS_TOKEN_ENV};
 use herd::leaf::{self, HubLogin, LeafConfig, LeafError, Reporter, EXIT_INCOMPLETE, EXIT_USAGE};
+use herd::report::HubKind;
 use herd::telemetry::{self, W3c};
 use herd::workload::{Mode, WorkloadArgs};
 use herd::xfer::login::{HUB_SECRET_ENV, HUB_USER_ENV};
@@ -64,6 +65,11 @@ struct Cli {
     /// (down, restarting) before the task fails.
     #[arg(long, env = "HERD_HUB_RETRY_SECS", default_value_t = leaf::DEFAULT_HUB_RETRY.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
     hub_retry_secs: u64,
+    /// What serves --hub: `herd` (herd's hub) or `fossil` (a stock `fossil
+    /// server`: no tip broadcasts; pull, commit and a plain push per task,
+    /// forks accepted, never rebased).
+    #[arg(long, env = "HERD_HUB_KIND", default_value = "herd")]
+    hub_kind: HubKind,
 }
 
 fn main() -> ExitCode {
@@ -118,6 +124,7 @@ fn start(cli: Cli) -> ExitCode {
         hub_login,
         nats_token: Secret::from_env(NATS_TOKEN_ENV),
         hub_retry: Duration::from_secs(cli.hub_retry_secs),
+        hub_kind: cli.hub_kind,
     };
     if let Err(e) = config.validate() {
         eprintln!("leaf-agent: {}", chain(&e));

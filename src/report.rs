@@ -19,6 +19,51 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Which server plays the hub in a trial. herd and every leaf-agent of a
+/// trial get the same kind (flag `--hub-kind`, env `HERD_HUB_KIND`), and
+/// the summary names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HubKind {
+    /// herd's own `hub`: a linear trunk it enforces, tip broadcasts on
+    /// NATS, the one-round fast path.
+    #[default]
+    Herd,
+    /// A stock `fossil server`: Fossil's plain sync protocol, no
+    /// broadcasts, and it accepts forks.
+    Fossil,
+}
+
+impl HubKind {
+    /// The flag spelling: `herd` or `fossil`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HubKind::Herd => "herd",
+            HubKind::Fossil => "fossil",
+        }
+    }
+}
+
+impl std::str::FromStr for HubKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "herd" => Ok(HubKind::Herd),
+            "fossil" => Ok(HubKind::Fossil),
+            other => Err(format!(
+                "unknown hub kind {other:?} (expected herd or fossil)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for HubKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One line of a leaf-agent's stdout.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -199,6 +244,16 @@ mod tests {
         for bad in ["", "{", "null", r#"{"event":"nope"}"#, "\u{0}\u{1}"] {
             assert!(LeafLine::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn hub_kinds_parse_and_print_as_their_flag() {
+        for kind in [HubKind::Herd, HubKind::Fossil] {
+            assert_eq!(kind.as_str().parse::<HubKind>(), Ok(kind));
+            assert_eq!(serde_json::to_string(&kind).unwrap(), format!("\"{kind}\""));
+        }
+        let bad = "git".parse::<HubKind>().unwrap_err();
+        assert!(bad.contains("unknown hub kind \"git\""), "{bad}");
     }
 
     #[test]

@@ -7,7 +7,6 @@
 //! one catch-up waits on the repository thread, newer tips pile up in the
 //! subscription and the next call takes only the latest).
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
@@ -17,14 +16,17 @@ use crate::coord::{
     subscribe_tips, Claim, ClaimError, Coord, CoordConfig, CoordError, FenceError, Scope, TaskId,
     TaskStatus, TipSubscription, DEFAULT_OP_TIMEOUT,
 };
-use crate::report::{ClaimOutcome, LeafLine, LeafReady, LeafSummary, TaskLine, TaskOutcome};
+use crate::report::{
+    ClaimOutcome, HubKind, LeafLine, LeafReady, LeafSummary, TaskLine, TaskOutcome,
+};
 use crate::telemetry::W3c;
 use crate::workload::{pool_task, Mode, SlotWorkload, TaskPlan};
 
 use super::config::LeafConfig;
 use super::error::{chain, LeafError};
 use super::output::Reporter;
-use super::sync::{elapsed_ms, CommitOutcome, CommitRequest, SyncConfig, SyncHandle};
+use super::plain::RepoThread;
+use super::sync::{elapsed_ms, CommitOutcome, CommitRequest, PendingTip, SyncConfig};
 use super::{EXIT_INCOMPLETE, EXIT_OK};
 
 /// Attempts at joining the trial on NATS at start, with doubling waits.
@@ -74,15 +76,18 @@ pub async fn run(
     let slot = config.slot;
     let user = format!("slot-{slot}");
     let leaf_id = format!("slot-{slot}-{:04x}", rand::random::<u16>());
-    let (sync, started) = SyncHandle::start(SyncConfig {
-        hub_url: config.hub_url.clone(),
-        repo_path: config.repo_path(),
-        worktree: config.worktree(),
-        user,
-        trace: W3c::of(&tracing::Span::current()),
-        login: config.hub_login.clone(),
-        hub_retry: config.hub_retry,
-    })
+    let (sync, started) = RepoThread::start(
+        config.hub_kind,
+        SyncConfig {
+            hub_url: config.hub_url.clone(),
+            repo_path: config.repo_path(),
+            worktree: config.worktree(),
+            user,
+            trace: W3c::of(&tracing::Span::current()),
+            login: config.hub_login.clone(),
+            hub_retry: config.hub_retry,
+        },
+    )
     .await?;
     tracing::info!(slot, tip = %started.tip, project = %started.project_code, "repository ready");
     let connect_err = |source| LeafError::Connect {
@@ -91,9 +96,15 @@ pub async fn run(
     };
     let scope = Scope::for_project(&started.project_code).map_err(connect_err)?;
     let coord = connect(&config, scope.as_str(), &leaf_id).await?;
-    let mut tips = subscribe_tips(coord.client().clone(), scope.as_str(), DEFAULT_OP_TIMEOUT)
-        .await
-        .map_err(connect_err)?;
+    // A stock fossil server publishes no tips: nothing to subscribe to.
+    let mut tips = match config.hub_kind {
+        HubKind::Herd => Some(
+            subscribe_tips(coord.client().clone(), scope.as_str(), DEFAULT_OP_TIMEOUT)
+                .await
+                .map_err(connect_err)?,
+        ),
+        HubKind::Fossil => None,
+    };
     reporter.line(&LeafLine::Ready(LeafReady {
         slot,
         leaf_id: leaf_id.clone(),
@@ -107,15 +118,16 @@ pub async fn run(
         reporter,
         stop,
     };
+    let pending = sync.tips();
     let result = tokio::select! {
         result = agent.tasks() => result,
-        never = tip_loop(&mut tips, &sync) => match never {},
+        never = tip_loop(tips.as_mut(), &pending) => match never {},
     };
     let stopped = match result {
         Ok(stopped) => stopped,
         Err(e) => return Err(e),
     };
-    let tips = Arc::clone(&sync.tips);
+    let tips = sync.tips();
     let hub_requests = sync.finish();
     let (pulled, skipped) = tips.counts();
     reporter.broadcasts_pulled(count(pulled));
@@ -158,12 +170,18 @@ async fn connect(config: &LeafConfig, scope: &str, leaf_id: &str) -> Result<Coor
 /// Records every broadcast tip for the repository thread, which catches up
 /// on the newest one right before it commits or pushes (see
 /// [`PendingTip`](super::sync::PendingTip)); never returns.
-async fn tip_loop(tips: &mut TipSubscription, sync: &SyncHandle) -> std::convert::Infallible {
+async fn tip_loop(
+    tips: Option<&mut TipSubscription>,
+    pending: &PendingTip,
+) -> std::convert::Infallible {
+    let Some(tips) = tips else {
+        return std::future::pending().await;
+    };
     loop {
         match tips.next_batch().await {
-            Some(Ok(batch)) => sync
-                .tips
-                .note(batch.into_iter().map(|event| (event.tip, event.trace))),
+            Some(Ok(batch)) => {
+                pending.note(batch.into_iter().map(|event| (event.tip, event.trace)))
+            }
             Some(Err(e)) => tracing::warn!(error = %chain(&e), "tip subscription hiccup"),
             None => {
                 // The connection is closed for good; the task loop meets the
@@ -183,7 +201,7 @@ fn count(n: u64) -> u32 {
 struct Agent<'a> {
     config: &'a LeafConfig,
     coord: &'a Coord,
-    sync: &'a SyncHandle,
+    sync: &'a RepoThread,
     reporter: &'a Reporter,
     stop: watch::Receiver<bool>,
 }

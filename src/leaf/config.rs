@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::coord::Secret;
+use crate::report::HubKind;
 use crate::workload::{Mode, WorkloadConfig, WorkloadError};
 
 /// The login a leaf signs its sync requests with (a Fossil login card on
@@ -48,6 +49,9 @@ pub struct LeafConfig {
     /// the task fails. Start-up does not wait this long: a hub unreachable
     /// at start is a usage error.
     pub hub_retry: Duration,
+    /// What serves `hub_url`: herd's hub, or a stock `fossil server` (no
+    /// tip broadcasts, plain protocol, forks accepted).
+    pub hub_kind: HubKind,
 }
 
 /// [`LeafConfig::hub_retry`] unless set: long enough for a hub to be
@@ -150,6 +154,7 @@ mod tests {
             hub_login: None,
             nats_token: None,
             hub_retry: DEFAULT_HUB_RETRY,
+            hub_kind: HubKind::Herd,
         }
     }
 

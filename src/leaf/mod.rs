@@ -8,6 +8,9 @@
 //! - `sync`: the repository thread: it owns the [`crate::repo::Repository`]
 //!   and the [`crate::xfer::Client`] (both blocking), and does the clone,
 //!   commits with push-rebase-retry, and catching up on tip broadcasts.
+//! - `plain`: the repository thread for a stock `fossil server` hub
+//!   (pull, commit, plain push; forks land, nothing is rebased) and
+//!   `RepoThread`, which picks that or `sync` by [`LeafConfig::hub_kind`].
 //! - `output`: the stdout reporter (only [`crate::report::LeafLine`]s) and
 //!   the counters behind the summary line.
 //! - `agent`: [`run`]: start-up, the task loop (disjoint and shared mode)
@@ -21,6 +24,7 @@ mod agent;
 mod config;
 mod error;
 mod output;
+mod plain;
 mod sync;
 
 pub use agent::{run, LeafRun};

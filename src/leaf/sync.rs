@@ -688,7 +688,7 @@ impl SyncState {
 
 /// Sends `trace` with the client's following requests, so the hub's span
 /// of each exchange is a child of the operation it serves.
-fn set_trace(client: &Client, trace: &W3c) {
+pub(super) fn set_trace(client: &Client, trace: &W3c) {
     let mut headers = Vec::new();
     if let Some(tp) = &trace.traceparent {
         headers.push((TRACEPARENT_HEADER.to_string(), tp.clone()));
@@ -713,7 +713,9 @@ fn is_transient(e: &ClientError) -> bool {
 
 /// Runs one start-up exchange with the hub, retrying while it does not
 /// answer, [`START_ATTEMPTS`] times with doubling waits.
-fn with_start_retries<T>(mut f: impl FnMut() -> Result<T, ClientError>) -> Result<T, ClientError> {
+pub(super) fn with_start_retries<T>(
+    mut f: impl FnMut() -> Result<T, ClientError>,
+) -> Result<T, ClientError> {
     let mut wait = RETRY_FIRST_WAIT;
     let mut attempt = 1;
     loop {
@@ -731,7 +733,7 @@ fn with_start_retries<T>(mut f: impl FnMut() -> Result<T, ClientError>) -> Resul
 
 /// Why [`retry_until`] stopped.
 #[derive(Debug)]
-enum GaveUp {
+pub(super) enum GaveUp {
     /// An error that retrying cannot fix.
     Failed(ClientError),
     /// The hub did not answer for the whole deadline.
@@ -745,7 +747,7 @@ enum GaveUp {
 impl GaveUp {
     /// The leaf's error: `failed` wraps an error retrying cannot fix; a
     /// deadline becomes [`LeafError::HubUnreachable`] for `step`.
-    fn into_leaf_error(
+    pub(super) fn into_leaf_error(
         self,
         url: &str,
         step: String,
@@ -772,7 +774,7 @@ impl GaveUp {
 /// (see [`is_transient`]) for up to `limit`, with randomized waits doubling
 /// from [`RETRY_FIRST_WAIT`] to [`RETRY_MAX_WAIT`]; the last wait is cut to
 /// the deadline.
-fn retry_until<T>(
+pub(super) fn retry_until<T>(
     limit: Duration,
     mut f: impl FnMut() -> Result<T, ClientError>,
 ) -> Result<T, GaveUp> {
@@ -821,7 +823,7 @@ fn jitter(n: u32) {
 }
 
 /// Removes a half-made clone (and its SQLite side files) before a retry.
-fn remove_repository(path: &Path) {
+pub(super) fn remove_repository(path: &Path) {
     for suffix in ["", "-wal", "-shm", "-journal"] {
         let mut p = path.as_os_str().to_owned();
         p.push(suffix);
@@ -829,7 +831,7 @@ fn remove_repository(path: &Path) {
     }
 }
 
-fn write_file(path: &Path, content: &[u8]) -> Result<(), LeafError> {
+pub(super) fn write_file(path: &Path, content: &[u8]) -> Result<(), LeafError> {
     let io = |source| LeafError::Io {
         path: path.to_path_buf(),
         source,

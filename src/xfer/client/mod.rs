@@ -10,12 +10,14 @@
 //! their `D` date.
 //!
 //! Files: `error` (ClientError), `http` (the client, its agent and one
-//! message exchange), `sync` (clone, pull, push), `receive` (storing and
-//! crosslinking received artifacts).
+//! message exchange), `sync` (clone, pull, push), `plain` (pull and push
+//! with Fossil's plain protocol only, for a stock `fossil server`),
+//! `receive` (storing and crosslinking received artifacts).
 
 mod bundle;
 mod error;
 mod http;
+mod plain;
 mod receive;
 mod sync;
 

@@ -1,0 +1,326 @@
+//! The repository thread for a stock `fossil server` hub (`--hub-kind
+//! fossil`), and [`RepoThread`], which picks it or the herd hub's thread
+//! (`sync.rs`) for a slot.
+//!
+//! A stock server publishes no tips and ignores herd's pragmas, so this
+//! thread does what Fossil's autosync does around `fossil commit`: pull
+//! (Fossil's generic igot/gimme rounds), check in on the local trunk tip,
+//! push the new artifacts with the plain protocol. The server accepts forks:
+//! a push is never refused for its parent, so there are no rebases and no
+//! fork retries; a check-in made on a tip another leaf has just moved lands
+//! as a second trunk leaf, which herd counts after the trial. A push whose
+//! replies carry no `error` card has landed.
+//!
+//! Like the herd thread, it owns the [`Repository`] and the [`Client`]
+//! (both blocking) and serves one request at a time from the async side.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::SystemTime;
+
+use tokio::sync::oneshot;
+
+use crate::repo::{ArtifactHash, CheckinSpec, FileChange, RepoError, Repository};
+use crate::report::HubKind;
+use crate::xfer::Client;
+
+use super::error::LeafError;
+use super::sync::{
+    remove_repository, retry_until, with_start_retries, write_file, CommitOutcome, CommitRequest,
+    PendingTip, Started, SyncConfig, SyncHandle,
+};
+
+/// A slot's repository thread, for the kind of hub the trial runs.
+pub(super) enum RepoThread {
+    /// herd's hub: fast path, push-rebase-retry, tip broadcasts.
+    Herd(SyncHandle),
+    /// A stock `fossil server`: plain pull, commit, plain push.
+    Plain(PlainHandle),
+}
+
+impl RepoThread {
+    /// Starts the thread for `kind`; it clones (or opens and pulls) and
+    /// checks out the trunk tip before answering.
+    pub(super) async fn start(
+        kind: HubKind,
+        config: SyncConfig,
+    ) -> Result<(RepoThread, Started), LeafError> {
+        Ok(match kind {
+            HubKind::Herd => {
+                let (handle, started) = SyncHandle::start(config).await?;
+                (RepoThread::Herd(handle), started)
+            }
+            HubKind::Fossil => {
+                let (handle, started) = PlainHandle::start(config).await?;
+                (RepoThread::Plain(handle), started)
+            }
+        })
+    }
+
+    /// Commits one task's files and pushes them until they land or fail.
+    pub(super) async fn commit(
+        &self,
+        request: CommitRequest,
+        span: tracing::Span,
+    ) -> Result<CommitOutcome, LeafError> {
+        match self {
+            RepoThread::Herd(h) => h.commit(request, span).await,
+            RepoThread::Plain(h) => h.commit(request).await,
+        }
+    }
+
+    /// Where the tip loop records broadcasts (none ever come for a stock
+    /// server, so its counts stay 0).
+    pub(super) fn tips(&self) -> Arc<PendingTip> {
+        match self {
+            RepoThread::Herd(h) => Arc::clone(&h.tips),
+            RepoThread::Plain(h) => Arc::clone(&h.tips),
+        }
+    }
+
+    /// Ends the thread after its current request; the hub requests sent.
+    pub(super) fn finish(self) -> u64 {
+        match self {
+            RepoThread::Herd(h) => h.finish(),
+            RepoThread::Plain(h) => h.finish(),
+        }
+    }
+}
+
+/// A commit for the plain thread.
+struct PlainRequest {
+    request: CommitRequest,
+    reply: oneshot::Sender<Result<CommitOutcome, LeafError>>,
+}
+
+/// The async side's handle on the plain repository thread.
+pub(super) struct PlainHandle {
+    requests: Option<mpsc::Sender<PlainRequest>>,
+    thread: Option<JoinHandle<()>>,
+    hub_requests: Arc<AtomicU64>,
+    /// Never noted: a stock server broadcasts nothing.
+    tips: Arc<PendingTip>,
+}
+
+impl PlainHandle {
+    async fn start(config: SyncConfig) -> Result<(PlainHandle, Started), LeafError> {
+        let (tx, rx) = mpsc::channel::<PlainRequest>();
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let hub_requests = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&hub_requests);
+        let thread = std::thread::Builder::new()
+            .name("leaf-repo-plain".into())
+            .spawn(move || {
+                let state = match PlainState::open(config) {
+                    Ok((state, started)) => {
+                        counter.store(state.client.requests(), Ordering::Relaxed);
+                        let _ = ready_tx.send(Ok(started));
+                        state
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                while let Ok(PlainRequest { request, reply }) = rx.recv() {
+                    let result = state.commit(&request);
+                    counter.store(state.client.requests(), Ordering::Relaxed);
+                    let _ = reply.send(result);
+                }
+            })
+            .map_err(|source| LeafError::Io {
+                path: PathBuf::from("(repository thread)"),
+                source,
+            })?;
+        let handle = PlainHandle {
+            requests: Some(tx),
+            thread: Some(thread),
+            hub_requests,
+            tips: Arc::new(PendingTip::default()),
+        };
+        let started = ready_rx.await.map_err(|_| LeafError::WorkerGone)??;
+        Ok((handle, started))
+    }
+
+    async fn commit(&self, request: CommitRequest) -> Result<CommitOutcome, LeafError> {
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .as_ref()
+            .ok_or(LeafError::WorkerGone)?
+            .send(PlainRequest { request, reply })
+            .map_err(|_| LeafError::WorkerGone)?;
+        answer.await.map_err(|_| LeafError::WorkerGone)?
+    }
+
+    fn finish(mut self) -> u64 {
+        self.stop();
+        self.hub_requests.load(Ordering::Relaxed)
+    }
+
+    fn stop(&mut self) {
+        self.requests.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for PlainHandle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The plain thread's own state.
+struct PlainState {
+    config: SyncConfig,
+    repo: Repository,
+    client: Client,
+}
+
+impl PlainState {
+    /// Clones the server (or opens the repository and pulls), then checks
+    /// out the trunk tip.
+    fn open(config: SyncConfig) -> Result<(PlainState, Started), LeafError> {
+        // Not sparse: autosync pulls everything the server has.
+        let mut client = Client::new(&config.hub_url);
+        if let Some(login) = &config.login {
+            client = client.with_login(&login.user, login.secret.expose());
+        }
+        let clone_err = |source| LeafError::Clone {
+            url: config.hub_url.clone(),
+            path: config.repo_path.clone(),
+            source: Box::new(source),
+        };
+        let repo = if config.repo_path.exists() {
+            let repo = Repository::open(&config.repo_path)
+                .map_err(repo_err("open the repository", &config.repo_path))?;
+            with_start_retries(|| client.pull_plain(&repo)).map_err(clone_err)?;
+            repo
+        } else {
+            if let Some(dir) = config.repo_path.parent() {
+                std::fs::create_dir_all(dir).map_err(|source| LeafError::Io {
+                    path: dir.to_path_buf(),
+                    source,
+                })?;
+            }
+            with_start_retries(|| {
+                remove_repository(&config.repo_path);
+                client.clone_into(&config.repo_path)
+            })
+            .map_err(clone_err)?
+        };
+        let path = config.repo_path.clone();
+        // As in the herd thread: no R card, no fsync per commit.
+        repo.config_set("repo-cksum", "0")
+            .map_err(repo_err("turn off the repository checksum", &path))?;
+        repo.skip_fsync()
+            .map_err(repo_err("turn off fsync per commit", &path))?;
+        let project_code = repo
+            .project_code()
+            .map_err(repo_err("read the project code", &path))?;
+        let state = PlainState {
+            config,
+            repo,
+            client,
+        };
+        let tip = state.trunk_tip()?;
+        std::fs::create_dir_all(&state.config.worktree).map_err(|source| LeafError::Io {
+            path: state.config.worktree.clone(),
+            source,
+        })?;
+        state
+            .repo
+            .checkout(&tip, &state.config.worktree)
+            .map_err(repo_err("check out the trunk tip", &path))?;
+        Ok((state, Started { project_code, tip }))
+    }
+
+    /// The newest trunk leaf of the local repository.
+    fn trunk_tip(&self) -> Result<ArtifactHash, LeafError> {
+        let path = &self.config.repo_path;
+        self.repo
+            .trunk_tip()
+            .map_err(repo_err("find the trunk tip", path))?
+            .ok_or_else(|| LeafError::Repo {
+                step: "find the trunk tip",
+                path: path.clone(),
+                source: Box::new(RepoError::MissingArtifact {
+                    hash: "(trunk tip)".into(),
+                }),
+            })
+    }
+
+    /// Autosync's commit: pull, check in on the trunk tip, push once.
+    fn commit(&self, request: &CommitRequest) -> Result<CommitOutcome, LeafError> {
+        let url = &self.config.hub_url;
+        let failed = |error: LeafError| {
+            Ok(CommitOutcome::Failed {
+                fork_retries: 0,
+                error: Box::new(error),
+            })
+        };
+        for (path, content) in &request.files {
+            write_file(&self.config.worktree.join(path), content)?;
+        }
+        if let Err(gave_up) =
+            retry_until(self.config.hub_retry, || self.client.pull_plain(&self.repo))
+        {
+            return failed(
+                gave_up.into_leaf_error(url, "pull".into(), |source| LeafError::Pull {
+                    url: url.clone(),
+                    source,
+                }),
+            );
+        }
+        let spec = CheckinSpec {
+            parent: self.trunk_tip()?,
+            changes: request
+                .files
+                .iter()
+                .map(|(path, content)| FileChange {
+                    path: path.clone(),
+                    content: Some(content.clone()),
+                })
+                .collect(),
+            comment: request.comment.clone(),
+            user: self.config.user.clone(),
+            time: SystemTime::now(),
+        };
+        let checkin = self
+            .repo
+            .commit(&spec)
+            .map_err(repo_err("check in", &self.config.repo_path))?
+            .hash;
+        // Safe to repeat: a push whose reply was lost finds the artifacts
+        // held and stores nothing twice.
+        match retry_until(self.config.hub_retry, || {
+            self.client.push_plain(&self.repo, &checkin)
+        }) {
+            Ok(_rounds) => Ok(CommitOutcome::Landed {
+                checkin,
+                fork_retries: 0,
+            }),
+            Err(gave_up) => failed(gave_up.into_leaf_error(
+                url,
+                format!("push {checkin}"),
+                |source| LeafError::Push {
+                    url: url.clone(),
+                    checkin: checkin.to_string(),
+                    source,
+                },
+            )),
+        }
+    }
+}
+
+fn repo_err(step: &'static str, path: &std::path::Path) -> impl Fn(RepoError) -> LeafError {
+    let path = path.to_path_buf();
+    move |source| LeafError::Repo {
+        step,
+        path: path.clone(),
+        source: Box::new(source),
+    }
+}
