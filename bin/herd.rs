@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use herd::chain::chain as error_chain;
+use herd::report::HubKind;
 use herd::supervisor::{self, TrialConfig, EXIT_OK, EXIT_TRIAL_FAILED, EXIT_USAGE};
 use herd::telemetry::{self, W3c};
 use herd::workload::{Mode, WorkloadArgs};
@@ -50,6 +51,15 @@ struct RunArgs {
     /// `disjoint`: each slot its own tasks; `shared`: all slots race for one pool.
     #[arg(long, env = "HERD_MODE", default_value = "disjoint")]
     mode: Mode,
+    /// The hub: `herd` (herd's hub: a linear trunk, tip broadcasts) or
+    /// `fossil` (a stock `fossil server` from PATH, for a side-by-side
+    /// measurement). With `fossil` each leaf pulls, commits on its trunk tip
+    /// and pushes with Fossil's plain protocol; fossil accepts forks, so the
+    /// verdict asks only that every task's check-in reached the server (hub
+    /// commits == tasks) and reports forks (trunk leaves − 1) without failing
+    /// on them. Hub requests/commit and hub memory are then n/a (null).
+    #[arg(long, env = "HERD_HUB_KIND", default_value = "herd")]
+    hub_kind: HubKind,
     /// Keep the trial's files here (hub.fossil, slot-i/, logs/) instead of a temporary directory.
     #[arg(long)]
     workdir: Option<PathBuf>,
@@ -133,7 +143,8 @@ fn run(args: RunArgs) -> u8 {
         agents = args.agents,
         tasks = args.tasks,
         mode = %args.mode,
-        seed = args.seed
+        seed = args.seed,
+        hub_kind = %args.hub_kind
     );
     let config = TrialConfig {
         agents: args.agents,
@@ -141,6 +152,7 @@ fn run(args: RunArgs) -> u8 {
         seed: args.seed,
         workload,
         mode: args.mode,
+        hub_kind: args.hub_kind,
         workdir: args.workdir,
         nats_url: args.nats_url,
         nats_server: args.nats_server,

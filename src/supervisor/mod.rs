@@ -3,8 +3,11 @@
 //!
 //! herd knows processes and their lines, nothing else: it never runs leaf
 //! code in its own process and never opens a leaf's repository. It talks to
-//! the hub only through `/stats`.
+//! its own hub only through `/stats`. With `--hub-kind fossil` a stock
+//! `fossil server` plays the hub instead (`fossil_hub`), and herd counts its
+//! check-ins with `fossil sql`.
 
+mod fossil_hub;
 mod nats;
 pub mod process;
 pub mod summary;
@@ -16,6 +19,7 @@ use std::time::Duration;
 pub use summary::{HubCount, SlotFailure, TrialReport};
 pub use trial::run;
 
+use crate::report::HubKind;
 use crate::workload::{Mode, WorkloadConfig};
 
 /// Exit code: the trial passed every check.
@@ -38,6 +42,8 @@ pub struct TrialConfig {
     pub workload: WorkloadConfig,
     /// Disjoint or shared tasks.
     pub mode: Mode,
+    /// herd's hub, or a stock `fossil server`.
+    pub hub_kind: HubKind,
     /// Keep the work directory here; `None` uses a temporary one.
     pub workdir: Option<PathBuf>,
     /// Use this NATS server instead of starting one.

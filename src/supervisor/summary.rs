@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::report::{LeafSummary, TaskLine, TaskOutcome};
+use crate::report::{HubKind, LeafSummary, TaskLine, TaskOutcome};
 
 /// Why a slot counts as failed.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -38,15 +38,18 @@ pub struct HubCount {
     pub trunk_commits: u64,
     /// Leaves of trunk; 1 means linear.
     pub trunk_leaves: u64,
-    /// Requests the hub served.
-    pub requests: u64,
-    /// The hub's peak resident memory, in KiB.
-    pub peak_rss_kb: u64,
+    /// Requests the hub served; `None` when the hub does not say (a stock
+    /// `fossil server` keeps no such count).
+    pub requests: Option<u64>,
+    /// The hub's peak resident memory, in KiB; `None` when unknown.
+    pub peak_rss_kb: Option<u64>,
 }
 
 /// The trial's figures, printed as the summary block or as JSON.
 #[derive(Debug, Clone, Serialize)]
 pub struct TrialReport {
+    /// What served as the hub: `herd` or `fossil`.
+    pub hub_kind: HubKind,
     /// Leaf-agents started.
     pub agents: u32,
     /// Tasks per agent.
@@ -81,24 +84,31 @@ pub struct TrialReport {
     pub runtime_s: f64,
     /// The longest slot's total think time.
     pub think_floor_s: f64,
-    /// Hub requests (from the hub's own count) per landed commit.
-    pub hub_requests_per_commit: f64,
-    /// Leaves of the hub's trunk; 1 means linear.
+    /// Hub requests (from the hub's own count) per landed commit; `null`
+    /// when the hub keeps no count (a stock `fossil server`).
+    pub hub_requests_per_commit: Option<f64>,
+    /// Leaves of the hub's trunk; 1 means linear. herd's hub keeps exactly
+    /// one; a stock `fossil server` accepts forks.
     pub trunk_leaves: u64,
+    /// Forks on the hub's trunk: `trunk_leaves − 1`.
+    pub forks: u64,
     /// Slots that failed, with the reason.
     pub failed_slots: Vec<SlotFailure>,
     /// The slot that finished last, and when.
     pub slowest_slot: Option<u32>,
     /// Hub commits per second of runtime.
     pub commits_per_s: f64,
-    /// The hub's peak resident memory, in KiB.
-    pub hub_peak_rss_kb: u64,
+    /// The hub's peak resident memory, in KiB; `null` when unknown (a
+    /// stock `fossil server` forks a process per request).
+    pub hub_peak_rss_kb: Option<u64>,
     /// The largest leaf's peak resident memory, in KiB.
     pub leaf_peak_rss_kb: u64,
 }
 
 /// The inputs of a report besides the slots.
 pub struct TrialShape {
+    /// What served as the hub.
+    pub hub_kind: HubKind,
     /// Leaf-agents.
     pub agents: u32,
     /// Tasks per agent.
@@ -117,6 +127,7 @@ impl TrialReport {
     /// Adds up the slots and the hub's count.
     pub fn build(shape: TrialShape, slots: &[SlotRecord], hub: HubCount) -> TrialReport {
         let mut r = TrialReport {
+            hub_kind: shape.hub_kind,
             agents: shape.agents,
             tasks: shape.tasks,
             total: u64::from(shape.agents) * u64::from(shape.tasks),
@@ -134,8 +145,9 @@ impl TrialReport {
             p99_commit_ms: 0.0,
             runtime_s: shape.runtime_s,
             think_floor_s: 0.0,
-            hub_requests_per_commit: 0.0,
+            hub_requests_per_commit: None,
             trunk_leaves: hub.trunk_leaves,
+            forks: hub.trunk_leaves.saturating_sub(1),
             failed_slots: Vec::new(),
             slowest_slot: shape.slowest_slot,
             commits_per_s: 0.0,
@@ -197,7 +209,7 @@ impl TrialReport {
         r.p99_commit_ms = percentile(&latencies, 99.0);
         r.think_floor_s = think_max_ms as f64 / 1000.0;
         if r.hub_commits > 0 {
-            r.hub_requests_per_commit = hub.requests as f64 / r.hub_commits as f64;
+            r.hub_requests_per_commit = hub.requests.map(|n| n as f64 / r.hub_commits as f64);
         }
         if r.runtime_s > 0.0 {
             r.commits_per_s = r.hub_commits as f64 / r.runtime_s;
@@ -206,7 +218,9 @@ impl TrialReport {
     }
 
     /// Why the trial failed, or `None` when every count agrees, trunk is
-    /// linear and no slot failed.
+    /// linear and no slot failed. Against a stock `fossil server` forks are
+    /// what is measured, not a failure: there every task's check-in must
+    /// reach the server, however many trunk leaves that makes.
     pub fn verdict(&self) -> Option<String> {
         let mut why = Vec::new();
         if self.hub_commits != self.committed {
@@ -227,7 +241,7 @@ impl TrialReport {
                 self.committed, self.total
             ));
         }
-        if self.trunk_leaves != 1 {
+        if self.hub_kind == HubKind::Herd && self.trunk_leaves != 1 {
             why.push(format!("trunk has {} leaves, not 1", self.trunk_leaves));
         }
         why.extend(failed_groups(&self.failed_slots));
@@ -262,10 +276,13 @@ impl TrialReport {
         let _ = writeln!(s, "  total runtime:      {:.1}s", self.runtime_s);
         let _ = writeln!(
             s,
-            "  hub requests/commit: {:.2}",
+            "  hub requests/commit: {}",
             self.hub_requests_per_commit
+                .map_or("n/a".into(), |n| format!("{n:.2}"))
         );
         let _ = writeln!(s, "  trunk leaves:       {}", self.trunk_leaves);
+        let _ = writeln!(s, "  hub kind:           {}", self.hub_kind);
+        let _ = writeln!(s, "  forks:              {}", self.forks);
         let ratio = if self.think_floor_s > 0.0 {
             format!("{:.2}x", self.runtime_s / self.think_floor_s)
         } else {
@@ -277,10 +294,12 @@ impl TrialReport {
             self.think_floor_s
         );
         let _ = writeln!(s, "  commits/s:          {:.1}", self.commits_per_s);
+        let hub_mib = self
+            .hub_peak_rss_kb
+            .map_or("n/a".into(), |kb| format!("{:.1} MiB", kb as f64 / 1024.0));
         let _ = writeln!(
             s,
-            "  peak memory:        hub {:.1} MiB, largest leaf {:.1} MiB",
-            self.hub_peak_rss_kb as f64 / 1024.0,
+            "  peak memory:        hub {hub_mib}, largest leaf {:.1} MiB",
             self.leaf_peak_rss_kb as f64 / 1024.0
         );
         if let Some(slot) = self.slowest_slot {
@@ -372,6 +391,7 @@ mod tests {
 
     fn shape() -> TrialShape {
         TrialShape {
+            hub_kind: HubKind::Herd,
             agents: 2,
             tasks: 2,
             mode: "disjoint".into(),
@@ -387,13 +407,14 @@ mod tests {
         let hub = HubCount {
             trunk_commits: 4,
             trunk_leaves: 1,
-            requests: 6,
-            peak_rss_kb: 20_000,
+            requests: Some(6),
+            peak_rss_kb: Some(20_000),
         };
         let r = TrialReport::build(shape(), &slots, hub);
         assert_eq!((r.committed, r.fork_retries, r.claims_won), (4, 3, 4));
         assert_eq!((r.p50_commit_ms, r.p99_commit_ms), (2.0, 4.0));
-        assert_eq!(r.hub_requests_per_commit, 1.5);
+        assert_eq!(r.hub_requests_per_commit, Some(1.5));
+        assert_eq!((r.trunk_leaves, r.forks), (1, 0));
         assert_eq!(r.verdict(), None);
         let text = r.render();
         assert!(text.starts_with(
@@ -411,8 +432,8 @@ mod tests {
         let hub = HubCount {
             trunk_commits: 2,
             trunk_leaves: 2,
-            requests: 3,
-            peak_rss_kb: 0,
+            requests: Some(3),
+            peak_rss_kb: None,
         };
         let r = TrialReport::build(shape(), &slots, hub);
         let why = r.verdict().expect("must fail");
@@ -425,6 +446,55 @@ mod tests {
             why.contains("hub has 2 trunk commits but leaves committed 3"),
             "{why}"
         );
+    }
+
+    #[test]
+    fn forks_on_a_fossil_hub_are_reported_not_failed() {
+        let slots = [slot(0, &[1.0, 3.0], 0), slot(1, &[2.0, 4.0], 0)];
+        let hub = HubCount {
+            trunk_commits: 4,
+            trunk_leaves: 3,
+            requests: None,
+            peak_rss_kb: None,
+        };
+        let fossil = TrialShape {
+            hub_kind: HubKind::Fossil,
+            ..shape()
+        };
+        let r = TrialReport::build(fossil, &slots, hub);
+        assert_eq!(r.verdict(), None);
+        assert_eq!((r.trunk_leaves, r.forks), (3, 2));
+        assert_eq!(r.hub_requests_per_commit, None);
+        let text = r.render();
+        assert!(text.contains("  hub kind:           fossil\n"), "{text}");
+        assert!(text.contains("  forks:              2\n"), "{text}");
+        assert!(text.contains("  hub requests/commit: n/a\n"), "{text}");
+        assert!(text.contains("peak memory:        hub n/a,"), "{text}");
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["hub_kind"], "fossil");
+        assert!(json["hub_requests_per_commit"].is_null());
+        assert!(json["hub_peak_rss_kb"].is_null());
+
+        // Still a failure: a check-in that did not reach the server.
+        let short = HubCount {
+            trunk_commits: 3,
+            ..hub
+        };
+        let r = TrialReport::build(
+            TrialShape {
+                hub_kind: HubKind::Fossil,
+                ..shape()
+            },
+            &slots,
+            short,
+        );
+        let why = r.verdict().expect("must fail");
+        assert!(why.contains("hub has 3 trunk commits"), "{why}");
+        assert!(!why.contains("leaves, not 1"), "{why}");
+
+        // The same forks on herd's hub fail the trial.
+        let r = TrialReport::build(shape(), &slots, hub);
+        assert!(r.verdict().unwrap().contains("trunk has 3 leaves, not 1"));
     }
 
     #[test]

@@ -28,10 +28,11 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
+use super::fossil_hub::{self, FossilHub};
 use super::summary::{HubCount, SlotRecord, TrialReport, TrialShape};
 use super::{nats, process, SupervisorError, TrialConfig};
 use crate::coord::{Secret, NATS_TOKEN_ENV};
-use crate::report::{HubReady, LeafLine, TaskOutcome};
+use crate::report::{HubKind, HubReady, LeafLine, TaskOutcome};
 use crate::telemetry::{W3c, TRACEPARENT_ENV, TRACESTATE_ENV};
 use crate::xfer::login::{HUB_SECRET_ENV, HUB_USER_ENV};
 
@@ -157,10 +158,62 @@ async fn run_with_nats(
     secrets: &TrialSecrets,
     stop: mpsc::Receiver<()>,
 ) -> Result<TrialReport, SupervisorError> {
-    let (mut hub, ready) = start_hub(config, workdir, logs, nats_url, secrets).await?;
-    let result = run_slots(config, workdir, logs, nats_url, secrets, &ready, stop).await;
-    let _ = process::stop(&mut hub, STOP_GRACE).await;
-    result
+    match config.hub_kind {
+        HubKind::Herd => {
+            let (mut hub, ready) = start_hub(config, workdir, logs, nats_url, secrets).await?;
+            let hub_ref = Hub::Herd(&ready);
+            let result = run_slots(config, workdir, logs, nats_url, secrets, &hub_ref, stop).await;
+            let _ = process::stop(&mut hub, STOP_GRACE).await;
+            result
+        }
+        HubKind::Fossil => {
+            let mut hub = fossil_hub::start(workdir, logs, TRIAL_USER, &secrets.hub_secret).await?;
+            let result = run_slots(
+                config,
+                workdir,
+                logs,
+                nats_url,
+                secrets,
+                &Hub::Fossil(&hub),
+                stop,
+            )
+            .await;
+            hub.stop(STOP_GRACE).await;
+            result
+        }
+    }
+}
+
+/// The trial's hub as the slots and the final count see it.
+enum Hub<'a> {
+    /// herd's hub, counted through `/stats`.
+    Herd(&'a HubReady),
+    /// A stock `fossil server`, counted with `fossil sql`.
+    Fossil(&'a FossilHub),
+}
+
+impl Hub<'_> {
+    fn ready(&self) -> &HubReady {
+        match self {
+            Hub::Herd(ready) => ready,
+            Hub::Fossil(hub) => &hub.ready,
+        }
+    }
+
+    /// The hub's own count once the leaves have `committed` check-ins.
+    async fn count(&self, committed: u64) -> Result<HubCount, String> {
+        match self {
+            Hub::Herd(ready) => hub_count_settled(&ready.http, committed)
+                .await
+                .map_err(|e| format!("hub /stats: {e}")),
+            // Every push was answered after fossil committed it, and every
+            // leaf has exited: the repository is final.
+            Hub::Fossil(hub) => hub
+                .count()
+                .await
+                .map_err(|e| format!("fossil hub count: {e}")),
+        }
+    }
 }
 
 async fn start_hub(
@@ -275,7 +328,9 @@ fn leaf_command(
         .arg("--max-think-ms")
         .arg(w.max_think_ms.to_string())
         .arg("--hold-ttl-ms")
-        .arg(w.hold_ttl_ms.to_string());
+        .arg(w.hold_ttl_ms.to_string())
+        .arg("--hub-kind")
+        .arg(config.hub_kind.as_str());
     cmd
 }
 
@@ -285,7 +340,7 @@ async fn run_slots(
     logs: &Path,
     nats_url: &str,
     secrets: &TrialSecrets,
-    hub: &HubReady,
+    hub: &Hub<'_>,
     mut stop: mpsc::Receiver<()>,
 ) -> Result<TrialReport, SupervisorError> {
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -294,7 +349,7 @@ async fn run_slots(
     let started = Instant::now();
 
     for slot in 0..config.agents {
-        let mut cmd = leaf_command(config, slot, workdir, hub, nats_url);
+        let mut cmd = leaf_command(config, slot, workdir, hub.ready(), nats_url);
         let log = logs.join(format!("slot-{slot}.log"));
         cmd.stdout(Stdio::piped());
         if config.verbose {
@@ -430,12 +485,12 @@ async fn run_slots(
                 .count() as u64
         })
         .sum();
-    let hub_count = hub_count_settled(&hub.http, committed).await;
-    let (hub_count, hub_error) = match hub_count {
+    let (hub_count, hub_error) = match hub.count(committed).await {
         Ok(c) => (c, None),
         Err(e) => (HubCount::default(), Some(e)),
     };
     let shape = TrialShape {
+        hub_kind: config.hub_kind,
         agents: config.agents,
         tasks: config.tasks,
         mode: config.mode.to_string(),
@@ -447,7 +502,7 @@ async fn run_slots(
     if let Some(e) = hub_error {
         report.failed_slots.push(super::SlotFailure {
             slot: u32::MAX,
-            reason: format!("hub /stats: {e}"),
+            reason: e,
         });
     }
     Ok(report)
@@ -623,8 +678,8 @@ fn fetch_stats(url: &str) -> Result<HubCount, String> {
     Ok(HubCount {
         trunk_commits: field("trunk_commits")?,
         trunk_leaves: field("trunk_leaves")?,
-        requests: field("requests")?,
-        peak_rss_kb: field("peak_rss_kb").unwrap_or(0),
+        requests: Some(field("requests")?),
+        peak_rss_kb: field("peak_rss_kb").ok(),
     })
 }
 
