@@ -2,6 +2,7 @@
 mod access;
 mod coord;
 mod faults;
+mod fossil_hub;
 mod helpers;
 mod herd;
 mod hub;
