@@ -67,3 +67,87 @@ fn quick_sweep_writes_csv_and_svg() {
     let table = std::fs::read_to_string(out.path().join("table.md")).unwrap();
     assert_eq!(table.lines().count(), 2 + 3, "{table}");
 }
+
+#[test]
+fn side_by_side_sweep_pairs_each_point_with_a_fossil_run() {
+    let out = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let run = Command::new(root.join("scripts/sweep"))
+        .args(["--quick", "--agents", "1", "--side-by-side"])
+        .args(["--fossil-agents", "1 2", "--fossil-tasks", "2"])
+        .args(["--herd", env!("CARGO_BIN_EXE_herd"), "--out"])
+        .arg(out.path())
+        .args(["--", "--max-think-ms", "5", "--min-think-ms", "0"])
+        .env("NATS_SERVER", crate::helpers::nats_server_binary())
+        .env_remove("HERD_HUB_KIND")
+        .output()
+        .expect("run scripts/sweep");
+    assert!(
+        run.status.success(),
+        "sweep failed:\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+
+    let csv = std::fs::read_to_string(out.path().join("runs.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().expect("a header").split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    let key: Vec<(&str, &str, &str)> = rows
+        .iter()
+        .map(|r| (r[col("hub_kind")], r[col("agents")], r[col("side_by_side")]))
+        .collect();
+    assert_eq!(
+        key,
+        [
+            ("herd", "1", "False"),
+            ("herd", "1", "True"),
+            ("fossil", "1", "True"),
+            ("herd", "2", "True"),
+            ("fossil", "2", "True"),
+        ],
+        "{csv}"
+    );
+    for row in &rows {
+        assert_eq!(row[col("exit_code")], "0", "{row:?}");
+        assert_eq!(row[col("hub_commits")], row[col("total")], "{row:?}");
+        let leaves: u64 = row[col("trunk_leaves")].parse().unwrap();
+        assert_eq!(row[col("forks")], (leaves - 1).to_string(), "{row:?}");
+        if row[col("hub_kind")] == "fossil" {
+            assert_eq!(row[col("tasks")], "2", "{row:?}");
+            // Unknown for a stock server: left empty, never made up.
+            assert_eq!(row[col("hub_requests_per_commit")], "", "{row:?}");
+            assert_eq!(row[col("hub_peak_rss_kb")], "", "{row:?}");
+        } else {
+            assert_eq!(row[col("trunk_leaves")], "1", "{row:?}");
+        }
+    }
+
+    let table = std::fs::read_to_string(out.path().join("table.md")).unwrap();
+    let ratio_rows: Vec<&str> = table
+        .lines()
+        .skip_while(|l| !l.contains("commits/s ratio (herd ÷ fossil)"))
+        .skip(2)
+        .collect();
+    assert_eq!(
+        ratio_rows.len(),
+        2,
+        "one ratio row per paired point:\n{table}"
+    );
+    for (row, agents) in ratio_rows.iter().zip(["1", "2"]) {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        assert_eq!(cells[1], agents, "{row}");
+        assert_eq!(cells[2], "2", "tasks: {row}");
+        for ratio in [cells[5], cells[8]] {
+            assert!(ratio.parse::<f64>().unwrap() > 0.0, "{row}");
+        }
+    }
+    let svg = std::fs::read_to_string(out.path().join("sweep.svg")).unwrap();
+    let fossil = svg
+        .lines()
+        .find(|l| l.contains("data-name=\"fossil hub commits/s\""))
+        .expect("the fossil series");
+    let points = fossil.split("points=\"").nth(1).unwrap();
+    let points = points.split('"').next().unwrap();
+    assert_eq!(points.split_whitespace().count(), 2, "{points}");
+}
