@@ -2,8 +2,12 @@
 //! server`, counted here with fossil's own tools, independently of herd.
 
 use std::collections::BTreeSet;
-use std::process::{Command, Stdio};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
+use herd::xfer::Client;
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -149,4 +153,120 @@ fn an_unknown_hub_kind_is_a_usage_error() {
         .expect("run leaf-agent");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown hub kind"));
+}
+
+/// A real `fossil server` on a free loopback port; Drop kills and waits.
+struct FossilServer {
+    child: Child,
+    url: String,
+}
+
+impl FossilServer {
+    fn start(home: &Path, repo: &Path) -> FossilServer {
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let child = Command::new("fossil")
+            .args(["server", "--port", &port.to_string(), "--localhost"])
+            .arg(repo)
+            .env("HOME", home)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the fossil binary (2.21) must be on PATH");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
+            assert!(Instant::now() < deadline, "fossil server did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        FossilServer {
+            child,
+            url: format!("http://127.0.0.1:{port}/"),
+        }
+    }
+}
+
+impl Drop for FossilServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A stock server deltifies a check-in against its parent even when the
+/// client lacks the parent: here the parent went into a cluster (built while
+/// serving another client's pull), so the client's first gimme brings the
+/// new check-in as a delta against a manifest it has never heard of. The
+/// plain pull must still end with everything.
+#[test]
+fn a_plain_pull_takes_deltas_against_parents_it_does_not_hold_yet() {
+    let tmp = TempDir::new().unwrap();
+    let home = tmp.path();
+    let repo_path = tmp.path().join("real.fossil");
+    let repo_s = repo_path.to_str().unwrap();
+    fossil_ok(home, home, &["new", repo_s]);
+    fossil_ok(
+        home,
+        home,
+        &["user", "capabilities", "nobody", "gio", "-R", repo_s],
+    );
+    let work = tmp.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    fossil_ok(home, &work, &["open", repo_s]);
+    fossil_ok(home, &work, &["settings", "autosync", "off"]);
+    let server = FossilServer::start(home, &repo_path);
+
+    // A clone from before the history below.
+    let a = Client::new(&server.url);
+    let a_repo = a.clone_into(&tmp.path().join("a.fossil")).unwrap();
+
+    // One check-in of 120 files: over 100 unclustered artifacts, so the
+    // next pull anyone makes puts them in a cluster.
+    for i in 0..120 {
+        let text = format!("file {i}\n").repeat(20);
+        std::fs::write(work.join(format!("f{i:03}.txt")), text).unwrap();
+    }
+    fossil_ok(home, &work, &["add", "."]);
+    fossil_ok(
+        home,
+        &work,
+        &["commit", "-m", "many files", "--no-warnings"],
+    );
+    let b = Client::new(&server.url);
+    let b_repo = b.clone_into(&tmp.path().join("b.fossil")).unwrap();
+    b.pull_plain(&b_repo).unwrap();
+    let clusters = "SELECT count(*) FROM tagxref WHERE tagid=7";
+    assert_ne!(
+        fossil_sql(home, &repo_path, clusters),
+        "0",
+        "a cluster was built"
+    );
+
+    // A child of the clustered check-in, outside any cluster.
+    std::fs::write(work.join("f000.txt"), "changed\n".repeat(30)).unwrap();
+    fossil_ok(
+        home,
+        &work,
+        &["commit", "-m", "one change", "--no-warnings"],
+    );
+
+    let pulled = a.pull_plain(&a_repo).unwrap();
+    assert!(pulled.received >= 123, "{pulled:?}");
+    assert!(a_repo.phantoms().unwrap().is_empty(), "{pulled:?}");
+    let tip_sql =
+        "SELECT uuid FROM blob JOIN event ON objid=rid WHERE type='ci' ORDER BY mtime DESC LIMIT 1";
+    assert_eq!(
+        a_repo.trunk_tip().unwrap().unwrap().as_str(),
+        fossil_sql(home, &repo_path, tip_sql)
+    );
+    assert_eq!(
+        a_repo.trunk_commits().unwrap().to_string(),
+        fossil_sql(
+            home,
+            &repo_path,
+            "SELECT count(*) FROM event WHERE type='ci'"
+        )
+    );
 }
