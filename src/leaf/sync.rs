@@ -364,6 +364,8 @@ impl SyncState {
         // present. The hub never computes it.
         repo.config_set("repo-cksum", "0")
             .map_err(repo_err("turn off the repository checksum"))?;
+        // A sparse copy: no phantom rows for the files other slots wrote.
+        repo.skip_file_phantoms();
         // The hub holds what matters; a leaf's clone can be made again.
         repo.skip_fsync()
             .map_err(repo_err("turn off fsync per commit"))?;

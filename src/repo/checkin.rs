@@ -25,7 +25,7 @@ use md5::{Digest, Md5};
 
 use super::error::{RepoError, SqlContext};
 use super::hash::{ArtifactHash, Rid};
-use super::manifest::{check_file_name, FileCard, Manifest, Perm};
+use super::manifest::{check_file_name, parse_artifact, FileCard, Manifest, Perm};
 use super::store::{FileList, Repository};
 use super::time;
 use super::view::Entry;
@@ -213,7 +213,7 @@ impl Repository {
         };
         let bytes = manifest.to_bytes();
         let stored = self.store(&bytes, None, Some(meta.rcvid))?;
-        self.crosslink_row_pub(stored.rid)?;
+        self.crosslink_parsed(stored.rid, &parse_artifact(&bytes))?;
         let mut st = self
             .conn
             .prepare_cached("INSERT OR IGNORE INTO unsent(rid) VALUES(?1)")
@@ -226,10 +226,6 @@ impl Repository {
             hash: stored.hash,
             manifest: bytes,
         })
-    }
-
-    fn crosslink_row_pub(&self, rid: Rid) -> Result<(), RepoError> {
-        self.crosslink(rid).map(|_| ())
     }
 
     /// The R card: MD5 over `name SP size LF content` of every file in order.

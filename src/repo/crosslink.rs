@@ -58,16 +58,32 @@ impl Repository {
 
     fn crosslink_row(&self, rid: Rid) -> Result<Crosslinked, RepoError> {
         let content = self.content_of(rid)?;
-        match parse_artifact(&content) {
+        self.crosslink_artifact(rid, &parse_artifact(&content))
+    }
+
+    /// [`crosslink`](Self::crosslink) for a caller that has just stored and
+    /// parsed the artifact: `artifact` must be [`parse_artifact`] of row
+    /// `rid`'s content. Saves reading a baseline back (inflating and
+    /// parsing its whole file list) right after storing it.
+    pub fn crosslink_parsed(
+        &self,
+        rid: Rid,
+        artifact: &Artifact,
+    ) -> Result<Crosslinked, RepoError> {
+        self.savepoint(|| self.crosslink_artifact(rid, artifact))
+    }
+
+    fn crosslink_artifact(&self, rid: Rid, artifact: &Artifact) -> Result<Crosslinked, RepoError> {
+        match artifact {
             Artifact::Checkin(m) => {
                 let hash = self
                     .hash_of(rid)?
                     .ok_or_else(|| RepoError::MissingArtifact {
                         hash: format!("rid {}", rid.0),
                     })?;
-                self.crosslink_checkin(rid, hash, &m)
+                self.crosslink_checkin(rid, hash, m)
             }
-            Artifact::Cluster(members) => self.crosslink_cluster(rid, &members),
+            Artifact::Cluster(members) => self.crosslink_cluster(rid, members),
             Artifact::Other => Ok(Crosslinked::NotStructural),
         }
     }
@@ -138,9 +154,11 @@ impl Repository {
                 .ctx("inserting plink")?;
             parent_rids.push(prid);
         }
-        for f in &m.files {
-            if let Some(h) = &f.hash {
-                self.rid_or_phantom(h)?;
+        if self.file_phantoms.get() {
+            for f in &m.files {
+                if let Some(h) = &f.hash {
+                    self.rid_or_phantom(h)?;
+                }
             }
         }
         self.insert_mlinks(rid, m, parent_rids.first().copied())?;
@@ -483,7 +501,21 @@ impl Repository {
                 hash: format!("rid {}", rid.0),
             })?;
         let m = self.manifest_of_rid(rid, &hash)?;
-        let list = Arc::new(self.full_list(&hash, &m)?);
+        self.list_of_parsed(rid, &hash, &m)
+    }
+
+    /// [`list_of_rid`](Self::list_of_rid) for a caller holding the parsed
+    /// manifest `m` of row `rid` (named `hash`): no read, no parse.
+    pub(crate) fn list_of_parsed(
+        &self,
+        rid: Rid,
+        hash: &ArtifactHash,
+        m: &Manifest,
+    ) -> Result<Arc<FileList>, RepoError> {
+        if let Some((_, list)) = self.baseline_cache.borrow().iter().find(|(r, _)| *r == rid) {
+            return Ok(Arc::clone(list));
+        }
+        let list = Arc::new(self.full_list(hash, m)?);
         if m.baseline.is_none() {
             let mut cache = self.baseline_cache.borrow_mut();
             if cache.len() >= BASELINES_CACHED {

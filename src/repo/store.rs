@@ -74,6 +74,10 @@ pub struct Repository {
     /// Longest delta chain a new artifact may extend
     /// ([`MAX_CHAIN_LINKS`](super::MAX_CHAIN_LINKS) unless a test says).
     pub(crate) chain_bound: std::cell::Cell<usize>,
+    /// Whether crosslinking a check-in makes a phantom for every file it
+    /// names (Fossil's way: a later sync fetches them). Off for a sparse
+    /// copy, which never fetches other slots' files.
+    pub(crate) file_phantoms: std::cell::Cell<bool>,
 }
 
 /// A byte-bounded map of artifact contents, emptied when full.
@@ -146,6 +150,29 @@ impl Repository {
         self.conn
             .pragma_update(None, "cache_size", -i64::from(kib))
             .ctx("setting the cache size")
+    }
+
+    /// The handle over an open connection, caches empty.
+    fn over(conn: Connection, path: &Path) -> Repository {
+        Repository {
+            conn,
+            path: path.to_owned(),
+            baseline_cache: RefCell::default(),
+            file_cache: RefCell::default(),
+            text_cache: RefCell::default(),
+            chain_bound: std::cell::Cell::new(super::deltify::MAX_CHAIN_LINKS),
+            file_phantoms: std::cell::Cell::new(true),
+        }
+    }
+
+    /// Crosslinks check-ins without a phantom for each file they name, for
+    /// a sparse copy (a leaf) that holds the trunk tip's manifest but never
+    /// the other slots' files: a baseline names every file of the tree, and
+    /// making a phantom row for each was most of what storing one cost.
+    /// Files this copy stores itself, and those a check-in changes against
+    /// a parent it holds (its mlink rows), are still recorded.
+    pub fn skip_file_phantoms(&self) {
+        self.file_phantoms.set(false);
     }
 
     /// Lets commits skip the fsync (SQLite `synchronous=NORMAL` in WAL mode):
@@ -238,14 +265,7 @@ impl Repository {
                 .ctx("disabling foreign keys")?;
             conn.pragma_update(None, "application_id", schema::APPLICATION_ID)
                 .ctx("setting the application id")?;
-            let repo = Repository {
-                conn,
-                path: tmp.path().to_owned(),
-                baseline_cache: RefCell::default(),
-                file_cache: RefCell::default(),
-                text_cache: RefCell::default(),
-                chain_bound: std::cell::Cell::new(super::deltify::MAX_CHAIN_LINKS),
-            };
+            let repo = Repository::over(conn, tmp.path());
             repo.transaction(|r| r.seed(opts, clone_of))?;
             repo.conn
                 .execute_batch("ANALYZE tagxref")
@@ -376,14 +396,7 @@ impl Repository {
             return Err(not_repo("fossil tables are missing"));
         }
         Self::configure(&conn)?;
-        let repo = Repository {
-            conn,
-            path: path.to_owned(),
-            baseline_cache: RefCell::default(),
-            file_cache: RefCell::default(),
-            text_cache: RefCell::default(),
-            chain_bound: std::cell::Cell::new(super::deltify::MAX_CHAIN_LINKS),
-        };
+        let repo = Repository::over(conn, path);
         match repo.config_get("project-code")? {
             Some(code) if !code.is_empty() => Ok(repo),
             _ => Err(RepoError::MissingProjectCode {

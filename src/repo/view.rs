@@ -68,11 +68,18 @@ impl Repository {
     /// A check-in's file list as its baseline's (shared, cached) plus its delta.
     pub(crate) fn view_of(&self, rid: Rid, m: &Manifest) -> Result<ListView, RepoError> {
         match &m.baseline {
-            None => Ok(ListView {
-                is_delta: false,
-                base: self.list_of_rid(rid)?,
-                delta: Vec::new(),
-            }),
+            None => {
+                let hash = self
+                    .hash_of(rid)?
+                    .ok_or_else(|| RepoError::MissingArtifact {
+                        hash: format!("rid {}", rid.0),
+                    })?;
+                Ok(ListView {
+                    is_delta: false,
+                    base: self.list_of_parsed(rid, &hash, m)?,
+                    delta: Vec::new(),
+                })
+            }
             Some(b) => {
                 let brid = self.held_rid(b)?;
                 Ok(ListView {

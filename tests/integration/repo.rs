@@ -401,6 +401,99 @@ fn rebase_and_replication_stay_valid_for_fossil() {
     }
 }
 
+/// A sparse copy (a leaf) takes only the trunk tip's manifests, never the
+/// files other slots wrote: with `skip_file_phantoms` crosslinking a
+/// baseline that names every file makes no phantom rows, the tip still
+/// reads as its full file list, and fossil finds the copy valid.
+#[test]
+fn a_sparse_copy_holds_manifests_without_file_phantoms() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path();
+    let hub_path = home.join("hub.fossil");
+    drop(Repository::create(&hub_path, &opts()).unwrap());
+    let copies = [home.join("full.fossil"), home.join("sparse.fossil")];
+    for c in &copies {
+        std::fs::copy(&hub_path, c).unwrap();
+    }
+    let hub = Repository::open(&hub_path).unwrap();
+    make_history(
+        &hub,
+        30,
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+    );
+    let tip = hub.trunk_tip().unwrap().unwrap();
+    let baseline = {
+        let m = Manifest::parse(&hub.content(&tip).unwrap().unwrap()).unwrap();
+        m.baseline.unwrap_or_else(|| tip.clone())
+    };
+    let named: std::collections::HashSet<ArtifactHash> = [&baseline, &tip]
+        .iter()
+        .flat_map(|h| {
+            Manifest::parse(&hub.content(h).unwrap().unwrap())
+                .unwrap()
+                .files
+        })
+        .filter_map(|f| f.hash)
+        .collect();
+    // The files the tip's own F cards name, as the tip and its parent have
+    // them: when the parent is held, the tip's mlink rows name these.
+    let tip_m = Manifest::parse(&hub.content(&tip).unwrap().unwrap()).unwrap();
+    let parent_files = hub.file_list(&tip_m.parents[0]).unwrap();
+    let changed: std::collections::HashSet<ArtifactHash> = tip_m
+        .files
+        .iter()
+        .flat_map(|f| {
+            [
+                f.hash.clone(),
+                parent_files.get(&f.name).map(|e| e.0.clone()),
+            ]
+        })
+        .flatten()
+        .collect();
+    let mut file_phantoms = Vec::new();
+    for (i, path) in copies.iter().enumerate() {
+        let copy = Repository::open(path).unwrap();
+        if i == 1 {
+            copy.skip_file_phantoms();
+        }
+        for h in [&baseline, &tip] {
+            let s = copy
+                .store(&hub.content(h).unwrap().unwrap(), Some(h), None)
+                .unwrap();
+            copy.crosslink(s.rid).unwrap();
+        }
+        assert_eq!(copy.file_list(&tip).unwrap(), hub.file_list(&tip).unwrap());
+        let phantoms = copy.phantoms().unwrap();
+        file_phantoms.push(
+            phantoms
+                .into_iter()
+                .filter(|p| named.contains(p))
+                .collect::<Vec<_>>(),
+        );
+    }
+    assert_eq!(
+        file_phantoms[0].len(),
+        named.len(),
+        "a full copy wants every file"
+    );
+    assert!(
+        file_phantoms[1].len() < named.len() / 4
+            && file_phantoms[1].iter().all(|p| changed.contains(p)),
+        "the sparse copy wants only what the tip changed: {} of {}",
+        file_phantoms[1].len(),
+        named.len()
+    );
+    drop(hub);
+    for p in &copies {
+        let out = stdout(&fossil(
+            home,
+            home,
+            &["test-integrity", "-R", p.to_str().unwrap()],
+        ));
+        assert!(out.contains("0 errors"), "{out}");
+    }
+}
+
 /// Size check: `HERD_REPO_SIZE_COMMITS` check-ins (default 150; 5000 is the
 /// release target, `cargo test --release`) of 3 new files each. Every delta
 /// manifest's text is a few KB (MAX_DELTA_CARD_BYTES); every check-in is

@@ -89,16 +89,18 @@ impl Client {
         let new = stored.len();
         let mut checkins = Vec::new();
         for (rid, artifact) in stored {
-            match artifact {
-                Artifact::Checkin(m) => checkins.push((m.date.clone(), rid)),
+            match &artifact {
+                Artifact::Checkin(m) => checkins.push((m.date.clone(), rid, artifact)),
                 _ => {
-                    repo.crosslink(rid).map_err(self.repo_err())?;
+                    repo.crosslink_parsed(rid, &artifact)
+                        .map_err(self.repo_err())?;
                 }
             }
         }
-        checkins.sort();
-        for (_, rid) in checkins {
-            repo.crosslink(rid).map_err(self.repo_err())?;
+        checkins.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        for (_, rid, artifact) in checkins {
+            repo.crosslink_parsed(rid, &artifact)
+                .map_err(self.repo_err())?;
         }
         Ok(new)
     }

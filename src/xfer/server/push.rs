@@ -26,7 +26,8 @@ impl Session<'_> {
                     if repo.rid_of(hash)?.is_some_and(|(_, phantom)| !phantom) {
                         continue; // already held: nothing to land
                     }
-                    checkins.push((hash, content, manifest.parents.first().cloned()));
+                    let parent = manifest.parents.first().cloned();
+                    checkins.push((hash, content, parent, Artifact::Checkin(manifest)));
                 }
                 _ => {
                     let stored = repo.store(content, Some(hash), Some(rcvid))?;
@@ -41,11 +42,11 @@ impl Session<'_> {
         let mut tip = repo.trunk_tip()?;
         while let Some(i) = checkins
             .iter()
-            .position(|(_, _, parent)| parent.is_some() && *parent == tip)
+            .position(|(_, _, parent, _)| parent.is_some() && *parent == tip)
         {
-            let (hash, content, parent) = checkins.swap_remove(i);
+            let (hash, content, parent, artifact) = checkins.swap_remove(i);
             let stored = repo.store(content, Some(hash), Some(rcvid))?;
-            repo.crosslink(stored.rid)?;
+            repo.crosslink_parsed(stored.rid, &artifact)?;
             self.outcome.artifacts_received += 1;
             self.outcome.advances.push(TrunkAdvance {
                 hash: hash.clone(),
@@ -57,7 +58,7 @@ impl Session<'_> {
         let Some(tip) = tip.filter(|_| !checkins.is_empty()) else {
             return Ok(());
         };
-        for (hash, _, parent) in checkins {
+        for (hash, _, parent, _) in checkins {
             let parent_text = parent
                 .as_ref()
                 .map_or("none".to_string(), |p| p.to_string());
