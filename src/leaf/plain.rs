@@ -18,18 +18,17 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
-use std::time::SystemTime;
 
 use tokio::sync::oneshot;
 
-use crate::repo::{ArtifactHash, CheckinSpec, FileChange, RepoError, Repository};
+use crate::repo::{ArtifactHash, RepoError, Repository};
 use crate::report::HubKind;
 use crate::xfer::Client;
 
 use super::error::LeafError;
 use super::sync::{
-    remove_repository, retry_until, with_start_retries, write_file, CommitOutcome, CommitRequest,
-    PendingTip, Started, SyncConfig, SyncHandle,
+    open_or_clone, retry_until, write_file, CommitOutcome, CommitRequest, PendingTip, Started,
+    SyncConfig, SyncHandle,
 };
 
 /// A slot's repository thread, for the kind of hub the trial runs.
@@ -189,29 +188,7 @@ impl PlainState {
         if let Some(login) = &config.login {
             client = client.with_login(&login.user, login.secret.expose());
         }
-        let clone_err = |source| LeafError::Clone {
-            url: config.hub_url.clone(),
-            path: config.repo_path.clone(),
-            source: Box::new(source),
-        };
-        let repo = if config.repo_path.exists() {
-            let repo = Repository::open(&config.repo_path)
-                .map_err(repo_err("open the repository", &config.repo_path))?;
-            with_start_retries(|| client.pull_plain(&repo)).map_err(clone_err)?;
-            repo
-        } else {
-            if let Some(dir) = config.repo_path.parent() {
-                std::fs::create_dir_all(dir).map_err(|source| LeafError::Io {
-                    path: dir.to_path_buf(),
-                    source,
-                })?;
-            }
-            with_start_retries(|| {
-                remove_repository(&config.repo_path);
-                client.clone_into(&config.repo_path)
-            })
-            .map_err(clone_err)?
-        };
+        let repo = open_or_clone(&config, &client, Client::pull_plain)?;
         let path = config.repo_path.clone();
         // As in the herd thread: no R card, no fsync per commit.
         repo.config_set("repo-cksum", "0")
@@ -275,20 +252,7 @@ impl PlainState {
                 }),
             );
         }
-        let spec = CheckinSpec {
-            parent: self.trunk_tip()?,
-            changes: request
-                .files
-                .iter()
-                .map(|(path, content)| FileChange {
-                    path: path.clone(),
-                    content: Some(content.clone()),
-                })
-                .collect(),
-            comment: request.comment.clone(),
-            user: self.config.user.clone(),
-            time: SystemTime::now(),
-        };
+        let spec = request.spec(self.trunk_tip()?, &self.config.user);
         let checkin = self
             .repo
             .commit(&spec)

@@ -93,6 +93,26 @@ pub(super) struct CommitRequest {
     pub comment: String,
 }
 
+impl CommitRequest {
+    /// The check-in of this request's files on `parent`, by `user`, now.
+    pub fn spec(&self, parent: ArtifactHash, user: &str) -> CheckinSpec {
+        CheckinSpec {
+            parent,
+            changes: self
+                .files
+                .iter()
+                .map(|(path, content)| FileChange {
+                    path: path.clone(),
+                    content: Some(content.clone()),
+                })
+                .collect(),
+            comment: self.comment.clone(),
+            user: user.to_string(),
+            time: SystemTime::now(),
+        }
+    }
+}
+
 /// How a commit ended.
 #[derive(Debug)]
 pub(super) enum CommitOutcome {
@@ -321,35 +341,7 @@ impl SyncState {
             client = client.with_login(&login.user, login.secret.expose());
         }
         set_trace(&client, &config.trace);
-        let repo = if config.repo_path.exists() {
-            let repo = Repository::open(&config.repo_path).map_err(|source| LeafError::Repo {
-                step: "open the repository",
-                path: config.repo_path.clone(),
-                source: Box::new(source),
-            })?;
-            with_start_retries(|| client.pull(&repo)).map_err(|source| LeafError::Clone {
-                url: config.hub_url.clone(),
-                path: config.repo_path.clone(),
-                source: Box::new(source),
-            })?;
-            repo
-        } else {
-            if let Some(dir) = config.repo_path.parent() {
-                std::fs::create_dir_all(dir).map_err(|source| LeafError::Io {
-                    path: dir.to_path_buf(),
-                    source,
-                })?;
-            }
-            with_start_retries(|| {
-                remove_repository(&config.repo_path);
-                client.clone_into(&config.repo_path)
-            })
-            .map_err(|source| LeafError::Clone {
-                url: config.hub_url.clone(),
-                path: config.repo_path.clone(),
-                source: Box::new(source),
-            })?
-        };
+        let repo = open_or_clone(&config, &client, Client::pull)?;
         let repo_err = |step| {
             let path = config.repo_path.clone();
             move |source| LeafError::Repo {
@@ -489,20 +481,7 @@ impl SyncState {
         self.absorb_tips();
         set_trace(&self.client, &W3c::of(span));
         let mut parent = self.hub_tip.clone();
-        let spec = CheckinSpec {
-            parent: parent.clone(),
-            changes: request
-                .files
-                .iter()
-                .map(|(path, content)| FileChange {
-                    path: path.clone(),
-                    content: Some(content.clone()),
-                })
-                .collect(),
-            comment: request.comment.clone(),
-            user: self.config.user.clone(),
-            time: SystemTime::now(),
-        };
+        let spec = request.spec(parent.clone(), &self.config.user);
         let mut checkin = self
             .repo
             .commit(&spec)
@@ -688,6 +667,42 @@ impl SyncState {
     }
 }
 
+/// The slot's repository: opened and brought up to date with `pull` when it
+/// exists (a restarted leaf), else cloned afresh (a half-written clone from
+/// a failed try is removed first). A hub that does not answer is retried as
+/// at start-up.
+pub(super) fn open_or_clone(
+    config: &SyncConfig,
+    client: &Client,
+    pull: impl Fn(&Client, &Repository) -> Result<crate::xfer::PullOutcome, ClientError>,
+) -> Result<Repository, LeafError> {
+    let clone_err = |source| LeafError::Clone {
+        url: config.hub_url.clone(),
+        path: config.repo_path.clone(),
+        source: Box::new(source),
+    };
+    if config.repo_path.exists() {
+        let repo = Repository::open(&config.repo_path).map_err(|source| LeafError::Repo {
+            step: "open the repository",
+            path: config.repo_path.clone(),
+            source: Box::new(source),
+        })?;
+        with_start_retries(|| pull(client, &repo)).map_err(clone_err)?;
+        return Ok(repo);
+    }
+    if let Some(dir) = config.repo_path.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| LeafError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    }
+    with_start_retries(|| {
+        remove_repository(&config.repo_path);
+        client.clone_into(&config.repo_path)
+    })
+    .map_err(clone_err)
+}
+
 /// Sends `trace` with the client's following requests, so the hub's span
 /// of each exchange is a child of the operation it serves.
 pub(super) fn set_trace(client: &Client, trace: &W3c) {
@@ -715,9 +730,7 @@ fn is_transient(e: &ClientError) -> bool {
 
 /// Runs one start-up exchange with the hub, retrying while it does not
 /// answer, [`START_ATTEMPTS`] times with doubling waits.
-pub(super) fn with_start_retries<T>(
-    mut f: impl FnMut() -> Result<T, ClientError>,
-) -> Result<T, ClientError> {
+fn with_start_retries<T>(mut f: impl FnMut() -> Result<T, ClientError>) -> Result<T, ClientError> {
     let mut wait = RETRY_FIRST_WAIT;
     let mut attempt = 1;
     loop {
@@ -825,7 +838,7 @@ fn jitter(n: u32) {
 }
 
 /// Removes a half-made clone (and its SQLite side files) before a retry.
-pub(super) fn remove_repository(path: &Path) {
+fn remove_repository(path: &Path) {
     for suffix in ["", "-wal", "-shm", "-journal"] {
         let mut p = path.as_os_str().to_owned();
         p.push(suffix);

@@ -19,80 +19,26 @@ use crate::xfer::card::Card;
 
 /// Most rounds of gimmes one push answers before giving up.
 const MAX_PUSH_ROUNDS: u32 = 100;
-/// Most rounds one pull may take before the client gives up.
-const MAX_PULL_ROUNDS: u32 = 1000;
-/// Fossil's client asks for at most this many phantoms per round.
-const MAX_GIMMES: usize = 200;
 
 impl Client {
     /// Pulls with Fossil's generic rounds only: `pull`, then `gimme` for
     /// every phantom the server's igots (and received clusters) made, until
-    /// none is left.
-    ///
-    /// A stock server answers a gimme for a check-in with a delta against
-    /// its parent's manifest whether or not the client holds that parent
-    /// (xfer.c send_delta_parent). Such a card cannot be stored yet: it is
-    /// set aside, and it and its source become phantoms, asked for together
-    /// in the next round (Fossil's own client stores the delta against a
-    /// phantom source instead; the effect is the same).
+    /// none is left (see `generic_pull`).
     pub fn pull_plain(&self, repo: &Repository) -> Result<PullOutcome, ClientError> {
         let project_code = repo.project_code().map_err(self.repo_err())?;
         let pull = Card::Pull {
             server_code: repo.server_code().map_err(self.repo_err())?,
             project_code: project_code.clone(),
         };
-        let mut reply = self.exchange(std::slice::from_ref(&pull), Some(&project_code))?;
-        let mut received = 0;
-        let mut rounds = 1;
-        loop {
-            self.check_error(&reply)?;
-            let cards = std::mem::take(&mut reply.cards);
-            let (got, new_phantoms) = self.in_transaction(repo, |r| {
-                let (cards, deferred) = self.set_aside_unresolvable(r, cards)?;
-                let mut new_phantoms = 0;
-                let igots = cards.iter().filter_map(|c| match c {
-                    Card::Igot { hash, .. } => Some(hash),
-                    _ => None,
-                });
-                for hash in igots.chain(deferred.iter()) {
-                    let h = self.hash(hash)?;
-                    if r.rid_of(&h).map_err(self.repo_err())?.is_none() {
-                        r.store_phantom(&h).map_err(self.repo_err())?;
-                        new_phantoms += 1;
-                    }
-                }
-                let got = self.store_received(r, cards, None)?;
-                Ok::<_, ClientError>((got, new_phantoms + deferred.len()))
-            })?;
-            received += got;
-            let phantoms = repo.phantoms().map_err(self.repo_err())?;
-            if phantoms.is_empty() || (got == 0 && new_phantoms == 0 && rounds > 1) {
-                break;
-            }
-            if rounds >= MAX_PULL_ROUNDS {
-                return Err(self.protocol("pull did not converge"));
-            }
-            let mut cards = vec![pull.clone()];
-            cards.extend(
-                phantoms
-                    .iter()
-                    .take(MAX_GIMMES)
-                    .map(|h| Card::Gimme(h.to_string())),
-            );
-            reply = self.exchange(&cards, Some(&project_code))?;
-            rounds += 1;
-        }
-        Ok(PullOutcome {
-            received,
-            tip: None,
-            rounds,
-        })
+        let reply = self.exchange(std::slice::from_ref(&pull), Some(&project_code))?;
+        self.check_error(&reply)?;
+        self.generic_pull(repo, pull, reply, &project_code)
     }
 
     /// Splits off the `file`/`cfile` deltas whose source is neither held
     /// nor (directly or through other deltas) in `cards`; returns the rest
     /// and the names to ask for again: each such artifact and its source.
-    fn set_aside_unresolvable(
+    pub(super) fn set_aside_unresolvable(
         &self,
         repo: &Repository,
         cards: Vec<Card>,

@@ -153,7 +153,12 @@ impl Client {
     }
 
     /// Fossil's rounds: igots become phantoms, phantoms are asked for, until
-    /// a round brings nothing new.
+    /// a round brings nothing new. A stock server answers a gimme for a
+    /// check-in with a delta against its parent's manifest whether or not
+    /// the client holds that parent (xfer.c, `send_delta_parent`): such a
+    /// card is set aside, and it and its source are asked for together in
+    /// the next round (Fossil's own client stores the delta against a
+    /// phantom source instead; the effect is the same).
     pub(super) fn generic_pull(
         &self,
         repo: &Repository,
@@ -164,19 +169,23 @@ impl Client {
         let mut received = 0;
         let mut rounds = 1;
         loop {
+            let cards = std::mem::take(&mut reply.cards);
             let (got, new_phantoms) = self.in_transaction(repo, |r| {
+                let (cards, deferred) = self.set_aside_unresolvable(r, cards)?;
                 let mut new_phantoms = 0;
-                for card in &reply.cards {
-                    if let Card::Igot { hash, .. } = card {
-                        let h = self.hash(hash)?;
-                        if r.rid_of(&h).map_err(self.repo_err())?.is_none() {
-                            r.store_phantom(&h).map_err(self.repo_err())?;
-                            new_phantoms += 1;
-                        }
+                let igots = cards.iter().filter_map(|c| match c {
+                    Card::Igot { hash, .. } => Some(hash),
+                    _ => None,
+                });
+                for hash in igots.chain(deferred.iter()) {
+                    let h = self.hash(hash)?;
+                    if r.rid_of(&h).map_err(self.repo_err())?.is_none() {
+                        r.store_phantom(&h).map_err(self.repo_err())?;
+                        new_phantoms += 1;
                     }
                 }
-                let got = self.store_received(r, std::mem::take(&mut reply.cards), None)?;
-                Ok::<_, ClientError>((got, new_phantoms))
+                let got = self.store_received(r, cards, None)?;
+                Ok::<_, ClientError>((got, new_phantoms + deferred.len()))
             })?;
             received += got;
             let phantoms = repo.phantoms().map_err(self.repo_err())?;
