@@ -337,6 +337,9 @@ impl SyncState {
         // Sparse: this leaf keeps other slots' manifests (it rebases over
         // them) but never their files.
         let mut client = Client::new(&config.hub_url).sparse();
+        if is_loopback(&config.hub_url) {
+            client = client.uncompressed();
+        }
         if let Some(login) = &config.login {
             client = client.with_login(&login.user, login.secret.expose());
         }
@@ -667,6 +670,21 @@ impl SyncState {
     }
 }
 
+/// Whether `url` names a hub on this machine (a loopback address or
+/// `localhost`), where compressing sync bodies costs CPU and saves nothing.
+fn is_loopback(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// The slot's repository: opened and brought up to date with `pull` when it
 /// exists (a restarted leaf), else cloned afresh (a half-written clone from
 /// a failed try is removed first). A hub that does not answer is retried as
@@ -904,6 +922,26 @@ mod tests {
                 && text.contains("giving up: http://127.0.0.1:1/ answered HTTP 503"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn loopback_hubs_are_recognized() {
+        for url in [
+            "http://127.0.0.1:8080/",
+            "http://127.3.4.5/",
+            "http://localhost:9/x",
+            "http://[::1]:80/",
+        ] {
+            assert!(is_loopback(url), "{url}");
+        }
+        for url in [
+            "http://10.0.0.1:8080/",
+            "https://example.org/",
+            "http://[::2]/",
+            "",
+        ] {
+            assert!(!is_loopback(url), "{url}");
+        }
     }
 
     #[test]

@@ -326,7 +326,9 @@ impl Repository {
     /// Every phantom's name.
     pub fn phantoms(&self) -> Result<Vec<ArtifactHash>, RepoError> {
         let rows = self.hashes(
-            "SELECT blob.rid, uuid FROM phantom JOIN blob USING(rid) ORDER BY blob.rid",
+            // Driven by the (small) phantom table, not a scan of blob.
+            "SELECT phantom.rid, uuid FROM phantom CROSS JOIN blob ON blob.rid=phantom.rid \
+             ORDER BY phantom.rid",
             "listing phantoms",
         )?;
         Ok(rows.into_iter().map(|(_, h)| h).collect())
@@ -335,8 +337,8 @@ impl Repository {
     /// Non-phantom, non-private artifacts no cluster mentions yet.
     pub fn unclustered(&self) -> Result<Vec<(Rid, ArtifactHash)>, RepoError> {
         self.hashes(
-            "SELECT blob.rid, uuid FROM unclustered JOIN blob USING(rid) \
-             WHERE size>=0 AND blob.rid NOT IN private ORDER BY blob.rid",
+            "SELECT unclustered.rid, uuid FROM unclustered CROSS JOIN blob ON blob.rid=unclustered.rid \
+             WHERE size>=0 AND blob.rid NOT IN private ORDER BY unclustered.rid",
             "listing unclustered artifacts",
         )
     }

@@ -18,6 +18,8 @@ use super::time;
 
 /// Parsed baseline lists kept in memory.
 const BASELINES_CACHED: usize = 4;
+/// Parsed manifests kept by row (the tip, its baseline, a leaf's own).
+const MANIFESTS_CACHED: usize = 4;
 
 /// Tag ids `fossil new` seeds.
 const TAG_CLUSTER: i64 = 7;
@@ -167,6 +169,9 @@ impl Repository {
                 params![mtime, rid.0, m.user, m.comment],
             )
             .ctx("inserting the event")?;
+        if let Some((v, n)) = self.checkin_count.get() {
+            self.checkin_count.set(Some((v, n + 1)));
+        }
         self.fill_child_mlinks(rid)?;
         self.apply_tags(rid, m, mtime, parent_rids.first().copied())?;
         self.leaf_check(rid)?;
@@ -526,16 +531,38 @@ impl Repository {
         Ok(list)
     }
 
+    /// The parsed manifest in row `rid` (named `hash`), from the cache of
+    /// recent ones when there.
     pub(crate) fn manifest_of_rid(
         &self,
         rid: Rid,
         hash: &ArtifactHash,
-    ) -> Result<Manifest, RepoError> {
+    ) -> Result<Arc<Manifest>, RepoError> {
+        if let Some((_, m)) = self.manifest_cache.borrow().iter().find(|(r, _)| *r == rid) {
+            return Ok(Arc::clone(m));
+        }
         let bytes = self.content_of(rid)?;
-        Manifest::parse(&bytes).map_err(|source| RepoError::BadManifest {
-            hash: hash.clone(),
-            source,
-        })
+        let m = Arc::new(
+            Manifest::parse(&bytes).map_err(|source| RepoError::BadManifest {
+                hash: hash.clone(),
+                source,
+            })?,
+        );
+        self.remember_manifest(rid, Arc::clone(&m));
+        Ok(m)
+    }
+
+    /// Keeps `m`, the parsed content of row `rid`, among the recent
+    /// manifests (for a caller that stored and parsed it just now).
+    pub(crate) fn remember_manifest(&self, rid: Rid, m: Arc<Manifest>) {
+        let mut cache = self.manifest_cache.borrow_mut();
+        if cache.iter().any(|(r, _)| *r == rid) {
+            return;
+        }
+        if cache.len() >= MANIFESTS_CACHED {
+            cache.remove(0);
+        }
+        cache.push((rid, m));
     }
 
     /// Expands `m` (named `hash`) through its baseline into a full file list.

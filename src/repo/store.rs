@@ -78,6 +78,13 @@ pub struct Repository {
     /// names (Fossil's way: a later sync fetches them). Off for a sparse
     /// copy, which never fetches other slots' files.
     pub(crate) file_phantoms: std::cell::Cell<bool>,
+    /// The number of check-ins and SQLite's `data_version` when it was
+    /// counted: valid while no other connection has committed since (this
+    /// connection's own crosslinks keep it up to date).
+    pub(crate) checkin_count: std::cell::Cell<Option<(i64, u64)>>,
+    /// The last few check-in manifests parsed or received, by row: a leaf
+    /// rebases onto the tip it has just stored, reading it right back.
+    pub(crate) manifest_cache: RefCell<Vec<(Rid, Arc<super::manifest::Manifest>)>>,
 }
 
 /// A byte-bounded map of artifact contents, emptied when full.
@@ -162,6 +169,8 @@ impl Repository {
             text_cache: RefCell::default(),
             chain_bound: std::cell::Cell::new(super::deltify::MAX_CHAIN_LINKS),
             file_phantoms: std::cell::Cell::new(true),
+            checkin_count: std::cell::Cell::new(None),
+            manifest_cache: RefCell::default(),
         }
     }
 
@@ -457,7 +466,7 @@ impl Repository {
             Ok(v) => {
                 if let Err(source) = self.conn.execute_batch("COMMIT") {
                     let _ = self.conn.execute_batch("ROLLBACK");
-                    self.baseline_cache.borrow_mut().clear();
+                    self.forget_derived();
                     return Err(RepoError::Sql {
                         step: "committing a transaction",
                         source,
@@ -468,10 +477,17 @@ impl Repository {
             }
             Err(e) => {
                 let _ = self.conn.execute_batch("ROLLBACK");
-                self.baseline_cache.borrow_mut().clear();
+                self.forget_derived();
                 Err(e)
             }
         }
+    }
+
+    /// Drops what was derived from rows a rollback may have removed.
+    fn forget_derived(&self) {
+        self.baseline_cache.borrow_mut().clear();
+        self.checkin_count.set(None);
+        self.manifest_cache.borrow_mut().clear();
     }
 
     /// Runs `f` inside a savepoint, so it is atomic alone and nests inside a
@@ -499,7 +515,7 @@ impl Repository {
                 let _ = self
                     .conn
                     .execute_batch("ROLLBACK TO herd_sp; RELEASE herd_sp");
-                self.baseline_cache.borrow_mut().clear();
+                self.forget_derived();
                 Err(e)
             }
         }
@@ -580,6 +596,61 @@ mod tests {
             admin_user: "admin".into(),
             nobody_caps: "gio".into(),
         }
+    }
+
+    /// The kept check-in count follows this connection's commits, another
+    /// connection's (a hub reader while the writer lands check-ins), and a
+    /// rollback of its own.
+    #[test]
+    fn the_checkin_count_stays_true_across_connections_and_rollbacks() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.fossil");
+        let writer = Repository::create(&p, &opts()).unwrap();
+        let reader = Repository::open(&p).unwrap();
+        let commit = |repo: &Repository, name: &str| {
+            let parent = repo.trunk_tip().unwrap().unwrap();
+            repo.commit(&crate::repo::CheckinSpec {
+                parent,
+                changes: vec![crate::repo::FileChange {
+                    path: name.into(),
+                    content: Some(name.as_bytes().to_vec()),
+                }],
+                comment: name.into(),
+                user: "t".into(),
+                time: std::time::SystemTime::now(),
+            })
+            .unwrap()
+        };
+        assert_eq!(
+            (
+                writer.trunk_commits().unwrap(),
+                reader.trunk_commits().unwrap()
+            ),
+            (1, 1)
+        );
+        commit(&writer, "a");
+        assert_eq!(writer.trunk_commits().unwrap(), 2, "its own commit");
+        assert_eq!(
+            reader.trunk_commits().unwrap(),
+            2,
+            "another connection's commit"
+        );
+        let failed: Result<(), RepoError> = writer.transaction(|w| {
+            commit(w, "b");
+            assert_eq!(w.trunk_commits().unwrap(), 3, "inside the transaction");
+            Err(RepoError::MissingArtifact { hash: "x".into() })
+        });
+        assert!(failed.is_err());
+        assert_eq!(writer.trunk_commits().unwrap(), 2, "after the rollback");
+        assert_eq!(reader.trunk_commits().unwrap(), 2);
+        commit(&reader, "c");
+        assert_eq!(
+            (
+                writer.trunk_commits().unwrap(),
+                reader.trunk_commits().unwrap()
+            ),
+            (3, 3)
+        );
     }
 
     #[test]

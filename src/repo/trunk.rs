@@ -22,9 +22,12 @@ impl Repository {
         let text: Option<String> = self
             .conn
             .prepare_cached(
-                "SELECT blob.uuid FROM leaf JOIN event ON event.objid=leaf.rid \
-                 JOIN tagxref ON tagxref.rid=leaf.rid AND tagxref.tagid=?1 AND tagxref.value='trunk' \
-                 JOIN blob ON blob.rid=leaf.rid WHERE event.type='ci' ORDER BY event.mtime DESC, leaf.rid DESC LIMIT 1",
+                // From the leaf table (one row on a linear trunk), not from
+                // tagxref, which holds a row for every trunk check-in.
+                "SELECT blob.uuid FROM leaf CROSS JOIN event ON event.objid=leaf.rid \
+                 CROSS JOIN blob ON blob.rid=leaf.rid WHERE event.type='ci' AND EXISTS( \
+                 SELECT 1 FROM tagxref WHERE tagxref.rid=leaf.rid AND tagxref.tagid=?1 \
+                 AND tagxref.value='trunk') ORDER BY event.mtime DESC, leaf.rid DESC LIMIT 1",
             )
             .and_then(|mut st| st.query_row([TAG_BRANCH], |r| r.get(0)).optional())
             .ctx("finding the trunk tip")?;
@@ -44,11 +47,25 @@ impl Repository {
 
     /// Count of crosslinked check-ins (`event` rows of type `ci`).
     pub fn trunk_commits(&self) -> Result<u64, RepoError> {
-        self.query_row("SELECT count(*) FROM event WHERE type='ci'", [], |r| {
-            r.get::<_, i64>(0)
-        })
-        .ctx("counting check-ins")
-        .map(|n| n as u64)
+        // Counting scans the event table, once per reply on the fast path;
+        // the count is kept instead, recounted only after another
+        // connection (the hub's writer, for a reader) has committed.
+        let version: i64 = self
+            .conn
+            .pragma_query_value(None, "data_version", |r| r.get(0))
+            .ctx("reading the data version")?;
+        if let Some((v, n)) = self.checkin_count.get() {
+            if v == version {
+                return Ok(n);
+            }
+        }
+        let n = self
+            .query_row("SELECT count(*) FROM event WHERE type='ci'", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .ctx("counting check-ins")? as u64;
+        self.checkin_count.set(Some((version, n)));
+        Ok(n)
     }
 
     /// Count of leaves on trunk (1 on a linear history).

@@ -105,7 +105,7 @@ impl Repository {
     pub(crate) fn checkin_view(
         &self,
         hash: &ArtifactHash,
-    ) -> Result<(Rid, Manifest, ListView), RepoError> {
+    ) -> Result<(Rid, Arc<Manifest>, ListView), RepoError> {
         let rid = self.held_rid(hash)?;
         let m = self.manifest_of_rid(rid, hash)?;
         let view = self.view_of(rid, &m)?;

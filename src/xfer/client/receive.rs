@@ -101,6 +101,10 @@ impl Client {
         for (_, rid, artifact) in checkins {
             repo.crosslink_parsed(rid, &artifact)
                 .map_err(self.repo_err())?;
+            if let Artifact::Checkin(m) = artifact {
+                // A leaf rebases onto this tip next: keep it parsed.
+                repo.remember_manifest(rid, std::sync::Arc::from(m));
+            }
         }
         Ok(new)
     }
