@@ -149,13 +149,20 @@ impl Writing {
     }
 
     /// Handles `jobs` in one transaction, then replies (or holds pushes
-    /// that wait for their turn) and broadcasts.
-    fn write_batch(&mut self, jobs: Vec<Job>) {
+    /// that wait for their turn) and broadcasts. When a push in the batch
+    /// ends the current turn (its holder landed), the next waiting push is
+    /// granted the turn and handled in the same transaction: its refusal,
+    /// naming the tip that push made, goes out with that push's acceptance
+    /// instead of one loop and one COMMIT (an fsync) later.
+    fn write_batch(&mut self, mut jobs: Vec<Job>) {
         let config = &self.config;
         let queue = &mut self.queue;
         let result = self.repo.transaction(|repo| {
             let mut responses = Vec::with_capacity(jobs.len());
-            for job in &jobs {
+            let mut i = 0;
+            while i < jobs.len() {
+                let job = &jobs[i];
+                i += 1;
                 let (ask, granted) = (job.decoded.queue_ask(), job.decoded.granted_turn());
                 if queue.must_wait(ask, granted) {
                     responses.push(None);
@@ -176,6 +183,7 @@ impl Writing {
                     Verdict::Reply => Some(response),
                     Verdict::Hold => None,
                 });
+                jobs.extend(queue.next_turn());
             }
             Ok(responses)
         });
