@@ -20,6 +20,8 @@ use super::time;
 const BASELINES_CACHED: usize = 4;
 /// Parsed manifests kept by row (the tip, its baseline, a leaf's own).
 const MANIFESTS_CACHED: usize = 4;
+/// Manifests naming more files than this are not kept parsed.
+const MANIFEST_CACHE_MAX_FILES: usize = 512;
 
 /// Tag ids `fossil new` seeds.
 const TAG_CLUSTER: i64 = 7;
@@ -556,7 +558,9 @@ impl Repository {
     /// manifests (for a caller that stored and parsed it just now).
     pub(crate) fn remember_manifest(&self, rid: Rid, m: Arc<Manifest>) {
         let mut cache = self.manifest_cache.borrow_mut();
-        if cache.iter().any(|(r, _)| *r == rid) {
+        // A large baseline is kept as its file list (`list_of_rid`), not
+        // twice: a leaf's memory would grow with the tree.
+        if m.files.len() > MANIFEST_CACHE_MAX_FILES || cache.iter().any(|(r, _)| *r == rid) {
             return;
         }
         if cache.len() >= MANIFESTS_CACHED {

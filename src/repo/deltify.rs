@@ -52,6 +52,9 @@ pub(crate) struct TextCache {
 impl TextCache {
     /// Entries kept: the latest baseline and a few manifests after it.
     const MAX_ENTRIES: usize = 8;
+    /// Bytes kept: a baseline's text grows with the tree (about 1 MB for
+    /// 10,000 files), and a leaf should not hold eight of them.
+    const MAX_BYTES: usize = 3 << 20;
 
     /// The text of `hash`, if cached (and marks it used).
     pub(crate) fn get(&mut self, hash: &str) -> Option<Arc<[u8]>> {
@@ -62,13 +65,17 @@ impl TextCache {
         Some(text)
     }
 
-    /// Remembers `text` as the content of `hash`, evicting the least used.
+    /// Remembers `text` as the content of `hash`, evicting the least used
+    /// until both bounds hold (the newest entry is always kept).
     pub(crate) fn put(&mut self, hash: ArtifactHash, text: Arc<[u8]>) {
         self.entries.retain(|(h, _)| *h != hash);
-        if self.entries.len() >= Self::MAX_ENTRIES {
-            self.entries.remove(0);
-        }
         self.entries.push((hash, text));
+        let mut bytes: usize = self.entries.iter().map(|(_, t)| t.len()).sum();
+        while self.entries.len() > 1
+            && (self.entries.len() > Self::MAX_ENTRIES || bytes > Self::MAX_BYTES)
+        {
+            bytes -= self.entries.remove(0).1.len();
+        }
     }
 }
 
@@ -450,5 +457,27 @@ mod tests {
         assert!(c.get(name(0).as_str()).is_some(), "used, so kept");
         assert!(c.get(name(1).as_str()).is_none(), "least used, evicted");
         assert_eq!(c.get(name(100).as_str()).as_deref(), Some(&[1u8][..]));
+    }
+
+    #[test]
+    fn text_cache_holds_a_bounded_number_of_bytes() {
+        let mut c = TextCache::default();
+        let name = |i: usize| ArtifactHash::sha3_of(&i.to_be_bytes());
+        let big = TextCache::MAX_BYTES / 2 + 1;
+        for i in 0..3 {
+            c.put(name(i), Arc::from(vec![0u8; big]));
+        }
+        assert!(c.get(name(0).as_str()).is_none(), "over the byte bound");
+        assert!(
+            c.get(name(1).as_str()).is_none(),
+            "two halves are over it too"
+        );
+        assert!(c.get(name(2).as_str()).is_some(), "the newest is kept");
+        c.put(name(9), Arc::from(vec![0u8; TextCache::MAX_BYTES * 2]));
+        assert!(
+            c.get(name(9).as_str()).is_some(),
+            "even when alone over the bound"
+        );
+        assert!(c.get(name(2).as_str()).is_none());
     }
 }
