@@ -107,6 +107,14 @@ impl Repository {
             .ctx("checking for a phantom")
     }
 
+    /// Whether row `rid` has been crosslinked as a check-in.
+    fn has_event(&self, rid: Rid) -> Result<bool, RepoError> {
+        self.conn
+            .prepare_cached("SELECT 1 FROM event WHERE objid=?1")
+            .and_then(|mut st| st.exists([rid.0]))
+            .ctx("checking the event table")
+    }
+
     fn crosslink_checkin(
         &self,
         rid: Rid,
@@ -114,14 +122,7 @@ impl Repository {
         m: &Manifest,
     ) -> Result<Crosslinked, RepoError> {
         let parent = m.parents.first().cloned();
-        let done: bool = self
-            .conn
-            .query_row("SELECT count(*) FROM event WHERE objid=?1", [rid.0], |r| {
-                r.get::<_, i64>(0)
-            })
-            .ctx("checking the event table")?
-            > 0;
-        if done {
+        if self.has_event(rid)? {
             return Ok(Crosslinked::Checkin { hash, parent });
         }
         let base_rid = match &m.baseline {
@@ -235,14 +236,16 @@ impl Repository {
     /// All three walk only F cards, so a trunk check-in costs O(delta).
     fn insert_mlinks(&self, rid: Rid, m: &Manifest, parent: Option<Rid>) -> Result<(), RepoError> {
         let parent_view = match parent {
-            Some(p) if !self.is_phantom(p)? => {
+            // A parent held but not crosslinked (an orphan waiting for its
+            // baseline) has no file list yet either.
+            Some(p) if !self.is_phantom(p)? && self.has_event(p)? => {
                 let ph = self.hash_of(p)?.ok_or_else(|| RepoError::MissingArtifact {
                     hash: format!("rid {}", p.0),
                 })?;
                 let pm = self.manifest_of_rid(p, &ph)?;
                 Some(self.view_of(p, &pm)?)
             }
-            // Filled in when the parent arrives (see `fill_child_mlinks`).
+            // Filled in when the parent is crosslinked (`fill_child_mlinks`).
             Some(_) => return Ok(()),
             None => None,
         };

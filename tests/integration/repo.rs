@@ -494,6 +494,60 @@ fn a_sparse_copy_holds_manifests_without_file_phantoms() {
     }
 }
 
+/// Artifacts arrive in any order from a stock server's igot/gimme rounds. A
+/// baseline check-in whose parent is held but waits for its own baseline (an
+/// orphan) is crosslinked without mlink rows, which are filled in once the
+/// parent's baseline arrives; nothing fails on the way (it used to: the
+/// parent's file list was read before the parent was crosslinked).
+#[test]
+fn a_checkin_on_an_orphan_parent_crosslinks_and_is_completed_later() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path();
+    let hub_path = home.join("hub.fossil");
+    let copy_path = home.join("copy.fossil");
+    drop(Repository::create(&hub_path, &opts()).unwrap());
+    std::fs::copy(&hub_path, &copy_path).unwrap();
+    let hub = Repository::open(&hub_path).unwrap();
+    make_history(
+        &hub,
+        60,
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+    );
+    let parse = |h: &ArtifactHash| Manifest::parse(&hub.content(h).unwrap().unwrap()).unwrap();
+    // A baseline C whose parent P is a delta manifest on baseline Y.
+    let trunk = hub.trunk_after(None).unwrap();
+    let (c, p, y) = trunk
+        .iter()
+        .find_map(|c| {
+            let cm = parse(c);
+            let p = cm.parents.first()?.clone();
+            let y = parse(&p).baseline?;
+            cm.baseline.is_none().then_some((c.clone(), p, y))
+        })
+        .expect("60 check-ins make a baseline after a delta manifest");
+    let copy = Repository::open(&copy_path).unwrap();
+    let put = |h: &ArtifactHash| {
+        let s = copy
+            .store(&hub.content(h).unwrap().unwrap(), Some(h), None)
+            .unwrap();
+        copy.crosslink(s.rid).unwrap();
+    };
+    put(&p); // an orphan: its baseline Y is missing
+    put(&c); // on a held but orphaned parent
+    let mlinks = |repo: &Path, h: &ArtifactHash| {
+        rows(
+            repo,
+            &format!(
+                "SELECT count(*) FROM mlink JOIN blob ON blob.rid=mlink.mid WHERE blob.uuid='{h}'"
+            ),
+        )
+    };
+    assert_eq!(mlinks(&copy_path, &c), ["Integer(0)"], "deferred");
+    put(&y);
+    assert_eq!(copy.file_list(&p).unwrap(), hub.file_list(&p).unwrap());
+    assert_eq!(mlinks(&copy_path, &c), mlinks(&hub_path, &c), "filled in");
+}
+
 /// Size check: `HERD_REPO_SIZE_COMMITS` check-ins (default 150; 5000 is the
 /// release target, `cargo test --release`) of 3 new files each. Every delta
 /// manifest's text is a few KB (MAX_DELTA_CARD_BYTES); every check-in is
