@@ -2,16 +2,13 @@
 //! server`, counted here with fossil's own tools, independently of herd.
 
 use std::collections::BTreeSet;
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 use herd::xfer::Client;
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::helpers::{fossil_ok, fossil_sql, nats_server_binary};
+use crate::helpers::{fossil_ok, fossil_sql, nats_server_binary, FossilServer};
 
 fn herd() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_herd"));
@@ -153,46 +150,6 @@ fn an_unknown_hub_kind_is_a_usage_error() {
         .expect("run leaf-agent");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown hub kind"));
-}
-
-/// A real `fossil server` on a free loopback port; Drop kills and waits.
-struct FossilServer {
-    child: Child,
-    url: String,
-}
-
-impl FossilServer {
-    fn start(home: &Path, repo: &Path) -> FossilServer {
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let child = Command::new("fossil")
-            .args(["server", "--port", &port.to_string(), "--localhost"])
-            .arg(repo)
-            .env("HOME", home)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the fossil binary (2.21) must be on PATH");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
-            assert!(Instant::now() < deadline, "fossil server did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        FossilServer {
-            child,
-            url: format!("http://127.0.0.1:{port}/"),
-        }
-    }
-}
-
-impl Drop for FossilServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A stock server deltifies a check-in against its parent even when the

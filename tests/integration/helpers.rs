@@ -8,7 +8,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -494,4 +494,46 @@ pub fn children_named(parent: u32, name: &str) -> Vec<u32> {
         }
     }
     pids
+}
+
+/// A real `fossil server` on a free loopback port; Drop kills and waits.
+pub struct FossilServer {
+    child: Child,
+    /// Its URL, `http://127.0.0.1:PORT/`.
+    pub url: String,
+}
+
+impl FossilServer {
+    /// Serves `repo` with HOME in `home`, once it accepts connections.
+    pub fn start(home: &Path, repo: &Path) -> FossilServer {
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let child = Command::new("fossil")
+            .args(["server", "--port", &port.to_string(), "--localhost"])
+            .arg(repo)
+            .env("HOME", home)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the fossil binary (2.21) must be on PATH");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
+            assert!(Instant::now() < deadline, "fossil server did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        FossilServer {
+            child,
+            url: format!("http://127.0.0.1:{port}/"),
+        }
+    }
+}
+
+impl Drop for FossilServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -3,12 +3,10 @@
 //! tiny_http server in the test, serving `xfer::handle` over a repository
 //! behind a mutex, as the hub's single writer would).
 
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Barrier, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::SystemTime;
 
 use herd::repo::{ArtifactHash, CheckinSpec, CreateOptions, FileChange, Repository};
 use herd::xfer::{
@@ -16,7 +14,7 @@ use herd::xfer::{
 };
 use tempfile::TempDir;
 
-use crate::helpers::{fossil_ok, fossil_sql};
+use crate::helpers::{fossil_ok, fossil_sql, FossilServer};
 
 /// Our server on a loopback port; Drop stops it and joins its threads.
 struct TestServer {
@@ -93,46 +91,6 @@ impl Drop for TestServer {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
-    }
-}
-
-/// A real `fossil server`; Drop kills and waits.
-struct FossilServer {
-    child: Child,
-    url: String,
-}
-
-impl FossilServer {
-    fn start(home: &Path, repo: &Path) -> FossilServer {
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let child = Command::new("fossil")
-            .args(["server", "--port", &port.to_string(), "--localhost"])
-            .arg(repo)
-            .env("HOME", home)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the fossil binary (2.21) must be on PATH");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
-            assert!(Instant::now() < deadline, "fossil server did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        FossilServer {
-            child,
-            url: format!("http://127.0.0.1:{port}/"),
-        }
-    }
-}
-
-impl Drop for FossilServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
