@@ -8,7 +8,7 @@ use herd::xfer::Client;
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::helpers::{fossil_ok, fossil_sql, nats_server_binary, FossilServer};
+use crate::helpers::{fossil_checkout, fossil_ok, fossil_sql, nats_server_binary, FossilServer};
 
 fn herd() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_herd"));
@@ -161,18 +161,7 @@ fn an_unknown_hub_kind_is_a_usage_error() {
 fn a_plain_pull_takes_deltas_against_parents_it_does_not_hold_yet() {
     let tmp = TempDir::new().unwrap();
     let home = tmp.path();
-    let repo_path = tmp.path().join("real.fossil");
-    let repo_s = repo_path.to_str().unwrap();
-    fossil_ok(home, home, &["new", repo_s]);
-    fossil_ok(
-        home,
-        home,
-        &["user", "capabilities", "nobody", "gio", "-R", repo_s],
-    );
-    let work = tmp.path().join("work");
-    std::fs::create_dir(&work).unwrap();
-    fossil_ok(home, &work, &["open", repo_s]);
-    fossil_ok(home, &work, &["settings", "autosync", "off"]);
+    let (repo_path, work) = fossil_checkout(home);
     let server = FossilServer::start(home, &repo_path);
 
     // A clone from before the history below.

@@ -462,6 +462,25 @@ pub fn fossil_ok(home: &Path, dir: &Path, args: &[&str]) -> String {
     text
 }
 
+/// A repository made by `fossil new` in `home` (real.fossil; anonymous
+/// clients may clone, pull and push) and a check-out of it (work/, autosync
+/// off). Returns both paths.
+pub fn fossil_checkout(home: &Path) -> (PathBuf, PathBuf) {
+    let repo = home.join("real.fossil");
+    let repo_s = repo.to_str().expect("a UTF-8 temp path");
+    fossil_ok(home, home, &["new", repo_s]);
+    fossil_ok(
+        home,
+        home,
+        &["user", "capabilities", "nobody", "gio", "-R", repo_s],
+    );
+    let work = home.join("work");
+    std::fs::create_dir(&work).expect("create the check-out directory");
+    fossil_ok(home, &work, &["open", repo_s]);
+    fossil_ok(home, &work, &["settings", "autosync", "off"]);
+    (repo, work)
+}
+
 /// One value from `fossil sql -R repo`, without its quotes.
 pub fn fossil_sql(home: &Path, repo: &Path, sql: &str) -> String {
     fossil_ok(home, home, &["sql", "-R", repo.to_str().unwrap(), sql])

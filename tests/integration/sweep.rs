@@ -4,15 +4,18 @@
 use std::path::Path;
 use std::process::Command;
 
-#[test]
-fn quick_sweep_writes_csv_and_svg() {
-    let out = tempfile::tempdir().unwrap();
+/// Runs `scripts/sweep --quick ARGS` into `out` with this build's herd and a
+/// short think time; returns runs.csv once the sweep has succeeded.
+fn run_quick_sweep(out: &Path, args: &[&str]) -> String {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let run = Command::new(root.join("scripts/sweep"))
-        .args(["--quick", "--herd", env!("CARGO_BIN_EXE_herd"), "--out"])
-        .arg(out.path())
+        .arg("--quick")
+        .args(args)
+        .args(["--herd", env!("CARGO_BIN_EXE_herd"), "--out"])
+        .arg(out)
         .args(["--", "--max-think-ms", "5", "--min-think-ms", "0"])
         .env("NATS_SERVER", crate::helpers::nats_server_binary())
+        .env_remove("HERD_HUB_KIND")
         .output()
         .expect("run scripts/sweep");
     assert!(
@@ -20,8 +23,13 @@ fn quick_sweep_writes_csv_and_svg() {
         "sweep failed:\n{}",
         String::from_utf8_lossy(&run.stderr)
     );
+    std::fs::read_to_string(out.join("runs.csv")).unwrap()
+}
 
-    let csv = std::fs::read_to_string(out.path().join("runs.csv")).unwrap();
+#[test]
+fn quick_sweep_writes_csv_and_svg() {
+    let out = tempfile::tempdir().unwrap();
+    let csv = run_quick_sweep(out.path(), &[]);
     let mut lines = csv.lines();
     let header: Vec<&str> = lines.next().expect("a header").split(',').collect();
     let col = |name: &str| {
@@ -71,24 +79,18 @@ fn quick_sweep_writes_csv_and_svg() {
 #[test]
 fn side_by_side_sweep_pairs_each_point_with_a_fossil_run() {
     let out = tempfile::tempdir().unwrap();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let run = Command::new(root.join("scripts/sweep"))
-        .args(["--quick", "--agents", "1", "--side-by-side"])
-        .args(["--fossil-agents", "1 2", "--fossil-tasks", "2"])
-        .args(["--herd", env!("CARGO_BIN_EXE_herd"), "--out"])
-        .arg(out.path())
-        .args(["--", "--max-think-ms", "5", "--min-think-ms", "0"])
-        .env("NATS_SERVER", crate::helpers::nats_server_binary())
-        .env_remove("HERD_HUB_KIND")
-        .output()
-        .expect("run scripts/sweep");
-    assert!(
-        run.status.success(),
-        "sweep failed:\n{}",
-        String::from_utf8_lossy(&run.stderr)
+    let csv = run_quick_sweep(
+        out.path(),
+        &[
+            "--agents",
+            "1",
+            "--side-by-side",
+            "--fossil-agents",
+            "1 2",
+            "--fossil-tasks",
+            "2",
+        ],
     );
-
-    let csv = std::fs::read_to_string(out.path().join("runs.csv")).unwrap();
     let mut lines = csv.lines();
     let header: Vec<&str> = lines.next().expect("a header").split(',').collect();
     let col = |name: &str| header.iter().position(|h| *h == name).unwrap();

@@ -14,7 +14,7 @@ use herd::xfer::{
 };
 use tempfile::TempDir;
 
-use crate::helpers::{fossil_ok, fossil_sql, FossilServer};
+use crate::helpers::{fossil_checkout, fossil_ok, fossil_sql, FossilServer};
 
 /// Our server on a loopback port; Drop stops it and joins its threads.
 struct TestServer {
@@ -207,18 +207,7 @@ fn real_fossil_clones_pulls_and_pushes_against_our_server() {
 fn our_client_clones_pulls_and_pushes_against_fossil_server() {
     let tmp = TempDir::new().unwrap();
     let home = tmp.path();
-    let repo_path = tmp.path().join("real.fossil");
-    let repo_s = repo_path.to_str().unwrap();
-    fossil_ok(home, home, &["new", repo_s]);
-    fossil_ok(
-        home,
-        home,
-        &["user", "capabilities", "nobody", "gio", "-R", repo_s],
-    );
-    let work = tmp.path().join("work");
-    std::fs::create_dir(&work).unwrap();
-    fossil_ok(home, &work, &["open", repo_s]);
-    fossil_ok(home, &work, &["settings", "autosync", "off"]);
+    let (repo_path, work) = fossil_checkout(home);
     // A file edited several times, so fossil stores deltas.
     let mut text = String::new();
     for i in 0..4 {
@@ -274,7 +263,11 @@ fn our_client_clones_pulls_and_pushes_against_fossil_server() {
         "{outcome:?}"
     );
     assert_eq!(fossil_sql(home, &repo_path, tip_sql), ours.as_str());
-    fossil_ok(home, home, &["test-integrity", "-R", repo_s]);
+    fossil_ok(
+        home,
+        home,
+        &["test-integrity", "-R", repo_path.to_str().unwrap()],
+    );
 }
 
 #[test]
