@@ -1,12 +1,14 @@
 //! Sustained accepted pushes per second through the real `hub` binary, for
-//! 1, 4, 16 and 64 concurrent pushers with zero think time, with the
-//! writer's batching on (default) and off (`--max-batch 1`), and the hub's
-//! peak RSS (VmHWM) after each run.
+//! 1, 4, 16 and 64 concurrent pushers with zero think time: landed by the
+//! hub (`pragma herd-land`, the default strategy), and rebased by the
+//! pushers with the writer's batching on (default) and off (`--max-batch
+//! 1`); the hub's CPU per push and peak RSS (VmHWM) after each run.
 //!
 //! One criterion element is one accepted push: a pusher commits a new file
-//! on its local tip and pushes it over HTTP (herd's fast path), rebasing
-//! and retrying on refusal until it lands, so refusals are part of the
-//! cost. Pushers run in this process on the same cores as the hub: the
+//! on the newest trunk check-in it holds and pushes it over HTTP (herd's
+//! fast path). With hub landing the hub writes it anew on its tip; else
+//! the pusher rebases and retries on refusal until it lands, so refusals
+//! are part of the cost. Pushers run in this process on the same cores as the hub: the
 //! figures are those of the whole machine, as in a trial.
 //!
 //! Run: `cargo bench --bench hub` (release profile).
@@ -94,19 +96,37 @@ impl Drop for HubChild {
     }
 }
 
-/// One leaf: its own clone, landing check-ins with rebase-and-retry.
+/// One leaf: its own clone, landing check-ins by hub landing or by
+/// rebase-and-retry.
 struct Pusher {
     client: Client,
     repo: Repository,
     slot: usize,
     made: u64,
+    /// The newest hub check-in this pusher holds (hub landing).
+    base: ArtifactHash,
+    hub_landing: bool,
 }
 
 impl Pusher {
     fn land_one(&mut self) {
-        let tip = self.repo.trunk_tip().unwrap().unwrap();
         let path = format!("slot-{}/file-{}.txt", self.slot, self.made);
         self.made += 1;
+        if self.hub_landing {
+            let mine = self.commit(&self.base.clone(), &path);
+            match self.client.push_landing(&self.repo, &mine).unwrap() {
+                PushOutcome::Landed {
+                    checkin,
+                    stored: true,
+                    ..
+                } => self.base = checkin,
+                PushOutcome::Landed { .. } => {}
+                PushOutcome::Accepted { .. } => self.base = mine,
+                other => panic!("disjoint files, yet {other:?}"),
+            }
+            return;
+        }
+        let tip = self.repo.trunk_tip().unwrap().unwrap();
         let mut mine = self.commit(&tip, &path);
         loop {
             match self
@@ -118,6 +138,7 @@ impl Pusher {
                 PushOutcome::Refused { tip, .. } => {
                     mine = self.repo.rebase(&mine, &tip).unwrap().hash;
                 }
+                other => panic!("a plain push answered {other:?}"),
             }
         }
     }
@@ -163,7 +184,12 @@ fn run(pushers: &mut [Pusher], iters: u64) -> Duration {
 }
 
 fn pushes(c: &mut Criterion) {
-    for (label, max_batch) in [("batched", herd::hub::DEFAULT_MAX_BATCH), ("unbatched", 1)] {
+    let batched = herd::hub::DEFAULT_MAX_BATCH;
+    for (label, max_batch, hub_landing) in [
+        ("hub landing", batched, true),
+        ("leaf rebase, batched", batched, false),
+        ("leaf rebase, unbatched", 1, false),
+    ] {
         let mut group = c.benchmark_group(format!("hub/accepted pushes ({label})"));
         group
             .sample_size(10)
@@ -179,11 +205,19 @@ fn pushes(c: &mut Criterion) {
                     let repo = client
                         .clone_into(&dir.path().join(format!("leaf-{slot}.fossil")))
                         .unwrap();
+                    let base = repo.trunk_tip().unwrap().unwrap();
+                    // A lander holds only its own files and its landings:
+                    // no R card, which sums every file of the tree.
+                    if hub_landing {
+                        repo.config_set("repo-cksum", "0").unwrap();
+                    }
                     Pusher {
                         client,
                         repo,
                         slot,
                         made: 0,
+                        base,
+                        hub_landing,
                     }
                 })
                 .collect();
@@ -195,8 +229,9 @@ fn pushes(c: &mut Criterion) {
             let accepted = hub.stat("pushes_accepted");
             let cpu = hub.cpu_time().unwrap_or_default();
             eprintln!(
-                "hub ({label}, {n} pushers): {accepted} accepted, {} refused, {} write transactions, \
-                 {:.2} ms hub CPU per accepted push, peak RSS {} kB",
+                "hub ({label}, {n} pushers): {accepted} accepted, {} landed by the hub, {} refused, \
+                 {} write transactions, {:.2} ms hub CPU per accepted push, peak RSS {} kB",
+                hub.stat("hub_rebases"),
                 hub.stat("pushes_refused"),
                 hub.stat("batches"),
                 cpu.as_secs_f64() * 1000.0 / accepted.max(1) as f64,

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use herd::chain::chain as error_chain;
-use herd::report::HubKind;
+use herd::report::{HubKind, LandingStrategy};
 use herd::supervisor::{self, TrialConfig, EXIT_OK, EXIT_TRIAL_FAILED, EXIT_USAGE};
 use herd::telemetry::{self, W3c};
 use herd::workload::{Mode, WorkloadArgs};
@@ -60,6 +60,15 @@ struct RunArgs {
     /// on them. Hub requests/commit and hub memory are then n/a (null).
     #[arg(long, env = "HERD_HUB_KIND", default_value = "herd")]
     hub_kind: HubKind,
+    /// Who lands a check-in whose parent went stale: `hub` (the default: a
+    /// leaf asks the hub to write its check-in anew on the trunk tip, which
+    /// it does when none of the check-in's files changed on trunk since its
+    /// parent; many such landings share one transaction) or `leaf` (the
+    /// predecessor's protocol: the push waits its turn, is refused with the
+    /// new tip, and the leaf rebases and pushes again). Ignored with
+    /// `--hub-kind fossil`.
+    #[arg(long, env = "HERD_LANDING", default_value = "hub")]
+    landing: LandingStrategy,
     /// Keep the trial's files here (hub.fossil, slot-i/, logs/) instead of a temporary directory.
     #[arg(long)]
     workdir: Option<PathBuf>,
@@ -144,7 +153,8 @@ fn run(args: RunArgs) -> u8 {
         tasks = args.tasks,
         mode = %args.mode,
         seed = args.seed,
-        hub_kind = %args.hub_kind
+        hub_kind = %args.hub_kind,
+        landing = %args.landing
     );
     let config = TrialConfig {
         agents: args.agents,
@@ -153,6 +163,7 @@ fn run(args: RunArgs) -> u8 {
         workload,
         mode: args.mode,
         hub_kind: args.hub_kind,
+        landing: args.landing,
         workdir: args.workdir,
         nats_url: args.nats_url,
         nats_server: args.nats_server,

@@ -18,7 +18,7 @@ use clap::Parser;
 use herd::chain::chain;
 use herd::coord::{Secret, NATS_TOKEN_ENV};
 use herd::leaf::{self, HubLogin, LeafConfig, LeafError, Reporter, EXIT_INCOMPLETE, EXIT_USAGE};
-use herd::report::HubKind;
+use herd::report::{HubKind, LandingStrategy};
 use herd::telemetry::{self, W3c};
 use herd::workload::{Mode, WorkloadArgs};
 use herd::xfer::login::{HUB_SECRET_ENV, HUB_USER_ENV};
@@ -70,6 +70,11 @@ struct Cli {
     /// forks accepted, never rebased).
     #[arg(long, env = "HERD_HUB_KIND", default_value = "herd")]
     hub_kind: HubKind,
+    /// Who lands a check-in whose parent went stale: `hub` (the hub writes
+    /// it anew on its tip unless its files changed there) or `leaf` (wait
+    /// for a turn, rebase, push again). Ignored with --hub-kind fossil.
+    #[arg(long, env = "HERD_LANDING", default_value = "hub")]
+    landing: LandingStrategy,
 }
 
 fn main() -> ExitCode {
@@ -125,6 +130,7 @@ fn start(cli: Cli) -> ExitCode {
         nats_token: Secret::from_env(NATS_TOKEN_ENV),
         hub_retry: Duration::from_secs(cli.hub_retry_secs),
         hub_kind: cli.hub_kind,
+        landing: cli.landing,
     };
     if let Err(e) = config.validate() {
         eprintln!("leaf-agent: {}", chain(&e));

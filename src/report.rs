@@ -58,6 +58,52 @@ impl std::str::FromStr for HubKind {
     }
 }
 
+/// Who puts a contended check-in on the trunk tip (flag `--landing`, env
+/// `HERD_LANDING`; herd hands it to every leaf-agent, and the summary names
+/// it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LandingStrategy {
+    /// The hub: a push on a stale parent whose files did not change on
+    /// trunk is written anew on the tip by the hub's writer (a merge
+    /// queue); the leaf never rebases unless its files conflict.
+    #[default]
+    Hub,
+    /// The leaf: a push on a stale parent is refused (after waiting its
+    /// turn in the hub's push queue), the leaf rebases and pushes again.
+    Leaf,
+}
+
+impl LandingStrategy {
+    /// The flag spelling: `hub` or `leaf`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LandingStrategy::Hub => "hub",
+            LandingStrategy::Leaf => "leaf",
+        }
+    }
+}
+
+impl std::str::FromStr for LandingStrategy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "hub" => Ok(LandingStrategy::Hub),
+            "leaf" => Ok(LandingStrategy::Leaf),
+            other => Err(format!(
+                "unknown landing strategy {other:?} (expected hub or leaf)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for LandingStrategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl std::fmt::Display for HubKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())

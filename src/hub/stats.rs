@@ -24,6 +24,8 @@ pub struct Counters {
     pub pushes_accepted: AtomicU64,
     /// Pushed check-ins refused because their parent was not the tip.
     pub pushes_refused: AtomicU64,
+    /// Pushed check-ins the writer wrote anew on a newer tip (hub landing).
+    pub hub_rebases: AtomicU64,
     /// Tips published on NATS and acknowledged by the stream.
     pub broadcasts_published: AtomicU64,
     /// Tips not published because NATS was unavailable (a later tip, or a
@@ -55,9 +57,10 @@ impl Counters {
 /// The `/stats` document. Field names are read by scripts and by herd.
 ///
 /// ```text
-/// {"tip":"6b1e…","trunk_commits":480,"artifacts":2071,"trunk_leaves":1,"requests":1502,
-///  "http_requests":1530,"writes":950,"batches":310,"pushes_accepted":480,"pushes_refused":470,
-///  "broadcasts_published":480,"broadcasts_dropped":0,"project_code":"…","peak_rss_kb":21400}
+/// {"tip":"6b1e…","trunk_commits":480,"artifacts":2071,"trunk_leaves":1,"requests":495,
+///  "http_requests":497,"writes":480,"batches":160,"pushes_accepted":480,"pushes_refused":0,
+///  "hub_rebases":430,
+///  "broadcasts_published":160,"broadcasts_dropped":0,"project_code":"…","peak_rss_kb":21400}
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {
@@ -83,6 +86,10 @@ pub struct Stats {
     pub pushes_accepted: u64,
     /// Pushed check-ins refused (stale parent).
     pub pushes_refused: u64,
+    /// Pushed check-ins the hub landed by writing them anew on a newer tip
+    /// (`pragma herd-land`); included in `pushes_accepted`.
+    #[serde(default)]
+    pub hub_rebases: u64,
     /// Tips broadcast on NATS.
     pub broadcasts_published: u64,
     /// Tips not broadcast because NATS was unavailable.
@@ -151,6 +158,7 @@ impl Stats {
             batches: get(&counters.batches),
             pushes_accepted: get(&counters.pushes_accepted),
             pushes_refused: get(&counters.pushes_refused),
+            hub_rebases: get(&counters.hub_rebases),
             broadcasts_published: get(&counters.broadcasts_published),
             broadcasts_dropped: get(&counters.broadcasts_dropped),
             pushes_waiting: get(&counters.pushes_waiting),

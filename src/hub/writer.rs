@@ -9,8 +9,8 @@
 //! one left (`xfer::handle_decoded` nests in the open transaction), so a
 //! push refused or failed in the middle of a batch changes nothing for the
 //! others. Replies go out only after COMMIT (synchronous, WAL): a push
-//! answered as accepted survives a SIGKILL right after the answer. Then each
-//! new tip is queued for broadcast, oldest first.
+//! answered as accepted survives a SIGKILL right after the answer. Then the
+//! batch's newest tip is queued for broadcast, once per batch.
 //!
 //! Pushes that take part in the push queue (`queue.rs`) may be held instead
 //! of answered; the writer hands out turns between batches and wakes up
@@ -217,6 +217,14 @@ impl Writing {
                 &self.counters.pushes_accepted,
                 outcome.advances.len() as u64,
             );
+            Counters::add(
+                &self.counters.hub_rebases,
+                outcome
+                    .advances
+                    .iter()
+                    .filter(|a| a.landed_from.is_some())
+                    .count() as u64,
+            );
             Counters::add(&self.counters.pushes_refused, outcome.refusals.len() as u64);
             if let Some(failure) = &outcome.failure {
                 tracing::warn!(peer = ?job.peer, failure = %failure, "push failed");
@@ -227,6 +235,7 @@ impl Writing {
                     tip = %advance.hash,
                     seq = i64::try_from(advance.seq).unwrap_or(i64::MAX),
                     parent = advance.parent.as_ref().map(|p| p.to_string()),
+                    landed_from = advance.landed_from.as_ref().map(|p| p.to_string()),
                     batch = jobs_in_batch,
                 );
                 W3c {
@@ -242,31 +251,43 @@ impl Writing {
             let _ = job.reply.send(response);
         }
         self.counters.set_queue(&self.queue);
-        let Some(tips) = &self.tips else { return };
-        for (advance, trace) in advances {
-            // The check-in's artifacts ride along, so a leaf one step
-            // behind catches up without a request. A bundle that cannot be
-            // built is only a lost shortcut: leaves then pull.
-            let bundle = match bundle::build(&self.repo, &advance.hash) {
-                Ok(Some(bytes)) => bytes::Bytes::from(bytes),
-                Ok(None) => bytes::Bytes::new(),
-                Err(e) => {
-                    tracing::warn!(tip = %advance.hash, error = %e, "cannot build a tip bundle");
-                    bytes::Bytes::new()
-                }
-            };
-            tips.send(Broadcast {
-                tip: Tip {
-                    hash: advance.hash.to_string(),
-                    // Tip positions do not count the root.
-                    seq: advance.seq.saturating_sub(1),
-                    parent: advance.parent.as_ref().map(|p| p.to_string()),
-                    bundle,
-                },
-                trace,
-            });
+        if let Some(tips) = &self.tips {
+            if let Some(broadcast) = batch_broadcast(&self.repo, &advances) {
+                tips.send(broadcast);
+            }
         }
     }
+}
+
+/// The one broadcast of a batch: its newest tip, with the previous tip as
+/// parent and every check-in of the batch's manifest in the bundle, so a
+/// leaf at the tip before the batch catches up without a request. Its
+/// trace context is the newest advance's push. A bundle that cannot be
+/// built is only a lost shortcut: leaves then pull.
+fn batch_broadcast(
+    repo: &Repository,
+    advances: &[(crate::xfer::TrunkAdvance, TraceHeaders)],
+) -> Option<Broadcast> {
+    let ((first, _), (last, trace)) = (advances.first()?, advances.last()?);
+    let checkins: Vec<_> = advances.iter().map(|(a, _)| a.hash.clone()).collect();
+    let bundle = match bundle::build(repo, &checkins) {
+        Ok(Some(bytes)) => bytes::Bytes::from(bytes),
+        Ok(None) => bytes::Bytes::new(),
+        Err(e) => {
+            tracing::warn!(tip = %last.hash, error = %e, "cannot build a tip bundle");
+            bytes::Bytes::new()
+        }
+    };
+    Some(Broadcast {
+        tip: Tip {
+            hash: last.hash.to_string(),
+            // Tip positions do not count the root.
+            seq: last.seq.saturating_sub(1),
+            parent: first.parent.as_ref().map(|p| p.to_string()),
+            bundle,
+        },
+        trace: trace.clone(),
+    })
 }
 
 /// Why a batch's write transaction did not commit.

@@ -86,6 +86,7 @@ pub async fn run(
             trace: W3c::of(&tracing::Span::current()),
             login: config.hub_login.clone(),
             hub_retry: config.hub_retry,
+            landing: config.landing,
         },
     )
     .await?;

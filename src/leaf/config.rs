@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::coord::Secret;
-use crate::report::HubKind;
+use crate::report::{HubKind, LandingStrategy};
 use crate::workload::{Mode, WorkloadConfig, WorkloadError};
 
 /// The login a leaf signs its sync requests with (a Fossil login card on
@@ -52,6 +52,10 @@ pub struct LeafConfig {
     /// What serves `hub_url`: herd's hub, or a stock `fossil server` (no
     /// tip broadcasts, plain protocol, forks accepted).
     pub hub_kind: HubKind,
+    /// Who lands a check-in whose parent went stale: the hub (the leaf
+    /// asks it to, `pragma herd-land`) or the leaf (it waits its turn,
+    /// rebases and pushes again).
+    pub landing: LandingStrategy,
 }
 
 /// [`LeafConfig::hub_retry`] unless set: long enough for a hub to be
@@ -155,6 +159,7 @@ mod tests {
             nats_token: None,
             hub_retry: DEFAULT_HUB_RETRY,
             hub_kind: HubKind::Herd,
+            landing: LandingStrategy::Hub,
         }
     }
 

@@ -7,10 +7,12 @@
 //!
 //! What it does: at start, clone the hub (or open the existing repository and
 //! pull), check out the trunk tip into the worktree; then commit tasks (write
-//! the files, check in on the hub's trunk tip as last seen, push; on a
-//! refusal for a stale parent rebase onto the tip the refusal named and push
-//! again) and catch up on tip broadcasts (nothing to do for a tip already
-//! held, else one pull).
+//! the files, check in on the newest hub check-in it holds, push). With hub
+//! landing the hub writes a check-in whose parent went stale anew on its
+//! tip and answers with it; with leaf rebasing the leaf catches up on tip
+//! broadcasts first (nothing to do for a tip already held, else the
+//! broadcast's bundle or one pull) and, on a refusal for a stale parent,
+//! rebases onto the tip the refusal named and pushes again.
 //!
 //! The worktree holds the initial check-out plus this leaf's own writes; it
 //! is not refreshed after pulls, since no task reads other slots' files.
@@ -31,6 +33,7 @@ use crate::xfer::{Client, ClientError, PushOutcome, QueueAsk};
 
 use super::config::HubLogin;
 use super::error::LeafError;
+use crate::report::LandingStrategy;
 
 /// Pushes tried for one task before giving up (each refusal is a fork
 /// retry). Every refusal means another check-in landed, so the trial as a
@@ -73,6 +76,8 @@ pub(super) struct SyncConfig {
     pub login: Option<HubLogin>,
     /// How long a push or pull retries a hub that does not answer.
     pub hub_retry: Duration,
+    /// Who lands a check-in whose parent went stale.
+    pub landing: LandingStrategy,
 }
 
 /// The repository as it stands after start-up.
@@ -471,8 +476,22 @@ impl SyncState {
         }
     }
 
-    /// Writes the files, checks in on the hub tip and pushes until the hub
-    /// takes it, a rebase conflicts, or the attempts run out.
+    /// Writes the files, checks in and pushes until the hub takes the
+    /// check-in, a rebase conflicts, or the attempts run out; how depends on
+    /// the trial's landing strategy.
+    ///
+    /// - Hub landing: the check-in goes on the newest trunk check-in this
+    ///   leaf holds, and the push asks the hub to land it on its tip.
+    ///   Broadcast tips are left alone (hints, counted as skipped): the hub
+    ///   rebases a check-in whose files did not change on trunk, so
+    ///   catching up would only cost this leaf work that grows with the
+    ///   herd. A refusal means the files did change: the leaf rebases onto
+    ///   the tip it was sent, which meets the conflict (or, if trunk has the
+    ///   same result, pushes again).
+    /// - Leaf rebasing: the leaf catches up on broadcasts first, pushes
+    ///   asking to wait for a turn in the hub's push queue, and on a refusal
+    ///   rebases onto the tip it was sent and pushes again (with the turn,
+    ///   when one was granted).
     fn commit(
         &mut self,
         request: &CommitRequest,
@@ -481,7 +500,10 @@ impl SyncState {
         for (path, content) in &request.files {
             write_file(&self.config.worktree.join(path), content)?;
         }
-        self.absorb_tips();
+        let hub_landing = self.config.landing == LandingStrategy::Hub;
+        if !hub_landing {
+            self.absorb_tips();
+        }
         set_trace(&self.client, &W3c::of(span));
         let mut parent = self.hub_tip.clone();
         let spec = request.spec(parent.clone(), &self.config.user);
@@ -491,14 +513,14 @@ impl SyncState {
             .map_err(self.repo_err("check in"))?
             .hash;
         let mut fork_retries = 0;
-        // Wait for a turn in the hub's push queue rather than race; after a
-        // refusal that granted a turn, push again holding it.
         let mut ask = QueueAsk::Wait;
         for _ in 0..MAX_PUSH_ATTEMPTS {
-            // Tips heard of while building or backing off: take them and
-            // rebase first rather than push onto a parent already gone.
-            self.absorb_tips();
-            set_trace(&self.client, &W3c::of(span));
+            if !hub_landing {
+                // Tips heard of while building or backing off: take them
+                // and rebase first rather than push onto a parent gone.
+                self.absorb_tips();
+                set_trace(&self.client, &W3c::of(span));
+            }
             if self.hub_tip != parent {
                 let onto = self.hub_tip.clone();
                 match self.rebase(&checkin, &onto, fork_retries)? {
@@ -507,31 +529,28 @@ impl SyncState {
                 }
                 parent = onto;
             }
-            // A push is safe to repeat: when the hub stored the check-in
-            // but its reply was lost (killed after COMMIT), the repeat finds
-            // the check-in held and answers without a refusal, so it counts
-            // as landed once and is never rebased into a second copy.
+            // A push is safe to repeat when its reply was lost (the hub
+            // killed after COMMIT): the hub finds the check-in held, or
+            // remembers what it landed for it, and answers without a
+            // refusal, so it counts once and is never rebased into a copy.
             let pushed = retry_until(self.config.hub_retry, || {
-                self.client
-                    .push_queued(&self.repo, &[checkin.clone()], Some(ask))
+                if hub_landing {
+                    self.client.push_landing(&self.repo, &checkin)
+                } else {
+                    self.client
+                        .push_queued(&self.repo, &[checkin.clone()], Some(ask))
+                }
             });
             let verdict = match pushed {
                 Ok(verdict) => verdict,
-                Err(gave_up) => {
-                    let url = self.config.hub_url.clone();
-                    let step = format!("push {checkin}");
-                    let error = gave_up.into_leaf_error(&url, step, |source| LeafError::Push {
-                        url: url.clone(),
-                        checkin: checkin.to_string(),
-                        source,
-                    });
-                    return Ok(CommitOutcome::Failed {
-                        fork_retries,
-                        error: Box::new(error),
-                    });
-                }
+                Err(gave_up) => return Ok(self.push_failed(gave_up, &checkin, fork_retries)),
             };
             match verdict {
+                PushOutcome::Landed {
+                    checkin: landed,
+                    seq,
+                    stored,
+                } => return Ok(self.landed(span, &parent, landed, seq, stored, fork_retries)),
                 PushOutcome::Accepted { tip, seq } => {
                     span.record("commit.uuid", checkin.as_str());
                     span.record("commit.parent", parent.as_str());
@@ -543,7 +562,7 @@ impl SyncState {
                 }
                 PushOutcome::Refused { tip, seq, turn, .. } => {
                     fork_retries += 1;
-                    tracing::debug!(%checkin, %tip, seq, fork_retries, "push refused: trunk moved");
+                    tracing::debug!(%checkin, %tip, seq, fork_retries, "push refused");
                     self.saw_tip(tip.clone(), Some(seq));
                     if !self.holds(&tip)? {
                         // A server without the fast path sent nothing with
@@ -551,10 +570,11 @@ impl SyncState {
                         self.pull()?;
                     }
                     // The rebase onto the tip (or a newer one heard of
-                    // meanwhile) happens at the top of the loop. With a turn
-                    // the trunk is reserved for this leaf: no waiting.
+                    // meanwhile) happens at the top of the loop. With a
+                    // turn the trunk is reserved for this leaf: no waiting.
                     match turn {
                         Some(token) => ask = QueueAsk::Turn(token),
+                        None if hub_landing => {}
                         None => {
                             ask = QueueAsk::Wait;
                             jitter(fork_retries);
@@ -570,6 +590,50 @@ impl SyncState {
                 attempts: MAX_PUSH_ATTEMPTS,
             }),
         })
+    }
+
+    /// A check-in the hub landed (wrote anew on its tip) as the task's
+    /// outcome. The next check-in goes on the landed one when this leaf
+    /// stored it (its baseline was here), else on the same parent as this
+    /// one: the hub rebases either.
+    fn landed(
+        &mut self,
+        span: &tracing::Span,
+        parent: &ArtifactHash,
+        landed: ArtifactHash,
+        seq: u64,
+        stored: bool,
+        fork_retries: u32,
+    ) -> CommitOutcome {
+        span.record("commit.uuid", landed.as_str());
+        span.record("commit.parent", parent.as_str());
+        if stored {
+            self.saw_tip(landed.clone(), Some(seq));
+        }
+        CommitOutcome::Landed {
+            checkin: landed,
+            fork_retries,
+        }
+    }
+
+    /// A push that gave up on an unanswering hub, as the task's outcome.
+    fn push_failed(
+        &self,
+        gave_up: GaveUp,
+        checkin: &ArtifactHash,
+        fork_retries: u32,
+    ) -> CommitOutcome {
+        let url = self.config.hub_url.clone();
+        let step = format!("push {checkin}");
+        let error = gave_up.into_leaf_error(&url, step, |source| LeafError::Push {
+            url: url.clone(),
+            checkin: checkin.to_string(),
+            source,
+        });
+        CommitOutcome::Failed {
+            fork_retries,
+            error: Box::new(error),
+        }
     }
 
     /// Re-makes `checkin` on `onto`; the inner `Err` is the task's end by

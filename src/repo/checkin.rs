@@ -75,6 +75,10 @@ pub(crate) struct CheckinMeta<'a> {
     pub ms: i64,
     /// The rcvfrom row the new blobs belong to.
     pub rcvid: i64,
+    /// Whether to write the R card when the repository's `repo-cksum`
+    /// setting asks for it. The hub's landings never do: the card is an
+    /// MD5 over every file of the tree.
+    pub repo_cksum: bool,
 }
 
 /// Whether a delta of `delta` entries against a baseline of `base` files is
@@ -142,6 +146,7 @@ impl Repository {
                 user: &spec.user,
                 ms: unix_ms(spec.time),
                 rcvid,
+                repo_cksum: true,
             };
             self.commit_changes(&spec.parent, changes, &meta, &new_rids)
         })
@@ -198,6 +203,7 @@ impl Repository {
             (None, cards)
         };
         let repo_cksum = match self.config_get("repo-cksum")?.as_deref() {
+            _ if !meta.repo_cksum => None,
             Some("0") | Some("off") => None,
             _ => Some(self.r_card(list.get_or_insert_with(|| full(&delta)))?),
         };

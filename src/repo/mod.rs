@@ -32,4 +32,5 @@ pub use deltify::MAX_CHAIN_LINKS;
 pub use error::{ManifestError, RebaseError, RepoError};
 pub use hash::{ArtifactHash, Rid};
 pub use manifest::{parse_artifact, Artifact, FileCard, Manifest, Perm, TagCard, TagKind};
+pub use rebase::Landing;
 pub use store::{CreateOptions, FileList, RawBlob, Repository, Stored};

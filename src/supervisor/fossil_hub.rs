@@ -142,6 +142,7 @@ impl FossilHub {
                 trunk_leaves: leaves,
                 requests: None,
                 peak_rss_kb: None,
+                hub_rebases: None,
             }),
             _ => Err(format!("fossil sql answered {text:?}, not two counts")),
         }

@@ -19,7 +19,7 @@ use std::time::Duration;
 pub use summary::{HubCount, SlotFailure, TrialReport};
 pub use trial::run;
 
-use crate::report::HubKind;
+use crate::report::{HubKind, LandingStrategy};
 use crate::workload::{Mode, WorkloadConfig};
 
 /// Exit code: the trial passed every check.
@@ -44,6 +44,8 @@ pub struct TrialConfig {
     pub mode: Mode,
     /// herd's hub, or a stock `fossil server`.
     pub hub_kind: HubKind,
+    /// Who lands a check-in whose parent went stale (herd's hub only).
+    pub landing: LandingStrategy,
     /// Keep the work directory here; `None` uses a temporary one.
     pub workdir: Option<PathBuf>,
     /// Use this NATS server instead of starting one.

@@ -77,3 +77,19 @@ pub fn raise_nofile(needed: u64) -> io::Result<u64> {
 pub fn signal_pid_group(pid: u32, signal: Signal) {
     let _ = killpg(Pid::from_raw(pid as i32), signal);
 }
+
+/// User + system CPU, in ms, of this process and of every child it has
+/// reaped (and theirs): after a trial's children have all been waited for,
+/// the difference across the trial is the CPU of all its processes.
+pub fn cpu_ms() -> Option<f64> {
+    use nix::sys::resource::{getrusage, UsageWho};
+    let ms = |who| {
+        getrusage(who).ok().map(|u| {
+            let t = |tv: nix::sys::time::TimeVal| {
+                tv.tv_sec() as f64 * 1000.0 + tv.tv_usec() as f64 / 1000.0
+            };
+            t(u.user_time()) + t(u.system_time())
+        })
+    };
+    Some(ms(UsageWho::RUSAGE_SELF)? + ms(UsageWho::RUSAGE_CHILDREN)?)
+}

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::report::{HubKind, LeafSummary, TaskLine, TaskOutcome};
+use crate::report::{HubKind, LandingStrategy, LeafSummary, TaskLine, TaskOutcome};
 
 /// Why a slot counts as failed.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -43,6 +43,9 @@ pub struct HubCount {
     pub requests: Option<u64>,
     /// The hub's peak resident memory, in KiB; `None` when unknown.
     pub peak_rss_kb: Option<u64>,
+    /// Check-ins the hub wrote anew on a newer tip; `None` when the hub
+    /// does not say.
+    pub hub_rebases: Option<u64>,
 }
 
 /// The trial's figures, printed as the summary block or as JSON.
@@ -50,6 +53,8 @@ pub struct HubCount {
 pub struct TrialReport {
     /// What served as the hub: `herd` or `fossil`.
     pub hub_kind: HubKind,
+    /// Who landed contended check-ins: `hub` or `leaf`.
+    pub landing: LandingStrategy,
     /// Leaf-agents started.
     pub agents: u32,
     /// Tasks per agent.
@@ -66,6 +71,9 @@ pub struct TrialReport {
     pub committed: u64,
     /// Pushes refused because trunk moved.
     pub fork_retries: u64,
+    /// Check-ins the hub wrote anew on a newer tip (hub landing); `null`
+    /// when the hub keeps no such count.
+    pub hub_rebases: Option<u64>,
     /// Rebases that found a conflict.
     pub fork_unrecoverable: u64,
     /// Claims won.
@@ -103,12 +111,18 @@ pub struct TrialReport {
     pub hub_peak_rss_kb: Option<u64>,
     /// The largest leaf's peak resident memory, in KiB.
     pub leaf_peak_rss_kb: u64,
+    /// User + system CPU of every process of the trial (herd, the hub, the
+    /// nats-server herd started, every leaf) per hub commit, in ms; `null`
+    /// until the processes have been reaped, or with no commit.
+    pub cpu_ms_per_commit: Option<f64>,
 }
 
 /// The inputs of a report besides the slots.
 pub struct TrialShape {
     /// What served as the hub.
     pub hub_kind: HubKind,
+    /// Who landed contended check-ins.
+    pub landing: LandingStrategy,
     /// Leaf-agents.
     pub agents: u32,
     /// Tasks per agent.
@@ -128,6 +142,7 @@ impl TrialReport {
     pub fn build(shape: TrialShape, slots: &[SlotRecord], hub: HubCount) -> TrialReport {
         let mut r = TrialReport {
             hub_kind: shape.hub_kind,
+            landing: shape.landing,
             agents: shape.agents,
             tasks: shape.tasks,
             total: u64::from(shape.agents) * u64::from(shape.tasks),
@@ -136,6 +151,7 @@ impl TrialReport {
             hub_commits: hub.trunk_commits,
             committed: 0,
             fork_retries: 0,
+            hub_rebases: hub.hub_rebases,
             fork_unrecoverable: 0,
             claims_won: 0,
             claims_lost: 0,
@@ -153,6 +169,7 @@ impl TrialReport {
             commits_per_s: 0.0,
             hub_peak_rss_kb: hub.peak_rss_kb,
             leaf_peak_rss_kb: 0,
+            cpu_ms_per_commit: None,
         };
         let mut latencies = Vec::new();
         let mut think_max_ms = 0u64;
@@ -215,6 +232,11 @@ impl TrialReport {
             r.commits_per_s = r.hub_commits as f64 / r.runtime_s;
         }
         r
+    }
+
+    /// Records the CPU the trial's processes spent in all, `cpu_ms`.
+    pub fn set_cpu_ms(&mut self, cpu_ms: f64) {
+        self.cpu_ms_per_commit = (self.hub_commits > 0).then(|| cpu_ms / self.hub_commits as f64);
     }
 
     /// Why the trial failed, or `None` when every count agrees, trunk is
@@ -282,6 +304,18 @@ impl TrialReport {
         );
         let _ = writeln!(s, "  trunk leaves:       {}", self.trunk_leaves);
         let _ = writeln!(s, "  hub kind:           {}", self.hub_kind);
+        let _ = writeln!(s, "  landing:            {}", self.landing);
+        let _ = writeln!(
+            s,
+            "  hub rebases:        {}",
+            self.hub_rebases.map_or("n/a".into(), |n| n.to_string())
+        );
+        let _ = writeln!(
+            s,
+            "  cpu ms/commit:      {}",
+            self.cpu_ms_per_commit
+                .map_or("n/a".into(), |ms| format!("{ms:.2}"))
+        );
         let _ = writeln!(s, "  forks:              {}", self.forks);
         let ratio = if self.think_floor_s > 0.0 {
             format!("{:.2}x", self.runtime_s / self.think_floor_s)
@@ -392,6 +426,7 @@ mod tests {
     fn shape() -> TrialShape {
         TrialShape {
             hub_kind: HubKind::Herd,
+            landing: LandingStrategy::Hub,
             agents: 2,
             tasks: 2,
             mode: "disjoint".into(),
@@ -409,6 +444,7 @@ mod tests {
             trunk_leaves: 1,
             requests: Some(6),
             peak_rss_kb: Some(20_000),
+            hub_rebases: None,
         };
         let r = TrialReport::build(shape(), &slots, hub);
         assert_eq!((r.committed, r.fork_retries, r.claims_won), (4, 3, 4));
@@ -434,6 +470,7 @@ mod tests {
             trunk_leaves: 2,
             requests: Some(3),
             peak_rss_kb: None,
+            hub_rebases: None,
         };
         let r = TrialReport::build(shape(), &slots, hub);
         let why = r.verdict().expect("must fail");
@@ -456,6 +493,7 @@ mod tests {
             trunk_leaves: 3,
             requests: None,
             peak_rss_kb: None,
+            hub_rebases: None,
         };
         let fossil = TrialShape {
             hub_kind: HubKind::Fossil,

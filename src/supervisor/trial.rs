@@ -99,6 +99,9 @@ pub async fn run(
     // Each leaf holds a few descriptors (pipes, a NATS and an HTTP socket,
     // SQLite files); herd holds its pipe ends.
     let _ = process::raise_nofile(u64::from(config.agents) * 8 + 256);
+    // CPU spent before the trial (an earlier trial in this process) is not
+    // the trial's.
+    let cpu_before = process::cpu_ms().unwrap_or(0.0);
 
     let temp;
     let workdir: PathBuf = match &config.workdir {
@@ -147,7 +150,13 @@ pub async fn run(
     if let Some(mut child) = nats_child {
         let _ = process::stop(&mut child, STOP_GRACE).await;
     }
-    result
+    // Every child has been reaped by now, so its CPU is in the count.
+    result.map(|mut report| {
+        if let Some(ms) = process::cpu_ms().map(|now| now - cpu_before) {
+            report.set_cpu_ms(ms);
+        }
+        report
+    })
 }
 
 async fn run_with_nats(
@@ -346,7 +355,9 @@ fn leaf_command(
         .arg("--hold-ttl-ms")
         .arg(w.hold_ttl_ms.to_string())
         .arg("--hub-kind")
-        .arg(config.hub_kind.as_str());
+        .arg(config.hub_kind.as_str())
+        .arg("--landing")
+        .arg(config.landing.as_str());
     cmd
 }
 
@@ -507,6 +518,7 @@ async fn run_slots(
     };
     let shape = TrialShape {
         hub_kind: config.hub_kind,
+        landing: config.landing,
         agents: config.agents,
         tasks: config.tasks,
         mode: config.mode.to_string(),
@@ -696,6 +708,7 @@ fn fetch_stats(url: &str) -> Result<HubCount, String> {
         trunk_leaves: field("trunk_leaves")?,
         requests: Some(field("requests")?),
         peak_rss_kb: field("peak_rss_kb").ok(),
+        hub_rebases: field("hub_rebases").ok(),
     })
 }
 

@@ -1,13 +1,13 @@
-//! Tip bundles: the artifacts of one trunk advance, packed to ride with its
-//! NATS broadcast so that a leaf one check-in behind catches up without an
-//! HTTP request. A bundle is a plain (uncompressed) card stream holding the
-//! check-in's manifest as a `file` card: what a sparse fast pull (see
-//! `fastpath`) would send for that one check-in. Leaves, the only readers,
-//! keep manifests and no other slot's files.
+//! Tip bundles: the artifacts of one write transaction's trunk advances,
+//! packed to ride with its NATS broadcast (one per transaction) so that a
+//! leaf at the tip before it catches up without an HTTP request. A bundle
+//! is a plain (uncompressed) card stream holding the check-ins' manifests
+//! as `file` cards, oldest first. Leaves, the only readers, keep manifests
+//! and no other slot's files.
 //!
 //! The hub builds it ([`build`]); the leaf applies it with
-//! [`Client::apply_bundle`](super::Client::apply_bundle) only when the
-//! advance's parent is its own tip, and pulls otherwise.
+//! [`Client::apply_bundle`](super::Client::apply_bundle) when it can, and
+//! pulls otherwise.
 
 use super::card::encode;
 use super::fastpath::{checkin_cards, Artifacts};
@@ -18,10 +18,11 @@ use crate::repo::{ArtifactHash, Repository};
 /// NATS's default 1 MiB message limit.
 pub const MAX_BUNDLE_BYTES: usize = 256 * 1024;
 
-/// The bundle for trunk check-in `checkin`, or `None` when it would exceed
+/// The bundle for consecutive trunk check-ins `checkins` (oldest first:
+/// the advances of one write transaction), or `None` when it would exceed
 /// [`MAX_BUNDLE_BYTES`].
-pub fn build(repo: &Repository, checkin: &ArtifactHash) -> Result<Option<Vec<u8>>, ServerError> {
-    let cards = checkin_cards(repo, std::slice::from_ref(checkin), Artifacts::Manifests)?;
+pub fn build(repo: &Repository, checkins: &[ArtifactHash]) -> Result<Option<Vec<u8>>, ServerError> {
+    let cards = checkin_cards(repo, checkins, Artifacts::Manifests)?;
     let bytes = encode(&cards);
     Ok((bytes.len() <= MAX_BUNDLE_BYTES).then_some(bytes))
 }

@@ -17,6 +17,16 @@
 //!   `pragma herd-turn TOKEN`, which reserves the trunk for this pusher for a
 //!   short lease. The client rebases and pushes again with
 //!   `pragma herd-queue TOKEN`. Other servers ignore both pragmas.
+//! - Hub landing: a client that adds `pragma herd-land` to its push asks the
+//!   server to land a check-in whose parent is no longer the tip itself,
+//!   when none of the files it changed were changed on trunk since its
+//!   parent. The server then writes the check-in anew on the tip (same
+//!   changes, comment and user; never storing the pushed manifest) and
+//!   answers `pragma herd-landed HASH SEQ` with the new manifest as a `file`
+//!   card; the client records that check-in as its trunk. A check-in whose
+//!   files did change is refused as above, the error naming the files. A
+//!   push repeated after a lost reply is answered with the earlier landing.
+//!   Other servers ignore the pragma and refuse the push as usual.
 //! - Sparse: a client that adds `pragma herd-sparse` keeps only what it
 //!   needs to commit on the newest tip: that tip's manifest and its
 //!   baseline. Fast pulls and refusals then carry the tip's manifest (and
@@ -45,6 +55,12 @@ pub const PRAGMA_ACCEPTED: &str = "herd-accepted";
 pub const PRAGMA_QUEUE: &str = "herd-queue";
 /// `pragma herd-turn TOKEN`: with a refusal, the trunk is this pusher's next.
 pub const PRAGMA_TURN: &str = "herd-turn";
+/// `pragma herd-land`: land this push's check-ins on the tip if they do
+/// not conflict.
+pub const PRAGMA_LAND: &str = "herd-land";
+/// `pragma herd-landed HASH SEQ`: the push was landed as check-in HASH
+/// (its manifest follows as a `file` card).
+pub const PRAGMA_LANDED: &str = "herd-landed";
 /// `pragma herd-sparse`: send this client the tip's manifest (and its
 /// baseline), no files, no check-ins in between.
 pub const PRAGMA_SPARSE: &str = "herd-sparse";
@@ -100,13 +116,37 @@ pub fn push_reply(
         cards.extend(trunk_after(repo, refusal.parent.as_ref(), artifacts)?);
         return Ok(cards);
     }
+    if let Some(landed) = &outcome.landed_before {
+        let seq = repo.trunk_commits()? - repo.trunk_after(Some(landed))?.len() as u64;
+        return landed_reply(repo, landed, seq);
+    }
     match outcome.advances.last() {
+        Some(advance) if advance.landed_from.is_some() => {
+            landed_reply(repo, &advance.hash, advance.seq)
+        }
         Some(advance) => Ok(vec![Card::pragma(
             PRAGMA_ACCEPTED,
             &[advance.hash.as_str(), &advance.seq.to_string()],
         )]),
         None => Ok(vec![tip_card(repo)?]),
     }
+}
+
+/// `pragma herd-landed HASH SEQ` and the landed check-in's manifest.
+fn landed_reply(
+    repo: &Repository,
+    landed: &ArtifactHash,
+    seq: u64,
+) -> Result<Vec<Card>, ServerError> {
+    let manifest =
+        repo.content(landed)?
+            .ok_or_else(|| crate::repo::RepoError::MissingArtifact {
+                hash: landed.to_string(),
+            })?;
+    Ok(vec![
+        Card::pragma(PRAGMA_LANDED, &[landed.as_str(), &seq.to_string()]),
+        file_card(landed, manifest),
+    ])
 }
 
 /// `pragma herd-tip TIP SEQ` for the current trunk.

@@ -454,20 +454,38 @@ fn a_hub_killed_and_restarted_mid_trial_loses_no_acknowledged_commit() {
     assert!(retried > 0, "no leaf met the hub down");
 
     // A push whose reply was lost is pushed again as it was: the hub finds
-    // the check-in held and answers without a refusal, and nothing lands
-    // twice. Replay the last leaf's last check-in exactly so.
-    let replayed = acked.last().expect("a check-in").clone();
+    // its earlier landing of that check-in and answers with it, and nothing
+    // lands twice. Replay the last leaf's last pushed check-in exactly so
+    // (the leaf's own check-in, which the hub wrote anew on its tip).
+    let landed = acked.last().expect("a check-in").clone();
+    let hub_repo = Repository::open(&hub_path).expect("open the hub's repository");
+    let landed_hash = herd::repo::ArtifactHash::parse(&landed).expect("a hash");
+    let comment =
+        match herd::repo::parse_artifact(&hub_repo.content(&landed_hash).unwrap().unwrap()) {
+            herd::repo::Artifact::Checkin(m) => m.comment,
+            other => panic!("{landed} is not a check-in: {other:?}"),
+        };
+    drop(hub_repo);
     let slot_repo = tmp.path().join(format!("slot-{last_slot}/leaf.fossil"));
+    let pushed = fossil_sql(
+        tmp.path(),
+        &slot_repo,
+        &format!(
+            "SELECT blob.uuid FROM event JOIN blob ON blob.rid=event.objid \
+             WHERE event.type='ci' AND event.comment='{comment}' ORDER BY event.mtime LIMIT 1"
+        ),
+    );
     let repo = Repository::open(&slot_repo).expect("open the leaf's repository");
-    let hash = herd::repo::ArtifactHash::parse(&replayed).expect("a hash");
+    let hash = herd::repo::ArtifactHash::parse(&pushed).expect("a hash");
     let trunk_before = hub.stat("trunk_commits");
     let verdict = Client::new(&hub.url())
-        .push(&repo, &[hash])
+        .push_landing(&repo, &hash)
         .expect("the repeated push is answered");
-    assert!(
-        matches!(verdict, PushOutcome::Accepted { .. }),
-        "a repeated push is not refused: {verdict:?}"
-    );
+    match verdict {
+        PushOutcome::Landed { checkin, .. } => assert_eq!(checkin.as_str(), landed),
+        PushOutcome::Accepted { .. } => assert_eq!(pushed, landed, "landed as sent"),
+        other => panic!("a repeated push is not refused: {other:?}"),
+    }
     assert_eq!(
         hub.stat("trunk_commits"),
         trunk_before,

@@ -13,7 +13,8 @@ fn herd() -> Command {
     cmd.env("NATS_SERVER", crate::helpers::nats_server_binary())
         .env_remove("HERD_AGENTS")
         .env_remove("HERD_TASKS_PER_AGENT")
-        .env_remove("HERD_SEED");
+        .env_remove("HERD_SEED")
+        .env_remove("HERD_LANDING");
     cmd
 }
 
@@ -110,15 +111,38 @@ fn disjoint_run_lands_every_task_and_prints_the_summary() {
     }
 }
 
+/// A trial with each landing strategy: the same counts hold, and the
+/// figures that tell the strategies apart say what happened.
 #[test]
-fn json_output_parses_and_counts_agree() {
-    let out = small_trial(4, 5).arg("--json").output().expect("run herd");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_consistent(&json_report(&out), 20);
+fn json_output_parses_and_counts_agree_with_either_landing() {
+    for landing in ["hub", "leaf"] {
+        let out = small_trial(4, 5)
+            .args(["--json", "--landing", landing])
+            .output()
+            .expect("run herd");
+        assert!(
+            out.status.success(),
+            "{landing}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report = json_report(&out);
+        assert_consistent(&report, 20);
+        assert_eq!(report["landing"], landing, "{report}");
+        let cpu = report["cpu_ms_per_commit"]
+            .as_f64()
+            .expect("cpu per commit");
+        assert!(cpu > 0.0 && cpu < 10_000.0, "{report}");
+        let rebases = report["hub_rebases"].as_u64().expect("hub rebases");
+        match landing {
+            // Four leaves on one trunk: most landings found it moved.
+            "hub" => {
+                assert!(rebases > 0, "{report}");
+                assert_eq!(report["fork_retries"], 0, "no conflicts: {report}");
+                assert_eq!(report["broadcasts_pulled"], 0, "tips are hints: {report}");
+            }
+            _ => assert_eq!(rebases, 0, "leaves rebase their own: {report}"),
+        }
+    }
 }
 
 #[test]

@@ -242,6 +242,7 @@ impl Pusher {
                     refusals += 1;
                     mine = self.repo.rebase(&mine, &tip).unwrap().hash;
                 }
+                other => panic!("a plain push answered {other:?}"),
             }
         }
         panic!("slot {} never landed a push", self.slot);

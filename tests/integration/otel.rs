@@ -164,7 +164,9 @@ fn herd(endpoint: &str, workdir: &Path) -> Command {
         .env_remove("HERD_AGENTS")
         .env_remove("HERD_TASKS_PER_AGENT")
         .env_remove("HERD_SEED")
-        .args(["run", "--agents", "2", "--tasks", "2"])
+        // Leaf landing: the leaves catch up on broadcasts, whose spans
+        // link to the push that caused them (hub landing needs none).
+        .args(["run", "--agents", "2", "--tasks", "2", "--landing", "leaf"])
         .args(["--min-think-ms", "0", "--max-think-ms", "5"])
         .args(["--timeout", "120", "--json", "--workdir"])
         .arg(workdir);

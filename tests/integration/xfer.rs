@@ -386,6 +386,7 @@ fn concurrent_pushes_on_one_parent_land_exactly_once_each_round() {
                                 refusals += 1;
                                 mine = repo.rebase(&mine, &tip).unwrap().hash;
                             }
+                            other => panic!("a plain push answered {other:?}"),
                         }
                     }
                     panic!("leaf {i} never landed");
@@ -641,11 +642,11 @@ fn a_tip_bundle_brings_a_leaf_one_step_forward_without_a_request() {
     let (tip, one, two, bundle_one, bundle_two) = server.with_repo(|hub| {
         let tip = hub.trunk_tip().unwrap().unwrap();
         let one = commit(hub, &tip, "n/one.txt", &"one\n".repeat(40));
-        let bundle_one = xfer::bundle::build(hub, &one)
+        let bundle_one = xfer::bundle::build(hub, std::slice::from_ref(&one))
             .unwrap()
             .expect("small bundle");
         let two = commit(hub, &one, "n/two.txt", &"two\n".repeat(40));
-        let bundle_two = xfer::bundle::build(hub, &two)
+        let bundle_two = xfer::bundle::build(hub, std::slice::from_ref(&two))
             .unwrap()
             .expect("small bundle");
         (tip, one, two, bundle_one, bundle_two)

@@ -7,7 +7,9 @@ use super::error::ClientError;
 use super::http::{Client, Reply};
 use crate::repo::{ArtifactHash, RepoError, Repository};
 use crate::xfer::card::{Card, CloneFrom};
-use crate::xfer::fastpath::{PRAGMA_ACCEPTED, PRAGMA_PUSH, PRAGMA_QUEUE, PRAGMA_TIP, PRAGMA_TURN};
+use crate::xfer::fastpath::{
+    PRAGMA_ACCEPTED, PRAGMA_LAND, PRAGMA_LANDED, PRAGMA_PUSH, PRAGMA_QUEUE, PRAGMA_TIP, PRAGMA_TURN,
+};
 use crate::xfer::QueueAsk;
 
 /// Most rounds one pull or push may take before the client gives up.
@@ -50,6 +52,18 @@ pub enum PushOutcome {
         /// The push-queue turn granted with this refusal: push again (after
         /// rebasing onto `tip`) with [`QueueAsk::Turn`] and this token.
         turn: Option<u64>,
+    },
+    /// The hub landed the check-in itself, written anew on its tip
+    /// ([`Client::push_landing`]); the pushed check-in is not on the hub.
+    Landed {
+        /// The check-in the hub wrote, now (or, for a repeated push, once)
+        /// its trunk tip.
+        checkin: ArtifactHash,
+        /// Its trunk position (root counted).
+        seq: u64,
+        /// Whether its manifest was stored here: only when its baseline is
+        /// held, so a sparse copy never needs the hub's newer baselines.
+        stored: bool,
     },
 }
 
@@ -233,6 +247,39 @@ impl Client {
         checkins: &[ArtifactHash],
         ask: Option<QueueAsk>,
     ) -> Result<PushOutcome, ClientError> {
+        let pragma = match ask {
+            Some(QueueAsk::Wait) => Some(Card::pragma(PRAGMA_QUEUE, &[])),
+            Some(QueueAsk::Turn(token)) => Some(Card::pragma(PRAGMA_QUEUE, &[&token.to_string()])),
+            None => None,
+        };
+        self.push_with(repo, checkins, pragma)
+    }
+
+    /// [`Client::push`] asking the hub to land `checkin` on its tip itself
+    /// when trunk moved since its parent but none of its files changed
+    /// there (`pragma herd-land`, see `xfer::fastpath`): then the answer is
+    /// [`PushOutcome::Landed`]. A conflicting check-in is refused as usual,
+    /// the error naming the files; a server without hub landing refuses
+    /// any stale parent.
+    pub fn push_landing(
+        &self,
+        repo: &Repository,
+        checkin: &ArtifactHash,
+    ) -> Result<PushOutcome, ClientError> {
+        self.push_with(
+            repo,
+            std::slice::from_ref(checkin),
+            Some(Card::pragma(PRAGMA_LAND, &[])),
+        )
+    }
+
+    /// The push itself, with one more pragma for the server.
+    fn push_with(
+        &self,
+        repo: &Repository,
+        checkins: &[ArtifactHash],
+        pragma: Option<Card>,
+    ) -> Result<PushOutcome, ClientError> {
         let project_code = repo.project_code().map_err(self.repo_err())?;
         let push = Card::Push {
             server_code: repo.server_code().map_err(self.repo_err())?,
@@ -240,13 +287,7 @@ impl Client {
         };
         let mut cards = vec![Card::pragma(PRAGMA_PUSH, &[])];
         cards.extend(self.sparse_card());
-        match ask {
-            Some(QueueAsk::Wait) => cards.push(Card::pragma(PRAGMA_QUEUE, &[])),
-            Some(QueueAsk::Turn(token)) => {
-                cards.push(Card::pragma(PRAGMA_QUEUE, &[&token.to_string()]))
-            }
-            None => {}
-        }
+        cards.extend(pragma);
         cards.push(push.clone());
         let mut files = Vec::new();
         let mut manifests = Vec::new();
@@ -281,6 +322,20 @@ impl Client {
         cards.extend(manifests);
         let mut reply = self.exchange(&cards, Some(&project_code))?;
         for _ in 0..MAX_ROUNDS {
+            if let Some(args) = reply.pragma(PRAGMA_LANDED) {
+                let (checkin, seq) =
+                    parse_tip(args).ok_or_else(|| self.protocol("landing without a check-in"))?;
+                repo.clear_unsent().map_err(self.repo_err())?;
+                let stored = self.keep_landed(repo, reply.cards, &checkin)?;
+                if stored {
+                    self.set_known_tip(Some(checkin.clone()));
+                }
+                return Ok(PushOutcome::Landed {
+                    checkin,
+                    seq,
+                    stored,
+                });
+            }
             if let Some(args) = reply.pragma(PRAGMA_ACCEPTED) {
                 let tip = args.first().and_then(|h| ArtifactHash::parse(h).ok());
                 let seq = args.get(1).and_then(|s| s.parse().ok());
@@ -340,6 +395,40 @@ impl Client {
             reply = self.exchange(&cards, Some(&project_code))?;
         }
         Err(self.protocol("push did not converge"))
+    }
+
+    /// Stores the landed check-in's manifest from a landing reply when
+    /// the baseline it reads through is held here (or it is a baseline
+    /// itself and small enough to be worth keeping: never, for a sparse
+    /// copy, which keeps only what it committed on). Says whether it did.
+    fn keep_landed(
+        &self,
+        repo: &Repository,
+        cards: Vec<Card>,
+        checkin: &ArtifactHash,
+    ) -> Result<bool, ClientError> {
+        let Some(manifest) = cards.iter().find_map(|c| match c {
+            Card::File { hash, payload, .. } if hash == checkin.as_str() => Some(payload),
+            _ => None,
+        }) else {
+            return Ok(false);
+        };
+        let baseline = match crate::repo::parse_artifact(manifest) {
+            crate::repo::Artifact::Checkin(m) => m.baseline,
+            _ => return Err(self.protocol(format!("landed {checkin} is not a check-in"))),
+        };
+        let held = match &baseline {
+            Some(b) => repo
+                .rid_of(b)
+                .map_err(self.repo_err())?
+                .is_some_and(|(_, phantom)| !phantom),
+            None => !self.sparse,
+        };
+        if !held {
+            return Ok(false);
+        }
+        self.in_transaction(repo, |r| self.store_received(r, cards, None))?;
+        Ok(true)
     }
 
     pub(super) fn local_content(

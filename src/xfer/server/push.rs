@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::session::{Pushed, Session};
 use super::types::{Refusal, ServerError, TrunkAdvance, MAX_PHANTOM_GIMMES};
-use crate::repo::{parse_artifact, Artifact, ArtifactHash, Repository};
+use crate::repo::{parse_artifact, Artifact, ArtifactHash, Landing, RebaseError, Repository};
 use crate::xfer::card::{Card, Limits};
 use crate::xfer::fastpath;
 
@@ -52,27 +52,94 @@ impl Session<'_> {
                 hash: hash.clone(),
                 parent,
                 seq: repo.trunk_commits()?,
+                landed_from: None,
             });
             tip = Some(hash.clone());
         }
-        let Some(tip) = tip.filter(|_| !checkins.is_empty()) else {
+        let Some(mut tip) = tip.filter(|_| !checkins.is_empty()) else {
             return Ok(());
         };
-        for (hash, _, parent, _) in checkins {
+        for (hash, _, parent, artifact) in checkins {
+            let conflicts = if self.land {
+                match self.land_on(hash, parent.as_ref(), &artifact, &tip, rcvid)? {
+                    Landed::On(landed) => {
+                        tip = landed;
+                        continue;
+                    }
+                    Landed::Before => continue,
+                    Landed::Conflict(paths) => paths,
+                    Landed::No => Vec::new(),
+                }
+            } else {
+                Vec::new()
+            };
             let parent_text = parent
                 .as_ref()
                 .map_or("none".to_string(), |p| p.to_string());
-            self.errors.push(format!(
+            let mut text = format!(
                 "would fork: check-in {hash} has parent {parent_text} but trunk tip is {tip}"
-            ));
+            );
+            if !conflicts.is_empty() {
+                text.push_str(&format!(
+                    "; files changed on trunk since its parent: {}",
+                    conflicts.join(", ")
+                ));
+            }
+            self.errors.push(text);
             self.outcome.refusals.push(Refusal {
                 pushed: hash.clone(),
                 parent,
                 tip: tip.clone(),
+                conflicts,
             });
         }
         Ok(())
     }
+
+    /// A hub landing of pushed check-in `hash` (parsed as `artifact`, not
+    /// stored) on trunk tip `tip`: written anew there when none of its
+    /// files changed on trunk since its parent. A push repeated after a
+    /// lost reply finds its earlier landing instead.
+    fn land_on(
+        &mut self,
+        hash: &ArtifactHash,
+        parent: Option<&ArtifactHash>,
+        artifact: &Artifact,
+        tip: &ArtifactHash,
+        rcvid: i64,
+    ) -> Result<Landed, ServerError> {
+        let repo = self.repo;
+        if let Some(landed) = repo.landed_as(hash)? {
+            self.outcome.landed_before = Some(landed);
+            return Ok(Landed::Before);
+        }
+        let (Artifact::Checkin(manifest), Some(parent)) = (artifact, parent) else {
+            return Ok(Landed::No);
+        };
+        // Only a check-in on a trunk check-in held here can be compared.
+        if !repo.is_checkin(parent)? {
+            return Ok(Landed::No);
+        }
+        let checkin = match repo.land(hash, manifest, tip, rcvid) {
+            Ok(Landing::Landed(checkin)) => checkin,
+            Ok(Landing::Conflict { paths }) => return Ok(Landed::Conflict(paths)),
+            Err(RebaseError::Repo(e)) => return Err(e.into()),
+            // A pushed check-in without a parent was ruled out above.
+            Err(RebaseError::NoParent { .. } | RebaseError::Conflict { .. }) => {
+                return Ok(Landed::No)
+            }
+        };
+        repo.record_landing(hash, &checkin.hash)?;
+        self.outcome.artifacts_received += 1;
+        self.outcome.advances.push(TrunkAdvance {
+            hash: checkin.hash.clone(),
+            parent: Some(tip.clone()),
+            seq: repo.trunk_commits()?,
+            landed_from: Some(hash.clone()),
+        });
+        Ok(Landed::On(checkin.hash))
+    }
+
     /// End of a push: unknown igots and phantoms are asked for; the fast path
     /// gets its verdict.
     pub(super) fn finish_push(&mut self) -> Result<(), ServerError> {
@@ -108,6 +175,18 @@ impl Session<'_> {
         }
         Ok(())
     }
+}
+
+/// What became of a pushed check-in the hub was asked to land.
+enum Landed {
+    /// Written anew on the tip, as this check-in.
+    On(ArtifactHash),
+    /// Landed by an earlier request (this is a repeat).
+    Before,
+    /// These files changed on trunk since its parent.
+    Conflict(Vec<String>),
+    /// Not a case for landing (no held parent): refused as sent.
+    No,
 }
 
 /// Turns pushed cards into (hash, full content), applying deltas against

@@ -47,6 +47,9 @@ pub(super) struct Session<'a> {
     pub(super) clone: Option<Option<CloneFrom>>,
     pub(super) fast_tip: Option<Option<&'a str>>,
     pub(super) fast_push: bool,
+    /// The pusher asks the hub to land its check-ins on the tip
+    /// (`pragma herd-land`).
+    pub(super) land: bool,
     /// What the fast path sends this client.
     pub(super) artifacts: fastpath::Artifacts,
     pub(super) stopped: bool,
@@ -81,6 +84,7 @@ impl<'a> Session<'a> {
             clone: None,
             fast_tip: None,
             fast_push: false,
+            land: false,
             artifacts: fastpath::Artifacts::All,
             stopped: false,
             uncompressed_reply: false,
@@ -207,6 +211,7 @@ impl<'a> Session<'a> {
                     self.fast_tip = Some(args.first().map(String::as_str));
                 }
                 fastpath::PRAGMA_PUSH => self.fast_push = true,
+                fastpath::PRAGMA_LAND => self.land = true,
                 fastpath::PRAGMA_SPARSE => self.artifacts = fastpath::Artifacts::Tip,
                 _ => {}
             },

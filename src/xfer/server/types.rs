@@ -74,6 +74,9 @@ pub struct TrunkAdvance {
     pub parent: Option<ArtifactHash>,
     /// The trunk's length (count of check-ins) after the advance.
     pub seq: u64,
+    /// When the hub wrote this check-in anew on the tip (a hub landing):
+    /// the pushed check-in it stands for, which is not stored.
+    pub landed_from: Option<ArtifactHash>,
 }
 
 /// A pushed check-in refused because its parent is not the trunk tip.
@@ -85,6 +88,9 @@ pub struct Refusal {
     pub parent: Option<ArtifactHash>,
     /// The trunk tip at the time.
     pub tip: ArtifactHash,
+    /// For a push that asked to be landed: the files it changed that were
+    /// also changed on trunk since its parent (empty for a plain refusal).
+    pub conflicts: Vec<String>,
 }
 
 /// What one request did, for logs, metrics and the hub's broadcasts.
@@ -102,6 +108,9 @@ pub struct Outcome {
     pub advances: Vec<TrunkAdvance>,
     /// Refused check-ins.
     pub refusals: Vec<Refusal>,
+    /// A push repeated after its reply was lost: the check-in the hub
+    /// landed for it then (nothing new was written).
+    pub landed_before: Option<ArtifactHash>,
     /// `error` cards sent.
     pub errors: usize,
     /// The internal failure behind an error reply, if any (the reply itself
