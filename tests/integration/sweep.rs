@@ -16,6 +16,7 @@ fn run_quick_sweep(out: &Path, args: &[&str]) -> String {
         .args(["--", "--max-think-ms", "5", "--min-think-ms", "0"])
         .env("NATS_SERVER", crate::helpers::nats_server_binary())
         .env_remove("HERD_HUB_KIND")
+        .env_remove("HERD_LANDING")
         .output()
         .expect("run scripts/sweep");
     assert!(
@@ -26,10 +27,12 @@ fn run_quick_sweep(out: &Path, args: &[&str]) -> String {
     std::fs::read_to_string(out.join("runs.csv")).unwrap()
 }
 
+/// Both landing strategies in one sweep: a row per point and strategy, a
+/// series each in the plot, and the table of their ratios.
 #[test]
 fn quick_sweep_writes_csv_and_svg() {
     let out = tempfile::tempdir().unwrap();
-    let csv = run_quick_sweep(out.path(), &[]);
+    let csv = run_quick_sweep(out.path(), &["--landing", "hub leaf"]);
     let mut lines = csv.lines();
     let header: Vec<&str> = lines.next().expect("a header").split(',').collect();
     let col = |name: &str| {
@@ -39,9 +42,26 @@ fn quick_sweep_writes_csv_and_svg() {
             .unwrap_or_else(|| panic!("column {name} missing: {header:?}"))
     };
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
-    assert_eq!(rows.len(), 3, "one row per point of --quick:\n{csv}");
-    let agents: Vec<&str> = rows.iter().map(|r| r[col("agents")]).collect();
-    assert_eq!(agents, ["1", "2", "4"]);
+    assert_eq!(
+        rows.len(),
+        6,
+        "one row per point of --quick and strategy:\n{csv}"
+    );
+    let points: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (r[col("agents")], r[col("landing")]))
+        .collect();
+    assert_eq!(
+        points,
+        [
+            ("1", "hub"),
+            ("1", "leaf"),
+            ("2", "hub"),
+            ("2", "leaf"),
+            ("4", "hub"),
+            ("4", "leaf")
+        ]
+    );
     for row in &rows {
         assert_eq!(row.len(), header.len(), "ragged row {row:?}");
         assert_eq!(row[col("exit_code")], "0", "{row:?}");
@@ -50,15 +70,17 @@ fn quick_sweep_writes_csv_and_svg() {
         let p99: f64 = row[col("p99_commit_ms")].parse().unwrap();
         assert!(p50 > 0.0 && p99 >= p50, "{row:?}");
         assert!(row[col("commits_per_s")].parse::<f64>().unwrap() > 0.0);
+        assert!(row[col("cpu_ms_per_commit")].parse::<f64>().unwrap() > 0.0);
     }
 
     let svg = std::fs::read_to_string(out.path().join("sweep.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
-    for series in [
-        "herd P50 commit ms",
-        "herd P99 commit ms",
-        "herd hub commits/s",
-    ] {
+    for series in ["herd, hub landing", "herd, leaf landing"]
+        .iter()
+        .flat_map(|s| {
+            [" P50 commit ms", " P99 commit ms", " hub commits/s"].map(|f| format!("{s}{f}"))
+        })
+    {
         let tag = svg
             .lines()
             .find(|l| l.contains(&format!("data-name=\"{series}\"")))
@@ -73,7 +95,18 @@ fn quick_sweep_writes_csv_and_svg() {
         assert_eq!(points.split_whitespace().count(), 3, "{series}: {points}");
     }
     let table = std::fs::read_to_string(out.path().join("table.md")).unwrap();
-    assert_eq!(table.lines().count(), 2 + 3, "{table}");
+    let ratios: Vec<&str> = table
+        .lines()
+        .skip_while(|l| !l.contains("commits/s ratio (hub ÷ leaf)"))
+        .skip(2)
+        .collect();
+    assert_eq!(ratios.len(), 3, "a ratio row per agent count:\n{table}");
+    for row in ratios {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        for ratio in [cells[4], cells[9]] {
+            assert!(ratio.parse::<f64>().unwrap() > 0.0, "{row}");
+        }
+    }
 }
 
 #[test]
@@ -138,9 +171,10 @@ fn side_by_side_sweep_pairs_each_point_with_a_fossil_run() {
     );
     for (row, agents) in ratio_rows.iter().zip(["1", "2"]) {
         let cells: Vec<&str> = row.split('|').map(str::trim).collect();
-        assert_eq!(cells[1], agents, "{row}");
-        assert_eq!(cells[2], "2", "tasks: {row}");
-        for ratio in [cells[5], cells[8]] {
+        assert_eq!(cells[1], "herd, hub landing", "{row}");
+        assert_eq!(cells[2], agents, "{row}");
+        assert_eq!(cells[3], "2", "tasks: {row}");
+        for ratio in [cells[6], cells[9]] {
             assert!(ratio.parse::<f64>().unwrap() > 0.0, "{row}");
         }
     }
