@@ -16,6 +16,10 @@
 //! the tree: on a big tree Fossil's rule alone would let it list hundreds
 //! of files. The more frequent baselines this causes cost little to store,
 //! since each is kept as a delta against the previous one (`deltify.rs`).
+//! The hub's landings (`CheckinMeta::by_hub`) follow Fossil's rule alone:
+//! with hub landing no leaf fetches baselines, and a baseline costs the hub
+//! the whole tree, so fewer of them keep its cost per commit near the
+//! square root of the tree instead of a fixed fraction of it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -25,7 +29,7 @@ use md5::{Digest, Md5};
 
 use super::error::{RepoError, SqlContext};
 use super::hash::{ArtifactHash, Rid};
-use super::manifest::{check_file_name, parse_artifact, FileCard, Manifest, Perm};
+use super::manifest::{check_file_name, parse_artifact, Artifact, FileCard, Manifest, Perm};
 use super::store::{FileList, Repository};
 use super::time;
 use super::view::Entry;
@@ -75,10 +79,14 @@ pub(crate) struct CheckinMeta<'a> {
     pub ms: i64,
     /// The rcvfrom row the new blobs belong to.
     pub rcvid: i64,
-    /// Whether to write the R card when the repository's `repo-cksum`
-    /// setting asks for it. The hub's landings never do: the card is an
-    /// MD5 over every file of the tree.
-    pub repo_cksum: bool,
+    /// Written by the hub for a pushed check-in (a hub landing). Such a
+    /// check-in carries no R card (an MD5 over every file of the tree), and
+    /// a new baseline is due by Fossil's own rule alone, without the
+    /// [`MAX_DELTA_CARD_BYTES`] cap: no leaf fetches the hub's baselines
+    /// in hub landing, so the cap would only make the hub write the whole
+    /// tree's list more often (a cost per commit that grows with the tree,
+    /// where Fossil's rule keeps it near the square root of the tree).
+    pub by_hub: bool,
 }
 
 /// Whether a delta of `delta` entries against a baseline of `base` files is
@@ -146,7 +154,7 @@ impl Repository {
                 user: &spec.user,
                 ms: unix_ms(spec.time),
                 rcvid,
-                repo_cksum: true,
+                by_hub: false,
             };
             self.commit_changes(&spec.parent, changes, &meta, &new_rids)
         })
@@ -190,8 +198,8 @@ impl Repository {
             list
         };
         let mut list = None;
-        let small =
-            delta.iter().map(|(n, e)| card_bytes(n, e)).sum::<usize>() <= MAX_DELTA_CARD_BYTES;
+        let small = meta.by_hub
+            || delta.iter().map(|(n, e)| card_bytes(n, e)).sum::<usize>() <= MAX_DELTA_CARD_BYTES;
         let (baseline, files) = if small && prefer_delta(delta.len(), pv.base.len()) {
             (
                 Some(base_hash),
@@ -203,7 +211,7 @@ impl Repository {
             (None, cards)
         };
         let repo_cksum = match self.config_get("repo-cksum")?.as_deref() {
-            _ if !meta.repo_cksum => None,
+            _ if meta.by_hub => None,
             Some("0") | Some("off") => None,
             _ => Some(self.r_card(list.get_or_insert_with(|| full(&delta)))?),
         };
@@ -219,7 +227,18 @@ impl Repository {
         };
         let bytes = manifest.to_bytes();
         let stored = self.store(&bytes, None, Some(meta.rcvid))?;
-        self.crosslink_parsed(stored.rid, &parse_artifact(&bytes))?;
+        // The manifest in hand is what parsing its text gives back (files
+        // in name order, the comment as given), so crosslink takes it as it
+        // is: parsing again would cost a pass and an MD5 over the text, a
+        // whole tree's worth for a baseline. An empty comment reads back as
+        // Fossil's placeholder, so that case is parsed.
+        let artifact = if manifest.comment.is_empty() {
+            parse_artifact(&bytes)
+        } else {
+            Artifact::Checkin(Box::new(manifest))
+        };
+        debug_assert_eq!(artifact, parse_artifact(&bytes));
+        self.crosslink_parsed(stored.rid, &artifact)?;
         let mut st = self
             .conn
             .prepare_cached("INSERT OR IGNORE INTO unsent(rid) VALUES(?1)")

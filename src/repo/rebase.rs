@@ -101,7 +101,7 @@ impl Repository {
                 user: &m.user,
                 ms,
                 rcvid,
-                repo_cksum: true,
+                by_hub: false,
             };
             self.commit_changes(onto, changes, &meta, &[])
                 .map_err(RebaseError::from)
@@ -142,7 +142,7 @@ impl Repository {
             user: &pushed.user,
             ms,
             rcvid,
-            repo_cksum: false,
+            by_hub: true,
         };
         self.savepoint(|| self.commit_changes(onto, changes, &meta, &[]))
             .map(Landing::Landed)

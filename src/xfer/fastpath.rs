@@ -22,8 +22,11 @@
 //!   when none of the files it changed were changed on trunk since its
 //!   parent. The server then writes the check-in anew on the tip (same
 //!   changes, comment and user; never storing the pushed manifest) and
-//!   answers `pragma herd-landed HASH SEQ` with the new manifest as a `file`
-//!   card; the client records that check-in as its trunk. A check-in whose
+//!   answers `pragma herd-landed HASH SEQ`, with the new manifest as a
+//!   `file` card when it reads through the pushed check-in's baseline (the
+//!   client holds that, so it can store the manifest and commit on it; a
+//!   new baseline would be the whole tree's file list, which a sparse
+//!   client does not want). A check-in whose
 //!   files did change is refused as above, the error naming the files. A
 //!   push repeated after a lost reply is answered with the earlier landing.
 //!   Other servers ignore the pragma and refuse the push as usual.
@@ -118,11 +121,11 @@ pub fn push_reply(
     }
     if let Some(landed) = &outcome.landed_before {
         let seq = repo.trunk_commits()? - repo.trunk_after(Some(landed))?.len() as u64;
-        return landed_reply(repo, landed, seq);
+        return landed_reply(repo, landed, seq, false);
     }
     match outcome.advances.last() {
         Some(advance) if advance.landed_from.is_some() => {
-            landed_reply(repo, &advance.hash, advance.seq)
+            landed_reply(repo, &advance.hash, advance.seq, advance.pusher_can_keep)
         }
         Some(advance) => Ok(vec![Card::pragma(
             PRAGMA_ACCEPTED,
@@ -132,21 +135,27 @@ pub fn push_reply(
     }
 }
 
-/// `pragma herd-landed HASH SEQ` and the landed check-in's manifest.
+/// `pragma herd-landed HASH SEQ`, and the landed check-in's manifest when
+/// `with_manifest`.
 fn landed_reply(
     repo: &Repository,
     landed: &ArtifactHash,
     seq: u64,
+    with_manifest: bool,
 ) -> Result<Vec<Card>, ServerError> {
-    let manifest =
-        repo.content(landed)?
-            .ok_or_else(|| crate::repo::RepoError::MissingArtifact {
-                hash: landed.to_string(),
-            })?;
-    Ok(vec![
-        Card::pragma(PRAGMA_LANDED, &[landed.as_str(), &seq.to_string()]),
-        file_card(landed, manifest),
-    ])
+    let mut cards = vec![Card::pragma(
+        PRAGMA_LANDED,
+        &[landed.as_str(), &seq.to_string()],
+    )];
+    if with_manifest {
+        let manifest =
+            repo.content(landed)?
+                .ok_or_else(|| crate::repo::RepoError::MissingArtifact {
+                    hash: landed.to_string(),
+                })?;
+        cards.push(file_card(landed, manifest));
+    }
+    Ok(cards)
 }
 
 /// `pragma herd-tip TIP SEQ` for the current trunk.

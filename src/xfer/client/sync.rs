@@ -325,8 +325,10 @@ impl Client {
             if let Some(args) = reply.pragma(PRAGMA_LANDED) {
                 let (checkin, seq) =
                     parse_tip(args).ok_or_else(|| self.protocol("landing without a check-in"))?;
-                repo.clear_unsent().map_err(self.repo_err())?;
-                let stored = self.keep_landed(repo, reply.cards, &checkin)?;
+                let stored = self.in_transaction(repo, |r| {
+                    r.clear_unsent().map_err(self.repo_err())?;
+                    self.keep_landed(r, reply.cards, &checkin)
+                })?;
                 if stored {
                     self.set_known_tip(Some(checkin.clone()));
                 }
@@ -427,7 +429,7 @@ impl Client {
         if !held {
             return Ok(false);
         }
-        self.in_transaction(repo, |r| self.store_received(r, cards, None))?;
+        self.store_received(repo, cards, None)?;
         Ok(true)
     }
 

@@ -53,6 +53,7 @@ impl Session<'_> {
                 parent,
                 seq: repo.trunk_commits()?,
                 landed_from: None,
+                pusher_can_keep: false,
             });
             tip = Some(hash.clone());
         }
@@ -130,12 +131,18 @@ impl Session<'_> {
             }
         };
         repo.record_landing(hash, &checkin.hash)?;
+        // B is a manifest's first card: no need to parse a new baseline.
+        let pusher_can_keep = manifest
+            .baseline
+            .as_ref()
+            .is_some_and(|b| checkin.manifest.starts_with(format!("B {b}\n").as_bytes()));
         self.outcome.artifacts_received += 1;
         self.outcome.advances.push(TrunkAdvance {
             hash: checkin.hash.clone(),
             parent: Some(tip.clone()),
             seq: repo.trunk_commits()?,
             landed_from: Some(hash.clone()),
+            pusher_can_keep,
         });
         Ok(Landed::On(checkin.hash))
     }

@@ -77,6 +77,10 @@ pub struct TrunkAdvance {
     /// When the hub wrote this check-in anew on the tip (a hub landing):
     /// the pushed check-in it stands for, which is not stored.
     pub landed_from: Option<ArtifactHash>,
+    /// A hub landing written as a delta against the same baseline as the
+    /// pushed check-in: the pusher holds that baseline, so it can store the
+    /// landed manifest and commit on it (the reply then carries it).
+    pub pusher_can_keep: bool,
 }
 
 /// A pushed check-in refused because its parent is not the trunk tip.
