@@ -144,6 +144,8 @@ impl Repository {
                 [rid.0, src.0],
             )
             .ctx("recording a delta source")?;
+            let depth = self.chain_links(src)? + 1;
+            self.remember_chain_depth(rid, depth);
         }
         Ok(Stored {
             rid,

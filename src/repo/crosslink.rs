@@ -429,12 +429,12 @@ impl Repository {
             }
             changed += self
                 .conn
-                .execute(
+                .prepare_cached(
                     "INSERT INTO tagxref(tagid, tagtype, srcid, origid, value, mtime, rid) VALUES(?1, 2, 0, ?2, ?3, ?4, ?5) \
                      ON CONFLICT(rid, tagid) DO UPDATE SET origid=excluded.origid, value=excluded.value, mtime=excluded.mtime \
                      WHERE origid IS NOT excluded.origid OR value IS NOT excluded.value",
-                    params![tagid, origid, value, mtime, to.0],
                 )
+                .and_then(|mut st| st.execute(params![tagid, origid, value, mtime, to.0]))
                 .ctx("propagating a tag")?;
         }
         Ok(changed)
@@ -448,16 +448,18 @@ impl Repository {
             .and_then(|mut st| st.query_row([rid.0], |r| r.get::<_, i64>(0)))
             .ctx("checking a check-in")?
             > 0;
+        // EXISTS stops at the first child on the same branch: a check-in
+        // with many children (a leaf's clone root, under every check-in it
+        // made with hub landing) costs one probe, not one per child.
         let has_child: bool = self
             .conn
             .prepare_cached(
-                "SELECT count(*) FROM plink WHERE pid=?1 AND \
+                "SELECT EXISTS(SELECT 1 FROM plink WHERE pid=?1 AND \
                  coalesce((SELECT value FROM tagxref WHERE tagid=8 AND rid=plink.cid),'trunk') = \
-                 coalesce((SELECT value FROM tagxref WHERE tagid=8 AND rid=?1),'trunk')",
+                 coalesce((SELECT value FROM tagxref WHERE tagid=8 AND rid=?1),'trunk'))",
             )
-            .and_then(|mut st| st.query_row([rid.0], |r| r.get::<_, i64>(0)))
-            .ctx("checking for children")?
-            > 0;
+            .and_then(|mut st| st.query_row([rid.0], |r| r.get::<_, bool>(0)))
+            .ctx("checking for children")?;
         let sql = if is_checkin && !has_child {
             "INSERT OR IGNORE INTO leaf(rid) VALUES(?1)"
         } else {

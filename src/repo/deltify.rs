@@ -197,8 +197,13 @@ impl Repository {
         Ok(Some((brid, self.text_of(brid, &source)?)))
     }
 
-    /// Deltas between row `rid` and the full text its chain starts from.
-    fn chain_links(&self, rid: Rid) -> Result<usize, RepoError> {
+    /// Deltas between row `rid` and the full text its chain starts from,
+    /// walking the `delta` table only as far as the first row whose depth
+    /// this connection already knows.
+    pub(crate) fn chain_links(&self, rid: Rid) -> Result<usize, RepoError> {
+        if let Some(&depth) = self.chain_depths.borrow().get(&rid.0) {
+            return Ok(depth);
+        }
         let mut st = self
             .conn
             .prepare_cached("SELECT srcid FROM delta WHERE rid=?1")
@@ -206,6 +211,10 @@ impl Repository {
         let mut links = 0;
         let mut cur = rid.0;
         while links <= self.chain_bound.get() {
+            if let Some(&depth) = self.chain_depths.borrow().get(&cur) {
+                links += depth;
+                break;
+            }
             let src: Option<i64> = st
                 .query_row([cur], |r| r.get(0))
                 .map(Some)
@@ -222,7 +231,19 @@ impl Repository {
                 None => break,
             }
         }
+        self.remember_chain_depth(rid, links);
         Ok(links)
+    }
+
+    /// Records that row `rid` sits `depth` deltas from its chain's root.
+    pub(crate) fn remember_chain_depth(&self, rid: Rid, depth: usize) {
+        /// Rows remembered before the memo starts over.
+        const MAX_REMEMBERED: usize = 1 << 16;
+        let mut depths = self.chain_depths.borrow_mut();
+        if depths.len() >= MAX_REMEMBERED {
+            depths.clear();
+        }
+        depths.insert(rid.0, depth);
     }
 
     /// The content of row `rid` (named `hash`), from the text cache if there.

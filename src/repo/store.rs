@@ -74,6 +74,10 @@ pub struct Repository {
     /// Longest delta chain a new artifact may extend
     /// ([`MAX_CHAIN_LINKS`](super::MAX_CHAIN_LINKS) unless a test says).
     pub(crate) chain_bound: std::cell::Cell<usize>,
+    /// Delta-chain depths of rows measured or stored by this connection
+    /// (`deltify::chain_links`), so storing a manifest against the one
+    /// before it does not walk the whole chain again each time.
+    pub(crate) chain_depths: RefCell<std::collections::HashMap<i64, usize>>,
     /// Whether crosslinking a check-in makes a phantom for every file it
     /// names (Fossil's way: a later sync fetches them). Off for a sparse
     /// copy, which never fetches other slots' files.
@@ -168,6 +172,7 @@ impl Repository {
             file_cache: RefCell::default(),
             text_cache: RefCell::default(),
             chain_bound: std::cell::Cell::new(super::deltify::MAX_CHAIN_LINKS),
+            chain_depths: RefCell::default(),
             file_phantoms: std::cell::Cell::new(true),
             checkin_count: std::cell::Cell::new(None),
             manifest_cache: RefCell::default(),
@@ -488,6 +493,8 @@ impl Repository {
         self.baseline_cache.borrow_mut().clear();
         self.checkin_count.set(None);
         self.manifest_cache.borrow_mut().clear();
+        // Rows rolled back may be numbered again for other content.
+        self.chain_depths.borrow_mut().clear();
     }
 
     /// Runs `f` inside a savepoint, so it is atomic alone and nests inside a
