@@ -74,7 +74,15 @@ impl Repository {
         rid: Rid,
         artifact: &Artifact,
     ) -> Result<Crosslinked, RepoError> {
-        self.savepoint(|| self.crosslink_artifact(rid, artifact))
+        let crosslinked = self.savepoint(|| self.crosslink_artifact(rid, artifact))?;
+        // The next check-in is likely made on this one (the hub lands the
+        // next push on it): keep it parsed rather than read it back.
+        if let Artifact::Checkin(m) = artifact {
+            if m.files.len() <= MANIFEST_CACHE_MAX_FILES {
+                self.remember_manifest(rid, Arc::new((**m).clone()));
+            }
+        }
+        Ok(crosslinked)
     }
 
     fn crosslink_artifact(&self, rid: Rid, artifact: &Artifact) -> Result<Crosslinked, RepoError> {
