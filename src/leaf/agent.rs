@@ -26,7 +26,9 @@ use super::config::LeafConfig;
 use super::error::{chain, LeafError};
 use super::output::Reporter;
 use super::plain::RepoThread;
-use super::sync::{elapsed_ms, CommitOutcome, CommitRequest, PendingTip, SyncConfig};
+use super::sync::{
+    elapsed_ms, write_worktree, CommitOutcome, CommitRequest, PendingTip, SyncConfig,
+};
 use super::{EXIT_INCOMPLETE, EXIT_OK};
 
 /// Attempts at joining the trial on NATS at start, with doubling waits.
@@ -362,7 +364,19 @@ impl Agent<'_> {
             }
         };
 
-        if !self.think(plan.think).await {
+        // The agent's work: its files go into the worktree while it thinks,
+        // so the commit that follows measures checking in and landing.
+        let written = write_worktree(self.config.worktree(), plan.files.clone());
+        let (written, thought) = tokio::join!(written, self.think(plan.think));
+        if let Err(e) = written {
+            self.reporter.error(chain(&e), false);
+            self.abandon(claim).await;
+            let outcome = TaskOutcome::Failed;
+            self.reporter
+                .task(line(ClaimOutcome::Won, outcome, 0, None, None));
+            return Ok(outcome);
+        }
+        if !thought {
             self.abandon(claim).await;
             let outcome = TaskOutcome::Abandoned;
             self.reporter

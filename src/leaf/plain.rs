@@ -27,8 +27,8 @@ use crate::xfer::Client;
 
 use super::error::LeafError;
 use super::sync::{
-    open_or_clone, retry_until, write_file, CommitOutcome, CommitRequest, PendingTip, Started,
-    SyncConfig, SyncHandle,
+    open_or_clone, retry_until, CommitOutcome, CommitRequest, PendingTip, Started, SyncConfig,
+    SyncHandle,
 };
 
 /// A slot's repository thread, for the kind of hub the trial runs.
@@ -239,9 +239,6 @@ impl PlainState {
                 error: Box::new(error),
             })
         };
-        for (path, content) in &request.files {
-            write_file(&self.config.worktree.join(path), content)?;
-        }
         if let Err(gave_up) =
             retry_until(self.config.hub_retry, || self.client.pull_plain(&self.repo))
         {

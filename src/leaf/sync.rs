@@ -6,8 +6,9 @@
 //! with the pulls around it.
 //!
 //! What it does: at start, clone the hub (or open the existing repository and
-//! pull), check out the trunk tip into the worktree; then commit tasks (write
-//! the files, check in on the newest hub check-in it holds, push). With hub
+//! pull), check out the trunk tip into the worktree; then commit tasks (check
+//! in the files the task loop wrote into the worktree on the newest hub
+//! check-in it holds, push). With hub
 //! landing the hub writes a check-in whose parent went stale anew on its
 //! tip and answers with it; with leaf rebasing the leaf catches up on tip
 //! broadcasts first (nothing to do for a tip already held, else the
@@ -476,8 +477,8 @@ impl SyncState {
         }
     }
 
-    /// Writes the files, checks in and pushes until the hub takes the
-    /// check-in, a rebase conflicts, or the attempts run out; how depends on
+    /// Checks in the task's files (already in the worktree) and pushes
+    /// until the hub takes the check-in, a rebase conflicts, or the attempts run out; how depends on
     /// the trial's landing strategy.
     ///
     /// - Hub landing: the check-in goes on the newest trunk check-in this
@@ -497,9 +498,6 @@ impl SyncState {
         request: &CommitRequest,
         span: &tracing::Span,
     ) -> Result<CommitOutcome, LeafError> {
-        for (path, content) in &request.files {
-            write_file(&self.config.worktree.join(path), content)?;
-        }
         let hub_landing = self.config.landing == LandingStrategy::Hub;
         if !hub_landing {
             self.absorb_tips();
@@ -928,7 +926,22 @@ fn remove_repository(path: &Path) {
     }
 }
 
-pub(super) fn write_file(path: &Path, content: &[u8]) -> Result<(), LeafError> {
+/// Writes a task's files into the worktree (the agent's work, done while it
+/// thinks), on a blocking thread so the async side goes on.
+pub(super) async fn write_worktree(
+    worktree: PathBuf,
+    files: Vec<(String, Vec<u8>)>,
+) -> Result<(), LeafError> {
+    tokio::task::spawn_blocking(move || {
+        files
+            .iter()
+            .try_for_each(|(path, content)| write_file(&worktree.join(path), content))
+    })
+    .await
+    .map_err(|_| LeafError::WorkerGone)?
+}
+
+fn write_file(path: &Path, content: &[u8]) -> Result<(), LeafError> {
     let io = |source| LeafError::Io {
         path: path.to_path_buf(),
         source,
