@@ -17,7 +17,7 @@ use crate::coord::{
     TaskStatus, TipSubscription, DEFAULT_OP_TIMEOUT,
 };
 use crate::report::{
-    ClaimOutcome, HubKind, LeafLine, LeafReady, LeafSummary, TaskLine, TaskOutcome,
+    ClaimOutcome, HubKind, LandingStrategy, LeafLine, LeafReady, LeafSummary, TaskLine, TaskOutcome,
 };
 use crate::telemetry::W3c;
 use crate::workload::{pool_task, Mode, SlotWorkload, TaskPlan};
@@ -99,14 +99,18 @@ pub async fn run(
     };
     let scope = Scope::for_project(&started.project_code).map_err(connect_err)?;
     let coord = connect(&config, scope.as_str(), &leaf_id).await?;
-    // A stock fossil server publishes no tips: nothing to subscribe to.
-    let mut tips = match config.hub_kind {
-        HubKind::Herd => Some(
+    // Only leaf landing catches up on tips. A stock fossil server publishes
+    // none; with hub landing this sparse leaf never needs one (the hub
+    // lands its check-ins on whatever tip it has, and a refusal brings the
+    // tip), and every broadcast, carrying its transaction's manifests,
+    // would cost each leaf and nats-server bytes that grow with the herd.
+    let mut tips = match (config.hub_kind, config.landing) {
+        (HubKind::Herd, LandingStrategy::Leaf) => Some(
             subscribe_tips(coord.client().clone(), scope.as_str(), DEFAULT_OP_TIMEOUT)
                 .await
                 .map_err(connect_err)?,
         ),
-        HubKind::Fossil => None,
+        (HubKind::Herd, LandingStrategy::Hub) | (HubKind::Fossil, _) => None,
     };
     reporter.line(&LeafLine::Ready(LeafReady {
         slot,

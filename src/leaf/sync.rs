@@ -483,8 +483,8 @@ impl SyncState {
     ///
     /// - Hub landing: the check-in goes on the newest trunk check-in this
     ///   leaf holds, and the push asks the hub to land it on its tip.
-    ///   Broadcast tips are left alone (hints, counted as skipped): the hub
-    ///   rebases a check-in whose files did not change on trunk, so
+    ///   The leaf does not follow tip broadcasts (it does not subscribe):
+    ///   the hub rebases a check-in whose files did not change on trunk, so
     ///   catching up would only cost this leaf work that grows with the
     ///   herd. A refusal means the files did change: the leaf rebases onto
     ///   the tip it was sent, which meets the conflict (or, if trunk has the
