@@ -517,8 +517,10 @@ fn a_restarted_nats_server_is_rejoined_and_its_tips_are_seen() {
     // A claim whose answer the restart swallowed may stand half-written;
     // the leaf takes it again when its lease runs out, so keep that short.
     let ttl = HOLD_TTL.as_millis().to_string();
+    // Leaf landing: its leaves follow the tip stream (hub landing's do not).
     let args = [
         &["--tasks", tasks.as_str(), "--hold-ttl-ms", ttl.as_str()][..],
+        &["--landing", "leaf"][..],
         &think[..],
     ]
     .concat();

@@ -161,6 +161,7 @@ fn leaf_command(hub: &Hub, nats: &NatsServer, dir: &Path, slot: u32, extra: &[&s
         .args(extra)
         .env_remove("HERD_SEED")
         .env_remove("HERD_MODE")
+        .env_remove("HERD_LANDING")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
@@ -235,7 +236,16 @@ fn trunk_files(repo: &Path) -> BTreeSet<(String, String)> {
 }
 
 #[test]
-fn four_leaves_land_every_task_on_one_linear_trunk() {
+fn four_leaves_land_every_task_on_one_linear_trunk_by_hub_landing() {
+    four_leaves_land_every_task_on_one_linear_trunk("hub");
+}
+
+#[test]
+fn four_leaves_land_every_task_on_one_linear_trunk_by_leaf_landing() {
+    four_leaves_land_every_task_on_one_linear_trunk("leaf");
+}
+
+fn four_leaves_land_every_task_on_one_linear_trunk(landing: &str) {
     let nats = NatsServer::start();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut hub = Hub::start(dir.path(), &nats.url());
@@ -244,7 +254,7 @@ fn four_leaves_land_every_task_on_one_linear_trunk() {
         &nats,
         dir.path(),
         4,
-        &["--tasks", "5", "--agents", "4"],
+        &["--tasks", "5", "--agents", "4", "--landing", landing],
     );
 
     let mut committed = 0;
@@ -276,12 +286,23 @@ fn four_leaves_land_every_task_on_one_linear_trunk() {
             tasks.iter().map(|t| t.fork_retries).sum::<u32>()
         );
         assert_eq!(s.fork_unrecoverable, 0);
-        // At least one push per landed commit, and the broadcast of it.
+        // At least one push per landed commit. Leaf landing follows the
+        // tip broadcasts; with hub landing a sparse leaf needs none.
         assert!(s.hub_requests >= 5, "{s:?}");
-        assert!(s.broadcasts_pulled + s.broadcasts_skipped >= 1, "{s:?}");
+        let broadcasts = s.broadcasts_pulled + s.broadcasts_skipped;
+        match landing {
+            "leaf" => assert!(broadcasts >= 1, "{s:?}"),
+            _ => {
+                assert_eq!(broadcasts, 0, "{s:?}");
+                assert_eq!(s.fork_retries, 0, "disjoint files: {s:?}");
+            }
+        }
         committed += s.committed;
     }
     let stats = hub.stats();
+    if landing == "hub" {
+        assert!(stats["hub_rebases"].as_u64().unwrap() > 0, "{stats}");
+    }
     assert_eq!(stats["trunk_commits"], u64::from(committed), "{stats}");
     assert_eq!(stats["trunk_leaves"], 1, "{stats}");
     assert_eq!(committed, 20);
