@@ -244,10 +244,12 @@ impl Hub {
 /// Opens the repository, creating it first when the file does not exist.
 fn open_or_create(config: &HubConfig) -> Result<Repository, HubError> {
     if config.repo.exists() {
-        return Repository::open(&config.repo).map_err(|source| HubError::OpenRepo {
+        let repo = Repository::open(&config.repo).map_err(|source| HubError::OpenRepo {
             path: config.repo.clone(),
             source,
-        });
+        })?;
+        repo.drop_planner_stats();
+        return Ok(repo);
     }
     let options = CreateOptions {
         project_name: config.project_name.clone(),

@@ -205,6 +205,10 @@ impl Writing {
         tracing::debug!(pushes = jobs.len(), "write transaction committed");
         // Reply first: the pushers wait on these, the broadcasts do not.
         let mut advances = Vec::new();
+        // Pushers that ask for hub landing do not follow the tip stream: a
+        // batch of only those is broadcast without its manifests (a leaf
+        // that follows tips and finds no bundle pulls).
+        let bundle = !jobs.iter().all(|job| job.decoded.asks_landing());
         // i64: span attributes take no u64 (it would become a string).
         let jobs_in_batch = i64::try_from(jobs.len()).unwrap_or(i64::MAX);
         for (job, response) in jobs.into_iter().zip(responses) {
@@ -252,7 +256,7 @@ impl Writing {
         }
         self.counters.set_queue(&self.queue);
         if let Some(tips) = &self.tips {
-            if let Some(broadcast) = batch_broadcast(&self.repo, &advances) {
+            if let Some(broadcast) = batch_broadcast(&self.repo, &advances, bundle) {
                 tips.send(broadcast);
             }
         }
@@ -260,20 +264,21 @@ impl Writing {
 }
 
 /// The one broadcast of a batch: its newest tip, with the previous tip as
-/// parent and every check-in of the batch's manifest in the bundle, so a
-/// leaf at the tip before the batch catches up without a request. Its
-/// trace context is the newest advance's push. A bundle that cannot be
-/// built is only a lost shortcut: leaves then pull.
+/// parent and (when `with_bundle`) every check-in of the batch's manifest
+/// in the bundle, so a leaf at the tip before the batch catches up without
+/// a request. Its trace context is the newest advance's push. A bundle
+/// that cannot be built is only a lost shortcut: leaves then pull.
 fn batch_broadcast(
     repo: &Repository,
     advances: &[(crate::xfer::TrunkAdvance, TraceHeaders)],
+    with_bundle: bool,
 ) -> Option<Broadcast> {
     let ((first, _), (last, trace)) = (advances.first()?, advances.last()?);
     let checkins: Vec<_> = advances.iter().map(|(a, _)| a.hash.clone()).collect();
-    let bundle = match bundle::build(repo, &checkins) {
-        Ok(Some(bytes)) => bytes::Bytes::from(bytes),
-        Ok(None) => bytes::Bytes::new(),
-        Err(e) => {
+    let bundle = match with_bundle.then(|| bundle::build(repo, &checkins)) {
+        Some(Ok(Some(bytes))) => bytes::Bytes::from(bytes),
+        None | Some(Ok(None)) => bytes::Bytes::new(),
+        Some(Err(e)) => {
             tracing::warn!(tip = %last.hash, error = %e, "cannot build a tip bundle");
             bytes::Bytes::new()
         }

@@ -328,7 +328,7 @@ impl Repository {
             let mut st = self
                 .conn
                 .prepare_cached(
-                    "SELECT cid FROM plink WHERE pid=?1 AND isprim=1 AND cid IN (SELECT objid FROM event) \
+                    "SELECT cid FROM plink WHERE pid=?1 AND isprim=1 AND EXISTS (SELECT 1 FROM event WHERE objid=plink.cid) \
                      AND NOT EXISTS (SELECT 1 FROM mlink WHERE mid=plink.cid AND pmid=?1)",
                 )
                 .ctx(step)?;
@@ -391,7 +391,7 @@ impl Repository {
                 break;
             }
             let children = self.rids(
-                "SELECT cid FROM plink WHERE pid=?1 AND isprim=1 AND cid IN (SELECT objid FROM event)",
+                "SELECT cid FROM plink WHERE pid=?1 AND isprim=1 AND EXISTS (SELECT 1 FROM event WHERE objid=plink.cid)",
                 from.0,
                 "listing children",
             )?;

@@ -189,6 +189,18 @@ impl Repository {
         self.file_phantoms.set(false);
     }
 
+    /// Drops planner statistics of the tables a hub keeps growing. Figures
+    /// taken while a table was nearly empty (older versions analyzed
+    /// `tagxref` when creating a repository: two rows) make SQLite scan it
+    /// whole for every check-in instead of using its index; without any,
+    /// the planner uses the indexes. Best effort: a read-only file keeps
+    /// its figures.
+    pub fn drop_planner_stats(&self) {
+        let _ = self.conn.execute_batch(
+            "DELETE FROM sqlite_stat1 WHERE tbl IN ('tagxref','plink','mlink','event','blob')",
+        );
+    }
+
     /// Lets commits skip the fsync (SQLite `synchronous=NORMAL` in WAL mode):
     /// a commit still survives the process being killed, but not the
     /// machine losing power. For copies that can be fetched again (a
@@ -281,9 +293,6 @@ impl Repository {
                 .ctx("setting the application id")?;
             let repo = Repository::over(conn, tmp.path());
             repo.transaction(|r| r.seed(opts, clone_of))?;
-            repo.conn
-                .execute_batch("ANALYZE tagxref")
-                .ctx("analyzing")?;
             repo.conn.close().map_err(|(_, source)| RepoError::Sql {
                 step: "closing the new repository",
                 source,

@@ -233,6 +233,13 @@ impl Decoded {
         })
     }
 
+    /// Whether the request asks the hub to land its check-ins
+    /// (`pragma herd-land`).
+    pub fn asks_landing(&self) -> bool {
+        self.cards()
+            .any(|card| matches!(card, Card::Pragma { name, .. } if name == fastpath::PRAGMA_LAND))
+    }
+
     /// Grants turn `token` to this request, announced if it is refused.
     pub fn grant_turn(&mut self, token: u64) {
         self.turn_grant = Some(token);
