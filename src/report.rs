@@ -216,6 +216,11 @@ pub struct LeafSummary {
     pub broadcasts_skipped: u32,
     /// HTTP requests this leaf sent to the hub.
     pub hub_requests: u64,
+    /// NATS requests this leaf sent during its task loop (messages
+    /// published: every KV read, create, compare-and-set or delete is one
+    /// request answered by one reply); start-up is not counted.
+    #[serde(default)]
+    pub nats_ops: u64,
     /// Non-fatal errors.
     pub errors: u32,
     /// Total think time slept, in milliseconds.

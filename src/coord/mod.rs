@@ -32,7 +32,7 @@ pub use hold::HoldRecord;
 pub use names::{
     hold_key, is_valid_kv_key, Scope, NAME_PREFIX, TRACEPARENT_HEADER, TRACESTATE_HEADER,
 };
-pub use task::{normalize_files, TaskId, TaskRecord, TaskStatus};
+pub use task::{normalize_files, OpenedTask, TaskId, TaskRecord, TaskStatus};
 pub use tips::{
     latest_tip, subscribe_tips, Tip, TipEvent, TipPublisher, TipSubscription, TraceHeaders,
 };

@@ -154,6 +154,17 @@ where
     Ok(out)
 }
 
+/// A task this leaf has just opened: its record as written and the
+/// revision it got, so that claiming it needs no read first
+/// ([`Coord::claim_opened`]).
+#[derive(Debug, Clone)]
+pub struct OpenedTask {
+    /// The new task's id.
+    pub id: TaskId,
+    pub(super) record: TaskRecord,
+    pub(super) revision: u64,
+}
+
 impl Coord {
     /// Opens a new task under a fresh random id.
     pub async fn open_task<S: AsRef<str>>(
@@ -161,11 +172,40 @@ impl Coord {
         title: &str,
         files: impl IntoIterator<Item = S>,
     ) -> Result<TaskId, CoordError> {
+        Ok(self.open_new_task(title, files).await?.id)
+    }
+
+    /// [`Coord::open_task`], keeping what was written for the claim.
+    pub async fn open_new_task<S: AsRef<str>>(
+        &self,
+        title: &str,
+        files: impl IntoIterator<Item = S>,
+    ) -> Result<OpenedTask, CoordError> {
         let id = TaskId::random();
+        let record = TaskRecord {
+            id: id.clone(),
+            title: title.to_string(),
+            files: normalize_files(files)?,
+            status: TaskStatus::Open,
+            claimed_by: None,
+            claim_epoch: 0,
+            lease_expires_unix_ms: None,
+        };
         // A 128-bit random id does not collide in practice, so the
-        // create-if-absent below cannot report an existing record.
-        self.open_task_with_id(&id, title, files).await?;
-        Ok(id)
+        // create-if-absent cannot meet an existing record.
+        let revision = self
+            .create_record(&record)
+            .await?
+            .ok_or_else(|| CoordError::Nats {
+                op: format!("open task {id}"),
+                step: "create record",
+                source: "a record with this random id exists".into(),
+            })?;
+        Ok(OpenedTask {
+            id,
+            record,
+            revision,
+        })
     }
 
     /// Opens a task under a chosen id unless it exists: `Ok(true)` when this
@@ -186,17 +226,22 @@ impl Coord {
             claim_epoch: 0,
             lease_expires_unix_ms: None,
         };
-        let op = format!("open task {id}");
+        Ok(self.create_record(&record).await?.is_some())
+    }
+
+    /// Creates `record` unless its key exists: its revision, or `None`.
+    async fn create_record(&self, record: &TaskRecord) -> Result<Option<u64>, CoordError> {
+        let op = format!("open task {}", record.id);
         let created = within(
             self.config.op_timeout,
             &op,
             "create record",
-            self.tasks.create(id.as_str(), record.encode()),
+            self.tasks.create(record.id.as_str(), record.encode()),
         )
         .await?;
         match created {
-            Ok(_) => Ok(true),
-            Err(err) if err.kind() == kv::CreateErrorKind::AlreadyExists => Ok(false),
+            Ok(revision) => Ok(Some(revision)),
+            Err(err) if err.kind() == kv::CreateErrorKind::AlreadyExists => Ok(None),
             Err(err) => Err(nats_error(&op, "create record", err)),
         }
     }

@@ -13,8 +13,8 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::coord::{
-    subscribe_tips, Claim, ClaimError, Coord, CoordConfig, CoordError, FenceError, Scope, TaskId,
-    TaskStatus, TipSubscription, DEFAULT_OP_TIMEOUT,
+    subscribe_tips, Claim, ClaimError, Coord, CoordConfig, CoordError, FenceError, OpenedTask,
+    Scope, TaskId, TaskStatus, TipSubscription, DEFAULT_OP_TIMEOUT,
 };
 use crate::report::{
     ClaimOutcome, HubKind, LandingStrategy, LeafLine, LeafReady, LeafSummary, TaskLine, TaskOutcome,
@@ -126,10 +126,19 @@ pub async fn run(
         stop,
     };
     let pending = sync.tips();
+    let sent = || {
+        coord
+            .client()
+            .statistics()
+            .out_messages
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let sent_before = sent();
     let result = tokio::select! {
         result = agent.tasks() => result,
         never = tip_loop(tips.as_mut(), &pending) => match never {},
     };
+    reporter.nats_ops(sent().saturating_sub(sent_before));
     let stopped = match result {
         Ok(stopped) => stopped,
         Err(e) => return Err(e),
@@ -237,10 +246,10 @@ impl Agent<'_> {
             let plan = workload.next_task();
             // A retry after a lost answer may leave an unused open record
             // behind; no other slot opens this slot's tasks.
-            let id = self
+            let opened = self
                 .retrying("open", || {
                     self.coord
-                        .open_task(&plan.title, plan.files.iter().map(|(path, _)| path))
+                        .open_new_task(&plan.title, plan.files.iter().map(|(path, _)| path))
                 })
                 .await
                 .map_err(|source| LeafError::Coord {
@@ -248,7 +257,7 @@ impl Agent<'_> {
                     task: plan.title.clone(),
                     source,
                 })?;
-            self.task(&id, &plan).await?;
+            self.task(&opened.id, Some(&opened), &plan).await?;
         }
         Ok(self.stop_requested())
     }
@@ -284,7 +293,7 @@ impl Agent<'_> {
                     task: id.to_string(),
                     source,
                 })?;
-                if self.task(&id, &plan).await? == TaskOutcome::ClaimLost {
+                if self.task(&id, None, &plan).await? == TaskOutcome::ClaimLost {
                     lost.push(k);
                 }
             }
@@ -313,7 +322,13 @@ impl Agent<'_> {
 
     /// One task from claim to close; prints its task line. `Err` only for
     /// fatal failures (the repository thread or the local repository).
-    async fn task(&self, id: &TaskId, plan: &TaskPlan) -> Result<TaskOutcome, LeafError> {
+    /// `opened` is the task as this leaf just opened it, when it did.
+    async fn task(
+        &self,
+        id: &TaskId,
+        opened: Option<&OpenedTask>,
+        plan: &TaskPlan,
+    ) -> Result<TaskOutcome, LeafError> {
         let span = tracing::info_span!(
             "leaf.task",
             slot = i64::from(self.config.slot),
@@ -321,7 +336,10 @@ impl Agent<'_> {
             task_id = %id,
             outcome = tracing::field::Empty,
         );
-        let outcome = self.task_in_span(id, plan).instrument(span.clone()).await;
+        let outcome = self
+            .task_in_span(id, opened, plan)
+            .instrument(span.clone())
+            .await;
         if let Ok(outcome) = &outcome {
             span.record("outcome", tracing::field::debug(outcome));
         }
@@ -329,7 +347,12 @@ impl Agent<'_> {
     }
 
     /// [`Agent::task`] inside its `leaf.task` span.
-    async fn task_in_span(&self, id: &TaskId, plan: &TaskPlan) -> Result<TaskOutcome, LeafError> {
+    async fn task_in_span(
+        &self,
+        id: &TaskId,
+        opened: Option<&OpenedTask>,
+        plan: &TaskPlan,
+    ) -> Result<TaskOutcome, LeafError> {
         let line = |claim, outcome, fork_retries, commit_ms, checkin| TaskLine {
             slot: self.config.slot,
             task: plan.index,
@@ -341,8 +364,16 @@ impl Agent<'_> {
             outcome,
         };
         let claim_span = tracing::info_span!("coord.Claim", outcome = tracing::field::Empty);
+        // A task this leaf just opened is claimed at the revision it wrote
+        // (no read); a try after a lost answer reads what that try left.
+        let first = std::cell::Cell::new(opened);
         let claimed = self
-            .retrying("claim", || self.coord.claim(id))
+            .retrying("claim", || async {
+                match first.take() {
+                    Some(opened) => self.coord.claim_opened(opened).await,
+                    None => self.coord.claim(id).await,
+                }
+            })
             .instrument(claim_span.clone())
             .await;
         claim_span.record("outcome", if claimed.is_ok() { "won" } else { "lost" });

@@ -91,6 +91,11 @@ impl Reporter {
         self.totals.borrow_mut().broadcasts_skipped += n;
     }
 
+    /// Records the NATS requests of the task loop.
+    pub fn nats_ops(&self, n: u64) {
+        self.totals.borrow_mut().nats_ops = n;
+    }
+
     /// Adds think time slept.
     pub fn thought(&self, ms: u64) {
         self.totals.borrow_mut().think_ms += ms;

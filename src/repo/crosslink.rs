@@ -167,7 +167,15 @@ impl Repository {
                 .ctx("inserting plink")?;
             parent_rids.push(prid);
         }
-        if self.file_phantoms.get() {
+        // Every file a crosslinked parent names already has a row, and the
+        // files this check-in changed get theirs with its mlink rows: only
+        // a check-in without such a parent needs a pass over all its files
+        // (a delta manifest names hundreds on a large tree).
+        let parent_linked = match parent_rids.first() {
+            Some(&p) => !self.is_phantom(p)? && self.has_event(p)?,
+            None => false,
+        };
+        if self.file_phantoms.get() && !parent_linked {
             for f in &m.files {
                 if let Some(h) = &f.hash {
                     self.rid_or_phantom(h)?;

@@ -111,6 +111,9 @@ pub struct TrialReport {
     pub hub_peak_rss_kb: Option<u64>,
     /// The largest leaf's peak resident memory, in KiB.
     pub leaf_peak_rss_kb: u64,
+    /// NATS requests the leaves sent in their task loops per committed
+    /// task; `null` with no committed task.
+    pub nats_ops_per_task: Option<f64>,
     /// User + system CPU of every process of the trial (herd, the hub, the
     /// nats-server herd started, every leaf) per hub commit, in ms; `null`
     /// until the processes have been reaped, or with no commit.
@@ -170,7 +173,9 @@ impl TrialReport {
             hub_peak_rss_kb: hub.peak_rss_kb,
             leaf_peak_rss_kb: 0,
             cpu_ms_per_commit: None,
+            nats_ops_per_task: None,
         };
+        let mut nats_ops = 0u64;
         let mut latencies = Vec::new();
         let mut think_max_ms = 0u64;
         for (slot, rec) in slots.iter().enumerate() {
@@ -191,6 +196,7 @@ impl TrialReport {
                     r.broadcasts_skipped += u64::from(s.broadcasts_skipped);
                     think_max_ms = think_max_ms.max(s.think_ms);
                     r.leaf_peak_rss_kb = r.leaf_peak_rss_kb.max(s.peak_rss_kb);
+                    nats_ops += s.nats_ops;
                 }
                 None => {
                     // Without a summary, count what the task lines show.
@@ -230,6 +236,9 @@ impl TrialReport {
         }
         if r.runtime_s > 0.0 {
             r.commits_per_s = r.hub_commits as f64 / r.runtime_s;
+        }
+        if r.committed > 0 {
+            r.nats_ops_per_task = Some(nats_ops as f64 / r.committed as f64);
         }
         r
     }
@@ -309,6 +318,12 @@ impl TrialReport {
             s,
             "  hub rebases:        {}",
             self.hub_rebases.map_or("n/a".into(), |n| n.to_string())
+        );
+        let _ = writeln!(
+            s,
+            "  nats ops/task:      {}",
+            self.nats_ops_per_task
+                .map_or("n/a".into(), |n| format!("{n:.1}"))
         );
         let _ = writeln!(
             s,

@@ -132,6 +132,11 @@ fn json_output_parses_and_counts_agree_with_either_landing() {
             .as_f64()
             .expect("cpu per commit");
         assert!(cpu > 0.0 && cpu < 10_000.0, "{report}");
+        // Open, claim, one hold per file (1–4), fence, close, release.
+        let nats = report["nats_ops_per_task"]
+            .as_f64()
+            .expect("nats ops per task");
+        assert!((7.0..=16.0).contains(&nats), "{report}");
         let rebases = report["hub_rebases"].as_u64().expect("hub rebases");
         match landing {
             // Four leaves on one trunk: most landings found it moved.
