@@ -127,6 +127,13 @@ impl Repository {
                 reason,
             })?;
         }
+        // The contents are kept for the R card, which reads every file of
+        // the tree; a repository that writes none (a leaf) keeps none, or
+        // its memory would grow to the cache's bound.
+        let r_cards = !matches!(
+            self.config_get("repo-cksum")?.as_deref(),
+            Some("0") | Some("off")
+        );
         self.savepoint(|| {
             let (_, _, parent) = self.checkin_view(&spec.parent)?;
             let rcvid = self.new_rcvid(&spec.user, None, None)?;
@@ -136,9 +143,11 @@ impl Repository {
                 let entry = match &c.content {
                     Some(bytes) => {
                         let s = self.store(bytes, None, Some(rcvid))?;
-                        self.file_cache
-                            .borrow_mut()
-                            .put(s.hash.clone(), Arc::from(bytes.as_slice()));
+                        if r_cards {
+                            self.file_cache
+                                .borrow_mut()
+                                .put(s.hash.clone(), Arc::from(bytes.as_slice()));
+                        }
                         if s.is_new {
                             new_rids.push(s.rid);
                         }
