@@ -32,7 +32,7 @@ use super::fossil_hub::{self, FossilHub};
 use super::summary::{HubCount, SlotRecord, TrialReport, TrialShape};
 use super::{nats, process, SupervisorError, TrialConfig};
 use crate::coord::{Secret, NATS_TOKEN_ENV};
-use crate::report::{HubKind, HubReady, LeafLine, TaskOutcome};
+use crate::report::{HubKind, HubReady, LandingStrategy, LeafLine, TaskOutcome};
 use crate::telemetry::{W3c, TRACEPARENT_ENV, TRACESTATE_ENV};
 use crate::xfer::login::{HUB_SECRET_ENV, HUB_USER_ENV};
 
@@ -240,8 +240,13 @@ async fn start_hub(
         .arg("--require-login")
         .stdout(Stdio::piped())
         .stderr(log_file(&logs.join("hub.log"))?);
-    if let Some(threads) = hub_threads(config.agents) {
-        cmd.args(["--threads", &threads.to_string()]);
+    // Only leaf landing holds pushes in the hub's queue, each on a worker;
+    // a hub-landing push holds its worker only while the writer's batch
+    // runs, so the default pool serves any herd.
+    if config.landing == LandingStrategy::Leaf {
+        if let Some(threads) = hub_threads(config.agents) {
+            cmd.args(["--threads", &threads.to_string()]);
+        }
     }
     // The hub creates TRIAL_USER from these.
     secrets.pass(&mut cmd);
