@@ -48,8 +48,9 @@ pub(crate) struct Job {
     pub(crate) peer: Option<String>,
     /// The push's trace context, carried onto the broadcasts it causes.
     pub(crate) trace: TraceHeaders,
-    /// Where the reply goes, after COMMIT.
-    pub(crate) reply: SyncSender<Response>,
+    /// Where the reply goes, after COMMIT; the request awaits it as a
+    /// future, holding no thread.
+    pub(crate) reply: tokio::sync::oneshot::Sender<Response>,
 }
 
 /// The writer thread and its queue.

@@ -231,9 +231,6 @@ async fn start_hub(
         .arg("--require-login")
         .stdout(Stdio::piped())
         .stderr(log_file(&logs.join("hub.log"))?);
-    if let Some(threads) = hub_threads(config.agents) {
-        cmd.args(["--threads", &threads.to_string()]);
-    }
     // The hub creates TRIAL_USER from these.
     secrets.pass(&mut cmd);
     pass_trace(&mut cmd, &config.trace);
@@ -272,19 +269,6 @@ async fn start_hub(
     // Drain the rest of the hub's stdout so it can never block on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     Ok((child, ready))
-}
-
-/// The hub's worker threads for a herd of `agents`, when its default is too
-/// few: every leaf may wait in the push queue at once, and a waiting push
-/// holds a worker, so the queue (threads − 8) must hold the whole herd.
-/// Beyond it, pushes are refused at once and the herd races again (at 256
-/// agents with the default 152 places: 2,920 of 7,680 commits in 900 s, 80
-/// requests per commit).
-fn hub_threads(agents: u32) -> Option<usize> {
-    let needed = usize::try_from(agents)
-        .unwrap_or(usize::MAX)
-        .saturating_add(16);
-    (needed > crate::hub::DEFAULT_THREADS).then_some(needed)
 }
 
 /// Hands the trial's trace context to a child through its environment.
@@ -715,19 +699,6 @@ mod tests {
             });
         }
         out
-    }
-
-    #[test]
-    fn the_hubs_push_queue_holds_the_whole_herd() {
-        assert_eq!(hub_threads(16), None, "the default suffices");
-        assert_eq!(hub_threads(144), None);
-        for agents in [145, 256, 1000] {
-            let threads = hub_threads(agents).unwrap();
-            assert!(
-                crate::hub::queue_capacity(threads) >= agents as usize,
-                "{agents}"
-            );
-        }
     }
 
     #[tokio::test]
