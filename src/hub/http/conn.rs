@@ -223,12 +223,22 @@ impl Conn {
         }
     }
 
-    /// How many of `ready`, the next bytes in the socket, hyper may have.
-    fn readable(&self, ready: &[u8]) -> usize {
+    /// Most bytes hyper may read now, before looking at them: `None` while
+    /// a head is read (it ends at its blank line).
+    fn bound(&self) -> Option<u64> {
+        match self.lock().segment {
+            Segment::Head { .. } => None,
+            Segment::Body { left } => Some(left),
+            Segment::Unframed => Some(u64::MAX),
+        }
+    }
+
+    /// How many of `ready`, the next bytes of a head in the socket, hyper
+    /// may have: up to its blank line.
+    fn head_bytes(&self, ready: &[u8]) -> usize {
         match self.lock().segment {
             Segment::Head { newlines } => head_end(newlines, ready).unwrap_or(ready.len()),
-            Segment::Body { left } => usize::try_from(left).unwrap_or(usize::MAX).min(ready.len()),
-            Segment::Unframed => ready.len(),
+            _ => ready.len(),
         }
     }
 
@@ -267,21 +277,25 @@ impl AsyncRead for Framed<'_> {
         out: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let before = out.filled().len();
-        // Look first, then take only what belongs to the current part.
-        ready!(this.stream.poll_peek(cx, out))?;
-        let n = this.conn.readable(&out.filled()[before..]);
-        out.set_filled(before);
+        let n = match this.conn.bound() {
+            Some(left) => usize::try_from(left).unwrap_or(usize::MAX),
+            None => {
+                // Look first, then take only the head.
+                let before = out.filled().len();
+                ready!(this.stream.poll_peek(cx, out))?;
+                let n = this.conn.head_bytes(&out.filled()[before..]);
+                out.set_filled(before);
+                n
+            }
+        };
+        let n = n.min(out.remaining());
         if n == 0 {
             return Poll::Ready(Ok(())); // end of stream
         }
-        let taken = {
-            let mut part = ReadBuf::new(out.initialize_unfilled_to(n));
-            ready!(Pin::new(&mut *this.stream).poll_read(cx, &mut part))?;
-            let taken = part.filled().len();
-            this.conn.consumed(part.filled());
-            taken
-        };
+        let mut part = ReadBuf::new(out.initialize_unfilled_to(n));
+        ready!(Pin::new(&mut *this.stream).poll_read(cx, &mut part))?;
+        let taken = part.filled().len();
+        this.conn.consumed(part.filled());
         out.advance(taken);
         if taken > 0 {
             this.conn.arrived();
