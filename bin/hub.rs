@@ -38,13 +38,13 @@ use herd::xfer::login::{HUB_SECRET_ENV, HUB_USER_ENV};
 /// Limits: a request whose declared Content-Length is over
 /// --max-request-bytes gets 413 before its body is read; a request must
 /// arrive whole (head and body) within --read-timeout-ms of its first byte,
-/// else 408 and the connection is closed (slow clients never hold a worker:
-/// bodies are read before a worker sees them, at most 4 × --max-request-bytes
-/// held at once); a connection with no request
-/// for --idle-timeout-ms is closed; at --max-connections open, a new
-/// connection replaces the longest-idle one, or gets 503 when none is idle.
-/// Malformed requests get 400 (431 for a head over 64 KiB, 411 for a chunked
-/// body); a malformed sync body gets an `error` card.
+/// else 408 and the connection is closed (no thread waits on a client;
+/// at most 4 × --max-request-bytes of bodies are held at once); a
+/// connection with no request for --idle-timeout-ms is closed; at
+/// --max-connections open, a new connection replaces the longest-idle one,
+/// or gets 503 when none is idle. Malformed requests get 400 (431 for a head
+/// over 64 KiB or 64 headers, 411 for a Transfer-Encoding body); a malformed
+/// sync body gets an `error` card.
 ///
 /// Exit codes: 0 clean stop, 1 failure while stopping, 2 could not start.
 ///
@@ -64,7 +64,8 @@ struct Cli {
     /// Project name of a newly created repository.
     #[arg(long)]
     project_name: Option<String>,
-    /// HTTP worker threads.
+    /// Blocking threads serving reads (pull, clone, /stats) and decoding
+    /// pushes, each with a read connection. Waiting pushes hold none.
     #[arg(long, default_value_t = hub::DEFAULT_THREADS)]
     threads: usize,
     /// Most pushes per write transaction; 1 turns batching off.
@@ -72,9 +73,9 @@ struct Cli {
     max_batch: usize,
     /// Most pushes the push queue holds while they wait for their turn
     /// (pushers that send `pragma herd-queue`); 0 turns the queue off and
-    /// every stale push is refused at once. Default: --threads minus 8.
-    #[arg(long)]
-    push_queue: Option<usize>,
+    /// every stale push is refused at once.
+    #[arg(long, default_value_t = hub::DEFAULT_PUSH_QUEUE)]
+    push_queue: usize,
     /// How long a push-queue turn reserves the trunk for its holder, in ms.
     #[arg(long, default_value_t = hub::DEFAULT_LEASE.as_millis() as u64)]
     turn_lease_ms: u64,
@@ -131,10 +132,7 @@ impl Cli {
         config.project_name = self.project_name;
         config.threads = self.threads.max(1);
         config.push_queue = hub::QueueConfig {
-            capacity: self
-                .push_queue
-                .unwrap_or_else(|| hub::queue_capacity(config.threads))
-                .min(hub::queue_capacity(config.threads)),
+            capacity: self.push_queue,
             lease: Duration::from_millis(self.turn_lease_ms.max(1)),
         };
         let max_connections = self.max_connections.max(1);
@@ -186,7 +184,7 @@ fn serve(cli: Cli) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // Each connection holds a descriptor; the repository, the workers'
+    // Each connection holds a descriptor; the repository, the read
     // connections and NATS hold a few more.
     let needed = config.http.max_connections as u64 + config.threads as u64 * 4 + 64;
     match raise_nofile(needed) {
@@ -224,11 +222,11 @@ fn ignore_file_size_signal() {
 }
 
 /// glibc gives every thread that allocates its own arena (up to eight per
-/// core) and keeps what is freed in it. The hub's workers build replies of
+/// core) and keeps what is freed in it. The hub's threads build replies of
 /// megabytes (a baseline manifest is the whole tree's file list), so after
-/// 10,000 commits with 160 workers its resident memory had grown past
+/// 10,000 commits with 160 worker threads its resident memory had grown past
 /// 160 MB of mostly idle arenas. Two arenas are enough: the writer is one
-/// thread and the workers mostly wait.
+/// thread and the HTTP side a few.
 fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets an allocator parameter; it is called before

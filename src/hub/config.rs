@@ -15,12 +15,6 @@ use super::queue::{QueueConfig, DEFAULT_LEASE};
 use crate::coord::Secret;
 use crate::xfer::ServerConfig;
 
-/// The most pushes the queue may hold with `threads` HTTP workers: each
-/// held push occupies a worker, and a few stay free for everything else.
-pub fn queue_capacity(threads: usize) -> usize {
-    threads.saturating_sub(8).max(threads / 2)
-}
-
 /// Capabilities of a configured user unless given: clone (`g`), read (`o`)
 /// and push (`i`).
 pub const DEFAULT_USER_CAPS: &str = "gio";
@@ -61,11 +55,15 @@ pub enum ConfigError {
     },
 }
 
-/// Worker threads serving HTTP requests unless configured otherwise. Pushes
-/// wait on the writer (and in the push queue) while holding a worker, so
-/// this bounds how many pushes one write transaction can batch and how many
-/// pushers can wait for a turn (152 with the default).
-pub const DEFAULT_THREADS: usize = 160;
+/// Blocking threads (each with a read connection) unless configured
+/// otherwise: they serve pulls, clones, `/stats` and `/healthz` and decode
+/// pushes. A push waiting for the writer or for its turn holds none, so
+/// this does not grow with the number of clients.
+pub const DEFAULT_THREADS: usize = 16;
+/// Most pushes the push queue holds unless configured otherwise. A held
+/// push is a pending request (its decoded body, a connection), not a
+/// thread; beyond this, stale pushes are refused at once.
+pub const DEFAULT_PUSH_QUEUE: usize = 1024;
 /// Most pushes the writer puts into one SQLite transaction.
 pub const DEFAULT_MAX_BATCH: usize = 64;
 /// Bound of one NATS round trip of the tip publisher.
@@ -89,10 +87,10 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 /// client trickling bytes (slowloris) is dropped with 408. An idle
 /// connection is closed after `idle_timeout`. When `max_connections` are
 /// open, a new connection takes the place of the longest-idle one; when none
-/// is idle it gets 503 and is closed. Bodies are read by the listener before
-/// a worker sees the request, so slow clients never hold a worker; the
-/// bodies held at once total at most four times `max_request_bytes` (a body
-/// waits for room within its read timeout).
+/// is idle it gets 503 and is closed. A body is read whole before the
+/// request is served, and no thread waits on a client; the bodies held at
+/// once total at most four times `max_request_bytes` (a body waits for room
+/// within its read timeout).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HttpLimits {
     /// Largest request body, in bytes.
@@ -153,7 +151,8 @@ pub struct HubConfig {
     pub nats_url: Option<String>,
     /// `project-name` of a newly created repository.
     pub project_name: Option<String>,
-    /// HTTP worker threads.
+    /// Blocking threads for SQLite reads and decoding, each with a read
+    /// connection.
     pub threads: usize,
     /// How pushes are grouped into write transactions.
     pub batching: Batching,
@@ -190,7 +189,7 @@ impl HubConfig {
             server: ServerConfig::default(),
             publish_timeout: DEFAULT_PUBLISH_TIMEOUT,
             push_queue: QueueConfig {
-                capacity: queue_capacity(DEFAULT_THREADS),
+                capacity: DEFAULT_PUSH_QUEUE,
                 lease: DEFAULT_LEASE,
             },
             users: Vec::new(),

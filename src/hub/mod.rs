@@ -3,15 +3,16 @@
 //! broadcast on NATS JetStream.
 //!
 //! [`Hub::start`] opens (or creates) the repository, binds the listener,
-//! connects to NATS when asked, and starts the threads; [`Hub::stop`] stops
-//! accepting, finishes in-flight requests, lets the writer drain and
-//! checkpoint, and flushes the broadcasts. [`run`] is the whole process
+//! connects to NATS when asked, and starts the writer and the HTTP thread;
+//! [`Hub::stop`] stops accepting, finishes in-flight requests, lets the
+//! writer drain and checkpoint, and flushes the broadcasts. [`run`] is the whole process
 //! between flags and exit code: start, print the readiness line, wait for
 //! the shutdown future, stop.
 //!
-//! Files: `config` ([`HubConfig`], [`HttpLimits`]), `http` (the listener
-//! and its limits, workers, routing, the one place results become HTTP
-//! statuses), `writer` (the single writer and batching),
+//! Files: `config` ([`HubConfig`], [`HttpLimits`]), `http` (hyper's
+//! server, the limits hyper has no knob for, routing, the blocking pool for
+//! SQLite reads, the one place results become HTTP statuses), `writer`
+//! (the single writer and batching), `queue` (the push queue),
 //! `broadcast` (the tip publisher thread), `stats` (counters and `/stats`),
 //! `error` ([`HubError`]).
 //!
@@ -32,13 +33,12 @@ use std::future::Future;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 pub use broadcast::Broadcast;
 pub use config::{
-    queue_capacity, Batching, ConfigError, HttpLimits, HubConfig, HubUser, DEFAULT_IDLE_TIMEOUT,
-    DEFAULT_MAX_BATCH, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_PUBLISH_TIMEOUT,
-    DEFAULT_READ_TIMEOUT, DEFAULT_THREADS, DEFAULT_USER_CAPS,
+    Batching, ConfigError, HttpLimits, HubConfig, HubUser, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BATCH,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_PUBLISH_TIMEOUT,
+    DEFAULT_PUSH_QUEUE, DEFAULT_READ_TIMEOUT, DEFAULT_THREADS, DEFAULT_USER_CAPS,
 };
 pub use error::HubError;
 pub use queue::{QueueConfig, DEFAULT_LEASE};
@@ -50,7 +50,7 @@ use crate::xfer::login::shared_secret;
 use crate::xfer::server::Access;
 use crate::xfer::ServerConfig;
 
-/// Page cache of each worker's read connection, in KiB.
+/// Page cache of each read connection, in KiB.
 const READER_CACHE_KIB: u32 = 128;
 use broadcast::Broadcaster;
 use writer::Writer;
@@ -71,7 +71,6 @@ pub struct Hub {
     ready: HubReady,
     addr: SocketAddr,
     listener: http::Listener,
-    workers: Vec<JoinHandle<()>>,
     writer: Writer,
     broadcaster: Option<Broadcaster>,
     counters: Arc<Counters>,
@@ -88,11 +87,11 @@ impl std::fmt::Debug for Hub {
 
 impl Hub {
     /// Opens or creates the repository, connects to NATS (when configured),
-    /// binds the listener and starts the writer and the workers.
+    /// binds the listener and starts the writer and the HTTP thread.
     pub fn start(config: &HubConfig) -> Result<Hub, HubError> {
         config.validate()?;
         // Bind first: a taken port should not leave a new repository behind.
-        // Connections made before the workers start wait in the backlog.
+        // Connections made before the listener starts wait in the backlog.
         let tcp = std::net::TcpListener::bind(config.listen).map_err(|source| HubError::Bind {
             addr: config.listen,
             source: Box::new(source),
@@ -129,8 +128,8 @@ impl Hub {
             )?),
             None => None,
         };
-        // Many workers, each with a read connection; a small page cache
-        // each keeps their sum bounded (hot pages stay in the OS cache).
+        // A read connection per blocking thread; a small page cache each
+        // keeps their sum bounded (hot pages stay in the OS cache).
         let readers = (0..config.threads.max(1))
             .map(|_| {
                 let reader = Repository::open(&config.repo).map_err(open_err)?;
@@ -146,34 +145,19 @@ impl Hub {
             broadcaster.as_ref().map(Broadcaster::queue),
             config.push_queue,
         )?;
-        let shared = Arc::new(http::Shared {
-            config: server,
-            counters: Arc::clone(&counters),
-            nats: broadcaster.as_ref().map(Broadcaster::health),
-        });
-        let (jobs_in, jobs) = std::sync::mpsc::channel();
-        let jobs = Arc::new(std::sync::Mutex::new(jobs));
-        let mut workers = Vec::with_capacity(readers.len());
-        for (i, reader) in readers.into_iter().enumerate() {
-            let jobs = Arc::clone(&jobs);
-            let queue = writer.queue();
-            let shared = Arc::clone(&shared);
-            let worker = std::thread::Builder::new()
-                .name(format!("hub-http-{i}"))
-                .spawn(move || http::serve(&jobs, &reader, &queue, &shared))
-                .map_err(|source| HubError::Spawn {
-                    what: "an http worker thread",
-                    source,
-                })?;
-            workers.push(worker);
-        }
+        let shared = http::Shared::new(
+            server,
+            Arc::clone(&counters),
+            broadcaster.as_ref().map(Broadcaster::health),
+            writer.queue(),
+            readers,
+        );
         // Connections made before this wait in the backlog.
         let listener = http::Listener::start(
             tcp,
             config.http,
             config.server.limits.max_total,
-            jobs_in,
-            Arc::clone(&counters),
+            Arc::new(shared),
         )
         .map_err(|source| HubError::Spawn {
             what: "the http listener",
@@ -197,7 +181,6 @@ impl Hub {
             ready,
             addr,
             listener,
-            workers,
             writer,
             broadcaster,
             counters,
@@ -224,14 +207,10 @@ impl Hub {
     /// and checkpoint the WAL, then publishes the tips still queued (each
     /// bounded by the publish timeout).
     pub fn stop(self) -> Result<(), HubError> {
-        // The listener returns once every received request is answered; the
-        // workers then find the queue closed.
+        // The listener returns once every received request is answered,
+        // and has dropped its read connections and its side of the
+        // writer's queue by then.
         self.listener.stop();
-        for worker in self.workers {
-            if worker.join().is_err() {
-                tracing::error!("an http worker panicked");
-            }
-        }
         let result = self.writer.stop();
         if let Some(broadcaster) = self.broadcaster {
             broadcaster.stop();

@@ -10,9 +10,9 @@
 //! rebases and pushes again with the token and lands. So a waiting
 //! check-in costs one refusal, not one per rival.
 //!
-//! Only the writer thread touches the queue. A held push occupies the HTTP
-//! worker that read it, so the queue holds fewer pushes than there are
-//! workers; beyond that, pushes get an immediate refusal as before. Pushers
+//! Only the writer thread touches the queue. A held push is a request the
+//! async front end keeps open (a pending future, no thread), up to the
+//! queue's capacity; beyond that, pushes get an immediate refusal. Pushers
 //! that do not take part (a real `fossil`) are never held; if one lands
 //! while a turn is out, the turn's push is refused and waits again.
 

@@ -1,6 +1,6 @@
 //! The hub's counters and the `/stats` document. Counters are atomics shared
-//! by the HTTP workers, the writer and the broadcaster; the repository
-//! figures are read on the asking worker's own connection, in one read
+//! by the HTTP front end, the writer and the broadcaster; the repository
+//! figures are read on a pool thread's own connection, in one read
 //! transaction so they describe one committed state.
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -35,12 +35,12 @@ use crate::xfer::card::{encode, Card};
 use crate::xfer::time::timestamp_comment;
 use crate::xfer::{encode_body, handle_decoded, ContentType, Decoded, Response, ServerConfig};
 
-/// How many pushes may wait in the writer's queue before workers block.
+/// How many pushes may wait in the writer's queue before senders block.
 const QUEUE_DEPTH: usize = 1024;
 
 /// One push for the writer.
 pub(crate) struct Job {
-    /// The decoded request (decoding happens on the worker, off the writer).
+    /// The decoded request (decoded on a pool thread, off the writer).
     pub(crate) decoded: Decoded,
     /// The request's content type, for an error reply.
     pub(crate) content_type: ContentType,
@@ -48,8 +48,9 @@ pub(crate) struct Job {
     pub(crate) peer: Option<String>,
     /// The push's trace context, carried onto the broadcasts it causes.
     pub(crate) trace: TraceHeaders,
-    /// Where the reply goes, after COMMIT.
-    pub(crate) reply: SyncSender<Response>,
+    /// Where the reply goes, after COMMIT; the request awaits it as a
+    /// future, holding no thread.
+    pub(crate) reply: tokio::sync::oneshot::Sender<Response>,
 }
 
 /// The writer thread and its queue.
@@ -97,7 +98,7 @@ impl Writer {
         Ok(Writer { queue, thread })
     }
 
-    /// The sending end of the queue, one per worker.
+    /// A sending end of the queue, for the front end.
     pub(crate) fn queue(&self) -> SyncSender<Job> {
         self.queue.clone()
     }
@@ -133,7 +134,7 @@ impl Writing {
                         self.counters.set_queue(&self.queue);
                         continue;
                     }
-                    // Every worker is gone, so no push is held either.
+                    // Every sender is gone, so no push is held either.
                     Err(RecvTimeoutError::Disconnected) => break,
                 }
             }
@@ -251,7 +252,7 @@ impl Writing {
                 tracing::debug!(tip = %advance.hash, seq = advance.seq, "trunk advanced");
                 advances.push((advance.clone(), job.trace.clone()));
             }
-            // A worker that gave up (client gone) is no reason to stop.
+            // A request that gave up (client gone) is no reason to stop.
             let _ = job.reply.send(response);
         }
         self.counters.set_queue(&self.queue);

@@ -32,7 +32,7 @@ use super::fossil_hub::{self, FossilHub};
 use super::summary::{HubCount, SlotRecord, TrialReport, TrialShape};
 use super::{nats, process, SupervisorError, TrialConfig};
 use crate::coord::{Secret, NATS_TOKEN_ENV};
-use crate::report::{HubKind, HubReady, LandingStrategy, LeafLine, TaskOutcome};
+use crate::report::{HubKind, HubReady, LeafLine, TaskOutcome};
 use crate::telemetry::{W3c, TRACEPARENT_ENV, TRACESTATE_ENV};
 use crate::xfer::login::{HUB_SECRET_ENV, HUB_USER_ENV};
 
@@ -240,14 +240,6 @@ async fn start_hub(
         .arg("--require-login")
         .stdout(Stdio::piped())
         .stderr(log_file(&logs.join("hub.log"))?);
-    // Only leaf landing holds pushes in the hub's queue, each on a worker;
-    // a hub-landing push holds its worker only while the writer's batch
-    // runs, so the default pool serves any herd.
-    if config.landing == LandingStrategy::Leaf {
-        if let Some(threads) = hub_threads(config.agents) {
-            cmd.args(["--threads", &threads.to_string()]);
-        }
-    }
     // The hub creates TRIAL_USER from these.
     secrets.pass(&mut cmd);
     pass_trace(&mut cmd, &config.trace);
@@ -286,19 +278,6 @@ async fn start_hub(
     // Drain the rest of the hub's stdout so it can never block on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     Ok((child, ready))
-}
-
-/// The hub's worker threads for a herd of `agents`, when its default is too
-/// few: every leaf may wait in the push queue at once, and a waiting push
-/// holds a worker, so the queue (threads − 8) must hold the whole herd.
-/// Beyond it, pushes are refused at once and the herd races again (at 256
-/// agents with the default 152 places: 2,920 of 7,680 commits in 900 s, 80
-/// requests per commit).
-fn hub_threads(agents: u32) -> Option<usize> {
-    let needed = usize::try_from(agents)
-        .unwrap_or(usize::MAX)
-        .saturating_add(16);
-    (needed > crate::hub::DEFAULT_THREADS).then_some(needed)
 }
 
 /// Hands the trial's trace context to a child through its environment.
@@ -733,19 +712,6 @@ mod tests {
             });
         }
         out
-    }
-
-    #[test]
-    fn the_hubs_push_queue_holds_the_whole_herd() {
-        assert_eq!(hub_threads(16), None, "the default suffices");
-        assert_eq!(hub_threads(144), None);
-        for agents in [145, 256, 1000] {
-            let threads = hub_threads(agents).unwrap();
-            assert!(
-                crate::hub::queue_capacity(threads) >= agents as usize,
-                "{agents}"
-            );
-        }
     }
 
     #[tokio::test]

@@ -378,6 +378,150 @@ fn malformed_requests_get_400_or_an_error_card_and_the_hub_keeps_serving() {
 }
 
 #[test]
+fn pipelined_requests_on_one_connection_are_answered_in_order() {
+    let tmp = TempDir::new().unwrap();
+    let hub = HubProcess::start(&tmp.path().join("hub.fossil"), None, &[]);
+    let addr = addr_of(&hub);
+    // Four requests in one write, a body among them; the last closes.
+    let mut clone = post("application/x-fossil-debug", CLONE);
+    let close = b"Connection: close\r\n";
+    let keep = clone.windows(close.len()).position(|w| w == close).unwrap();
+    clone.drain(keep..keep + close.len());
+    let mut requests = b"GET /healthz HTTP/1.1\r\nHost: hub\r\n\r\n".to_vec();
+    requests.extend_from_slice(&clone);
+    requests.extend_from_slice(b"GET /nowhere HTTP/1.1\r\nHost: hub\r\n\r\n");
+    requests.extend_from_slice(b"GET /stats HTTP/1.1\r\nHost: hub\r\nConnection: close\r\n\r\n");
+    let replies = exchange(&addr, &requests, false);
+    let statuses: Vec<u16> = replies.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [200, 200, 404, 200], "{replies:?}");
+    assert_eq!(replies[0].body, b"ok\n");
+    assert!(replies[1]
+        .cards()
+        .iter()
+        .any(|c| matches!(c, Card::CloneSeqno(_))));
+    assert_eq!(replies[3].content_type, "application/json");
+    let stats: serde_json::Value = serde_json::from_slice(&replies[3].body).unwrap();
+    assert!(stats["http_requests"].as_u64().unwrap() >= 4, "{stats}");
+
+    // The same requests a byte at a time: framing does not depend on reads.
+    let mut stream = connect(&addr);
+    for byte in &requests {
+        stream.write_all(std::slice::from_ref(byte)).unwrap();
+    }
+    let mut reader = BufReader::new(stream);
+    let trickled: Vec<u16> = std::iter::from_fn(|| read_reply(&mut reader))
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(trickled, [200, 200, 404, 200]);
+}
+
+#[test]
+fn request_smuggling_attempts_are_refused_and_close_the_connection() {
+    let tmp = TempDir::new().unwrap();
+    let hub = HubProcess::start(&tmp.path().join("hub.fossil"), None, &[]);
+    let addr = addr_of(&hub);
+    // Each hides a second request where a server framing the body one way
+    // would see it and a proxy framing it the other way would not.
+    let smuggled = "GET /stats HTTP/1.1\r\nHost: hub\r\n\r\n";
+    let attempts = [
+        (
+            "content-length with transfer-encoding",
+            format!(
+                "POST / HTTP/1.1\r\nHost: hub\r\nContent-Type: application/x-fossil-debug\r\n\
+                 Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}"
+            ),
+        ),
+        (
+            "transfer-encoding with content-length",
+            format!(
+                "POST / HTTP/1.1\r\nHost: hub\r\nContent-Type: application/x-fossil-debug\r\n\
+                 Transfer-Encoding: chunked\r\nContent-Length: 40\r\n\r\n0\r\n\r\n{smuggled}"
+            ),
+        ),
+        (
+            "two content-lengths",
+            format!(
+                "POST / HTTP/1.1\r\nHost: hub\r\nContent-Type: application/x-fossil-debug\r\n\
+                 Content-Length: 0\r\nContent-Length: {}\r\n\r\n{smuggled}",
+                smuggled.len()
+            ),
+        ),
+        (
+            "a content-length list",
+            format!(
+                "POST / HTTP/1.1\r\nHost: hub\r\nContent-Type: application/x-fossil-debug\r\n\
+                 Content-Length: 0, {}\r\n\r\n{smuggled}",
+                smuggled.len()
+            ),
+        ),
+        (
+            "an obfuscated transfer-encoding",
+            format!(
+                "POST / HTTP/1.1\r\nHost: hub\r\nContent-Type: application/x-fossil-debug\r\n\
+                 Content-Length: 0\r\nTransfer-Encoding: xchunked\r\n\r\n{smuggled}"
+            ),
+        ),
+    ];
+    for (what, request) in &attempts {
+        let replies = exchange(&addr, request.as_bytes(), false);
+        assert_eq!(
+            replies.len(),
+            1,
+            "{what}: the hidden request was answered: {replies:?}"
+        );
+        let status = replies[0].status;
+        assert!(
+            [400, 411].contains(&status),
+            "{what}: {status} {}",
+            String::from_utf8_lossy(&replies[0].body)
+        );
+    }
+    assert_eq!(
+        hub.stat("requests"),
+        2,
+        "only the chunked ones reached routing"
+    );
+    assert_clone_served(&hub);
+}
+
+#[test]
+fn http_1_0_clients_are_served() {
+    let tmp = TempDir::new().unwrap();
+    let hub = HubProcess::start(&tmp.path().join("hub.fossil"), None, &[]);
+    let addr = addr_of(&hub);
+    // HTTP/1.0 closes after the reply unless asked otherwise.
+    let replies = exchange(&addr, b"GET /healthz HTTP/1.0\r\n\r\n", false);
+    assert_eq!(replies.len(), 1);
+    assert_eq!(
+        (replies[0].status, &replies[0].body[..]),
+        (200, &b"ok\n"[..])
+    );
+    // A sync request as Fossil 2.21 sends it: HTTP/1.0, its write side
+    // shut once the body is out.
+    let mut clone = format!(
+        "POST /any/path HTTP/1.0\r\nHost: hub\r\nUser-Agent: Fossil/2.21\r\n\
+         Content-Type: application/x-fossil-debug\r\nContent-Length: {}\r\n\r\n",
+        CLONE.len()
+    )
+    .into_bytes();
+    clone.extend_from_slice(CLONE);
+    let replies = exchange(&addr, &clone, true);
+    assert_eq!(replies.len(), 1);
+    assert!(replies[0]
+        .cards()
+        .iter()
+        .any(|c| matches!(c, Card::CloneSeqno(_))));
+    // Keep-alive when asked for.
+    let twice =
+        b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /healthz HTTP/1.0\r\n\r\n";
+    let replies = exchange(&addr, twice, false);
+    assert_eq!(
+        replies.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [200, 200]
+    );
+}
+
+#[test]
 fn an_oversized_body_is_refused_before_it_is_sent() {
     let tmp = TempDir::new().unwrap();
     // A long read timeout: a hub waiting for the body would answer 408

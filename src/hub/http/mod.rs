@@ -1,26 +1,33 @@
-//! The HTTP side: a listener that reads whole requests under the hub's
-//! limits (`listener` and `conn`, on bytes parsed by `wire`), and worker
-//! threads that serve them, each with its own read-only connection to the
-//! repository (WAL lets readers run beside the writer). Routing follows
-//! `fossil server`: any POST whose content type is one of Fossil's
-//! (`application/x-fossil`, `-debug`, `-uncompressed`) is a sync request,
-//! whatever the path (reference 5.1). Pulls and clones are served here in
-//! one read transaction; pushes go to the writer and the worker waits for
-//! its reply. `GET /healthz` and `GET /stats` answer for operators and herd;
-//! anything else is 404.
+//! The HTTP side: hyper's HTTP/1.1 server on one async I/O thread
+//! (`server`: the accept loop and the connection table; `conn`: one
+//! connection, with the limits hyper has no knob for), and routing.
 //!
-//! [`response`] is the one place a request's result, or the listener's
-//! refusal of it, becomes an HTTP status.
+//! Routing follows `fossil server`: any POST whose content type is one of
+//! Fossil's (`application/x-fossil`, `-debug`, `-uncompressed`) is a sync
+//! request, whatever the path (reference 5.1). Everything that touches
+//! SQLite runs on a bounded pool of blocking threads, each run with a
+//! read-only connection of its own (WAL lets readers run beside the
+//! writer): pulls and clones are served there in one read transaction, and
+//! a push is decoded there and handed to the writer thread, whose reply the
+//! request then awaits as a future: a push waiting for the writer or for
+//! its turn holds no thread. `GET /healthz` and `GET /stats` answer for
+//! operators and herd; anything else is 404.
+//!
+//! [`response`] is the one place a request's result, or the refusal of
+//! it, becomes an HTTP status. Heads that are not HTTP/1.x or are over
+//! their limits never reach it: hyper answers those itself (400, 431).
 
 mod conn;
-mod listener;
-mod wire;
+mod server;
 
-use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-pub(crate) use listener::{Exchange, HttpResponse, Listener};
+use hyper::http::request::Parts as Head;
+use tokio::sync::{oneshot, Semaphore};
+
+pub(crate) use server::Listener;
 
 use super::broadcast::{chain, NatsHealth};
 use super::stats::{Counters, RepoFigures, Stats};
@@ -28,10 +35,11 @@ use super::writer::Job;
 use crate::coord::{TraceHeaders, TRACEPARENT_HEADER, TRACESTATE_HEADER};
 use crate::repo::Repository;
 use crate::telemetry::W3c;
-use crate::xfer::{handle_decoded, handle_with, ContentType, Decoded, Kind, Request, ServerConfig};
-use listener::HttpRequest;
+use crate::xfer::{
+    handle_decoded, handle_with, ContentType, Decoded, Kind, Request, Response, ServerConfig,
+};
 
-/// What every worker shares.
+/// What every request shares.
 pub(crate) struct Shared {
     /// The sync server's limits and budgets.
     pub(crate) config: ServerConfig,
@@ -39,6 +47,38 @@ pub(crate) struct Shared {
     pub(crate) counters: Arc<Counters>,
     /// The NATS connection, when broadcasting.
     pub(crate) nats: Option<NatsHealth>,
+    /// The writer's queue.
+    pub(crate) writer: SyncSender<Job>,
+    /// Read connections not in use; a permit of `reading` holds one.
+    readers: Mutex<Vec<Repository>>,
+    /// One permit per read connection: requests beyond them wait as futures.
+    reading: Arc<Semaphore>,
+}
+
+impl Shared {
+    /// Everything requests share; `readers` bound the blocking work that
+    /// runs at once.
+    pub(crate) fn new(
+        config: ServerConfig,
+        counters: Arc<Counters>,
+        nats: Option<NatsHealth>,
+        writer: SyncSender<Job>,
+        readers: Vec<Repository>,
+    ) -> Shared {
+        Shared {
+            config,
+            counters,
+            nats,
+            writer,
+            reading: Arc::new(Semaphore::new(readers.len())),
+            readers: Mutex::new(readers),
+        }
+    }
+
+    /// How many requests may run blocking work at once.
+    fn blocking_threads(&self) -> usize {
+        self.reading.available_permits().max(1)
+    }
 }
 
 /// What a request comes to, before it becomes HTTP.
@@ -62,16 +102,10 @@ enum Failure {
     NotFound,
     /// The declared body is over the request size limit (413).
     TooLarge { max: u64 },
-    /// The head is not HTTP, or its length headers are unusable (400).
-    BadHead(wire::HeadError),
-    /// The head is over its size limit (431).
-    HeadTooLarge,
-    /// A chunked body: the hub needs a length (411).
-    LengthRequired(wire::HeadError),
-    /// The body could not be read (400).
-    BadBody(std::io::Error),
-    /// The body ended before its declared length (400).
-    ShortBody { got: u64, declared: u64 },
+    /// A `Transfer-Encoding` body: the hub needs a length (411).
+    LengthRequired { coding: String },
+    /// The body ended or failed before its declared length (400).
+    BadBody { got: u64, declared: u64 },
     /// The request did not arrive within the read timeout (408).
     Timeout { after: Duration },
     /// Every connection slot is busy (503).
@@ -84,82 +118,102 @@ enum Failure {
     NatsDisconnected,
     /// `/stats` could not be encoded (500).
     Encode(serde_json::Error),
-    /// Serving the request panicked (500); the worker lives on.
+    /// Serving the request panicked (500); the hub goes on.
     Panicked,
 }
 
-/// Whether a request with this method and content type is a sync request.
-fn is_sync(method: &str, content_type: Option<&str>) -> bool {
-    method == "POST" && content_type.is_some_and(|ct| ContentType::parse(ct).is_ok())
+/// A reply to write.
+struct HttpResponse {
+    status: u16,
+    content_type: &'static str,
+    body: Vec<u8>,
+    /// The request was refused before it was read whole: the connection
+    /// closes after the reply.
+    close: bool,
 }
 
-/// The queue the listener fills and the workers share.
-pub(crate) type Jobs = Mutex<Receiver<Exchange>>;
-
-/// Serves requests until the listener has stopped and the queue is empty.
-/// A panic while serving one request is answered 500 and the worker goes on.
-pub(crate) fn serve(jobs: &Jobs, reader: &Repository, writer: &SyncSender<Job>, shared: &Shared) {
-    loop {
-        let next = jobs.lock().unwrap_or_else(PoisonError::into_inner).recv();
-        let Ok(Exchange { request, reply }) = next else {
-            return;
-        };
-        Counters::add(&shared.counters.http_requests, 1);
-        let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            route(&request, reader, writer, shared)
-        }))
-        .unwrap_or_else(|_| {
-            tracing::error!(path = %request.head.path, "serving a request panicked");
-            Answer::Failed(Failure::Panicked)
-        });
-        // The listener may have given up on the client; nobody to tell.
-        let _ = reply.send(response(answer));
-    }
+/// The `Content-Type` of a request, when it is text.
+fn content_type(head: &Head) -> Option<&str> {
+    head.headers
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
 }
 
-fn route(
-    request: &HttpRequest,
-    reader: &Repository,
-    writer: &SyncSender<Job>,
-    shared: &Shared,
-) -> Answer {
-    let head = &request.head;
-    if is_sync(&head.method, head.header("Content-Type")) {
-        return sync(request, reader, writer, shared);
+/// Whether a request with this head is a sync request.
+fn is_sync(head: &Head) -> bool {
+    head.method == hyper::Method::POST
+        && content_type(head).is_some_and(|ct| ContentType::parse(ct).is_ok())
+}
+
+/// Serves a request read whole.
+async fn route(head: &Head, body: Vec<u8>, peer: String, shared: &Arc<Shared>) -> Answer {
+    if is_sync(head) {
+        return sync(head, body, peer, shared).await;
     }
-    match (head.method.as_str(), head.path.as_str()) {
-        ("GET", "/healthz") => healthz(reader, shared),
-        ("GET", "/stats") => stats(reader, shared),
+    match (head.method.as_str(), head.uri.path()) {
+        ("GET", "/healthz") => healthz(shared).await,
+        ("GET", "/stats") => stats(shared).await,
         _ => Answer::Failed(Failure::NotFound),
     }
 }
 
-/// The headers a sync request's span needs.
-struct Parts {
-    trace: TraceHeaders,
-    peer: Option<String>,
-}
-
-fn request_parts(request: &HttpRequest) -> Parts {
-    let header = |name: &str| request.head.header(name).map(str::to_string);
-    Parts {
-        trace: TraceHeaders {
-            traceparent: header(TRACEPARENT_HEADER),
-            tracestate: header(TRACESTATE_HEADER),
-        },
-        peer: Some(request.peer.ip().to_string()),
+/// Runs `work` on a blocking thread with a read connection of its own,
+/// after waiting (as a future, holding no thread) for one to be free. A
+/// panic in `work` is answered 500 and the connection goes back to the pool.
+async fn blocking<T: Send + 'static>(
+    shared: &Arc<Shared>,
+    work: impl FnOnce(&Repository, &Shared) -> T + Send + 'static,
+) -> Result<T, Failure> {
+    let permit = Arc::clone(&shared.reading)
+        .acquire_owned()
+        .await
+        .map_err(|_| Failure::WriterStopped)?;
+    let shared = Arc::clone(shared);
+    // The reader goes back inside the blocking task, so a request dropped
+    // while it runs (client gone) loses nothing.
+    let task = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let pool = || {
+            shared
+                .readers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+        };
+        let reader = pool().pop().expect("every permit stands for a free reader");
+        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&reader, &shared)));
+        pool().push(reader);
+        out
+    });
+    match task.await {
+        Ok(Ok(out)) => Ok(out),
+        _ => Err(Failure::Panicked),
     }
 }
 
-/// Serves a sync request: reads here, pushes on the writer.
-fn sync(
-    request: &HttpRequest,
-    reader: &Repository,
-    writer: &SyncSender<Job>,
-    shared: &Shared,
-) -> Answer {
+/// How the blocking part of a sync request ended.
+enum Served {
+    /// Answered there (a pull, a clone, an undecodable body).
+    Reply(Response),
+    /// Handed to the writer, which answers after its COMMIT.
+    Pushed(oneshot::Receiver<Response>),
+    /// The writer is gone.
+    Stopped,
+}
+
+/// Serves a sync request: decoding and reads on a blocking thread, pushes
+/// on the writer.
+async fn sync(head: &Head, body: Vec<u8>, peer: String, shared: &Arc<Shared>) -> Answer {
     Counters::add(&shared.counters.requests, 1);
-    let parts = &request_parts(request);
+    let header = |name: &str| {
+        head.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let trace = TraceHeaders {
+        traceparent: header(TRACEPARENT_HEADER),
+        tracestate: header(TRACESTATE_HEADER),
+    };
     let span = tracing::info_span!(
         "hub.xfer",
         "cards.in" = tracing::field::Empty,
@@ -170,59 +224,28 @@ fn sync(
     );
     // A child of the pushing or pulling operation; a request without a
     // trace context joins the trial's trace through herd's root.
-    let parent = match &parts.trace.traceparent {
+    let parent = match &trace.traceparent {
         Some(_) => W3c {
-            traceparent: parts.trace.traceparent.clone(),
-            tracestate: parts.trace.tracestate.clone(),
+            traceparent: trace.traceparent.clone(),
+            tracestate: trace.tracestate.clone(),
         },
         None => W3c::from_env(),
     };
     parent.adopt(&span);
-    let _entered = span.enter();
-    sync_in_span(request, parts, reader, writer, shared)
-}
-
-/// [`sync`] inside its `hub.xfer` span (the current span), which it fills.
-fn sync_in_span(
-    request: &HttpRequest,
-    parts: &Parts,
-    reader: &Repository,
-    writer: &SyncSender<Job>,
-    shared: &Shared,
-) -> Answer {
-    let span = tracing::Span::current();
-    let content_type = request.head.header("Content-Type").unwrap_or_default();
-    let sync_request = Request {
-        content_type,
-        body: &request.body,
-        peer: parts.peer.as_deref(),
-    };
-    let response = match Decoded::new(&sync_request, &shared.config.limits) {
-        // Undecodable: the server function builds the error card reply.
-        Err(_) => handle_with(reader, &sync_request, &shared.config),
-        Ok(decoded) => match decoded.kind() {
-            Kind::ReadOnly => read_snapshot(reader, || {
-                handle_decoded(reader, &decoded, parts.peer.as_deref(), &shared.config)
-            }),
-            Kind::Write => {
-                Counters::add(&shared.counters.writes, 1);
-                let (reply, answer) = std::sync::mpsc::sync_channel(1);
-                let job = Job {
-                    decoded,
-                    content_type: ContentType::parse(content_type).unwrap_or(ContentType::Fossil),
-                    peer: parts.peer.clone(),
-                    trace: trace_of(&span).unwrap_or_else(|| parts.trace.clone()),
-                    reply,
-                };
-                if writer.send(job).is_err() {
-                    return Answer::Failed(Failure::WriterStopped);
-                }
-                match answer.recv() {
-                    Ok(response) => response,
-                    Err(_) => return Answer::Failed(Failure::WriterStopped),
-                }
-            }
+    let content_type = content_type(head).unwrap_or_default().to_string();
+    let in_span = span.clone();
+    let served = blocking(shared, move |reader, shared| {
+        in_span.in_scope(|| serve_sync(reader, shared, &content_type, &body, peer, trace))
+    })
+    .await;
+    let response = match served {
+        Ok(Served::Reply(response)) => response,
+        Ok(Served::Pushed(reply)) => match reply.await {
+            Ok(response) => response,
+            Err(_) => return Answer::Failed(Failure::WriterStopped),
         },
+        Ok(Served::Stopped) => return Answer::Failed(Failure::WriterStopped),
+        Err(failure) => return Answer::Failed(failure),
     };
     let o = &response.outcome;
     let outcome = if !o.advances.is_empty() {
@@ -239,12 +262,54 @@ fn sync_in_span(
     span.record("artifacts.received", count(o.artifacts_received));
     span.record("artifacts.sent", count(o.artifacts_sent));
     span.record("outcome", outcome);
-    if let Some(failure) = &response.outcome.failure {
-        tracing::debug!(peer = ?parts.peer, failure = %failure, "sync request failed");
+    if let Some(failure) = &o.failure {
+        span.in_scope(|| tracing::debug!(failure = %failure, "sync request failed"));
     }
     Answer::Sync {
         content_type: response.content_type,
         body: response.body,
+    }
+}
+
+/// The blocking part of [`sync`], inside its `hub.xfer` span.
+fn serve_sync(
+    reader: &Repository,
+    shared: &Shared,
+    content_type: &str,
+    body: &[u8],
+    peer: String,
+    trace: TraceHeaders,
+) -> Served {
+    let request = Request {
+        content_type,
+        body,
+        peer: Some(&peer),
+    };
+    let decoded = match Decoded::new(&request, &shared.config.limits) {
+        // Undecodable: the server function builds the error card reply.
+        Err(_) => return Served::Reply(handle_with(reader, &request, &shared.config)),
+        Ok(decoded) => decoded,
+    };
+    match decoded.kind() {
+        Kind::ReadOnly => Served::Reply(read_snapshot(reader, || {
+            handle_decoded(reader, &decoded, Some(&peer), &shared.config)
+        })),
+        Kind::Write => {
+            Counters::add(&shared.counters.writes, 1);
+            let (reply, answer) = oneshot::channel();
+            let job = Job {
+                decoded,
+                content_type: ContentType::parse(content_type).unwrap_or(ContentType::Fossil),
+                peer: Some(peer),
+                trace: trace_of(&tracing::Span::current()).unwrap_or(trace),
+                reply,
+            };
+            // Blocks this pool thread only while the writer's queue is full.
+            match shared.writer.send(job) {
+                Ok(()) => Served::Pushed(answer),
+                Err(_) => Served::Stopped,
+            }
+        }
     }
 }
 
@@ -264,9 +329,14 @@ fn trace_of(span: &tracing::Span) -> Option<TraceHeaders> {
     })
 }
 
-fn healthz(reader: &Repository, shared: &Shared) -> Answer {
-    if let Err(e) = read_snapshot(reader, || reader.trunk_tip()) {
-        return Answer::Failed(Failure::Repository(e));
+async fn healthz(shared: &Arc<Shared>) -> Answer {
+    let read = blocking(shared, |reader, _| {
+        read_snapshot(reader, || reader.trunk_tip())
+    });
+    match read.await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return Answer::Failed(Failure::Repository(e)),
+        Err(failure) => return Answer::Failed(failure),
     }
     match &shared.nats {
         Some(nats) if !nats.connected() => Answer::Failed(Failure::NatsDisconnected),
@@ -274,16 +344,20 @@ fn healthz(reader: &Repository, shared: &Shared) -> Answer {
     }
 }
 
-fn stats(reader: &Repository, shared: &Shared) -> Answer {
-    match read_snapshot(reader, || RepoFigures::read(reader)) {
-        Ok(figures) => {
+async fn stats(shared: &Arc<Shared>) -> Answer {
+    let read = blocking(shared, |reader, _| {
+        read_snapshot(reader, || RepoFigures::read(reader))
+    });
+    match read.await {
+        Ok(Ok(figures)) => {
             let stats = Stats::new(figures, &shared.counters);
             match serde_json::to_string(&stats) {
                 Ok(json) => Answer::Json(json),
                 Err(e) => Answer::Failed(Failure::Encode(e)),
             }
         }
-        Err(e) => Answer::Failed(Failure::Repository(e)),
+        Ok(Err(e)) => Answer::Failed(Failure::Repository(e)),
+        Err(failure) => Answer::Failed(failure),
     }
 }
 
@@ -303,19 +377,19 @@ const TEXT: &str = "text/plain; charset=utf-8";
 /// The one place an answer becomes an HTTP response, and a failure an
 /// HTTP status.
 fn response(answer: Answer) -> HttpResponse {
-    let (status, content_type, body) = match answer {
-        Answer::Sync { content_type, body } => (200, content_type.as_str(), body),
-        Answer::Json(json) => (200, "application/json", json.into_bytes()),
-        Answer::Healthy => (200, TEXT, b"ok\n".to_vec()),
+    let (status, content_type, body, close) = match answer {
+        Answer::Sync { content_type, body } => (200, content_type.as_str(), body, false),
+        Answer::Json(json) => (200, "application/json", json.into_bytes(), false),
+        Answer::Healthy => (200, TEXT, b"ok\n".to_vec(), false),
         Answer::Failed(failure) => {
-            let (status, text) = match failure {
+            let (status, text) = match &failure {
                 Failure::NotFound => (404, "not found".to_string()),
                 Failure::TooLarge { max } => (413, format!("request body over {max} bytes")),
-                Failure::BadHead(e) => (400, e.to_string()),
-                Failure::HeadTooLarge => (431, wire::HeadError::TooLarge.to_string()),
-                Failure::LengthRequired(e) => (411, e.to_string()),
-                Failure::BadBody(e) => (400, format!("cannot read the request body: {e}")),
-                Failure::ShortBody { got, declared } => (
+                Failure::LengthRequired { coding } => (
+                    411,
+                    format!("transfer-encoding {coding:?} is not supported; send content-length"),
+                ),
+                Failure::BadBody { got, declared } => (
                     400,
                     format!("request body ended after {got} of {declared} bytes"),
                 ),
@@ -325,7 +399,7 @@ fn response(answer: Answer) -> HttpResponse {
                 ),
                 Failure::Full { max } => (503, format!("all {max} connections busy")),
                 Failure::WriterStopped => (503, "the hub is stopping".to_string()),
-                Failure::Repository(e) => (503, format!("repository unusable: {}", chain(&e))),
+                Failure::Repository(e) => (503, format!("repository unusable: {}", chain(e))),
                 Failure::NatsDisconnected => (503, "nats disconnected".to_string()),
                 Failure::Encode(e) => (500, format!("cannot encode stats: {e}")),
                 Failure::Panicked => (500, "internal error".to_string()),
@@ -335,12 +409,23 @@ fn response(answer: Answer) -> HttpResponse {
             } else {
                 tracing::debug!(status, reason = %text, "request refused");
             }
-            (status, TEXT, format!("{text}\n").into_bytes())
+            // Refused before the request was read whole: what follows on
+            // the connection cannot be trusted to start a request.
+            let close = matches!(
+                failure,
+                Failure::TooLarge { .. }
+                    | Failure::LengthRequired { .. }
+                    | Failure::BadBody { .. }
+                    | Failure::Timeout { .. }
+                    | Failure::Full { .. }
+            );
+            (status, TEXT, format!("{text}\n").into_bytes(), close)
         }
     };
     HttpResponse {
         status,
         content_type,
         body,
+        close,
     }
 }

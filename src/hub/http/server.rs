@@ -1,61 +1,25 @@
-//! The listener: accepts connections under the hub's [`HttpLimits`] (the
-//! connection table, the body budget) on one I/O thread running a small
-//! tokio runtime, so thousands of idle or slow connections cost a task
-//! each, not a thread. Each connection's task (`conn`) reads whole requests
-//! and hands them to the worker threads as [`Exchange`]s.
-//!
-//! Why not tiny_http: it gives every connection a thread, reads with no
-//! deadline, hands a request to a worker before its body has arrived (so a
-//! slow body holds a worker), and its accept loop ends for good on the first
-//! accept error (EMFILE when descriptors run out).
-//!
-//! Every refusal is an answer built by [`super::response`], the one place
-//! failures become statuses.
+//! The listener: accepts connections on one I/O thread running a small
+//! tokio runtime, under the hub's [`HttpLimits`] that concern more than
+//! one connection: the connection table (a newcomer takes the place of the
+//! longest-idle connection, or gets 503 when none is idle), the budget of
+//! request bodies held at once, and a pause after an accept error. Each
+//! connection is a task (`conn`), so thousands of idle or slow connections
+//! cost a task each, not a thread. The runtime's blocking pool, bounded by
+//! the hub's read connections, does the SQLite work.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use tokio::sync::{oneshot, watch, Notify, Semaphore};
+use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::conn::{refuse, serve_connection};
-use super::wire::Head;
-use super::Failure;
+use super::{Failure, Shared};
 use crate::hub::config::HttpLimits;
-use crate::hub::stats::Counters;
-
-/// One request handed to a worker, and where its reply goes.
-pub(crate) struct Exchange {
-    /// The request, body and all.
-    pub(crate) request: HttpRequest,
-    /// The worker's reply.
-    pub(crate) reply: oneshot::Sender<HttpResponse>,
-}
-
-/// A request read whole by the listener.
-pub(crate) struct HttpRequest {
-    /// Method, path and headers.
-    pub(crate) head: Head,
-    /// The body (`Content-Length` bytes).
-    pub(crate) body: Vec<u8>,
-    /// The client's address.
-    pub(crate) peer: SocketAddr,
-}
-
-/// A reply to write.
-pub(crate) struct HttpResponse {
-    /// The HTTP status.
-    pub(crate) status: u16,
-    /// The `Content-Type` value.
-    pub(crate) content_type: &'static str,
-    /// The body.
-    pub(crate) body: Vec<u8>,
-}
 
 /// Request bodies held at once, in units of the largest body: a herd of
 /// clients each sending the largest body waits for room (within its read
@@ -97,8 +61,10 @@ pub(super) struct Ctx {
     /// The effective body limit (the listener's and the codec's, whichever
     /// is smaller).
     pub(super) max_body: u64,
-    pub(super) jobs: std::sync::mpsc::Sender<Exchange>,
-    pub(super) counters: Arc<Counters>,
+    /// Routing and the blocking work.
+    pub(super) shared: Arc<Shared>,
+    /// hyper's HTTP/1 settings.
+    pub(super) http: hyper::server::conn::http1::Builder,
     /// Bytes of request bodies that may be held at once.
     pub(super) bodies: Arc<Semaphore>,
     table: Mutex<Table>,
@@ -141,10 +107,22 @@ impl Ctx {
         self.table().idle.remove(&id);
     }
 
-    pub(super) fn close(&self, id: u64) {
+    fn close(&self, id: u64) {
         let mut table = self.table();
         table.idle.remove(&id);
         table.open = table.open.saturating_sub(1);
+    }
+}
+
+/// A connection's place in the table, given back however its task ends.
+struct Slot<'a> {
+    ctx: &'a Ctx,
+    id: u64,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.ctx.close(self.id);
     }
 }
 
@@ -155,19 +133,20 @@ pub(crate) struct Listener {
 }
 
 impl Listener {
-    /// Starts serving `listener` on a thread of its own; requests go to
-    /// `jobs`. The worker side ends when the listener has stopped and
-    /// dropped every sender.
+    /// Starts serving `listener` on a thread of its own. Every request is
+    /// answered by the time [`Listener::stop`] returns, and `shared` (with
+    /// its read connections and the writer's queue) is dropped by then.
     pub(crate) fn start(
         listener: std::net::TcpListener,
         limits: HttpLimits,
         max_body: u64,
-        jobs: std::sync::mpsc::Sender<Exchange>,
-        counters: Arc<Counters>,
+        shared: Arc<Shared>,
     ) -> std::io::Result<Listener> {
         listener.set_nonblocking(true)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
+            .max_blocking_threads(shared.blocking_threads())
+            .thread_name("hub-blocking")
             .build()?;
         let (stop, stopped) = watch::channel(false);
         // Permits are counted in u32 by acquire_many; a body over 4 GiB is
@@ -178,17 +157,27 @@ impl Listener {
         let budget = max_body
             .saturating_mul(BODY_BUDGET_FACTOR)
             .min(Semaphore::MAX_PERMITS as u64);
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http
+            // A client may shut its write side once its request is sent
+            // (Fossil's HTTP/1.0 requests do); its reply still goes out.
+            .half_close(true)
+            .max_headers(super::conn::MAX_HEADERS)
+            .max_header_size(super::conn::MAX_HEAD)
+            // Our own clock covers the head and the body (408), see `conn`.
+            .header_read_timeout(None)
+            .auto_date_header(false);
         let ctx = Arc::new(Ctx {
             limits,
             max_body,
-            jobs,
-            counters,
+            shared,
+            http,
             bodies: Arc::new(Semaphore::new(budget as usize)),
             table: Mutex::new(Table::default()),
             tally: Tally::default(),
         });
         let thread = std::thread::Builder::new()
-            .name("hub-listener".into())
+            .name("hub-http".into())
             .spawn(move || runtime.block_on(accept_loop(listener, ctx, stopped)))?;
         Ok(Listener {
             stop,
@@ -197,8 +186,8 @@ impl Listener {
     }
 
     /// Stops accepting, closes idle and half-read connections, writes the
-    /// replies of requests already handed to workers, and returns when
-    /// every connection is closed.
+    /// replies of requests already read, and returns when every
+    /// connection is closed.
     pub(crate) fn stop(mut self) {
         self.halt();
     }
@@ -241,22 +230,21 @@ async fn accept_loop(
         match accepted {
             Ok((stream, peer)) => {
                 failing = false;
-                // Replies leave in two writes (head, body); without
+                // Replies may leave in two writes (head, body); without
                 // TCP_NODELAY the second would wait for a delayed ACK.
                 let _ = stream.set_nodelay(true);
                 Tally::add(&ctx.tally.accepted);
+                let ctx = Arc::clone(&ctx);
                 match ctx.admit() {
                     Some((id, evict)) => {
-                        let ctx = Arc::clone(&ctx);
                         let stopped = stopped.clone();
                         tasks.spawn(async move {
-                            serve_connection(stream, peer, id, &evict, &ctx, stopped).await;
-                            ctx.close(id);
+                            let _slot = Slot { ctx: &ctx, id };
+                            serve_connection(stream, peer, id, evict, &ctx, stopped).await;
                         });
                     }
                     None => {
                         Tally::add(&ctx.tally.refused_full);
-                        let ctx = Arc::clone(&ctx);
                         tasks.spawn(async move {
                             let mut stream = stream;
                             let max = ctx.limits.max_connections;
