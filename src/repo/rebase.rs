@@ -175,32 +175,27 @@ const LANDINGS_TABLE: &str = "CREATE TABLE IF NOT EXISTS herd_landing(\
      pushed TEXT PRIMARY KEY, landed TEXT NOT NULL) WITHOUT ROWID";
 
 impl Repository {
-    /// The check-in the hub landed for pushed check-in `pushed`, if any.
+    /// The check-in the hub landed for pushed check-in `pushed`, if any (a
+    /// repository that never landed one has no table yet: none).
     pub fn landed_as(&self, pushed: &ArtifactHash) -> Result<Option<ArtifactHash>, RepoError> {
         use super::error::SqlContext;
-        let exists: bool = self
-            .conn
-            .prepare_cached(
-                "SELECT count(*) FROM sqlite_schema WHERE type='table' AND name='herd_landing'",
-            )
-            .and_then(|mut st| st.query_row([], |r| r.get::<_, i64>(0)))
-            .ctx("looking for the landings table")?
-            > 0;
-        if !exists {
-            return Ok(None);
-        }
-        let landed: Option<String> = self
+        let landed: Option<String> = match self
             .conn
             .prepare_cached("SELECT landed FROM herd_landing WHERE pushed=?1")
-            .and_then(|mut st| {
-                st.query_row([pushed.as_str()], |r| r.get(0))
-                    .map(Some)
-                    .or_else(|e| match e {
-                        rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                        e => Err(e),
-                    })
-            })
-            .ctx("looking up a landing")?;
+        {
+            Ok(mut st) => st
+                .query_row([pushed.as_str()], |r| r.get(0))
+                .map(Some)
+                .or_else(|e| match e {
+                    rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                    e => Err(e),
+                })
+                .ctx("looking up a landing")?,
+            Err(rusqlite::Error::SqliteFailure(_, Some(msg))) if msg.contains("no such table") => {
+                None
+            }
+            Err(e) => return Err(e).ctx("looking up a landing"),
+        };
         landed.map(|h| ArtifactHash::parse(&h)).transpose()
     }
 
