@@ -33,6 +33,35 @@ struct Cli {
 enum Command {
     /// Run one trial and print its summary.
     Run(RunArgs),
+    /// Turn a sweep's runs into charts, a CSV and a markdown table.
+    ///
+    /// Reads the JSON lines scripts/sweep writes (one `herd run --json`
+    /// report per line, plus the sweep's `repeat`, `exit_code`, `zero_think`
+    /// and `side_by_side`) and writes, beside the input unless told
+    /// otherwise: runs.csv (one row per run), sweep.svg (commits/s, P50 and
+    /// P99, requests per commit and CPU per commit against the agent count,
+    /// log axes, one series per hub kind and landing strategy; a point is
+    /// the median over repeats) and table.md (the same figures, plus hub ÷
+    /// leaf landing and herd ÷ fossil ratios when the sweep ran both).
+    Plot(PlotArgs),
+}
+
+#[derive(Args)]
+struct PlotArgs {
+    /// The sweep's runs.jsonl.
+    runs: PathBuf,
+    /// Where the CSV goes (default: runs.csv beside the input).
+    #[arg(long)]
+    csv: Option<PathBuf>,
+    /// Where the SVG charts go (default: sweep.svg beside the input).
+    #[arg(long)]
+    svg: Option<PathBuf>,
+    /// Where the markdown table goes (default: table.md beside the input).
+    #[arg(long)]
+    markdown: Option<PathBuf>,
+    /// The charts' title.
+    #[arg(long, default_value = "herd: agent-count sweep")]
+    title: String,
 }
 
 #[derive(Args)]
@@ -69,9 +98,16 @@ struct RunArgs {
     /// `--hub-kind fossil`.
     #[arg(long, env = "HERD_LANDING", default_value = "hub")]
     landing: LandingStrategy,
-    /// Keep the trial's files here (hub.fossil, slot-i/, logs/) instead of a temporary directory.
+    /// Keep the trial's files here (hub.fossil, slot-i/, logs/, report.html) instead of a temporary directory.
     #[arg(long)]
     workdir: Option<PathBuf>,
+    /// Write the trial's report to this HTML file: one self-contained page
+    /// (no network needed to open it) with the settings, the summary and
+    /// charts of how the trial went — throughput, every commit's latency, a
+    /// timeline per slot, the hub's writer queue, CPU and memory per process
+    /// kind. Default with --workdir: DIR/report.html.
+    #[arg(long, value_name = "FILE.html")]
+    report: Option<PathBuf>,
     /// Use an existing NATS server (with JetStream) instead of starting one.
     #[arg(long, env = "HERD_NATS_URL")]
     nats_url: Option<String>,
@@ -93,6 +129,32 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => ExitCode::from(run(args)),
+        Command::Plot(args) => ExitCode::from(plot(args)),
+    }
+}
+
+fn plot(args: PlotArgs) -> u8 {
+    let dir = args.runs.parent().map(PathBuf::from).unwrap_or_default();
+    let outputs = herd::plot::sweep::Outputs {
+        csv: args.csv.unwrap_or_else(|| dir.join("runs.csv")),
+        svg: args.svg.unwrap_or_else(|| dir.join("sweep.svg")),
+        markdown: args.markdown.unwrap_or_else(|| dir.join("table.md")),
+        title: args.title,
+    };
+    match herd::plot::sweep::plot(&args.runs, &outputs) {
+        Ok(()) => {
+            eprintln!(
+                "herd: wrote {}, {}, {}",
+                outputs.csv.display(),
+                outputs.svg.display(),
+                outputs.markdown.display()
+            );
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("herd plot: {}", error_chain(&e));
+            EXIT_USAGE
+        }
     }
 }
 
@@ -156,6 +218,19 @@ fn run(args: RunArgs) -> u8 {
         hub_kind = %args.hub_kind,
         landing = %args.landing
     );
+    let report_page = args
+        .report
+        .clone()
+        .or_else(|| args.workdir.as_ref().map(|dir| dir.join("report.html")));
+    if let Some(dir) = args.report.as_ref().and_then(|p| p.parent()) {
+        if !dir.as_os_str().is_empty() && !dir.is_dir() {
+            eprintln!(
+                "herd: cannot write the report into {}: no such directory",
+                dir.display()
+            );
+            return EXIT_USAGE;
+        }
+    }
     let config = TrialConfig {
         agents: args.agents,
         tasks: args.tasks,
@@ -170,6 +245,7 @@ fn run(args: RunArgs) -> u8 {
         timeout: args.timeout.map(Duration::from_secs),
         verbose: args.verbose,
         progress: !args.json && std::io::stderr().is_terminal(),
+        report: report_page,
         bin_dir,
         trace: W3c::of(&root),
     };

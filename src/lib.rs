@@ -24,6 +24,7 @@ pub mod coord;
 pub mod delta;
 pub mod hub;
 pub mod leaf;
+pub mod plot;
 pub mod repo;
 pub mod report;
 pub mod supervisor;

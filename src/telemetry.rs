@@ -269,10 +269,20 @@ fn build_provider(
 
 /// This process's peak resident memory in KiB (`VmHWM`), where Linux tells.
 pub fn peak_rss_kb() -> Option<u64> {
+    status_kb("VmHWM:")
+}
+
+/// This process's resident memory now in KiB (`VmRSS`), where Linux tells.
+pub fn current_rss_kb() -> Option<u64> {
+    status_kb("VmRSS:")
+}
+
+/// A `kB` figure of `/proc/self/status`.
+fn status_kb(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 

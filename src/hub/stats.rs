@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 
 use crate::repo::{RepoError, Repository};
+use crate::report::HubCounters;
 
 /// Counters shared by the hub's threads.
 #[derive(Debug, Default)]
@@ -33,6 +34,10 @@ pub struct Counters {
     pub broadcasts_dropped: AtomicU64,
     /// Pushes held in the push queue right now.
     pub pushes_waiting: AtomicU64,
+    /// Pushes sent to the writer and not yet taken into a batch.
+    pub backlog: AtomicU64,
+    /// Pushes handled in write transactions, over all batches.
+    pub batched_pushes: AtomicU64,
     /// Push-queue turns handed out.
     pub turns_granted: AtomicU64,
     /// Turns whose lease ran out before their holder pushed.
@@ -43,6 +48,29 @@ impl Counters {
     /// Adds `n` to one counter.
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Takes `n` from a gauge.
+    pub fn sub(counter: &AtomicU64, n: u64) {
+        counter.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    /// The live figures `GET /counters` answers, read from the atomics
+    /// alone.
+    pub fn live(&self) -> HubCounters {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        HubCounters {
+            requests: get(&self.requests),
+            writes: get(&self.writes),
+            batches: get(&self.batches),
+            batched_pushes: get(&self.batched_pushes),
+            pushes_accepted: get(&self.pushes_accepted),
+            pushes_refused: get(&self.pushes_refused),
+            hub_rebases: get(&self.hub_rebases),
+            backlog: get(&self.backlog),
+            pushes_waiting: get(&self.pushes_waiting),
+            rss_kb: crate::telemetry::current_rss_kb().unwrap_or(0),
+        }
     }
 
     /// Copies the push queue's figures.

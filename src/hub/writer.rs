@@ -128,7 +128,10 @@ impl Writing {
                     None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
                 };
                 match received {
-                    Ok(job) => jobs.push(job),
+                    Ok(job) => {
+                        Counters::sub(&self.counters.backlog, 1);
+                        jobs.push(job);
+                    }
                     Err(RecvTimeoutError::Timeout) => {
                         self.queue.expire(Instant::now());
                         self.counters.set_queue(&self.queue);
@@ -138,12 +141,14 @@ impl Writing {
                     Err(RecvTimeoutError::Disconnected) => break,
                 }
             }
+            let before = jobs.len();
             while jobs.len() < limit {
                 match rx.try_recv() {
                     Ok(job) => jobs.push(job),
                     Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
                 }
             }
+            Counters::sub(&self.counters.backlog, (jobs.len() - before) as u64);
             self.write_batch(jobs);
         }
         checkpoint(&self.repo)
@@ -203,6 +208,7 @@ impl Writing {
             }
         };
         Counters::add(&self.counters.batches, 1);
+        Counters::add(&self.counters.batched_pushes, jobs.len() as u64);
         tracing::debug!(pushes = jobs.len(), "write transaction committed");
         // Reply first: the pushers wait on these, the broadcasts do not.
         let mut advances = Vec::new();

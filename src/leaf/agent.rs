@@ -17,7 +17,8 @@ use crate::coord::{
     Scope, TaskId, TaskStatus, TipSubscription, DEFAULT_OP_TIMEOUT,
 };
 use crate::report::{
-    ClaimOutcome, HubKind, LandingStrategy, LeafLine, LeafReady, LeafSummary, TaskLine, TaskOutcome,
+    ClaimOutcome, HubKind, LandingStrategy, LeafLine, LeafReady, LeafSummary, TaskLine,
+    TaskOutcome, TimelineRecorder,
 };
 use crate::telemetry::W3c;
 use crate::workload::{pool_task, Mode, SlotWorkload, TaskPlan};
@@ -27,7 +28,7 @@ use super::error::{chain, LeafError};
 use super::output::Reporter;
 use super::plain::RepoThread;
 use super::sync::{
-    elapsed_ms, write_worktree, CommitOutcome, CommitRequest, PendingTip, SyncConfig,
+    elapsed_ms, write_worktree, CommitOutcome, CommitRequest, Committed, PendingTip, SyncConfig,
 };
 use super::{EXIT_INCOMPLETE, EXIT_OK};
 
@@ -353,16 +354,23 @@ impl Agent<'_> {
         opened: Option<&OpenedTask>,
         plan: &TaskPlan,
     ) -> Result<TaskOutcome, LeafError> {
-        let line = |claim, outcome, fork_retries, commit_ms, checkin| TaskLine {
-            slot: self.config.slot,
-            task: plan.index,
-            task_id: id.to_string(),
-            claim,
-            commit_ms,
-            fork_retries,
-            checkin,
-            outcome,
-        };
+        let trace = W3c::of(&tracing::Span::current()).traceparent;
+        let mut timeline = TimelineRecorder::start();
+        let line =
+            |timeline: &TimelineRecorder, claim, outcome, fork_retries, commit_ms, checkin| {
+                TaskLine {
+                    slot: self.config.slot,
+                    task: plan.index,
+                    task_id: id.to_string(),
+                    claim,
+                    commit_ms,
+                    fork_retries,
+                    checkin,
+                    outcome,
+                    timeline: Some(timeline.finish()),
+                    trace: trace.clone(),
+                }
+            };
         let claim_span = tracing::info_span!("coord.Claim", outcome = tracing::field::Empty);
         // A task this leaf just opened is claimed at the revision it wrote
         // (no read); a try after a lost answer reads what that try left.
@@ -376,6 +384,7 @@ impl Agent<'_> {
             })
             .instrument(claim_span.clone())
             .await;
+        timeline.claimed();
         claim_span.record("outcome", if claimed.is_ok() { "won" } else { "lost" });
         drop(claim_span);
         let claim = match claimed {
@@ -387,14 +396,14 @@ impl Agent<'_> {
             ) => {
                 let outcome = TaskOutcome::ClaimLost;
                 self.reporter
-                    .task(line(ClaimOutcome::Lost, outcome, 0, None, None));
+                    .task(line(&timeline, ClaimOutcome::Lost, outcome, 0, None, None));
                 return Ok(outcome);
             }
             Err(e) => {
                 self.reporter.error(chain(&LeafError::Claim(e)), false);
                 let outcome = TaskOutcome::Failed;
                 self.reporter
-                    .task(line(ClaimOutcome::Lost, outcome, 0, None, None));
+                    .task(line(&timeline, ClaimOutcome::Lost, outcome, 0, None, None));
                 return Ok(outcome);
             }
         };
@@ -403,23 +412,25 @@ impl Agent<'_> {
         // so the commit that follows measures checking in and landing.
         let written = write_worktree(self.config.worktree(), plan.files.clone());
         let (written, thought) = tokio::join!(written, self.think(plan.think));
+        timeline.thought();
         if let Err(e) = written {
             self.reporter.error(chain(&e), false);
             self.abandon(claim).await;
             let outcome = TaskOutcome::Failed;
             self.reporter
-                .task(line(ClaimOutcome::Won, outcome, 0, None, None));
+                .task(line(&timeline, ClaimOutcome::Won, outcome, 0, None, None));
             return Ok(outcome);
         }
         if !thought {
             self.abandon(claim).await;
             let outcome = TaskOutcome::Abandoned;
             self.reporter
-                .task(line(ClaimOutcome::Won, outcome, 0, None, None));
+                .task(line(&timeline, ClaimOutcome::Won, outcome, 0, None, None));
             return Ok(outcome);
         }
 
         let start = Instant::now();
+        timeline.committing();
         if let Err(source) = self.retrying("check", || self.coord.check(&claim)).await {
             let e = LeafError::Fence {
                 step: "check",
@@ -430,7 +441,7 @@ impl Agent<'_> {
             self.abandon(claim).await;
             let outcome = TaskOutcome::Failed;
             self.reporter
-                .task(line(ClaimOutcome::Won, outcome, 0, None, None));
+                .task(line(&timeline, ClaimOutcome::Won, outcome, 0, None, None));
             return Ok(outcome);
         }
         let request = CommitRequest {
@@ -450,7 +461,7 @@ impl Agent<'_> {
             .commit(request, commit_span.clone())
             .instrument(commit_span.clone())
             .await;
-        if let Ok(outcome) = &committed {
+        if let Ok(Committed { outcome, .. }) = &committed {
             let (retries, landed) = match outcome {
                 CommitOutcome::Landed { fork_retries, .. } => (*fork_retries, true),
                 CommitOutcome::Conflict { fork_retries, .. }
@@ -463,7 +474,10 @@ impl Agent<'_> {
         }
         drop(commit_span);
         let committed = match committed {
-            Ok(outcome) => outcome,
+            Ok(Committed { outcome, pushes }) => {
+                timeline.pushed(pushes);
+                outcome
+            }
             Err(e) => {
                 self.abandon(claim).await;
                 return Err(e);
@@ -506,6 +520,7 @@ impl Agent<'_> {
             }
         };
         self.reporter.task(line(
+            &timeline,
             ClaimOutcome::Won,
             outcome,
             fork_retries,

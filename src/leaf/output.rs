@@ -146,6 +146,8 @@ mod tests {
             fork_retries: retries,
             checkin: None,
             outcome,
+            timeline: None,
+            trace: None,
         }
     }
 

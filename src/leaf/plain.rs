@@ -22,13 +22,13 @@ use std::thread::JoinHandle;
 use tokio::sync::oneshot;
 
 use crate::repo::{ArtifactHash, RepoError, Repository};
-use crate::report::HubKind;
+use crate::report::{HubKind, PushMark, PushResult, TrialClock};
 use crate::xfer::Client;
 
 use super::error::LeafError;
 use super::sync::{
-    open_or_clone, retry_until, CommitOutcome, CommitRequest, PendingTip, Started, SyncConfig,
-    SyncHandle,
+    open_or_clone, retry_until, CommitOutcome, CommitRequest, Committed, PendingTip, Started,
+    SyncConfig, SyncHandle,
 };
 
 /// A slot's repository thread, for the kind of hub the trial runs.
@@ -63,7 +63,7 @@ impl RepoThread {
         &self,
         request: CommitRequest,
         span: tracing::Span,
-    ) -> Result<CommitOutcome, LeafError> {
+    ) -> Result<Committed, LeafError> {
         match self {
             RepoThread::Herd(h) => h.commit(request, span).await,
             RepoThread::Plain(h) => h.commit(request).await,
@@ -91,7 +91,7 @@ impl RepoThread {
 /// A commit for the plain thread.
 struct PlainRequest {
     request: CommitRequest,
-    reply: oneshot::Sender<Result<CommitOutcome, LeafError>>,
+    reply: oneshot::Sender<Result<Committed, LeafError>>,
 }
 
 /// The async side's handle on the plain repository thread.
@@ -143,7 +143,7 @@ impl PlainHandle {
         Ok((handle, started))
     }
 
-    async fn commit(&self, request: CommitRequest) -> Result<CommitOutcome, LeafError> {
+    async fn commit(&self, request: CommitRequest) -> Result<Committed, LeafError> {
         let (reply, answer) = oneshot::channel();
         self.requests
             .as_ref()
@@ -231,12 +231,15 @@ impl PlainState {
     }
 
     /// Autosync's commit: pull, check in on the trunk tip, push once.
-    fn commit(&self, request: &CommitRequest) -> Result<CommitOutcome, LeafError> {
+    fn commit(&self, request: &CommitRequest) -> Result<Committed, LeafError> {
         let url = &self.config.hub_url;
-        let failed = |error: LeafError| {
-            Ok(CommitOutcome::Failed {
-                fork_retries: 0,
-                error: Box::new(error),
+        let failed = |error: LeafError, pushes| {
+            Ok(Committed {
+                outcome: CommitOutcome::Failed {
+                    fork_retries: 0,
+                    error: Box::new(error),
+                },
+                pushes,
             })
         };
         if let Err(gave_up) =
@@ -247,6 +250,7 @@ impl PlainState {
                     url: url.clone(),
                     source,
                 }),
+                Vec::new(),
             );
         }
         let spec = request.spec(self.trunk_tip()?, &self.config.user);
@@ -257,22 +261,31 @@ impl PlainState {
             .hash;
         // Safe to repeat: a push whose reply was lost finds the artifacts
         // held and stores nothing twice.
-        match retry_until(self.config.hub_retry, || {
+        let push_start = TrialClock::get().now_ms();
+        let pushed = retry_until(self.config.hub_retry, || {
             self.client.push_plain(&self.repo, &checkin)
-        }) {
-            Ok(_rounds) => Ok(CommitOutcome::Landed {
-                checkin,
-                fork_retries: 0,
+        });
+        let result = match pushed {
+            Ok(_) => PushResult::Landed,
+            Err(_) => PushResult::Failed,
+        };
+        let pushes = vec![PushMark::ending_now(push_start, result)];
+        match pushed {
+            Ok(_rounds) => Ok(Committed {
+                outcome: CommitOutcome::Landed {
+                    checkin,
+                    fork_retries: 0,
+                },
+                pushes,
             }),
-            Err(gave_up) => failed(gave_up.into_leaf_error(
-                url,
-                format!("push {checkin}"),
-                |source| LeafError::Push {
+            Err(gave_up) => failed(
+                gave_up.into_leaf_error(url, format!("push {checkin}"), |source| LeafError::Push {
                     url: url.clone(),
                     checkin: checkin.to_string(),
                     source,
-                },
-            )),
+                }),
+                pushes,
+            ),
         }
     }
 }

@@ -34,7 +34,7 @@ use crate::xfer::{Client, ClientError, PushOutcome, QueueAsk};
 
 use super::config::HubLogin;
 use super::error::LeafError;
-use crate::report::LandingStrategy;
+use crate::report::{LandingStrategy, PushMark, PushResult, TrialClock};
 
 /// Pushes tried for one task before giving up (each refusal is a fork
 /// retry). Every refusal means another check-in landed, so the trial as a
@@ -145,6 +145,15 @@ pub(super) enum CommitOutcome {
     },
 }
 
+/// A commit's outcome and the pushes it took.
+#[derive(Debug)]
+pub(super) struct Committed {
+    /// How it ended.
+    pub outcome: CommitOutcome,
+    /// Each push, on the trial clock.
+    pub pushes: Vec<PushMark>,
+}
+
 /// How a tip broadcast was handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum CatchUp {
@@ -163,7 +172,7 @@ enum Request {
         /// The `coord.Commit` span: its context goes to the hub with every
         /// exchange, and the check-in's hashes are recorded on it.
         span: tracing::Span,
-        reply: oneshot::Sender<Result<CommitOutcome, LeafError>>,
+        reply: oneshot::Sender<Result<Committed, LeafError>>,
     },
 }
 
@@ -271,7 +280,7 @@ impl SyncHandle {
         &self,
         request: CommitRequest,
         span: tracing::Span,
-    ) -> Result<CommitOutcome, LeafError> {
+    ) -> Result<Committed, LeafError> {
         let (reply, answer) = oneshot::channel();
         self.send(Request::Commit {
             request,
@@ -331,6 +340,8 @@ struct SyncState {
     /// included); 0 until the hub has said.
     hub_seq: u64,
     hub_requests: Arc<AtomicU64>,
+    /// The current commit's pushes, on the trial clock.
+    pushes: Vec<PushMark>,
 }
 
 impl SyncState {
@@ -406,6 +417,7 @@ impl SyncState {
             hub_tip,
             hub_seq: 0,
             hub_requests,
+            pushes: Vec::new(),
         };
         Ok((state, started))
     }
@@ -419,9 +431,11 @@ impl SyncState {
                     reply,
                 } => {
                     set_trace(&self.client, &W3c::of(&span));
+                    self.pushes.clear();
                     let result = self.commit(&request, &span);
                     self.count_requests();
-                    let _ = reply.send(result);
+                    let pushes = std::mem::take(&mut self.pushes);
+                    let _ = reply.send(result.map(|outcome| Committed { outcome, pushes }));
                 }
             }
         }
@@ -523,7 +537,12 @@ impl SyncState {
                 let onto = self.hub_tip.clone();
                 match self.rebase(&checkin, &onto, fork_retries)? {
                     Ok(rebased) => checkin = rebased,
-                    Err(conflict) => return Ok(conflict),
+                    Err(conflict) => {
+                        if let Some(last) = self.pushes.last_mut() {
+                            last.result = PushResult::Conflict;
+                        }
+                        return Ok(conflict);
+                    }
                 }
                 parent = onto;
             }
@@ -531,6 +550,7 @@ impl SyncState {
             // killed after COMMIT): the hub finds the check-in held, or
             // remembers what it landed for it, and answers without a
             // refusal, so it counts once and is never rebased into a copy.
+            let push_start = TrialClock::get().now_ms();
             let pushed = retry_until(self.config.hub_retry, || {
                 if hub_landing {
                     self.client.push_landing(&self.repo, &checkin)
@@ -539,6 +559,12 @@ impl SyncState {
                         .push_queued(&self.repo, &[checkin.clone()], Some(ask))
                 }
             });
+            let result = match &pushed {
+                Ok(PushOutcome::Refused { .. }) => PushResult::Refused,
+                Ok(_) => PushResult::Landed,
+                Err(_) => PushResult::Failed,
+            };
+            self.pushes.push(PushMark::ending_now(push_start, result));
             let verdict = match pushed {
                 Ok(verdict) => verdict,
                 Err(gave_up) => return Ok(self.push_failed(gave_up, &checkin, fork_retries)),
@@ -954,7 +980,7 @@ fn write_file(path: &Path, content: &[u8]) -> Result<(), LeafError> {
 
 /// How long the commit took, in milliseconds.
 pub(super) fn elapsed_ms(start: Instant) -> f64 {
-    start.elapsed().as_secs_f64() * 1000.0
+    crate::report::round_us(start.elapsed().as_secs_f64() * 1000.0)
 }
 
 #[cfg(test)]

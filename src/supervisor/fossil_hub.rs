@@ -148,6 +148,12 @@ impl FossilHub {
         }
     }
 
+    /// The server's process id (the parent of the processes it forks per
+    /// request), while it runs.
+    pub(super) fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// Stops the server and every process it forked.
     pub(super) async fn stop(&mut self, grace: Duration) {
         let _ = process::stop(&mut self.child, grace).await;

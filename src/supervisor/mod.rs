@@ -9,7 +9,9 @@
 
 mod fossil_hub;
 mod nats;
+mod page;
 pub mod process;
+mod sampler;
 pub mod summary;
 mod trial;
 
@@ -58,6 +60,8 @@ pub struct TrialConfig {
     pub verbose: bool,
     /// Show a progress line on stderr.
     pub progress: bool,
+    /// Write the trial's HTML report here.
+    pub report: Option<PathBuf>,
     /// Directory holding the `hub` and `leaf-agent` binaries.
     pub bin_dir: PathBuf,
     /// The trace context children start their root spans from (passed as

@@ -421,6 +421,8 @@ mod tests {
                 fork_retries: 0,
                 checkin: None,
                 outcome: TaskOutcome::Committed,
+                timeline: None,
+                trace: None,
             })
             .collect();
         SlotRecord {

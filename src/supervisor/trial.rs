@@ -29,10 +29,13 @@ use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
 use super::fossil_hub::{self, FossilHub};
+use super::sampler::Sampler;
 use super::summary::{HubCount, SlotRecord, TrialReport, TrialShape};
-use super::{nats, process, SupervisorError, TrialConfig};
+use super::{nats, page, process, SupervisorError, TrialConfig};
 use crate::coord::{Secret, NATS_TOKEN_ENV};
-use crate::report::{HubKind, HubReady, LeafLine, TaskOutcome};
+use crate::report::{
+    HubKind, HubReady, LeafLine, ProcessKind, TaskOutcome, TrialClock, TRIAL_START_ENV,
+};
 use crate::telemetry::{W3c, TRACEPARENT_ENV, TRACESTATE_ENV};
 use crate::xfer::login::{HUB_SECRET_ENV, HUB_USER_ENV};
 
@@ -102,6 +105,8 @@ pub async fn run(
     // CPU spent before the trial (an earlier trial in this process) is not
     // the trial's.
     let cpu_before = process::cpu_ms().unwrap_or(0.0);
+    // The trial's clock starts now; every child gets it.
+    let sampler = Sampler::start(TrialClock::starting_now());
 
     let temp;
     let workdir: PathBuf = match &config.workdir {
@@ -140,53 +145,95 @@ pub async fn run(
             )
             .await?;
             secrets.nats_token = Some(token);
+            if let Some(pid) = started.child.id() {
+                sampler.watch(ProcessKind::Nats, pid);
+            }
             let url = started.url.clone();
             nats_child = Some(started.child);
             url
         }
     };
 
-    let result = run_with_nats(&config, &workdir, &logs, &nats_url, &secrets, stop).await;
+    let run = Run {
+        config: &config,
+        workdir: &workdir,
+        logs: &logs,
+        nats_url: &nats_url,
+        secrets: &secrets,
+        sampler: &sampler,
+    };
+    let result = run_with_nats(&run, stop).await;
     if let Some(mut child) = nats_child {
         let _ = process::stop(&mut child, STOP_GRACE).await;
     }
+    let samples = sampler.finish().await;
+    let (mut report, slots) = result?;
     // Every child has been reaped by now, so its CPU is in the count.
-    result.map(|mut report| {
-        if let Some(ms) = process::cpu_ms().map(|now| now - cpu_before) {
-            report.set_cpu_ms(ms);
+    if let Some(ms) = process::cpu_ms().map(|now| now - cpu_before) {
+        report.set_cpu_ms(ms);
+    }
+    if let Some(path) = &config.report {
+        let trial = page::Trial {
+            config: &config,
+            report: &report,
+            slots: &slots,
+            samples: &samples,
+        };
+        // The trial's verdict stands whatever happens to its page.
+        match page::write(path, &trial) {
+            Ok(()) => eprintln!("herd: report written to {}", path.display()),
+            Err(e) => eprintln!("herd: {}", crate::chain::chain(&e)),
         }
-        report
-    })
+    }
+    Ok(report)
 }
 
+/// What every step of a running trial needs.
+struct Run<'a> {
+    config: &'a TrialConfig,
+    workdir: &'a Path,
+    logs: &'a Path,
+    nats_url: &'a str,
+    secrets: &'a TrialSecrets,
+    sampler: &'a Sampler,
+}
+
+impl Run<'_> {
+    /// Hands a child what every child of the trial gets in its environment:
+    /// the credentials, the trace context and the trial clock's start.
+    fn pass(&self, cmd: &mut Command) {
+        self.secrets.pass(cmd);
+        pass_trace(cmd, &self.config.trace);
+        cmd.env(TRIAL_START_ENV, self.sampler.clock().env_value());
+    }
+}
+
+/// A finished trial's report and what each slot said.
+type Finished = (TrialReport, Vec<SlotRecord>);
+
 async fn run_with_nats(
-    config: &TrialConfig,
-    workdir: &Path,
-    logs: &Path,
-    nats_url: &str,
-    secrets: &TrialSecrets,
+    run: &Run<'_>,
     stop: mpsc::Receiver<()>,
-) -> Result<TrialReport, SupervisorError> {
-    match config.hub_kind {
+) -> Result<Finished, SupervisorError> {
+    match run.config.hub_kind {
         HubKind::Herd => {
-            let (mut hub, ready) = start_hub(config, workdir, logs, nats_url, secrets).await?;
-            let hub_ref = Hub::Herd(&ready);
-            let result = run_slots(config, workdir, logs, nats_url, secrets, &hub_ref, stop).await;
+            let (mut hub, ready) = start_hub(run).await?;
+            if let Some(pid) = hub.id() {
+                run.sampler.watch(ProcessKind::Hub, pid);
+            }
+            run.sampler.hub(&ready.http);
+            let result = run_slots(run, &Hub::Herd(&ready), stop).await;
             let _ = process::stop(&mut hub, STOP_GRACE).await;
             result
         }
         HubKind::Fossil => {
-            let mut hub = fossil_hub::start(workdir, logs, TRIAL_USER, &secrets.hub_secret).await?;
-            let result = run_slots(
-                config,
-                workdir,
-                logs,
-                nats_url,
-                secrets,
-                &Hub::Fossil(&hub),
-                stop,
-            )
-            .await;
+            let mut hub =
+                fossil_hub::start(run.workdir, run.logs, TRIAL_USER, &run.secrets.hub_secret)
+                    .await?;
+            if let Some(pid) = hub.pid() {
+                run.sampler.watch(ProcessKind::Hub, pid);
+            }
+            let result = run_slots(run, &Hub::Fossil(&hub), stop).await;
             hub.stop(STOP_GRACE).await;
             result
         }
@@ -225,24 +272,18 @@ impl Hub<'_> {
     }
 }
 
-async fn start_hub(
-    config: &TrialConfig,
-    workdir: &Path,
-    logs: &Path,
-    nats_url: &str,
-    secrets: &TrialSecrets,
-) -> Result<(Child, HubReady), SupervisorError> {
+async fn start_hub(run: &Run<'_>) -> Result<(Child, HubReady), SupervisorError> {
+    let (config, workdir, logs) = (run.config, run.workdir, run.logs);
     let binary = config.bin_dir.join("hub");
     let mut cmd = Command::new(&binary);
     cmd.arg("--repo")
         .arg(workdir.join("hub.fossil"))
-        .args(["--listen", "127.0.0.1:0", "--nats-url", nats_url])
+        .args(["--listen", "127.0.0.1:0", "--nats-url", run.nats_url])
         .arg("--require-login")
         .stdout(Stdio::piped())
         .stderr(log_file(&logs.join("hub.log"))?);
-    // The hub creates TRIAL_USER from these.
-    secrets.pass(&mut cmd);
-    pass_trace(&mut cmd, &config.trace);
+    // The hub creates TRIAL_USER from the secrets.
+    run.pass(&mut cmd);
     process::supervise(&mut cmd);
     let _span = tracing::info_span!("herd.start_process", process = "hub").entered();
     let mut child = cmd.spawn().map_err(|e| SupervisorError::Spawn {
@@ -346,21 +387,18 @@ fn leaf_command(
 }
 
 async fn run_slots(
-    config: &TrialConfig,
-    workdir: &Path,
-    logs: &Path,
-    nats_url: &str,
-    secrets: &TrialSecrets,
+    run: &Run<'_>,
     hub: &Hub<'_>,
     mut stop: mpsc::Receiver<()>,
-) -> Result<TrialReport, SupervisorError> {
+) -> Result<Finished, SupervisorError> {
+    let (config, workdir, logs, sampler) = (run.config, run.workdir, run.logs, run.sampler);
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut slots = vec![SlotRecord::default(); config.agents as usize];
     let mut pids: Vec<Option<u32>> = vec![None; config.agents as usize];
     let started = Instant::now();
 
     for slot in 0..config.agents {
-        let mut cmd = leaf_command(config, slot, workdir, hub.ready(), nats_url);
+        let mut cmd = leaf_command(config, slot, workdir, hub.ready(), run.nats_url);
         let log = logs.join(format!("slot-{slot}.log"));
         cmd.stdout(Stdio::piped());
         if config.verbose {
@@ -368,13 +406,15 @@ async fn run_slots(
         } else {
             cmd.stderr(log_file(&log)?);
         }
-        secrets.pass(&mut cmd);
-        pass_trace(&mut cmd, &config.trace);
+        run.pass(&mut cmd);
         process::supervise(&mut cmd);
         let span = tracing::info_span!("herd.start_process", process = "leaf-agent", slot);
         match span.in_scope(|| cmd.spawn()) {
             Ok(mut child) => {
                 pids[slot as usize] = child.id();
+                if let Some(pid) = child.id() {
+                    sampler.watch(ProcessKind::Leaf, pid);
+                }
                 if let Some(stderr) = child.stderr.take() {
                     tokio::spawn(tee_stderr(slot, stderr, log));
                 }
@@ -429,7 +469,9 @@ async fn run_slots(
                 Some(SlotEvent::Exited(slot, status)) => {
                     running -= 1;
                     slowest = Some(slot);
-                    pids[slot as usize] = None;
+                    if let Some(pid) = pids[slot as usize].take() {
+                        sampler.forget(pid);
+                    }
                     let rec = &mut slots[slot as usize];
                     match status {
                         Ok(s) if s.success() => {}
@@ -517,7 +559,7 @@ async fn run_slots(
             reason: e,
         });
     }
-    Ok(report)
+    Ok((report, slots))
 }
 
 fn begin_stop(pids: &[Option<u32>], stopping: &mut Option<(Instant, String)>, why: &str) {

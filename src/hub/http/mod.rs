@@ -153,6 +153,10 @@ async fn route(head: &Head, body: Vec<u8>, peer: String, shared: &Arc<Shared>) -
     match (head.method.as_str(), head.uri.path()) {
         ("GET", "/healthz") => healthz(shared).await,
         ("GET", "/stats") => stats(shared).await,
+        ("GET", "/counters") => match serde_json::to_string(&shared.counters.live()) {
+            Ok(json) => Answer::Json(json),
+            Err(e) => Answer::Failed(Failure::Encode(e)),
+        },
         _ => Answer::Failed(Failure::NotFound),
     }
 }
@@ -296,6 +300,7 @@ fn serve_sync(
         })),
         Kind::Write => {
             Counters::add(&shared.counters.writes, 1);
+            Counters::add(&shared.counters.backlog, 1);
             let (reply, answer) = oneshot::channel();
             let job = Job {
                 decoded,
@@ -307,7 +312,10 @@ fn serve_sync(
             // Blocks this pool thread only while the writer's queue is full.
             match shared.writer.send(job) {
                 Ok(()) => Served::Pushed(answer),
-                Err(_) => Served::Stopped,
+                Err(_) => {
+                    Counters::sub(&shared.counters.backlog, 1);
+                    Served::Stopped
+                }
             }
         }
     }

@@ -6,7 +6,9 @@
 //!
 //! ```text
 //! {"event":"ready","slot":3,"leaf_id":"slot-3-9f2c","tip":"6b1e…"}
-//! {"event":"task","slot":3,"task":0,"task_id":"slot-3-9f2c-0","claim":"won","commit_ms":2.41,"fork_retries":1,"checkin":"a91c…","outcome":"committed"}
+//! {"event":"task","slot":3,"task":0,"task_id":"slot-3-9f2c-0","claim":"won","commit_ms":2.41,"fork_retries":1,"checkin":"a91c…","outcome":"committed",
+//!  "timeline":{"claim_start_ms":12.1,"claim_end_ms":13.0,"think_end_ms":61.2,"commit_start_ms":61.3,
+//!              "pushes":[{"start_ms":62.9,"end_ms":63.7,"result":"landed"}],"end_ms":63.8}}
 //! {"event":"error","slot":3,"message":"push to http://127.0.0.1:4100/: connection refused","fatal":false}
 //! {"event":"summary","slot":3,"tasks":30,"committed":30,"claims_won":30,"claims_lost":0,"fork_retries":4,"fork_unrecoverable":0,"broadcasts_pulled":12,"broadcasts_skipped":40,"hub_requests":42,"errors":0,"think_ms":1650,"peak_rss_kb":14200}
 //! ```
@@ -18,6 +20,14 @@
 //! ```
 
 use serde::{Deserialize, Serialize};
+
+mod sample;
+mod timeline;
+
+pub use sample::{HubCounters, KindSample, ProcessKind, Sample};
+pub use timeline::{
+    round_us, PushMark, PushResult, Timeline, TimelineRecorder, TrialClock, TRIAL_START_ENV,
+};
 
 /// Which server plays the hub in a trial. herd and every leaf-agent of a
 /// trial get the same kind (flag `--hub-kind`, env `HERD_HUB_KIND`), and
@@ -180,6 +190,13 @@ pub struct TaskLine {
     pub checkin: Option<String>,
     /// How the task ended.
     pub outcome: TaskOutcome,
+    /// When its steps happened, on the trial clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<Timeline>,
+    /// The `traceparent` of the task's span, when spans are exported: the
+    /// trace and span to look up in a tracing backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
 }
 
 /// An error the leaf reports.
@@ -284,6 +301,8 @@ mod tests {
             fork_retries: 1,
             checkin: Some("ab".repeat(32)),
             outcome: TaskOutcome::Committed,
+            timeline: None,
+            trace: None,
         });
         let text = line.to_json();
         assert!(text.starts_with(r#"{"event":"task","slot":3"#), "{text}");
