@@ -12,5 +12,6 @@ mod limits;
 mod otel;
 mod queue;
 mod repo;
+mod report;
 mod sweep;
 mod xfer;

@@ -333,6 +333,164 @@ fn slowest_commits(slots: &[SlotRecord]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::{
+        ClaimOutcome, HubCounters, KindSample, LeafSummary, ProcessKind, PushMark, PushResult,
+        Timeline,
+    };
+    use crate::supervisor::summary::{HubCount, TrialShape};
+
+    /// A trial of `agents` × `tasks` as herd would have collected it: every
+    /// task claimed, thought about for ~50 ms and landed at its first push;
+    /// a sample every 250 ms.
+    fn synthetic(
+        agents: u32,
+        tasks: u32,
+    ) -> (TrialConfig, TrialReport, Vec<SlotRecord>, Vec<Sample>) {
+        let slots: Vec<SlotRecord> = (0..agents)
+            .map(|slot| {
+                let lines = (0..tasks)
+                    .map(|task| {
+                        let t0 = f64::from(task) * 60.0 + f64::from(slot % 7);
+                        TaskLine {
+                            slot,
+                            task,
+                            task_id: format!("slot-{slot}-{task}"),
+                            claim: ClaimOutcome::Won,
+                            commit_ms: Some(4.0 + f64::from(slot % 5)),
+                            fork_retries: 0,
+                            checkin: Some("ab".repeat(32)),
+                            outcome: TaskOutcome::Committed,
+                            timeline: Some(Timeline {
+                                claim_start_ms: t0,
+                                claim_end_ms: t0 + 1.2,
+                                think_end_ms: Some(t0 + 51.2),
+                                commit_start_ms: Some(t0 + 51.3),
+                                pushes: vec![PushMark {
+                                    start_ms: t0 + 52.0,
+                                    end_ms: t0 + 55.0,
+                                    result: PushResult::Landed,
+                                }],
+                                end_ms: t0 + 55.3,
+                            }),
+                            trace: None,
+                        }
+                    })
+                    .collect();
+                SlotRecord {
+                    tasks: lines,
+                    summary: Some(LeafSummary {
+                        slot,
+                        tasks,
+                        committed: tasks,
+                        claims_won: tasks,
+                        think_ms: u64::from(tasks) * 50,
+                        ..LeafSummary::default()
+                    }),
+                    errors: Vec::new(),
+                    failure: None,
+                }
+            })
+            .collect();
+        let runtime_s = f64::from(tasks) * 0.06;
+        let samples = (0..(runtime_s * 4.0) as u32)
+            .map(|i| Sample {
+                at_ms: f64::from(i) * 250.0,
+                interval_ms: 250.0,
+                processes: ProcessKind::ALL
+                    .iter()
+                    .map(|&kind| KindSample {
+                        kind,
+                        processes: 1,
+                        cpu_ms: 120.0,
+                        rss_kb: 30_000,
+                    })
+                    .collect(),
+                hub: Some(HubCounters {
+                    requests: u64::from(i) * 100,
+                    batches: u64::from(i) * 20,
+                    batched_pushes: u64::from(i) * 90,
+                    backlog: u64::from(i % 9),
+                    ..HubCounters::default()
+                }),
+            })
+            .collect();
+        let config = TrialConfig {
+            agents,
+            tasks,
+            seed: 1,
+            workload: crate::workload::WorkloadConfig::default(),
+            mode: crate::workload::Mode::default(),
+            hub_kind: crate::report::HubKind::Herd,
+            landing: crate::report::LandingStrategy::Hub,
+            workdir: None,
+            nats_url: None,
+            nats_server: None,
+            timeout: None,
+            verbose: false,
+            progress: false,
+            report: None,
+            bin_dir: std::path::PathBuf::new(),
+            trace: crate::telemetry::W3c::default(),
+        };
+        let shape = TrialShape {
+            hub_kind: config.hub_kind,
+            landing: config.landing,
+            agents,
+            tasks,
+            mode: "disjoint".into(),
+            seed: 1,
+            runtime_s,
+            slowest_slot: Some(0),
+        };
+        let total = u64::from(agents) * u64::from(tasks);
+        let hub = HubCount {
+            trunk_commits: total,
+            trunk_leaves: 1,
+            requests: Some(total),
+            peak_rss_kb: Some(40_000),
+            hub_rebases: Some(total / 2),
+        };
+        let report = TrialReport::build(shape, &slots, hub);
+        (config, report, slots, samples)
+    }
+
+    #[test]
+    fn a_256_agent_page_stays_under_five_megabytes() {
+        let (config, report, slots, samples) = synthetic(256, 30);
+        let trial = Trial {
+            config: &config,
+            report: &report,
+            slots: &slots,
+            samples: &samples,
+        };
+        let html = render(&trial).unwrap();
+        assert!(html.len() < 5 << 20, "{} bytes", html.len());
+        assert_eq!(html.matches("<svg").count(), 6);
+        // A point per commit, a bar per step of every task.
+        assert!(html.matches("<circle").count() >= 256 * 30);
+        assert!(html.matches("<rect").count() >= 3 * 256 * 30);
+    }
+
+    #[test]
+    fn a_page_is_written_whole_or_not_at_all() {
+        let (config, report, slots, samples) = synthetic(2, 3);
+        let trial = Trial {
+            config: &config,
+            report: &report,
+            slots: &slots,
+            samples: &samples,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.html");
+        write(&path, &trial).unwrap();
+        let html = std::fs::read_to_string(&path).unwrap();
+        assert!(html.starts_with("<!DOCTYPE html>") && html.ends_with("</html>\n"));
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "no partial file left beside it");
+        let missing = dir.path().join("no/such/dir/r.html");
+        let err = write(&missing, &trial).unwrap_err().to_string();
+        assert!(err.contains("write the report"), "{err}");
+    }
 
     #[test]
     fn text_is_escaped_for_html() {
