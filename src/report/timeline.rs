@@ -130,6 +130,17 @@ pub struct Timeline {
     pub end_ms: f64,
 }
 
+impl Timeline {
+    /// When the task's check-in landed: the end of the push that landed it.
+    pub fn landed_ms(&self) -> Option<f64> {
+        self.pushes
+            .iter()
+            .rev()
+            .find(|p| p.result == PushResult::Landed)
+            .map(|p| p.end_ms)
+    }
+}
+
 /// Records a [`Timeline`] as a task goes; each mark reads the trial clock.
 #[derive(Debug, Clone)]
 pub struct TimelineRecorder {

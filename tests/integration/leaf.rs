@@ -278,6 +278,7 @@ fn four_leaves_land_every_task_on_one_linear_trunk(landing: &str) {
             assert_eq!(t.task, k as u32);
             assert!(t.commit_ms.is_some_and(|ms| ms > 0.0));
             assert!(checkins.insert(t.checkin.clone().expect("a check-in")));
+            assert_timeline_in_order(t);
         }
         let s = r.summary();
         assert_eq!((s.tasks, s.committed, s.claims_won), (5, 5, 5));
@@ -319,6 +320,41 @@ fn four_leaves_land_every_task_on_one_linear_trunk(landing: &str) {
             );
         }
     }
+}
+
+/// A landed task's timeline: its steps in order, one push per refusal
+/// plus the one that landed, each with what it got.
+fn assert_timeline_in_order(t: &TaskLine) {
+    use herd::report::PushResult;
+    let tl = t.timeline.as_ref().expect("a timeline");
+    let think = tl.think_end_ms.expect("thought");
+    let commit = tl.commit_start_ms.expect("committed");
+    assert!(tl.claim_start_ms <= tl.claim_end_ms, "{tl:?}");
+    assert!(tl.claim_end_ms <= think && think <= commit, "{tl:?}");
+    assert_eq!(tl.pushes.len() as u32, t.fork_retries + 1, "{tl:?}");
+    let mut at = commit;
+    for (i, push) in tl.pushes.iter().enumerate() {
+        assert!(
+            at <= push.start_ms && push.start_ms <= push.end_ms,
+            "{tl:?}"
+        );
+        at = push.end_ms;
+        let expected = if i + 1 == tl.pushes.len() {
+            PushResult::Landed
+        } else {
+            PushResult::Refused
+        };
+        assert_eq!(push.result, expected, "{tl:?}");
+    }
+    assert!(at <= tl.end_ms, "{tl:?}");
+    // The commit's latency is the stretch from its start to its landing,
+    // plus the hand-over from the repository thread that heard the answer.
+    let span = tl.landed_ms().expect("landed") - commit;
+    let ms = t.commit_ms.unwrap();
+    assert!(
+        span <= ms + 0.01 && ms - span < 5.0,
+        "{ms} ms against {tl:?}"
+    );
 }
 
 #[test]

@@ -40,8 +40,8 @@ fn tasks<'a>(trial: &'a Trial<'_>) -> impl Iterator<Item = &'a TaskLine> + 'a {
 fn landings(trial: &Trial<'_>) -> Vec<f64> {
     let mut at: Vec<f64> = tasks(trial)
         .filter(|t| t.outcome == TaskOutcome::Committed)
-        .filter_map(|t| t.timeline.as_ref())
-        .map(|t| t.end_ms / 1000.0)
+        .filter_map(|t| t.timeline.as_ref()?.landed_ms())
+        .map(|ms| ms / 1000.0)
         .collect();
     at.sort_by(f64::total_cmp);
     at
@@ -120,7 +120,7 @@ pub(super) fn throughput(trial: &Trial<'_>) -> Result<String, PlotError> {
 pub(super) fn latency(trial: &Trial<'_>) -> Result<String, PlotError> {
     let points: Vec<(f64, f64)> = tasks(trial)
         .filter(|t| t.outcome == TaskOutcome::Committed)
-        .filter_map(|t| Some((t.timeline.as_ref()?.end_ms / 1000.0, t.commit_ms?)))
+        .filter_map(|t| Some((t.timeline.as_ref()?.landed_ms()? / 1000.0, t.commit_ms?)))
         .collect();
     let rule = |label: String, ms: f64, color| Series {
         label,
@@ -187,10 +187,11 @@ pub(super) fn slots(trial: &Trial<'_>) -> Result<String, PlotError> {
                 });
             }
             if let Some(start) = tl.commit_start_ms {
+                let end = tl.pushes.last().map_or(tl.end_ms, |p| p.end_ms);
                 spans.push(LaneSpan {
                     lane,
                     from: s(start),
-                    to: s(tl.end_ms),
+                    to: s(end),
                     kind: COMMIT,
                 });
             }

@@ -306,7 +306,8 @@ fn slowest_commits(slots: &[SlotRecord]) -> String {
             let landed = t
                 .timeline
                 .as_ref()
-                .map_or(String::new(), |tl| format!("{:.3}", tl.end_ms / 1000.0));
+                .and_then(|tl| tl.landed_ms())
+                .map_or(String::new(), |ms| format!("{:.3}", ms / 1000.0));
             vec![
                 t.slot.to_string(),
                 t.task.to_string(),
