@@ -114,6 +114,33 @@ struct RunArgs {
     /// The nats-server binary to start (default: $NATS_SERVER, PATH, then .tools/bin).
     #[arg(long)]
     nats_server: Option<PathBuf>,
+    /// Simulated hosts: H Linux network namespaces on one bridge (needs
+    /// root), slots round-robin over them, the hub on host 0, a NATS server
+    /// on each (see --nats-cluster). 1 runs everything on loopback.
+    #[arg(long, env = "HERD_HOSTS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=250))]
+    hosts: u32,
+    /// NATS servers forming a JetStream cluster, one on each of hosts
+    /// 0..N, buckets and the tip stream replicated N ways; the other hosts
+    /// run a leaf node of the cluster. Default: 3 with 3 hosts or more, else 1.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=250))]
+    nats_cluster: Option<u32>,
+    /// Kill (SIGKILL) one NATS cluster member (not the hub's host's) this
+    /// many seconds after the leaves start. Needs a cluster of 3 or more.
+    #[arg(long, value_name = "SECS")]
+    kill_nats_node: Option<f64>,
+    /// Cut host I's link at SECS for DURATION seconds (e.g. 2:5:5): its
+    /// processes keep running but reach nothing until the link is back.
+    #[arg(long, value_name = "I:SECS:DURATION")]
+    partition_host: Option<supervisor::Partition>,
+    /// Start each leaf-agent through this shell command (run with sh -c):
+    /// {cmd} becomes the leaf-agent's command line (quoted), {slot} its
+    /// slot, {host} its host's address, {netns} its host's namespace
+    /// (with --hosts). The leaf's secrets are in the launcher's
+    /// environment, never in its argv; a launcher that crosses machines
+    /// must carry them (ssh: SendEnv/AcceptEnv HERD_*). Example:
+    /// 'ssh {host} {cmd}'.
+    #[arg(long, value_name = "TEMPLATE")]
+    leaf_launcher: Option<String>,
     /// Print one JSON object with every figure instead of the summary block.
     #[arg(long)]
     json: bool,
@@ -246,10 +273,21 @@ fn run(args: RunArgs) -> u8 {
         verbose: args.verbose,
         progress: !args.json && std::io::stderr().is_terminal(),
         report: report_page,
+        hosts: args.hosts,
+        nats_cluster: args.nats_cluster,
+        kill_nats_node: args
+            .kill_nats_node
+            .map(|s| Duration::from_secs_f64(s.max(0.0))),
+        partition: args.partition_host,
+        leaf_launcher: args.leaf_launcher,
         bin_dir,
         trace: W3c::of(&root),
     };
 
+    if let Err(e) = config.check_hosts() {
+        eprintln!("herd: {e}");
+        return EXIT_USAGE;
+    }
     let report = runtime.block_on(
         async {
             let (tx, rx) = tokio::sync::mpsc::channel(4);

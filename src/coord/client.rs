@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_nats::jetstream::{self, kv, stream};
 use async_nats::Client;
 
+use super::deployment::{server_addrs, Deployment};
 use super::error::{BoxError, CoordError};
 use super::names::Scope;
 
@@ -63,7 +64,8 @@ pub const DEFAULT_HOLD_TTL: Duration = Duration::from_secs(30);
 /// What a process needs to take part in one trial's coordination.
 #[derive(Debug, Clone)]
 pub struct CoordConfig {
-    /// NATS server URL, e.g. `nats://127.0.0.1:4222`.
+    /// NATS server URL, e.g. `nats://127.0.0.1:4222`, or several, comma
+    /// separated (see [`super::Deployment`]).
     pub nats_url: String,
     /// The trial prefix; sanitized to `[A-Za-z0-9_-]` (see [`Scope`]).
     pub scope: String,
@@ -99,18 +101,17 @@ pub async fn connect_client(config: &CoordConfig, name: &str) -> Result<Client, 
     if let Some(token) = &config.token {
         options = options.token(token.expose().to_string());
     }
+    let servers = server_addrs(&config.nats_url).map_err(|why| CoordError::BadUrl {
+        urls: config.nats_url.clone(),
+        why,
+    })?;
     let op = format!("connect to nats at {}", config.nats_url);
-    within(
-        config.op_timeout,
-        &op,
-        "connect",
-        options.connect(config.nats_url.as_str()),
-    )
-    .await?
-    .map_err(|source| CoordError::Connect {
-        url: config.nats_url.clone(),
-        source,
-    })
+    within(config.op_timeout, &op, "connect", options.connect(servers))
+        .await?
+        .map_err(|source| CoordError::Connect {
+            url: config.nats_url.clone(),
+            source,
+        })
 }
 
 /// One leaf's (or the hub's) handle on a trial's coordination state.
@@ -181,7 +182,10 @@ impl Coord {
 
 /// A JetStream context whose own request timeout matches ours.
 pub(super) fn jetstream_context(client: &Client, op_timeout: Duration) -> jetstream::Context {
-    let mut js = jetstream::new(client.clone());
+    let mut js = match &Deployment::current().domain {
+        Some(domain) => jetstream::with_domain(client.clone(), domain),
+        None => jetstream::new(client.clone()),
+    };
     js.set_timeout(op_timeout);
     js
 }
@@ -204,6 +208,7 @@ pub(super) async fn ensure_bucket(
             bucket: bucket.to_string(),
             history: 1,
             storage: stream::StorageType::File,
+            num_replicas: Deployment::current().replicas,
             ..Default::default()
         }),
     )
@@ -235,6 +240,7 @@ pub(super) async fn ensure_tip_stream(
         max_messages_per_subject: 1,
         allow_direct: true,
         storage: stream::StorageType::File,
+        num_replicas: Deployment::current().replicas,
         ..Default::default()
     };
     let created = within(

@@ -35,6 +35,14 @@ pub enum CoordError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// The NATS URL (list) cannot be parsed.
+    #[error("bad NATS URL list {urls:?}: {why}")]
+    BadUrl {
+        /// The list as given.
+        urls: String,
+        /// What is wrong with it.
+        why: String,
+    },
     /// The connection to the NATS server failed.
     #[error("connect to nats at {url}")]
     Connect {

@@ -16,6 +16,7 @@
 
 mod claim;
 mod client;
+mod deployment;
 mod error;
 mod hold;
 mod names;
@@ -27,6 +28,7 @@ pub use client::{
     connect_client, Coord, CoordConfig, Secret, DEFAULT_HOLD_TTL, DEFAULT_OP_TIMEOUT,
     NATS_TOKEN_ENV,
 };
+pub use deployment::{server_addrs, Deployment, NATS_DOMAIN_ENV, NATS_REPLICAS_ENV};
 pub use error::{BoxError, ClaimError, CoordError, FenceError};
 pub use hold::HoldRecord;
 pub use names::{

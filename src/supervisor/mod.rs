@@ -7,12 +7,15 @@
 //! `fossil server` plays the hub instead (`fossil_hub`), and herd counts its
 //! check-ins with `fossil sql`.
 
+mod cluster;
 mod fossil_hub;
+pub mod hosts;
 mod nats;
 mod page;
 pub mod process;
 mod sampler;
 pub mod summary;
+mod topology;
 mod trial;
 
 use std::path::PathBuf;
@@ -62,11 +65,99 @@ pub struct TrialConfig {
     pub progress: bool,
     /// Write the trial's HTML report here.
     pub report: Option<PathBuf>,
+    /// Simulated hosts (network namespaces); 1 runs everything on loopback.
+    pub hosts: u32,
+    /// Members of the NATS cluster across the hosts (the rest run leaf
+    /// nodes); `None` picks 3 with 3 hosts or more, else 1.
+    pub nats_cluster: Option<u32>,
+    /// Kill one NATS cluster member this long into the trial.
+    pub kill_nats_node: Option<Duration>,
+    /// Take a host's link down for a while.
+    pub partition: Option<Partition>,
+    /// Start each leaf-agent through this shell command template.
+    pub leaf_launcher: Option<String>,
     /// Directory holding the `hub` and `leaf-agent` binaries.
     pub bin_dir: PathBuf,
     /// The trace context children start their root spans from (passed as
     /// `TRACEPARENT`/`TRACESTATE`); empty when no spans are exported.
     pub trace: crate::telemetry::W3c,
+}
+
+impl TrialConfig {
+    /// The NATS cluster's size: as asked, else 3 with 3 hosts or more.
+    pub fn cluster_size(&self) -> u32 {
+        self.nats_cluster
+            .unwrap_or(if self.hosts >= 3 { 3 } else { 1 })
+    }
+
+    /// Checks the multi-host settings against each other.
+    pub fn check_hosts(&self) -> Result<(), String> {
+        let size = self.cluster_size();
+        if size == 0 || size > self.hosts {
+            return Err(format!(
+                "--nats-cluster {size} needs as many hosts (--hosts {}): one member per host",
+                self.hosts
+            ));
+        }
+        if self.hosts > 1 && self.hub_kind == HubKind::Fossil {
+            return Err(
+                "--hosts runs herd's hub on host 0; --hub-kind fossil runs on loopback only".into(),
+            );
+        }
+        if self.hosts > 1 && self.nats_url.is_some() {
+            return Err("--hosts starts its own NATS servers on the hosts; drop --nats-url".into());
+        }
+        if self.hosts > hosts::MAX_HOSTS {
+            return Err(format!("--hosts is at most {}", hosts::MAX_HOSTS));
+        }
+        if self.kill_nats_node.is_some() && size < 3 {
+            return Err(format!(
+                "--kill-nats-node needs a NATS cluster of 3 or more (it has {size}): \
+                 with fewer, JetStream loses its quorum"
+            ));
+        }
+        if let Some(p) = &self.partition {
+            if p.host >= self.hosts as usize {
+                return Err(format!(
+                    "--partition-host {}: there are only hosts 0..{}",
+                    p.host, self.hosts
+                ));
+            }
+        }
+        if let Some(template) = &self.leaf_launcher {
+            topology::launcher_ok(template)?;
+        }
+        Ok(())
+    }
+}
+
+/// A host cut off for a while: `--partition-host I:SECS:DURATION`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Partition {
+    /// The host.
+    pub host: usize,
+    /// When its link goes down, from the leaves' start.
+    pub at: Duration,
+    /// How long it stays down.
+    pub duration: Duration,
+}
+
+impl std::str::FromStr for Partition {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let parts: Vec<&str> = s.split(':').collect();
+        let bad = || format!("{s:?} is not HOST:SECS:DURATION (e.g. 2:5:5)");
+        let [host, at, duration] = parts.as_slice() else {
+            return Err(bad());
+        };
+        let secs = |v: &str| v.parse::<f64>().ok().filter(|x| x.is_finite() && *x >= 0.0);
+        Ok(Partition {
+            host: host.parse().map_err(|_| bad())?,
+            at: Duration::from_secs_f64(secs(at).ok_or_else(bad)?),
+            duration: Duration::from_secs_f64(secs(duration).filter(|d| *d > 0.0).ok_or_else(bad)?),
+        })
+    }
 }
 
 /// Why a trial could not run (as opposed to ran and failed a check).
@@ -95,6 +186,9 @@ pub enum SupervisorError {
         /// What happened.
         detail: String,
     },
+    /// Simulated hosts could not be made.
+    #[error(transparent)]
+    Hosts(hosts::HostsError),
     /// A file-system or OS step failed.
     #[error("cannot {what}")]
     Io {

@@ -153,7 +153,7 @@ fn auth_config(token: &Secret) -> String {
 }
 
 /// Writes `text` to a new file readable by its owner only.
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+pub(super) fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt;
     let _ = std::fs::remove_file(path);

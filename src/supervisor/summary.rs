@@ -114,6 +114,14 @@ pub struct TrialReport {
     /// NATS requests the leaves sent in their task loops per committed
     /// task; `null` with no committed task.
     pub nats_ops_per_task: Option<f64>,
+    /// Simulated hosts (`--hosts`).
+    pub hosts: u32,
+    /// NATS servers the trial ran (1 without hosts).
+    pub nats_nodes: u32,
+    /// Faults injected (`--kill-nats-node`, `--partition-host`), with when.
+    pub faults: Vec<String>,
+    /// Tasks committed by the slots of each host, by host.
+    pub committed_per_host: Vec<u64>,
     /// User + system CPU of every process of the trial (herd, the hub, the
     /// nats-server herd started, every leaf) per hub commit, in ms; `null`
     /// until the processes have been reaped, or with no commit.
@@ -138,6 +146,12 @@ pub struct TrialShape {
     pub runtime_s: f64,
     /// The slot that exited last.
     pub slowest_slot: Option<u32>,
+    /// Simulated hosts; slot i ran on host i mod hosts.
+    pub hosts: u32,
+    /// NATS servers (cluster members and leaf nodes).
+    pub nats_nodes: u32,
+    /// The faults injected, with when.
+    pub faults: Vec<String>,
 }
 
 impl TrialReport {
@@ -174,6 +188,10 @@ impl TrialReport {
             leaf_peak_rss_kb: 0,
             cpu_ms_per_commit: None,
             nats_ops_per_task: None,
+            hosts: shape.hosts.max(1),
+            nats_nodes: shape.nats_nodes,
+            faults: shape.faults,
+            committed_per_host: vec![0; shape.hosts.max(1) as usize],
         };
         let mut nats_ops = 0u64;
         let mut latencies = Vec::new();
@@ -214,6 +232,12 @@ impl TrialReport {
                         .sum::<u64>();
                 }
             }
+            let host = slot % r.committed_per_host.len();
+            r.committed_per_host[host] += rec
+                .tasks
+                .iter()
+                .filter(|t| t.outcome == TaskOutcome::Committed)
+                .count() as u64;
             let slot = slot as u32;
             if let Some(reason) = &rec.failure {
                 r.failed_slots.push(SlotFailure {
@@ -332,6 +356,20 @@ impl TrialReport {
                 .map_or("n/a".into(), |ms| format!("{ms:.2}"))
         );
         let _ = writeln!(s, "  forks:              {}", self.forks);
+        if self.hosts > 1 {
+            let per_host: Vec<String> =
+                self.committed_per_host.iter().map(u64::to_string).collect();
+            let _ = writeln!(
+                s,
+                "  hosts:              {} (nats servers {}; committed per host {})",
+                self.hosts,
+                self.nats_nodes,
+                per_host.join(" / ")
+            );
+        }
+        for fault in &self.faults {
+            let _ = writeln!(s, "  fault injected:     {fault}");
+        }
         let ratio = if self.think_floor_s > 0.0 {
             format!("{:.2}x", self.runtime_s / self.think_floor_s)
         } else {
@@ -450,6 +488,9 @@ mod tests {
             seed: 1,
             runtime_s: 2.0,
             slowest_slot: Some(1),
+            hosts: 1,
+            nats_nodes: 1,
+            faults: Vec::new(),
         }
     }
 

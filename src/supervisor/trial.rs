@@ -31,6 +31,7 @@ use tokio::sync::mpsc;
 use super::fossil_hub::{self, FossilHub};
 use super::sampler::Sampler;
 use super::summary::{HubCount, SlotRecord, TrialReport, TrialShape};
+use super::topology::Topology;
 use super::{nats, page, process, SupervisorError, TrialConfig};
 use crate::coord::{Secret, NATS_TOKEN_ENV};
 use crate::report::{
@@ -131,9 +132,25 @@ pub async fn run(
         hub_secret: Secret::random(),
         nats_token: None,
     };
+    let mut topology = Topology::new(&config)?;
     let mut nats_child = None;
     let nats_url = match &config.nats_url {
         Some(url) => url.clone(),
+        None if topology.has_hosts() => {
+            let binary = nats::find(config.nats_server.as_deref())?;
+            let token = Secret::random();
+            let size = config.cluster_size() as usize;
+            let urls = topology
+                .start_nats(&binary, size, &workdir, &logs, &token)
+                .await?;
+            secrets.nats_token = Some(token);
+            for node in topology.cluster().map_or(&[][..], |c| c.nodes()) {
+                if let Some(pid) = node.pid() {
+                    sampler.watch(ProcessKind::Nats, pid);
+                }
+            }
+            urls
+        }
         None => {
             let binary = nats::find(config.nats_server.as_deref())?;
             let token = Secret::random();
@@ -161,11 +178,13 @@ pub async fn run(
         nats_url: &nats_url,
         secrets: &secrets,
         sampler: &sampler,
+        topology: &topology,
     };
     let result = run_with_nats(&run, stop).await;
     if let Some(mut child) = nats_child {
         let _ = process::stop(&mut child, STOP_GRACE).await;
     }
+    topology.stop(STOP_GRACE).await;
     let samples = sampler.finish().await;
     let (mut report, slots) = result?;
     // Every child has been reaped by now, so its CPU is in the count.
@@ -196,6 +215,7 @@ struct Run<'a> {
     nats_url: &'a str,
     secrets: &'a TrialSecrets,
     sampler: &'a Sampler,
+    topology: &'a Topology,
 }
 
 impl Run<'_> {
@@ -205,6 +225,7 @@ impl Run<'_> {
         self.secrets.pass(cmd);
         pass_trace(cmd, &self.config.trace);
         cmd.env(TRIAL_START_ENV, self.sampler.clock().env_value());
+        self.topology.pass(cmd);
     }
 }
 
@@ -275,12 +296,17 @@ impl Hub<'_> {
 async fn start_hub(run: &Run<'_>) -> Result<(Child, HubReady), SupervisorError> {
     let (config, workdir, logs) = (run.config, run.workdir, run.logs);
     let binary = config.bin_dir.join("hub");
-    let mut cmd = Command::new(&binary);
-    cmd.arg("--repo")
-        .arg(workdir.join("hub.fossil"))
-        .args(["--listen", "127.0.0.1:0", "--nats-url", run.nats_url])
-        .arg("--require-login")
-        .stdout(Stdio::piped())
+    let args: Vec<std::ffi::OsString> = vec![
+        "--repo".into(),
+        workdir.join("hub.fossil").into(),
+        "--listen".into(),
+        run.topology.hub_listen().into(),
+        "--nats-url".into(),
+        run.nats_url.into(),
+        "--require-login".into(),
+    ];
+    let mut cmd = run.topology.command(0, None, &binary, &args);
+    cmd.stdout(Stdio::piped())
         .stderr(log_file(&logs.join("hub.log"))?);
     // The hub creates TRIAL_USER from the secrets.
     run.pass(&mut cmd);
@@ -337,53 +363,41 @@ fn log_file(path: &Path) -> Result<Stdio, SupervisorError> {
         .map_err(|e| SupervisorError::io(format!("create {}", path.display()), e))
 }
 
-fn leaf_command(
-    config: &TrialConfig,
-    slot: u32,
-    workdir: &Path,
-    hub: &HubReady,
-    nats_url: &str,
-) -> Command {
+/// The command that starts slot `slot`'s leaf-agent, on its host.
+fn leaf_command(run: &Run<'_>, slot: u32, hub: &HubReady) -> Command {
+    let config = run.config;
     let w = &config.workload;
     let program = std::env::var_os(LEAF_AGENT_ENV)
         .filter(|p| !p.is_empty())
         .map_or_else(|| config.bin_dir.join("leaf-agent"), PathBuf::from);
-    let mut cmd = Command::new(program);
-    cmd.arg("--hub")
-        .arg(&hub.http)
-        .arg("--nats-url")
-        .arg(nats_url)
-        .arg("--slot")
-        .arg(slot.to_string())
-        .arg("--workdir")
-        .arg(workdir.join(format!("slot-{slot}")))
-        .arg("--tasks")
-        .arg(config.tasks.to_string())
-        .arg("--seed")
-        .arg(config.seed.to_string())
-        .arg("--agents")
-        .arg(config.agents.to_string())
-        .arg("--mode")
-        .arg(config.mode.as_str())
-        .arg("--min-files")
-        .arg(w.min_files.to_string())
-        .arg("--max-files")
-        .arg(w.max_files.to_string())
-        .arg("--min-bytes")
-        .arg(w.min_bytes.to_string())
-        .arg("--max-bytes")
-        .arg(w.max_bytes.to_string())
-        .arg("--min-think-ms")
-        .arg(w.min_think_ms.to_string())
-        .arg("--max-think-ms")
-        .arg(w.max_think_ms.to_string())
-        .arg("--hold-ttl-ms")
-        .arg(w.hold_ttl_ms.to_string())
-        .arg("--hub-kind")
-        .arg(config.hub_kind.as_str())
-        .arg("--landing")
-        .arg(config.landing.as_str());
-    cmd
+    let host = run.topology.host_of(slot);
+    let flags: [(&str, std::ffi::OsString); 17] = [
+        ("--hub", hub.http.clone().into()),
+        (
+            "--nats-url",
+            run.topology.nats_urls(host, run.nats_url).into(),
+        ),
+        ("--slot", slot.to_string().into()),
+        ("--workdir", run.workdir.join(format!("slot-{slot}")).into()),
+        ("--tasks", config.tasks.to_string().into()),
+        ("--seed", config.seed.to_string().into()),
+        ("--agents", config.agents.to_string().into()),
+        ("--mode", config.mode.as_str().into()),
+        ("--min-files", w.min_files.to_string().into()),
+        ("--max-files", w.max_files.to_string().into()),
+        ("--min-bytes", w.min_bytes.to_string().into()),
+        ("--max-bytes", w.max_bytes.to_string().into()),
+        ("--min-think-ms", w.min_think_ms.to_string().into()),
+        ("--max-think-ms", w.max_think_ms.to_string().into()),
+        ("--hold-ttl-ms", w.hold_ttl_ms.to_string().into()),
+        ("--hub-kind", config.hub_kind.as_str().into()),
+        ("--landing", config.landing.as_str().into()),
+    ];
+    let args: Vec<std::ffi::OsString> = flags
+        .into_iter()
+        .flat_map(|(flag, value)| [flag.into(), value])
+        .collect();
+    run.topology.command(host, Some(slot), &program, &args)
 }
 
 async fn run_slots(
@@ -391,14 +405,14 @@ async fn run_slots(
     hub: &Hub<'_>,
     mut stop: mpsc::Receiver<()>,
 ) -> Result<Finished, SupervisorError> {
-    let (config, workdir, logs, sampler) = (run.config, run.workdir, run.logs, run.sampler);
+    let (config, logs, sampler) = (run.config, run.logs, run.sampler);
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut slots = vec![SlotRecord::default(); config.agents as usize];
     let mut pids: Vec<Option<u32>> = vec![None; config.agents as usize];
     let started = Instant::now();
 
     for slot in 0..config.agents {
-        let mut cmd = leaf_command(config, slot, workdir, hub.ready(), run.nats_url);
+        let mut cmd = leaf_command(run, slot, hub.ready());
         let log = logs.join(format!("slot-{slot}.log"));
         cmd.stdout(Stdio::piped());
         if config.verbose {
@@ -433,6 +447,7 @@ async fn run_slots(
     let mut slowest = None;
     let mut stopping: Option<(Instant, String)> = None;
     let deadline = config.timeout.map(|t| started + t);
+    let mut faults = Faults::plan(config, started);
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut stop_open = true;
 
@@ -505,6 +520,9 @@ async fn run_slots(
                 }
                 stopping = stopping.map(|(_, why)| (Instant::now() + Duration::from_secs(3600), why));
             }
+            () = sleep_until_opt(faults.next_at()), if stopping.is_none() => {
+                faults.inject(run.topology, started);
+            }
             _ = tick.tick(), if config.progress => {
                 let secs = started.elapsed().as_secs_f64().max(0.001);
                 eprint!("\rherd: landed {landed}/{total}  {:.0} commits/s  {running} running   ", landed as f64 / secs);
@@ -542,6 +560,7 @@ async fn run_slots(
         Ok(c) => (c, None),
         Err(e) => (HubCount::default(), Some(e)),
     };
+    faults.end(run.topology, started);
     let shape = TrialShape {
         hub_kind: config.hub_kind,
         landing: config.landing,
@@ -551,6 +570,9 @@ async fn run_slots(
         seed: config.seed,
         runtime_s,
         slowest_slot: slowest,
+        hosts: run.topology.host_count() as u32,
+        nats_nodes: run.topology.cluster().map_or(1, |c| c.nodes().len() as u32),
+        faults: faults.injected,
     };
     let mut report = TrialReport::build(shape, &slots, hub_count);
     if let Some(e) = hub_error {
@@ -560,6 +582,89 @@ async fn run_slots(
         });
     }
     Ok((report, slots))
+}
+
+/// The faults a trial injects (`--kill-nats-node`, `--partition-host`),
+/// when they are due, and what was done.
+struct Faults {
+    kill_at: Option<Instant>,
+    cut_at: Option<Instant>,
+    restore_at: Option<Instant>,
+    partition: Option<super::Partition>,
+    /// What was injected, with when, for the summary.
+    injected: Vec<String>,
+}
+
+impl Faults {
+    fn plan(config: &TrialConfig, started: Instant) -> Faults {
+        Faults {
+            kill_at: config.kill_nats_node.map(|d| started + d),
+            cut_at: config.partition.map(|p| started + p.at),
+            restore_at: None,
+            partition: config.partition,
+            injected: Vec::new(),
+        }
+    }
+
+    fn next_at(&self) -> Option<Instant> {
+        [self.kill_at, self.cut_at, self.restore_at]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Injects whatever is due now.
+    fn inject(&mut self, topology: &Topology, started: Instant) {
+        let now = Instant::now();
+        let secs = now.duration_since(started).as_secs_f64();
+        let due = |at: Option<Instant>| at.is_some_and(|at| at <= now);
+        if due(self.kill_at) {
+            self.kill_at = None;
+            let what = topology.cluster().and_then(|c| c.kill_one());
+            self.injected.push(match what {
+                Some(node) => format!("nats node {node} killed (SIGKILL) at {secs:.1} s"),
+                None => format!("no nats node to kill at {secs:.1} s"),
+            });
+        }
+        if let (true, Some(p)) = (due(self.cut_at), self.partition) {
+            self.cut_at = None;
+            self.restore_at = Some(now + p.duration);
+            self.injected.push(match topology.cut(p.host) {
+                Ok(()) => format!(
+                    "host {} cut off at {secs:.1} s for {:.1} s",
+                    p.host,
+                    p.duration.as_secs_f64()
+                ),
+                Err(e) => format!("host {} could not be cut off: {e}", p.host),
+            });
+        }
+        if due(self.restore_at) {
+            self.restore_at = None;
+            self.restore(topology);
+        }
+    }
+
+    fn restore(&mut self, topology: &Topology) {
+        if let Some(p) = self.partition {
+            if let Err(e) = topology.restore(p.host) {
+                self.injected
+                    .push(format!("host {}'s link could not be restored: {e}", p.host));
+            }
+        }
+    }
+
+    /// A link still down when the trial ends comes back up.
+    fn end(&mut self, topology: &Topology, started: Instant) {
+        if self.restore_at.take().is_some() {
+            self.restore(topology);
+        }
+        if self.cut_at.take().is_some() || self.kill_at.take().is_some() {
+            let secs = started.elapsed().as_secs_f64();
+            self.injected.push(format!(
+                "the trial ended at {secs:.1} s before every fault was due"
+            ));
+        }
+    }
 }
 
 fn begin_stop(pids: &[Option<u32>], stopping: &mut Option<(Instant, String)>, why: &str) {

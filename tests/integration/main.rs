@@ -5,6 +5,7 @@ mod faults;
 mod fossil_hub;
 mod helpers;
 mod herd;
+mod hosts;
 mod hub;
 mod landing;
 mod leaf;

@@ -430,6 +430,11 @@ mod tests {
             verbose: false,
             progress: false,
             report: None,
+            hosts: 1,
+            nats_cluster: None,
+            kill_nats_node: None,
+            partition: None,
+            leaf_launcher: None,
             bin_dir: std::path::PathBuf::new(),
             trace: crate::telemetry::W3c::default(),
         };
@@ -442,6 +447,9 @@ mod tests {
             seed: 1,
             runtime_s,
             slowest_slot: Some(0),
+            hosts: 1,
+            nats_nodes: 1,
+            faults: Vec::new(),
         };
         let total = u64::from(agents) * u64::from(tasks);
         let hub = HubCount {

@@ -1,0 +1,240 @@
+//! Where a trial's processes run: all on this machine's loopback (the
+//! default), or on simulated hosts (`--hosts H`, [`super::hosts`]) with a
+//! NATS cluster across them ([`super::cluster`]); and how a leaf-agent is
+//! launched (directly, inside its host's namespace, or through the user's
+//! `--leaf-launcher` template).
+//!
+//! Slots go round-robin over the hosts; the hub runs on host 0. Each
+//! process is given the NATS URLs it can reach: on a cluster host its own
+//! server first, then the other members; on a leaf host its leaf node.
+//!
+//! A launcher template is a shell command line (run with `sh -c`) in which
+//! herd replaces `{cmd}` with the leaf-agent's command line (each word
+//! single-quoted), `{slot}` with the slot, `{host}` with the slot's host
+//! address and `{netns}` with its namespace (empty without `--hosts`). The
+//! launcher inherits herd's environment for the leaf, secrets included;
+//! a launcher that crosses machines must carry them (for ssh: `SendEnv`
+//! on the client and `AcceptEnv` on the server for `HERD_*`).
+
+use std::ffi::OsString;
+use std::net::Ipv4Addr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::time::Duration;
+
+use tokio::process::Command;
+
+use super::cluster::{Cluster, DOMAIN};
+use super::hosts::Hosts;
+use super::{SupervisorError, TrialConfig};
+use crate::coord::{Secret, NATS_DOMAIN_ENV, NATS_REPLICAS_ENV};
+
+/// The trial's hosts and NATS servers, when it has several hosts.
+pub struct Topology {
+    hosts: Option<Hosts>,
+    cluster: Option<Cluster>,
+    launcher: Option<String>,
+}
+
+impl Topology {
+    /// Makes the trial's hosts (none for one host). Nothing is started yet.
+    pub fn new(config: &TrialConfig) -> Result<Topology, SupervisorError> {
+        let hosts = if config.hosts > 1 {
+            Some(Hosts::create(config.hosts).map_err(SupervisorError::Hosts)?)
+        } else {
+            None
+        };
+        Ok(Topology {
+            hosts,
+            cluster: None,
+            launcher: config.leaf_launcher.clone(),
+        })
+    }
+
+    /// Whether the trial runs on simulated hosts.
+    pub fn has_hosts(&self) -> bool {
+        self.hosts.is_some()
+    }
+
+    /// Hosts of the trial (1 without `--hosts`).
+    pub fn host_count(&self) -> usize {
+        self.hosts.as_ref().map_or(1, |h| h.hosts().len())
+    }
+
+    /// The host slot `slot` runs on.
+    pub fn host_of(&self, slot: u32) -> usize {
+        slot as usize % self.host_count()
+    }
+
+    /// Starts the NATS cluster across the hosts, `size` members; returns
+    /// the URLs the hub (host 0) is given.
+    pub async fn start_nats(
+        &mut self,
+        binary: &Path,
+        size: usize,
+        workdir: &Path,
+        logs: &Path,
+        token: &Secret,
+    ) -> Result<String, SupervisorError> {
+        let hosts = self.hosts.as_ref().expect("start_nats needs hosts");
+        let cluster = Cluster::start(binary, hosts, size, workdir, logs, token).await?;
+        let urls = cluster.urls_for(0);
+        self.cluster = Some(cluster);
+        Ok(urls)
+    }
+
+    /// The NATS servers, when herd started a cluster.
+    pub fn cluster(&self) -> Option<&Cluster> {
+        self.cluster.as_ref()
+    }
+
+    /// The URLs a process on `host` is given, or `single` without hosts.
+    pub fn nats_urls(&self, host: usize, single: &str) -> String {
+        self.cluster
+            .as_ref()
+            .map_or_else(|| single.to_string(), |c| c.urls_for(host))
+    }
+
+    /// Where the hub listens: host 0's address, or loopback.
+    pub fn hub_listen(&self) -> String {
+        format!("{}:0", self.addr(0))
+    }
+
+    /// Host `host`'s address (loopback without hosts).
+    pub fn addr(&self, host: usize) -> Ipv4Addr {
+        self.hosts
+            .as_ref()
+            .map_or(Ipv4Addr::LOCALHOST, |h| h.hosts()[host].addr)
+    }
+
+    /// A command running `program args` on `host`: inside its namespace,
+    /// or through the launcher template (slot `slot`) when one is given.
+    pub fn command(
+        &self,
+        host: usize,
+        slot: Option<u32>,
+        program: &Path,
+        args: &[OsString],
+    ) -> Command {
+        if let (Some(template), Some(slot)) = (&self.launcher, slot) {
+            let netns = self
+                .hosts
+                .as_ref()
+                .map_or(String::new(), |h| h.hosts()[host].netns.clone());
+            let line = expand(
+                template,
+                slot,
+                &self.addr(host).to_string(),
+                &netns,
+                program,
+                args,
+            );
+            let mut cmd = Command::new("sh");
+            cmd.arg("-c").arg(line);
+            return cmd;
+        }
+        match &self.hosts {
+            Some(hosts) => {
+                let [ip, netns, exec, ns] = hosts.exec_prefix(host);
+                let mut cmd = Command::new(ip);
+                cmd.args([netns, exec, ns]).arg(program).args(args);
+                cmd
+            }
+            None => {
+                let mut cmd = Command::new(program);
+                cmd.args(args);
+                cmd
+            }
+        }
+    }
+
+    /// The NATS shape every child is told (domain and replicas).
+    pub fn pass(&self, cmd: &mut Command) {
+        if let Some(cluster) = &self.cluster {
+            cmd.env(NATS_DOMAIN_ENV, DOMAIN)
+                .env(NATS_REPLICAS_ENV, cluster.size().to_string());
+        }
+    }
+
+    /// Takes host `host`'s link down.
+    pub fn cut(&self, host: usize) -> Result<(), SupervisorError> {
+        let hosts = self.hosts.as_ref().expect("faults need hosts");
+        hosts.cut(host).map_err(SupervisorError::Hosts)
+    }
+
+    /// Brings host `host`'s link back.
+    pub fn restore(&self, host: usize) -> Result<(), SupervisorError> {
+        let hosts = self.hosts.as_ref().expect("faults need hosts");
+        hosts.restore(host).map_err(SupervisorError::Hosts)
+    }
+
+    /// Stops the NATS servers and removes the hosts.
+    pub async fn stop(&mut self, grace: Duration) {
+        if let Some(cluster) = &mut self.cluster {
+            cluster.stop(grace).await;
+        }
+        if let Some(hosts) = &mut self.hosts {
+            hosts.remove();
+        }
+    }
+}
+
+/// A word quoted for `sh`: in single quotes, each `'` as `'\''`.
+fn shell_quote(word: &[u8]) -> String {
+    let text = String::from_utf8_lossy(word);
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+/// The launcher template with its placeholders filled in.
+fn expand(
+    template: &str,
+    slot: u32,
+    host: &str,
+    netns: &str,
+    program: &Path,
+    args: &[OsString],
+) -> String {
+    let cmd: Vec<String> = std::iter::once(program.as_os_str())
+        .chain(args.iter().map(OsString::as_os_str))
+        .map(|w| shell_quote(w.as_bytes()))
+        .collect();
+    template
+        .replace("{slot}", &slot.to_string())
+        .replace("{host}", host)
+        .replace("{netns}", netns)
+        .replace("{cmd}", &cmd.join(" "))
+}
+
+/// Whether a launcher template names the command it must run.
+pub fn launcher_ok(template: &str) -> Result<(), String> {
+    if template.contains("{cmd}") {
+        Ok(())
+    } else {
+        Err(format!(
+            "--leaf-launcher {template:?} has no {{cmd}}: herd puts the leaf-agent's command line there"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_template_gets_the_quoted_command_and_the_slot_s_place() {
+        let line = expand(
+            "ssh {host} -- {cmd} # slot {slot} in {netns}",
+            7,
+            "10.213.7.3",
+            "herd1h1",
+            Path::new("/opt/leaf-agent"),
+            &["--comment".into(), "it's".into()],
+        );
+        assert_eq!(
+            line,
+            r"ssh 10.213.7.3 -- '/opt/leaf-agent' '--comment' 'it'\''s' # slot 7 in herd1h1"
+        );
+        assert!(launcher_ok("ip netns exec {netns} {cmd}").is_ok());
+        assert!(launcher_ok("ssh box").unwrap_err().contains("{cmd}"));
+    }
+}
