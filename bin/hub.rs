@@ -58,7 +58,7 @@ struct Cli {
     /// HTTP listen address (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:0", env = "HERD_HUB_LISTEN")]
     listen: SocketAddr,
-    /// NATS server URL for tip broadcasts.
+    /// NATS server URL for tip broadcasts, or several, comma separated.
     #[arg(long, env = "HERD_NATS_URL")]
     nats_url: Option<String>,
     /// Project name of a newly created repository.

@@ -38,7 +38,10 @@ struct Cli {
     /// The hub's sync URL, e.g. http://127.0.0.1:41234.
     #[arg(long)]
     hub: String,
-    /// The NATS server (with JetStream).
+    /// The NATS server (with JetStream), or several, comma separated: the
+    /// client uses one and moves to another when it goes away. With a NATS
+    /// cluster that has a JetStream domain, set $HERD_NATS_DOMAIN (and
+    /// $HERD_NATS_REPLICAS) as herd does.
     #[arg(long, env = "HERD_NATS_URL")]
     nats_url: String,
     /// This leaf's slot index.

@@ -194,33 +194,73 @@ pub(super) fn jetstream_context(client: &Client, op_timeout: Duration) -> jetstr
 /// config is idempotent on the server, so two processes racing here both
 /// succeed; if the create is refused anyway (say a differing config), an
 /// existing bucket is used.
+///
+/// A replicated bucket (a NATS cluster) is made without direct gets: a
+/// direct get may be answered by any replica, a lagging one included, and
+/// a fence check must not read a hold as missing that this leaf has just
+/// taken. Reads then go to the stream's leader, as compare-and-set does.
 pub(super) async fn ensure_bucket(
     js: &jetstream::Context,
     bucket: &str,
     op_timeout: Duration,
 ) -> Result<kv::Store, CoordError> {
     let op = format!("open bucket {bucket}");
-    let created = within(
-        op_timeout,
-        &op,
-        "create bucket",
-        js.create_key_value(kv::Config {
-            bucket: bucket.to_string(),
-            history: 1,
-            storage: stream::StorageType::File,
-            num_replicas: Deployment::current().replicas,
-            ..Default::default()
-        }),
-    )
-    .await?;
+    let replicas = Deployment::current().replicas;
+    let created = if replicas > 1 {
+        let made = within(
+            op_timeout,
+            &op,
+            "create bucket",
+            js.get_or_create_stream(leader_read_bucket(bucket, replicas)),
+        )
+        .await?;
+        match made {
+            Ok(_) => within(op_timeout, &op, "get bucket", js.get_key_value(bucket))
+                .await?
+                .map_err(|e| nats_error(&op, "get bucket", e)),
+            Err(e) => Err(nats_error(&op, "create bucket", e)),
+        }
+    } else {
+        within(
+            op_timeout,
+            &op,
+            "create bucket",
+            js.create_key_value(kv::Config {
+                bucket: bucket.to_string(),
+                history: 1,
+                storage: stream::StorageType::File,
+                ..Default::default()
+            }),
+        )
+        .await?
+        .map_err(|e| nats_error(&op, "create bucket", e))
+    };
     match created {
         Ok(store) => Ok(store),
         Err(create_err) => {
             match within(op_timeout, &op, "get bucket", js.get_key_value(bucket)).await? {
                 Ok(store) => Ok(store),
-                Err(_) => Err(nats_error(&op, "create bucket", create_err)),
+                Err(_) => Err(create_err),
             }
         }
+    }
+}
+
+/// The stream behind a key-value bucket as the client library makes one
+/// (one value per key, rollups allowed, deletes as markers), replicated
+/// `replicas` ways and without direct gets.
+fn leader_read_bucket(bucket: &str, replicas: usize) -> stream::Config {
+    stream::Config {
+        name: format!("KV_{bucket}"),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: 1,
+        storage: stream::StorageType::File,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: false,
+        discard: stream::DiscardPolicy::New,
+        num_replicas: replicas,
+        ..Default::default()
     }
 }
 

@@ -207,6 +207,14 @@ fn settings(c: &TrialConfig) -> String {
         ("hub kind", c.hub_kind.to_string()),
         ("landing", c.landing.to_string()),
         ("seed", c.seed.to_string()),
+        (
+            "hosts",
+            if c.hosts > 1 {
+                format!("{} (NATS cluster of {})", c.hosts, c.cluster_size())
+            } else {
+                "1 (loopback)".into()
+            },
+        ),
         ("files per task", format!("{}–{}", w.min_files, w.max_files)),
         ("bytes per file", format!("{}–{}", w.min_bytes, w.max_bytes)),
         ("think ms", format!("{}–{}", w.min_think_ms, w.max_think_ms)),
