@@ -76,6 +76,8 @@ pub struct CoordConfig {
     pub hold_ttl: Duration,
     /// NATS auth token, when the server requires one.
     pub token: Option<Secret>,
+    /// The NATS deployment (domain, replicas); this process's by default.
+    pub deployment: Deployment,
 }
 
 impl CoordConfig {
@@ -87,6 +89,7 @@ impl CoordConfig {
             op_timeout: DEFAULT_OP_TIMEOUT,
             hold_ttl: DEFAULT_HOLD_TTL,
             token: None,
+            deployment: Deployment::current().clone(),
         }
     }
 }
@@ -138,10 +141,12 @@ impl Coord {
         let leaf_id = leaf_id.into();
         let scope = Scope::new(&config.scope)?;
         let client = connect_client(&config, &leaf_id).await?;
-        let js = jetstream_context(&client, config.op_timeout);
-        let tasks = ensure_bucket(&js, &scope.tasks_bucket(), config.op_timeout).await?;
-        let holds = ensure_bucket(&js, &scope.holds_bucket(), config.op_timeout).await?;
-        let tips = ensure_tip_stream(&js, &scope, config.op_timeout).await?;
+        let deployment = &config.deployment;
+        let js = deployed_context(&client, config.op_timeout, deployment);
+        let replicas = deployment.replicas;
+        let tasks = ensure_bucket(&js, &scope.tasks_bucket(), config.op_timeout, replicas).await?;
+        let holds = ensure_bucket(&js, &scope.holds_bucket(), config.op_timeout, replicas).await?;
+        let tips = ensure_tip_stream(&js, &scope, config.op_timeout, replicas).await?;
         Ok(Coord {
             client,
             js,
@@ -152,6 +157,41 @@ impl Coord {
             leaf_id,
             config,
         })
+    }
+
+    /// Waits until the trial's buckets and tip stream each have a leader
+    /// (a replicated stream elects one after it is made; until then writes
+    /// go unanswered), or `deadline` passes.
+    pub async fn await_leaders(&self, deadline: std::time::Instant) -> Result<(), CoordError> {
+        let names = [
+            format!("KV_{}", self.scope.tasks_bucket()),
+            format!("KV_{}", self.scope.holds_bucket()),
+            self.scope.tips_stream(),
+        ];
+        for name in names {
+            let op = format!("await a leader for {name}");
+            loop {
+                let info = within(self.config.op_timeout, &op, "stream info", async {
+                    let mut stream = self.js.get_stream(&name).await?;
+                    Ok::<_, BoxError>(stream.info().await?.cluster.clone())
+                })
+                .await?;
+                let led =
+                    matches!(&info, Ok(Some(c)) if c.leader.is_some()) || matches!(info, Ok(None));
+                if led {
+                    break;
+                }
+                if std::time::Instant::now() > deadline {
+                    return Err(CoordError::Nats {
+                        op,
+                        step: "stream info",
+                        source: format!("no leader elected: {info:?}").into(),
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Ok(())
     }
 
     /// The underlying NATS client, for modules that reuse the connection.
@@ -180,9 +220,19 @@ impl Coord {
     }
 }
 
-/// A JetStream context whose own request timeout matches ours.
+/// A JetStream context whose own request timeout matches ours, in this
+/// process's deployment.
 pub(super) fn jetstream_context(client: &Client, op_timeout: Duration) -> jetstream::Context {
-    let mut js = match &Deployment::current().domain {
+    deployed_context(client, op_timeout, Deployment::current())
+}
+
+/// A JetStream context for `deployment` (its domain, when it has one).
+fn deployed_context(
+    client: &Client,
+    op_timeout: Duration,
+    deployment: &Deployment,
+) -> jetstream::Context {
+    let mut js = match &deployment.domain {
         Some(domain) => jetstream::with_domain(client.clone(), domain),
         None => jetstream::new(client.clone()),
     };
@@ -203,9 +253,9 @@ pub(super) async fn ensure_bucket(
     js: &jetstream::Context,
     bucket: &str,
     op_timeout: Duration,
+    replicas: usize,
 ) -> Result<kv::Store, CoordError> {
     let op = format!("open bucket {bucket}");
-    let replicas = Deployment::current().replicas;
     let created = if replicas > 1 {
         let made = within(
             op_timeout,
@@ -271,6 +321,7 @@ pub(super) async fn ensure_tip_stream(
     js: &jetstream::Context,
     scope: &Scope,
     op_timeout: Duration,
+    replicas: usize,
 ) -> Result<stream::Stream, CoordError> {
     let name = scope.tips_stream();
     let op = format!("open tip stream {name}");
@@ -280,7 +331,7 @@ pub(super) async fn ensure_tip_stream(
         max_messages_per_subject: 1,
         allow_direct: true,
         storage: stream::StorageType::File,
-        num_replicas: Deployment::current().replicas,
+        num_replicas: replicas,
         ..Default::default()
     };
     let created = within(

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::client::{
     ensure_tip_stream, jetstream_context, nats_error, within, Coord, DEFAULT_OP_TIMEOUT,
 };
+use super::deployment::Deployment;
 use super::error::CoordError;
 use super::names::{Scope, TRACEPARENT_HEADER, TRACESTATE_HEADER};
 
@@ -145,7 +146,7 @@ impl TipPublisher {
     ) -> Result<TipPublisher, CoordError> {
         let scope = Scope::new(scope)?;
         let js = jetstream_context(&client, op_timeout);
-        ensure_tip_stream(&js, &scope, op_timeout).await?;
+        ensure_tip_stream(&js, &scope, op_timeout, Deployment::current().replicas).await?;
         Ok(TipPublisher {
             js,
             subject: scope.tip_subject(),
@@ -223,7 +224,7 @@ pub async fn subscribe_tips(
 ) -> Result<TipSubscription, CoordError> {
     let scope = Scope::new(scope)?;
     let js = jetstream_context(&client, op_timeout);
-    ensure_tip_stream(&js, &scope, op_timeout).await?;
+    ensure_tip_stream(&js, &scope, op_timeout, Deployment::current().replicas).await?;
     let source = TipSource {
         client,
         js,
@@ -409,7 +410,7 @@ pub async fn latest_tip(
 ) -> Result<Option<Tip>, CoordError> {
     let scope = Scope::new(scope)?;
     let js = jetstream_context(&client, op_timeout);
-    let stream = ensure_tip_stream(&js, &scope, op_timeout).await?;
+    let stream = ensure_tip_stream(&js, &scope, op_timeout, Deployment::current().replicas).await?;
     read_latest(&stream, &scope, op_timeout).await
 }
 

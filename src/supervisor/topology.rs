@@ -27,7 +27,9 @@ use tokio::process::Command;
 use super::cluster::{Cluster, DOMAIN};
 use super::hosts::Hosts;
 use super::{SupervisorError, TrialConfig};
-use crate::coord::{Secret, NATS_DOMAIN_ENV, NATS_REPLICAS_ENV};
+use crate::coord::{
+    Coord, CoordConfig, Deployment, Scope, Secret, NATS_DOMAIN_ENV, NATS_REPLICAS_ENV,
+};
 
 /// The trial's hosts and NATS servers, when it has several hosts.
 pub struct Topology {
@@ -81,6 +83,34 @@ impl Topology {
         let urls = cluster.urls_for(0);
         self.cluster = Some(cluster);
         Ok(urls)
+    }
+
+    /// Makes the trial's buckets and tip stream on the cluster (scope from
+    /// the hub's `project_code`) and waits until each has elected a leader,
+    /// so that the leaves' first writes are answered. Nothing to do on one
+    /// server.
+    pub async fn prepare(
+        &self,
+        project_code: &str,
+        token: Option<&Secret>,
+    ) -> Result<(), SupervisorError> {
+        let Some(cluster) = &self.cluster else {
+            return Ok(());
+        };
+        let fail = |e: crate::coord::CoordError| SupervisorError::ChildFailed {
+            what: "the NATS cluster".into(),
+            detail: crate::chain::chain(&e),
+        };
+        let scope = Scope::for_project(project_code).map_err(fail)?;
+        let mut config = CoordConfig::new(cluster.urls_for(0), scope.as_str());
+        config.token = token.cloned();
+        config.deployment = Deployment {
+            domain: Some(DOMAIN.into()),
+            replicas: cluster.size(),
+        };
+        let coord = Coord::connect(config, "herd").await.map_err(fail)?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        coord.await_leaders(deadline).await.map_err(fail)
     }
 
     /// The NATS servers, when herd started a cluster.

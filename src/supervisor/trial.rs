@@ -239,6 +239,14 @@ async fn run_with_nats(
     match run.config.hub_kind {
         HubKind::Herd => {
             let (mut hub, ready) = start_hub(run).await?;
+            if let Err(e) = run
+                .topology
+                .prepare(&ready.project_code, run.secrets.nats_token.as_ref())
+                .await
+            {
+                let _ = process::stop(&mut hub, STOP_GRACE).await;
+                return Err(e);
+            }
             if let Some(pid) = hub.id() {
                 run.sampler.watch(ProcessKind::Hub, pid);
             }
