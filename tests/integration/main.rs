@@ -6,6 +6,7 @@ mod fossil_hub;
 mod helpers;
 mod herd;
 mod hub;
+mod infra;
 mod landing;
 mod leaf;
 mod limits;
