@@ -69,7 +69,9 @@ struct RunArgs {
     /// `--hub-kind fossil`.
     #[arg(long, env = "HERD_LANDING", default_value = "hub")]
     landing: LandingStrategy,
-    /// Keep the trial's files here (hub.fossil, slot-i/, logs/) instead of a temporary directory.
+    /// Keep the trial's files here (hub.fossil, slot-i/, logs/) instead of a
+    /// temporary directory. It must not exist yet or be empty: a work
+    /// directory holds one trial (there is no resuming).
     #[arg(long)]
     workdir: Option<PathBuf>,
     /// Use an existing NATS server (with JetStream) instead of starting one.

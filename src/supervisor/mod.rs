@@ -9,6 +9,7 @@
 
 mod fossil_hub;
 mod nats;
+mod preflight;
 pub mod process;
 pub mod summary;
 mod trial;
@@ -90,6 +91,14 @@ pub enum SupervisorError {
         what: String,
         /// What happened.
         detail: String,
+    },
+    /// `--workdir` names a directory that already holds something.
+    #[error("work directory {path} is not empty (it holds {holds}); a work directory holds one trial, so name a new or empty one")]
+    WorkdirInUse {
+        /// The directory.
+        path: PathBuf,
+        /// One entry found in it.
+        holds: String,
     },
     /// A file-system or OS step failed.
     #[error("cannot {what}")]

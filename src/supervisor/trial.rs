@@ -106,6 +106,7 @@ pub async fn run(
     let temp;
     let workdir: PathBuf = match &config.workdir {
         Some(dir) => {
+            super::preflight::check_workdir(dir)?;
             std::fs::create_dir_all(dir)
                 .map_err(|e| SupervisorError::io(format!("create {}", dir.display()), e))?;
             dir.clone()
