@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use crate::helpers::HubProcess;
+use crate::helpers::{fossil_ok, fossil_sql, HubProcess};
 
 #[test]
 fn a_second_hub_on_the_same_repository_exits_2_naming_the_file() {
@@ -143,5 +143,134 @@ fn a_used_work_directory_is_refused_with_one_line() {
     println!(
         "infra: used work directory refused in {} ms",
         started.elapsed().as_millis()
+    );
+}
+
+/// Sets the soft file-size limit (RLIMIT_FSIZE) of a process this test
+/// started.
+fn set_file_size_limit(pid: u32, soft: u64) {
+    use nix::libc;
+    let pid = libc::pid_t::try_from(pid).expect("pid fits pid_t");
+    let mut old = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: both pointers are to live, initialized rlimit structs.
+    let read = unsafe { libc::prlimit(pid, libc::RLIMIT_FSIZE, std::ptr::null(), &mut old) };
+    assert_eq!(read, 0, "read the hub's file-size limit");
+    let new = libc::rlimit {
+        rlim_cur: soft.min(old.rlim_max),
+        rlim_max: old.rlim_max,
+    };
+    // SAFETY: as above; the old value is not wanted.
+    let set = unsafe { libc::prlimit(pid, libc::RLIMIT_FSIZE, &new, std::ptr::null_mut()) };
+    assert_eq!(set, 0, "set the hub's file-size limit");
+}
+
+fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+fn random_text(bytes: usize) -> String {
+    (0..bytes)
+        .map(|i| {
+            if i % 64 == 63 {
+                '\n'
+            } else {
+                char::from(b'a' + rand::random::<u8>() % 26)
+            }
+        })
+        .collect()
+}
+
+/// The stuck client: a real `fossil` whose push failed on a full
+/// disk sends, in its next push, deltas against artifacts the hub never
+/// stored (its parent check-in's manifest, the file's earlier version).
+/// The hub keeps them against phantoms and asks for the sources; the push
+/// succeeds and the repository verifies.
+#[test]
+fn a_fossil_client_whose_push_failed_on_a_full_disk_pushes_again() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let home = tmp.path();
+    let hub_path = home.join("hub.fossil");
+    let port = crate::helpers::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut hub = HubProcess::start(&hub_path, None, &["--listen", &listen]);
+    let url = hub.url();
+    let clone = home.join("client.fossil");
+    let clone_s = clone.to_str().expect("utf-8 path");
+    fossil_ok(home, home, &["clone", &url, clone_s]);
+    let work = home.join("work");
+    std::fs::create_dir(&work).expect("mkdir");
+    fossil_ok(home, &work, &["open", clone_s]);
+    fossil_ok(home, &work, &["settings", "autosync", "off"]);
+
+    // A: lands.
+    std::fs::write(work.join("a.txt"), random_text(4_000)).expect("write");
+    fossil_ok(home, &work, &["add", "a.txt"]);
+    fossil_ok(home, &work, &["commit", "-m", "A", "--no-warnings"]);
+    fossil_ok(home, &work, &["push", &url]);
+    assert_eq!(hub.stat("trunk_commits"), 1);
+
+    // B: a large file that cannot fit under the file-size limit.
+    let room = 16 * 1024;
+    let wal = home.join("hub.fossil-wal");
+    let limit = file_len(&hub_path).max(file_len(&wal)) + room;
+    set_file_size_limit(hub.pid(), limit);
+    let big = random_text(512 * 1024);
+    std::fs::write(work.join("big.txt"), &big).expect("write");
+    let a2 = format!(
+        "{}{}",
+        random_text(100),
+        std::fs::read_to_string(work.join("a.txt")).unwrap()
+    );
+    std::fs::write(work.join("a.txt"), a2).expect("write");
+    fossil_ok(home, &work, &["add", "big.txt"]);
+    fossil_ok(home, &work, &["commit", "-m", "B", "--no-warnings"]);
+    let failed = crate::helpers::fossil(home, &work, &["push", &url]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&failed.stdout),
+        String::from_utf8_lossy(&failed.stderr)
+    );
+    assert!(
+        text.contains("disk is full") || text.contains("cannot be written"),
+        "the push fails on the full disk: {text}"
+    );
+    assert_eq!(hub.stat("trunk_commits"), 1, "nothing of B landed");
+
+    // C: changes both files again, so the client sends deltas against B's
+    // manifest and B's file versions, which the hub does not hold.
+    std::fs::write(work.join("big.txt"), format!("{big}tail\n")).expect("write");
+    let a3 = format!(
+        "{}{}",
+        random_text(100),
+        std::fs::read_to_string(work.join("a.txt")).unwrap()
+    );
+    std::fs::write(work.join("a.txt"), a3).expect("write");
+    fossil_ok(home, &work, &["commit", "-m", "C", "--no-warnings"]);
+
+    // Space returns: the hub restarts without the limit, on the same port.
+    hub.kill();
+    let mut hub = HubProcess::start(&hub_path, None, &["--listen", &listen]);
+    let out = fossil_ok(home, &work, &["push", &url]);
+    assert!(!out.contains("Error"), "{out}");
+    assert_eq!(hub.stat("trunk_commits"), 3, "B and C landed: {out}");
+    assert_eq!(hub.stat("trunk_leaves"), 1);
+    // The client's tip is the hub's tip.
+    let tip = fossil_sql(home, &clone, "SELECT uuid FROM blob WHERE rid=(SELECT objid FROM event WHERE type='ci' ORDER BY mtime DESC LIMIT 1)");
+    assert_eq!(hub.stats()["tip"], tip.as_str());
+    assert!(hub.terminate().success());
+    let phantoms = fossil_sql(home, &hub_path, "SELECT count(*) FROM phantom");
+    assert_eq!(phantoms, "0", "every artifact is whole");
+    let integrity = fossil_ok(
+        home,
+        home,
+        &["test-integrity", "-R", hub_path.to_str().unwrap()],
+    );
+    assert!(integrity.contains("0 errors"), "{integrity}");
+    println!(
+        "infra: stuck client recovered; push output: {}",
+        out.replace('\n', " | ")
     );
 }
