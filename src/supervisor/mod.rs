@@ -8,6 +8,7 @@
 //! check-ins with `fossil sql`.
 
 mod fossil_hub;
+pub mod infra;
 mod nats;
 mod preflight;
 pub mod process;

@@ -85,6 +85,8 @@ pub struct NatsChild {
     pub child: Child,
     /// `nats://127.0.0.1:PORT`.
     pub url: String,
+    /// Its port.
+    pub port: u16,
 }
 
 /// Starts nats-server with JetStream on a free loopback port, its store
@@ -98,8 +100,24 @@ pub async fn start(
     token: &Secret,
 ) -> Result<NatsChild, SupervisorError> {
     let port = free_port().map_err(|e| SupervisorError::io("pick a port for nats-server", e))?;
-    let log_file =
-        std::fs::File::create(log).map_err(|e| SupervisorError::io("create nats-server log", e))?;
+    start_on(binary, store, log, token, port).await
+}
+
+/// [`start`] on a given port: how herd starts a nats-server that died
+/// again, on the port its clients know, over the same store. The log is
+/// appended to.
+pub async fn start_on(
+    binary: &Path,
+    store: &Path,
+    log: &Path,
+    token: &Secret,
+    port: u16,
+) -> Result<NatsChild, SupervisorError> {
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| SupervisorError::io("create nats-server log", e))?;
     let conf = store.with_extension("conf");
     write_private(&conf, &auth_config(token))
         .map_err(|e| SupervisorError::io(format!("write {}", conf.display()), e))?;
@@ -142,6 +160,7 @@ pub async fn start(
     Ok(NatsChild {
         child,
         url: format!("nats://{addr}"),
+        port,
     })
 }
 

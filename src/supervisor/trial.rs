@@ -29,6 +29,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
 use super::fossil_hub::{self, FossilHub};
+use super::infra::{with_infra, HubLaunch, HubWatch, InfraEvent, NatsWatch, Watch};
 use super::summary::{HubCount, SlotRecord, TrialReport, TrialShape};
 use super::{nats, process, SupervisorError, TrialConfig};
 use crate::coord::{Secret, NATS_TOKEN_ENV};
@@ -56,7 +57,8 @@ const QUOTE_CHARS: usize = 200;
 pub const TRIAL_USER: &str = "herd";
 
 /// One trial's credentials, handed to children through their environment.
-struct TrialSecrets {
+#[derive(Clone)]
+pub(super) struct TrialSecrets {
     /// The password of [`TRIAL_USER`] on the hub.
     hub_secret: Secret,
     /// The token of the nats-server herd started; `None` with `--nats-url`
@@ -123,34 +125,44 @@ pub async fn run(
     std::fs::create_dir_all(&logs)
         .map_err(|e| SupervisorError::io(format!("create {}", logs.display()), e))?;
 
+    let origin = Instant::now();
     let mut secrets = TrialSecrets {
         hub_secret: Secret::random(),
         nats_token: None,
     };
-    let mut nats_child = None;
+    let mut nats_watch = None;
     let nats_url = match &config.nats_url {
         Some(url) => url.clone(),
         None => {
             let binary = nats::find(config.nats_server.as_deref())?;
             let token = Secret::random();
-            let started = nats::start(
-                &binary,
-                &workdir.join("nats"),
-                &logs.join("nats.log"),
-                &token,
-            )
-            .await?;
-            secrets.nats_token = Some(token);
+            let (store, log) = (workdir.join("nats"), logs.join("nats.log"));
+            let started = nats::start(&binary, &store, &log, &token).await?;
+            secrets.nats_token = Some(token.clone());
             let url = started.url.clone();
-            nats_child = Some(started.child);
+            nats_watch = Some(NatsWatch {
+                child: started.child,
+                binary,
+                store,
+                log,
+                token,
+                port: started.port,
+            });
             url
         }
     };
 
-    let result = run_with_nats(&config, &workdir, &logs, &nats_url, &secrets, stop).await;
-    if let Some(mut child) = nats_child {
-        let _ = process::stop(&mut child, STOP_GRACE).await;
-    }
+    let trial = Setting {
+        config: &config,
+        workdir: &workdir,
+        logs: &logs,
+        nats_url: &nats_url,
+        secrets: &secrets,
+        origin,
+    };
+    // The watcher stops nats-server at the end (or run_with_nats does, when
+    // the hub never started).
+    let result = run_with_nats(&trial, nats_watch, stop).await;
     // Every child has been reaped by now, so its CPU is in the count.
     result.map(|mut report| {
         if let Some(ms) = process::cpu_ms().map(|now| now - cpu_before) {
@@ -160,36 +172,64 @@ pub async fn run(
     })
 }
 
+/// What every step of a trial reads.
+struct Setting<'a> {
+    config: &'a TrialConfig,
+    workdir: &'a Path,
+    logs: &'a Path,
+    nats_url: &'a str,
+    secrets: &'a TrialSecrets,
+    /// When the trial began: deaths of its processes are timed from here.
+    origin: Instant,
+}
+
 async fn run_with_nats(
-    config: &TrialConfig,
-    workdir: &Path,
-    logs: &Path,
-    nats_url: &str,
-    secrets: &TrialSecrets,
+    t: &Setting<'_>,
+    nats: Option<NatsWatch>,
     stop: mpsc::Receiver<()>,
 ) -> Result<TrialReport, SupervisorError> {
+    let (config, workdir, logs, nats_url, secrets) =
+        (t.config, t.workdir, t.logs, t.nats_url, t.secrets);
+    let stop_nats = |nats: Option<NatsWatch>| async move {
+        if let Some(mut n) = nats {
+            let _ = process::stop(&mut n.child, STOP_GRACE).await;
+        }
+    };
     match config.hub_kind {
         HubKind::Herd => {
-            let (mut hub, ready) = start_hub(config, workdir, logs, nats_url, secrets).await?;
+            let launch = HubLaunch::new(config, workdir, logs, nats_url, secrets);
+            let (hub, ready) = match launch.start("127.0.0.1:0").await {
+                Ok(started) => started,
+                Err(e) => {
+                    stop_nats(nats).await;
+                    return Err(e);
+                }
+            };
+            // A hub started again listens where the leaves already point.
+            let listen = ready.http.trim_start_matches("http://").to_string();
+            let hub_watch = HubWatch {
+                child: hub,
+                listen,
+                launch,
+            };
+            let mut watch = Watch::start(nats, Some(hub_watch), t.origin);
             let hub_ref = Hub::Herd(&ready);
-            let result = run_slots(config, workdir, logs, nats_url, secrets, &hub_ref, stop).await;
-            let _ = process::stop(&mut hub, STOP_GRACE).await;
-            result
+            let result = run_slots(t, &hub_ref, &mut watch, stop).await;
+            with_infra(result, watch).await
         }
         HubKind::Fossil => {
-            let mut hub = fossil_hub::start(workdir, logs, TRIAL_USER, &secrets.hub_secret).await?;
-            let result = run_slots(
-                config,
-                workdir,
-                logs,
-                nats_url,
-                secrets,
-                &Hub::Fossil(&hub),
-                stop,
-            )
-            .await;
+            let mut hub =
+                match fossil_hub::start(workdir, logs, TRIAL_USER, &secrets.hub_secret).await {
+                    Ok(hub) => hub,
+                    Err(e) => {
+                        stop_nats(nats).await;
+                        return Err(e);
+                    }
+                };
+            let mut watch = Watch::start(nats, None, t.origin);
+            let result = run_slots(t, &Hub::Fossil(&hub), &mut watch, stop).await;
             hub.stop(STOP_GRACE).await;
-            result
+            with_infra(result, watch).await
         }
     }
 }
@@ -226,18 +266,19 @@ impl Hub<'_> {
     }
 }
 
-async fn start_hub(
+pub(super) async fn start_hub(
     config: &TrialConfig,
     workdir: &Path,
     logs: &Path,
     nats_url: &str,
     secrets: &TrialSecrets,
+    listen: &str,
 ) -> Result<(Child, HubReady), SupervisorError> {
     let binary = config.bin_dir.join("hub");
     let mut cmd = Command::new(&binary);
     cmd.arg("--repo")
         .arg(workdir.join("hub.fossil"))
-        .args(["--listen", "127.0.0.1:0", "--nats-url", nats_url])
+        .args(["--listen", listen, "--nats-url", nats_url])
         .arg("--require-login")
         .stdout(Stdio::piped())
         .stderr(log_file(&logs.join("hub.log"))?);
@@ -245,17 +286,25 @@ async fn start_hub(
     secrets.pass(&mut cmd);
     pass_trace(&mut cmd, &config.trace);
     process::supervise(&mut cmd);
-    let _span = tracing::info_span!("herd.start_process", process = "hub").entered();
-    let mut child = cmd.spawn().map_err(|e| SupervisorError::Spawn {
-        what: format!("hub ({})", binary.display()),
-        source: e,
-    })?;
+    // Entered only around the spawn: a guard held across an await would
+    // tie this future to its thread.
+    let span = tracing::info_span!("herd.start_process", process = "hub");
+    let mut child = span
+        .in_scope(|| cmd.spawn())
+        .map_err(|e| SupervisorError::Spawn {
+            what: format!("hub ({})", binary.display()),
+            source: e,
+        })?;
     let stdout = child.stdout.take().expect("stdout is piped");
     let mut lines = BufReader::new(stdout).lines();
     let first = tokio::time::timeout(HUB_READY_TIMEOUT, lines.next_line()).await;
+    let log = logs.join("hub.log");
     let fail = |detail: String| SupervisorError::ChildFailed {
         what: "hub".into(),
-        detail: format!("{detail}; see {}", logs.join("hub.log").display()),
+        detail: match super::infra::last_line(&log) {
+            Some(last) => format!("{detail} ({last}); see {}", log.display()),
+            None => format!("{detail}; see {}", log.display()),
+        },
     };
     let ready = match first {
         Ok(Ok(Some(line))) => serde_json::from_str::<HubReady>(&line)
@@ -264,7 +313,7 @@ async fn start_hub(
             let status = child.wait().await.ok();
             return Err(fail(format!(
                 "exited ({}) before it was ready",
-                status.map_or("unknown status".into(), |s| s.to_string())
+                super::infra::how(&status.ok_or_else(|| std::io::Error::other("unknown status")))
             )));
         }
         Ok(Err(e)) => return Err(fail(format!("reading its stdout: {e}"))),
@@ -291,8 +340,13 @@ fn pass_trace(cmd: &mut Command, trace: &W3c) {
     }
 }
 
+/// A child's stderr: appended to, so a restarted hub's log follows the
+/// first one's (a trial's work directory starts empty).
 fn log_file(path: &Path) -> Result<Stdio, SupervisorError> {
-    std::fs::File::create(path)
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
         .map(Stdio::from)
         .map_err(|e| SupervisorError::io(format!("create {}", path.display()), e))
 }
@@ -347,14 +401,13 @@ fn leaf_command(
 }
 
 async fn run_slots(
-    config: &TrialConfig,
-    workdir: &Path,
-    logs: &Path,
-    nats_url: &str,
-    secrets: &TrialSecrets,
+    t: &Setting<'_>,
     hub: &Hub<'_>,
+    infra: &mut Watch,
     mut stop: mpsc::Receiver<()>,
 ) -> Result<TrialReport, SupervisorError> {
+    let (config, workdir, logs, nats_url, secrets) =
+        (t.config, t.workdir, t.logs, t.nats_url, t.secrets);
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut slots = vec![SlotRecord::default(); config.agents as usize];
     let mut pids: Vec<Option<u32>> = vec![None; config.agents as usize];
@@ -445,6 +498,14 @@ async fn run_slots(
                 }
                 None => break,
             },
+            event = infra.next() => match event {
+                InfraEvent::Died { what, .. } => eprintln!("herd: {what}"),
+                InfraEvent::Restarted { kind, what } => eprintln!("herd: the {} {what}", kind.name()),
+                InfraEvent::Lost { why, .. } => {
+                    eprintln!("herd: {why}; stopping the trial");
+                    begin_stop(&pids, &mut stopping, &why);
+                }
+            },
             request = stop.recv(), if stop_open => match request {
                 Some(()) => {
                     if stopping.is_none() {
@@ -497,7 +558,12 @@ async fn run_slots(
                 .count() as u64
         })
         .sum();
-    let (hub_count, hub_error) = match hub.count(committed).await {
+    // A hub herd could not keep running has nothing to count.
+    let counted = match infra.lost() {
+        Some(_) => Err(None),
+        None => hub.count(committed).await.map_err(Some),
+    };
+    let (hub_count, hub_error) = match counted {
         Ok(c) => (c, None),
         Err(e) => (HubCount::default(), Some(e)),
     };
@@ -513,10 +579,13 @@ async fn run_slots(
     };
     let mut report = TrialReport::build(shape, &slots, hub_count);
     if let Some(e) = hub_error {
-        report.failed_slots.push(super::SlotFailure {
-            slot: u32::MAX,
-            reason: e,
-        });
+        report.hub_count_unknown();
+        if let Some(e) = e {
+            report.failed_slots.push(super::SlotFailure {
+                slot: u32::MAX,
+                reason: e,
+            });
+        }
     }
     Ok(report)
 }

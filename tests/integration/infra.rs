@@ -7,9 +7,9 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crate::helpers::{fossil_ok, fossil_sql, HubProcess};
+use crate::helpers::{children_named, fossil_ok, fossil_sql, HubProcess};
 
 #[test]
 fn a_second_hub_on_the_same_repository_exits_2_naming_the_file() {
@@ -273,4 +273,234 @@ fn a_fossil_client_whose_push_failed_on_a_full_disk_pushes_again() {
         "infra: stuck client recovered; push output: {}",
         out.replace('\n', " | ")
     );
+}
+
+/// A trial long enough to kill its infrastructure while it runs.
+fn long_trial(agents: u32, tasks: u32, workdir: &Path) -> std::process::Child {
+    herd()
+        .args(["run", "--agents", &agents.to_string()])
+        .args(["--tasks", &tasks.to_string()])
+        .args([
+            "--min-think-ms",
+            "20",
+            "--max-think-ms",
+            "40",
+            "--max-bytes",
+            "300",
+        ])
+        .args(["--timeout", "120", "--json", "--workdir"])
+        .arg(workdir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start herd")
+}
+
+/// Polls `probe` every 20 ms until it gives a value, for at most `limit`.
+fn wait_for<T>(what: &str, limit: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The one child of `herd` named `name`, other than `not`.
+fn child_named(herd: u32, name: &str, not: Option<u32>) -> Option<u32> {
+    children_named(herd, name)
+        .into_iter()
+        .find(|&p| Some(p) != not)
+}
+
+/// The hub URL herd gave its leaves (from a leaf-agent's argv).
+fn hub_url(herd: u32) -> String {
+    let leaf = wait_for("a leaf-agent", Duration::from_secs(60), || {
+        child_named(herd, "leaf-agent", None)
+    });
+    let cmdline = std::fs::read(format!("/proc/{leaf}/cmdline")).expect("leaf argv");
+    let args: Vec<String> = cmdline
+        .split(|&b| b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let at = args
+        .iter()
+        .position(|a| a == "--hub")
+        .expect("--hub in argv");
+    args[at + 1].clone()
+}
+
+/// The hub's trunk count, or `None` while it does not answer.
+fn trunk_commits(url: &str) -> Option<u64> {
+    let body = ureq::get(&format!("{url}/stats"))
+        .timeout(Duration::from_secs(2))
+        .call()
+        .ok()?
+        .into_string()
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    v["trunk_commits"].as_u64()
+}
+
+fn signal(pid: u32, sig: nix::sys::signal::Signal) {
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).expect("pid fits i32"));
+    nix::sys::signal::kill(pid, sig).expect("signal a process of this test's trial");
+}
+
+/// The report and stderr of a herd that exits within `limit`.
+fn finish(herd: std::process::Child, limit: Duration) -> (Option<i32>, serde_json::Value, String) {
+    let pid = herd.id();
+    let started = Instant::now();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(herd.wait_with_output());
+    });
+    let out = match rx.recv_timeout(limit) {
+        Ok(out) => out.expect("herd's output"),
+        Err(_) => {
+            signal(pid, nix::sys::signal::Signal::SIGKILL);
+            panic!("herd still running after {limit:?}");
+        }
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("no JSON report ({e}): {stdout}\nstderr: {stderr}"));
+    eprintln!(
+        "herd ended {:.1} s after the wait began",
+        started.elapsed().as_secs_f64()
+    );
+    (out.status.code(), report, stderr)
+}
+
+#[test]
+fn herd_restarts_a_killed_hub_and_nats_server_and_every_commit_lands_once() {
+    use nix::sys::signal::Signal;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let workdir = dir.path().join("trial");
+    let (agents, tasks) = (4u32, 80u32);
+    let herd = long_trial(agents, tasks, &workdir);
+    let herd_pid = herd.id();
+    let url = hub_url(herd_pid);
+    let hub = child_named(herd_pid, "hub", None).expect("herd's hub");
+    let landed = wait_for("20 commits", Duration::from_secs(60), || {
+        trunk_commits(&url).filter(|&n| n >= 20)
+    });
+    signal(hub, Signal::SIGKILL);
+    let restarted = Instant::now();
+    let new_hub = wait_for("the hub started again", Duration::from_secs(30), || {
+        child_named(herd_pid, "hub", Some(hub))
+    });
+    // The restarted hub serves the same repository on the same port, and
+    // trunk moves on.
+    wait_for("trunk to move on", Duration::from_secs(60), || {
+        trunk_commits(&url).filter(|&n| n > landed + 10)
+    });
+    let hub_back_ms = restarted.elapsed().as_millis();
+    let nats = child_named(herd_pid, "nats-server", None).expect("herd's nats-server");
+    signal(nats, Signal::SIGKILL);
+    wait_for("nats-server started again", Duration::from_secs(30), || {
+        child_named(herd_pid, "nats-server", Some(nats))
+    });
+    let (code, report, stderr) = finish(herd, Duration::from_secs(150));
+
+    let total = u64::from(agents * tasks);
+    assert_eq!(code, Some(0), "{stderr}\n{report}");
+    assert_eq!(
+        report["hub_commits"], total,
+        "every commit landed once: {report}"
+    );
+    assert_eq!(report["committed"], total, "{report}");
+    assert_eq!(report["trunk_leaves"], 1, "{report}");
+    assert_eq!(report["restarts"]["hub"], 1, "{report}");
+    assert_eq!(report["restarts"]["nats"], 1, "{report}");
+    assert!(report["infra_failure"].is_null(), "{report}");
+    // A restarted hub counts its requests from zero: not a trial figure.
+    assert!(report["hub_requests_per_commit"].is_null(), "{report}");
+    let events: Vec<&str> = report["infra_events"]
+        .as_array()
+        .expect("infra_events")
+        .iter()
+        .filter_map(|e| e.as_str())
+        .collect();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert!(
+        events[0].starts_with("the hub died (SIGKILL) at ") && events[0].contains("restarted in"),
+        "{events:?}"
+    );
+    assert!(
+        events[1].starts_with("the nats-server died (SIGKILL) at "),
+        "{events:?}"
+    );
+    assert!(
+        stderr.contains("herd: the hub died (SIGKILL)"),
+        "said at once: {stderr}"
+    );
+    assert!(stderr.contains("herd: the hub restarted in"), "{stderr}");
+    assert!(child_named(herd_pid, "hub", None).is_none() && new_hub != hub);
+    let hub_path = workdir.join("hub.fossil");
+    let integrity = fossil_ok(
+        dir.path(),
+        dir.path(),
+        &["test-integrity", "-R", hub_path.to_str().unwrap()],
+    );
+    assert!(integrity.contains("0 errors"), "{integrity}");
+    println!(
+        "infra: hub and nats-server SIGKILLed mid-trial: restarts hub 1, nats 1; trunk moved again \
+         {hub_back_ms} ms after the hub's kill; {total}/{total} landed; events {events:?}"
+    );
+}
+
+#[test]
+fn a_hub_that_cannot_restart_stops_the_trial_within_10_s_naming_it() {
+    use nix::sys::signal::Signal;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let workdir = dir.path().join("trial");
+    let herd = long_trial(4, 400, &workdir);
+    let herd_pid = herd.id();
+    let url = hub_url(herd_pid);
+    let hub = child_named(herd_pid, "hub", None).expect("herd's hub");
+    wait_for("5 commits", Duration::from_secs(60), || {
+        trunk_commits(&url).filter(|&n| n >= 5)
+    });
+    // Take the hub's port while herd cannot act: stop herd, kill the hub,
+    // bind its port, let herd go on.
+    let addr = url.trim_start_matches("http://").to_string();
+    signal(herd_pid, Signal::SIGSTOP);
+    signal(hub, Signal::SIGKILL);
+    let squatter = wait_for("the hub's port", Duration::from_secs(10), || {
+        std::net::TcpListener::bind(&addr).ok()
+    });
+    signal(herd_pid, Signal::SIGCONT);
+    let resumed = Instant::now();
+    let (code, report, stderr) = finish(herd, Duration::from_secs(30));
+    let took = resumed.elapsed();
+    drop(squatter);
+
+    assert!(
+        took < Duration::from_secs(10),
+        "stopped in {took:?}: {stderr}"
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    let cause = report["infra_failure"].as_str().expect("infra_failure");
+    assert!(cause.starts_with("the hub died (SIGKILL) at "), "{cause}");
+    assert!(cause.contains("restarting it failed 3 time(s)"), "{cause}");
+    assert!(cause.contains(&addr), "names the port: {cause}");
+    assert_eq!(report["restarts"]["hub"], 0, "{report}");
+    // Nothing unknown shows as a number.
+    assert!(report["hub_commits"].is_null(), "{report}");
+    assert!(report["trunk_leaves"].is_null(), "{report}");
+    let verdict = stderr
+        .lines()
+        .find(|l| l.starts_with("herd: trial failed: "))
+        .unwrap_or_else(|| panic!("a verdict line: {stderr}"));
+    assert!(verdict.contains("the hub died (SIGKILL)"), "{verdict}");
+    assert!(
+        !verdict.contains("but leaves committed"),
+        "the cause, not a mismatch: {verdict}"
+    );
+    assert!(child_named(herd_pid, "nats-server", None).is_none());
+    println!("infra: hub restart refused (port taken): trial stopped {took:?} after herd resumed; cause: {cause}");
 }
