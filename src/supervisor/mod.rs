@@ -93,6 +93,14 @@ pub enum SupervisorError {
         /// What happened.
         detail: String,
     },
+    /// The machine cannot hold this many agents.
+    #[error("{agents} agents {detail}")]
+    TooBig {
+        /// Agents asked for.
+        agents: u32,
+        /// Which limit, and the figures.
+        detail: String,
+    },
     /// `--workdir` names a directory that already holds something.
     #[error("work directory {path} is not empty (it holds {holds}); a work directory holds one trial, so name a new or empty one")]
     WorkdirInUse {

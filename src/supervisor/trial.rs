@@ -98,6 +98,7 @@ pub async fn run(
     config: TrialConfig,
     stop: mpsc::Receiver<()>,
 ) -> Result<TrialReport, SupervisorError> {
+    super::preflight::check_capacity(config.agents, super::preflight::Machine::read())?;
     // Each leaf holds a few descriptors (pipes, a NATS and an HTTP socket,
     // SQLite files); herd holds its pipe ends.
     let _ = process::raise_nofile(u64::from(config.agents) * 8 + 256);

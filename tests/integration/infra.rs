@@ -504,3 +504,64 @@ fn a_hub_that_cannot_restart_stops_the_trial_within_10_s_naming_it() {
     assert!(child_named(herd_pid, "nats-server", None).is_none());
     println!("infra: hub restart refused (port taken): trial stopped {took:?} after herd resumed; cause: {cause}");
 }
+
+/// MemAvailable, in KiB.
+fn mem_available_kib() -> u64 {
+    let text = std::fs::read_to_string("/proc/meminfo").expect("/proc/meminfo");
+    text.lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))
+        .and_then(|r| r.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("MemAvailable")
+}
+
+#[test]
+fn a_herd_the_machine_cannot_hold_is_refused_up_front() {
+    let dir = tempfile::tempdir().expect("temp dir");
+
+    // Open files: a hard limit of 512 cannot hold 200 leaves' pipes.
+    let workdir = dir.path().join("files");
+    let mut cmd = trial(200, 1, &workdir);
+    // SAFETY: setrlimit is async-signal-safe; it lowers the limits of the
+    // child alone, between fork and exec.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, 512, 512)
+                .map_err(std::io::Error::from)
+        });
+    }
+    let started = Instant::now();
+    let out = cmd.output().expect("run herd");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("herd: 200 agents need about 1056 open files")
+            && stderr.contains("RLIMIT_NOFILE) is 512")
+            && stderr.contains("at most 64 agents"),
+        "{stderr}"
+    );
+    assert!(!workdir.exists(), "nothing made");
+
+    // Memory: 4,096 leaves at 20 MiB each, where the machine has less.
+    let need_kib = (4096 * 20 + 512) * 1024;
+    let available = mem_available_kib();
+    if available >= need_kib {
+        println!("infra: {available} KiB available holds 4,096 leaves; memory refusal not tried");
+        return;
+    }
+    let workdir = dir.path().join("memory");
+    let out = trial(4096, 1, &workdir).output().expect("run herd");
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("herd: 4096 agents need about 80.5 GiB of memory")
+            && stderr.contains("MemAvailable is"),
+        "{stderr}"
+    );
+    assert!(!workdir.exists(), "nothing made");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    println!("infra: 4,096 agents refused in {took:?}: {}", stderr.trim());
+}
