@@ -347,7 +347,19 @@ impl TrialReport {
             }
         }
         why.extend(failed_groups(&self.failed_slots));
-        (!why.is_empty()).then(|| why.join("; "))
+        if why.is_empty() {
+            return None;
+        }
+        // What happened to the infrastructure comes first: it is the likely
+        // cause of what follows.
+        Some(
+            self.infra_events
+                .iter()
+                .chain(why.iter())
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
     }
 
     /// The summary block (DESIGN.md's format, line for line, then extras).
@@ -703,9 +715,9 @@ mod tests {
 
     #[test]
     fn a_lost_process_is_the_verdict_and_restarts_are_counted() {
-        let slots = [slot(0, &[1.0], 0), slot(1, &[2.0], 0)];
+        let slots = [slot(0, &[1.0, 3.0], 0), slot(1, &[2.0, 4.0], 0)];
         let hub = HubCount {
-            trunk_commits: 2,
+            trunk_commits: 4,
             trunk_leaves: 1,
             requests: Some(6),
             peak_rss_kb: Some(1024),
@@ -729,13 +741,20 @@ mod tests {
         );
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["restarts"], serde_json::json!({"hub": 1, "nats": 0}));
+        assert_eq!(r.verdict(), None, "a restart alone fails nothing");
+        // A trial that fails after a restart says so first.
+        let mut short = r.clone();
+        short.hub_commits = Some(1);
+        let why = short.verdict().unwrap();
+        assert!(why.starts_with(died), "{why}");
+        assert!(why.contains("hub has 1 trunk commits"), "{why}");
 
         let cause = "the hub died (SIGKILL) at 12.4 s; restarting it failed 3 time(s)";
         r.set_infra(Restarts::default(), vec![cause.into()], Some(cause.into()));
         r.hub_count_unknown();
         let why = r.verdict().unwrap();
         assert!(why.starts_with(cause), "{why}");
-        assert!(why.ends_with("with 2 of 4 tasks committed"), "{why}");
+        assert!(why.ends_with("with 4 of 4 tasks committed"), "{why}");
     }
 
     #[test]

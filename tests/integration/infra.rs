@@ -565,3 +565,153 @@ fn a_herd_the_machine_cannot_hold_is_refused_up_front() {
     assert!(took < Duration::from_secs(10), "{took:?}");
     println!("infra: 4,096 agents refused in {took:?}: {}", stderr.trim());
 }
+
+/// One push to the sync server, in process: `cards` after a `push` card;
+/// returns the reply's cards.
+fn push_cards(hub: &herd::repo::Repository, cards: Vec<herd::xfer::Card>) -> Vec<herd::xfer::Card> {
+    use herd::xfer::{self, Card, ContentType};
+    let mut all = vec![Card::Push {
+        server_code: "x".into(),
+        project_code: hub.project_code().expect("project code"),
+    }];
+    all.extend(cards);
+    let body = xfer::encode_body(ContentType::Fossil, &xfer::encode(&all));
+    let response = xfer::handle(
+        hub,
+        &xfer::Request {
+            content_type: ContentType::Fossil.as_str(),
+            body: &body,
+            peer: None,
+        },
+    );
+    let text = xfer::decode_body(
+        response.content_type,
+        &response.body,
+        &xfer::Limits::default(),
+    )
+    .expect("reply decodes");
+    xfer::parse(&text).expect("reply parses")
+}
+
+fn gimmes(cards: &[herd::xfer::Card]) -> Vec<String> {
+    cards
+        .iter()
+        .filter_map(|c| match c {
+            herd::xfer::Card::Gimme(h) => Some(h.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn no_errors(cards: &[herd::xfer::Card]) {
+    let errors: Vec<_> = cards
+        .iter()
+        .filter(|c| matches!(c, herd::xfer::Card::Error(_)))
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+}
+
+/// Check-ins wait for every artifact they name, and deltas for their
+/// source, across pushes: nothing lands half-held, nothing is refused.
+#[test]
+fn a_checkin_lands_only_once_whole_and_a_delta_waits_for_its_source() {
+    use herd::repo::{ArtifactHash, CheckinSpec, CreateOptions, FileChange, Repository};
+    use herd::xfer::Card;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let hub_path = dir.path().join("hub.fossil");
+    let hub = Repository::create(
+        &hub_path,
+        &CreateOptions {
+            project_name: Some("infra".into()),
+            admin_user: "admin".into(),
+            nobody_caps: "gio".into(),
+        },
+    )
+    .expect("hub repository");
+    drop(hub);
+    // The leaf is a copy: same project, same root.
+    let leaf_path = dir.path().join("leaf.fossil");
+    std::fs::copy(&hub_path, &leaf_path).expect("copy");
+    let hub = Repository::open(&hub_path).expect("hub");
+    let leaf = Repository::open(&leaf_path).expect("leaf");
+    let root = leaf.trunk_tip().expect("tip").expect("root");
+    let text = |n: u32| format!("version {n}\n{}", "shared line of text\n".repeat(40));
+    let commit = |parent: &ArtifactHash, n: u32| {
+        leaf.commit(&CheckinSpec {
+            parent: parent.clone(),
+            changes: vec![FileChange {
+                path: "f.txt".into(),
+                content: Some(text(n).into_bytes()),
+            }],
+            comment: format!("v{n}"),
+            user: "tester".into(),
+            time: std::time::SystemTime::now(),
+        })
+        .expect("commit")
+        .hash
+    };
+    let c1 = commit(&root, 1);
+    let c2 = commit(&c1, 2);
+    let c3 = commit(&c2, 3);
+    let file = |c: &ArtifactHash| leaf.file_list(c).expect("files")["f.txt"].0.clone();
+    let (f1, f2, f3) = (file(&c1), file(&c2), file(&c3));
+    let whole = |h: &ArtifactHash| Card::File {
+        hash: h.to_string(),
+        delta_source: None,
+        payload: leaf.content(h).expect("read").expect("held"),
+    };
+    let delta = |h: &ArtifactHash, src: &ArtifactHash| Card::File {
+        hash: h.to_string(),
+        delta_source: Some(src.to_string()),
+        payload: herd::delta::encode(
+            &leaf.content(src).expect("read").expect("held"),
+            &leaf.content(h).expect("read").expect("held"),
+        ),
+    };
+    let held = |h: &ArtifactHash| hub.rid_of(h).expect("lookup").is_some_and(|(_, p)| !p);
+
+    // C1 without its file: not landed, not refused; the file and C1 are
+    // asked for.
+    let reply = push_cards(&hub, vec![whole(&c1)]);
+    no_errors(&reply);
+    let tip = || hub.trunk_tip().expect("tip");
+    assert_eq!(tip(), Some(root.clone()));
+    let asked = gimmes(&reply);
+    assert!(
+        asked.contains(&f1.to_string()) && asked.contains(&c1.to_string()),
+        "{asked:?}"
+    );
+    // The file alone: C1 is still asked for.
+    let reply = push_cards(&hub, vec![whole(&f1)]);
+    no_errors(&reply);
+    assert!(gimmes(&reply).contains(&c1.to_string()));
+    assert_eq!(tip(), Some(root.clone()));
+    // C1 again: whole now, it lands.
+    no_errors(&push_cards(&hub, vec![whole(&c1)]));
+    assert_eq!(tip(), Some(c1.clone()));
+
+    // C3 with its file as a delta against f2, which the hub lacks: kept,
+    // f2 asked for, C3 waits.
+    let reply = push_cards(&hub, vec![whole(&c3), delta(&f3, &f2)]);
+    no_errors(&reply);
+    assert!(gimmes(&reply).contains(&f2.to_string()), "{reply:?}");
+    assert!(!held(&f3) && !held(&c3));
+    assert_eq!(tip(), Some(c1.clone()));
+    // C2 and f2 arrive: C2 lands and f3 is completed from the kept delta.
+    no_errors(&push_cards(&hub, vec![whole(&c2), whole(&f2)]));
+    assert!(held(&f3), "the kept delta is whole once its source is");
+    assert_eq!(tip(), Some(c2.clone()));
+    // C3 asked for again and sent: it lands; nothing is left missing.
+    no_errors(&push_cards(&hub, vec![whole(&c3)]));
+    assert_eq!(tip(), Some(c3.clone()));
+    assert_eq!(hub.trunk_leaves().expect("leaves"), 1);
+    assert!(hub.phantoms().expect("phantoms").is_empty());
+    assert_eq!(hub.content(&f3).expect("read"), Some(text(3).into_bytes()));
+    drop((hub, leaf));
+    let integrity = fossil_ok(
+        dir.path(),
+        dir.path(),
+        &["test-integrity", "-R", hub_path.to_str().unwrap()],
+    );
+    assert!(integrity.contains("0 errors"), "{integrity}");
+}
