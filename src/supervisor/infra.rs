@@ -219,14 +219,14 @@ impl Watch {
     /// ended.
     fn record(&mut self, event: &InfraEvent) {
         match event {
-            InfraEvent::Died { what, .. } => self.log.push(what.clone()),
+            InfraEvent::Died { what } => self.log.push(what.clone()),
             InfraEvent::Restarted { what, .. } => {
                 if let Some(last) = self.log.last_mut() {
                     last.push_str("; ");
                     last.push_str(what);
                 }
             }
-            InfraEvent::Lost { why, .. } => {
+            InfraEvent::Lost { why } => {
                 self.lost.get_or_insert_with(|| why.clone());
                 if let Some(last) = self.log.last_mut() {
                     last.clone_from(why);

@@ -136,9 +136,8 @@ pub async fn start_on(
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            break;
-        }
+        // Exited first: on a port another process holds, a connect would
+        // reach that process, not this server.
         if let Ok(Some(status)) = child.try_wait() {
             return Err(SupervisorError::ChildFailed {
                 what: "nats-server".into(),
@@ -147,6 +146,9 @@ pub async fn start_on(
                     log.display()
                 ),
             });
+        }
+        if greets_as_nats(&addr) {
+            break;
         }
         if Instant::now() > deadline {
             let _ = process::stop(&mut child, Duration::from_secs(1)).await;
@@ -162,6 +164,19 @@ pub async fn start_on(
         url: format!("nats://{addr}"),
         port,
     })
+}
+
+/// Whether a NATS server answers on `addr`: it greets every connection
+/// with an `INFO` line at once, which a process squatting on the port does
+/// not.
+fn greets_as_nats(addr: &SocketAddr) -> bool {
+    use std::io::Read as _;
+    let Ok(mut stream) = TcpStream::connect_timeout(addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut greeting = [0u8; 5];
+    stream.read_exact(&mut greeting).is_ok() && &greeting == b"INFO "
 }
 
 /// The config file's text: only the token (address, port and store are

@@ -500,9 +500,9 @@ async fn run_slots(
                 None => break,
             },
             event = infra.next() => match event {
-                InfraEvent::Died { what, .. } => eprintln!("herd: {what}"),
+                InfraEvent::Died { what } => eprintln!("herd: {what}"),
                 InfraEvent::Restarted { kind, what } => eprintln!("herd: the {} {what}", kind.name()),
-                InfraEvent::Lost { why, .. } => {
+                InfraEvent::Lost { why } => {
                     eprintln!("herd: {why}; stopping the trial");
                     begin_stop(&pids, &mut stopping, &why);
                 }
