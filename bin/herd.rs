@@ -20,8 +20,12 @@ use tracing::Instrument;
 ///
 /// `herd run` starts nats-server, a hub and one leaf-agent process per slot,
 /// drives every slot through its tasks, checks the hub's own count and prints
-/// a summary. Exit codes: 0 every check passed; 1 a check failed (reason on
-/// stderr); 2 bad flags or environment.
+/// a summary. When the hub or nats-server exits mid-trial, herd starts it
+/// again on the same port and store (at most 3 attempts each) and counts
+/// the restarts; when it cannot, it stops the trial and says which died, how
+/// and when. Exit codes: 0 every check passed; 1 a check failed (reason on
+/// stderr); 2 bad flags or environment (a used --workdir, a herd the machine
+/// cannot hold).
 #[derive(Parser)]
 #[command(version, propagate_version = true)]
 struct Cli {
@@ -66,7 +70,9 @@ struct PlotArgs {
 
 #[derive(Args)]
 struct RunArgs {
-    /// Leaf-agent processes (slots).
+    /// Leaf-agent processes (slots). More than the machine holds (open
+    /// files under the hard RLIMIT_NOFILE, about 20 MiB of MemAvailable
+    /// each) is refused before anything starts.
     #[arg(long, env = "HERD_AGENTS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
     agents: u32,
     /// Tasks per agent.
@@ -98,7 +104,9 @@ struct RunArgs {
     /// `--hub-kind fossil`.
     #[arg(long, env = "HERD_LANDING", default_value = "hub")]
     landing: LandingStrategy,
-    /// Keep the trial's files here (hub.fossil, slot-i/, logs/, report.html) instead of a temporary directory.
+    /// Keep the trial's files here (hub.fossil, slot-i/, logs/, report.html)
+    /// instead of a temporary directory. It must not exist yet or be empty:
+    /// a work directory holds one trial (there is no resuming).
     #[arg(long)]
     workdir: Option<PathBuf>,
     /// Write the trial's report to this HTML file: one self-contained page

@@ -16,6 +16,9 @@ pub enum HubError {
     /// The configuration was refused before anything started.
     #[error("invalid configuration")]
     Config(#[from] super::config::ConfigError),
+    /// Another hub serves the repository, or its lock could not be taken.
+    #[error(transparent)]
+    Lock(#[from] super::lock::LockError),
     /// The repository could not be created.
     #[error("create repository {path}")]
     CreateRepo {

@@ -14,7 +14,7 @@
 //! SQLite reads, the one place results become HTTP statuses), `writer`
 //! (the single writer and batching), `queue` (the push queue),
 //! `broadcast` (the tip publisher thread), `stats` (counters and `/stats`),
-//! `error` ([`HubError`]).
+//! `lock` (one hub per repository: [`RepoLock`]), `error` ([`HubError`]).
 //!
 //! On a new repository the trunk already holds the initial empty check-in
 //! (the root every check-in descends from), so the readiness line's `tip`
@@ -25,6 +25,7 @@ mod broadcast;
 mod config;
 mod error;
 mod http;
+mod lock;
 mod queue;
 mod stats;
 mod writer;
@@ -41,6 +42,7 @@ pub use config::{
     DEFAULT_PUSH_QUEUE, DEFAULT_READ_TIMEOUT, DEFAULT_THREADS, DEFAULT_USER_CAPS,
 };
 pub use error::HubError;
+pub use lock::{LockError, RepoLock};
 pub use queue::{QueueConfig, DEFAULT_LEASE};
 pub use stats::{Counters, RepoFigures, Stats};
 
@@ -74,6 +76,9 @@ pub struct Hub {
     writer: Writer,
     broadcaster: Option<Broadcaster>,
     counters: Arc<Counters>,
+    /// Held for the hub's life; declared last so it is dropped after every
+    /// SQLite connection (see `lock`).
+    lock: RepoLock,
 }
 
 impl std::fmt::Debug for Hub {
@@ -107,7 +112,7 @@ impl Hub {
         {
             tracing::warn!(error = %e, "cannot raise the listen backlog");
         }
-        let repo = open_or_create(config)?;
+        let (repo, lock) = open_or_create(config)?;
         let open_err = |source| HubError::OpenRepo {
             path: config.repo.clone(),
             source,
@@ -184,6 +189,7 @@ impl Hub {
             writer,
             broadcaster,
             counters,
+            lock,
         })
     }
 
@@ -216,19 +222,24 @@ impl Hub {
             broadcaster.stop();
         }
         tracing::info!("hub stopped");
+        // Every connection is closed by now.
+        drop(self.lock);
         result
     }
 }
 
-/// Opens the repository, creating it first when the file does not exist.
-fn open_or_create(config: &HubConfig) -> Result<Repository, HubError> {
+/// Locks and opens the repository, creating it first when the file does
+/// not exist (then locked once created: two hubs racing to create it meet
+/// at the lock or at the create).
+fn open_or_create(config: &HubConfig) -> Result<(Repository, RepoLock), HubError> {
     if config.repo.exists() {
+        let lock = RepoLock::acquire(&config.repo)?;
         let repo = Repository::open(&config.repo).map_err(|source| HubError::OpenRepo {
             path: config.repo.clone(),
             source,
         })?;
         repo.drop_planner_stats();
-        return Ok(repo);
+        return Ok((repo, lock));
     }
     let options = CreateOptions {
         project_name: config.project_name.clone(),
@@ -246,8 +257,9 @@ fn open_or_create(config: &HubConfig) -> Result<Repository, HubError> {
             path: config.repo.clone(),
             source,
         })?;
+    let lock = RepoLock::acquire(&config.repo)?;
     tracing::info!(repo = %config.repo.display(), "repository created");
-    Ok(repo)
+    Ok((repo, lock))
 }
 
 /// Writes the configured users into the repository's `user` table (the

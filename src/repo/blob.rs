@@ -124,6 +124,10 @@ impl Repository {
                 .ctx("filling a phantom")?;
                 self.exec("DELETE FROM phantom WHERE rid=?1", [rid.0])
                     .ctx("clearing a phantom")?;
+                // A phantom may carry a delta against another phantom
+                // (`dangling.rs`); the row now holds what this call wrote.
+                self.exec("DELETE FROM delta WHERE rid=?1", [rid.0])
+                    .ctx("clearing a phantom's delta")?;
                 rid
             }
             None => {

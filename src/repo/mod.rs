@@ -5,7 +5,7 @@
 //!
 //! Files: `schema` (the 2.21 SQL), `hash` (names and row ids), `store`
 //! (create/open, transactions, config, users), `blob` (content store), `manifest` (bytes ↔ cards),
-//! `deltify` (manifests stored as deltas), `crosslink` (derived tables), `trunk` (file lists,
+//! `deltify` (manifests stored as deltas), `dangling` (pushed deltas whose source is a phantom), `crosslink` (derived tables), `trunk` (file lists,
 //! trunk queries), `checkin`, `checkout`, `rebase`, `view` (file lists as baseline + delta),
 //! `time` (D-card dates), `error`.
 
@@ -13,6 +13,7 @@ mod blob;
 mod checkin;
 mod checkout;
 mod crosslink;
+mod dangling;
 mod deltify;
 pub mod encode;
 mod error;

@@ -10,8 +10,10 @@
 mod cluster;
 mod fossil_hub;
 pub mod hosts;
+pub mod infra;
 mod nats;
 mod page;
+mod preflight;
 pub mod process;
 mod sampler;
 pub mod summary;
@@ -189,6 +191,22 @@ pub enum SupervisorError {
     /// Simulated hosts could not be made.
     #[error(transparent)]
     Hosts(hosts::HostsError),
+    /// The machine cannot hold this many agents.
+    #[error("{agents} agents {detail}")]
+    TooBig {
+        /// Agents asked for.
+        agents: u32,
+        /// Which limit, and the figures.
+        detail: String,
+    },
+    /// `--workdir` names a directory that already holds something.
+    #[error("work directory {path} is not empty (it holds {holds}); a work directory holds one trial, so name a new or empty one")]
+    WorkdirInUse {
+        /// The directory.
+        path: PathBuf,
+        /// One entry found in it.
+        holds: String,
+    },
     /// A file-system or OS step failed.
     #[error("cannot {what}")]
     Io {

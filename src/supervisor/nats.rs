@@ -85,6 +85,8 @@ pub struct NatsChild {
     pub child: Child,
     /// `nats://127.0.0.1:PORT`.
     pub url: String,
+    /// Its port.
+    pub port: u16,
 }
 
 /// Starts nats-server with JetStream on a free loopback port, its store
@@ -98,8 +100,24 @@ pub async fn start(
     token: &Secret,
 ) -> Result<NatsChild, SupervisorError> {
     let port = free_port().map_err(|e| SupervisorError::io("pick a port for nats-server", e))?;
-    let log_file =
-        std::fs::File::create(log).map_err(|e| SupervisorError::io("create nats-server log", e))?;
+    start_on(binary, store, log, token, port).await
+}
+
+/// [`start`] on a given port: how herd starts a nats-server that died
+/// again, on the port its clients know, over the same store. The log is
+/// appended to.
+pub async fn start_on(
+    binary: &Path,
+    store: &Path,
+    log: &Path,
+    token: &Secret,
+    port: u16,
+) -> Result<NatsChild, SupervisorError> {
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| SupervisorError::io("create nats-server log", e))?;
     let conf = store.with_extension("conf");
     write_private(&conf, &auth_config(token))
         .map_err(|e| SupervisorError::io(format!("write {}", conf.display()), e))?;
@@ -118,9 +136,8 @@ pub async fn start(
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            break;
-        }
+        // Exited first: on a port another process holds, a connect would
+        // reach that process, not this server.
         if let Ok(Some(status)) = child.try_wait() {
             return Err(SupervisorError::ChildFailed {
                 what: "nats-server".into(),
@@ -129,6 +146,9 @@ pub async fn start(
                     log.display()
                 ),
             });
+        }
+        if greets_as_nats(&addr) {
+            break;
         }
         if Instant::now() > deadline {
             let _ = process::stop(&mut child, Duration::from_secs(1)).await;
@@ -142,7 +162,21 @@ pub async fn start(
     Ok(NatsChild {
         child,
         url: format!("nats://{addr}"),
+        port,
     })
+}
+
+/// Whether a NATS server answers on `addr`: it greets every connection
+/// with an `INFO` line at once, which a process squatting on the port does
+/// not.
+fn greets_as_nats(addr: &SocketAddr) -> bool {
+    use std::io::Read as _;
+    let Ok(mut stream) = TcpStream::connect_timeout(addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut greeting = [0u8; 5];
+    stream.read_exact(&mut greeting).is_ok() && &greeting == b"INFO "
 }
 
 /// The config file's text: only the token (address, port and store are

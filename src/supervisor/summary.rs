@@ -2,11 +2,18 @@
 //!
 //! Pure functions over collected data, so the arithmetic and the printed
 //! format are tested without processes.
+//!
+//! A figure herd could not get is `None`: `n/a` in the summary block,
+//! `null` in JSON, never a zero. The hub's figures are unknown when its
+//! count could not be read; the figures only the leaves' summary lines
+//! carry (broadcasts, lost claims, think time, leaf memory) are unknown
+//! unless every slot sent one; latencies are unknown with no commit.
 
 use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use super::infra::Restarts;
 use crate::report::{HubKind, LandingStrategy, LeafSummary, TaskLine, TaskOutcome};
 
 /// Why a slot counts as failed.
@@ -65,8 +72,9 @@ pub struct TrialReport {
     pub mode: String,
     /// The workload seed.
     pub seed: u64,
-    /// Trunk check-ins the hub reports.
-    pub hub_commits: u64,
+    /// Trunk check-ins the hub reports; `null` when its count could not be
+    /// read.
+    pub hub_commits: Option<u64>,
     /// Tasks the leaves report as committed.
     pub committed: u64,
     /// Pushes refused because trunk moved.
@@ -74,43 +82,44 @@ pub struct TrialReport {
     /// Check-ins the hub wrote anew on a newer tip (hub landing); `null`
     /// when the hub keeps no such count.
     pub hub_rebases: Option<u64>,
-    /// Rebases that found a conflict.
-    pub fork_unrecoverable: u64,
+    /// Rebases that found a conflict; `null` unless every slot sent its
+    /// summary line (as for the other figures only summaries carry).
+    pub fork_unrecoverable: Option<u64>,
     /// Claims won.
     pub claims_won: u64,
     /// Claims lost.
-    pub claims_lost: u64,
+    pub claims_lost: Option<u64>,
     /// Broadcasts that led to a pull.
-    pub broadcasts_pulled: u64,
+    pub broadcasts_pulled: Option<u64>,
     /// Broadcasts for a tip the leaf already had.
-    pub broadcasts_skipped: u64,
-    /// Median commit latency.
-    pub p50_commit_ms: f64,
-    /// 99th percentile commit latency.
-    pub p99_commit_ms: f64,
+    pub broadcasts_skipped: Option<u64>,
+    /// Median commit latency; `null` with no commit.
+    pub p50_commit_ms: Option<f64>,
+    /// 99th percentile commit latency; `null` with no commit.
+    pub p99_commit_ms: Option<f64>,
     /// Wall time from the first leaf's start to the last leaf's exit.
     pub runtime_s: f64,
     /// The longest slot's total think time.
-    pub think_floor_s: f64,
+    pub think_floor_s: Option<f64>,
     /// Hub requests (from the hub's own count) per landed commit; `null`
     /// when the hub keeps no count (a stock `fossil server`).
     pub hub_requests_per_commit: Option<f64>,
     /// Leaves of the hub's trunk; 1 means linear. herd's hub keeps exactly
     /// one; a stock `fossil server` accepts forks.
-    pub trunk_leaves: u64,
+    pub trunk_leaves: Option<u64>,
     /// Forks on the hub's trunk: `trunk_leaves − 1`.
-    pub forks: u64,
+    pub forks: Option<u64>,
     /// Slots that failed, with the reason.
     pub failed_slots: Vec<SlotFailure>,
     /// The slot that finished last, and when.
     pub slowest_slot: Option<u32>,
     /// Hub commits per second of runtime.
-    pub commits_per_s: f64,
+    pub commits_per_s: Option<f64>,
     /// The hub's peak resident memory, in KiB; `null` when unknown (a
     /// stock `fossil server` forks a process per request).
     pub hub_peak_rss_kb: Option<u64>,
     /// The largest leaf's peak resident memory, in KiB.
-    pub leaf_peak_rss_kb: u64,
+    pub leaf_peak_rss_kb: Option<u64>,
     /// NATS requests the leaves sent in their task loops per committed
     /// task; `null` with no committed task.
     pub nats_ops_per_task: Option<f64>,
@@ -126,6 +135,15 @@ pub struct TrialReport {
     /// nats-server herd started, every leaf) per hub commit, in ms; `null`
     /// until the processes have been reaped, or with no commit.
     pub cpu_ms_per_commit: Option<f64>,
+    /// Times herd started the hub and its nats-server again during the
+    /// trial: `{"hub":1,"nats":0}`.
+    pub restarts: Restarts,
+    /// Each death of the hub or nats-server and how it ended, one line
+    /// each: "the hub died (SIGKILL) at 12.4 s; restarted in 0.2 s (1 of 3)".
+    pub infra_events: Vec<String>,
+    /// Why herd stopped the trial when a process could not be kept
+    /// running; `null` otherwise.
+    pub infra_failure: Option<String>,
 }
 
 /// The inputs of a report besides the slots.
@@ -165,34 +183,40 @@ impl TrialReport {
             total: u64::from(shape.agents) * u64::from(shape.tasks),
             mode: shape.mode,
             seed: shape.seed,
-            hub_commits: hub.trunk_commits,
+            hub_commits: Some(hub.trunk_commits),
             committed: 0,
             fork_retries: 0,
             hub_rebases: hub.hub_rebases,
-            fork_unrecoverable: 0,
+            fork_unrecoverable: None,
             claims_won: 0,
-            claims_lost: 0,
-            broadcasts_pulled: 0,
-            broadcasts_skipped: 0,
-            p50_commit_ms: 0.0,
-            p99_commit_ms: 0.0,
+            claims_lost: None,
+            broadcasts_pulled: None,
+            broadcasts_skipped: None,
+            p50_commit_ms: None,
+            p99_commit_ms: None,
             runtime_s: shape.runtime_s,
-            think_floor_s: 0.0,
+            think_floor_s: None,
             hub_requests_per_commit: None,
-            trunk_leaves: hub.trunk_leaves,
-            forks: hub.trunk_leaves.saturating_sub(1),
+            trunk_leaves: Some(hub.trunk_leaves),
+            forks: Some(hub.trunk_leaves.saturating_sub(1)),
             failed_slots: Vec::new(),
             slowest_slot: shape.slowest_slot,
-            commits_per_s: 0.0,
+            commits_per_s: None,
             hub_peak_rss_kb: hub.peak_rss_kb,
-            leaf_peak_rss_kb: 0,
+            leaf_peak_rss_kb: None,
             cpu_ms_per_commit: None,
             nats_ops_per_task: None,
             hosts: shape.hosts.max(1),
             nats_nodes: shape.nats_nodes,
             faults: shape.faults,
             committed_per_host: vec![0; shape.hosts.max(1) as usize],
+            restarts: Restarts::default(),
+            infra_events: Vec::new(),
+            infra_failure: None,
         };
+        // Totals of what only the summary lines carry.
+        let mut from_summaries = SummaryTotals::default();
+        let every_summary = slots.iter().all(|rec| rec.summary.is_some());
         let mut nats_ops = 0u64;
         let mut latencies = Vec::new();
         let mut think_max_ms = 0u64;
@@ -207,13 +231,9 @@ impl TrialReport {
                 Some(s) => {
                     r.committed += u64::from(s.committed);
                     r.fork_retries += u64::from(s.fork_retries);
-                    r.fork_unrecoverable += u64::from(s.fork_unrecoverable);
                     r.claims_won += u64::from(s.claims_won);
-                    r.claims_lost += u64::from(s.claims_lost);
-                    r.broadcasts_pulled += u64::from(s.broadcasts_pulled);
-                    r.broadcasts_skipped += u64::from(s.broadcasts_skipped);
+                    from_summaries.add(s);
                     think_max_ms = think_max_ms.max(s.think_ms);
-                    r.leaf_peak_rss_kb = r.leaf_peak_rss_kb.max(s.peak_rss_kb);
                     nats_ops += s.nats_ops;
                 }
                 None => {
@@ -252,16 +272,26 @@ impl TrialReport {
             }
         }
         latencies.sort_by(f64::total_cmp);
-        r.p50_commit_ms = percentile(&latencies, 50.0);
-        r.p99_commit_ms = percentile(&latencies, 99.0);
-        r.think_floor_s = think_max_ms as f64 / 1000.0;
-        if r.hub_commits > 0 {
-            r.hub_requests_per_commit = hub.requests.map(|n| n as f64 / r.hub_commits as f64);
+        if !latencies.is_empty() {
+            r.p50_commit_ms = Some(percentile(&latencies, 50.0));
+            r.p99_commit_ms = Some(percentile(&latencies, 99.0));
+        }
+        if every_summary {
+            let t = from_summaries;
+            r.fork_unrecoverable = Some(t.fork_unrecoverable);
+            r.claims_lost = Some(t.claims_lost);
+            r.broadcasts_pulled = Some(t.broadcasts_pulled);
+            r.broadcasts_skipped = Some(t.broadcasts_skipped);
+            r.leaf_peak_rss_kb = Some(t.leaf_peak_rss_kb);
+            r.think_floor_s = Some(think_max_ms as f64 / 1000.0);
+        }
+        if hub.trunk_commits > 0 {
+            r.hub_requests_per_commit = hub.requests.map(|n| n as f64 / hub.trunk_commits as f64);
         }
         if r.runtime_s > 0.0 {
-            r.commits_per_s = r.hub_commits as f64 / r.runtime_s;
+            r.commits_per_s = Some(hub.trunk_commits as f64 / r.runtime_s);
         }
-        if r.committed > 0 {
+        if r.committed > 0 && every_summary {
             r.nats_ops_per_task = Some(nats_ops as f64 / r.committed as f64);
         }
         r
@@ -269,7 +299,36 @@ impl TrialReport {
 
     /// Records the CPU the trial's processes spent in all, `cpu_ms`.
     pub fn set_cpu_ms(&mut self, cpu_ms: f64) {
-        self.cpu_ms_per_commit = (self.hub_commits > 0).then(|| cpu_ms / self.hub_commits as f64);
+        self.cpu_ms_per_commit = self
+            .hub_commits
+            .filter(|&n| n > 0)
+            .map(|n| cpu_ms / n as f64);
+    }
+
+    /// Forgets the hub's figures: its count could not be read.
+    pub fn hub_count_unknown(&mut self) {
+        self.hub_commits = None;
+        self.trunk_leaves = None;
+        self.forks = None;
+        self.commits_per_s = None;
+        self.hub_requests_per_commit = None;
+        self.hub_rebases = None;
+        self.hub_peak_rss_kb = None;
+    }
+
+    /// Records what became of the hub and nats-server: restarts, one line
+    /// per death, and why herd stopped the trial if one was lost.
+    pub fn set_infra(&mut self, restarts: Restarts, events: Vec<String>, lost: Option<String>) {
+        if restarts.hub > 0 {
+            // A hub started again counts requests, rebases and memory
+            // from zero: the trial's totals are unknown.
+            self.hub_requests_per_commit = None;
+            self.hub_rebases = None;
+            self.hub_peak_rss_kb = None;
+        }
+        self.restarts = restarts;
+        self.infra_events = events;
+        self.infra_failure = lost;
     }
 
     /// Why the trial failed, or `None` when every count agrees, trunk is
@@ -277,12 +336,22 @@ impl TrialReport {
     /// what is measured, not a failure: there every task's check-in must
     /// reach the server, however many trunk leaves that makes.
     pub fn verdict(&self) -> Option<String> {
-        let mut why = Vec::new();
-        if self.hub_commits != self.committed {
-            why.push(format!(
-                "hub has {} trunk commits but leaves committed {}",
-                self.hub_commits, self.committed
+        // A process herd could not keep running is the cause; the counts
+        // that follow from it are not.
+        if let Some(cause) = &self.infra_failure {
+            return Some(format!(
+                "{cause}; herd stopped the trial with {} of {} tasks committed",
+                self.committed, self.total
             ));
+        }
+        let mut why = Vec::new();
+        match self.hub_commits {
+            Some(n) if n != self.committed => why.push(format!(
+                "hub has {n} trunk commits but leaves committed {}",
+                self.committed
+            )),
+            Some(_) => {}
+            None => why.push("the hub's count of trunk commits is unknown".into()),
         }
         if self.committed != self.claims_won {
             why.push(format!(
@@ -296,11 +365,25 @@ impl TrialReport {
                 self.committed, self.total
             ));
         }
-        if self.hub_kind == HubKind::Herd && self.trunk_leaves != 1 {
-            why.push(format!("trunk has {} leaves, not 1", self.trunk_leaves));
+        if self.hub_kind == HubKind::Herd {
+            if let Some(n) = self.trunk_leaves.filter(|&n| n != 1) {
+                why.push(format!("trunk has {n} leaves, not 1"));
+            }
         }
         why.extend(failed_groups(&self.failed_slots));
-        (!why.is_empty()).then(|| why.join("; "))
+        if why.is_empty() {
+            return None;
+        }
+        // What happened to the infrastructure comes first: it is the likely
+        // cause of what follows.
+        Some(
+            self.infra_events
+                .iter()
+                .chain(why.iter())
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
     }
 
     /// The summary block (DESIGN.md's format, line for line, then extras).
@@ -311,22 +394,26 @@ impl TrialReport {
             "herd-hub-leaf trial: agents={} tasks={} total={}",
             self.agents, self.tasks, self.total
         );
-        let _ = writeln!(s, "  hub commits:        {}", self.hub_commits);
+        let _ = writeln!(s, "  hub commits:        {}", or_na(self.hub_commits));
         let _ = writeln!(s, "  fork retries:       {}", self.fork_retries);
-        let _ = writeln!(s, "  fork unrecoverable: {}", self.fork_unrecoverable);
+        let _ = writeln!(
+            s,
+            "  fork unrecoverable: {}",
+            or_na(self.fork_unrecoverable)
+        );
         let _ = writeln!(s, "  claims won:         {}", self.claims_won);
-        let _ = writeln!(s, "  claims lost:        {}", self.claims_lost);
-        let _ = writeln!(s, "  broadcasts pulled:  {}", self.broadcasts_pulled);
+        let _ = writeln!(s, "  claims lost:        {}", or_na(self.claims_lost));
+        let _ = writeln!(s, "  broadcasts pulled:  {}", or_na(self.broadcasts_pulled));
         let _ = writeln!(
             s,
             "  broadcasts skipped (idempotent): {}",
-            self.broadcasts_skipped
+            or_na(self.broadcasts_skipped)
         );
         let _ = writeln!(
             s,
             "  P50/P99 commit ms:  {} / {}",
-            fmt_ms(self.p50_commit_ms),
-            fmt_ms(self.p99_commit_ms)
+            self.p50_commit_ms.map_or("n/a".into(), fmt_ms),
+            self.p99_commit_ms.map_or("n/a".into(), fmt_ms)
         );
         let _ = writeln!(s, "  total runtime:      {:.1}s", self.runtime_s);
         let _ = writeln!(
@@ -335,7 +422,7 @@ impl TrialReport {
             self.hub_requests_per_commit
                 .map_or("n/a".into(), |n| format!("{n:.2}"))
         );
-        let _ = writeln!(s, "  trunk leaves:       {}", self.trunk_leaves);
+        let _ = writeln!(s, "  trunk leaves:       {}", or_na(self.trunk_leaves));
         let _ = writeln!(s, "  hub kind:           {}", self.hub_kind);
         let _ = writeln!(s, "  landing:            {}", self.landing);
         let _ = writeln!(
@@ -355,7 +442,7 @@ impl TrialReport {
             self.cpu_ms_per_commit
                 .map_or("n/a".into(), |ms| format!("{ms:.2}"))
         );
-        let _ = writeln!(s, "  forks:              {}", self.forks);
+        let _ = writeln!(s, "  forks:              {}", or_na(self.forks));
         if self.hosts > 1 {
             let per_host: Vec<String> =
                 self.committed_per_host.iter().map(u64::to_string).collect();
@@ -370,29 +457,64 @@ impl TrialReport {
         for fault in &self.faults {
             let _ = writeln!(s, "  fault injected:     {fault}");
         }
-        let ratio = if self.think_floor_s > 0.0 {
-            format!("{:.2}x", self.runtime_s / self.think_floor_s)
-        } else {
-            "n/a".into()
+        let (floor, ratio) = match self.think_floor_s {
+            Some(f) if f > 0.0 => (format!("{f:.1}s"), format!("{:.2}x", self.runtime_s / f)),
+            Some(f) => (format!("{f:.1}s"), "n/a".into()),
+            None => ("n/a".into(), "n/a".into()),
+        };
+        let _ = writeln!(s, "  think floor:        {floor} (runtime/floor {ratio})");
+        let _ = writeln!(
+            s,
+            "  commits/s:          {}",
+            self.commits_per_s
+                .map_or("n/a".into(), |c| format!("{c:.1}"))
+        );
+        let mib = |kb: Option<u64>| {
+            kb.map_or("n/a".into(), |kb| format!("{:.1} MiB", kb as f64 / 1024.0))
         };
         let _ = writeln!(
             s,
-            "  think floor:        {:.1}s (runtime/floor {ratio})",
-            self.think_floor_s
+            "  peak memory:        hub {}, largest leaf {}",
+            mib(self.hub_peak_rss_kb),
+            mib(self.leaf_peak_rss_kb)
         );
-        let _ = writeln!(s, "  commits/s:          {:.1}", self.commits_per_s);
-        let hub_mib = self
-            .hub_peak_rss_kb
-            .map_or("n/a".into(), |kb| format!("{:.1} MiB", kb as f64 / 1024.0));
         let _ = writeln!(
             s,
-            "  peak memory:        hub {hub_mib}, largest leaf {:.1} MiB",
-            self.leaf_peak_rss_kb as f64 / 1024.0
+            "  restarts:           hub {}, nats {}",
+            self.restarts.hub, self.restarts.nats
         );
+        for event in &self.infra_events {
+            let _ = writeln!(s, "  infra:              {event}");
+        }
         if let Some(slot) = self.slowest_slot {
             let _ = writeln!(s, "  slowest slot:       {slot}");
         }
         s
+    }
+}
+
+/// A figure, or `n/a` when herd could not get it.
+fn or_na(n: Option<u64>) -> String {
+    n.map_or("n/a".into(), |n| n.to_string())
+}
+
+/// Sums of the figures only leaves' summary lines carry.
+#[derive(Default)]
+struct SummaryTotals {
+    fork_unrecoverable: u64,
+    claims_lost: u64,
+    broadcasts_pulled: u64,
+    broadcasts_skipped: u64,
+    leaf_peak_rss_kb: u64,
+}
+
+impl SummaryTotals {
+    fn add(&mut self, s: &LeafSummary) {
+        self.fork_unrecoverable += u64::from(s.fork_unrecoverable);
+        self.claims_lost += u64::from(s.claims_lost);
+        self.broadcasts_pulled += u64::from(s.broadcasts_pulled);
+        self.broadcasts_skipped += u64::from(s.broadcasts_skipped);
+        self.leaf_peak_rss_kb = self.leaf_peak_rss_kb.max(s.peak_rss_kb);
     }
 }
 
@@ -506,9 +628,9 @@ mod tests {
         };
         let r = TrialReport::build(shape(), &slots, hub);
         assert_eq!((r.committed, r.fork_retries, r.claims_won), (4, 3, 4));
-        assert_eq!((r.p50_commit_ms, r.p99_commit_ms), (2.0, 4.0));
+        assert_eq!((r.p50_commit_ms, r.p99_commit_ms), (Some(2.0), Some(4.0)));
         assert_eq!(r.hub_requests_per_commit, Some(1.5));
-        assert_eq!((r.trunk_leaves, r.forks), (1, 0));
+        assert_eq!((r.trunk_leaves, r.forks), (Some(1), Some(0)));
         assert_eq!(r.verdict(), None);
         let text = r.render();
         assert!(text.starts_with(
@@ -559,7 +681,7 @@ mod tests {
         };
         let r = TrialReport::build(fossil, &slots, hub);
         assert_eq!(r.verdict(), None);
-        assert_eq!((r.trunk_leaves, r.forks), (3, 2));
+        assert_eq!((r.trunk_leaves, r.forks), (Some(3), Some(2)));
         assert_eq!(r.hub_requests_per_commit, None);
         let text = r.render();
         assert!(text.contains("  hub kind:           fossil\n"), "{text}");
@@ -591,6 +713,91 @@ mod tests {
         // The same forks on herd's hub fail the trial.
         let r = TrialReport::build(shape(), &slots, hub);
         assert!(r.verdict().unwrap().contains("trunk has 3 leaves, not 1"));
+    }
+
+    #[test]
+    fn unknown_figures_are_na_and_null_never_zero() {
+        let mut silent = slot(1, &[], 0);
+        silent.summary = None;
+        let slots = [slot(0, &[1.0], 0), silent];
+        let mut r = TrialReport::build(shape(), &slots, HubCount::default());
+        r.hub_count_unknown();
+        let text = r.render();
+        for line in [
+            "  hub commits:        n/a\n",
+            "  broadcasts pulled:  n/a\n",
+            "  claims lost:        n/a\n",
+            "  trunk leaves:       n/a\n",
+            "  think floor:        n/a (runtime/floor n/a)\n",
+            "  commits/s:          n/a\n",
+            "  peak memory:        hub n/a, largest leaf n/a\n",
+            "  restarts:           hub 0, nats 0\n",
+        ] {
+            assert!(text.contains(line), "{line:?} in\n{text}");
+        }
+        let json = serde_json::to_value(&r).unwrap();
+        for field in [
+            "hub_commits",
+            "broadcasts_pulled",
+            "broadcasts_skipped",
+            "think_floor_s",
+            "leaf_peak_rss_kb",
+            "trunk_leaves",
+            "nats_ops_per_task",
+        ] {
+            assert!(json[field].is_null(), "{field}: {json}");
+        }
+        let why = r.verdict().unwrap();
+        assert!(why.contains("count of trunk commits is unknown"), "{why}");
+        assert!(!why.contains("hub has"), "{why}");
+
+        // No commit at all: no latency to show.
+        let r = TrialReport::build(shape(), &[slot(0, &[], 0)], HubCount::default());
+        assert!(r.render().contains("P50/P99 commit ms:  n/a / n/a"));
+    }
+
+    #[test]
+    fn a_lost_process_is_the_verdict_and_restarts_are_counted() {
+        let slots = [slot(0, &[1.0, 3.0], 0), slot(1, &[2.0, 4.0], 0)];
+        let hub = HubCount {
+            trunk_commits: 4,
+            trunk_leaves: 1,
+            requests: Some(6),
+            peak_rss_kb: Some(1024),
+            hub_rebases: Some(1),
+        };
+        let mut r = TrialReport::build(shape(), &slots, hub);
+        let restarts = Restarts { hub: 1, nats: 0 };
+        let died = "the hub died (SIGKILL) at 1.5 s; restarted in 0.10 s (1 of 3)";
+        r.set_infra(restarts, vec![died.into()], None);
+        // The restarted hub's own counters are not the trial's.
+        assert_eq!(r.hub_requests_per_commit, None);
+        assert_eq!(r.hub_peak_rss_kb, None);
+        let text = r.render();
+        assert!(
+            text.contains("  restarts:           hub 1, nats 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("  infra:              {died}\n")),
+            "{text}"
+        );
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["restarts"], serde_json::json!({"hub": 1, "nats": 0}));
+        assert_eq!(r.verdict(), None, "a restart alone fails nothing");
+        // A trial that fails after a restart says so first.
+        let mut short = r.clone();
+        short.hub_commits = Some(1);
+        let why = short.verdict().unwrap();
+        assert!(why.starts_with(died), "{why}");
+        assert!(why.contains("hub has 1 trunk commits"), "{why}");
+
+        let cause = "the hub died (SIGKILL) at 12.4 s; restarting it failed 3 time(s)";
+        r.set_infra(Restarts::default(), vec![cause.into()], Some(cause.into()));
+        r.hub_count_unknown();
+        let why = r.verdict().unwrap();
+        assert!(why.starts_with(cause), "{why}");
+        assert!(why.ends_with("with 4 of 4 tasks committed"), "{why}");
     }
 
     #[test]

@@ -178,12 +178,31 @@ impl Topology {
         }
     }
 
-    /// The NATS shape every child is told (domain and replicas).
-    pub fn pass(&self, cmd: &mut Command) {
-        if let Some(cluster) = &self.cluster {
-            cmd.env(NATS_DOMAIN_ENV, DOMAIN)
-                .env(NATS_REPLICAS_ENV, cluster.size().to_string());
+    /// The NATS shape every child is told (domain and replicas), as
+    /// environment variables; none on one server.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        match &self.cluster {
+            Some(cluster) => vec![
+                (NATS_DOMAIN_ENV, DOMAIN.to_string()),
+                (NATS_REPLICAS_ENV, cluster.size().to_string()),
+            ],
+            None => Vec::new(),
         }
+    }
+
+    /// Sets [`Topology::env`] in a child's environment.
+    pub fn pass(&self, cmd: &mut Command) {
+        for (name, value) in self.env() {
+            cmd.env(name, value);
+        }
+    }
+
+    /// The words that start a program on `host` (`ip netns exec NS`); none
+    /// without hosts.
+    pub fn prefix(&self, host: usize) -> Vec<String> {
+        self.hosts
+            .as_ref()
+            .map_or_else(Vec::new, |h| h.exec_prefix(host).to_vec())
     }
 
     /// Takes host `host`'s link down.

@@ -29,6 +29,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
 use super::fossil_hub::{self, FossilHub};
+use super::infra::{with_infra, HubLaunch, HubWatch, InfraEvent, InfraKind, NatsWatch, Watch};
 use super::sampler::Sampler;
 use super::summary::{HubCount, SlotRecord, TrialReport, TrialShape};
 use super::topology::Topology;
@@ -60,7 +61,8 @@ const QUOTE_CHARS: usize = 200;
 pub const TRIAL_USER: &str = "herd";
 
 /// One trial's credentials, handed to children through their environment.
-struct TrialSecrets {
+#[derive(Clone)]
+pub(super) struct TrialSecrets {
     /// The password of [`TRIAL_USER`] on the hub.
     hub_secret: Secret,
     /// The token of the nats-server herd started; `None` with `--nats-url`
@@ -100,6 +102,7 @@ pub async fn run(
     config: TrialConfig,
     stop: mpsc::Receiver<()>,
 ) -> Result<TrialReport, SupervisorError> {
+    super::preflight::check_capacity(config.agents, super::preflight::Machine::read())?;
     // Each leaf holds a few descriptors (pipes, a NATS and an HTTP socket,
     // SQLite files); herd holds its pipe ends.
     let _ = process::raise_nofile(u64::from(config.agents) * 8 + 256);
@@ -112,6 +115,7 @@ pub async fn run(
     let temp;
     let workdir: PathBuf = match &config.workdir {
         Some(dir) => {
+            super::preflight::check_workdir(dir)?;
             std::fs::create_dir_all(dir)
                 .map_err(|e| SupervisorError::io(format!("create {}", dir.display()), e))?;
             dir.clone()
@@ -128,14 +132,17 @@ pub async fn run(
     std::fs::create_dir_all(&logs)
         .map_err(|e| SupervisorError::io(format!("create {}", logs.display()), e))?;
 
+    let origin = Instant::now();
     let mut secrets = TrialSecrets {
         hub_secret: Secret::random(),
         nats_token: None,
     };
     let mut topology = Topology::new(&config)?;
-    let mut nats_child = None;
+    let mut nats_watch = None;
     let nats_url = match &config.nats_url {
         Some(url) => url.clone(),
+        // On several hosts NATS is a cluster of its own (not restarted by
+        // the watcher: losing a member is what a cluster is for).
         None if topology.has_hosts() => {
             let binary = nats::find(config.nats_server.as_deref())?;
             let token = Secret::random();
@@ -154,36 +161,38 @@ pub async fn run(
         None => {
             let binary = nats::find(config.nats_server.as_deref())?;
             let token = Secret::random();
-            let started = nats::start(
-                &binary,
-                &workdir.join("nats"),
-                &logs.join("nats.log"),
-                &token,
-            )
-            .await?;
-            secrets.nats_token = Some(token);
+            let (store, log) = (workdir.join("nats"), logs.join("nats.log"));
+            let started = nats::start(&binary, &store, &log, &token).await?;
+            secrets.nats_token = Some(token.clone());
             if let Some(pid) = started.child.id() {
                 sampler.watch(ProcessKind::Nats, pid);
             }
             let url = started.url.clone();
-            nats_child = Some(started.child);
+            nats_watch = Some(NatsWatch {
+                child: started.child,
+                binary,
+                store,
+                log,
+                token,
+                port: started.port,
+            });
             url
         }
     };
 
-    let run = Run {
+    let trial = Setting {
         config: &config,
         workdir: &workdir,
         logs: &logs,
         nats_url: &nats_url,
         secrets: &secrets,
+        origin,
         sampler: &sampler,
         topology: &topology,
     };
-    let result = run_with_nats(&run, stop).await;
-    if let Some(mut child) = nats_child {
-        let _ = process::stop(&mut child, STOP_GRACE).await;
-    }
+    // The watcher stops nats-server at the end (or run_with_nats does, when
+    // the hub never started).
+    let result = run_with_nats(&trial, nats_watch, stop).await;
     topology.stop(STOP_GRACE).await;
     let samples = sampler.finish().await;
     let (mut report, slots) = result?;
@@ -207,64 +216,135 @@ pub async fn run(
     Ok(report)
 }
 
-/// What every step of a running trial needs.
-struct Run<'a> {
+/// A finished trial's report and what each slot said.
+pub(super) type Finished = (TrialReport, Vec<SlotRecord>);
+
+/// Where and how a child process starts: the words before its program
+/// (`ip netns exec NS` on a simulated host) and what goes into its
+/// environment besides the secrets and the trace context (the trial clock,
+/// the NATS deployment).
+#[derive(Debug, Clone, Default)]
+pub(super) struct Place {
+    prefix: Vec<String>,
+    env: Vec<(&'static str, String)>,
+}
+
+impl Place {
+    /// A command running `program` there.
+    fn command(&self, program: &Path) -> Command {
+        let mut cmd = match self.prefix.split_first() {
+            Some((first, rest)) => {
+                let mut cmd = Command::new(first);
+                cmd.args(rest).arg(program);
+                cmd
+            }
+            None => Command::new(program),
+        };
+        for (name, value) in &self.env {
+            cmd.env(name, value);
+        }
+        cmd
+    }
+}
+
+/// What every step of a trial reads.
+struct Setting<'a> {
     config: &'a TrialConfig,
     workdir: &'a Path,
     logs: &'a Path,
     nats_url: &'a str,
     secrets: &'a TrialSecrets,
+    /// When the trial began: deaths of its processes are timed from here.
+    origin: Instant,
     sampler: &'a Sampler,
     topology: &'a Topology,
 }
 
-impl Run<'_> {
+impl Setting<'_> {
     /// Hands a child what every child of the trial gets in its environment:
-    /// the credentials, the trace context and the trial clock's start.
+    /// the credentials, the trace context, the trial clock's start and the
+    /// NATS deployment.
     fn pass(&self, cmd: &mut Command) {
         self.secrets.pass(cmd);
         pass_trace(cmd, &self.config.trace);
         cmd.env(TRIAL_START_ENV, self.sampler.clock().env_value());
         self.topology.pass(cmd);
     }
+
+    /// Where the hub starts: host 0, with the trial's clock and deployment.
+    fn hub_place(&self) -> Place {
+        let mut env = vec![(TRIAL_START_ENV, self.sampler.clock().env_value())];
+        env.extend(self.topology.env());
+        Place {
+            prefix: self.topology.prefix(0),
+            env,
+        }
+    }
 }
 
-/// A finished trial's report and what each slot said.
-type Finished = (TrialReport, Vec<SlotRecord>);
-
 async fn run_with_nats(
-    run: &Run<'_>,
+    t: &Setting<'_>,
+    nats: Option<NatsWatch>,
     stop: mpsc::Receiver<()>,
 ) -> Result<Finished, SupervisorError> {
-    match run.config.hub_kind {
+    let (config, workdir, logs, nats_url, secrets) =
+        (t.config, t.workdir, t.logs, t.nats_url, t.secrets);
+    let stop_nats = |nats: Option<NatsWatch>| async move {
+        if let Some(mut n) = nats {
+            let _ = process::stop(&mut n.child, STOP_GRACE).await;
+        }
+    };
+    match config.hub_kind {
         HubKind::Herd => {
-            let (mut hub, ready) = start_hub(run).await?;
-            if let Err(e) = run
+            let launch = HubLaunch::new(config, workdir, logs, nats_url, secrets, t.hub_place());
+            let (mut hub, ready) = match launch.start(&t.topology.hub_listen()).await {
+                Ok(started) => started,
+                Err(e) => {
+                    stop_nats(nats).await;
+                    return Err(e);
+                }
+            };
+            if let Err(e) = t
                 .topology
-                .prepare(&ready.project_code, run.secrets.nats_token.as_ref())
+                .prepare(&ready.project_code, secrets.nats_token.as_ref())
                 .await
             {
                 let _ = process::stop(&mut hub, STOP_GRACE).await;
+                stop_nats(nats).await;
                 return Err(e);
             }
             if let Some(pid) = hub.id() {
-                run.sampler.watch(ProcessKind::Hub, pid);
+                t.sampler.watch(ProcessKind::Hub, pid);
             }
-            run.sampler.hub(&ready.http);
-            let result = run_slots(run, &Hub::Herd(&ready), stop).await;
-            let _ = process::stop(&mut hub, STOP_GRACE).await;
-            result
+            t.sampler.hub(&ready.http);
+            // A hub started again listens where the leaves already point.
+            let listen = ready.http.trim_start_matches("http://").to_string();
+            let hub_watch = HubWatch {
+                child: hub,
+                listen,
+                launch,
+            };
+            let mut watch = Watch::start(nats, Some(hub_watch), t.origin);
+            let hub_ref = Hub::Herd(&ready);
+            let result = run_slots(t, &hub_ref, &mut watch, stop).await;
+            with_infra(result, watch).await
         }
         HubKind::Fossil => {
             let mut hub =
-                fossil_hub::start(run.workdir, run.logs, TRIAL_USER, &run.secrets.hub_secret)
-                    .await?;
+                match fossil_hub::start(workdir, logs, TRIAL_USER, &secrets.hub_secret).await {
+                    Ok(hub) => hub,
+                    Err(e) => {
+                        stop_nats(nats).await;
+                        return Err(e);
+                    }
+                };
             if let Some(pid) = hub.pid() {
-                run.sampler.watch(ProcessKind::Hub, pid);
+                t.sampler.watch(ProcessKind::Hub, pid);
             }
-            let result = run_slots(run, &Hub::Fossil(&hub), stop).await;
+            let mut watch = Watch::start(nats, None, t.origin);
+            let result = run_slots(t, &Hub::Fossil(&hub), &mut watch, stop).await;
             hub.stop(STOP_GRACE).await;
-            result
+            with_infra(result, watch).await
         }
     }
 }
@@ -301,35 +381,46 @@ impl Hub<'_> {
     }
 }
 
-async fn start_hub(run: &Run<'_>) -> Result<(Child, HubReady), SupervisorError> {
-    let (config, workdir, logs) = (run.config, run.workdir, run.logs);
+pub(super) async fn start_hub(
+    config: &TrialConfig,
+    workdir: &Path,
+    logs: &Path,
+    nats_url: &str,
+    secrets: &TrialSecrets,
+    listen: &str,
+    place: &Place,
+) -> Result<(Child, HubReady), SupervisorError> {
     let binary = config.bin_dir.join("hub");
-    let args: Vec<std::ffi::OsString> = vec![
-        "--repo".into(),
-        workdir.join("hub.fossil").into(),
-        "--listen".into(),
-        run.topology.hub_listen().into(),
-        "--nats-url".into(),
-        run.nats_url.into(),
-        "--require-login".into(),
-    ];
-    let mut cmd = run.topology.command(0, None, &binary, &args);
-    cmd.stdout(Stdio::piped())
+    let mut cmd = place.command(&binary);
+    cmd.arg("--repo")
+        .arg(workdir.join("hub.fossil"))
+        .args(["--listen", listen, "--nats-url", nats_url])
+        .arg("--require-login")
+        .stdout(Stdio::piped())
         .stderr(log_file(&logs.join("hub.log"))?);
-    // The hub creates TRIAL_USER from the secrets.
-    run.pass(&mut cmd);
+    // The hub creates TRIAL_USER from these.
+    secrets.pass(&mut cmd);
+    pass_trace(&mut cmd, &config.trace);
     process::supervise(&mut cmd);
-    let _span = tracing::info_span!("herd.start_process", process = "hub").entered();
-    let mut child = cmd.spawn().map_err(|e| SupervisorError::Spawn {
-        what: format!("hub ({})", binary.display()),
-        source: e,
-    })?;
+    // Entered only around the spawn: a guard held across an await would
+    // tie this future to its thread.
+    let span = tracing::info_span!("herd.start_process", process = "hub");
+    let mut child = span
+        .in_scope(|| cmd.spawn())
+        .map_err(|e| SupervisorError::Spawn {
+            what: format!("hub ({})", binary.display()),
+            source: e,
+        })?;
     let stdout = child.stdout.take().expect("stdout is piped");
     let mut lines = BufReader::new(stdout).lines();
     let first = tokio::time::timeout(HUB_READY_TIMEOUT, lines.next_line()).await;
+    let log = logs.join("hub.log");
     let fail = |detail: String| SupervisorError::ChildFailed {
         what: "hub".into(),
-        detail: format!("{detail}; see {}", logs.join("hub.log").display()),
+        detail: match super::infra::last_line(&log) {
+            Some(last) => format!("{detail} ({last}); see {}", log.display()),
+            None => format!("{detail}; see {}", log.display()),
+        },
     };
     let ready = match first {
         Ok(Ok(Some(line))) => serde_json::from_str::<HubReady>(&line)
@@ -338,7 +429,7 @@ async fn start_hub(run: &Run<'_>) -> Result<(Child, HubReady), SupervisorError> 
             let status = child.wait().await.ok();
             return Err(fail(format!(
                 "exited ({}) before it was ready",
-                status.map_or("unknown status".into(), |s| s.to_string())
+                super::infra::how(&status.ok_or_else(|| std::io::Error::other("unknown status")))
             )));
         }
         Ok(Err(e)) => return Err(fail(format!("reading its stdout: {e}"))),
@@ -365,14 +456,19 @@ fn pass_trace(cmd: &mut Command, trace: &W3c) {
     }
 }
 
+/// A child's stderr: appended to, so a restarted hub's log follows the
+/// first one's (a trial's work directory starts empty).
 fn log_file(path: &Path) -> Result<Stdio, SupervisorError> {
-    std::fs::File::create(path)
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
         .map(Stdio::from)
         .map_err(|e| SupervisorError::io(format!("create {}", path.display()), e))
 }
 
 /// The command that starts slot `slot`'s leaf-agent, on its host.
-fn leaf_command(run: &Run<'_>, slot: u32, hub: &HubReady) -> Command {
+fn leaf_command(run: &Setting<'_>, slot: u32, hub: &HubReady) -> Command {
     let config = run.config;
     let w = &config.workload;
     let program = std::env::var_os(LEAF_AGENT_ENV)
@@ -409,18 +505,19 @@ fn leaf_command(run: &Run<'_>, slot: u32, hub: &HubReady) -> Command {
 }
 
 async fn run_slots(
-    run: &Run<'_>,
+    t: &Setting<'_>,
     hub: &Hub<'_>,
+    infra: &mut Watch,
     mut stop: mpsc::Receiver<()>,
 ) -> Result<Finished, SupervisorError> {
-    let (config, logs, sampler) = (run.config, run.logs, run.sampler);
+    let (config, logs, sampler) = (t.config, t.logs, t.sampler);
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut slots = vec![SlotRecord::default(); config.agents as usize];
     let mut pids: Vec<Option<u32>> = vec![None; config.agents as usize];
     let started = Instant::now();
 
     for slot in 0..config.agents {
-        let mut cmd = leaf_command(run, slot, hub.ready());
+        let mut cmd = leaf_command(t, slot, hub.ready());
         let log = logs.join(format!("slot-{slot}.log"));
         cmd.stdout(Stdio::piped());
         if config.verbose {
@@ -428,7 +525,7 @@ async fn run_slots(
         } else {
             cmd.stderr(log_file(&log)?);
         }
-        run.pass(&mut cmd);
+        t.pass(&mut cmd);
         process::supervise(&mut cmd);
         let span = tracing::info_span!("herd.start_process", process = "leaf-agent", slot);
         match span.in_scope(|| cmd.spawn()) {
@@ -509,6 +606,23 @@ async fn run_slots(
                 }
                 None => break,
             },
+            event = infra.next() => match event {
+                InfraEvent::Died { what } => eprintln!("herd: {what}"),
+                InfraEvent::Restarted { kind, what, pid } => {
+                    eprintln!("herd: the {} {what}", kind.name());
+                    if let Some(pid) = pid {
+                        let kind = match kind {
+                            InfraKind::Hub => ProcessKind::Hub,
+                            InfraKind::Nats => ProcessKind::Nats,
+                        };
+                        sampler.watch(kind, pid);
+                    }
+                }
+                InfraEvent::Lost { why } => {
+                    eprintln!("herd: {why}; stopping the trial");
+                    begin_stop(&pids, &mut stopping, &why);
+                }
+            },
             request = stop.recv(), if stop_open => match request {
                 Some(()) => {
                     if stopping.is_none() {
@@ -529,7 +643,7 @@ async fn run_slots(
                 stopping = stopping.map(|(_, why)| (Instant::now() + Duration::from_secs(3600), why));
             }
             () = sleep_until_opt(faults.next_at()), if stopping.is_none() => {
-                faults.inject(run.topology, started);
+                faults.inject(t.topology, started);
             }
             _ = tick.tick(), if config.progress => {
                 let secs = started.elapsed().as_secs_f64().max(0.001);
@@ -564,11 +678,16 @@ async fn run_slots(
                 .count() as u64
         })
         .sum();
-    let (hub_count, hub_error) = match hub.count(committed).await {
+    // A hub herd could not keep running has nothing to count.
+    let counted = match infra.lost() {
+        Some(_) => Err(None),
+        None => hub.count(committed).await.map_err(Some),
+    };
+    let (hub_count, hub_error) = match counted {
         Ok(c) => (c, None),
         Err(e) => (HubCount::default(), Some(e)),
     };
-    faults.end(run.topology, started);
+    faults.end(t.topology, started);
     let shape = TrialShape {
         hub_kind: config.hub_kind,
         landing: config.landing,
@@ -578,16 +697,19 @@ async fn run_slots(
         seed: config.seed,
         runtime_s,
         slowest_slot: slowest,
-        hosts: run.topology.host_count() as u32,
-        nats_nodes: run.topology.cluster().map_or(1, |c| c.nodes().len() as u32),
+        hosts: t.topology.host_count() as u32,
+        nats_nodes: t.topology.cluster().map_or(1, |c| c.nodes().len() as u32),
         faults: faults.injected,
     };
     let mut report = TrialReport::build(shape, &slots, hub_count);
     if let Some(e) = hub_error {
-        report.failed_slots.push(super::SlotFailure {
-            slot: u32::MAX,
-            reason: e,
-        });
+        report.hub_count_unknown();
+        if let Some(e) = e {
+            report.failed_slots.push(super::SlotFailure {
+                slot: u32::MAX,
+                reason: e,
+            });
+        }
     }
     Ok((report, slots))
 }

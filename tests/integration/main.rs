@@ -7,6 +7,7 @@ mod helpers;
 mod herd;
 mod hosts;
 mod hub;
+mod infra;
 mod landing;
 mod leaf;
 mod limits;

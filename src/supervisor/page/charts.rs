@@ -122,11 +122,11 @@ pub(super) fn latency(trial: &Trial<'_>) -> Result<String, PlotError> {
         .filter(|t| t.outcome == TaskOutcome::Committed)
         .filter_map(|t| Some((t.timeline.as_ref()?.landed_ms()? / 1000.0, t.commit_ms?)))
         .collect();
-    let rule = |label: String, ms: f64, color| Series {
-        label,
+    let rule = |name: &str, ms: Option<f64>, color| Series {
+        label: ms.map_or_else(|| format!("{name} n/a"), |ms| format!("{name} {ms:.2} ms")),
         color,
         mark: Mark::Rule,
-        points: vec![(0.0, ms)],
+        points: ms.map(|ms| (0.0, ms)).into_iter().collect(),
     };
     let r = trial.report;
     let series = [
@@ -136,16 +136,8 @@ pub(super) fn latency(trial: &Trial<'_>) -> Result<String, PlotError> {
             mark: Mark::Points,
             points,
         },
-        rule(
-            format!("P50 {:.2} ms", r.p50_commit_ms),
-            r.p50_commit_ms,
-            PALETTE[2],
-        ),
-        rule(
-            format!("P99 {:.2} ms", r.p99_commit_ms),
-            r.p99_commit_ms,
-            PALETTE[3],
-        ),
+        rule("P50", r.p50_commit_ms, PALETTE[2]),
+        rule("P99", r.p99_commit_ms, PALETTE[3]),
     ];
     xy_chart(
         &frame(

@@ -1,8 +1,12 @@
 //! Landing pushed content: every pushed artifact is resolved to full,
 //! hash-checked content first (deltas against held or co-pushed artifacts),
 //! then plain artifacts are stored and check-ins land in parent order against
-//! the moving trunk tip; the rest are refused. Also the end of a push: gimme
-//! for unknown igots and phantoms, and the fast-path verdict.
+//! the moving trunk tip; the rest are refused. A delta whose source is
+//! neither held nor pushed is kept against a phantom of its source, as
+//! Fossil keeps it (xfer.c `xfer_accept_file`), and completed when the
+//! source arrives; a check-in lands only once every artifact it names is
+//! held whole, and until then it is asked for again. Also the end of a
+//! push: gimme for unknown igots and phantoms, and the fast-path verdict.
 
 use std::collections::{HashMap, HashSet};
 
@@ -13,22 +17,20 @@ use crate::xfer::card::{Card, Limits};
 use crate::xfer::fastpath;
 
 impl Session<'_> {
-    /// Resolves every pushed artifact to full, hash-checked content, stores
-    /// the non-check-ins, then lands check-ins in parent order.
+    /// Resolves every pushed artifact to full, hash-checked content, keeps
+    /// deltas whose source is missing, stores the non-check-ins, then lands
+    /// check-ins in parent order.
     pub(super) fn store_pushed(&mut self) -> Result<(), ServerError> {
         let repo = self.repo;
-        let contents = resolve_pushed(repo, &self.pushed, &self.config.limits)?;
+        let Resolved { whole, dangling } = resolve_pushed(repo, &self.pushed, &self.config.limits)?;
         let rcvid = repo.new_rcvid(&self.user, self.nonce.as_deref(), self.peer)?;
-        let mut checkins = Vec::new();
-        for (hash, content) in &contents {
+        for d in &dangling {
+            repo.store_dangling(&d.hash, &d.source, &d.delta, Some(rcvid))?;
+        }
+        let mut parsed = Vec::new();
+        for (hash, content) in &whole {
             match parse_artifact(content) {
-                Artifact::Checkin(manifest) => {
-                    if repo.rid_of(hash)?.is_some_and(|(_, phantom)| !phantom) {
-                        continue; // already held: nothing to land
-                    }
-                    let parent = manifest.parents.first().cloned();
-                    checkins.push((hash, content, parent, Artifact::Checkin(manifest)));
-                }
+                Artifact::Checkin(manifest) => parsed.push((hash, content, manifest)),
                 _ => {
                     let stored = repo.store(content, Some(hash), Some(rcvid))?;
                     if stored.is_new {
@@ -37,6 +39,24 @@ impl Session<'_> {
                     }
                 }
             }
+        }
+        let mut checkins = Vec::new();
+        for (hash, content, manifest) in parsed {
+            if repo.rid_of(hash)?.is_some_and(|(_, phantom)| !phantom) {
+                continue; // already held: nothing to land
+            }
+            let missing = missing_pieces(repo, &manifest)?;
+            if !missing.is_empty() {
+                // Not whole yet: ask for the pieces and for the check-in
+                // again (phantoms are asked for at the end of the push).
+                for piece in &missing {
+                    repo.store_phantom(piece)?;
+                }
+                repo.store_phantom(hash)?;
+                continue;
+            }
+            let parent = manifest.parents.first().cloned();
+            checkins.push((hash, content, parent, Artifact::Checkin(manifest)));
         }
         // Land check-ins whose parent is the moving tip, in chain order.
         let mut tip = repo.trunk_tip()?;
@@ -196,42 +216,63 @@ enum Landed {
     No,
 }
 
+/// Pushed content, resolved.
+struct Resolved {
+    /// (hash, full content), every hash checked.
+    whole: Vec<(ArtifactHash, Vec<u8>)>,
+    /// Deltas whose source is neither held nor pushed.
+    dangling: Vec<Dangling>,
+}
+
+/// A pushed delta waiting for its source.
+struct Dangling {
+    hash: ArtifactHash,
+    source: ArtifactHash,
+    delta: Vec<u8>,
+}
+
+/// The artifacts a check-in names that are not held whole here: its
+/// baseline and the files its F cards name.
+fn missing_pieces(
+    repo: &Repository,
+    manifest: &crate::repo::Manifest,
+) -> Result<Vec<ArtifactHash>, ServerError> {
+    let mut missing = Vec::new();
+    let named = manifest
+        .baseline
+        .iter()
+        .chain(manifest.files.iter().filter_map(|f| f.hash.as_ref()));
+    for hash in named {
+        if !repo.rid_of(hash)?.is_some_and(|(_, phantom)| !phantom) {
+            missing.push(hash.clone());
+        }
+    }
+    Ok(missing)
+}
+
 /// Turns pushed cards into (hash, full content), applying deltas against
-/// held artifacts or other pushed ones, and checking every hash. Any fault
-/// fails the whole request, so no partial artifact is ever stored.
+/// held artifacts or other pushed ones, and checking every hash; a delta
+/// whose source is neither is set aside as [`Dangling`]. Deltas kept
+/// earlier against a source that has now arrived are completed too. Any
+/// fault fails the whole request, so no partial artifact is ever stored.
 fn resolve_pushed(
     repo: &Repository,
     pushed: &[Pushed<'_>],
     limits: &Limits,
-) -> Result<Vec<(ArtifactHash, Vec<u8>)>, ServerError> {
+) -> Result<Resolved, ServerError> {
     let mut done: HashMap<String, usize> = HashMap::new();
     let mut out: Vec<(ArtifactHash, Vec<u8>)> = Vec::new();
     // Delta cards waiting for their source, with their payload already read.
     let mut pending: Vec<(&Pushed<'_>, Vec<u8>)> = Vec::new();
-    let finish = |out: &mut Vec<(ArtifactHash, Vec<u8>)>,
-                  done: &mut HashMap<String, usize>,
-                  p: &Pushed<'_>,
-                  content: Vec<u8>|
-     -> Result<(), ServerError> {
-        let hash =
-            ArtifactHash::parse(p.hash).map_err(|_| ServerError::WrongHash(p.hash.to_string()))?;
-        if !hash.matches(&content) {
-            return Err(ServerError::WrongHash(p.hash.to_string()));
-        }
-        if !done.contains_key(p.hash) {
-            done.insert(p.hash.to_string(), out.len());
-            out.push((hash, content));
-        }
-        Ok(())
-    };
     for p in pushed {
         let data = payload(p)?;
         match p.delta_source {
-            None => finish(&mut out, &mut done, p, data)?,
+            None => finish(&mut out, &mut done, p.hash, data)?,
             Some(_) => pending.push((p, data)),
         }
     }
     // Deltas, possibly against each other: apply until nothing changes.
+    let mut dangling = Vec::new();
     while !pending.is_empty() {
         let before = pending.len();
         let mut still = Vec::new();
@@ -248,25 +289,71 @@ fn resolve_pushed(
                 still.push((p, delta));
                 continue;
             };
-            let content =
-                crate::delta::apply(&source, &delta, limits.max_payload).map_err(|source| {
-                    ServerError::BadDelta {
-                        hash: p.hash.to_string(),
-                        source,
-                    }
-                })?;
-            finish(&mut out, &mut done, p, content)?;
+            let content = apply(&source, &delta, p.hash, limits)?;
+            finish(&mut out, &mut done, p.hash, content)?;
         }
         if still.len() == before {
-            let p = still[0].0;
-            return Err(ServerError::MissingDeltaSource {
-                hash: p.hash.to_string(),
-                source_hash: p.delta_source.unwrap_or_default().to_string(),
-            });
+            for (p, delta) in still {
+                let src = p.delta_source.unwrap_or_default();
+                let missing = || ServerError::MissingDeltaSource {
+                    hash: p.hash.to_string(),
+                    source_hash: src.to_string(),
+                };
+                dangling.push(Dangling {
+                    hash: ArtifactHash::parse(p.hash)
+                        .map_err(|_| ServerError::WrongHash(p.hash.to_string()))?,
+                    source: ArtifactHash::parse(src).map_err(|_| missing())?,
+                    delta,
+                });
+            }
+            break;
         }
         pending = still;
     }
-    Ok(out)
+    // Deltas kept by earlier pushes whose source is here now (and theirs).
+    if repo.has_dangling()? {
+        let mut i = 0;
+        while i < out.len() {
+            for (hash, delta) in repo.dangling_on(&out[i].0)? {
+                if done.contains_key(hash.as_str()) {
+                    continue;
+                }
+                let content = apply(&out[i].1, &delta, hash.as_str(), limits)?;
+                finish(&mut out, &mut done, hash.as_str(), content)?;
+            }
+            i += 1;
+        }
+    }
+    Ok(Resolved {
+        whole: out,
+        dangling,
+    })
+}
+
+/// Applies a pushed (or kept) delta for artifact `hash`.
+fn apply(source: &[u8], delta: &[u8], hash: &str, limits: &Limits) -> Result<Vec<u8>, ServerError> {
+    crate::delta::apply(source, delta, limits.max_payload).map_err(|source| ServerError::BadDelta {
+        hash: hash.to_string(),
+        source,
+    })
+}
+
+/// Checks `content` against its name `hash` and adds it once.
+fn finish(
+    out: &mut Vec<(ArtifactHash, Vec<u8>)>,
+    done: &mut HashMap<String, usize>,
+    hash: &str,
+    content: Vec<u8>,
+) -> Result<(), ServerError> {
+    let name = ArtifactHash::parse(hash).map_err(|_| ServerError::WrongHash(hash.to_string()))?;
+    if !name.matches(&content) {
+        return Err(ServerError::WrongHash(hash.to_string()));
+    }
+    if !done.contains_key(hash) {
+        done.insert(hash.to_string(), out.len());
+        out.push((name, content));
+    }
+    Ok(())
 }
 
 /// A pushed card's payload as sent: `cfile` payloads inflated, `file`

@@ -1,0 +1,175 @@
+//! What herd refuses before a trial starts: a work directory that already
+//! holds something (a work directory holds one trial), and a herd larger
+//! than the machine can hold (open files, memory). Each refusal is one line
+//! that names the limit and the figures, so a trial that cannot finish is
+//! refused in a second instead of running for minutes.
+
+use std::path::Path;
+
+use super::SupervisorError;
+
+/// Resident memory one leaf-agent costs the machine, in MiB: about 14 MiB
+/// resident (release build), plus its page tables, its share of the page
+/// cache and the kernel's socket buffers; measured as the fall of
+/// MemAvailable over a 1,024-leaf trial (README, "Scale").
+pub const LEAF_MEMORY_MIB: u64 = 20;
+/// The hub and nats-server together, in MiB, beyond what each leaf adds
+/// (the hub's bound is in README, "Guarantees and limits").
+pub const BASE_MEMORY_MIB: u64 = 512;
+/// Descriptors herd holds per leaf: its stdout and stderr pipes and the
+/// handle that waits for it, with room.
+pub const FILES_PER_LEAF: u64 = 4;
+/// Descriptors herd holds beyond its leaves.
+pub const BASE_FILES: u64 = 256;
+
+/// What the machine has for a trial.
+#[derive(Debug, Clone, Copy)]
+pub struct Machine {
+    /// The hard open-file limit (RLIMIT_NOFILE) herd's children inherit.
+    pub nofile_hard: u64,
+    /// MemAvailable from /proc/meminfo, in KiB; `None` when unreadable.
+    pub mem_available_kib: Option<u64>,
+}
+
+impl Machine {
+    /// Reads the limits of this process and this machine.
+    pub fn read() -> Machine {
+        use nix::sys::resource::{getrlimit, Resource};
+        let nofile_hard = getrlimit(Resource::RLIMIT_NOFILE).map_or(u64::MAX, |(_, hard)| hard);
+        let mem_available_kib = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|text| mem_available(&text));
+        Machine {
+            nofile_hard,
+            mem_available_kib,
+        }
+    }
+}
+
+fn mem_available(meminfo: &str) -> Option<u64> {
+    meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Refuses a herd of `agents` the machine cannot hold: herd keeps a few
+/// descriptors per leaf (and the hub and nats-server one connection each),
+/// and every leaf is a process of its own.
+pub fn check_capacity(agents: u32, machine: Machine) -> Result<(), SupervisorError> {
+    let agents64 = u64::from(agents);
+    let files = agents64 * FILES_PER_LEAF + BASE_FILES;
+    if files > machine.nofile_hard {
+        let most = machine.nofile_hard.saturating_sub(BASE_FILES) / FILES_PER_LEAF;
+        return Err(SupervisorError::TooBig {
+            agents,
+            detail: format!(
+                "need about {files} open files, but the hard open-file limit (RLIMIT_NOFILE) is {}; \
+                 raise it (ulimit -Hn) or run at most {most} agents",
+                machine.nofile_hard
+            ),
+        });
+    }
+    if let Some(available_kib) = machine.mem_available_kib {
+        let need_mib = agents64 * LEAF_MEMORY_MIB + BASE_MEMORY_MIB;
+        let available_mib = available_kib / 1024;
+        if need_mib > available_mib {
+            let most = available_mib.saturating_sub(BASE_MEMORY_MIB) / LEAF_MEMORY_MIB;
+            return Err(SupervisorError::TooBig {
+                agents,
+                detail: format!(
+                    "need about {:.1} GiB of memory ({LEAF_MEMORY_MIB} MiB per leaf-agent, \
+                     {BASE_MEMORY_MIB} MiB for the hub and nats-server), but MemAvailable is \
+                     {:.1} GiB; run at most {most} agents on this machine",
+                    need_mib as f64 / 1024.0,
+                    available_mib as f64 / 1024.0
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Refuses `dir` unless it does not exist yet or is empty. herd's layout
+/// (hub.fossil, nats/, slot-i/, logs/) is made fresh for every trial; a
+/// second trial in the same directory would meet the first one's
+/// repositories (its leaves cloned into slots that already hold a clone,
+/// its verdict counting the earlier trial's commits), so there is no
+/// resuming: pick a new directory.
+pub fn check_workdir(dir: &Path) -> Result<(), SupervisorError> {
+    let mut entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(SupervisorError::io(format!("read {}", dir.display()), e)),
+    };
+    match entries.next() {
+        None => Ok(()),
+        Some(entry) => {
+            let name = entry
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .unwrap_or_else(|_| "an unreadable entry".into());
+            Err(SupervisorError::WorkdirInUse {
+                path: dir.to_path_buf(),
+                holds: name,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_herd_beyond_the_machine_is_refused_naming_the_limit() {
+        let big = Machine {
+            nofile_hard: 1 << 20,
+            mem_available_kib: Some(64 << 20),
+        };
+        check_capacity(1024, big).unwrap();
+        let few_files = Machine {
+            nofile_hard: 1024,
+            ..big
+        };
+        let err = check_capacity(4096, few_files).unwrap_err().to_string();
+        assert!(err.contains("RLIMIT_NOFILE) is 1024"), "{err}");
+        assert!(err.contains("16640 open files"), "{err}");
+        assert!(err.contains("at most 192 agents"), "{err}");
+        let little_memory = Machine {
+            mem_available_kib: Some(20 << 20),
+            ..big
+        };
+        let err = check_capacity(4096, little_memory).unwrap_err().to_string();
+        assert!(
+            err.starts_with("4096 agents need about 80.5 GiB of memory"),
+            "{err}"
+        );
+        assert!(err.contains("MemAvailable is 20.0 GiB"), "{err}");
+        assert!(err.contains("at most 998 agents"), "{err}");
+        // Unknown memory is not a refusal.
+        let unknown = Machine {
+            mem_available_kib: None,
+            ..big
+        };
+        check_capacity(4096, unknown).unwrap();
+    }
+
+    #[test]
+    fn mem_available_is_read_from_meminfo() {
+        let text = "MemTotal:       24684000 kB\nMemFree: 1 kB\nMemAvailable:   21646000 kB\n";
+        assert_eq!(mem_available(text), Some(21_646_000));
+        assert_eq!(mem_available("MemTotal: 1 kB\n"), None);
+    }
+
+    #[test]
+    fn only_an_absent_or_empty_directory_is_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        check_workdir(&dir.path().join("new")).unwrap();
+        check_workdir(dir.path()).unwrap();
+        std::fs::write(dir.path().join("hub.fossil"), b"").unwrap();
+        let err = check_workdir(dir.path()).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("hub.fossil"), "{text}");
+        assert!(text.contains(&dir.path().display().to_string()), "{text}");
+    }
+}
