@@ -199,6 +199,14 @@ pub enum SupervisorError {
         /// Which limit, and the figures.
         detail: String,
     },
+    /// `--nats-url` names no server that accepts connections.
+    #[error("cannot reach NATS at {url}: {why}; check --nats-url, or leave it out and herd starts a nats-server")]
+    NatsUnreachable {
+        /// The URL (list) given.
+        url: String,
+        /// What each server said.
+        why: String,
+    },
     /// `--workdir` names a directory that already holds something.
     #[error("work directory {path} is not empty (it holds {holds}); a work directory holds one trial, so name a new or empty one")]
     WorkdirInUse {

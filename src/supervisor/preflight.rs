@@ -116,9 +116,57 @@ pub fn check_workdir(dir: &Path) -> Result<(), SupervisorError> {
     }
 }
 
+/// Checks that some server of a `--nats-url` list accepts connections, so
+/// that a wrong URL is named before the hub starts (and fails on it).
+pub fn check_nats_url(urls: &str) -> Result<(), SupervisorError> {
+    let unreachable = |why: String| SupervisorError::NatsUnreachable {
+        url: urls.to_string(),
+        why,
+    };
+    let servers = crate::coord::server_addrs(urls).map_err(unreachable)?;
+    let mut why = Vec::new();
+    for server in &servers {
+        let target = format!("{}:{}", server.host(), server.port());
+        let addrs = match std::net::ToSocketAddrs::to_socket_addrs(&target) {
+            Ok(addrs) => addrs,
+            Err(e) => {
+                why.push(format!("{target}: {e}"));
+                continue;
+            }
+        };
+        for addr in addrs {
+            match std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2)) {
+                Ok(_) => return Ok(()),
+                Err(e) => why.push(format!("{addr}: {e}")),
+            }
+        }
+    }
+    Err(unreachable(why.join("; ")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_nats_url_nobody_listens_on_is_named() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let err = check_nats_url(&format!("nats://127.0.0.1:{port}")).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("cannot reach NATS at nats://127.0.0.1:{port}")),
+            "{text}"
+        );
+        assert!(text.contains("refused"), "{text}");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let open = listener.local_addr().unwrap().port();
+        check_nats_url(&format!("nats://127.0.0.1:{port},nats://127.0.0.1:{open}")).unwrap();
+        assert!(check_nats_url("nats://x:y").is_err());
+    }
 
     #[test]
     fn a_herd_beyond_the_machine_is_refused_naming_the_limit() {

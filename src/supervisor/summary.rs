@@ -16,6 +16,12 @@ use serde::Serialize;
 use super::infra::Restarts;
 use crate::report::{HubKind, LandingStrategy, LeafSummary, TaskLine, TaskOutcome};
 
+/// A figure to three decimals (a ms figure to the microsecond), so JSON
+/// carries no float noise such as `1.0666666666666669`.
+fn thousandths(x: f64) -> f64 {
+    crate::report::round_us(x)
+}
+
 /// Why a slot counts as failed.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SlotFailure {
@@ -286,13 +292,16 @@ impl TrialReport {
             r.think_floor_s = Some(think_max_ms as f64 / 1000.0);
         }
         if hub.trunk_commits > 0 {
-            r.hub_requests_per_commit = hub.requests.map(|n| n as f64 / hub.trunk_commits as f64);
+            r.hub_requests_per_commit = hub
+                .requests
+                .map(|n| thousandths(n as f64 / hub.trunk_commits as f64));
         }
         if r.runtime_s > 0.0 {
-            r.commits_per_s = Some(hub.trunk_commits as f64 / r.runtime_s);
+            r.commits_per_s = Some(thousandths(hub.trunk_commits as f64 / r.runtime_s));
         }
+        r.runtime_s = (r.runtime_s * 1e6).round() / 1e6;
         if r.committed > 0 && every_summary {
-            r.nats_ops_per_task = Some(nats_ops as f64 / r.committed as f64);
+            r.nats_ops_per_task = Some(thousandths(nats_ops as f64 / r.committed as f64));
         }
         r
     }
@@ -302,7 +311,7 @@ impl TrialReport {
         self.cpu_ms_per_commit = self
             .hub_commits
             .filter(|&n| n > 0)
-            .map(|n| cpu_ms / n as f64);
+            .map(|n| thousandths(cpu_ms / n as f64));
     }
 
     /// Forgets the hub's figures: its count could not be read.

@@ -112,7 +112,10 @@ pub async fn run(
     // The trial's clock starts now; every child gets it.
     let sampler = Sampler::start(TrialClock::starting_now());
 
-    let temp;
+    if let Some(urls) = &config.nats_url {
+        super::preflight::check_nats_url(urls)?;
+    }
+    let mut temp = None;
     let workdir: PathBuf = match &config.workdir {
         Some(dir) => {
             super::preflight::check_workdir(dir)?;
@@ -121,13 +124,34 @@ pub async fn run(
             dir.clone()
         }
         None => {
-            temp = tempfile::Builder::new()
+            let dir = tempfile::Builder::new()
                 .prefix("herd-")
                 .tempdir()
                 .map_err(|e| SupervisorError::io("create a temporary work directory", e))?;
-            temp.path().to_path_buf()
+            temp.insert(dir).path().to_path_buf()
         }
     };
+    let result = run_in(&config, &workdir, sampler, cpu_before, stop).await;
+    // A temporary work directory goes with a trial that ran; after a failed
+    // start it is kept, so that the logs an error points to are there.
+    if let (Err(_), Some(dir)) = (&result, temp) {
+        let kept = dir.keep();
+        eprintln!(
+            "herd: the failed start's files are kept in {}",
+            kept.display()
+        );
+    }
+    result
+}
+
+/// [`run`] in its work directory, once the directory exists.
+async fn run_in(
+    config: &TrialConfig,
+    workdir: &Path,
+    sampler: Sampler,
+    cpu_before: f64,
+    stop: mpsc::Receiver<()>,
+) -> Result<TrialReport, SupervisorError> {
     let logs = workdir.join("logs");
     std::fs::create_dir_all(&logs)
         .map_err(|e| SupervisorError::io(format!("create {}", logs.display()), e))?;
@@ -137,7 +161,7 @@ pub async fn run(
         hub_secret: Secret::random(),
         nats_token: None,
     };
-    let mut topology = Topology::new(&config)?;
+    let mut topology = Topology::new(config)?;
     let mut nats_watch = None;
     let nats_url = match &config.nats_url {
         Some(url) => url.clone(),
@@ -148,7 +172,7 @@ pub async fn run(
             let token = Secret::random();
             let size = config.cluster_size() as usize;
             let urls = topology
-                .start_nats(&binary, size, &workdir, &logs, &token)
+                .start_nats(&binary, size, workdir, &logs, &token)
                 .await?;
             secrets.nats_token = Some(token);
             for node in topology.cluster().map_or(&[][..], |c| c.nodes()) {
@@ -181,8 +205,8 @@ pub async fn run(
     };
 
     let trial = Setting {
-        config: &config,
-        workdir: &workdir,
+        config,
+        workdir,
         logs: &logs,
         nats_url: &nats_url,
         secrets: &secrets,
@@ -202,7 +226,7 @@ pub async fn run(
     }
     if let Some(path) = &config.report {
         let trial = page::Trial {
-            config: &config,
+            config,
             report: &report,
             slots: &slots,
             samples: &samples,
