@@ -210,11 +210,13 @@ fn free_subnet(pid: u32) -> Result<u8, HostsError> {
         .ok_or(HostsError::NoSubnet)
 }
 
-/// The herd pid a name of ours carries: `herd<PID>h<I>`, `hb<PID>`.
+/// The herd pid a name of ours carries: `herd<PID>h<I>` (namespace),
+/// `hb<PID>` (bridge), `hv<PID>h<I>` and `hp<PID>h<I>` (the two ends of a
+/// veth pair; both are in herd's namespace while a host is being made).
 fn owner(name: &str) -> Option<u32> {
-    let digits = name
-        .strip_prefix("herd")
-        .or_else(|| name.strip_prefix("hb"))?;
+    let digits = ["herd", "hb", "hv", "hp"]
+        .iter()
+        .find_map(|prefix| name.strip_prefix(prefix))?;
     let pid = digits.split('h').next()?;
     pid.parse().ok()
 }
@@ -234,20 +236,29 @@ pub fn remove_stale() -> Result<usize, HostsError> {
             removed += 1;
         }
     }
-    for line in ip(&["-o", "link", "show", "type", "bridge"])?.lines() {
-        // "7: hb1234: <BROADCAST,...": the name is the second field.
-        let name = line.split(':').nth(1).unwrap_or_default().trim();
-        if name.starts_with("hb")
-            && owner(name).is_some_and(|pid| !herd_alive(pid))
-            && ip(&["link", "del", name]).is_ok()
-        {
+    // Bridges, and veths a herd killed while making a host left behind
+    // (a veth still in this namespace; the others went with their
+    // namespace). Deleting one end of a pair deletes the other.
+    for name in link_names()? {
+        if owner(&name).is_some_and(|pid| !herd_alive(pid)) && ip(&["link", "del", &name]).is_ok() {
             removed += 1;
         }
     }
     Ok(removed)
 }
 
-/// The names of every namespace and bridge of ours on this machine, for
+/// The names of this namespace's links that are ours: "7: hb1234: <…>" or
+/// "9: hv1234h0@if3: <…>" lines of `ip -o link`.
+fn link_names() -> Result<Vec<String>, HostsError> {
+    Ok(ip(&["-o", "link", "show"])?
+        .lines()
+        .filter_map(|l| l.split(':').nth(1))
+        .map(|n| n.trim().split('@').next().unwrap_or_default().to_string())
+        .filter(|n| !n.starts_with("herd") && owner(n).is_some())
+        .collect())
+}
+
+/// The names of every namespace and link of ours on this machine, for
 /// tests and diagnostics.
 pub fn ours_present() -> Result<Vec<String>, HostsError> {
     let mut names: Vec<String> = ip(&["netns", "list"])?
@@ -256,14 +267,7 @@ pub fn ours_present() -> Result<Vec<String>, HostsError> {
         .filter(|n| owner(n).is_some())
         .map(String::from)
         .collect();
-    names.extend(
-        ip(&["-o", "link", "show", "type", "bridge"])?
-            .lines()
-            .filter_map(|l| l.split(':').nth(1))
-            .map(str::trim)
-            .filter(|n| n.starts_with("hb") && owner(n).is_some())
-            .map(String::from),
-    );
+    names.extend(link_names()?);
     Ok(names)
 }
 
@@ -275,6 +279,8 @@ mod tests {
     fn names_carry_their_herd() {
         assert_eq!(owner("herd4242h3"), Some(4242));
         assert_eq!(owner("hb4242"), Some(4242));
+        assert_eq!(owner("hv4242h1"), Some(4242));
+        assert_eq!(owner("hp4242h1"), Some(4242));
         assert_eq!(owner("herdsman"), None);
         assert_eq!(owner("docker0"), None);
     }

@@ -1,0 +1,414 @@
+//! One trial: set up, run the slots, collect, count, tear down.
+//!
+//! Files: this one starts the trial (work directory, NATS, the hub, the
+//! environment every child gets); `slots` starts the leaf-agents and runs
+//! the control loop and the verdict; `lines` reads a leaf's output; `hub`
+//! starts herd's hub and asks for its count; `faults` injects faults
+//! across hosts.
+//!
+//! One control loop owns all output and all decisions. Each slot is a task
+//! that owns its child's stdout and reports typed [`SlotEvent`]s; the loop
+//! also watches the shutdown future, the trial timeout and a progress tick.
+//!
+//! Each trial has its own secrets: a random password for the hub user every
+//! leaf logs in as (the hub requires login) and, when herd starts the
+//! nats-server, a random token it requires. Children get them in their
+//! environment, never in argv (`/proc/PID/cmdline` is world-readable;
+//! `/proc/PID/environ` is not).
+//!
+//! A leaf's stdout is untrusted input: lines are bounded ([`MAX_LINE`]),
+//! need not be UTF-8, and anything that is not a [`LeafLine`] marks the slot
+//! failed with the offending line quoted; nothing a leaf prints can crash
+//! herd or make it grow without bound. For tests and for trying another
+//! leaf implementation, `HERD_LEAF_AGENT` ([`LEAF_AGENT_ENV`]) names the
+//! program herd starts per slot instead of the `leaf-agent` beside it; it
+//! gets the same arguments.
+
+mod faults;
+mod hub;
+mod lines;
+mod slots;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::process::Command;
+use tokio::sync::mpsc;
+
+use super::fossil_hub::{self, FossilHub};
+use super::infra::{with_infra, HubLaunch, HubWatch, NatsWatch, Watch};
+use super::sampler::Sampler;
+use super::summary::{HubCount, SlotRecord, TrialReport};
+use super::topology::Topology;
+use super::{nats, page, process, SupervisorError, TrialConfig};
+use crate::coord::{Secret, NATS_TOKEN_ENV};
+use crate::report::{HubKind, HubReady, ProcessKind, TrialClock, TRIAL_START_ENV};
+use crate::telemetry::{W3c, TRACEPARENT_ENV, TRACESTATE_ENV};
+use crate::xfer::login::{HUB_SECRET_ENV, HUB_USER_ENV};
+
+use hub::hub_count_settled;
+pub(in crate::supervisor) use hub::start_hub;
+use slots::run_slots;
+
+/// How long stopped children get between SIGTERM and SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+/// Names the program to start per slot instead of `leaf-agent`.
+pub const LEAF_AGENT_ENV: &str = "HERD_LEAF_AGENT";
+/// The hub user every leaf of a trial logs in as.
+pub const TRIAL_USER: &str = "herd";
+
+/// One trial's credentials, handed to children through their environment.
+#[derive(Clone)]
+pub(super) struct TrialSecrets {
+    /// The password of [`TRIAL_USER`] on the hub.
+    hub_secret: Secret,
+    /// The token of the nats-server herd started; `None` with `--nats-url`
+    /// (children then inherit whatever `HERD_NATS_TOKEN` herd has).
+    nats_token: Option<Secret>,
+}
+
+impl TrialSecrets {
+    /// Sets the credentials in a child's environment.
+    fn pass(&self, cmd: &mut Command) {
+        cmd.env(HUB_USER_ENV, TRIAL_USER)
+            .env(HUB_SECRET_ENV, self.hub_secret.expose());
+        if let Some(token) = &self.nats_token {
+            cmd.env(NATS_TOKEN_ENV, token.expose());
+        }
+    }
+}
+
+/// Runs one trial to the end and reports it. Each message on `stop` is a
+/// request to stop: the first asks the leaves to finish (SIGTERM, then
+/// SIGKILL after a grace period), the second kills them at once.
+///
+/// An `Err` means the trial could not run; a trial that ran and failed a
+/// check is an `Ok` report whose [`TrialReport::verdict`] says why.
+pub async fn run(
+    config: TrialConfig,
+    stop: mpsc::Receiver<()>,
+) -> Result<TrialReport, SupervisorError> {
+    super::preflight::check_capacity(config.agents, super::preflight::Machine::read())?;
+    // Each leaf holds a few descriptors (pipes, a NATS and an HTTP socket,
+    // SQLite files); herd holds its pipe ends.
+    let _ = process::raise_nofile(u64::from(config.agents) * 8 + 256);
+    // CPU spent before the trial (an earlier trial in this process) is not
+    // the trial's.
+    let cpu_before = process::cpu_ms().unwrap_or(0.0);
+    // The trial's clock starts now; every child gets it.
+    let sampler = Sampler::start(TrialClock::starting_now());
+
+    if let Some(urls) = &config.nats_url {
+        super::preflight::check_nats_url(urls)?;
+    }
+    let mut temp = None;
+    let workdir: PathBuf = match &config.workdir {
+        Some(dir) => {
+            super::preflight::check_workdir(dir)?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| SupervisorError::io(format!("create {}", dir.display()), e))?;
+            dir.clone()
+        }
+        None => {
+            let dir = tempfile::Builder::new()
+                .prefix("herd-")
+                .tempdir()
+                .map_err(|e| SupervisorError::io("create a temporary work directory", e))?;
+            temp.insert(dir).path().to_path_buf()
+        }
+    };
+    let result = run_in(&config, &workdir, sampler, cpu_before, stop).await;
+    // A temporary work directory goes with a trial that ran; after a failed
+    // start it is kept, so that the logs an error points to are there.
+    if let (Err(_), Some(dir)) = (&result, temp) {
+        let kept = dir.keep();
+        eprintln!(
+            "herd: the failed start's files are kept in {}",
+            kept.display()
+        );
+    }
+    result
+}
+
+/// [`run`] in its work directory, once the directory exists.
+async fn run_in(
+    config: &TrialConfig,
+    workdir: &Path,
+    sampler: Sampler,
+    cpu_before: f64,
+    stop: mpsc::Receiver<()>,
+) -> Result<TrialReport, SupervisorError> {
+    let logs = workdir.join("logs");
+    std::fs::create_dir_all(&logs)
+        .map_err(|e| SupervisorError::io(format!("create {}", logs.display()), e))?;
+
+    let origin = Instant::now();
+    let mut secrets = TrialSecrets {
+        hub_secret: Secret::random(),
+        nats_token: None,
+    };
+    let mut topology = Topology::new(config)?;
+    let mut nats_watch = None;
+    let nats_url = match &config.nats_url {
+        Some(url) => url.clone(),
+        // On several hosts NATS is a cluster of its own (not restarted by
+        // the watcher: losing a member is what a cluster is for).
+        None if topology.has_hosts() => {
+            let binary = nats::find(config.nats_server.as_deref())?;
+            let token = Secret::random();
+            let size = config.cluster_size() as usize;
+            let urls = topology
+                .start_nats(&binary, size, workdir, &logs, &token)
+                .await?;
+            secrets.nats_token = Some(token);
+            for node in topology.cluster().map_or(&[][..], |c| c.nodes()) {
+                if let Some(pid) = node.pid() {
+                    sampler.watch(ProcessKind::Nats, pid);
+                }
+            }
+            urls
+        }
+        None => {
+            let binary = nats::find(config.nats_server.as_deref())?;
+            let token = Secret::random();
+            let (store, log) = (workdir.join("nats"), logs.join("nats.log"));
+            let started = nats::start(&binary, &store, &log, &token).await?;
+            secrets.nats_token = Some(token.clone());
+            if let Some(pid) = started.child.id() {
+                sampler.watch(ProcessKind::Nats, pid);
+            }
+            let url = started.url.clone();
+            nats_watch = Some(NatsWatch {
+                child: started.child,
+                binary,
+                store,
+                log,
+                token,
+                port: started.port,
+            });
+            url
+        }
+    };
+
+    let trial = Setting {
+        config,
+        workdir,
+        logs: &logs,
+        nats_url: &nats_url,
+        secrets: &secrets,
+        origin,
+        sampler: &sampler,
+        topology: &topology,
+    };
+    // The watcher stops nats-server at the end (or run_with_nats does, when
+    // the hub never started).
+    let result = run_with_nats(&trial, nats_watch, stop).await;
+    topology.stop(STOP_GRACE).await;
+    let samples = sampler.finish().await;
+    let (mut report, slots) = result?;
+    // Every child has been reaped by now, so its CPU is in the count.
+    if let Some(ms) = process::cpu_ms().map(|now| now - cpu_before) {
+        report.set_cpu_ms(ms);
+    }
+    if let Some(path) = &config.report {
+        let trial = page::Trial {
+            config,
+            report: &report,
+            slots: &slots,
+            samples: &samples,
+        };
+        // The trial's verdict stands whatever happens to its page.
+        match page::write(path, &trial) {
+            Ok(()) => eprintln!("herd: report written to {}", path.display()),
+            Err(e) => eprintln!("herd: {}", crate::chain::chain(&e)),
+        }
+    }
+    Ok(report)
+}
+
+/// A finished trial's report and what each slot said.
+pub(super) type Finished = (TrialReport, Vec<SlotRecord>);
+
+/// Where and how a child process starts: the words before its program
+/// (`ip netns exec NS` on a simulated host) and what goes into its
+/// environment besides the secrets and the trace context (the trial clock,
+/// the NATS deployment).
+#[derive(Debug, Clone, Default)]
+pub(super) struct Place {
+    prefix: Vec<String>,
+    env: Vec<(&'static str, String)>,
+}
+
+impl Place {
+    /// A command running `program` there.
+    fn command(&self, program: &Path) -> Command {
+        let mut cmd = match self.prefix.split_first() {
+            Some((first, rest)) => {
+                let mut cmd = Command::new(first);
+                cmd.args(rest).arg(program);
+                cmd
+            }
+            None => Command::new(program),
+        };
+        for (name, value) in &self.env {
+            cmd.env(name, value);
+        }
+        cmd
+    }
+}
+
+/// What every step of a trial reads.
+struct Setting<'a> {
+    config: &'a TrialConfig,
+    workdir: &'a Path,
+    logs: &'a Path,
+    nats_url: &'a str,
+    secrets: &'a TrialSecrets,
+    /// When the trial began: deaths of its processes are timed from here.
+    origin: Instant,
+    sampler: &'a Sampler,
+    topology: &'a Topology,
+}
+
+impl Setting<'_> {
+    /// Hands a child what every child of the trial gets in its environment:
+    /// the credentials, the trace context, the trial clock's start and the
+    /// NATS deployment.
+    fn pass(&self, cmd: &mut Command) {
+        self.secrets.pass(cmd);
+        pass_trace(cmd, &self.config.trace);
+        cmd.env(TRIAL_START_ENV, self.sampler.clock().env_value());
+        self.topology.pass(cmd);
+    }
+
+    /// Where the hub starts: host 0, with the trial's clock and deployment.
+    fn hub_place(&self) -> Place {
+        let mut env = vec![(TRIAL_START_ENV, self.sampler.clock().env_value())];
+        env.extend(self.topology.env());
+        Place {
+            prefix: self.topology.prefix(0),
+            env,
+        }
+    }
+}
+
+async fn run_with_nats(
+    t: &Setting<'_>,
+    nats: Option<NatsWatch>,
+    stop: mpsc::Receiver<()>,
+) -> Result<Finished, SupervisorError> {
+    let (config, workdir, logs, nats_url, secrets) =
+        (t.config, t.workdir, t.logs, t.nats_url, t.secrets);
+    let stop_nats = |nats: Option<NatsWatch>| async move {
+        if let Some(mut n) = nats {
+            let _ = process::stop(&mut n.child, STOP_GRACE).await;
+        }
+    };
+    match config.hub_kind {
+        HubKind::Herd => {
+            let launch = HubLaunch::new(config, workdir, logs, nats_url, secrets, t.hub_place());
+            let (mut hub, ready) = match launch.start(&t.topology.hub_listen()).await {
+                Ok(started) => started,
+                Err(e) => {
+                    stop_nats(nats).await;
+                    return Err(e);
+                }
+            };
+            if let Err(e) = t
+                .topology
+                .prepare(&ready.project_code, secrets.nats_token.as_ref())
+                .await
+            {
+                let _ = process::stop(&mut hub, STOP_GRACE).await;
+                stop_nats(nats).await;
+                return Err(e);
+            }
+            if let Some(pid) = hub.id() {
+                t.sampler.watch(ProcessKind::Hub, pid);
+            }
+            t.sampler.hub(&ready.http);
+            // A hub started again listens where the leaves already point.
+            let listen = ready.http.trim_start_matches("http://").to_string();
+            let hub_watch = HubWatch {
+                child: hub,
+                listen,
+                launch,
+            };
+            let mut watch = Watch::start(nats, Some(hub_watch), t.origin);
+            let hub_ref = Hub::Herd(&ready);
+            let result = run_slots(t, &hub_ref, &mut watch, stop).await;
+            with_infra(result, watch).await
+        }
+        HubKind::Fossil => {
+            let mut hub =
+                match fossil_hub::start(workdir, logs, TRIAL_USER, &secrets.hub_secret).await {
+                    Ok(hub) => hub,
+                    Err(e) => {
+                        stop_nats(nats).await;
+                        return Err(e);
+                    }
+                };
+            if let Some(pid) = hub.pid() {
+                t.sampler.watch(ProcessKind::Hub, pid);
+            }
+            let mut watch = Watch::start(nats, None, t.origin);
+            let result = run_slots(t, &Hub::Fossil(&hub), &mut watch, stop).await;
+            hub.stop(STOP_GRACE).await;
+            with_infra(result, watch).await
+        }
+    }
+}
+
+/// The trial's hub as the slots and the final count see it.
+enum Hub<'a> {
+    /// herd's hub, counted through `/stats`.
+    Herd(&'a HubReady),
+    /// A stock `fossil server`, counted with `fossil sql`.
+    Fossil(&'a FossilHub),
+}
+
+impl Hub<'_> {
+    fn ready(&self) -> &HubReady {
+        match self {
+            Hub::Herd(ready) => ready,
+            Hub::Fossil(hub) => &hub.ready,
+        }
+    }
+
+    /// The hub's own count once the leaves have `committed` check-ins.
+    async fn count(&self, committed: u64) -> Result<HubCount, String> {
+        match self {
+            Hub::Herd(ready) => hub_count_settled(&ready.http, committed)
+                .await
+                .map_err(|e| format!("hub /stats: {e}")),
+            // Every push was answered after fossil committed it, and every
+            // leaf has exited: the repository is final.
+            Hub::Fossil(hub) => hub
+                .count()
+                .await
+                .map_err(|e| format!("fossil hub count: {e}")),
+        }
+    }
+}
+
+/// Hands the trial's trace context to a child through its environment.
+fn pass_trace(cmd: &mut Command, trace: &W3c) {
+    if let Some(tp) = &trace.traceparent {
+        cmd.env(TRACEPARENT_ENV, tp);
+    }
+    if let Some(ts) = &trace.tracestate {
+        cmd.env(TRACESTATE_ENV, ts);
+    }
+}
+
+/// A child's stderr: appended to, so a restarted hub's log follows the
+/// first one's (a trial's work directory starts empty).
+fn log_file(path: &Path) -> Result<Stdio, SupervisorError> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map(Stdio::from)
+        .map_err(|e| SupervisorError::io(format!("create {}", path.display()), e))
+}

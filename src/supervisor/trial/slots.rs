@@ -1,0 +1,370 @@
+//! The slots: starting one leaf-agent per slot, and the control loop that
+//! hears every slot's lines and exit, the infrastructure watcher, stop
+//! requests, the timeout, the faults and the progress tick, one handler
+//! per kind of event; then the verdict over what the slots said and what
+//! the hub counts.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use tokio::process::Command;
+use tokio::sync::mpsc;
+
+use super::faults::Faults;
+use super::lines::{tee_stderr, watch_slot, SlotEvent};
+use super::{log_file, Finished, Hub, Setting, LEAF_AGENT_ENV, STOP_GRACE};
+use crate::report::{HubReady, LeafLine, ProcessKind, TaskOutcome};
+use crate::supervisor::infra::{InfraEvent, InfraKind, Watch};
+use crate::supervisor::summary::{HubCount, SlotRecord, TrialReport, TrialShape};
+use crate::supervisor::{process, SlotFailure, SupervisorError};
+
+/// Most errors kept per slot; later ones are dropped.
+const MAX_ERRORS_KEPT: usize = 100;
+/// How often the progress line is redrawn.
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+
+/// The command that starts slot `slot`'s leaf-agent, on its host.
+fn leaf_command(run: &Setting<'_>, slot: u32, hub: &HubReady) -> Command {
+    let config = run.config;
+    let w = &config.workload;
+    let program = std::env::var_os(LEAF_AGENT_ENV)
+        .filter(|p| !p.is_empty())
+        .map_or_else(|| config.bin_dir.join("leaf-agent"), PathBuf::from);
+    let host = run.topology.host_of(slot);
+    let flags: [(&str, std::ffi::OsString); 17] = [
+        ("--hub", hub.http.clone().into()),
+        (
+            "--nats-url",
+            run.topology.nats_urls(host, run.nats_url).into(),
+        ),
+        ("--slot", slot.to_string().into()),
+        ("--workdir", run.workdir.join(format!("slot-{slot}")).into()),
+        ("--tasks", config.tasks.to_string().into()),
+        ("--seed", config.seed.to_string().into()),
+        ("--agents", config.agents.to_string().into()),
+        ("--mode", config.mode.as_str().into()),
+        ("--min-files", w.min_files.to_string().into()),
+        ("--max-files", w.max_files.to_string().into()),
+        ("--min-bytes", w.min_bytes.to_string().into()),
+        ("--max-bytes", w.max_bytes.to_string().into()),
+        ("--min-think-ms", w.min_think_ms.to_string().into()),
+        ("--max-think-ms", w.max_think_ms.to_string().into()),
+        ("--hold-ttl-ms", w.hold_ttl_ms.to_string().into()),
+        ("--hub-kind", config.hub_kind.as_str().into()),
+        ("--landing", config.landing.as_str().into()),
+    ];
+    let args: Vec<std::ffi::OsString> = flags
+        .into_iter()
+        .flat_map(|(flag, value)| [flag.into(), value])
+        .collect();
+    run.topology.command(host, Some(slot), &program, &args)
+}
+
+/// Starts every slot's leaf-agent; returns the pids (`None` for a slot
+/// that could not start, whose record says why) and the channel their
+/// events arrive on.
+fn start_slots(
+    t: &Setting<'_>,
+    hub: &HubReady,
+    slots: &mut [SlotRecord],
+) -> Result<(Vec<Option<u32>>, mpsc::UnboundedReceiver<SlotEvent>), SupervisorError> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut pids = vec![None; slots.len()];
+    for slot in 0..t.config.agents {
+        let mut cmd = leaf_command(t, slot, hub);
+        let log = t.logs.join(format!("slot-{slot}.log"));
+        cmd.stdout(Stdio::piped());
+        if t.config.verbose {
+            cmd.stderr(Stdio::piped());
+        } else {
+            cmd.stderr(log_file(&log)?);
+        }
+        t.pass(&mut cmd);
+        process::supervise(&mut cmd);
+        let span = tracing::info_span!("herd.start_process", process = "leaf-agent", slot);
+        match span.in_scope(|| cmd.spawn()) {
+            Ok(mut child) => {
+                pids[slot as usize] = child.id();
+                if let Some(pid) = child.id() {
+                    t.sampler.watch(ProcessKind::Leaf, pid);
+                }
+                if let Some(stderr) = child.stderr.take() {
+                    tokio::spawn(tee_stderr(slot, stderr, log));
+                }
+                tokio::spawn(watch_slot(slot, child, tx.clone()));
+            }
+            Err(e) => {
+                slots[slot as usize].failure = Some(format!("cannot start leaf-agent: {e}"));
+            }
+        }
+    }
+    Ok((pids, rx))
+}
+
+/// What the control loop keeps while the slots run.
+struct Dispatch<'a> {
+    t: &'a Setting<'a>,
+    slots: Vec<SlotRecord>,
+    pids: Vec<Option<u32>>,
+    running: usize,
+    landed: u64,
+    slowest: Option<u32>,
+    /// Since when, and why, the trial is being stopped.
+    stopping: Option<(Instant, String)>,
+    started: Instant,
+}
+
+impl Dispatch<'_> {
+    fn on_line(&mut self, slot: u32, line: LeafLine) {
+        let rec = &mut self.slots[slot as usize];
+        match line {
+            LeafLine::Task(t) => {
+                if t.outcome == TaskOutcome::Committed {
+                    self.landed += 1;
+                }
+                rec.tasks.push(t);
+            }
+            LeafLine::Summary(s) => rec.summary = Some(s),
+            LeafLine::Error(e) if rec.errors.len() < MAX_ERRORS_KEPT => {
+                tracing::warn!(slot, fatal = e.fatal, "{}", e.message);
+                rec.errors.push(e.message);
+            }
+            LeafLine::Error(_) | LeafLine::Ready(_) => {}
+        }
+    }
+
+    fn on_malformed(&mut self, slot: u32, text: String) {
+        let rec = &mut self.slots[slot as usize];
+        // A leaf printing garbage forever must not grow herd.
+        if rec.errors.len() < MAX_ERRORS_KEPT {
+            tracing::warn!(slot, line = %text, "malformed line from leaf-agent");
+            rec.errors.push(format!("malformed line: {text}"));
+        }
+        rec.failure
+            .get_or_insert_with(|| format!("printed a malformed line: {text}"));
+    }
+
+    fn on_exit(&mut self, slot: u32, status: std::io::Result<ExitStatus>) {
+        self.running -= 1;
+        self.slowest = Some(slot);
+        if let Some(pid) = self.pids[slot as usize].take() {
+            self.t.sampler.forget(pid);
+        }
+        let rec = &mut self.slots[slot as usize];
+        match status {
+            Ok(s) if s.success() => {}
+            Ok(s) => {
+                let last = rec
+                    .errors
+                    .last()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default();
+                rec.failure
+                    .get_or_insert_with(|| format!("leaf-agent exited with {s}{last}"));
+            }
+            Err(e) => {
+                rec.failure
+                    .get_or_insert_with(|| format!("cannot wait for leaf-agent: {e}"));
+            }
+        }
+    }
+
+    fn on_infra(&mut self, event: InfraEvent) {
+        match event {
+            InfraEvent::Died { what } => eprintln!("herd: {what}"),
+            InfraEvent::Restarted { kind, what, pid } => {
+                eprintln!("herd: the {} {what}", kind.name());
+                if let Some(pid) = pid {
+                    let kind = match kind {
+                        InfraKind::Hub => ProcessKind::Hub,
+                        InfraKind::Nats => ProcessKind::Nats,
+                    };
+                    self.t.sampler.watch(kind, pid);
+                }
+            }
+            InfraEvent::Lost { why } => {
+                eprintln!("herd: {why}; stopping the trial");
+                self.begin_stop(&why);
+            }
+        }
+    }
+
+    /// Asks the leaves to finish (SIGTERM); asked again, kills them.
+    fn begin_stop(&mut self, why: &str) {
+        let signal = match self.stopping {
+            None => {
+                self.stopping = Some((Instant::now(), why.to_string()));
+                Signal::SIGTERM
+            }
+            // A second request: no more grace.
+            Some(_) => Signal::SIGKILL,
+        };
+        for pid in self.pids.iter().flatten() {
+            process::signal_pid_group(*pid, signal);
+        }
+    }
+
+    /// The grace after SIGTERM ran out: SIGKILL, once.
+    fn escalate(&mut self) {
+        for pid in self.pids.iter().flatten() {
+            process::signal_pid_group(*pid, Signal::SIGKILL);
+        }
+        self.stopping = self
+            .stopping
+            .take()
+            .map(|(_, why)| (Instant::now() + Duration::from_secs(3600), why));
+    }
+
+    fn progress(&self) {
+        let total = u64::from(self.t.config.agents) * u64::from(self.t.config.tasks);
+        let secs = self.started.elapsed().as_secs_f64().max(0.001);
+        eprint!(
+            "\rherd: landed {}/{total}  {:.0} commits/s  {} running   ",
+            self.landed,
+            self.landed as f64 / secs,
+            self.running
+        );
+        let _ = std::io::stderr().flush();
+    }
+}
+
+/// Runs every slot to its end and hands back the verdict.
+pub(super) async fn run_slots(
+    t: &Setting<'_>,
+    hub: &Hub<'_>,
+    infra: &mut Watch,
+    mut stop: mpsc::Receiver<()>,
+) -> Result<Finished, SupervisorError> {
+    let config = t.config;
+    let mut slots = vec![SlotRecord::default(); config.agents as usize];
+    let started = Instant::now();
+    let (pids, mut rx) = start_slots(t, hub.ready(), &mut slots)?;
+    let mut d = Dispatch {
+        t,
+        running: pids.iter().filter(|p| p.is_some()).count(),
+        slots,
+        pids,
+        landed: 0,
+        slowest: None,
+        stopping: None,
+        started,
+    };
+    let deadline = config.timeout.map(|t| started + t);
+    let mut faults = Faults::plan(config, started);
+    let mut tick = tokio::time::interval(PROGRESS_EVERY);
+    let mut stop_open = true;
+
+    while d.running > 0 {
+        let escalate_at = d.stopping.as_ref().map(|(at, _)| *at + STOP_GRACE);
+        let stopping = d.stopping.is_some();
+        tokio::select! {
+            event = rx.recv() => match event {
+                Some(SlotEvent::Line(slot, line)) => d.on_line(slot, line),
+                Some(SlotEvent::Malformed(slot, text)) => d.on_malformed(slot, text),
+                Some(SlotEvent::Exited(slot, status)) => d.on_exit(slot, status),
+                None => break,
+            },
+            event = infra.next() => d.on_infra(event),
+            request = stop.recv(), if stop_open => match request {
+                Some(()) => {
+                    if !stopping {
+                        eprintln!("herd: stopping: asking leaf-agents to finish (again to kill at once)");
+                    }
+                    d.begin_stop("interrupted");
+                }
+                None => stop_open = false,
+            },
+            () = sleep_until_opt(deadline), if !stopping => {
+                let secs = config.timeout.map_or(0, |t| t.as_secs());
+                d.begin_stop(&format!("timed out after {secs} s"));
+            }
+            () = sleep_until_opt(escalate_at) => d.escalate(),
+            () = sleep_until_opt(faults.next_at()), if !stopping => {
+                faults.inject(t.topology, started);
+            }
+            _ = tick.tick(), if config.progress => d.progress(),
+        }
+    }
+    let runtime_s = started.elapsed().as_secs_f64();
+    if config.progress {
+        eprintln!();
+    }
+    faults.end(t.topology, started);
+    verdict(d, hub, infra, runtime_s, faults.injected).await
+}
+
+/// The trial's report: the slots' lines, the hub's own count (unless the
+/// hub was lost), the shape of the trial.
+async fn verdict(
+    d: Dispatch<'_>,
+    hub: &Hub<'_>,
+    infra: &Watch,
+    runtime_s: f64,
+    faults: Vec<String>,
+) -> Result<Finished, SupervisorError> {
+    let (t, mut slots) = (d.t, d.slots);
+    let config = t.config;
+    if let Some((_, why)) = &d.stopping {
+        for rec in &mut slots {
+            let done = rec
+                .summary
+                .as_ref()
+                .is_some_and(|s| s.tasks >= config.tasks);
+            if !done {
+                rec.failure.get_or_insert_with(|| why.clone());
+            }
+        }
+    }
+    let committed: u64 = slots
+        .iter()
+        .map(|r| {
+            r.tasks
+                .iter()
+                .filter(|t| t.outcome == TaskOutcome::Committed)
+                .count() as u64
+        })
+        .sum();
+    // A hub herd could not keep running has nothing to count.
+    let counted = match infra.lost() {
+        Some(_) => Err(None),
+        None => hub.count(committed).await.map_err(Some),
+    };
+    let (hub_count, hub_error) = match counted {
+        Ok(c) => (c, None),
+        Err(e) => (HubCount::default(), Some(e)),
+    };
+    let shape = TrialShape {
+        hub_kind: config.hub_kind,
+        landing: config.landing,
+        agents: config.agents,
+        tasks: config.tasks,
+        mode: config.mode.to_string(),
+        seed: config.seed,
+        runtime_s,
+        slowest_slot: d.slowest,
+        hosts: t.topology.host_count() as u32,
+        nats_nodes: t.topology.cluster().map_or(1, |c| c.nodes().len() as u32),
+        faults,
+    };
+    let mut report = TrialReport::build(shape, &slots, hub_count);
+    if let Some(e) = hub_error {
+        report.hub_count_unknown();
+        if let Some(e) = e {
+            report.failed_slots.push(SlotFailure {
+                slot: u32::MAX,
+                reason: e,
+            });
+        }
+    }
+    Ok((report, slots))
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
