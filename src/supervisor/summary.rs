@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::report::{HubKind, LandingStrategy, LeafSummary, TaskLine, TaskOutcome};
+use crate::report::{HubKind, LandingStrategy, LeafMode, LeafSummary, TaskLine, TaskOutcome};
 
 /// Why a slot counts as failed.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -55,6 +55,8 @@ pub struct TrialReport {
     pub hub_kind: HubKind,
     /// Who landed contended check-ins: `hub` or `leaf`.
     pub landing: LandingStrategy,
+    /// What leaves kept: `full` or `sparse`.
+    pub leaf: LeafMode,
     /// Leaf-agents started.
     pub agents: u32,
     /// Tasks per agent.
@@ -84,6 +86,10 @@ pub struct TrialReport {
     pub broadcasts_pulled: u64,
     /// Broadcasts for a tip the leaf already had.
     pub broadcasts_skipped: u64,
+    /// Bytes of the hub's replies to the leaves' pulls, all leaves.
+    pub bytes_pulled: u64,
+    /// Worktree files the leaves' updates wrote or removed, all leaves.
+    pub files_updated: u64,
     /// Median commit latency.
     pub p50_commit_ms: f64,
     /// 99th percentile commit latency.
@@ -126,6 +132,8 @@ pub struct TrialShape {
     pub hub_kind: HubKind,
     /// Who landed contended check-ins.
     pub landing: LandingStrategy,
+    /// What leaves kept.
+    pub leaf: LeafMode,
     /// Leaf-agents.
     pub agents: u32,
     /// Tasks per agent.
@@ -146,6 +154,7 @@ impl TrialReport {
         let mut r = TrialReport {
             hub_kind: shape.hub_kind,
             landing: shape.landing,
+            leaf: shape.leaf,
             agents: shape.agents,
             tasks: shape.tasks,
             total: u64::from(shape.agents) * u64::from(shape.tasks),
@@ -160,6 +169,8 @@ impl TrialReport {
             claims_lost: 0,
             broadcasts_pulled: 0,
             broadcasts_skipped: 0,
+            bytes_pulled: 0,
+            files_updated: 0,
             p50_commit_ms: 0.0,
             p99_commit_ms: 0.0,
             runtime_s: shape.runtime_s,
@@ -194,6 +205,8 @@ impl TrialReport {
                     r.claims_lost += u64::from(s.claims_lost);
                     r.broadcasts_pulled += u64::from(s.broadcasts_pulled);
                     r.broadcasts_skipped += u64::from(s.broadcasts_skipped);
+                    r.bytes_pulled += s.bytes_pulled;
+                    r.files_updated += s.files_updated;
                     think_max_ms = think_max_ms.max(s.think_ms);
                     r.leaf_peak_rss_kb = r.leaf_peak_rss_kb.max(s.peak_rss_kb);
                     nats_ops += s.nats_ops;
@@ -314,6 +327,14 @@ impl TrialReport {
         let _ = writeln!(s, "  trunk leaves:       {}", self.trunk_leaves);
         let _ = writeln!(s, "  hub kind:           {}", self.hub_kind);
         let _ = writeln!(s, "  landing:            {}", self.landing);
+        let _ = writeln!(s, "  leaf:               {}", self.leaf);
+        let _ = writeln!(
+            s,
+            "  bytes pulled:       {} ({} per commit)",
+            self.bytes_pulled,
+            per(self.bytes_pulled, self.hub_commits)
+        );
+        let _ = writeln!(s, "  files updated:      {}", self.files_updated);
         let _ = writeln!(
             s,
             "  hub rebases:        {}",
@@ -355,6 +376,15 @@ impl TrialReport {
             let _ = writeln!(s, "  slowest slot:       {slot}");
         }
         s
+    }
+}
+
+/// `n / d` with no decimals, `n/a` when `d` is 0.
+fn per(n: u64, d: u64) -> String {
+    if d == 0 {
+        "n/a".into()
+    } else {
+        format!("{:.0}", n as f64 / d as f64)
     }
 }
 
@@ -442,6 +472,7 @@ mod tests {
         TrialShape {
             hub_kind: HubKind::Herd,
             landing: LandingStrategy::Hub,
+            leaf: LeafMode::Full,
             agents: 2,
             tasks: 2,
             mode: "disjoint".into(),

@@ -341,7 +341,9 @@ fn leaf_command(
         .arg("--hub-kind")
         .arg(config.hub_kind.as_str())
         .arg("--landing")
-        .arg(config.landing.as_str());
+        .arg(config.landing.as_str())
+        .arg("--leaf")
+        .arg(config.leaf.as_str());
     cmd
 }
 
@@ -503,6 +505,7 @@ async fn run_slots(
     let shape = TrialShape {
         hub_kind: config.hub_kind,
         landing: config.landing,
+        leaf: config.leaf,
         agents: config.agents,
         tasks: config.tasks,
         mode: config.mode.to_string(),

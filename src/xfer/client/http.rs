@@ -26,6 +26,8 @@ pub struct Client {
     pub(super) login: Option<(String, String)>,
     pub(super) limits: Limits,
     pub(super) requests: AtomicU64,
+    /// Reply body bytes received so far, as they came off the wire.
+    pub(super) bytes_received: AtomicU64,
     /// The server's trunk tip as last seen, sent with fast pulls.
     pub(super) known_tip: Mutex<Option<ArtifactHash>>,
     /// Extra HTTP headers for every request (e.g. `traceparent`).
@@ -70,6 +72,7 @@ impl Client {
             login: None,
             limits: Limits::default(),
             requests: AtomicU64::new(0),
+            bytes_received: AtomicU64::new(0),
             known_tip: Mutex::new(None),
             headers: Mutex::new(Vec::new()),
             sparse: false,
@@ -123,6 +126,11 @@ impl Client {
     /// HTTP round trips made so far.
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Reply body bytes received so far (compressed or not, as sent).
+    pub fn bytes_received(&self) -> u64 {
+        self.bytes_received.load(Ordering::Relaxed)
     }
 
     /// The server's trunk tip as last seen by this client.
@@ -213,6 +221,8 @@ impl Client {
                 url: self.url.clone(),
                 source,
             })?;
+        self.bytes_received
+            .fetch_add(raw.len() as u64, Ordering::Relaxed);
         let codec = |source| ClientError::Codec {
             url: self.url.clone(),
             source,

@@ -415,18 +415,24 @@ impl Client {
         }) else {
             return Ok(false);
         };
-        let baseline = match crate::repo::parse_artifact(manifest) {
-            crate::repo::Artifact::Checkin(m) => m.baseline,
+        let (baseline, parent) = match crate::repo::parse_artifact(manifest) {
+            crate::repo::Artifact::Checkin(m) => (m.baseline, m.parents.into_iter().next()),
             _ => return Err(self.protocol(format!("landed {checkin} is not a check-in"))),
         };
+        let holds = |h: &ArtifactHash| {
+            repo.rid_of(h)
+                .map(|found| found.is_some_and(|(_, phantom)| !phantom))
+                .map_err(self.repo_err())
+        };
         let held = match &baseline {
-            Some(b) => repo
-                .rid_of(b)
-                .map_err(self.repo_err())?
-                .is_some_and(|(_, phantom)| !phantom),
+            Some(b) => holds(b)?,
             None => !self.sparse,
         };
-        if !held {
+        // A full copy holds trunk without gaps: it fast-pulls after its
+        // known tip, so storing a check-in whose parent it lacks would
+        // skip the check-ins in between for good.
+        let contiguous = self.sparse || parent.as_ref().map_or(Ok(false), holds)?;
+        if !held || !contiguous {
             return Ok(false);
         }
         self.store_received(repo, cards, None)?;
