@@ -32,6 +32,10 @@ pub struct Client {
     pub(super) known_tip: Mutex<Option<ArtifactHash>>,
     /// Extra HTTP headers for every request (e.g. `traceparent`).
     pub(super) headers: Mutex<Vec<(String, String)>>,
+    /// Check-ins the hub landed for this client that it has not stored:
+    /// their files are here, so the next fast pull names them (`pragma
+    /// herd-have`) and gets their manifests only.
+    pub(super) landed_unstored: Mutex<Vec<ArtifactHash>>,
     /// Fast pulls and refusals bring manifests only (`pragma herd-sparse`).
     pub(super) sparse: bool,
     /// How request bodies are framed; the server answers in kind.
@@ -75,6 +79,7 @@ impl Client {
             bytes_received: AtomicU64::new(0),
             known_tip: Mutex::new(None),
             headers: Mutex::new(Vec::new()),
+            landed_unstored: Mutex::new(Vec::new()),
             sparse: false,
             framing: ContentType::Fossil,
         }
@@ -136,6 +141,13 @@ impl Client {
     /// The server's trunk tip as last seen by this client.
     pub fn known_tip(&self) -> Option<ArtifactHash> {
         self.known_tip.lock().map_or(None, |t| t.clone())
+    }
+
+    /// Check-ins the hub landed for this client and it has not stored.
+    pub(super) fn landed_unstored(&self) -> Vec<ArtifactHash> {
+        self.landed_unstored
+            .lock()
+            .map_or_else(|_| Vec::new(), |l| l.clone())
     }
 
     /// Records `tip` as the server's trunk tip (e.g. after applying a tip
