@@ -418,7 +418,22 @@ impl Agent<'_> {
         let written = self
             .sync
             .prepare(self.config.worktree(), plan.files.clone());
-        let (written, thought) = tokio::join!(written, self.think(plan.think));
+        let work = async { tokio::join!(written, self.think(plan.think)) };
+        tokio::pin!(work);
+        // A leaf that is alive keeps its claim: when catching up takes long
+        // (a big herd on few cores), the lease is renewed every third of
+        // its lifetime rather than left to expire under the task.
+        let mut claim = claim;
+        let (written, thought) = loop {
+            tokio::select! {
+                done = &mut work => break done,
+                () = tokio::time::sleep(self.config.hold_ttl() / 3) => {
+                    if let Err(e) = self.coord.renew(&mut claim).await {
+                        tracing::warn!(error = %chain(&e), task = %id, "cannot renew the claim");
+                    }
+                }
+            }
+        };
         if let Err(e) = written {
             self.reporter.error(chain(&e), false);
             self.abandon(claim).await;

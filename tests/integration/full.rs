@@ -25,7 +25,11 @@ fn full_trial(workdir: &Path, agents: u32, tasks: u32, extra: &[&str]) -> Value 
         .args(["run", "--json"])
         .args(["--agents", &agents.to_string()])
         .args(["--tasks", &tasks.to_string()])
-        .args(["--min-think-ms", "5", "--max-think-ms", "30"])
+        .args(if extra.contains(&"--min-think-ms") {
+            &[][..]
+        } else {
+            &["--min-think-ms", "5", "--max-think-ms", "30"][..]
+        })
         .args(["--timeout", "120", "--workdir"])
         .arg(workdir)
         .args(extra)
@@ -219,6 +223,28 @@ fn full_leaves_follow_trunk_in_shared_mode() {
     let report = full_trial(dir.path(), 4, 5, &["--mode", "shared"]);
     assert_eq!(report["mode"], "shared", "{report}");
     assert_worktrees_follow_trunk(dir.path(), 4);
+}
+
+/// A task that works (thinks and catches up) longer than its claim's lease
+/// keeps the claim: the leaf renews it while it works, so the fence before
+/// the commit finds it still its own.
+#[test]
+fn a_lease_shorter_than_the_work_is_renewed() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = full_trial(
+        dir.path(),
+        2,
+        2,
+        &[
+            "--hold-ttl-ms",
+            "300",
+            "--min-think-ms",
+            "700",
+            "--max-think-ms",
+            "800",
+        ],
+    );
+    assert_eq!(report["committed"], 4, "{report}");
 }
 
 #[test]

@@ -355,6 +355,7 @@ fn invalid_flags_are_usage_errors() {
         &["run", "--tasks", "x"],
         &["run", "--min-files", "5", "--max-files", "2"],
         &["run", "--mode", "sideways"],
+        &["run", "--leaf", "shallow"],
     ] {
         let out = herd().args(args).output().unwrap();
         assert_eq!(
@@ -371,6 +372,10 @@ fn invalid_flags_are_usage_errors() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+    let out = herd().env("HERD_LEAF", "thin").arg("run").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("unknown leaf mode \"thin\""), "{text}");
 }
 
 #[test]

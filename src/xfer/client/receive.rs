@@ -57,7 +57,15 @@ impl Client {
         let mut stored = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
         for (hash, data, compressed) in full {
-            self.keep(repo, &mut stored, &mut index, &hash, data, compressed, rcvid)?;
+            self.keep(
+                repo,
+                &mut stored,
+                &mut index,
+                &hash,
+                data,
+                compressed,
+                rcvid,
+            )?;
         }
         // Deltas may be against later artifacts or each other: retry until
         // no progress.
