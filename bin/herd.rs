@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use herd::chain::chain as error_chain;
-use herd::report::{HubKind, LandingStrategy};
+use herd::report::{HubKind, LandingStrategy, LeafMode};
 use herd::supervisor::{self, TrialConfig, EXIT_OK, EXIT_TRIAL_FAILED, EXIT_USAGE};
 use herd::telemetry::{self, W3c};
 use herd::workload::{Mode, WorkloadArgs};
@@ -104,6 +104,13 @@ struct RunArgs {
     /// `--hub-kind fossil`.
     #[arg(long, env = "HERD_LANDING", default_value = "hub")]
     landing: LandingStrategy,
+    /// What a leaf keeps: `full` (the default: every trunk artifact, and
+    /// before each task its worktree is brought to the newest trunk tip it
+    /// knows, with one pull for everything it missed) or `sparse` (other
+    /// slots' manifests only, never their files: the landing path alone).
+    /// Ignored with `--hub-kind fossil`.
+    #[arg(long, env = "HERD_LEAF", default_value = "full")]
+    leaf: LeafMode,
     /// Keep the trial's files here (hub.fossil, slot-i/, logs/, report.html)
     /// instead of a temporary directory. It must not exist yet or be empty:
     /// a work directory holds one trial (there is no resuming).
@@ -251,7 +258,8 @@ fn run(args: RunArgs) -> u8 {
         mode = %args.mode,
         seed = args.seed,
         hub_kind = %args.hub_kind,
-        landing = %args.landing
+        landing = %args.landing,
+        leaf = %args.leaf
     );
     let report_page = args
         .report
@@ -274,6 +282,7 @@ fn run(args: RunArgs) -> u8 {
         mode: args.mode,
         hub_kind: args.hub_kind,
         landing: args.landing,
+        leaf: args.leaf,
         workdir: args.workdir,
         nats_url: args.nats_url,
         nats_server: args.nats_server,

@@ -18,7 +18,7 @@ use clap::Parser;
 use herd::chain::chain;
 use herd::coord::{Secret, NATS_TOKEN_ENV};
 use herd::leaf::{self, HubLogin, LeafConfig, LeafError, Reporter, EXIT_INCOMPLETE, EXIT_USAGE};
-use herd::report::{HubKind, LandingStrategy};
+use herd::report::{HubKind, LandingStrategy, LeafMode};
 use herd::telemetry::{self, W3c};
 use herd::workload::{Mode, WorkloadArgs};
 use herd::xfer::login::{HUB_SECRET_ENV, HUB_USER_ENV};
@@ -78,6 +78,11 @@ struct Cli {
     /// for a turn, rebase, push again). Ignored with --hub-kind fossil.
     #[arg(long, env = "HERD_LANDING", default_value = "hub")]
     landing: LandingStrategy,
+    /// `full`: receive every trunk artifact and bring the worktree to the
+    /// newest trunk tip before each task (and once at the end); `sparse`:
+    /// keep other slots' manifests only. Ignored with --hub-kind fossil.
+    #[arg(long, env = "HERD_LEAF", default_value = "full")]
+    leaf: LeafMode,
 }
 
 fn main() -> ExitCode {
@@ -134,6 +139,7 @@ fn start(cli: Cli) -> ExitCode {
         hub_retry: Duration::from_secs(cli.hub_retry_secs),
         hub_kind: cli.hub_kind,
         landing: cli.landing,
+        leaf: cli.leaf,
     };
     if let Err(e) = config.validate() {
         eprintln!("leaf-agent: {}", chain(&e));

@@ -17,7 +17,7 @@ use crate::coord::{
     Scope, TaskId, TaskStatus, TipSubscription, DEFAULT_OP_TIMEOUT,
 };
 use crate::report::{
-    ClaimOutcome, HubKind, LandingStrategy, LeafLine, LeafReady, LeafSummary, TaskLine,
+    ClaimOutcome, HubKind, LandingStrategy, LeafLine, LeafMode, LeafReady, LeafSummary, TaskLine,
     TaskOutcome, TimelineRecorder,
 };
 use crate::telemetry::W3c;
@@ -27,9 +27,8 @@ use super::config::LeafConfig;
 use super::error::{chain, LeafError};
 use super::output::Reporter;
 use super::plain::RepoThread;
-use super::sync::{
-    elapsed_ms, write_worktree, CommitOutcome, CommitRequest, Committed, PendingTip, SyncConfig,
-};
+use super::sync::{elapsed_ms, CommitOutcome, CommitRequest, Committed, PendingTip, SyncConfig};
+use super::worktree::full_counts;
 use super::{EXIT_INCOMPLETE, EXIT_OK};
 
 /// Attempts at joining the trial on NATS at start, with doubling waits.
@@ -90,6 +89,7 @@ pub async fn run(
             login: config.hub_login.clone(),
             hub_retry: config.hub_retry,
             landing: config.landing,
+            leaf: config.leaf,
         },
     )
     .await?;
@@ -100,18 +100,20 @@ pub async fn run(
     };
     let scope = Scope::for_project(&started.project_code).map_err(connect_err)?;
     let coord = connect(&config, scope.as_str(), &leaf_id).await?;
-    // Only leaf landing catches up on tips. A stock fossil server publishes
-    // none; with hub landing this sparse leaf never needs one (the hub
-    // lands its check-ins on whatever tip it has, and a refusal brings the
-    // tip), and every broadcast, carrying its transaction's manifests,
-    // would cost each leaf and nats-server bytes that grow with the herd.
-    let mut tips = match (config.hub_kind, config.landing) {
-        (HubKind::Herd, LandingStrategy::Leaf) => Some(
+    // A full leaf follows tips to keep its worktree current, and leaf
+    // landing catches up on them before pushing. A stock fossil server
+    // publishes none; with hub landing a sparse leaf never needs one (the
+    // hub lands its check-ins on whatever tip it has, and a refusal brings
+    // the tip), and every broadcast would cost each leaf and nats-server
+    // work that grows with the herd.
+    let follow = config.leaf == LeafMode::Full || config.landing == LandingStrategy::Leaf;
+    let mut tips = match config.hub_kind {
+        HubKind::Herd if follow => Some(
             subscribe_tips(coord.client().clone(), scope.as_str(), DEFAULT_OP_TIMEOUT)
                 .await
                 .map_err(connect_err)?,
         ),
-        (HubKind::Herd, LandingStrategy::Hub) | (HubKind::Fossil, _) => None,
+        HubKind::Herd | HubKind::Fossil => None,
     };
     reporter.line(&LeafLine::Ready(LeafReady {
         slot,
@@ -144,11 +146,20 @@ pub async fn run(
         Ok(stopped) => stopped,
         Err(e) => return Err(e),
     };
+    if !stopped && config.leaf == LeafMode::Full && config.hub_kind == HubKind::Herd {
+        // The trial's end: the worktree follows trunk one last time, to the
+        // newest tip this leaf heard of (its own last landing, at least).
+        if let Err(e) = sync.prepare(config.worktree(), Vec::new()).await {
+            reporter.error(chain(&e), false);
+        }
+    }
     let tips = sync.tips();
     let hub_requests = sync.finish();
     let (pulled, skipped) = tips.counts();
     reporter.broadcasts_pulled(count(pulled));
     reporter.broadcasts_skipped(count(skipped));
+    let (bytes, files) = full_counts(&tips);
+    reporter.pulled_and_updated(bytes, files);
     let summary = reporter.summary(hub_requests);
     reporter.line(&LeafLine::Summary(summary.clone()));
     Ok(LeafRun {
@@ -409,9 +420,28 @@ impl Agent<'_> {
         };
 
         // The agent's work: its files go into the worktree while it thinks,
-        // so the commit that follows measures checking in and landing.
-        let written = write_worktree(self.config.worktree(), plan.files.clone());
-        let (written, thought) = tokio::join!(written, self.think(plan.think));
+        // so the commit that follows measures checking in and landing. A
+        // full leaf first brings its worktree to the newest trunk tip (one
+        // pull for all it missed), also within the think time.
+        let written = self
+            .sync
+            .prepare(self.config.worktree(), plan.files.clone());
+        let work = async { tokio::join!(written, self.think(plan.think)) };
+        tokio::pin!(work);
+        // A leaf that is alive keeps its claim: when catching up takes long
+        // (a big herd on few cores), the lease is renewed every third of
+        // its lifetime rather than left to expire under the task.
+        let mut claim = claim;
+        let (written, thought) = loop {
+            tokio::select! {
+                done = &mut work => break done,
+                () = tokio::time::sleep(self.config.hold_ttl() / 3) => {
+                    if let Err(e) = self.coord.renew(&mut claim).await {
+                        tracing::warn!(error = %chain(&e), task = %id, "cannot renew the claim");
+                    }
+                }
+            }
+        };
         timeline.thought();
         if let Err(e) = written {
             self.reporter.error(chain(&e), false);

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::coord::Secret;
-use crate::report::{HubKind, LandingStrategy};
+use crate::report::{HubKind, LandingStrategy, LeafMode};
 use crate::workload::{Mode, WorkloadConfig, WorkloadError};
 
 /// The login a leaf signs its sync requests with (a Fossil login card on
@@ -56,6 +56,9 @@ pub struct LeafConfig {
     /// asks it to, `pragma herd-land`) or the leaf (it waits its turn,
     /// rebases and pushes again).
     pub landing: LandingStrategy,
+    /// Full (every trunk artifact; the worktree brought to the newest tip
+    /// before each task) or sparse (manifests only).
+    pub leaf: LeafMode,
 }
 
 /// [`LeafConfig::hub_retry`] unless set: long enough for a hub to be
@@ -160,6 +163,7 @@ mod tests {
             hub_retry: DEFAULT_HUB_RETRY,
             hub_kind: HubKind::Herd,
             landing: LandingStrategy::Hub,
+            leaf: LeafMode::Full,
         }
     }
 

@@ -8,6 +8,10 @@
 //! - `sync`: the repository thread: it owns the [`crate::repo::Repository`]
 //!   and the [`crate::xfer::Client`] (both blocking), and does the clone,
 //!   commits with push-rebase-retry, and catching up on tip broadcasts.
+//! - `worktree`: a full leaf's worktree and keeping it at the trunk tip
+//!   (one pull for every check-in it missed, then an update that writes
+//!   only the files that differ), and writing a task's files.
+//! - `retry`: retrying a hub that does not answer.
 //! - `plain`: the repository thread for a stock `fossil server` hub
 //!   (pull, commit, plain push; forks land, nothing is rebased) and
 //!   `RepoThread`, which picks that or `sync` by [`LeafConfig::hub_kind`].
@@ -25,12 +29,15 @@ mod config;
 mod error;
 mod output;
 mod plain;
+mod retry;
 mod sync;
+mod worktree;
 
 pub use agent::{run, LeafRun};
 pub use config::{ConfigError, HubLogin, LeafConfig, DEFAULT_HUB_RETRY};
 pub use error::LeafError;
 pub use output::Reporter;
+pub use worktree::WORKTREE_TIP_CONFIG;
 
 /// Exit code: every task ended committed, lost to another leaf, or counted
 /// unrecoverable.

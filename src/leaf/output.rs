@@ -91,6 +91,13 @@ impl Reporter {
         self.totals.borrow_mut().broadcasts_skipped += n;
     }
 
+    /// Records a full leaf's pulled bytes and updated worktree files.
+    pub fn pulled_and_updated(&self, bytes: u64, files: u64) {
+        let mut t = self.totals.borrow_mut();
+        t.bytes_pulled += bytes;
+        t.files_updated += files;
+    }
+
     /// Records the NATS requests of the task loop.
     pub fn nats_ops(&self, n: u64) {
         self.totals.borrow_mut().nats_ops = n;
@@ -161,6 +168,7 @@ mod tests {
         r.error("boom".into(), false);
         r.broadcasts_pulled(3);
         r.broadcasts_skipped(4);
+        r.pulled_and_updated(1000, 7);
         r.thought(15);
         let s = r.summary(9);
         assert_eq!(
@@ -178,6 +186,7 @@ mod tests {
             (1, 3, 4)
         );
         assert_eq!((s.think_ms, s.hub_requests, s.slot), (15, 9, 2));
+        assert_eq!((s.bytes_pulled, s.files_updated), (1000, 7));
         assert_eq!(r.incomplete(), 1);
         let text = String::from_utf8(buf.0.borrow().clone()).unwrap();
         let lines: Vec<LeafLine> = text.lines().map(|l| LeafLine::parse(l).unwrap()).collect();

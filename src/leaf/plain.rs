@@ -30,6 +30,7 @@ use super::sync::{
     open_or_clone, retry_until, CommitOutcome, CommitRequest, Committed, PendingTip, Started,
     SyncConfig, SyncHandle,
 };
+use super::worktree::write_worktree;
 
 /// A slot's repository thread, for the kind of hub the trial runs.
 pub(super) enum RepoThread {
@@ -56,6 +57,20 @@ impl RepoThread {
                 (RepoThread::Plain(handle), started)
             }
         })
+    }
+
+    /// Writes a task's files into the worktree at `dir`; a full leaf of
+    /// herd's hub first catches up and brings the worktree to the newest
+    /// trunk tip it knows. With no files, only the catching up.
+    pub(super) async fn prepare(
+        &self,
+        dir: PathBuf,
+        files: Vec<(String, Vec<u8>)>,
+    ) -> Result<(), LeafError> {
+        match self {
+            RepoThread::Herd(h) => h.prepare(files).await,
+            RepoThread::Plain(_) => write_worktree(dir, files).await,
+        }
     }
 
     /// Commits one task's files and pushes them until they land or fail.

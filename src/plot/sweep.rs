@@ -20,7 +20,7 @@ use serde_json::Value;
 use super::{xy_grid, Axis, Frame, LegendAt, Mark, PlotError, Series, PALETTE};
 
 /// The columns of the CSV, in order.
-pub const COLUMNS: [&str; 28] = [
+pub const COLUMNS: [&str; 31] = [
     "hub_kind",
     "agents",
     "tasks",
@@ -49,6 +49,9 @@ pub const COLUMNS: [&str; 28] = [
     "landing",
     "hub_rebases",
     "cpu_ms_per_commit",
+    "leaf",
+    "bytes_pulled",
+    "files_updated",
 ];
 
 /// Why the sweep could not be plotted.
@@ -93,6 +96,10 @@ struct Run {
     hub_kind: String,
     #[serde(default)]
     landing: Option<String>,
+    #[serde(default)]
+    leaf: Option<String>,
+    #[serde(default)]
+    bytes_pulled: Option<f64>,
     agents: u32,
     tasks: u32,
     #[serde(default)]
@@ -127,10 +134,16 @@ impl Run {
         if self.hub_kind == "fossil" {
             "fossil".into()
         } else {
-            format!(
+            // Rows without `leaf` predate full leaves: sparse. Full leaves,
+            // the default, are named by their landing alone.
+            let name = format!(
                 "herd, {} landing",
                 self.landing.as_deref().unwrap_or("leaf")
-            )
+            );
+            match self.leaf.as_deref() {
+                Some("full") => name,
+                _ => format!("{name}, sparse leaves"),
+            }
         }
     }
 }
@@ -149,6 +162,7 @@ struct Point {
     fork_retries: Option<f64>,
     forks: Option<f64>,
     cpu: Option<f64>,
+    bytes_per_commit: Option<f64>,
 }
 
 type Points = BTreeMap<String, BTreeMap<u32, Point>>;
@@ -196,6 +210,10 @@ fn points(runs: &[Run], pairs: bool) -> Points {
             fork_retries: m(|r| r.fork_retries),
             forks: m(|r| r.forks),
             cpu: m(|r| r.cpu_ms_per_commit),
+            bytes_per_commit: median(rs.iter().map(|r| {
+                let commits = r.hub_commits.filter(|&c| c > 0)? as f64;
+                Some(r.bytes_pulled.unwrap_or(0.0) / commits)
+            })),
         };
         out.entry(series).or_default().insert(agents, point);
     }
@@ -350,6 +368,45 @@ fn markdown(plotted: &Points, pairs: &Points) -> String {
             );
         }
     }
+    for landing in ["hub", "leaf"] {
+        let full = plotted
+            .get(&format!("herd, {landing} landing"))
+            .unwrap_or(&empty);
+        let sparse = plotted
+            .get(&format!("herd, {landing} landing, sparse leaves"))
+            .unwrap_or(&empty);
+        let both: Vec<u32> = full
+            .keys()
+            .filter(|a| sparse.contains_key(a))
+            .copied()
+            .collect();
+        if both.is_empty() {
+            continue;
+        }
+        let _ = write!(
+            md,
+            "\nFull leaves against sparse ones ({landing} landing): what staying current costs.\n\n\
+             | agents | commits/s full | commits/s sparse | P50 ms full | P50 ms sparse | P99 ms full | P99 ms sparse | CPU ms/commit full | CPU ms/commit sparse | CPU ratio (full ÷ sparse) | bytes pulled/commit (full) |\n\
+             |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        );
+        for a in both {
+            let (f, sp) = (&full[&a], &sparse[&a]);
+            let _ = writeln!(
+                md,
+                "| {a} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                fmt(f.commits_per_s, 1),
+                fmt(sp.commits_per_s, 1),
+                fmt(f.p50, 2),
+                fmt(sp.p50, 2),
+                fmt(f.p99, 2),
+                fmt(sp.p99, 2),
+                fmt(f.cpu, 2),
+                fmt(sp.cpu, 2),
+                fmt(ratio(f.cpu, sp.cpu), 2),
+                fmt(f.bytes_per_commit, 0),
+            );
+        }
+    }
     let fossil = pairs.get("fossil").unwrap_or(&empty);
     let mut ratios = Vec::new();
     for (name, herd) in pairs.iter().filter(|(n, _)| n.as_str() != "fossil") {
@@ -461,7 +518,7 @@ mod tests {
 
     fn run(kind: &str, landing: &str, agents: u32, rate: f64, pair: bool) -> String {
         format!(
-            r#"{{"hub_kind":"{kind}","landing":"{landing}","agents":{agents},"tasks":5,"total":{},"hub_commits":{},"p50_commit_ms":2.0,"p99_commit_ms":9.0,"commits_per_s":{rate},"hub_requests_per_commit":1.1,"forks":0,"fork_retries":0,"cpu_ms_per_commit":4.0,"side_by_side":{pair},"repeat":1,"exit_code":0}}"#,
+            r#"{{"hub_kind":"{kind}","landing":"{landing}","leaf":"full","agents":{agents},"tasks":5,"total":{},"hub_commits":{},"p50_commit_ms":2.0,"p99_commit_ms":9.0,"commits_per_s":{rate},"hub_requests_per_commit":1.1,"forks":0,"fork_retries":0,"cpu_ms_per_commit":4.0,"side_by_side":{pair},"repeat":1,"exit_code":0}}"#,
             agents * 5,
             agents * 5
         )

@@ -85,6 +85,19 @@ impl Repository {
         expected: Option<&ArtifactHash>,
         rcvid: Option<i64>,
     ) -> Result<Stored, RepoError> {
+        self.store_compressed(content, None, expected, rcvid)
+    }
+
+    /// [`Repository::store`] given, when known, `compressed`: `content` in
+    /// this module's stored form (4-byte length + zlib), as a `cfile` card
+    /// brings it, used as is when the artifact is stored in full.
+    pub fn store_compressed(
+        &self,
+        content: &[u8],
+        compressed: Option<Vec<u8>>,
+        expected: Option<&ArtifactHash>,
+        rcvid: Option<i64>,
+    ) -> Result<Stored, RepoError> {
         let hash = match expected {
             Some(exp) => {
                 let actual = exp.same_kind_of(content);
@@ -112,7 +125,7 @@ impl Repository {
         let older = |src: Rid| existing.map_or(true, |(rid, _)| src.0 < rid.0);
         let (blob, source) = match self.encoding_for(&hash, content)? {
             Encoding::Delta { source, delta } if older(source) => (compress(&delta), Some(source)),
-            _ => (compress(content), None),
+            _ => (compressed.unwrap_or_else(|| compress(content)), None),
         };
         let rcvid = rcvid.unwrap_or(0);
         let rid = match existing {

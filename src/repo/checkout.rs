@@ -1,8 +1,11 @@
 //! Writing a check-in's files into a directory, byte-identical to what
 //! `fossil open`/`update` write (executables get mode 755; with Fossil's
 //! default `allow-symlinks` off, a symlink is written as a file holding its
-//! target, as Fossil does).
+//! target, as Fossil does), and moving such a directory from one check-in
+//! to another (`fossil update` on a checkout without edits), touching only
+//! the files that differ.
 
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
 use super::error::RepoError;
@@ -16,34 +19,104 @@ impl Repository {
     pub fn checkout(&self, hash: &ArtifactHash, dir: &Path) -> Result<usize, RepoError> {
         let list = self.file_list(hash)?;
         for (name, (h, perm)) in &list {
-            let content = self.content(h)?.ok_or_else(|| RepoError::MissingArtifact {
-                hash: h.to_string(),
-            })?;
-            let path = dir.join(name);
-            let io = |step| {
-                let p = path.clone();
-                move |source| RepoError::Io {
-                    step,
-                    path: p,
-                    source,
-                }
-            };
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent).map_err(io("creating a directory"))?;
-            }
-            std::fs::write(&path, &content).map_err(io("writing a file"))?;
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                let mode = if *perm == Perm::Executable {
-                    0o755
-                } else {
-                    0o644
-                };
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
-                    .map_err(io("setting permissions"))?;
-            }
+            self.write_checked_out(dir, name, h, *perm)?;
         }
         Ok(list.len())
+    }
+
+    /// Moves `dir`, a checkout of check-in `from`, to check-in `to`: files
+    /// whose content differs are written, files `to` lacks are removed,
+    /// the rest is not touched. `local` names files written into `dir`
+    /// since `from` was checked out (path → their content's hash): they
+    /// are compared by that hash, and removed when `to` lacks them. Both
+    /// check-ins must be held with their files. Returns the files written
+    /// or removed. When both read through one baseline only their delta
+    /// cards are compared, so the cost follows what changed between them,
+    /// not the tree.
+    pub fn update_checkout(
+        &self,
+        dir: &Path,
+        from: &ArtifactHash,
+        to: &ArtifactHash,
+        local: &HashMap<String, ArtifactHash>,
+    ) -> Result<usize, RepoError> {
+        let (_, _, old) = self.checkin_view(from)?;
+        let (_, _, new) = self.checkin_view(to)?;
+        let mut names: BTreeSet<String> = local.keys().cloned().collect();
+        if old.shares_base(&new) {
+            names.extend(old.delta.iter().map(|f| f.name.clone()));
+            names.extend(new.delta.iter().map(|f| f.name.clone()));
+        } else {
+            names.extend(old.names());
+            names.extend(new.names());
+        }
+        let mut touched = 0;
+        for name in &names {
+            let target = new.entry(name);
+            let unchanged = match (local.get(name), &target) {
+                (Some(on_disk), Some((h, _))) => on_disk == h,
+                (Some(_), None) => false,
+                (None, target) => old.entry(name) == *target,
+            };
+            if unchanged {
+                continue;
+            }
+            touched += 1;
+            match target {
+                Some((h, perm)) => self.write_checked_out(dir, name, &h, perm)?,
+                None => {
+                    let path = dir.join(name);
+                    match std::fs::remove_file(&path) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                            return Err(RepoError::Io {
+                                step: "removing a file",
+                                path,
+                                source: e,
+                            })
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        Ok(touched)
+    }
+
+    /// Writes artifact `h` as file `name` under `dir` with `perm`'s mode.
+    fn write_checked_out(
+        &self,
+        dir: &Path,
+        name: &str,
+        h: &ArtifactHash,
+        perm: Perm,
+    ) -> Result<(), RepoError> {
+        let content = self.content(h)?.ok_or_else(|| RepoError::MissingArtifact {
+            hash: h.to_string(),
+        })?;
+        let path = dir.join(name);
+        let io = |step| {
+            let p = path.clone();
+            move |source| RepoError::Io {
+                step,
+                path: p,
+                source,
+            }
+        };
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io("creating a directory"))?;
+        }
+        std::fs::write(&path, &content).map_err(io("writing a file"))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = if perm == Perm::Executable {
+                0o755
+            } else {
+                0o644
+            };
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+                .map_err(io("setting permissions"))?;
+        }
+        Ok(())
     }
 }

@@ -123,6 +123,21 @@ impl Repository {
         Ok(out)
     }
 
+    /// The baseline check-in `hash` (a crosslinked check-in) reads through,
+    /// `None` for a baseline manifest or an unknown check-in.
+    pub fn baseline_of(&self, hash: &ArtifactHash) -> Result<Option<ArtifactHash>, RepoError> {
+        let Some((rid, _)) = self.rid_of(hash)? else {
+            return Ok(None);
+        };
+        Ok(self
+            .hashes_sql(
+                "SELECT blob.uuid FROM plink JOIN blob ON blob.rid=plink.baseid \
+                 WHERE plink.cid=?1 AND plink.isprim=1",
+                rid,
+            )?
+            .pop())
+    }
+
     fn hashes_sql(&self, sql: &str, rid: Rid) -> Result<Vec<ArtifactHash>, RepoError> {
         let step = "listing a check-in's artifacts";
         let mut st = self.conn.prepare_cached(sql).ctx(step)?;

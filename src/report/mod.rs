@@ -10,7 +10,7 @@
 //!  "timeline":{"claim_start_ms":12.1,"claim_end_ms":13.0,"think_end_ms":61.2,"commit_start_ms":61.3,
 //!              "pushes":[{"start_ms":62.9,"end_ms":63.7,"result":"landed"}],"end_ms":63.8}}
 //! {"event":"error","slot":3,"message":"push to http://127.0.0.1:4100/: connection refused","fatal":false}
-//! {"event":"summary","slot":3,"tasks":30,"committed":30,"claims_won":30,"claims_lost":0,"fork_retries":4,"fork_unrecoverable":0,"broadcasts_pulled":12,"broadcasts_skipped":40,"hub_requests":42,"errors":0,"think_ms":1650,"peak_rss_kb":14200}
+//! {"event":"summary","slot":3,"tasks":30,"committed":30,"claims_won":30,"claims_lost":0,"fork_retries":4,"fork_unrecoverable":0,"broadcasts_pulled":12,"broadcasts_skipped":40,"hub_requests":42,"errors":0,"think_ms":1650,"peak_rss_kb":14200,"bytes_pulled":310200,"files_updated":71}
 //! ```
 //!
 //! The hub prints one line when it is ready to serve:
@@ -109,6 +109,51 @@ impl std::str::FromStr for LandingStrategy {
 }
 
 impl std::fmt::Display for LandingStrategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a leaf keeps of other slots' work (flag `--leaf`, env `HERD_LEAF`;
+/// herd hands it to every leaf-agent, and the summary names it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeafMode {
+    /// A full clone: every trunk artifact reaches the leaf (one pull for
+    /// all it missed, before each task), and its worktree is brought to
+    /// the newest trunk tip it knows, as a coding agent needs.
+    #[default]
+    Full,
+    /// Only what committing needs: other slots' manifests, never their
+    /// files; the worktree holds the clone's tip and the leaf's own work.
+    Sparse,
+}
+
+impl LeafMode {
+    /// The flag spelling: `full` or `sparse`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeafMode::Full => "full",
+            LeafMode::Sparse => "sparse",
+        }
+    }
+}
+
+impl std::str::FromStr for LeafMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "full" => Ok(LeafMode::Full),
+            "sparse" => Ok(LeafMode::Sparse),
+            other => Err(format!(
+                "unknown leaf mode {other:?} (expected full or sparse)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for LeafMode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
@@ -227,7 +272,8 @@ pub struct LeafSummary {
     pub fork_retries: u32,
     /// Rebases that found a conflict.
     pub fork_unrecoverable: u32,
-    /// Tip broadcasts that led to a pull.
+    /// Tip broadcasts (or landings) that made the leaf fetch: with a full
+    /// leaf, one pull before a task for every tip it missed.
     pub broadcasts_pulled: u32,
     /// Tip broadcasts for a tip the leaf already had.
     pub broadcasts_skipped: u32,
@@ -245,6 +291,14 @@ pub struct LeafSummary {
     /// The leaf process's peak resident memory, in KiB.
     #[serde(default)]
     pub peak_rss_kb: u64,
+    /// Bytes of the hub's replies to this leaf's pulls (full leaves: what
+    /// staying current cost on the wire).
+    #[serde(default)]
+    pub bytes_pulled: u64,
+    /// Worktree files written or removed by updates to a newer trunk tip
+    /// (full leaves; the leaf's own task files not counted).
+    #[serde(default)]
+    pub files_updated: u64,
 }
 
 /// The hub's readiness line.
@@ -324,6 +378,26 @@ mod tests {
         }
         let bad = "git".parse::<HubKind>().unwrap_err();
         assert!(bad.contains("unknown hub kind \"git\""), "{bad}");
+    }
+
+    #[test]
+    fn leaf_modes_parse_and_print_as_their_flag() {
+        for mode in [LeafMode::Full, LeafMode::Sparse] {
+            assert_eq!(mode.as_str().parse::<LeafMode>(), Ok(mode));
+            assert_eq!(serde_json::to_string(&mode).unwrap(), format!("\"{mode}\""));
+        }
+        assert_eq!(LeafMode::default(), LeafMode::Full);
+        let bad = "shallow".parse::<LeafMode>().unwrap_err();
+        assert!(bad.contains("unknown leaf mode \"shallow\""), "{bad}");
+    }
+
+    #[test]
+    fn summaries_without_the_full_leaf_counts_still_parse() {
+        let old = r#"{"event":"summary","slot":1,"tasks":2,"committed":2,"claims_won":2,"claims_lost":0,"fork_retries":0,"fork_unrecoverable":0,"broadcasts_pulled":0,"broadcasts_skipped":0,"hub_requests":3,"errors":0,"think_ms":5}"#;
+        let LeafLine::Summary(s) = LeafLine::parse(old).unwrap() else {
+            panic!("not a summary");
+        };
+        assert_eq!((s.bytes_pulled, s.files_updated), (0, 0));
     }
 
     #[test]

@@ -26,7 +26,7 @@ use std::time::Duration;
 pub use summary::{HubCount, SlotFailure, TrialReport};
 pub use trial::run;
 
-use crate::report::{HubKind, LandingStrategy};
+use crate::report::{HubKind, LandingStrategy, LeafMode};
 use crate::workload::{Mode, WorkloadConfig};
 
 /// Exit code: the trial passed every check.
@@ -53,6 +53,8 @@ pub struct TrialConfig {
     pub hub_kind: HubKind,
     /// Who lands a check-in whose parent went stale (herd's hub only).
     pub landing: LandingStrategy,
+    /// Full leaves (every artifact, a current worktree) or sparse ones.
+    pub leaf: LeafMode,
     /// Keep the work directory here; `None` uses a temporary one.
     pub workdir: Option<PathBuf>,
     /// Use this NATS server instead of starting one.

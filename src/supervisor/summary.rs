@@ -14,7 +14,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::infra::Restarts;
-use crate::report::{HubKind, LandingStrategy, LeafSummary, TaskLine, TaskOutcome};
+use crate::report::{HubKind, LandingStrategy, LeafMode, LeafSummary, TaskLine, TaskOutcome};
 
 /// A figure to three decimals (a ms figure to the microsecond), so JSON
 /// carries no float noise such as `1.0666666666666669`.
@@ -68,6 +68,8 @@ pub struct TrialReport {
     pub hub_kind: HubKind,
     /// Who landed contended check-ins: `hub` or `leaf`.
     pub landing: LandingStrategy,
+    /// What leaves kept: `full` or `sparse`.
+    pub leaf: LeafMode,
     /// Leaf-agents started.
     pub agents: u32,
     /// Tasks per agent.
@@ -99,6 +101,12 @@ pub struct TrialReport {
     pub broadcasts_pulled: Option<u64>,
     /// Broadcasts for a tip the leaf already had.
     pub broadcasts_skipped: Option<u64>,
+    /// Bytes of the hub's replies to the leaves' pulls, all leaves; `null`
+    /// unless every slot sent its summary.
+    pub bytes_pulled: Option<u64>,
+    /// Worktree files the leaves' updates wrote or removed, all leaves;
+    /// `null` unless every slot sent its summary.
+    pub files_updated: Option<u64>,
     /// Median commit latency; `null` with no commit.
     pub p50_commit_ms: Option<f64>,
     /// 99th percentile commit latency; `null` with no commit.
@@ -158,6 +166,8 @@ pub struct TrialShape {
     pub hub_kind: HubKind,
     /// Who landed contended check-ins.
     pub landing: LandingStrategy,
+    /// What leaves kept.
+    pub leaf: LeafMode,
     /// Leaf-agents.
     pub agents: u32,
     /// Tasks per agent.
@@ -184,6 +194,7 @@ impl TrialReport {
         let mut r = TrialReport {
             hub_kind: shape.hub_kind,
             landing: shape.landing,
+            leaf: shape.leaf,
             agents: shape.agents,
             tasks: shape.tasks,
             total: u64::from(shape.agents) * u64::from(shape.tasks),
@@ -198,6 +209,8 @@ impl TrialReport {
             claims_lost: None,
             broadcasts_pulled: None,
             broadcasts_skipped: None,
+            bytes_pulled: None,
+            files_updated: None,
             p50_commit_ms: None,
             p99_commit_ms: None,
             runtime_s: shape.runtime_s,
@@ -289,6 +302,8 @@ impl TrialReport {
             r.broadcasts_pulled = Some(t.broadcasts_pulled);
             r.broadcasts_skipped = Some(t.broadcasts_skipped);
             r.leaf_peak_rss_kb = Some(t.leaf_peak_rss_kb);
+            r.bytes_pulled = Some(t.bytes_pulled);
+            r.files_updated = Some(t.files_updated);
             r.think_floor_s = Some(think_max_ms as f64 / 1000.0);
         }
         if hub.trunk_commits > 0 {
@@ -434,6 +449,14 @@ impl TrialReport {
         let _ = writeln!(s, "  trunk leaves:       {}", or_na(self.trunk_leaves));
         let _ = writeln!(s, "  hub kind:           {}", self.hub_kind);
         let _ = writeln!(s, "  landing:            {}", self.landing);
+        let _ = writeln!(s, "  leaf:               {}", self.leaf);
+        let _ = writeln!(
+            s,
+            "  bytes pulled:       {} ({} per commit)",
+            or_na(self.bytes_pulled),
+            per(self.bytes_pulled, self.hub_commits)
+        );
+        let _ = writeln!(s, "  files updated:      {}", or_na(self.files_updated));
         let _ = writeln!(
             s,
             "  hub rebases:        {}",
@@ -515,6 +538,8 @@ struct SummaryTotals {
     broadcasts_pulled: u64,
     broadcasts_skipped: u64,
     leaf_peak_rss_kb: u64,
+    bytes_pulled: u64,
+    files_updated: u64,
 }
 
 impl SummaryTotals {
@@ -524,6 +549,16 @@ impl SummaryTotals {
         self.broadcasts_pulled += u64::from(s.broadcasts_pulled);
         self.broadcasts_skipped += u64::from(s.broadcasts_skipped);
         self.leaf_peak_rss_kb = self.leaf_peak_rss_kb.max(s.peak_rss_kb);
+        self.bytes_pulled += s.bytes_pulled;
+        self.files_updated += s.files_updated;
+    }
+}
+
+/// `n / d` with no decimals, `n/a` when either is unknown or `d` is 0.
+fn per(n: Option<u64>, d: Option<u64>) -> String {
+    match (n, d) {
+        (Some(n), Some(d)) if d > 0 => format!("{:.0}", n as f64 / d as f64),
+        _ => "n/a".into(),
     }
 }
 
@@ -613,6 +648,7 @@ mod tests {
         TrialShape {
             hub_kind: HubKind::Herd,
             landing: LandingStrategy::Hub,
+            leaf: LeafMode::Full,
             agents: 2,
             tasks: 2,
             mode: "disjoint".into(),

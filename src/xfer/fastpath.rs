@@ -38,6 +38,19 @@
 //!   in a shallow, partial clone. A leaf rebases over manifests and never
 //!   reads another slot's files, so shipping and storing every check-in on
 //!   every leaf would be pure cost, paid once per leaf per commit.
+//! - Stored form: with every artifact (a client that is not sparse), each
+//!   goes as a `cfile` card holding the blob as the hub stores it: zlib
+//!   compressed, and for a manifest stored as a delta (a baseline against
+//!   the previous baseline, a delta manifest against its parent), that
+//!   delta. Its source is an older trunk check-in, which a client that
+//!   receives all of trunk holds or gets in the same reply; a delta against
+//!   anything else is expanded. So a new baseline, the whole tree's file
+//!   list, travels as the few lines that changed since the last one.
+//! - Have: a full client (one that receives every artifact) adds `pragma
+//!   herd-have CHECKIN...` to a fast pull, naming trunk check-ins after its
+//!   tip whose files it already holds: the ones the hub landed for it,
+//!   whose files it pushed. The reply then carries their manifests but not
+//!   their files, so a file's content reaches each leaf once.
 //!
 //! This file builds the server's side; the client's is in `client.rs`.
 
@@ -68,6 +81,12 @@ pub const PRAGMA_LANDED: &str = "herd-landed";
 /// baseline), no files, no check-ins in between.
 pub const PRAGMA_SPARSE: &str = "herd-sparse";
 
+/// `pragma herd-have CHECKIN...`: the client holds these check-ins' files.
+pub const PRAGMA_HAVE: &str = "herd-have";
+/// Most check-ins one `herd-have` may name; the rest are ignored (their
+/// files are sent).
+pub const MAX_HAVE: usize = 64;
+
 /// Which artifacts of trunk check-ins the fast path sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Artifacts {
@@ -91,16 +110,43 @@ pub fn serves_pull(repo: &Repository, tip: Option<&str>) -> Result<bool, ServerE
     Ok(repo.rid_of(&hash)?.is_some_and(|(_, phantom)| !phantom))
 }
 
-/// The fast pull reply for a client at `tip`.
+/// The fast pull reply for a client at `tip` that holds the files of the
+/// check-ins `have` names.
 pub fn pull_reply(
     repo: &Repository,
     tip: Option<&str>,
     artifacts: Artifacts,
+    have: &[&str],
 ) -> Result<Vec<Card>, ServerError> {
     let after = tip.map(ArtifactHash::parse).transpose()?;
     let mut cards = vec![tip_card(repo)?];
-    cards.extend(trunk_after(repo, after.as_ref(), artifacts)?);
+    let mut after_tip = trunk_after(repo, after.as_ref(), artifacts)?;
+    let held = held_files(repo, have)?;
+    if !held.is_empty() {
+        after_tip.retain(|c| !matches!(c, Card::File { hash, .. } if held.contains(hash.as_str())));
+    }
+    cards.extend(after_tip);
     Ok(cards)
+}
+
+/// The file artifacts (not manifests) the check-ins `have` introduced;
+/// names that are not held check-ins are ignored.
+fn held_files(repo: &Repository, have: &[&str]) -> Result<HashSet<String>, ServerError> {
+    let mut held = HashSet::new();
+    for name in have {
+        let Ok(hash) = ArtifactHash::parse(name) else {
+            continue;
+        };
+        if !repo.is_checkin(&hash)? {
+            continue;
+        }
+        for artifact in repo.checkin_artifacts(&hash)? {
+            if !repo.is_checkin(&artifact)? {
+                held.insert(artifact.to_string());
+            }
+        }
+    }
+    Ok(held)
 }
 
 /// The fast push verdict for what the request did; a refusal names the
@@ -194,8 +240,10 @@ pub fn trunk_after(
     checkin_cards(repo, &checkins, artifacts)
 }
 
-/// `file` cards for the artifacts of `checkins` (consecutive trunk
-/// check-ins, oldest first), files first, then the manifests in order.
+/// Cards for the artifacts of `checkins` (consecutive trunk check-ins,
+/// oldest first), files first, then the manifests in order: `file` cards,
+/// or with [`Artifacts::All`] `cfile` cards in stored form (see the module
+/// comment).
 pub fn checkin_cards(
     repo: &Repository,
     checkins: &[ArtifactHash],
@@ -206,19 +254,12 @@ pub fn checkin_cards(
     let mut files = Vec::new();
     let mut tail = Vec::new();
     for checkin in checkins {
-        let content =
-            repo.content(checkin)?
-                .ok_or_else(|| crate::repo::RepoError::MissingArtifact {
-                    hash: checkin.to_string(),
-                })?;
         if artifacts != Artifacts::All {
+            let content = repo.content(checkin)?.ok_or_else(|| missing(checkin))?;
             tail.push(file_card(checkin, content));
             continue;
         }
-        let baseline = match parse_artifact(&content) {
-            Artifact::Checkin(m) => m.baseline,
-            _ => None,
-        };
+        let baseline = repo.baseline_of(checkin)?;
         for artifact in repo.checkin_artifacts(checkin)? {
             if artifact == *checkin
                 || manifests.contains(&artifact)
@@ -227,14 +268,47 @@ pub fn checkin_cards(
             {
                 continue;
             }
-            if let Some(bytes) = repo.content(&artifact)? {
-                files.push(file_card(&artifact, bytes));
+            if let Some(card) = stored_card(repo, &artifact, &seen)? {
+                files.push(card);
             }
         }
-        tail.push(file_card(checkin, content));
+        tail.push(stored_card(repo, checkin, &seen)?.ok_or_else(|| missing(checkin))?);
     }
     files.extend(tail);
     Ok(files)
+}
+
+/// `hash` as a `cfile` card in stored form, or as a `file` card when it is
+/// stored as a delta against something the receiver may lack (neither a
+/// check-in nor among `sent`).
+fn stored_card(
+    repo: &Repository,
+    hash: &ArtifactHash,
+    sent: &HashSet<ArtifactHash>,
+) -> Result<Option<Card>, ServerError> {
+    let Some((rid, false)) = repo.rid_of(hash)? else {
+        return Ok(None);
+    };
+    let Some(raw) = repo.raw(rid)? else {
+        return Ok(None);
+    };
+    if let Some(src) = &raw.delta_source {
+        if !sent.contains(src) && !repo.is_checkin(src)? {
+            return Ok(repo.content(hash)?.map(|c| file_card(hash, c)));
+        }
+    }
+    Ok(Some(Card::Cfile {
+        hash: hash.to_string(),
+        delta_source: raw.delta_source.map(|h| h.to_string()),
+        full_size: raw.size,
+        payload: raw.stored,
+    }))
+}
+
+fn missing(hash: &ArtifactHash) -> crate::repo::RepoError {
+    crate::repo::RepoError::MissingArtifact {
+        hash: hash.to_string(),
+    }
 }
 
 fn file_card(hash: &ArtifactHash, payload: Vec<u8>) -> Card {

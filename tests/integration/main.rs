@@ -3,6 +3,7 @@ mod access;
 mod coord;
 mod faults;
 mod fossil_hub;
+mod full;
 mod helpers;
 mod herd;
 mod hosts;

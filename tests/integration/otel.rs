@@ -164,9 +164,12 @@ fn herd(endpoint: &str, workdir: &Path) -> Command {
         .env_remove("HERD_AGENTS")
         .env_remove("HERD_TASKS_PER_AGENT")
         .env_remove("HERD_SEED")
-        // Leaf landing: the leaves catch up on broadcasts, whose spans
-        // link to the push that caused them (hub landing needs none).
+        .env_remove("HERD_LEAF")
+        // Sparse leaves with leaf landing: they catch up on broadcasts
+        // right before pushing, and those spans link to the push that
+        // caused them (full leaves catch up before a task, `leaf.Update`).
         .args(["run", "--agents", "2", "--tasks", "2", "--landing", "leaf"])
+        .args(["--leaf", "sparse"])
         .args(["--min-think-ms", "0", "--max-think-ms", "5"])
         .args(["--timeout", "120", "--json", "--workdir"])
         .arg(workdir);

@@ -17,6 +17,7 @@ fn run_quick_sweep(out: &Path, args: &[&str]) -> String {
         .env("NATS_SERVER", crate::helpers::nats_server_binary())
         .env_remove("HERD_HUB_KIND")
         .env_remove("HERD_LANDING")
+        .env_remove("HERD_LEAF")
         .output()
         .expect("run scripts/sweep");
     assert!(
@@ -109,6 +110,45 @@ fn quick_sweep_writes_csv_and_svg() {
             assert!(ratio.parse::<f64>().unwrap() > 0.0, "{row}");
         }
     }
+}
+
+/// Both leaf modes in one sweep: a row each, a series each, and the table
+/// of what full leaves cost against sparse ones.
+#[test]
+fn leaf_sweep_compares_full_and_sparse_leaves() {
+    let out = tempfile::tempdir().unwrap();
+    let csv = run_quick_sweep(out.path(), &["--agents", "2", "--leaf", "full sparse"]);
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().expect("a header").split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    let modes: Vec<&str> = rows.iter().map(|r| r[col("leaf")]).collect();
+    assert_eq!(modes, ["full", "sparse"], "{csv}");
+    let bytes: Vec<u64> = rows
+        .iter()
+        .map(|r| r[col("bytes_pulled")].parse().unwrap())
+        .collect();
+    assert!(
+        bytes[0] > 0 && bytes[1] == 0,
+        "full leaves pull, sparse ones do not: {csv}"
+    );
+    let svg = std::fs::read_to_string(out.path().join("sweep.svg")).unwrap();
+    for series in ["herd, hub landing", "herd, hub landing, sparse leaves"] {
+        assert!(
+            svg.contains(&format!("{series} P50\n")),
+            "series {series} missing"
+        );
+    }
+    let table = std::fs::read_to_string(out.path().join("table.md")).unwrap();
+    let row = table
+        .lines()
+        .skip_while(|l| !l.contains("CPU ratio (full ÷ sparse)"))
+        .nth(2)
+        .unwrap_or_else(|| panic!("no full ÷ sparse table:\n{table}"));
+    let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+    assert_eq!(cells[1], "2", "{row}");
+    assert!(cells[10].parse::<f64>().unwrap() > 0.0, "{row}");
+    assert!(cells[11].parse::<f64>().unwrap() > 0.0, "{row}");
 }
 
 #[test]

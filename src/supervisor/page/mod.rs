@@ -431,6 +431,7 @@ mod tests {
             mode: crate::workload::Mode::default(),
             hub_kind: crate::report::HubKind::Herd,
             landing: crate::report::LandingStrategy::Hub,
+            leaf: crate::report::LeafMode::default(),
             workdir: None,
             nats_url: None,
             nats_server: None,
@@ -449,6 +450,7 @@ mod tests {
         let shape = TrialShape {
             hub_kind: config.hub_kind,
             landing: config.landing,
+            leaf: config.leaf,
             agents,
             tasks,
             mode: "disjoint".into(),

@@ -34,7 +34,7 @@ fn leaf_command(run: &Setting<'_>, slot: u32, hub: &HubReady) -> Command {
         .filter(|p| !p.is_empty())
         .map_or_else(|| config.bin_dir.join("leaf-agent"), PathBuf::from);
     let host = run.topology.host_of(slot);
-    let flags: [(&str, std::ffi::OsString); 17] = [
+    let flags: [(&str, std::ffi::OsString); 18] = [
         ("--hub", hub.http.clone().into()),
         (
             "--nats-url",
@@ -55,6 +55,7 @@ fn leaf_command(run: &Setting<'_>, slot: u32, hub: &HubReady) -> Command {
         ("--hold-ttl-ms", w.hold_ttl_ms.to_string().into()),
         ("--hub-kind", config.hub_kind.as_str().into()),
         ("--landing", config.landing.as_str().into()),
+        ("--leaf", config.leaf.as_str().into()),
     ];
     let args: Vec<std::ffi::OsString> = flags
         .into_iter()
@@ -339,6 +340,7 @@ async fn verdict(
     let shape = TrialShape {
         hub_kind: config.hub_kind,
         landing: config.landing,
+        leaf: config.leaf,
         agents: config.agents,
         tasks: config.tasks,
         mode: config.mode.to_string(),

@@ -26,10 +26,16 @@ pub struct Client {
     pub(super) login: Option<(String, String)>,
     pub(super) limits: Limits,
     pub(super) requests: AtomicU64,
+    /// Reply body bytes received so far, as they came off the wire.
+    pub(super) bytes_received: AtomicU64,
     /// The server's trunk tip as last seen, sent with fast pulls.
     pub(super) known_tip: Mutex<Option<ArtifactHash>>,
     /// Extra HTTP headers for every request (e.g. `traceparent`).
     pub(super) headers: Mutex<Vec<(String, String)>>,
+    /// Check-ins the hub landed for this client that it has not stored:
+    /// their files are here, so the next fast pull names them (`pragma
+    /// herd-have`) and gets their manifests only.
+    pub(super) landed_unstored: Mutex<Vec<ArtifactHash>>,
     /// Fast pulls and refusals bring manifests only (`pragma herd-sparse`).
     pub(super) sparse: bool,
     /// How request bodies are framed; the server answers in kind.
@@ -70,8 +76,10 @@ impl Client {
             login: None,
             limits: Limits::default(),
             requests: AtomicU64::new(0),
+            bytes_received: AtomicU64::new(0),
             known_tip: Mutex::new(None),
             headers: Mutex::new(Vec::new()),
+            landed_unstored: Mutex::new(Vec::new()),
             sparse: false,
             framing: ContentType::Fossil,
         }
@@ -125,9 +133,21 @@ impl Client {
         self.requests.load(Ordering::Relaxed)
     }
 
+    /// Reply body bytes received so far (compressed or not, as sent).
+    pub fn bytes_received(&self) -> u64 {
+        self.bytes_received.load(Ordering::Relaxed)
+    }
+
     /// The server's trunk tip as last seen by this client.
     pub fn known_tip(&self) -> Option<ArtifactHash> {
         self.known_tip.lock().map_or(None, |t| t.clone())
+    }
+
+    /// Check-ins the hub landed for this client and it has not stored.
+    pub(super) fn landed_unstored(&self) -> Vec<ArtifactHash> {
+        self.landed_unstored
+            .lock()
+            .map_or_else(|_| Vec::new(), |l| l.clone())
     }
 
     /// Records `tip` as the server's trunk tip (e.g. after applying a tip
@@ -213,6 +233,8 @@ impl Client {
                 url: self.url.clone(),
                 source,
             })?;
+        self.bytes_received
+            .fetch_add(raw.len() as u64, Ordering::Relaxed);
         let codec = |source| ClientError::Codec {
             url: self.url.clone(),
             source,

@@ -21,15 +21,16 @@ impl Client {
         cards: Vec<Card>,
         rcvid: Option<i64>,
     ) -> Result<usize, ClientError> {
-        let mut full: Vec<(String, Vec<u8>)> = Vec::new();
+        // Full artifacts, with their stored form when a `cfile` brought it.
+        let mut full: Vec<(String, Vec<u8>, Option<Vec<u8>>)> = Vec::new();
         let mut deltas: Vec<(String, String, Vec<u8>)> = Vec::new();
         for card in cards {
-            let (hash, source, data) = match card {
+            let (hash, source, data, stored) = match card {
                 Card::File {
                     hash,
                     delta_source,
                     payload,
-                } => (hash, delta_source, payload),
+                } => (hash, delta_source, payload, None),
                 Card::Cfile {
                     hash,
                     delta_source,
@@ -43,19 +44,28 @@ impl Client {
                             what,
                         }
                     })?;
-                    (hash, delta_source, data)
+                    let stored = delta_source.is_none().then_some(payload);
+                    (hash, delta_source, data, stored)
                 }
                 _ => continue,
             };
             match source {
                 Some(src) => deltas.push((hash, src, data)),
-                None => full.push((hash, data)),
+                None => full.push((hash, data, stored)),
             }
         }
         let mut stored = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
-        for (hash, data) in full {
-            self.keep(repo, &mut stored, &mut index, &hash, data, rcvid)?;
+        for (hash, data, compressed) in full {
+            self.keep(
+                repo,
+                &mut stored,
+                &mut index,
+                &hash,
+                data,
+                compressed,
+                rcvid,
+            )?;
         }
         // Deltas may be against later artifacts or each other: retry until
         // no progress.
@@ -72,7 +82,7 @@ impl Client {
                                 hash: hash.clone(),
                                 what: e.to_string(),
                             })?;
-                        self.keep(repo, &mut stored, &mut index, &hash, data, rcvid)?;
+                        self.keep(repo, &mut stored, &mut index, &hash, data, None, rcvid)?;
                     }
                     None => still.push((hash, src, delta)),
                 }
@@ -109,8 +119,10 @@ impl Client {
         Ok(new)
     }
 
-    /// Stores one received artifact (hash-checked by the repository) and
-    /// remembers it for crosslinking if it is new.
+    /// Stores one received artifact (hash-checked by the repository, once)
+    /// and remembers it for crosslinking if it is new. `compressed` is its
+    /// stored form, when the card brought that.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn keep(
         &self,
         repo: &Repository,
@@ -118,19 +130,20 @@ impl Client {
         index: &mut HashMap<String, usize>,
         hash: &str,
         data: Vec<u8>,
+        compressed: Option<Vec<u8>>,
         rcvid: Option<i64>,
     ) -> Result<(), ClientError> {
         let name = self.hash(hash)?;
-        if !name.matches(&data) {
-            return Err(ClientError::Artifact {
-                url: self.url.clone(),
-                hash: hash.to_string(),
-                what: "content does not match its name".into(),
-            });
-        }
         let s = repo
-            .store(&data, Some(&name), rcvid)
-            .map_err(self.repo_err())?;
+            .store_compressed(&data, compressed, Some(&name), rcvid)
+            .map_err(|e| match e {
+                crate::repo::RepoError::HashMismatch { .. } => ClientError::Artifact {
+                    url: self.url.clone(),
+                    hash: hash.to_string(),
+                    what: "content does not match its name".into(),
+                },
+                other => self.repo_err()(other),
+            })?;
         if s.is_new && !index.contains_key(hash) {
             index.insert(hash.to_string(), stored.len());
             stored.push((s.rid, parse_artifact(&data)));

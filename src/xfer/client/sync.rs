@@ -8,7 +8,8 @@ use super::http::{Client, Reply};
 use crate::repo::{ArtifactHash, RepoError, Repository};
 use crate::xfer::card::{Card, CloneFrom};
 use crate::xfer::fastpath::{
-    PRAGMA_ACCEPTED, PRAGMA_LAND, PRAGMA_LANDED, PRAGMA_PUSH, PRAGMA_QUEUE, PRAGMA_TIP, PRAGMA_TURN,
+    MAX_HAVE, PRAGMA_ACCEPTED, PRAGMA_HAVE, PRAGMA_LAND, PRAGMA_LANDED, PRAGMA_PUSH, PRAGMA_QUEUE,
+    PRAGMA_TIP, PRAGMA_TURN,
 };
 use crate::xfer::QueueAsk;
 
@@ -147,6 +148,11 @@ impl Client {
         let tip_args: Vec<&str> = tip.iter().map(|t| t.as_str()).collect();
         let mut first = vec![Card::pragma(PRAGMA_TIP, &tip_args)];
         first.extend(self.sparse_card());
+        let have = self.landed_unstored();
+        if !self.sparse && !have.is_empty() {
+            let names: Vec<&str> = have.iter().take(MAX_HAVE).map(|h| h.as_str()).collect();
+            first.push(Card::pragma(PRAGMA_HAVE, &names));
+        }
         first.push(pull.clone());
         let reply = self.exchange(&first, Some(&project_code))?;
         self.check_error(&reply)?;
@@ -156,6 +162,11 @@ impl Client {
                 self.in_transaction(repo, |r| self.store_received(r, reply.cards, None))?;
             if let Some((tip, _)) = &server_tip {
                 self.set_known_tip(Some(tip.clone()));
+                // Every landing named was on trunk before this reply, so
+                // it came with it (its manifest stored, its files held).
+                if let Ok(mut landed) = self.landed_unstored.lock() {
+                    landed.retain(|h| !have.contains(h));
+                }
             }
             return Ok(PullOutcome {
                 received,
@@ -331,6 +342,8 @@ impl Client {
                 })?;
                 if stored {
                     self.set_known_tip(Some(checkin.clone()));
+                } else if let (false, Ok(mut landed)) = (self.sparse, self.landed_unstored.lock()) {
+                    landed.push(checkin.clone());
                 }
                 return Ok(PushOutcome::Landed {
                     checkin,
@@ -415,18 +428,24 @@ impl Client {
         }) else {
             return Ok(false);
         };
-        let baseline = match crate::repo::parse_artifact(manifest) {
-            crate::repo::Artifact::Checkin(m) => m.baseline,
+        let (baseline, parent) = match crate::repo::parse_artifact(manifest) {
+            crate::repo::Artifact::Checkin(m) => (m.baseline, m.parents.into_iter().next()),
             _ => return Err(self.protocol(format!("landed {checkin} is not a check-in"))),
         };
+        let holds = |h: &ArtifactHash| {
+            repo.rid_of(h)
+                .map(|found| found.is_some_and(|(_, phantom)| !phantom))
+                .map_err(self.repo_err())
+        };
         let held = match &baseline {
-            Some(b) => repo
-                .rid_of(b)
-                .map_err(self.repo_err())?
-                .is_some_and(|(_, phantom)| !phantom),
+            Some(b) => holds(b)?,
             None => !self.sparse,
         };
-        if !held {
+        // A full copy holds trunk without gaps: it fast-pulls after its
+        // known tip, so storing a check-in whose parent it lacks would
+        // skip the check-ins in between for good.
+        let contiguous = self.sparse || parent.as_ref().map_or(Ok(false), holds)?;
+        if !held || !contiguous {
             return Ok(false);
         }
         self.store_received(repo, cards, None)?;

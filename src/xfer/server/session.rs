@@ -46,6 +46,9 @@ pub(super) struct Session<'a> {
     pub(super) pushed: Vec<Pushed<'a>>,
     pub(super) clone: Option<Option<CloneFrom>>,
     pub(super) fast_tip: Option<Option<&'a str>>,
+    /// Check-ins after the client's tip whose files it holds (`pragma
+    /// herd-have`): a fast pull sends their manifests only.
+    pub(super) have: Vec<&'a str>,
     pub(super) fast_push: bool,
     /// The pusher asks the hub to land its check-ins on the tip
     /// (`pragma herd-land`).
@@ -83,6 +86,7 @@ impl<'a> Session<'a> {
             pushed: Vec::new(),
             clone: None,
             fast_tip: None,
+            have: Vec::new(),
             fast_push: false,
             land: false,
             artifacts: fastpath::Artifacts::All,
@@ -146,7 +150,7 @@ impl<'a> Session<'a> {
         if self.pulling {
             match self.fast_tip {
                 Some(tip) if fastpath::serves_pull(repo, tip)? => {
-                    let cards = fastpath::pull_reply(repo, tip, self.artifacts)?;
+                    let cards = fastpath::pull_reply(repo, tip, self.artifacts, &self.have)?;
                     self.count_sent(&cards);
                     self.out.extend(cards);
                 }
@@ -211,6 +215,9 @@ impl<'a> Session<'a> {
                     self.fast_tip = Some(args.first().map(String::as_str));
                 }
                 fastpath::PRAGMA_PUSH => self.fast_push = true,
+                fastpath::PRAGMA_HAVE => self
+                    .have
+                    .extend(args.iter().take(fastpath::MAX_HAVE).map(String::as_str)),
                 fastpath::PRAGMA_LAND => self.land = true,
                 fastpath::PRAGMA_SPARSE => self.artifacts = fastpath::Artifacts::Tip,
                 _ => {}

@@ -1,0 +1,189 @@
+//! A leaf's worktree and, for a full leaf, keeping it current.
+//!
+//! Before each task a full leaf (`--leaf full`) does what `fossil update`
+//! does for a coding agent: it fetches every trunk check-in it missed and
+//! brings its worktree to the newest one, so other slots' files appear and
+//! changed or deleted ones follow. What it costs is meant to follow the
+//! bytes that changed, not the herd:
+//!
+//! - The tip loop only records broadcasts ([`PendingTip`]); tips that
+//!   arrive while the leaf thinks or commits are coalesced there, and so
+//!   are the trunk positions its own pushes were answered with.
+//! - [`SyncState::prepare`] runs on the repository thread while the task
+//!   thinks (outside its commit latency): when a newer tip was heard of, one
+//!   fast pull after the tip the leaf holds brings every check-in since, each
+//!   artifact once; then [`Worktree::update`] writes the files that differ
+//!   between the two check-ins (through their file-list views: when both
+//!   read through one baseline, only their delta cards are compared).
+//! - The leaf's own files are already in its repository and its worktree:
+//!   an update leaves them alone when trunk has the same content.
+//!
+//! The tip the worktree was last brought to is recorded in the repository's
+//! `config` table as `herd-worktree`, so a kept work directory says which
+//! check-in each worktree should equal.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+
+use crate::repo::{ArtifactHash, Repository};
+
+use super::error::LeafError;
+use super::sync::{PendingTip, SyncState};
+
+/// The `config` entry naming the check-in a full leaf's worktree was last
+/// brought to.
+pub const WORKTREE_TIP_CONFIG: &str = "herd-worktree";
+
+/// A full leaf's worktree: the check-in it was last brought to, and what the
+/// leaf wrote into it since.
+pub(super) struct Worktree {
+    dir: PathBuf,
+    /// The check-in last checked out or updated to.
+    tip: ArtifactHash,
+    /// Files the leaf's tasks wrote since (path → their content's hash):
+    /// its own work, committed or abandoned.
+    written: HashMap<String, ArtifactHash>,
+}
+
+impl Worktree {
+    /// The worktree at `dir`, a checkout of `tip`.
+    pub(super) fn new(dir: PathBuf, tip: ArtifactHash) -> Worktree {
+        Worktree {
+            dir,
+            tip,
+            written: HashMap::new(),
+        }
+    }
+
+    /// Brings the worktree to check-in `to` (held with its files) and
+    /// records it; returns the files written or removed. The leaf's own
+    /// writes end up as `to` has them: unchanged when trunk holds the same
+    /// content, removed when trunk lacks them (an abandoned task's files).
+    pub(super) fn update(
+        &mut self,
+        repo: &Repository,
+        to: &ArtifactHash,
+    ) -> Result<usize, crate::repo::RepoError> {
+        if *to == self.tip && self.written.is_empty() {
+            return Ok(0);
+        }
+        let touched = repo.update_checkout(&self.dir, &self.tip, to, &self.written)?;
+        self.tip = to.clone();
+        self.written.clear();
+        repo.config_set(WORKTREE_TIP_CONFIG, to.as_str())?;
+        Ok(touched)
+    }
+
+    /// Writes a task's files (the agent's work) and remembers them.
+    pub(super) fn write(&mut self, files: &[(String, Vec<u8>)]) -> Result<(), LeafError> {
+        write_files(&self.dir, files)?;
+        for (path, content) in files {
+            self.written
+                .insert(path.clone(), ArtifactHash::sha3_of(content));
+        }
+        Ok(())
+    }
+}
+
+impl SyncState {
+    /// [`Request::Prepare`](super::sync::Request::Prepare): a full leaf
+    /// catches up (one pull, when a newer tip was heard of) and brings its
+    /// worktree to the tip it holds; then the task's files are written.
+    pub(super) fn prepare(&mut self, files: &[(String, Vec<u8>)]) -> Result<(), LeafError> {
+        if self.worktree.is_none() {
+            return write_files(&self.config.worktree, files);
+        }
+        self.catch_up_full()?;
+        let tip = self.hub_tip.clone();
+        let path = self.config.repo_path.clone();
+        let Some(worktree) = self.worktree.as_mut() else {
+            unreachable!("checked above");
+        };
+        let touched = worktree
+            .update(&self.repo, &tip)
+            .map_err(|source| LeafError::Repo {
+                step: "update the worktree",
+                path,
+                source: Box::new(source),
+            })?;
+        self.tips
+            .files_updated
+            .fetch_add(touched as u64, Ordering::Relaxed);
+        worktree.write(files)
+    }
+
+    /// Pulls once when a tip newer than the one held was heard of (a
+    /// broadcast, or a push's answer); broadcasts superseded meanwhile were
+    /// coalesced by [`PendingTip::note`].
+    fn catch_up_full(&mut self) -> Result<(), LeafError> {
+        let broadcast = self.tips.take();
+        // Broadcast positions do not count the root; the fast path's do.
+        let heard = broadcast
+            .as_ref()
+            .map_or(0, |(tip, _)| tip.seq + 1)
+            .max(self.heard_seq);
+        if heard <= self.hub_seq {
+            if broadcast.is_some() {
+                self.tips.skipped.fetch_add(1, Ordering::Relaxed);
+            }
+            return Ok(());
+        }
+        let span = tracing::info_span!(
+            "leaf.Update",
+            "update.heard_seq" = heard,
+            "update.held_seq" = self.hub_seq,
+        );
+        self.config.trace.adopt(&span);
+        if let Some((_, trace)) = &broadcast {
+            crate::telemetry::W3c {
+                traceparent: trace.traceparent.clone(),
+                tracestate: trace.tracestate.clone(),
+            }
+            .link_from(&span);
+        }
+        super::sync::set_trace(&self.client, &crate::telemetry::W3c::of(&span));
+        let before = self.client.bytes_received();
+        span.in_scope(|| self.pull())?;
+        let bytes = self.client.bytes_received().saturating_sub(before);
+        self.tips.bytes_pulled.fetch_add(bytes, Ordering::Relaxed);
+        self.tips.pulled.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// The counts behind a full leaf's summary: (bytes pulled, files updated).
+pub(super) fn full_counts(tips: &PendingTip) -> (u64, u64) {
+    (
+        tips.bytes_pulled.load(Ordering::Relaxed),
+        tips.files_updated.load(Ordering::Relaxed),
+    )
+}
+
+/// Writes a task's files into the worktree at `dir` (the agent's work, done
+/// while it thinks), on a blocking thread so the async side goes on.
+pub(super) async fn write_worktree(
+    dir: PathBuf,
+    files: Vec<(String, Vec<u8>)>,
+) -> Result<(), LeafError> {
+    tokio::task::spawn_blocking(move || write_files(&dir, &files))
+        .await
+        .map_err(|_| LeafError::WorkerGone)?
+}
+
+fn write_files(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<(), LeafError> {
+    files
+        .iter()
+        .try_for_each(|(path, content)| write_file(&dir.join(path), content))
+}
+
+fn write_file(path: &Path, content: &[u8]) -> Result<(), LeafError> {
+    let io = |source| LeafError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    std::fs::write(path, content).map_err(io)
+}
