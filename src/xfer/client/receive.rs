@@ -58,11 +58,13 @@ impl Client {
             self.keep(repo, &mut stored, &mut index, &hash, data, rcvid)?;
         }
         // Deltas may be against later artifacts or each other: retry until
-        // no progress.
+        // no progress. Older versions are deltas of newer ones (a server
+        // pages rows oldest first), so each pass goes newest first and a
+        // chain resolves in one pass.
         while !deltas.is_empty() {
             let before = deltas.len();
             let mut still = Vec::new();
-            for (hash, src, delta) in deltas {
+            for (hash, src, delta) in deltas.into_iter().rev() {
                 let source = self.hash(&src)?;
                 match repo.content(&source).map_err(self.repo_err())? {
                     Some(base) => {
@@ -84,6 +86,7 @@ impl Client {
                     what: format!("unresolved delta against {}", still[0].1),
                 });
             }
+            still.reverse();
             deltas = still;
         }
         let new = stored.len();
