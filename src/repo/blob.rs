@@ -1,5 +1,5 @@
 //! The content store: blob rows as a 4-byte big-endian length plus zlib,
-//! phantoms, delta chains of fossil-made repositories (reconstructed and
+//! phantoms, delta chains (ours and fossil-made ones, reconstructed and
 //! verified on read), and the listings sync needs (unclustered, unsent,
 //! clone paging). Nothing here crosslinks.
 

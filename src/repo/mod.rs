@@ -5,7 +5,7 @@
 //!
 //! Files: `schema` (the 2.21 SQL), `hash` (names and row ids), `store`
 //! (create/open, transactions, config, users), `blob` (content store), `manifest` (bytes ↔ cards),
-//! `deltify` (manifests stored as deltas), `crosslink` (derived tables), `trunk` (file lists,
+//! `deltify` (older versions stored as deltas of newer ones), `crosslink` (derived tables), `trunk` (file lists,
 //! trunk queries), `checkin`, `checkout`, `rebase`, `view` (file lists as baseline + delta),
 //! `time` (D-card dates), `error`.
 
