@@ -180,6 +180,9 @@ impl Repository {
         if below + 1 + above > bound {
             return Ok(());
         }
+        // Measured before the new link exists: a new row has nothing below
+        // it yet, so this is one lookup, not a walk down the chain.
+        let source_below = self.chain_height(source)?;
         let delta = crate::delta::encode(source_text, target_text);
         if delta.len() * KEEP_BELOW.1 >= target_text.len() * KEEP_BELOW.0 {
             return Ok(());
@@ -204,8 +207,7 @@ impl Repository {
             // The rows `source` reads through now hold longer chains too.
             self.chain_heights.borrow_mut().clear();
         }
-        let height = self.chain_height(source)?.max(below + 1);
-        self.remember_chain_height(source, height);
+        self.remember_chain_height(source, source_below.max(below + 1));
         Ok(())
     }
 
