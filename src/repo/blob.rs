@@ -1,5 +1,5 @@
 //! The content store: blob rows as a 4-byte big-endian length plus zlib,
-//! phantoms, delta chains of fossil-made repositories (reconstructed and
+//! phantoms, delta chains (ours and fossil-made ones, reconstructed and
 //! verified on read), and the listings sync needs (unclustered, unsent,
 //! clone paging). Nothing here crosslinks.
 
@@ -10,7 +10,6 @@ use flate2::read::ZlibDecoder;
 use flate2::{Compress, Compression, FlushCompress, Status};
 use rusqlite::{params, OptionalExtension};
 
-use super::deltify::Encoding;
 use super::error::{RepoError, SqlContext};
 use super::hash::{ArtifactHash, Rid};
 use super::store::{RawBlob, Repository, Stored, StoredRow};
@@ -76,9 +75,10 @@ pub fn decompress(stored: &[u8]) -> Result<Vec<u8>, String> {
 
 impl Repository {
     /// Stores `content` (verifying `expected` if given), replacing a phantom
-    /// row in place. New rows go into `unclustered`. Check-in manifests may
-    /// be stored as a delta against an older manifest (`deltify.rs`);
-    /// [`Repository::content`] reads either form. Does not crosslink.
+    /// row in place. New rows go into `unclustered`. Content is stored whole;
+    /// crosslinking may later store an older version as a delta of it
+    /// (`deltify.rs`), and [`Repository::content`] reads either form. Does
+    /// not crosslink.
     pub fn store(
         &self,
         content: &[u8],
@@ -119,14 +119,15 @@ impl Repository {
                 is_new: false,
             });
         }
-        // A delta's source must be an older row: clone pages go out in row
-        // order, and a receiver resolves deltas against what it holds. A
-        // new row is newer than every source; a phantom filled late may not be.
-        let older = |src: Rid| existing.map_or(true, |(rid, _)| src.0 < rid.0);
-        let (blob, source) = match self.encoding_for(&hash, content)? {
-            Encoding::Delta { source, delta } if older(source) => (compress(&delta), Some(source)),
-            _ => (compressed.unwrap_or_else(|| compress(content)), None),
-        };
+        // Stored whole: an older version becomes a delta of this one when
+        // it is crosslinked (`deltify.rs`), never the other way round.
+        // A received cfile is kept as it came (already zlib).
+        let blob = compressed.unwrap_or_else(|| compress(content));
+        if content.starts_with(b"B ") || content.starts_with(b"C ") {
+            // Likely a check-in manifest: read again when it is crosslinked
+            // and when its child is.
+            self.remember_text(&hash, content);
+        }
         let rcvid = rcvid.unwrap_or(0);
         let rid = match existing {
             Some((rid, _phantom)) => {
@@ -155,15 +156,6 @@ impl Repository {
                 rid
             }
         };
-        if let Some(src) = source {
-            self.exec(
-                "REPLACE INTO delta(rid, srcid) VALUES(?1, ?2)",
-                [rid.0, src.0],
-            )
-            .ctx("recording a delta source")?;
-            let depth = self.chain_links(src)? + 1;
-            self.remember_chain_depth(rid, depth);
-        }
         Ok(Stored {
             rid,
             hash,
@@ -305,7 +297,7 @@ impl Repository {
                     reason: "content does not hash to its name".into(),
                 });
             }
-            // Rebuilt from deltas: likely the source of the next one.
+            // Rebuilt from deltas: a chain is worth not walking twice.
             self.remember_text(&name, &data);
         }
         Ok(data)

@@ -183,6 +183,9 @@ impl Repository {
             }
         }
         self.insert_mlinks(rid, m, parent_rids.first().copied())?;
+        if let Some(&p) = parent_rids.first() {
+            self.deltify_parent(rid, &hash, m.baseline.is_some(), p)?;
+        }
         self.exec(
                 "REPLACE INTO event(type, mtime, objid, user, comment, omtime) VALUES('ci', ?1, ?2, ?3, ?4, ?1)",
                 params![mtime, rid.0, m.user, m.comment],
@@ -325,6 +328,9 @@ impl Repository {
             };
             st.execute(params![rid.0, fid, pmid, pid, self.fnid(&name)?, mperm])
                 .ctx("inserting mlink")?;
+            if pid != 0 && fid != 0 {
+                self.deltify_file(Rid(pid), Rid(fid))?;
+            }
         }
         Ok(())
     }

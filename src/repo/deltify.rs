@@ -1,24 +1,32 @@
-//! Storing check-in manifests as deltas, as Fossil's `delta` table allows:
-//! which earlier manifest a new one is encoded against, how long a chain may
-//! grow, and the small cache of manifest texts that makes both the encoding
-//! and the reading of chains cheap. `blob.rs` calls in here when it stores
-//! and reads rows; everything else sees full content only.
+//! Storing older versions as deltas of newer ones, as Fossil does
+//! (`content_deltify` in src/content.c, called from `manifest_crosslink` in
+//! src/manifest.c): every artifact arrives whole, and when a check-in is
+//! crosslinked against its primary parent
+//! - the parent manifest becomes a delta of the child's when both are
+//!   baselines or both are delta manifests (B card);
+//! - the parent's baseline becomes a delta of the child's when the child is a
+//!   new baseline and the parent a delta manifest;
+//! - each file the check-in changes (an mlink row with an old and a new
+//!   version) has its old version stored as a delta of the new one.
 //!
-//! Sources, always an *older* artifact, so that clone pages (sent in row
-//! order) carry a delta's source before the delta itself:
-//! - a baseline manifest (no B card) is stored against the previous
-//!   baseline, i.e. its parent's baseline or its parent if that is one; the
-//!   two differ only in the files changed since, so a baseline listing every
-//!   file of a large tree is stored as the few new F cards and copies;
-//! - a delta manifest is stored against its parent when both name the same
-//!   baseline: the parent's F cards are a subset of its own.
+//! So the newest version of each is whole: reading the tip, its baseline or
+//! a current file costs one decompression, and older versions cost one
+//! delta application per newer version between them and a whole one. An
+//! artifact that is already a delta is left as it is (Fossil's rule too), so
+//! a version is re-encoded at most once. Chains are bounded by
+//! [`MAX_CHAIN_LINKS`]: a version whose chain would grow past it stays whole
+//! and the next chain starts there.
 //!
-//! Chains are forward (each link is newer than its source), so reading an
-//! artifact applies every link from the chain's full-text root. A chain may
-//! hold [`MAX_CHAIN_LINKS`] deltas; the next artifact is stored in full and
-//! roots a new chain. That bounds a cold read of a baseline to that many
-//! applications of a delta the size of the manifest, at the price of one
-//! full manifest per that many baselines.
+//! Deltas point from older rows to newer ones, so a clone page can carry a
+//! delta before its source; receivers (Fossil's and ours) resolve a delta
+//! once its source arrives.
+//!
+//! Why it matters beyond read cost: `fossil rebuild` scans the rows that are
+//! not deltas and, while crosslinking, makes each parent a delta of its
+//! child. A forward delta (child stored against its parent) is undone there
+//! (`content_undelta` breaks the loop), which turns a row rebuild has already
+//! processed into a chain root that the same scan visits a second time:
+//! rebuild's progress then passes 100 %.
 
 use std::sync::Arc;
 
@@ -26,16 +34,17 @@ use super::error::{RepoError, SqlContext};
 use super::hash::{ArtifactHash, Rid};
 use super::store::Repository;
 
-/// Deltas allowed in one chain; an artifact whose source already sits this
-/// deep is stored in full instead. Long on purpose: a chain root is a whole
-/// baseline in full (a megabyte on a tree of 15,000 files), while reading
-/// through a chain costs one copy per link, paid once and then cached
-/// (a 5,000-check-in trunk has under 500 baselines).
-pub const MAX_CHAIN_LINKS: usize = 1024;
+/// Links allowed in one delta chain (from the oldest version reading
+/// through it to the whole version it starts from). A version that would
+/// lengthen a chain past this stays whole. Reading the newest version never
+/// walks a chain; reading a version this many check-ins old applies this many
+/// deltas, while a whole version costs one full manifest (a baseline of a
+/// 15,000-file tree is a megabyte) per this many.
+pub const MAX_CHAIN_LINKS: usize = 256;
 
-/// Artifacts shorter than this are stored in full: their delta would save
-/// less than the bookkeeping costs.
-const MIN_DELTA_TARGET: usize = 512;
+/// Artifacts shorter than this stay whole, Fossil's threshold: their delta
+/// would save nothing.
+const MIN_DELTA_TARGET: usize = 50;
 
 /// A delta is kept only if it is under this fraction of the target (as
 /// numerator, denominator), Fossil's threshold too.
@@ -79,141 +88,167 @@ impl TextCache {
     }
 }
 
-/// What a check-in manifest's text says about where it could be deltified
-/// from: its baseline (B card) and its first parent (P card).
-#[derive(Debug, PartialEq, Eq)]
-struct ManifestShape {
-    baseline: Option<ArtifactHash>,
-    parent: ArtifactHash,
+/// Whether a manifest's text is a delta manifest: its first card is B.
+fn is_delta_manifest(text: &[u8]) -> bool {
+    text.starts_with(b"B ")
 }
 
-/// Reads the B and first P card of what looks like a check-in manifest,
-/// without parsing it: the B card is first when present, otherwise the C
-/// card is; the P card follows the F cards, so it is found from the end. A
-/// file that merely looks like this is harmless: it is stored as a delta of
-/// some artifact, which reads back the same.
-fn manifest_shape(text: &[u8]) -> Option<ManifestShape> {
-    let baseline = if let Some(rest) = text.strip_prefix(b"B ") {
-        let end = rest.iter().position(|&b| b == b'\n')?;
-        Some(parse_hash(&rest[..end])?)
-    } else if text.starts_with(b"C ") {
-        None
-    } else {
-        return None;
-    };
-    // Card values escape newlines, so "\nP " can only start the P card.
-    let at = text.windows(3).rposition(|w| w == b"\nP ")? + 3;
-    let line = &text[at..];
-    let end = line
-        .iter()
-        .position(|&b| b == b' ' || b == b'\n')
-        .unwrap_or(line.len());
-    Some(ManifestShape {
-        baseline,
-        parent: parse_hash(&line[..end])?,
-    })
-}
-
-fn parse_hash(text: &[u8]) -> Option<ArtifactHash> {
-    ArtifactHash::parse(std::str::from_utf8(text).ok()?).ok()
-}
-
-/// A delta source: its row and its full text.
-type Source = (Rid, Arc<[u8]>);
-
-/// How [`Repository::store`] should write an artifact.
-pub(crate) enum Encoding {
-    /// As a delta (not yet compressed) against the row `source`.
-    Delta { source: Rid, delta: Vec<u8> },
-    /// In full.
-    Full,
+/// The baseline a delta manifest's B card names.
+fn baseline_of(text: &[u8]) -> Option<ArtifactHash> {
+    let rest = text.strip_prefix(b"B ")?;
+    let end = rest.iter().position(|&b| b == b'\n')?;
+    ArtifactHash::parse(std::str::from_utf8(&rest[..end]).ok()?).ok()
 }
 
 impl Repository {
-    /// Chooses how to store `content`: a delta against an older manifest
-    /// (see the module docs) when one applies, is held, leaves the chain
-    /// within [`MAX_CHAIN_LINKS`] and saves at least a quarter; in full otherwise.
-    /// The delta is checked by applying it before it is returned.
-    pub(crate) fn encoding_for(
+    /// Applies Fossil's rule for check-in `child` (named `hash`, delta
+    /// manifest if `child_is_delta`) and its primary parent `parent`: the
+    /// parent, or the parent's baseline when a baseline follows a delta
+    /// manifest, becomes a delta of the child (see the module docs).
+    pub(crate) fn deltify_parent(
         &self,
+        child: Rid,
         hash: &ArtifactHash,
-        content: &[u8],
-    ) -> Result<Encoding, RepoError> {
-        if content.len() < MIN_DELTA_TARGET {
-            return Ok(Encoding::Full);
-        }
-        let Some(shape) = manifest_shape(content) else {
-            return Ok(Encoding::Full);
+        child_is_delta: bool,
+        parent: Rid,
+    ) -> Result<(), RepoError> {
+        let Some(phash) = self.hash_of(parent)? else {
+            return Ok(());
         };
-        self.remember_text(hash, content);
-        let Some((source, text)) = self.delta_source(&shape)? else {
-            return Ok(Encoding::Full);
+        let Some(ptext) = self.text_of(parent, &phash)? else {
+            return Ok(());
         };
-        if self.chain_links(source)? >= self.chain_bound.get() {
-            return Ok(Encoding::Full);
-        }
-        let delta = crate::delta::encode(&text, content);
-        if delta.len() * KEEP_BELOW.1 >= content.len() * KEEP_BELOW.0 {
-            return Ok(Encoding::Full);
-        }
-        // The encoder is exact by construction; checking costs one copy of
-        // the target and guards the only stored form of this artifact.
-        match crate::delta::apply(&text, &delta, content.len() as u64) {
-            Ok(back) if back == content => Ok(Encoding::Delta { source, delta }),
-            _ => Ok(Encoding::Full),
-        }
+        let target = match (child_is_delta, is_delta_manifest(&ptext)) {
+            (true, true) | (false, false) => Some((parent, phash, ptext)),
+            (false, true) => match baseline_of(&ptext) {
+                Some(b) => match self.rid_of(&b)? {
+                    Some((brid, false)) => self.text_of(brid, &b)?.map(|t| (brid, b, t)),
+                    _ => None,
+                },
+                None => None,
+            },
+            (true, false) => None,
+        };
+        let Some((trid, _, ttext)) = target else {
+            return Ok(());
+        };
+        let Some(ctext) = self.text_of(child, hash)? else {
+            return Ok(());
+        };
+        self.deltify(trid, &ttext, child, &ctext)
     }
 
-    /// The row and text a manifest of `shape` is deltified against, if held.
-    fn delta_source(&self, shape: &ManifestShape) -> Result<Option<Source>, RepoError> {
-        let Some((prid, false)) = self.rid_of(&shape.parent)? else {
-            return Ok(None);
-        };
-        let source = match &shape.baseline {
-            // A delta manifest right after its baseline: the baseline is the
-            // whole tree and shares little with a few F cards.
-            Some(b) if *b == shape.parent => return Ok(None),
-            Some(b) => {
-                let parent = self.text_of(prid, &shape.parent)?;
-                if manifest_shape(&parent).and_then(|s| s.baseline).as_ref() != Some(b) {
-                    return Ok(None);
-                }
-                return Ok(Some((prid, parent)));
-            }
-            None => {
-                let parent = self.text_of(prid, &shape.parent)?;
-                match manifest_shape(&parent) {
-                    Some(ManifestShape {
-                        baseline: Some(b), ..
-                    }) => b,
-                    Some(ManifestShape { baseline: None, .. }) => return Ok(Some((prid, parent))),
-                    None => return Ok(None),
-                }
-            }
-        };
-        let Some((brid, false)) = self.rid_of(&source)? else {
-            return Ok(None);
-        };
-        Ok(Some((brid, self.text_of(brid, &source)?)))
+    /// Fossil's `add_mlink` step: the old version `old` of a file the
+    /// check-in changed becomes a delta of the new version `new`, when both
+    /// are held. File texts bypass the manifest text cache.
+    pub(crate) fn deltify_file(&self, old: Rid, new: Rid) -> Result<(), RepoError> {
+        if old == new
+            || self.is_delta(old)?
+            || self.is_phantom_row(old)?
+            || self.is_phantom_row(new)?
+        {
+            return Ok(());
+        }
+        let target = self.content_of(old)?;
+        if target.len() < MIN_DELTA_TARGET {
+            return Ok(());
+        }
+        let source = self.content_of(new)?;
+        self.deltify(old, &target, new, &source)
     }
 
-    /// Deltas between row `rid` and the full text its chain starts from,
-    /// walking the `delta` table only as far as the first row whose depth
-    /// this connection already knows.
-    pub(crate) fn chain_links(&self, rid: Rid) -> Result<usize, RepoError> {
-        if let Some(&depth) = self.chain_depths.borrow().get(&rid.0) {
-            return Ok(depth);
+    /// Stores row `target` (whose content is `target_text`) as a delta of
+    /// row `source` (`source_text`), unless it is a delta already, the delta
+    /// would not save a quarter, `source` reads through `target` (a loop),
+    /// or the longest chain through the new link would pass
+    /// [`MAX_CHAIN_LINKS`]. The delta is checked by applying it first.
+    fn deltify(
+        &self,
+        target: Rid,
+        target_text: &[u8],
+        source: Rid,
+        source_text: &[u8],
+    ) -> Result<(), RepoError> {
+        if target == source || target_text.len() < MIN_DELTA_TARGET || self.is_delta(target)? {
+            return Ok(());
         }
+        let bound = self.chain_bound.get();
+        let Some(above) = self.links_above(source, target, bound)? else {
+            return Ok(());
+        };
+        let below = self.chain_height(target)?;
+        if below + 1 + above > bound {
+            return Ok(());
+        }
+        // Measured before the new link exists: a new row has nothing below
+        // it yet, so this is one lookup, not a walk down the chain.
+        let source_below = self.chain_height(source)?;
+        let delta = crate::delta::encode(source_text, target_text);
+        if delta.len() * KEEP_BELOW.1 >= target_text.len() * KEEP_BELOW.0 {
+            return Ok(());
+        }
+        // The encoder is exact by construction; checking costs one copy and
+        // guards the only stored form of this version.
+        match crate::delta::apply(source_text, &delta, target_text.len() as u64) {
+            Ok(back) if back == target_text => {}
+            _ => return Ok(()),
+        }
+        self.exec(
+            "UPDATE blob SET content=?1 WHERE rid=?2",
+            rusqlite::params![super::blob::compress(&delta), target.0],
+        )
+        .ctx("storing an older version as a delta")?;
+        self.exec(
+            "REPLACE INTO delta(rid, srcid) VALUES(?1, ?2)",
+            [target.0, source.0],
+        )
+        .ctx("recording a delta source")?;
+        if above > 0 {
+            // The rows `source` reads through now hold longer chains too.
+            self.chain_heights.borrow_mut().clear();
+        }
+        self.remember_chain_height(source, source_below.max(below + 1));
+        Ok(())
+    }
+
+    /// Whether row `rid` is stored as a delta.
+    pub(crate) fn is_delta(&self, rid: Rid) -> Result<bool, RepoError> {
+        self.conn
+            .prepare_cached("SELECT 1 FROM delta WHERE rid=?1")
+            .and_then(|mut st| st.exists([rid.0]))
+            .ctx("checking the delta table")
+    }
+
+    fn is_phantom_row(&self, rid: Rid) -> Result<bool, RepoError> {
+        let size: Option<i64> = self
+            .query_row("SELECT size FROM blob WHERE rid=?1", [rid.0], |r| r.get(0))
+            .map(Some)
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                e => Err(e),
+            })
+            .ctx("checking for a phantom")?;
+        Ok(size.map_or(true, |s| s < 0))
+    }
+
+    /// Deltas between row `rid` and the whole version its chain starts
+    /// from, or `None` if the chain passes through `avoid` or is longer
+    /// than `bound`.
+    pub(crate) fn links_above(
+        &self,
+        rid: Rid,
+        avoid: Rid,
+        bound: usize,
+    ) -> Result<Option<usize>, RepoError> {
         let mut st = self
             .conn
             .prepare_cached("SELECT srcid FROM delta WHERE rid=?1")
             .ctx("measuring a delta chain")?;
         let mut links = 0;
         let mut cur = rid.0;
-        while links <= self.chain_bound.get() {
-            if let Some(&depth) = self.chain_depths.borrow().get(&cur) {
-                links += depth;
-                break;
+        loop {
+            if cur == avoid.0 || links > bound {
+                return Ok(None);
             }
             let src: Option<i64> = st
                 .query_row([cur], |r| r.get(0))
@@ -228,36 +263,63 @@ impl Repository {
                     links += 1;
                     cur = s;
                 }
-                None => break,
+                None => return Ok(Some(links)),
             }
         }
-        self.remember_chain_depth(rid, links);
-        Ok(links)
     }
 
-    /// Records that row `rid` sits `depth` deltas from its chain's root.
-    pub(crate) fn remember_chain_depth(&self, rid: Rid, depth: usize) {
+    /// The longest chain of deltas that reads through row `rid` before
+    /// reaching it (0 when no row is a delta of it), counted up to one past
+    /// the bound; remembered per connection.
+    pub(crate) fn chain_height(&self, rid: Rid) -> Result<usize, RepoError> {
+        if let Some(&h) = self.chain_heights.borrow().get(&rid.0) {
+            return Ok(h);
+        }
+        let limit = i64::try_from(self.chain_bound.get()).unwrap_or(i64::MAX);
+        let height: i64 = self
+            .query_row(
+                "WITH RECURSIVE below(rid, n) AS (SELECT ?1, 0 UNION ALL \
+                 SELECT delta.rid, n+1 FROM delta JOIN below ON delta.srcid=below.rid WHERE n<=?2) \
+                 SELECT max(n) FROM below",
+                [rid.0, limit],
+                |r| r.get(0),
+            )
+            .ctx("measuring the chains below a row")?;
+        let height = usize::try_from(height).unwrap_or(0);
+        self.remember_chain_height(rid, height);
+        Ok(height)
+    }
+
+    /// Records that the longest chain through row `rid` holds `height`
+    /// links below it.
+    fn remember_chain_height(&self, rid: Rid, height: usize) {
         /// Rows remembered before the memo starts over.
         const MAX_REMEMBERED: usize = 1 << 16;
-        let mut depths = self.chain_depths.borrow_mut();
-        if depths.len() >= MAX_REMEMBERED {
-            depths.clear();
+        let mut heights = self.chain_heights.borrow_mut();
+        if heights.len() >= MAX_REMEMBERED {
+            heights.clear();
         }
-        depths.insert(rid.0, depth);
+        heights.insert(rid.0, height);
     }
 
-    /// The content of row `rid` (named `hash`), from the text cache if there.
-    fn text_of(&self, rid: Rid, hash: &ArtifactHash) -> Result<Arc<[u8]>, RepoError> {
+    /// The content of row `rid` (named `hash`), from the text cache if
+    /// there; `None` for a phantom or a missing row.
+    fn text_of(&self, rid: Rid, hash: &ArtifactHash) -> Result<Option<Arc<[u8]>>, RepoError> {
         if let Some(text) = self.text_cache.borrow_mut().get(hash.as_str()) {
-            return Ok(text);
+            return Ok(Some(text));
+        }
+        if self.is_phantom_row(rid)? {
+            return Ok(None);
         }
         let text: Arc<[u8]> = self.content_of(rid)?.into();
-        self.remember_text(hash, &text);
-        Ok(text)
+        self.text_cache
+            .borrow_mut()
+            .put(hash.clone(), Arc::clone(&text));
+        Ok(Some(text))
     }
 
-    /// Caches `text` as the content of `hash`: the next manifest is likely
-    /// to be deltified against it.
+    /// Caches `text` as the content of `hash`: a check-in manifest just
+    /// stored is read again when it is crosslinked and when its child is.
     pub(crate) fn remember_text(&self, hash: &ArtifactHash, text: &[u8]) {
         self.text_cache
             .borrow_mut()
@@ -273,35 +335,6 @@ impl Repository {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const H1: &str = "1111111111111111111111111111111111111111111111111111111111111111";
-    const H2: &str = "2222222222222222222222222222222222222222222222222222222222222222";
-
-    #[test]
-    fn reads_baseline_and_parent_from_the_text() {
-        let delta =
-            format!("B {H1}\nC c\nD 2024-01-01T00:00:00\nF a {H2}\nP {H2} {H1}\nU u\nZ 0\n");
-        assert_eq!(
-            manifest_shape(delta.as_bytes()),
-            Some(ManifestShape {
-                baseline: Some(ArtifactHash::parse(H1).unwrap()),
-                parent: ArtifactHash::parse(H2).unwrap(),
-            })
-        );
-        let base = format!("C c\\nP\\sx\nD 2024\nP {H1}\nT *branch * trunk\nU u\nZ 0\n");
-        assert_eq!(
-            manifest_shape(base.as_bytes()).map(|s| (s.baseline, s.parent)),
-            Some((None, ArtifactHash::parse(H1).unwrap()))
-        );
-        for other in [
-            &b"plain file\nP 12\n"[..],
-            b"C no parent\nD 2024\nU u\nZ 0\n",
-            b"B short\nC c\nP x\n",
-            b"",
-        ] {
-            assert_eq!(manifest_shape(other), None, "{:?}", other);
-        }
-    }
 
     fn repo(dir: &tempfile::TempDir) -> Repository {
         let opts = crate::repo::CreateOptions {
@@ -337,6 +370,11 @@ mod tests {
         r.commit(&spec).unwrap().hash
     }
 
+    /// Deltas between row `rid` and the whole version it reads from.
+    fn links(r: &Repository, rid: Rid) -> usize {
+        r.links_above(rid, Rid(-1), usize::MAX).unwrap().unwrap()
+    }
+
     /// (check-in rid, stored bytes, chain links) of every check-in.
     fn stored(r: &Repository) -> Vec<(Rid, usize, usize)> {
         let rows: Vec<(i64, i64)> = r
@@ -350,12 +388,21 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         rows.into_iter()
-            .map(|(rid, len)| (Rid(rid), len as usize, r.chain_links(Rid(rid)).unwrap()))
+            .map(|(rid, len)| (Rid(rid), len as usize, links(r, Rid(rid))))
             .collect()
     }
 
+    fn source_of(r: &Repository, rid: Rid) -> Option<Rid> {
+        r.conn
+            .query_row("SELECT srcid FROM delta WHERE rid=?1", [rid.0], |x| {
+                x.get(0)
+            })
+            .ok()
+            .map(Rid)
+    }
+
     #[test]
-    fn delta_manifests_are_stored_against_their_parent() {
+    fn older_manifests_are_deltas_of_newer_ones_and_the_tip_is_whole() {
         let dir = tempfile::tempdir().unwrap();
         let r = repo(&dir);
         let mut tip = r.trunk_tip().unwrap().unwrap();
@@ -367,22 +414,17 @@ mod tests {
             names.push(tip.clone());
         }
         let rows = stored(&r);
-        // The initial check-in, the baseline and the first delta manifest
-        // are full; later delta manifests are deltas of their parent, up to
-        // the next baseline (after eight, by MAX_DELTA_CARD_BYTES), which
-        // is a delta of the first.
+        // Rows: the initial check-in, the 400-file baseline, delta
+        // manifests 1..=8, a new baseline (MAX_DELTA_CARD_BYTES), two delta
+        // manifests after it. Each delta manifest but the last of its run is
+        // a delta of its child; the first baseline is a delta of the second
+        // (a baseline after a delta manifest); the newest of each is whole.
         let links: Vec<usize> = rows.iter().map(|(_, _, l)| *l).collect();
-        assert_eq!(links, [0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 1, 0, 1]);
-        let prev = rows[1].0;
-        let src: i64 = r
-            .conn
-            .query_row(
-                "SELECT srcid FROM delta WHERE rid=?1",
-                [rows[10].0 .0],
-                |x| x.get(0),
-            )
-            .unwrap();
-        assert_eq!(Rid(src), prev, "the new baseline is a delta of the old");
+        assert_eq!(links, [0, 1, 7, 6, 5, 4, 3, 2, 1, 0, 0, 1, 0]);
+        assert_eq!(source_of(&r, rows[1].0), Some(rows[10].0), "old baseline");
+        assert_eq!(source_of(&r, rows[2].0), Some(rows[3].0), "parent of child");
+        assert_eq!(source_of(&r, rows[12].0), None, "the tip is whole");
+        assert_eq!(source_of(&r, rows[10].0), None, "its baseline is whole");
         let texts: Vec<Vec<u8>> = names
             .iter()
             .map(|h| r.content(h).unwrap().unwrap())
@@ -397,17 +439,17 @@ mod tests {
     }
 
     #[test]
-    fn baselines_are_deltas_of_the_previous_one_within_the_chain_bound() {
+    fn baseline_chains_stop_at_the_bound() {
         let dir = tempfile::tempdir().unwrap();
         let r = repo(&dir);
         let mut tip = r.trunk_tip().unwrap().unwrap();
         tip = commit(&r, tip, 0, 150, 150);
         // 36 changed files pass MAX_DELTA_CARD_BYTES: every check-in is a
-        // baseline of 150 files, stored as a delta of the one before.
+        // baseline of 150 files, and the one before becomes its delta.
         // A short bound, so that the test crosses it.
-        let bound = 64;
+        let bound = 16;
         r.chain_bound.set(bound);
-        let n = bound + 6;
+        let n = 2 * bound + 6;
         for i in 1..=n {
             tip = commit(&r, tip, i, 36, 150);
         }
@@ -415,55 +457,70 @@ mod tests {
         let full_size = r.content(&tip).unwrap().unwrap().len();
         assert!(full_size > 12_000, "{full_size}");
         let links: Vec<usize> = rows.iter().map(|(_, _, l)| *l).collect();
-        // initial, first baseline (root), then 1..=64, then a new root, 1..
-        let mut want = vec![0, 0];
-        want.extend(1..=bound);
-        want.push(0);
-        want.extend(1..=n - bound - 1);
+        assert!(links.iter().all(|&l| l <= bound), "{links:?}");
+        assert_eq!(*links.last().unwrap(), 0, "the tip is whole");
+        // Baselines 0..=n after the initial check-in: chains of `bound`
+        // links, each ending in a whole one, the newest chain shorter.
+        let mut want = vec![0];
+        for start in (0..=n).step_by(bound + 1) {
+            let len = (n + 1 - start).min(bound + 1);
+            want.extend((0..len).rev());
+        }
         assert_eq!(links, want);
-        for (_, bytes, l) in &rows[2..] {
+        for (_, bytes, l) in &rows[1..] {
             if *l > 0 {
                 assert!(*bytes < full_size / 4, "a delta of {bytes} bytes");
             } else {
-                assert!(*bytes > full_size / 4, "a root of {bytes} bytes");
+                assert!(*bytes > full_size / 4, "a whole one of {bytes} bytes");
             }
         }
         drop(r);
         let r = Repository::open(&dir.path().join("r.fossil")).unwrap();
+        let first = r.hash_of(rows[1].0).unwrap().unwrap();
+        assert_eq!(r.file_list(&first).unwrap().len(), 150);
         assert_eq!(r.content(&tip).unwrap().unwrap().len(), full_size);
-        assert_eq!(r.file_list(&tip).unwrap().len(), 150);
+        // A cold handle measures the chains from the table and keeps the bound.
+        r.chain_bound.set(bound);
+        for i in n + 1..=n + 4 {
+            tip = commit(&r, tip, i, 36, 150);
+        }
+        let links: Vec<usize> = stored(&r).iter().map(|(_, _, l)| *l).collect();
+        assert!(links.iter().all(|&l| l <= bound), "{links:?}");
     }
 
     #[test]
-    fn a_phantom_filled_late_is_not_a_delta_of_a_newer_row() {
+    fn an_old_file_version_is_a_delta_of_the_new_one() {
         let dir = tempfile::tempdir().unwrap();
-        let a = repo(&dir);
-        let mut names = vec![commit(&a, a.trunk_tip().unwrap().unwrap(), 0, 400, 400)];
-        for i in 1..4 {
-            names.push(commit(&a, names[i - 1].clone(), i, 4, 400));
+        let r = repo(&dir);
+        let tip = r.trunk_tip().unwrap().unwrap();
+        let v1 = "the first version of a line\n".repeat(40);
+        let v2 = format!("{v1}one more line\n");
+        let mut parent = tip;
+        for v in [&v1, &v2] {
+            let spec = crate::repo::CheckinSpec {
+                parent,
+                changes: vec![crate::repo::FileChange {
+                    path: "a.txt".into(),
+                    content: Some(v.clone().into_bytes()),
+                }],
+                comment: "edit".into(),
+                user: "u".into(),
+                time: std::time::SystemTime::now(),
+            };
+            parent = r.commit(&spec).unwrap().hash;
         }
-        // In `a`, the third manifest is a delta of the second.
-        let (rid3, _) = a.rid_of(&names[3]).unwrap().unwrap();
-        assert_eq!(a.chain_links(rid3).unwrap(), 2);
-        let texts: Vec<Vec<u8>> = names
-            .iter()
-            .map(|h| a.content(h).unwrap().unwrap())
-            .collect();
-        let other = tempfile::tempdir().unwrap();
-        let b = repo(&other);
-        let early = b.store_phantom(&names[3]).unwrap();
-        for (h, t) in names.iter().zip(&texts) {
-            let s = b.store(t, Some(h), None).unwrap();
-            assert!(s.is_new);
-        }
-        assert_eq!(
-            b.chain_links(early).unwrap(),
-            0,
-            "its source is a newer row"
-        );
-        let (rid2, _) = b.rid_of(&names[2]).unwrap().unwrap();
-        assert_eq!(b.chain_links(rid2).unwrap(), 1);
-        assert_eq!(b.content(&names[3]).unwrap().unwrap(), texts[3]);
+        let rid = |t: &str| {
+            r.rid_of(&ArtifactHash::sha3_of(t.as_bytes()))
+                .unwrap()
+                .unwrap()
+                .0
+        };
+        assert_eq!(source_of(&r, rid(&v1)), Some(rid(&v2)));
+        assert_eq!(source_of(&r, rid(&v2)), None);
+        drop(r);
+        let r = Repository::open(&dir.path().join("r.fossil")).unwrap();
+        let back = r.content(&ArtifactHash::sha3_of(v1.as_bytes())).unwrap();
+        assert_eq!(back.as_deref(), Some(v1.as_bytes()));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //!
 //! Files: `schema` (the 2.21 SQL), `hash` (names and row ids), `store`
 //! (create/open, transactions, config, users), `blob` (content store), `manifest` (bytes ↔ cards),
-//! `deltify` (manifests stored as deltas), `dangling` (pushed deltas whose source is a phantom), `crosslink` (derived tables), `trunk` (file lists,
+//! `deltify` (older versions stored as deltas of newer ones), `dangling` (pushed deltas whose source is a phantom), `crosslink` (derived tables), `trunk` (file lists,
 //! trunk queries), `checkin`, `checkout`, `rebase`, `view` (file lists as baseline + delta),
 //! `time` (D-card dates), `error`.
 

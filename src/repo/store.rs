@@ -71,13 +71,14 @@ pub struct Repository {
     /// Recent manifest texts by name, the sources of delta-stored manifests
     /// (`deltify.rs`).
     pub(crate) text_cache: RefCell<super::deltify::TextCache>,
-    /// Longest delta chain a new artifact may extend
+    /// Longest delta chain deltifying may make
     /// ([`MAX_CHAIN_LINKS`](super::MAX_CHAIN_LINKS) unless a test says).
     pub(crate) chain_bound: std::cell::Cell<usize>,
-    /// Delta-chain depths of rows measured or stored by this connection
-    /// (`deltify::chain_links`), so storing a manifest against the one
-    /// before it does not walk the whole chain again each time.
-    pub(crate) chain_depths: RefCell<std::collections::HashMap<i64, usize>>,
+    /// For rows whole or stored as deltas, the longest delta chain that
+    /// reads through each (`deltify::chain_height`), measured or made by
+    /// this connection, so deltifying the previous tip against the new one
+    /// does not walk its chain again on every check-in.
+    pub(crate) chain_heights: RefCell<std::collections::HashMap<i64, usize>>,
     /// Whether crosslinking a check-in makes a phantom for every file it
     /// names (Fossil's way: a later sync fetches them). Off for a sparse
     /// copy, which never fetches other slots' files.
@@ -172,7 +173,7 @@ impl Repository {
             file_cache: RefCell::default(),
             text_cache: RefCell::default(),
             chain_bound: std::cell::Cell::new(super::deltify::MAX_CHAIN_LINKS),
-            chain_depths: RefCell::default(),
+            chain_heights: RefCell::default(),
             file_phantoms: std::cell::Cell::new(true),
             checkin_count: std::cell::Cell::new(None),
             manifest_cache: RefCell::default(),
@@ -502,8 +503,9 @@ impl Repository {
         self.baseline_cache.borrow_mut().clear();
         self.checkin_count.set(None);
         self.manifest_cache.borrow_mut().clear();
-        // Rows rolled back may be numbered again for other content.
-        self.chain_depths.borrow_mut().clear();
+        // Rows rolled back may be numbered again for other content, and
+        // deltas made in the transaction are gone.
+        self.chain_heights.borrow_mut().clear();
     }
 
     /// Runs `f` inside a savepoint, so it is atomic alone and nests inside a

@@ -182,6 +182,9 @@ impl Hosts {
     /// Removes the namespaces (and their veths) and the bridge. Idempotent.
     pub fn remove(&mut self) {
         for host in self.hosts.drain(..) {
+            // The pair goes at once with its outer end; left to the
+            // namespace, it would go whenever the kernel frees that.
+            let _ = ip(&["link", "del", &host.veth]);
             if let Err(e) = ip(&["netns", "del", &host.netns]) {
                 tracing::warn!(netns = %host.netns, error = %e, "cannot remove a host's namespace");
             }

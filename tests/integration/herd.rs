@@ -208,6 +208,38 @@ fn workdir_keeps_a_hub_that_fossil_verifies() {
         .filter(|l| l.trim_start().starts_with('('))
         .count();
     assert_eq!(count, 1, "fossil leaves:\n{text}");
+    // Stored as Fossil stores: the tip's manifest is whole (one read), older
+    // ones are deltas of newer ones, and `fossil rebuild` of the hub and of
+    // a leaf runs to exactly 100 % (forward deltas made it pass 100 %).
+    let db = rusqlite::Connection::open(&hub).unwrap();
+    let (tip_is_delta, deltas): (bool, i64) = db
+        .query_row(
+            "SELECT EXISTS(SELECT 1 FROM delta WHERE rid=(SELECT rid FROM leaf)), \
+             (SELECT count(*) FROM delta)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    drop(db);
+    assert!(!tip_is_delta, "the tip's manifest is stored as a delta");
+    assert!(deltas > 0, "no older version is a delta");
+    for repo in ["hub.fossil", "slot-0/leaf.fossil"] {
+        let copy = dir.path().join("rebuilt.fossil");
+        std::fs::copy(workdir.join(repo), &copy).unwrap();
+        let rebuild = fossil(dir.path(), &["rebuild"], &copy);
+        let text = String::from_utf8_lossy(&rebuild.stdout);
+        assert!(rebuild.status.success(), "{text}");
+        let figures: Vec<f64> = text
+            .split(['\r', '\n'])
+            .filter_map(|l| l.trim().strip_suffix("% complete..."))
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        assert!(
+            figures.iter().all(|&f| f <= 100.0) && figures.last() == Some(&100.0),
+            "fossil rebuild of {repo}: {figures:?}"
+        );
+        std::fs::remove_file(&copy).unwrap();
+    }
 }
 
 fn fossil(home: &Path, args: &[&str], repo: &Path) -> Output {

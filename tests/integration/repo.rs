@@ -551,9 +551,9 @@ fn a_checkin_on_an_orphan_parent_crosslinks_and_is_completed_later() {
 /// Size check: `HERD_REPO_SIZE_COMMITS` check-ins (default 150; 5000 is the
 /// release target, `cargo test --release`) of 3 new files each. Every delta
 /// manifest's text is a few KB (MAX_DELTA_CARD_BYTES); every check-in is
-/// *stored* in a few KB (baselines as deltas of the previous one, delta
-/// manifests of their parent), except one full baseline per chain of
-/// MAX_CHAIN_LINKS deltas; the repository file stays a small multiple of
+/// *stored* in a few KB (older baselines as deltas of the next one, delta
+/// manifests of their child), except whole baselines: the newest and one
+/// per chain of MAX_CHAIN_LINKS deltas; the repository file stays a small multiple of
 /// the compressed content it stores; fossil verifies the result.
 #[test]
 fn manifest_and_repository_sizes() {
@@ -650,7 +650,7 @@ fn manifest_and_repository_sizes() {
         max_stored <= FEW_KB,
         "a check-in stored in {max_stored} bytes"
     );
-    // A root per MAX_CHAIN_LINKS + 1 baselines, counting the first.
+    // A whole baseline per MAX_CHAIN_LINKS + 1, counting the newest.
     let links = herd::repo::MAX_CHAIN_LINKS;
     assert!(
         roots.len() <= baselines.len().div_ceil(links + 1),
@@ -669,4 +669,204 @@ fn manifest_and_repository_sizes() {
         &["test-integrity", "-R", path.to_str().unwrap()],
     ));
     assert!(out.contains(" 0 errors"), "{out}");
+}
+
+/// (artifact, its delta source) for every row stored as a delta.
+fn delta_pairs(path: &Path) -> std::collections::BTreeSet<String> {
+    rows(
+        path,
+        "SELECT a.uuid, s.uuid FROM delta JOIN blob a ON a.rid=delta.rid \
+         JOIN blob s ON s.rid=delta.srcid",
+    )
+    .into_iter()
+    .collect()
+}
+
+/// Asserts that `theirs` stores the same rows as deltas of the same sources
+/// as `ours`, naming the first few differences.
+fn same_deltas(
+    theirs: &std::collections::BTreeSet<String>,
+    ours: &std::collections::BTreeSet<String>,
+    what: &str,
+) {
+    let only_theirs: Vec<_> = theirs.difference(ours).take(5).collect();
+    let only_ours: Vec<_> = ours.difference(theirs).take(5).collect();
+    assert!(
+        only_theirs.is_empty() && only_ours.is_empty(),
+        "{what}: {} deltas, ours {}; only theirs {only_theirs:?}, only ours {only_ours:?}",
+        theirs.len(),
+        ours.len()
+    );
+}
+
+/// The longest delta chain: deltas applied to read the oldest version
+/// from the whole one it starts from.
+fn longest_chain(path: &Path) -> i64 {
+    let c = rusqlite::Connection::open(path).unwrap();
+    c.query_row(
+        "WITH RECURSIVE chain(rid, n) AS (\
+           SELECT rid, 0 FROM blob WHERE rid NOT IN (SELECT rid FROM delta) \
+           UNION ALL SELECT delta.rid, n+1 FROM delta JOIN chain ON delta.srcid=chain.rid) \
+         SELECT max(n) FROM chain",
+        [],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+/// Decompressions `fossil` makes to read `uuid`: one per delta on its
+/// chain, plus the whole version it starts from.
+fn reads_of(path: &Path, uuid: &str) -> i64 {
+    let c = rusqlite::Connection::open(path).unwrap();
+    c.query_row(
+        "WITH RECURSIVE up(rid) AS (SELECT rid FROM blob WHERE uuid=?1 \
+           UNION ALL SELECT srcid FROM delta JOIN up USING(rid)) SELECT count(*) FROM up",
+        [uuid],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+/// Runs `fossil rebuild` on `path` and returns every progress figure it
+/// printed ("  12.3% complete..." lines, separated by carriage returns).
+fn rebuild_progress(home: &Path, path: &Path) -> Vec<f64> {
+    let out = stdout(&fossil(home, home, &["rebuild", path.to_str().unwrap()]));
+    let figures: Vec<f64> = out
+        .split(['\r', '\n'])
+        .filter_map(|l| l.trim().strip_suffix("% complete..."))
+        .map(|f| f.parse().unwrap())
+        .collect();
+    assert!(!figures.is_empty(), "no progress in {out:?}");
+    figures
+}
+
+/// Runs `fossil rebuild` on `path`: its progress must end at 100 % and
+/// never pass it.
+fn assert_rebuilds_to_100(home: &Path, path: &Path) {
+    let figures = rebuild_progress(home, path);
+    let top = figures.iter().copied().fold(0.0, f64::max);
+    assert!(top <= 100.0, "{}: progress reached {top} %", path.display());
+    assert_eq!(
+        figures.last(),
+        Some(&100.0),
+        "{}: {figures:?}",
+        path.display()
+    );
+}
+
+/// Storage as Fossil keeps it: the newest version of a manifest, of its
+/// baseline and of a file is whole (reading the tip is one decompression),
+/// older versions are deltas of newer ones within MAX_CHAIN_LINKS, and
+/// `fossil rebuild` finds nothing to restore: its progress ends at 100 %
+/// (a forward delta made it pass 100 %: rebuild undid the delta and
+/// visited the row twice) and it keeps every delta as we made it. A
+/// Fossil-made clone makes the same deltas (and reads its tip as cheaply).
+#[test]
+fn fossil_rebuilds_what_we_store_to_100_percent_and_reads_the_tip_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path();
+    let ours = home.join("ours.fossil");
+    let repo = Repository::create(&ours, &opts()).unwrap();
+    let mut tip = repo.trunk_tip().unwrap().unwrap();
+    let mut notes = String::new();
+    for i in 0..80 {
+        // A first check-in of 300 files, then two new files each and an
+        // edit of one long file: delta manifests, a new baseline now and
+        // then (MAX_DELTA_CARD_BYTES), and file versions to deltify.
+        let new = if i == 0 { 300 } else { 2 };
+        let mut changes: Vec<FileChange> = (0..new)
+            .map(|j| FileChange {
+                path: format!("d{}/f-{i}-{j}.txt", j % 9),
+                content: Some(format!("{i} {j}\n").repeat(20).into_bytes()),
+            })
+            .collect();
+        notes.push_str(&format!(
+            "line {i} of the notes that every check-in edits\n"
+        ));
+        changes.push(FileChange {
+            path: "notes.txt".into(),
+            content: Some(notes.clone().into_bytes()),
+        });
+        tip = repo
+            .commit(&CheckinSpec {
+                parent: tip,
+                changes,
+                comment: format!("check-in {i}"),
+                user: "alice".into(),
+                time: SystemTime::now(),
+            })
+            .unwrap()
+            .hash;
+    }
+    let tip_text = repo.content(&tip).unwrap().unwrap();
+    let baseline = Manifest::parse(&tip_text).unwrap().baseline;
+    drop(repo);
+    let notes_uuid = ArtifactHash::sha3_of(notes.as_bytes()).to_string();
+
+    // Fossil rebuilds a copy to 100 %, never past it, and keeps every
+    // delta as we made it.
+    let ours_pairs = delta_pairs(&ours);
+    let rebuilt = home.join("rebuilt.fossil");
+    std::fs::copy(&ours, &rebuilt).unwrap();
+    assert_rebuilds_to_100(home, &rebuilt);
+    same_deltas(
+        &delta_pairs(&rebuilt),
+        &ours_pairs,
+        "our repository rebuilt by fossil",
+    );
+
+    assert!(ours_pairs.len() > 100, "{} deltas", ours_pairs.len());
+    assert_eq!(reads_of(&ours, tip.as_str()), 1, "the tip is whole");
+    if let Some(b) = &baseline {
+        assert_eq!(
+            reads_of(&ours, b.as_str()),
+            1,
+            "the tip's baseline is whole"
+        );
+    }
+    assert_eq!(
+        reads_of(&ours, &notes_uuid),
+        1,
+        "the newest file version is whole"
+    );
+    let longest = longest_chain(&ours);
+    assert!(
+        (1..=herd::repo::MAX_CHAIN_LINKS as i64).contains(&longest),
+        "longest chain {longest}"
+    );
+    let out = stdout(&fossil(
+        home,
+        home,
+        &["test-integrity", "-R", ours.to_str().unwrap()],
+    ));
+    assert!(out.contains(" 0 errors"), "{out}");
+    // The tip through the CLI: the manifest we wrote, read whole.
+    let shown = fossil(
+        home,
+        home,
+        &["artifact", tip.as_str(), "-R", ours.to_str().unwrap()],
+    );
+    assert_eq!(shown.stdout, tip_text);
+
+    // A Fossil-made clone of it stores every artifact as we do, so its tip
+    // costs the same single read.
+    let clone = home.join("clone.fossil");
+    fossil(
+        home,
+        home,
+        &["clone", ours.to_str().unwrap(), clone.to_str().unwrap()],
+    );
+    assert_eq!(
+        reads_of(&clone, tip.as_str()),
+        reads_of(&ours, tip.as_str())
+    );
+    // It makes every delta we made, and a few more: `fossil clone` also
+    // tries undeltaed manifests against nearby later ones
+    // (`extra_deltification`, skipped with --nocompress).
+    let clone_pairs = delta_pairs(&clone);
+    let missing: Vec<_> = ours_pairs.difference(&clone_pairs).take(5).collect();
+    assert!(missing.is_empty(), "deltas the clone lacks: {missing:?}");
+
+    // Rebuilding the clone too: both end at 100 %.
+    assert_rebuilds_to_100(home, &clone);
 }

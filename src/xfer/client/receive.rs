@@ -68,11 +68,13 @@ impl Client {
             )?;
         }
         // Deltas may be against later artifacts or each other: retry until
-        // no progress.
+        // no progress. Older versions are deltas of newer ones (a server
+        // pages rows oldest first), so each pass goes newest first and a
+        // chain resolves in one pass.
         while !deltas.is_empty() {
             let before = deltas.len();
             let mut still = Vec::new();
-            for (hash, src, delta) in deltas {
+            for (hash, src, delta) in deltas.into_iter().rev() {
                 let source = self.hash(&src)?;
                 match repo.content(&source).map_err(self.repo_err())? {
                     Some(base) => {
@@ -94,6 +96,7 @@ impl Client {
                     what: format!("unresolved delta against {}", still[0].1),
                 });
             }
+            still.reverse();
             deltas = still;
         }
         let new = stored.len();
