@@ -372,7 +372,7 @@ impl SyncState {
         if !full {
             client = client.sparse();
         }
-        if is_loopback(&config.hub_url) {
+        if is_local(&config.hub_url) {
             client = client.uncompressed();
         }
         if let Some(login) = &config.login {
@@ -801,9 +801,11 @@ impl SyncState {
     }
 }
 
-/// Whether `url` names a hub on this machine (a loopback address or
-/// `localhost`), where compressing sync bodies costs CPU and saves nothing.
-fn is_loopback(url: &str) -> bool {
+/// Whether `url` names a hub on this machine or a private network (a
+/// loopback address, `localhost`, a private IPv4 range such as the
+/// simulated hosts' 10.213.N.0/24), where compressing sync bodies costs
+/// CPU and saves next to nothing.
+fn is_local(url: &str) -> bool {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let authority = rest.split('/').next().unwrap_or_default();
     let host = match authority.strip_prefix('[') {
@@ -811,9 +813,10 @@ fn is_loopback(url: &str) -> bool {
         None => authority.split(':').next().unwrap_or_default(),
     };
     host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| match ip {
+            std::net::IpAddr::V4(v4) => v4.is_loopback() || v4.is_private(),
+            std::net::IpAddr::V6(v6) => v6.is_loopback(),
+        })
 }
 
 /// The slot's repository: opened and brought up to date with `pull` when it
@@ -884,22 +887,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn loopback_hubs_are_recognized() {
+    fn local_hubs_are_recognized() {
         for url in [
             "http://127.0.0.1:8080/",
             "http://127.3.4.5/",
             "http://localhost:9/x",
             "http://[::1]:80/",
+            "http://10.213.7.2:8080/",
+            "http://192.168.1.9/",
         ] {
-            assert!(is_loopback(url), "{url}");
+            assert!(is_local(url), "{url}");
         }
         for url in [
-            "http://10.0.0.1:8080/",
+            "http://192.0.2.1:8080/",
             "https://example.org/",
             "http://[::2]/",
             "",
         ] {
-            assert!(!is_loopback(url), "{url}");
+            assert!(!is_local(url), "{url}");
         }
     }
 }
