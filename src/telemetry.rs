@@ -29,9 +29,9 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 /// The environment variable carrying the parent's `traceparent`.
-pub const TRACEPARENT_ENV: &str = "TRACEPARENT";
+pub const TRACEPARENT_ENV: &str = crate::env::TRACEPARENT;
 /// The environment variable carrying the parent's `tracestate`.
-pub const TRACESTATE_ENV: &str = "TRACESTATE";
+pub const TRACESTATE_ENV: &str = crate::env::TRACESTATE;
 /// How long shutdown may spend flushing spans; a dead collector never
 /// holds a process longer than this.
 const FLUSH_BOUND: Duration = Duration::from_secs(3);

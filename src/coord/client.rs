@@ -18,7 +18,7 @@ use super::error::{BoxError, CoordError};
 use super::names::Scope;
 
 /// The environment variable holding the NATS auth token of a trial.
-pub const NATS_TOKEN_ENV: &str = "HERD_NATS_TOKEN";
+pub const NATS_TOKEN_ENV: &str = crate::env::NATS_TOKEN;
 
 /// A credential (a token, a password): `Debug` prints `<hidden>`, so configs
 /// holding one can be logged.

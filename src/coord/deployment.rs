@@ -20,9 +20,9 @@ use std::sync::OnceLock;
 use async_nats::ServerAddr;
 
 /// The environment variable naming the cluster's JetStream domain.
-pub const NATS_DOMAIN_ENV: &str = "HERD_NATS_DOMAIN";
+pub const NATS_DOMAIN_ENV: &str = crate::env::NATS_DOMAIN;
 /// The environment variable giving the replica count of buckets and streams.
-pub const NATS_REPLICAS_ENV: &str = "HERD_NATS_REPLICAS";
+pub const NATS_REPLICAS_ENV: &str = crate::env::NATS_REPLICAS;
 
 /// The trial's NATS shape.
 #[derive(Debug, Clone, PartialEq, Eq)]

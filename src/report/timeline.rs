@@ -19,7 +19,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 /// The trial's start, in microseconds since the Unix epoch.
-pub const TRIAL_START_ENV: &str = "HERD_TRIAL_START_US";
+pub const TRIAL_START_ENV: &str = crate::env::TRIAL_START;
 
 /// The trial's clock: milliseconds since the trial's start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

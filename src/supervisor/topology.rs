@@ -27,9 +27,8 @@ use tokio::process::Command;
 use super::cluster::{Cluster, DOMAIN};
 use super::hosts::Hosts;
 use super::{SupervisorError, TrialConfig};
-use crate::coord::{
-    Coord, CoordConfig, Deployment, Scope, Secret, NATS_DOMAIN_ENV, NATS_REPLICAS_ENV,
-};
+use crate::coord::{Coord, CoordConfig, Deployment, Scope, Secret};
+use crate::env;
 
 /// The trial's hosts and NATS servers, when it has several hosts.
 pub struct Topology {
@@ -183,8 +182,8 @@ impl Topology {
     pub fn env(&self) -> Vec<(&'static str, String)> {
         match &self.cluster {
             Some(cluster) => vec![
-                (NATS_DOMAIN_ENV, DOMAIN.to_string()),
-                (NATS_REPLICAS_ENV, cluster.size().to_string()),
+                (env::NATS_DOMAIN, DOMAIN.to_string()),
+                (env::NATS_REPLICAS, cluster.size().to_string()),
             ],
             None => Vec::new(),
         }

@@ -15,9 +15,9 @@ use super::error::LoginError;
 
 /// The environment variable naming the login a hub creates and a leaf
 /// logs in as.
-pub const HUB_USER_ENV: &str = "HERD_HUB_USER";
+pub const HUB_USER_ENV: &str = crate::env::HUB_USER;
 /// The environment variable holding that login's password (the secret).
-pub const HUB_SECRET_ENV: &str = "HERD_HUB_SECRET";
+pub const HUB_SECRET_ENV: &str = crate::env::HUB_SECRET;
 
 /// Lowercase SHA1 hex of `data`.
 pub fn sha1_hex(data: &[u8]) -> String {

@@ -42,10 +42,10 @@ use super::sampler::Sampler;
 use super::summary::{HubCount, SlotRecord, TrialReport};
 use super::topology::Topology;
 use super::{nats, page, process, SupervisorError, TrialConfig};
-use crate::coord::{Secret, NATS_TOKEN_ENV};
-use crate::report::{HubKind, HubReady, ProcessKind, TrialClock, TRIAL_START_ENV};
-use crate::telemetry::{W3c, TRACEPARENT_ENV, TRACESTATE_ENV};
-use crate::xfer::login::{HUB_SECRET_ENV, HUB_USER_ENV};
+use crate::coord::Secret;
+use crate::env;
+use crate::report::{HubKind, HubReady, ProcessKind, TrialClock};
+use crate::telemetry::W3c;
 
 use hub::hub_count_settled;
 pub(in crate::supervisor) use hub::start_hub;
@@ -54,7 +54,7 @@ use slots::run_slots;
 /// How long stopped children get between SIGTERM and SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 /// Names the program to start per slot instead of `leaf-agent`.
-pub const LEAF_AGENT_ENV: &str = "HERD_LEAF_AGENT";
+pub const LEAF_AGENT_ENV: &str = crate::env::LEAF_AGENT;
 /// The hub user every leaf of a trial logs in as.
 pub const TRIAL_USER: &str = "herd";
 
@@ -71,10 +71,10 @@ pub(super) struct TrialSecrets {
 impl TrialSecrets {
     /// Sets the credentials in a child's environment.
     fn pass(&self, cmd: &mut Command) {
-        cmd.env(HUB_USER_ENV, TRIAL_USER)
-            .env(HUB_SECRET_ENV, self.hub_secret.expose());
+        cmd.env(env::HUB_USER, TRIAL_USER)
+            .env(env::HUB_SECRET, self.hub_secret.expose());
         if let Some(token) = &self.nats_token {
-            cmd.env(NATS_TOKEN_ENV, token.expose());
+            cmd.env(env::NATS_TOKEN, token.expose());
         }
     }
 }
@@ -278,13 +278,13 @@ impl Setting<'_> {
     fn pass(&self, cmd: &mut Command) {
         self.secrets.pass(cmd);
         pass_trace(cmd, &self.config.trace);
-        cmd.env(TRIAL_START_ENV, self.sampler.clock().env_value());
+        cmd.env(env::TRIAL_START, self.sampler.clock().env_value());
         self.topology.pass(cmd);
     }
 
     /// Where the hub starts: host 0, with the trial's clock and deployment.
     fn hub_place(&self) -> Place {
-        let mut env = vec![(TRIAL_START_ENV, self.sampler.clock().env_value())];
+        let mut env = vec![(env::TRIAL_START, self.sampler.clock().env_value())];
         env.extend(self.topology.env());
         Place {
             prefix: self.topology.prefix(0),
@@ -395,10 +395,10 @@ impl Hub<'_> {
 /// Hands the trial's trace context to a child through its environment.
 fn pass_trace(cmd: &mut Command, trace: &W3c) {
     if let Some(tp) = &trace.traceparent {
-        cmd.env(TRACEPARENT_ENV, tp);
+        cmd.env(env::TRACEPARENT, tp);
     }
     if let Some(ts) = &trace.tracestate {
-        cmd.env(TRACESTATE_ENV, ts);
+        cmd.env(env::TRACESTATE, ts);
     }
 }
 
