@@ -189,13 +189,6 @@ impl Topology {
         }
     }
 
-    /// Sets [`Topology::env`] in a child's environment.
-    pub fn pass(&self, cmd: &mut Command) {
-        for (name, value) in self.env() {
-            cmd.env(name, value);
-        }
-    }
-
     /// The words that start a program on `host` (`ip netns exec NS`); none
     /// without hosts.
     pub fn prefix(&self, host: usize) -> Vec<String> {

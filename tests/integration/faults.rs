@@ -20,7 +20,9 @@ use herd::repo::{CheckinSpec, FileChange, Repository};
 use herd::report::{LeafLine, LeafSummary, TaskOutcome};
 use herd::xfer::{Client, ClientError, PushOutcome};
 
-use crate::helpers::{fossil_ok, fossil_sql, free_port, HubProcess, NatsServer};
+use crate::helpers::{
+    file_len, fossil_ok, fossil_sql, free_port, set_file_size_limit, HubProcess, NatsServer,
+};
 
 /// Bound on one leaf-agent's whole run, and on waiting for one of its lines.
 const LEAF_TIMEOUT: Duration = Duration::from_secs(60);
@@ -590,30 +592,6 @@ fn a_restarted_nats_server_is_rejoined_and_its_tips_are_seen() {
          coordination steps retried {retried}, tips seen per leaf {seen:?}, \
          commits acknowledged {total}, commits lost {lost}"
     );
-}
-
-/// Sets the soft file-size limit of a process this test started.
-fn set_file_size_limit(pid: u32, soft: u64) {
-    use nix::libc;
-    let pid = libc::pid_t::try_from(pid).expect("pid fits pid_t");
-    let mut old = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: both pointers are to live, initialized rlimit structs.
-    let read = unsafe { libc::prlimit(pid, libc::RLIMIT_FSIZE, std::ptr::null(), &mut old) };
-    assert_eq!(read, 0, "read the hub's file-size limit");
-    let new = libc::rlimit {
-        rlim_cur: soft.min(old.rlim_max),
-        rlim_max: old.rlim_max,
-    };
-    // SAFETY: as above; the old value is not wanted.
-    let set = unsafe { libc::prlimit(pid, libc::RLIMIT_FSIZE, &new, std::ptr::null_mut()) };
-    assert_eq!(set, 0, "set the hub's file-size limit");
-}
-
-fn file_len(path: &Path) -> u64 {
-    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }
 
 fn with_suffix(path: &Path, suffix: &str) -> PathBuf {

@@ -556,3 +556,29 @@ impl Drop for FossilServer {
         let _ = self.child.wait();
     }
 }
+
+/// Sets the soft file-size limit (RLIMIT_FSIZE) of a process this test
+/// started.
+pub fn set_file_size_limit(pid: u32, soft: u64) {
+    use nix::libc;
+    let pid = libc::pid_t::try_from(pid).expect("pid fits pid_t");
+    let mut old = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: both pointers are to live, initialized rlimit structs.
+    let read = unsafe { libc::prlimit(pid, libc::RLIMIT_FSIZE, std::ptr::null(), &mut old) };
+    assert_eq!(read, 0, "read the hub's file-size limit");
+    let new = libc::rlimit {
+        rlim_cur: soft.min(old.rlim_max),
+        rlim_max: old.rlim_max,
+    };
+    // SAFETY: as above; the old value is not wanted.
+    let set = unsafe { libc::prlimit(pid, libc::RLIMIT_FSIZE, &new, std::ptr::null_mut()) };
+    assert_eq!(set, 0, "set the hub's file-size limit");
+}
+
+/// A file's length, 0 when it is missing.
+pub fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}

@@ -9,7 +9,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::helpers::{children_named, fossil_ok, fossil_sql, HubProcess};
+use crate::helpers::{
+    children_named, file_len, fossil_ok, fossil_sql, set_file_size_limit, HubProcess,
+};
 
 #[test]
 fn a_second_hub_on_the_same_repository_exits_2_naming_the_file() {
@@ -144,31 +146,6 @@ fn a_used_work_directory_is_refused_with_one_line() {
         "infra: used work directory refused in {} ms",
         started.elapsed().as_millis()
     );
-}
-
-/// Sets the soft file-size limit (RLIMIT_FSIZE) of a process this test
-/// started.
-fn set_file_size_limit(pid: u32, soft: u64) {
-    use nix::libc;
-    let pid = libc::pid_t::try_from(pid).expect("pid fits pid_t");
-    let mut old = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: both pointers are to live, initialized rlimit structs.
-    let read = unsafe { libc::prlimit(pid, libc::RLIMIT_FSIZE, std::ptr::null(), &mut old) };
-    assert_eq!(read, 0, "read the hub's file-size limit");
-    let new = libc::rlimit {
-        rlim_cur: soft.min(old.rlim_max),
-        rlim_max: old.rlim_max,
-    };
-    // SAFETY: as above; the old value is not wanted.
-    let set = unsafe { libc::prlimit(pid, libc::RLIMIT_FSIZE, &new, std::ptr::null_mut()) };
-    assert_eq!(set, 0, "set the hub's file-size limit");
-}
-
-fn file_len(path: &Path) -> u64 {
-    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }
 
 fn random_text(bytes: usize) -> String {

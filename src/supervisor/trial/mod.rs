@@ -278,17 +278,24 @@ impl Setting<'_> {
     fn pass(&self, cmd: &mut Command) {
         self.secrets.pass(cmd);
         pass_trace(cmd, &self.config.trace);
-        cmd.env(env::TRIAL_START, self.sampler.clock().env_value());
-        self.topology.pass(cmd);
+        for (name, value) in self.trial_env() {
+            cmd.env(name, value);
+        }
+    }
+
+    /// The trial clock's start and the NATS deployment, as a child's
+    /// environment variables.
+    fn trial_env(&self) -> Vec<(&'static str, String)> {
+        let mut env = vec![(env::TRIAL_START, self.sampler.clock().env_value())];
+        env.extend(self.topology.env());
+        env
     }
 
     /// Where the hub starts: host 0, with the trial's clock and deployment.
     fn hub_place(&self) -> Place {
-        let mut env = vec![(env::TRIAL_START, self.sampler.clock().env_value())];
-        env.extend(self.topology.env());
         Place {
             prefix: self.topology.prefix(0),
-            env,
+            env: self.trial_env(),
         }
     }
 }
