@@ -31,7 +31,8 @@ const RETRY_DELAY_MAX: Duration = Duration::from_secs(2);
 pub struct Tip {
     /// The check-in's artifact hash.
     pub hash: String,
-    /// The trunk position: 1 for the first check-in after the root, and so on.
+    /// The trunk position (`Repository::trunk_position`): 1 for the first
+    /// check-in after the root, and so on.
     pub seq: u64,
     /// The previous tip's hash, if any.
     pub parent: Option<String>,

@@ -19,7 +19,8 @@
 //! On a new repository the trunk already holds the initial empty check-in
 //! (the root every check-in descends from), so the readiness line's `tip`
 //! names it; `tip` is empty only for a repository with no check-in at all.
-//! `/stats` `trunk_commits` and broadcast `seq` do not count that root.
+//! `/stats` `trunk_commits` and broadcast `seq` are trunk positions
+//! ([`crate::repo::Repository::trunk_position`]): that root is 0.
 
 mod broadcast;
 mod config;

@@ -145,7 +145,8 @@ pub struct Stats {
 pub struct RepoFigures {
     /// Trunk tip, empty when the repository holds no check-in.
     pub tip: String,
-    /// Trunk check-ins, not counting the root.
+    /// The trunk tip's position ([`Repository::trunk_position`]): the
+    /// check-ins after the root.
     pub trunk_commits: u64,
     /// Non-phantom artifacts.
     pub artifacts: u64,
@@ -161,9 +162,7 @@ impl RepoFigures {
     pub fn read(repo: &Repository) -> Result<RepoFigures, RepoError> {
         Ok(RepoFigures {
             tip: repo.trunk_tip()?.map(|h| h.to_string()).unwrap_or_default(),
-            // The root is the initial empty check-in every repository starts
-            // with; tasks are the check-ins after it.
-            trunk_commits: repo.trunk_commits()?.saturating_sub(1),
+            trunk_commits: repo.trunk_position()?,
             artifacts: repo.artifact_count()?,
             trunk_leaves: repo.trunk_leaves()?,
             project_code: repo.project_code()?,

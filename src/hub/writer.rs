@@ -293,8 +293,7 @@ fn batch_broadcast(
     Some(Broadcast {
         tip: Tip {
             hash: last.hash.to_string(),
-            // Tip positions do not count the root.
-            seq: last.seq.saturating_sub(1),
+            seq: last.seq,
             parent: first.parent.as_ref().map(|p| p.to_string()),
             bundle,
         },

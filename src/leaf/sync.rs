@@ -345,8 +345,8 @@ pub(super) struct SyncState {
     /// commit is made on it. Not `repo.trunk_tip()`: refused check-ins stay
     /// in the local repository as extra trunk leaves.
     pub(super) hub_tip: ArtifactHash,
-    /// The hub tip's trunk position (the fast path's count, root
-    /// included); 0 until the hub has said.
+    /// The hub tip's trunk position (`Repository::trunk_position`); 0
+    /// until the hub has said.
     pub(super) hub_seq: u64,
     /// The newest trunk position a push's answer named, held here or not
     /// (a full leaf pulls before its next task when it is past `hub_seq`).
@@ -430,7 +430,7 @@ impl SyncState {
         };
         // A full clone holds the whole trunk: its length is where it stands.
         let hub_seq = if full {
-            repo.trunk_commits().map_err(repo_err("count the trunk"))?
+            repo.trunk_position().map_err(repo_err("count the trunk"))?
         } else {
             0
         };
@@ -736,8 +736,7 @@ impl SyncState {
     fn catch_up(&mut self, tip: &Tip) -> Result<CatchUp, LeafError> {
         // A tip no newer than one already seen (the sparse fast path skips
         // the check-ins in between, so they are not held): nothing to do.
-        // Broadcast positions do not count the root; the fast path's do.
-        if tip.seq < self.hub_seq {
+        if tip.seq <= self.hub_seq {
             return Ok(CatchUp::AlreadyHeld);
         }
         if let Ok(hash) = ArtifactHash::parse(&tip.hash) {
@@ -757,7 +756,7 @@ impl SyncState {
                 .apply_bundle(&self.repo, &tip.bundle, &hash, &parent)
             {
                 Ok(_) => {
-                    self.saw_tip(hash, Some(tip.seq + 1));
+                    self.saw_tip(hash, Some(tip.seq));
                     return Ok(CatchUp::Applied);
                 }
                 Err(e) => tracing::debug!(error = %e, "tip bundle not applied; pulling"),

@@ -118,10 +118,9 @@ impl SyncState {
     /// coalesced by [`PendingTip::note`].
     fn catch_up_full(&mut self) -> Result<(), LeafError> {
         let broadcast = self.tips.take();
-        // Broadcast positions do not count the root; the fast path's do.
         let heard = broadcast
             .as_ref()
-            .map_or(0, |(tip, _)| tip.seq + 1)
+            .map_or(0, |(tip, _)| tip.seq)
             .max(self.heard_seq);
         if heard <= self.hub_seq {
             if broadcast.is_some() {

@@ -332,6 +332,7 @@ mod tests {
             tip = ci.hash;
         }
         assert_eq!(r.trunk_commits().unwrap(), 21);
+        assert_eq!(r.trunk_position().unwrap(), 20, "the root is position 0");
         assert_eq!(r.trunk_leaves().unwrap(), 1);
         assert_eq!(r.trunk_after(Some(&root)).unwrap().len(), 20);
         assert_eq!(r.trunk_after(None).unwrap().len(), 21);

@@ -45,7 +45,8 @@ impl Repository {
             .ctx("looking up a check-in")
     }
 
-    /// Count of crosslinked check-ins (`event` rows of type `ci`).
+    /// Count of crosslinked check-ins (`event` rows of type `ci`), the root
+    /// included: on a linear trunk, [`Repository::trunk_position`] + 1.
     pub fn trunk_commits(&self) -> Result<u64, RepoError> {
         // Counting scans the event table, once per reply on the fast path;
         // the count is kept instead, recounted only after another
@@ -66,6 +67,17 @@ impl Repository {
             .ctx("counting check-ins")? as u64;
         self.checkin_count.set(Some((version, n)));
         Ok(n)
+    }
+
+    /// The trunk tip's **trunk position**, the one way herd numbers trunk
+    /// check-ins: the root (the initial empty check-in every repository
+    /// starts with) is 0, the first check-in after it 1, and so on, so a
+    /// trial's position is its count of landed commits. The sync pragmas'
+    /// `SEQ`, [`crate::xfer::TrunkAdvance::seq`], broadcast tips' `seq`, the
+    /// hub's `/stats` `trunk_commits` and a leaf's notion of where the hub
+    /// stands all count this way. 0 too for a repository with no check-in.
+    pub fn trunk_position(&self) -> Result<u64, RepoError> {
+        Ok(self.trunk_commits()?.saturating_sub(1))
     }
 
     /// Count of leaves on trunk (1 on a linear history).

@@ -1,6 +1,8 @@
 //! herd's one-round-trip pull and push, carried in `pragma` cards that a
 //! real Fossil server ignores (reference 5.3: unknown pragmas are silently
 //! skipped), so a client can tell from the reply whether the server speaks it.
+//! Every `SEQ` below is a trunk position
+//! ([`crate::repo::Repository::trunk_position`]: the root is 0).
 //!
 //! - Pull: the client sends `pragma herd-tip [HASH]` (the hub tip it knows;
 //!   no argument when it knows none) with its `pull` card. The server answers
@@ -166,7 +168,7 @@ pub fn push_reply(
         return Ok(cards);
     }
     if let Some(landed) = &outcome.landed_before {
-        let seq = repo.trunk_commits()? - repo.trunk_after(Some(landed))?.len() as u64;
+        let seq = repo.trunk_position()? - repo.trunk_after(Some(landed))?.len() as u64;
         return landed_reply(repo, landed, seq, false);
     }
     match outcome.advances.last() {
@@ -206,7 +208,7 @@ fn landed_reply(
 
 /// `pragma herd-tip TIP SEQ` for the current trunk.
 fn tip_card(repo: &Repository) -> Result<Card, ServerError> {
-    let seq = repo.trunk_commits()?.to_string();
+    let seq = repo.trunk_position()?.to_string();
     Ok(match repo.trunk_tip()? {
         Some(tip) => Card::pragma(PRAGMA_TIP, &[tip.as_str(), &seq]),
         None => Card::pragma(PRAGMA_TIP, &[]),

@@ -346,11 +346,12 @@ fn assert_timeline_in_order(t: &TaskLine) {
     }
     assert!(at <= tl.end_ms, "{tl:?}");
     // The commit's latency is the stretch from its start to its landing,
-    // plus the hand-over from the repository thread that heard the answer.
+    // plus the hand-over from the repository thread that heard the answer:
+    // two thread wake-ups, a few milliseconds on a loaded machine.
     let span = tl.landed_ms().expect("landed") - commit;
     let ms = t.commit_ms.unwrap();
     assert!(
-        span <= ms + 0.01 && ms - span < 5.0,
+        span <= ms + 0.01 && ms - span < 25.0,
         "{ms} ms against {tl:?}"
     );
 }

@@ -36,7 +36,7 @@ pub enum PushOutcome {
     Accepted {
         /// The server's new tip, when it said (fast path).
         tip: Option<ArtifactHash>,
-        /// The trunk's length after the push, when the server said.
+        /// The new tip's trunk position, when the server said.
         seq: Option<u64>,
     },
     /// The server refused a check-in: its parent is not the trunk tip. The
@@ -44,7 +44,7 @@ pub enum PushOutcome {
     Refused {
         /// The server's trunk tip.
         tip: ArtifactHash,
-        /// The trunk's length.
+        /// Its trunk position.
         seq: u64,
         /// The server's error text.
         message: String,
@@ -60,7 +60,7 @@ pub enum PushOutcome {
         /// The check-in the hub wrote, now (or, for a repeated push, once)
         /// its trunk tip.
         checkin: ArtifactHash,
-        /// Its trunk position (root counted).
+        /// Its trunk position.
         seq: u64,
         /// Whether its manifest was stored here: only when its baseline is
         /// held, so a sparse copy never needs the hub's newer baselines.

@@ -71,7 +71,7 @@ impl Session<'_> {
             self.outcome.advances.push(TrunkAdvance {
                 hash: hash.clone(),
                 parent,
-                seq: repo.trunk_commits()?,
+                seq: repo.trunk_position()?,
                 landed_from: None,
                 pusher_can_keep: false,
             });
@@ -160,7 +160,7 @@ impl Session<'_> {
         self.outcome.advances.push(TrunkAdvance {
             hash: checkin.hash.clone(),
             parent: Some(tip.clone()),
-            seq: repo.trunk_commits()?,
+            seq: repo.trunk_position()?,
             landed_from: Some(hash.clone()),
             pusher_can_keep,
         });

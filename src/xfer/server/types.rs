@@ -72,7 +72,8 @@ pub struct TrunkAdvance {
     pub hash: ArtifactHash,
     /// Its primary parent, the previous tip.
     pub parent: Option<ArtifactHash>,
-    /// The trunk's length (count of check-ins) after the advance.
+    /// The new tip's trunk position
+    /// ([`crate::repo::Repository::trunk_position`]).
     pub seq: u64,
     /// When the hub wrote this check-in anew on the tip (a hub landing):
     /// the pushed check-in it stands for, which is not stored.
