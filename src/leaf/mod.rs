@@ -1,13 +1,14 @@
 //! One leaf-agent slot: its own repository and worktree, and the
 //! Open → Claim → Commit → Close loop against a live hub.
 //!
-//! The pieces, one file each:
+//! The pieces, a file or a folder each:
 //!
 //! - `config`: [`LeafConfig`], the validated flags of one slot.
 //! - `error`: [`LeafError`], every way a leaf can fail, with context.
 //! - `sync`: the repository thread: it owns the [`crate::repo::Repository`]
 //!   and the [`crate::xfer::Client`] (both blocking), and does the clone,
-//!   commits with push-rebase-retry, and catching up on tip broadcasts.
+//!   commits with push-rebase-retry, and catching up on tip broadcasts
+//!   (a folder: messages, handle, state, commit, catch-up, connect).
 //! - `worktree`: a full leaf's worktree and keeping it at the trunk tip
 //!   (one pull for every check-in it missed, then an update that writes
 //!   only the files that differ), and writing a task's files.
@@ -18,7 +19,8 @@
 //! - `output`: the stdout reporter (only [`crate::report::LeafLine`]s) and
 //!   the counters behind the summary line.
 //! - `agent`: [`run`]: start-up, the task loop (disjoint and shared mode)
-//!   and the tip loop, on one current-thread async runtime.
+//!   and the tip loop, on one current-thread async runtime (a folder:
+//!   the loops, one task's steps, which failures to retry).
 //!
 //! The async side holds the NATS connection and never blocks: every SQLite
 //! and HTTP call goes to the repository thread as a message, and its answer

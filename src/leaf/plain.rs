@@ -1,6 +1,6 @@
 //! The repository thread for a stock `fossil server` hub (`--hub-kind
 //! fossil`), and [`RepoThread`], which picks it or the herd hub's thread
-//! (`sync.rs`) for a slot.
+//! (`sync/`) for a slot.
 //!
 //! A stock server publishes no tips and ignores herd's pragmas, so this
 //! thread does what Fossil's autosync does around `fossil commit`: pull
