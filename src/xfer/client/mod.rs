@@ -10,7 +10,7 @@
 //! their `D` date.
 //!
 //! Files: `error` (ClientError), `http` (the client, its agent and one
-//! message exchange), `sync` (clone, pull, push), `plain` (pull and push
+//! message exchange), `sync` (clone, pull), `push` (push), `plain` (pull and push
 //! with Fossil's plain protocol only, for a stock `fossil server`),
 //! `receive` (storing and crosslinking received artifacts).
 
@@ -18,9 +18,11 @@ mod bundle;
 mod error;
 mod http;
 mod plain;
+mod push;
 mod receive;
 mod sync;
 
 pub use error::ClientError;
 pub use http::Client;
-pub use sync::{PullOutcome, PushOutcome};
+pub use push::PushOutcome;
+pub use sync::PullOutcome;

@@ -175,94 +175,20 @@ impl<'a> Session<'a> {
         spanned: &'a Spanned,
         project_code: &str,
     ) -> Result<(), ServerError> {
-        let repo = self.repo;
         match &spanned.card {
             Card::Login {
                 user,
                 nonce,
                 signature,
-            } => {
-                let after = &self.decoded.text[spanned.end..];
-                // Cloned (two short strings) so the caps can grow below.
-                let account = self.access().account(user).cloned();
-                match verify_login(
-                    user,
-                    nonce,
-                    signature,
-                    after,
-                    project_code,
-                    account.as_ref().map(|a| a.pw.as_str()),
-                ) {
-                    Ok(()) => {
-                        if let Some(account) = &account {
-                            self.caps.add(&account.caps);
-                        }
-                        self.user = user.clone();
-                        self.nonce = Some(nonce.clone());
-                    }
-                    Err(_) => self.fail("login failed"),
-                }
-            }
-            Card::Pragma { name, args } => match name.as_str() {
-                "client-version" => {
-                    self.client_version = args.first().and_then(|v| v.parse().ok()).unwrap_or(0);
-                    if args.len() >= 3 {
-                        self.out
-                            .push(Card::pragma("server-version", &SERVER_VERSION));
-                    }
-                }
-                fastpath::PRAGMA_TIP => {
-                    self.fast_tip = Some(args.first().map(String::as_str));
-                }
-                fastpath::PRAGMA_PUSH => self.fast_push = true,
-                fastpath::PRAGMA_HAVE => self
-                    .have
-                    .extend(args.iter().take(fastpath::MAX_HAVE).map(String::as_str)),
-                fastpath::PRAGMA_LAND => self.land = true,
-                fastpath::PRAGMA_SPARSE => self.artifacts = fastpath::Artifacts::Tip,
-                _ => {}
-            },
+            } => self.login(user, nonce, signature, spanned.end, project_code),
+            Card::Pragma { name, args } => self.pragma(name, args),
             Card::Pull {
                 project_code: pc, ..
-            } => {
-                if pc != project_code {
-                    self.fail("wrong project");
-                } else if !self.caps.may_read() {
-                    self.fail("not authorized to read");
-                } else {
-                    self.pulling = true;
-                }
-            }
+            } => self.pull(pc == project_code),
             Card::Push {
                 project_code: pc, ..
-            } => {
-                if pc != project_code {
-                    self.fail("wrong project");
-                } else if self.caps.may_write() {
-                    self.pushing = true;
-                } else if self.pulling {
-                    self.out
-                        .push(Card::Message("pull only - not authorized to push".into()));
-                } else {
-                    self.fail("not authorized to write");
-                }
-            }
-            Card::Clone(from) => {
-                if !self.caps.may_clone() {
-                    self.out.clear();
-                    self.out.push(Card::Push {
-                        server_code: repo.server_code()?,
-                        project_code: project_code.to_string(),
-                    });
-                    self.errors.push("not authorized to clone".into());
-                    self.stopped = true;
-                } else {
-                    if from.as_ref().is_some_and(|f| f.version >= 3) {
-                        self.uncompressed_reply = true;
-                    }
-                    self.clone = Some(from.clone());
-                }
-            }
+            } => self.push(pc == project_code),
+            Card::Clone(from) => self.begin_clone(from.as_ref(), project_code)?,
             Card::Igot { hash, .. } => {
                 if self.pushing {
                     self.igots.push(hash);
@@ -301,6 +227,113 @@ impl<'a> Session<'a> {
             | Card::Error(_)
             | Card::CloneSeqno(_)
             | Card::Comment(_) => {}
+        }
+        Ok(())
+    }
+
+    /// `login`: checks the signature over the rest of the request (from
+    /// byte `signed_from` of the decoded text) and takes the account's
+    /// capabilities.
+    fn login(
+        &mut self,
+        user: &str,
+        nonce: &str,
+        signature: &str,
+        signed_from: usize,
+        project_code: &str,
+    ) {
+        let after = &self.decoded.text[signed_from..];
+        // Cloned (two short strings) so the caps can grow below.
+        let account = self.access().account(user).cloned();
+        match verify_login(
+            user,
+            nonce,
+            signature,
+            after,
+            project_code,
+            account.as_ref().map(|a| a.pw.as_str()),
+        ) {
+            Ok(()) => {
+                if let Some(account) = &account {
+                    self.caps.add(&account.caps);
+                }
+                self.user = user.to_string();
+                self.nonce = Some(nonce.to_string());
+            }
+            Err(_) => self.fail("login failed"),
+        }
+    }
+
+    /// `pragma`: the client's version and herd's fast-path pragmas; others
+    /// are ignored, as Fossil ignores them.
+    fn pragma(&mut self, name: &str, args: &'a [String]) {
+        match name {
+            "client-version" => {
+                self.client_version = args.first().and_then(|v| v.parse().ok()).unwrap_or(0);
+                if args.len() >= 3 {
+                    self.out
+                        .push(Card::pragma("server-version", &SERVER_VERSION));
+                }
+            }
+            fastpath::PRAGMA_TIP => {
+                self.fast_tip = Some(args.first().map(String::as_str));
+            }
+            fastpath::PRAGMA_PUSH => self.fast_push = true,
+            fastpath::PRAGMA_HAVE => self
+                .have
+                .extend(args.iter().take(fastpath::MAX_HAVE).map(String::as_str)),
+            fastpath::PRAGMA_LAND => self.land = true,
+            fastpath::PRAGMA_SPARSE => self.artifacts = fastpath::Artifacts::Tip,
+            _ => {}
+        }
+    }
+
+    /// `pull`, for this project or not.
+    fn pull(&mut self, our_project: bool) {
+        if !our_project {
+            self.fail("wrong project");
+        } else if !self.caps.may_read() {
+            self.fail("not authorized to read");
+        } else {
+            self.pulling = true;
+        }
+    }
+
+    /// `push`, for this project or not. A reader without write rights who
+    /// also pulls gets a message rather than an error, as from Fossil.
+    fn push(&mut self, our_project: bool) {
+        if !our_project {
+            self.fail("wrong project");
+        } else if self.caps.may_write() {
+            self.pushing = true;
+        } else if self.pulling {
+            self.out
+                .push(Card::Message("pull only - not authorized to push".into()));
+        } else {
+            self.fail("not authorized to write");
+        }
+    }
+
+    /// `clone`: a client without clone rights gets Fossil's answer (the
+    /// codes and an error) and nothing more.
+    fn begin_clone(
+        &mut self,
+        from: Option<&CloneFrom>,
+        project_code: &str,
+    ) -> Result<(), ServerError> {
+        if !self.caps.may_clone() {
+            self.out.clear();
+            self.out.push(Card::Push {
+                server_code: self.repo.server_code()?,
+                project_code: project_code.to_string(),
+            });
+            self.errors.push("not authorized to clone".into());
+            self.stopped = true;
+        } else {
+            if from.is_some_and(|f| f.version >= 3) {
+                self.uncompressed_reply = true;
+            }
+            self.clone = Some(from.cloned());
         }
         Ok(())
     }
