@@ -11,9 +11,11 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use herd::chain::chain as error_chain;
 use herd::report::{HubKind, LandingStrategy, LeafMode};
-use herd::supervisor::{self, TrialConfig, EXIT_OK, EXIT_TRIAL_FAILED, EXIT_USAGE};
+use herd::supervisor::{
+    self, SupervisorError, TrialConfig, TrialReport, EXIT_OK, EXIT_TRIAL_FAILED, EXIT_USAGE,
+};
 use herd::telemetry::{self, W3c};
-use herd::workload::{Mode, WorkloadArgs};
+use herd::workload::{Mode, WorkloadArgs, WorkloadConfig};
 use tracing::Instrument;
 
 /// Thundering-herd trial harness for a hub-and-leaf Fossil architecture.
@@ -200,58 +202,58 @@ fn plot(args: PlotArgs) -> u8 {
     }
 }
 
+/// `herd run`: the trial, its report on stdout, its verdict as the exit
+/// code.
 fn run(args: RunArgs) -> u8 {
-    let w = &args.workload;
-    let workload = w.config();
+    let json = args.json;
+    let printed = trial(args).and_then(|report| print_report(&report, json).map(|()| report));
+    match printed {
+        Ok(report) => exit_code(&report),
+        Err(code) => code,
+    }
+}
+
+/// Prints why no trial could run; the exit code to return.
+fn usage(why: String) -> u8 {
+    eprintln!("herd: {why}");
+    EXIT_USAGE
+}
+
+/// Checks the surroundings, starts telemetry and runs the trial the flags
+/// ask for. `Err` is the exit code, its reason printed.
+fn trial(args: RunArgs) -> Result<TrialReport, u8> {
+    let workload = args.workload.config();
     if let Err(e) = workload.validate() {
-        eprintln!("herd: invalid workload: {e}");
-        return EXIT_USAGE;
+        return Err(usage(format!("invalid workload: {e}")));
     }
-    let bin_dir = match std::env::current_exe() {
-        Ok(exe) => exe.parent().map(PathBuf::from).unwrap_or_default(),
-        Err(e) => {
-            eprintln!("herd: cannot locate the herd executable: {e}");
-            return EXIT_USAGE;
-        }
-    };
-    for name in ["hub", "leaf-agent"] {
-        if !bin_dir.join(name).is_file() {
-            eprintln!(
-                "herd: {name} not found beside herd in {}; build all binaries (cargo build --release)",
-                bin_dir.display()
-            );
-            return EXIT_USAGE;
-        }
-    }
+    let bin_dir = supervisor::cli::bin_dir().map_err(usage)?;
     // Refuse to run a trial whose traces would go nowhere.
     if let Some(endpoint) = telemetry::endpoint() {
-        if let Err(e) = telemetry::preflight(&endpoint) {
-            eprintln!(
-                "herd: {e}; fix OTEL_EXPORTER_OTLP_ENDPOINT or unset it to run without telemetry"
-            );
-            return EXIT_USAGE;
-        }
+        telemetry::preflight(&endpoint).map_err(|e| {
+            usage(format!(
+                "{e}; fix OTEL_EXPORTER_OTLP_ENDPOINT or unset it to run without telemetry"
+            ))
+        })?;
     }
     // One thread: children are forked from it, and their parent-death
     // signal is tied to the thread that forked them.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("herd: cannot start the async runtime: {e}");
-            return EXIT_USAGE;
-        }
-    };
-    let telemetry = match telemetry::init("herd", None) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("herd: {}", error_chain(&e));
-            return EXIT_USAGE;
-        }
-    };
-    let root = tracing::info_span!(
+        .map_err(|e| usage(format!("cannot start the async runtime: {e}")))?;
+    let telemetry = telemetry::init("herd", None).map_err(|e| usage(error_chain(&e)))?;
+    let root = root_span(&args);
+    let config = trial_config(args, workload, bin_dir, W3c::of(&root)).map_err(usage)?;
+    config.check_hosts().map_err(usage)?;
+    let report = runtime.block_on(supervise(config).instrument(root));
+    drop(telemetry);
+    report.map_err(|e| usage(error_chain(&e)))
+}
+
+/// The span the whole trial runs in, with the settings that tell trials
+/// apart.
+fn root_span(args: &RunArgs) -> tracing::Span {
+    tracing::info_span!(
         "herd.run",
         agents = args.agents,
         tasks = args.tasks,
@@ -260,21 +262,19 @@ fn run(args: RunArgs) -> u8 {
         hub_kind = %args.hub_kind,
         landing = %args.landing,
         leaf = %args.leaf
-    );
-    let report_page = args
-        .report
-        .clone()
-        .or_else(|| args.workdir.as_ref().map(|dir| dir.join("report.html")));
-    if let Some(dir) = args.report.as_ref().and_then(|p| p.parent()) {
-        if !dir.as_os_str().is_empty() && !dir.is_dir() {
-            eprintln!(
-                "herd: cannot write the report into {}: no such directory",
-                dir.display()
-            );
-            return EXIT_USAGE;
-        }
-    }
-    let config = TrialConfig {
+    )
+}
+
+/// The trial's settings from the flags: durations from seconds, the report
+/// page placed, progress shown only to a terminal and not with `--json`.
+fn trial_config(
+    args: RunArgs,
+    workload: WorkloadConfig,
+    bin_dir: PathBuf,
+    trace: W3c,
+) -> Result<TrialConfig, String> {
+    let report = supervisor::cli::report_page(args.report, args.workdir.as_deref())?;
+    Ok(TrialConfig {
         agents: args.agents,
         tasks: args.tasks,
         seed: args.seed,
@@ -289,7 +289,7 @@ fn run(args: RunArgs) -> u8 {
         timeout: args.timeout.map(Duration::from_secs),
         verbose: args.verbose,
         progress: !args.json && std::io::stderr().is_terminal(),
-        report: report_page,
+        report,
         hosts: args.hosts,
         nats_cluster: args.nats_cluster,
         kill_nats_node: args
@@ -298,37 +298,24 @@ fn run(args: RunArgs) -> u8 {
         partition: args.partition_host,
         leaf_launcher: args.leaf_launcher,
         bin_dir,
-        trace: W3c::of(&root),
-    };
+        trace,
+    })
+}
 
-    if let Err(e) = config.check_hosts() {
-        eprintln!("herd: {e}");
-        return EXIT_USAGE;
-    }
-    let report = runtime.block_on(
-        async {
-            let (tx, rx) = tokio::sync::mpsc::channel(4);
-            tokio::spawn(forward_signals(tx));
-            supervisor::run(config, rx).await
-        }
-        .instrument(root),
-    );
-    drop(telemetry);
-    let report = match report {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("herd: {}", error_chain(&e));
-            return EXIT_USAGE;
-        }
-    };
-    let text = if args.json {
-        match serde_json::to_string(&report) {
-            Ok(json) => json + "\n",
-            Err(e) => {
-                eprintln!("herd: cannot encode the report: {e}");
-                return EXIT_USAGE;
-            }
-        }
+/// The supervisor's run of `config`, asked to stop by Ctrl-C or SIGTERM.
+async fn supervise(config: TrialConfig) -> Result<TrialReport, SupervisorError> {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(forward_signals(tx));
+    supervisor::run(config, rx).await
+}
+
+/// Prints the report on stdout: the summary block, or one JSON line with
+/// `--json`. `Err` is the exit code when it cannot be encoded.
+fn print_report(report: &TrialReport, json: bool) -> Result<(), u8> {
+    let text = if json {
+        let json = serde_json::to_string(report)
+            .map_err(|e| usage(format!("cannot encode the report: {e}")))?;
+        json + "\n"
     } else {
         report.render()
     };
@@ -341,6 +328,11 @@ fn run(args: RunArgs) -> u8 {
     {
         eprintln!("herd: cannot print the report: {e}");
     }
+    Ok(())
+}
+
+/// The verdict as the exit code, and why on stderr when the trial failed.
+fn exit_code(report: &TrialReport) -> u8 {
     match report.verdict() {
         None => EXIT_OK,
         Some(why) => {

@@ -7,6 +7,7 @@
 //! `fossil server` plays the hub instead (`fossil_hub`), and herd counts its
 //! check-ins with `fossil sql`.
 
+pub mod cli;
 mod cluster;
 mod fossil_hub;
 pub mod hosts;

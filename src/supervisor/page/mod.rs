@@ -355,75 +355,88 @@ mod tests {
         agents: u32,
         tasks: u32,
     ) -> (TrialConfig, TrialReport, Vec<SlotRecord>, Vec<Sample>) {
-        let slots: Vec<SlotRecord> = (0..agents)
-            .map(|slot| {
-                let lines = (0..tasks)
-                    .map(|task| {
-                        let t0 = f64::from(task) * 60.0 + f64::from(slot % 7);
-                        TaskLine {
-                            slot,
-                            task,
-                            task_id: format!("slot-{slot}-{task}"),
-                            claim: ClaimOutcome::Won,
-                            commit_ms: Some(4.0 + f64::from(slot % 5)),
-                            fork_retries: 0,
-                            checkin: Some("ab".repeat(32)),
-                            outcome: TaskOutcome::Committed,
-                            timeline: Some(Timeline {
-                                claim_start_ms: t0,
-                                claim_end_ms: t0 + 1.2,
-                                think_end_ms: Some(t0 + 51.2),
-                                commit_start_ms: Some(t0 + 51.3),
-                                pushes: vec![PushMark {
-                                    start_ms: t0 + 52.0,
-                                    end_ms: t0 + 55.0,
-                                    result: PushResult::Landed,
-                                }],
-                                end_ms: t0 + 55.3,
-                            }),
-                            trace: None,
-                        }
-                    })
-                    .collect();
-                SlotRecord {
-                    tasks: lines,
-                    summary: Some(LeafSummary {
-                        slot,
-                        tasks,
-                        committed: tasks,
-                        claims_won: tasks,
-                        think_ms: u64::from(tasks) * 50,
-                        ..LeafSummary::default()
-                    }),
-                    errors: Vec::new(),
-                    failure: None,
-                }
-            })
-            .collect();
+        let slots: Vec<SlotRecord> = (0..agents).map(|slot| slot_record(slot, tasks)).collect();
         let runtime_s = f64::from(tasks) * 0.06;
-        let samples = (0..(runtime_s * 4.0) as u32)
-            .map(|i| Sample {
-                at_ms: f64::from(i) * 250.0,
-                interval_ms: 250.0,
-                processes: ProcessKind::ALL
-                    .iter()
-                    .map(|&kind| KindSample {
-                        kind,
-                        processes: 1,
-                        cpu_ms: 120.0,
-                        rss_kb: 30_000,
-                    })
-                    .collect(),
-                hub: Some(HubCounters {
-                    requests: u64::from(i) * 100,
-                    batches: u64::from(i) * 20,
-                    batched_pushes: u64::from(i) * 90,
-                    backlog: u64::from(i % 9),
-                    ..HubCounters::default()
-                }),
-            })
-            .collect();
-        let config = TrialConfig {
+        let samples = (0..(runtime_s * 4.0) as u32).map(sample).collect();
+        let config = config(agents, tasks);
+        let report = report(&config, &slots, runtime_s);
+        (config, report, slots, samples)
+    }
+
+    /// One slot's tasks, a task every 60 ms, and its summary line.
+    fn slot_record(slot: u32, tasks: u32) -> SlotRecord {
+        SlotRecord {
+            tasks: (0..tasks).map(|task| task_line(slot, task)).collect(),
+            summary: Some(LeafSummary {
+                slot,
+                tasks,
+                committed: tasks,
+                claims_won: tasks,
+                think_ms: u64::from(tasks) * 50,
+                ..LeafSummary::default()
+            }),
+            errors: Vec::new(),
+            failure: None,
+        }
+    }
+
+    /// A task that landed at its first push, its slot's start staggered by
+    /// a few ms.
+    fn task_line(slot: u32, task: u32) -> TaskLine {
+        let t0 = f64::from(task) * 60.0 + f64::from(slot % 7);
+        TaskLine {
+            slot,
+            task,
+            task_id: format!("slot-{slot}-{task}"),
+            claim: ClaimOutcome::Won,
+            commit_ms: Some(4.0 + f64::from(slot % 5)),
+            fork_retries: 0,
+            checkin: Some("ab".repeat(32)),
+            outcome: TaskOutcome::Committed,
+            timeline: Some(Timeline {
+                claim_start_ms: t0,
+                claim_end_ms: t0 + 1.2,
+                think_end_ms: Some(t0 + 51.2),
+                commit_start_ms: Some(t0 + 51.3),
+                pushes: vec![PushMark {
+                    start_ms: t0 + 52.0,
+                    end_ms: t0 + 55.0,
+                    result: PushResult::Landed,
+                }],
+                end_ms: t0 + 55.3,
+            }),
+            trace: None,
+        }
+    }
+
+    /// The `i`th sample: every kind of process busy alike, the hub's
+    /// counters rising.
+    fn sample(i: u32) -> Sample {
+        Sample {
+            at_ms: f64::from(i) * 250.0,
+            interval_ms: 250.0,
+            processes: ProcessKind::ALL
+                .iter()
+                .map(|&kind| KindSample {
+                    kind,
+                    processes: 1,
+                    cpu_ms: 120.0,
+                    rss_kb: 30_000,
+                })
+                .collect(),
+            hub: Some(HubCounters {
+                requests: u64::from(i) * 100,
+                batches: u64::from(i) * 20,
+                batched_pushes: u64::from(i) * 90,
+                backlog: u64::from(i % 9),
+                ..HubCounters::default()
+            }),
+        }
+    }
+
+    /// A trial on herd's hub with hub landing, on loopback.
+    fn config(agents: u32, tasks: u32) -> TrialConfig {
+        TrialConfig {
             agents,
             tasks,
             seed: 1,
@@ -446,13 +459,17 @@ mod tests {
             leaf_launcher: None,
             bin_dir: std::path::PathBuf::new(),
             trace: crate::telemetry::W3c::default(),
-        };
+        }
+    }
+
+    /// The summary of `slots` with a hub that counted every commit.
+    fn report(config: &TrialConfig, slots: &[SlotRecord], runtime_s: f64) -> TrialReport {
         let shape = TrialShape {
             hub_kind: config.hub_kind,
             landing: config.landing,
             leaf: config.leaf,
-            agents,
-            tasks,
+            agents: config.agents,
+            tasks: config.tasks,
             mode: "disjoint".into(),
             seed: 1,
             runtime_s,
@@ -461,7 +478,7 @@ mod tests {
             nats_nodes: 1,
             faults: Vec::new(),
         };
-        let total = u64::from(agents) * u64::from(tasks);
+        let total = u64::from(config.agents) * u64::from(config.tasks);
         let hub = HubCount {
             trunk_commits: total,
             trunk_leaves: 1,
@@ -469,8 +486,7 @@ mod tests {
             peak_rss_kb: Some(40_000),
             hub_rebases: Some(total / 2),
         };
-        let report = TrialReport::build(shape, &slots, hub);
-        (config, report, slots, samples)
+        TrialReport::build(shape, slots, hub)
     }
 
     #[test]

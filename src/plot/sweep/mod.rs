@@ -1,0 +1,208 @@
+//! `herd plot`: a sweep's runs (`herd run --json` lines, one per run, as
+//! `scripts/sweep` writes them to `runs.jsonl`) as a CSV, an SVG of charts
+//! against the agent count and a markdown table.
+//!
+//! Each input line is one trial's report plus what the sweep adds:
+//! `repeat`, `exit_code`, `zero_think` and `side_by_side`. A point is the
+//! median over the repeats of one agent count in one series; the series
+//! are herd's hub per landing strategy (rows without `landing` predate hub
+//! landing: leaf) and the stock `fossil server`. The fossil series comes
+//! from the side-by-side rows, whose herd twins (same agents, tasks and
+//! seed) only feed the ratio table.
+//!
+//! This file reads the runs and writes the outputs; the points are made in
+//! `points`, the outputs drawn in `csv`, `table` and `charts`.
+
+mod charts;
+mod csv;
+mod points;
+mod table;
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::PlotError;
+use points::{points, Run};
+
+pub use csv::COLUMNS;
+
+/// Why the sweep could not be plotted.
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    /// A file could not be read or written.
+    #[error("cannot {what} {}", path.display())]
+    Io {
+        /// Read or write.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A line is not a run's JSON object.
+    #[error("{}:{line}: not a run's JSON object: {why}", path.display())]
+    BadLine {
+        /// The file.
+        path: PathBuf,
+        /// The line number, from 1.
+        line: usize,
+        /// What is wrong.
+        why: String,
+    },
+    /// No run produced figures.
+    #[error("{}: no run produced figures (every run failed before its report)", path.display())]
+    Empty {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A chart could not be drawn.
+    #[error(transparent)]
+    Plot(#[from] PlotError),
+}
+
+/// What `herd plot` writes.
+#[derive(Debug, Clone)]
+pub struct Outputs {
+    /// The CSV, one row per run.
+    pub csv: PathBuf,
+    /// The charts.
+    pub svg: PathBuf,
+    /// The markdown tables.
+    pub markdown: PathBuf,
+    /// The charts' title.
+    pub title: String,
+}
+
+/// Reads `jsonl` and writes the outputs.
+pub fn plot(jsonl: &Path, out: &Outputs) -> Result<(), SweepError> {
+    let (rows, runs) = read_runs(jsonl)?;
+    let plotted = points(&runs, false);
+    if plotted.is_empty() {
+        return Err(SweepError::Empty { path: jsonl.into() });
+    }
+    let write = |path: &Path, text: String| {
+        std::fs::write(path, text).map_err(|source| SweepError::Io {
+            what: "write",
+            path: path.into(),
+            source,
+        })
+    };
+    write(&out.csv, csv::csv(&rows))?;
+    write(
+        &out.markdown,
+        table::markdown(&plotted, &points(&runs, true)),
+    )?;
+    write(&out.svg, charts::charts(&plotted, &out.title)?)?;
+    Ok(())
+}
+
+/// The runs in `jsonl`, each as its JSON object (for the CSV, which keeps
+/// every column) and as the figures the points use; blank lines skipped.
+fn read_runs(jsonl: &Path) -> Result<(Vec<Value>, Vec<Run>), SweepError> {
+    let text = std::fs::read_to_string(jsonl).map_err(|source| SweepError::Io {
+        what: "read",
+        path: jsonl.into(),
+        source,
+    })?;
+    let mut rows = Vec::new();
+    let mut runs = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let bad = |why: String| SweepError::BadLine {
+            path: jsonl.into(),
+            line: i + 1,
+            why,
+        };
+        let value: Value = serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
+        if !value.is_object() {
+            return Err(bad("not an object".into()));
+        }
+        runs.push(Run::deserialize(&value).map_err(|e| bad(e.to_string()))?);
+        rows.push(value);
+    }
+    Ok((rows, runs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(kind: &str, landing: &str, agents: u32, rate: f64, pair: bool) -> String {
+        format!(
+            r#"{{"hub_kind":"{kind}","landing":"{landing}","leaf":"full","agents":{agents},"tasks":5,"total":{},"hub_commits":{},"p50_commit_ms":2.0,"p99_commit_ms":9.0,"commits_per_s":{rate},"hub_requests_per_commit":1.1,"forks":0,"fork_retries":0,"cpu_ms_per_commit":4.0,"side_by_side":{pair},"repeat":1,"exit_code":0}}"#,
+            agents * 5,
+            agents * 5
+        )
+    }
+
+    fn plot_lines(lines: &[String]) -> Result<(String, String, String), SweepError> {
+        let dir = tempfile::tempdir().unwrap();
+        let jsonl = dir.path().join("runs.jsonl");
+        std::fs::write(&jsonl, lines.join("\n")).unwrap();
+        let out = Outputs {
+            csv: dir.path().join("runs.csv"),
+            svg: dir.path().join("sweep.svg"),
+            markdown: dir.path().join("table.md"),
+            title: "test sweep".into(),
+        };
+        plot(&jsonl, &out)?;
+        let read = |p: &Path| std::fs::read_to_string(p).unwrap();
+        Ok((read(&out.csv), read(&out.svg), read(&out.markdown)))
+    }
+
+    #[test]
+    fn medians_ratios_and_charts_come_out_of_the_runs() {
+        let lines = vec![
+            run("herd", "hub", 1, 100.0, false),
+            run("herd", "hub", 1, 300.0, false),
+            run("herd", "hub", 1, 200.0, false),
+            run("herd", "leaf", 1, 50.0, false),
+            run("herd", "hub", 4, 400.0, false),
+            run("herd", "hub", 4, 40.0, true),
+            run("fossil", "hub", 4, 4.0, true),
+        ];
+        let (csv, svg, md) = plot_lines(&lines).unwrap();
+        assert_eq!(csv.lines().count(), 1 + lines.len());
+        assert!(csv.starts_with("hub_kind,agents,tasks,repeat,"));
+        // The median of 100, 300 and 200, and its ratio over leaf landing.
+        assert!(
+            md.contains("| herd, hub landing | 1 | 3 | 5 / 5 | 200.0 |"),
+            "{md}"
+        );
+        assert!(md.contains("| 1 | 200.0 | 50.0 | 4.00 |"), "{md}");
+        // The pair's herd twin feeds only the fossil ratio (40 / 4).
+        assert!(
+            md.contains("| herd, hub landing | 4 | 1 | 20 / 20 | 400.0 |"),
+            "{md}"
+        );
+        assert!(md.contains("| 40.0 | 4.00 | 10.0 |"), "{md}");
+        assert!(svg.starts_with("<svg"));
+        for title in [
+            "Hub throughput",
+            "Commit latency",
+            "requests per commit",
+            "CPU per commit",
+        ] {
+            assert!(svg.contains(title), "{title}");
+        }
+        for series in ["herd, hub landing", "herd, leaf landing", "fossil"] {
+            assert!(svg.contains(series), "{series}");
+        }
+    }
+
+    #[test]
+    fn bad_input_is_named_by_line() {
+        let err = plot_lines(&[run("herd", "hub", 1, 1.0, false), "[1,2]".into()]).unwrap_err();
+        assert!(
+            err.to_string().contains(":2: not a run's JSON object"),
+            "{err}"
+        );
+        let err = plot_lines(&[r#"{"agents":1,"tasks":5}"#.into()]).unwrap_err();
+        assert!(err.to_string().contains("no run produced figures"), "{err}");
+    }
+}

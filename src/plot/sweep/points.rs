@@ -1,0 +1,139 @@
+//! A sweep's runs as the charts and tables see them, and the points they
+//! make: the medians over the repeats of one agent count in one series.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// The figures of one run the charts and tables use.
+#[derive(Debug, Clone, Deserialize)]
+pub(super) struct Run {
+    #[serde(default = "herd")]
+    hub_kind: String,
+    #[serde(default)]
+    landing: Option<String>,
+    #[serde(default)]
+    leaf: Option<String>,
+    #[serde(default)]
+    bytes_pulled: Option<f64>,
+    agents: u32,
+    tasks: u32,
+    #[serde(default)]
+    total: Option<u64>,
+    #[serde(default)]
+    hub_commits: Option<u64>,
+    #[serde(default)]
+    side_by_side: bool,
+    #[serde(default)]
+    p50_commit_ms: Option<f64>,
+    #[serde(default)]
+    p99_commit_ms: Option<f64>,
+    #[serde(default)]
+    commits_per_s: Option<f64>,
+    #[serde(default)]
+    hub_requests_per_commit: Option<f64>,
+    #[serde(default)]
+    fork_retries: Option<f64>,
+    #[serde(default)]
+    forks: Option<f64>,
+    #[serde(default)]
+    cpu_ms_per_commit: Option<f64>,
+}
+
+fn herd() -> String {
+    "herd".into()
+}
+
+impl Run {
+    /// The plotted series the run belongs to.
+    fn series(&self) -> String {
+        if self.hub_kind == "fossil" {
+            "fossil".into()
+        } else {
+            // Rows without `leaf` predate full leaves: sparse. Full leaves,
+            // the default, are named by their landing alone.
+            let name = format!(
+                "herd, {} landing",
+                self.landing.as_deref().unwrap_or("leaf")
+            );
+            match self.leaf.as_deref() {
+                Some("full") => name,
+                _ => format!("{name}, sparse leaves"),
+            }
+        }
+    }
+}
+
+/// One point: the medians over the runs of one agent count in a series.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Point {
+    pub(super) runs: usize,
+    pub(super) tasks: u32,
+    pub(super) total: u64,
+    pub(super) hub_commits: u64,
+    pub(super) commits_per_s: Option<f64>,
+    pub(super) p50: Option<f64>,
+    pub(super) p99: Option<f64>,
+    pub(super) requests: Option<f64>,
+    pub(super) fork_retries: Option<f64>,
+    pub(super) forks: Option<f64>,
+    pub(super) cpu: Option<f64>,
+    pub(super) bytes_per_commit: Option<f64>,
+}
+
+/// The points by series name, then by agent count.
+pub(super) type Points = BTreeMap<String, BTreeMap<u32, Point>>;
+
+/// The median of the finite values; `None` with none.
+fn median(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
+    let mut v: Vec<f64> = values.flatten().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    Some(if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        (v[mid - 1] + v[mid]) / 2.0
+    })
+}
+
+/// Groups runs with figures into points. `pairs` false: the sweep's herd
+/// rows and every fossil row (the plotted series); true: only the
+/// side-by-side rows (the ratio table).
+pub(super) fn points(runs: &[Run], pairs: bool) -> Points {
+    let mut groups: BTreeMap<(String, u32), Vec<&Run>> = BTreeMap::new();
+    for r in runs.iter().filter(|r| r.p50_commit_ms.is_some()) {
+        if pairs && !r.side_by_side {
+            continue;
+        }
+        if !pairs && r.side_by_side && r.hub_kind != "fossil" {
+            continue;
+        }
+        groups.entry((r.series(), r.agents)).or_default().push(r);
+    }
+    let mut out = Points::new();
+    for ((series, agents), rs) in groups {
+        let m = |f: fn(&Run) -> Option<f64>| median(rs.iter().map(|r| f(r)));
+        let point = Point {
+            runs: rs.len(),
+            tasks: rs[0].tasks,
+            total: rs[0].total.unwrap_or(0),
+            hub_commits: rs.iter().filter_map(|r| r.hub_commits).min().unwrap_or(0),
+            commits_per_s: m(|r| r.commits_per_s),
+            p50: m(|r| r.p50_commit_ms),
+            p99: m(|r| r.p99_commit_ms),
+            requests: m(|r| r.hub_requests_per_commit),
+            fork_retries: m(|r| r.fork_retries),
+            forks: m(|r| r.forks),
+            cpu: m(|r| r.cpu_ms_per_commit),
+            bytes_per_commit: median(rs.iter().map(|r| {
+                let commits = r.hub_commits.filter(|&c| c > 0)? as f64;
+                Some(r.bytes_pulled.unwrap_or(0.0) / commits)
+            })),
+        };
+        out.entry(series).or_default().insert(agents, point);
+    }
+    out
+}

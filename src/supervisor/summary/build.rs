@@ -1,0 +1,252 @@
+//! Adding up a trial's report: the slots' lines and the hub's count into a
+//! [`TrialReport`], and the figures herd learns only after (CPU, what became
+//! of the hub and nats-server).
+
+use super::{HubCount, SlotFailure, SlotRecord, TrialReport, TrialShape};
+use crate::report::{LeafSummary, TaskLine, TaskOutcome};
+use crate::supervisor::infra::Restarts;
+
+/// A figure to three decimals (a ms figure to the microsecond), so JSON
+/// carries no float noise such as `1.0666666666666669`.
+fn thousandths(x: f64) -> f64 {
+    crate::report::round_us(x)
+}
+
+impl TrialReport {
+    /// Adds up the slots and the hub's count.
+    pub fn build(shape: TrialShape, slots: &[SlotRecord], hub: HubCount) -> TrialReport {
+        let mut r = TrialReport::empty(shape, &hub);
+        // Totals of what only the summary lines carry.
+        let mut from_summaries = SummaryTotals::default();
+        let mut latencies = Vec::new();
+        for (slot, rec) in slots.iter().enumerate() {
+            latencies.extend(committed(rec).filter_map(|t| t.commit_ms));
+            r.add_slot(slot, rec, &mut from_summaries);
+        }
+        r.set_latencies(latencies);
+        if slots.iter().all(|rec| rec.summary.is_some()) {
+            r.set_summary_totals(&from_summaries);
+        }
+        r.set_rates(&hub);
+        r
+    }
+
+    /// The report before any slot is counted: the trial's shape, the hub's
+    /// count, and every figure the slots feed at zero or unknown.
+    fn empty(shape: TrialShape, hub: &HubCount) -> TrialReport {
+        TrialReport {
+            hub_kind: shape.hub_kind,
+            landing: shape.landing,
+            leaf: shape.leaf,
+            agents: shape.agents,
+            tasks: shape.tasks,
+            total: u64::from(shape.agents) * u64::from(shape.tasks),
+            mode: shape.mode,
+            seed: shape.seed,
+            hub_commits: Some(hub.trunk_commits),
+            committed: 0,
+            fork_retries: 0,
+            hub_rebases: hub.hub_rebases,
+            fork_unrecoverable: None,
+            claims_won: 0,
+            claims_lost: None,
+            broadcasts_pulled: None,
+            broadcasts_skipped: None,
+            bytes_pulled: None,
+            files_updated: None,
+            p50_commit_ms: None,
+            p99_commit_ms: None,
+            runtime_s: shape.runtime_s,
+            think_floor_s: None,
+            hub_requests_per_commit: None,
+            trunk_leaves: Some(hub.trunk_leaves),
+            forks: Some(hub.trunk_leaves.saturating_sub(1)),
+            failed_slots: Vec::new(),
+            slowest_slot: shape.slowest_slot,
+            commits_per_s: None,
+            hub_peak_rss_kb: hub.peak_rss_kb,
+            leaf_peak_rss_kb: None,
+            cpu_ms_per_commit: None,
+            nats_ops_per_task: None,
+            hosts: shape.hosts.max(1),
+            nats_nodes: shape.nats_nodes,
+            faults: shape.faults,
+            committed_per_host: vec![0; shape.hosts.max(1) as usize],
+            restarts: Restarts::default(),
+            infra_events: Vec::new(),
+            infra_failure: None,
+        }
+    }
+
+    /// Counts one slot: from its summary line when it sent one, else from
+    /// what its task lines show; its host's tally; and why it failed.
+    fn add_slot(&mut self, slot: usize, rec: &SlotRecord, from_summaries: &mut SummaryTotals) {
+        match &rec.summary {
+            Some(s) => {
+                self.committed += u64::from(s.committed);
+                self.fork_retries += u64::from(s.fork_retries);
+                self.claims_won += u64::from(s.claims_won);
+                from_summaries.add(s);
+            }
+            None => {
+                // Without a summary, count what the task lines show.
+                let committed = committed(rec).count() as u64;
+                self.committed += committed;
+                self.claims_won += committed;
+                self.fork_retries += rec
+                    .tasks
+                    .iter()
+                    .map(|t| u64::from(t.fork_retries))
+                    .sum::<u64>();
+            }
+        }
+        let host = slot % self.committed_per_host.len();
+        self.committed_per_host[host] += committed(rec).count() as u64;
+        if let Some(failure) = slot_failure(slot as u32, rec) {
+            self.failed_slots.push(failure);
+        }
+    }
+
+    /// The commit latency percentiles; unknown with no commit.
+    fn set_latencies(&mut self, mut latencies: Vec<f64>) {
+        latencies.sort_by(f64::total_cmp);
+        if !latencies.is_empty() {
+            self.p50_commit_ms = Some(percentile(&latencies, 50.0));
+            self.p99_commit_ms = Some(percentile(&latencies, 99.0));
+        }
+    }
+
+    /// The figures only summary lines carry, once every slot sent one.
+    fn set_summary_totals(&mut self, t: &SummaryTotals) {
+        self.fork_unrecoverable = Some(t.fork_unrecoverable);
+        self.claims_lost = Some(t.claims_lost);
+        self.broadcasts_pulled = Some(t.broadcasts_pulled);
+        self.broadcasts_skipped = Some(t.broadcasts_skipped);
+        self.leaf_peak_rss_kb = Some(t.leaf_peak_rss_kb);
+        self.bytes_pulled = Some(t.bytes_pulled);
+        self.files_updated = Some(t.files_updated);
+        self.think_floor_s = Some(t.think_max_ms as f64 / 1000.0);
+        if self.committed > 0 {
+            self.nats_ops_per_task = Some(thousandths(t.nats_ops as f64 / self.committed as f64));
+        }
+    }
+
+    /// The hub's figures per commit and per second, then the runtime
+    /// rounded to the microsecond (after the rate is taken from it).
+    fn set_rates(&mut self, hub: &HubCount) {
+        if hub.trunk_commits > 0 {
+            self.hub_requests_per_commit = hub
+                .requests
+                .map(|n| thousandths(n as f64 / hub.trunk_commits as f64));
+        }
+        if self.runtime_s > 0.0 {
+            self.commits_per_s = Some(thousandths(hub.trunk_commits as f64 / self.runtime_s));
+        }
+        self.runtime_s = (self.runtime_s * 1e6).round() / 1e6;
+    }
+
+    /// Records the CPU the trial's processes spent in all, `cpu_ms`.
+    pub fn set_cpu_ms(&mut self, cpu_ms: f64) {
+        self.cpu_ms_per_commit = self
+            .hub_commits
+            .filter(|&n| n > 0)
+            .map(|n| thousandths(cpu_ms / n as f64));
+    }
+
+    /// Forgets the hub's figures: its count could not be read.
+    pub fn hub_count_unknown(&mut self) {
+        self.hub_commits = None;
+        self.trunk_leaves = None;
+        self.forks = None;
+        self.commits_per_s = None;
+        self.hub_requests_per_commit = None;
+        self.hub_rebases = None;
+        self.hub_peak_rss_kb = None;
+    }
+
+    /// Records what became of the hub and nats-server: restarts, one line
+    /// per death, and why herd stopped the trial if one was lost.
+    pub fn set_infra(&mut self, restarts: Restarts, events: Vec<String>, lost: Option<String>) {
+        if restarts.hub > 0 {
+            // A hub started again counts requests, rebases and memory
+            // from zero: the trial's totals are unknown.
+            self.hub_requests_per_commit = None;
+            self.hub_rebases = None;
+            self.hub_peak_rss_kb = None;
+        }
+        self.restarts = restarts;
+        self.infra_events = events;
+        self.infra_failure = lost;
+    }
+}
+
+/// A slot's committed tasks, from its task lines.
+fn committed(rec: &SlotRecord) -> impl Iterator<Item = &TaskLine> {
+    rec.tasks
+        .iter()
+        .filter(|t| t.outcome == TaskOutcome::Committed)
+}
+
+/// Why a slot counts as failed: the reason herd recorded, else a slot that
+/// exited without its summary line.
+fn slot_failure(slot: u32, rec: &SlotRecord) -> Option<SlotFailure> {
+    let reason = match &rec.failure {
+        Some(reason) => reason.clone(),
+        None if rec.summary.is_none() => "exited without a summary line".into(),
+        None => return None,
+    };
+    Some(SlotFailure { slot, reason })
+}
+
+/// Sums of the figures only leaves' summary lines carry.
+#[derive(Default)]
+struct SummaryTotals {
+    fork_unrecoverable: u64,
+    claims_lost: u64,
+    broadcasts_pulled: u64,
+    broadcasts_skipped: u64,
+    leaf_peak_rss_kb: u64,
+    bytes_pulled: u64,
+    files_updated: u64,
+    /// The longest slot's think time.
+    think_max_ms: u64,
+    /// NATS requests in the leaves' task loops.
+    nats_ops: u64,
+}
+
+impl SummaryTotals {
+    fn add(&mut self, s: &LeafSummary) {
+        self.fork_unrecoverable += u64::from(s.fork_unrecoverable);
+        self.claims_lost += u64::from(s.claims_lost);
+        self.broadcasts_pulled += u64::from(s.broadcasts_pulled);
+        self.broadcasts_skipped += u64::from(s.broadcasts_skipped);
+        self.leaf_peak_rss_kb = self.leaf_peak_rss_kb.max(s.peak_rss_kb);
+        self.bytes_pulled += s.bytes_pulled;
+        self.files_updated += s.files_updated;
+        self.think_max_ms = self.think_max_ms.max(s.think_ms);
+        self.nats_ops += s.nats_ops;
+    }
+}
+
+/// The `p`th percentile of sorted values, by the nearest-rank method.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 50.0), 50.0);
+        assert_eq!(percentile(&v, 99.0), 99.0);
+        assert_eq!(percentile(&[], 50.0), 0.0);
+        assert_eq!(percentile(&[7.0], 99.0), 7.0);
+    }
+}

@@ -1,0 +1,407 @@
+//! Turning the leaves' lines and the hub's count into a trial's summary.
+//!
+//! Pure functions over collected data, so the arithmetic and the printed
+//! format are tested without processes.
+//!
+//! A figure herd could not get is `None`: `n/a` in the summary block,
+//! `null` in JSON, never a zero. The hub's figures are unknown when its
+//! count could not be read; the figures only the leaves' summary lines
+//! carry (broadcasts, lost claims, think time, leaf memory) are unknown
+//! unless every slot sent one; latencies are unknown with no commit.
+//!
+//! This file holds the types; adding up is in `build`, the pass or fail
+//! in `verdict`, the printed block in `render`.
+
+mod build;
+mod render;
+mod verdict;
+
+use serde::Serialize;
+
+use super::infra::Restarts;
+use crate::report::{HubKind, LandingStrategy, LeafMode, LeafSummary, TaskLine};
+
+pub use build::percentile;
+
+/// Why a slot counts as failed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SlotFailure {
+    /// The slot.
+    pub slot: u32,
+    /// What went wrong, in one line.
+    pub reason: String,
+}
+
+/// Everything herd learned about one slot.
+#[derive(Debug, Clone, Default)]
+pub struct SlotRecord {
+    /// Task lines, in arrival order.
+    pub tasks: Vec<TaskLine>,
+    /// The final summary line, if one arrived.
+    pub summary: Option<LeafSummary>,
+    /// Error lines (and malformed lines) the slot produced.
+    pub errors: Vec<String>,
+    /// Why the slot failed, if it did.
+    pub failure: Option<String>,
+}
+
+/// What the hub itself says after the trial.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HubCount {
+    /// Check-ins on trunk, not counting the initial empty check-in.
+    pub trunk_commits: u64,
+    /// Leaves of trunk; 1 means linear.
+    pub trunk_leaves: u64,
+    /// Requests the hub served; `None` when the hub does not say (a stock
+    /// `fossil server` keeps no such count).
+    pub requests: Option<u64>,
+    /// The hub's peak resident memory, in KiB; `None` when unknown.
+    pub peak_rss_kb: Option<u64>,
+    /// Check-ins the hub wrote anew on a newer tip; `None` when the hub
+    /// does not say.
+    pub hub_rebases: Option<u64>,
+}
+
+/// The trial's figures, printed as the summary block or as JSON.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrialReport {
+    /// What served as the hub: `herd` or `fossil`.
+    pub hub_kind: HubKind,
+    /// Who landed contended check-ins: `hub` or `leaf`.
+    pub landing: LandingStrategy,
+    /// What leaves kept: `full` or `sparse`.
+    pub leaf: LeafMode,
+    /// Leaf-agents started.
+    pub agents: u32,
+    /// Tasks per agent.
+    pub tasks: u32,
+    /// agents × tasks.
+    pub total: u64,
+    /// `disjoint` or `shared`.
+    pub mode: String,
+    /// The workload seed.
+    pub seed: u64,
+    /// Trunk check-ins the hub reports; `null` when its count could not be
+    /// read.
+    pub hub_commits: Option<u64>,
+    /// Tasks the leaves report as committed.
+    pub committed: u64,
+    /// Pushes refused because trunk moved.
+    pub fork_retries: u64,
+    /// Check-ins the hub wrote anew on a newer tip (hub landing); `null`
+    /// when the hub keeps no such count.
+    pub hub_rebases: Option<u64>,
+    /// Rebases that found a conflict; `null` unless every slot sent its
+    /// summary line (as for the other figures only summaries carry).
+    pub fork_unrecoverable: Option<u64>,
+    /// Claims won.
+    pub claims_won: u64,
+    /// Claims lost.
+    pub claims_lost: Option<u64>,
+    /// Broadcasts that led to a pull.
+    pub broadcasts_pulled: Option<u64>,
+    /// Broadcasts for a tip the leaf already had.
+    pub broadcasts_skipped: Option<u64>,
+    /// Bytes of the hub's replies to the leaves' pulls, all leaves; `null`
+    /// unless every slot sent its summary.
+    pub bytes_pulled: Option<u64>,
+    /// Worktree files the leaves' updates wrote or removed, all leaves;
+    /// `null` unless every slot sent its summary.
+    pub files_updated: Option<u64>,
+    /// Median commit latency; `null` with no commit.
+    pub p50_commit_ms: Option<f64>,
+    /// 99th percentile commit latency; `null` with no commit.
+    pub p99_commit_ms: Option<f64>,
+    /// Wall time from the first leaf's start to the last leaf's exit.
+    pub runtime_s: f64,
+    /// The longest slot's total think time.
+    pub think_floor_s: Option<f64>,
+    /// Hub requests (from the hub's own count) per landed commit; `null`
+    /// when the hub keeps no count (a stock `fossil server`).
+    pub hub_requests_per_commit: Option<f64>,
+    /// Leaves of the hub's trunk; 1 means linear. herd's hub keeps exactly
+    /// one; a stock `fossil server` accepts forks.
+    pub trunk_leaves: Option<u64>,
+    /// Forks on the hub's trunk: `trunk_leaves − 1`.
+    pub forks: Option<u64>,
+    /// Slots that failed, with the reason.
+    pub failed_slots: Vec<SlotFailure>,
+    /// The slot that finished last, and when.
+    pub slowest_slot: Option<u32>,
+    /// Hub commits per second of runtime.
+    pub commits_per_s: Option<f64>,
+    /// The hub's peak resident memory, in KiB; `null` when unknown (a
+    /// stock `fossil server` forks a process per request).
+    pub hub_peak_rss_kb: Option<u64>,
+    /// The largest leaf's peak resident memory, in KiB.
+    pub leaf_peak_rss_kb: Option<u64>,
+    /// NATS requests the leaves sent in their task loops per committed
+    /// task; `null` with no committed task.
+    pub nats_ops_per_task: Option<f64>,
+    /// Simulated hosts (`--hosts`).
+    pub hosts: u32,
+    /// NATS servers the trial ran (1 without hosts).
+    pub nats_nodes: u32,
+    /// Faults injected (`--kill-nats-node`, `--partition-host`), with when.
+    pub faults: Vec<String>,
+    /// Tasks committed by the slots of each host, by host.
+    pub committed_per_host: Vec<u64>,
+    /// User + system CPU of every process of the trial (herd, the hub, the
+    /// nats-server herd started, every leaf) per hub commit, in ms; `null`
+    /// until the processes have been reaped, or with no commit.
+    pub cpu_ms_per_commit: Option<f64>,
+    /// Times herd started the hub and its nats-server again during the
+    /// trial: `{"hub":1,"nats":0}`.
+    pub restarts: Restarts,
+    /// Each death of the hub or nats-server and how it ended, one line
+    /// each: "the hub died (SIGKILL) at 12.4 s; restarted in 0.2 s (1 of 3)".
+    pub infra_events: Vec<String>,
+    /// Why herd stopped the trial when a process could not be kept
+    /// running; `null` otherwise.
+    pub infra_failure: Option<String>,
+}
+
+/// The inputs of a report besides the slots.
+pub struct TrialShape {
+    /// What served as the hub.
+    pub hub_kind: HubKind,
+    /// Who landed contended check-ins.
+    pub landing: LandingStrategy,
+    /// What leaves kept.
+    pub leaf: LeafMode,
+    /// Leaf-agents.
+    pub agents: u32,
+    /// Tasks per agent.
+    pub tasks: u32,
+    /// Mode name.
+    pub mode: String,
+    /// Seed.
+    pub seed: u64,
+    /// Runtime in seconds.
+    pub runtime_s: f64,
+    /// The slot that exited last.
+    pub slowest_slot: Option<u32>,
+    /// Simulated hosts; slot i ran on host i mod hosts.
+    pub hosts: u32,
+    /// NATS servers (cluster members and leaf nodes).
+    pub nats_nodes: u32,
+    /// The faults injected, with when.
+    pub faults: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{ClaimOutcome, TaskOutcome};
+
+    /// A slot that committed a task per entry of `commits` (its latency)
+    /// and sent its summary line.
+    pub(super) fn slot(slot: u32, commits: &[f64], retries: u32) -> SlotRecord {
+        let tasks: Vec<TaskLine> = commits
+            .iter()
+            .enumerate()
+            .map(|(i, &ms)| TaskLine {
+                slot,
+                task: i as u32,
+                task_id: format!("t{slot}-{i}"),
+                claim: ClaimOutcome::Won,
+                commit_ms: Some(ms),
+                fork_retries: 0,
+                checkin: None,
+                outcome: TaskOutcome::Committed,
+                timeline: None,
+                trace: None,
+            })
+            .collect();
+        SlotRecord {
+            summary: Some(LeafSummary {
+                slot,
+                tasks: tasks.len() as u32,
+                committed: tasks.len() as u32,
+                claims_won: tasks.len() as u32,
+                fork_retries: retries,
+                think_ms: 1500,
+                ..LeafSummary::default()
+            }),
+            tasks,
+            ..SlotRecord::default()
+        }
+    }
+
+    /// Two agents of two tasks on herd's hub.
+    pub(super) fn shape() -> TrialShape {
+        TrialShape {
+            hub_kind: HubKind::Herd,
+            landing: LandingStrategy::Hub,
+            leaf: LeafMode::Full,
+            agents: 2,
+            tasks: 2,
+            mode: "disjoint".into(),
+            seed: 1,
+            runtime_s: 2.0,
+            slowest_slot: Some(1),
+            hosts: 1,
+            nats_nodes: 1,
+            faults: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn adds_up_slots_and_passes_when_counts_agree() {
+        let slots = [slot(0, &[1.0, 3.0], 1), slot(1, &[2.0, 4.0], 2)];
+        let hub = HubCount {
+            trunk_commits: 4,
+            trunk_leaves: 1,
+            requests: Some(6),
+            peak_rss_kb: Some(20_000),
+            hub_rebases: None,
+        };
+        let r = TrialReport::build(shape(), &slots, hub);
+        assert_eq!((r.committed, r.fork_retries, r.claims_won), (4, 3, 4));
+        assert_eq!((r.p50_commit_ms, r.p99_commit_ms), (Some(2.0), Some(4.0)));
+        assert_eq!(r.hub_requests_per_commit, Some(1.5));
+        assert_eq!((r.trunk_leaves, r.forks), (Some(1), Some(0)));
+        assert_eq!(r.verdict(), None);
+        let text = r.render();
+        assert!(text.starts_with(
+            "herd-hub-leaf trial: agents=2 tasks=2 total=4\n  hub commits:        4\n"
+        ));
+        assert!(text.contains("  P50/P99 commit ms:  2.00 / 4.00\n"));
+        assert!(text.contains("  total runtime:      2.0s\n"));
+    }
+
+    #[test]
+    fn forks_on_a_fossil_hub_are_reported_not_failed() {
+        let slots = [slot(0, &[1.0, 3.0], 0), slot(1, &[2.0, 4.0], 0)];
+        let hub = HubCount {
+            trunk_commits: 4,
+            trunk_leaves: 3,
+            requests: None,
+            peak_rss_kb: None,
+            hub_rebases: None,
+        };
+        let fossil = TrialShape {
+            hub_kind: HubKind::Fossil,
+            ..shape()
+        };
+        let r = TrialReport::build(fossil, &slots, hub);
+        assert_eq!(r.verdict(), None);
+        assert_eq!((r.trunk_leaves, r.forks), (Some(3), Some(2)));
+        assert_eq!(r.hub_requests_per_commit, None);
+        let text = r.render();
+        assert!(text.contains("  hub kind:           fossil\n"), "{text}");
+        assert!(text.contains("  forks:              2\n"), "{text}");
+        assert!(text.contains("  hub requests/commit: n/a\n"), "{text}");
+        assert!(text.contains("peak memory:        hub n/a,"), "{text}");
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["hub_kind"], "fossil");
+        assert!(json["hub_requests_per_commit"].is_null());
+        assert!(json["hub_peak_rss_kb"].is_null());
+
+        // Still a failure: a check-in that did not reach the server.
+        let short = HubCount {
+            trunk_commits: 3,
+            ..hub
+        };
+        let r = TrialReport::build(
+            TrialShape {
+                hub_kind: HubKind::Fossil,
+                ..shape()
+            },
+            &slots,
+            short,
+        );
+        let why = r.verdict().expect("must fail");
+        assert!(why.contains("hub has 3 trunk commits"), "{why}");
+        assert!(!why.contains("leaves, not 1"), "{why}");
+
+        // The same forks on herd's hub fail the trial.
+        let r = TrialReport::build(shape(), &slots, hub);
+        assert!(r.verdict().unwrap().contains("trunk has 3 leaves, not 1"));
+    }
+
+    #[test]
+    fn unknown_figures_are_na_and_null_never_zero() {
+        let mut silent = slot(1, &[], 0);
+        silent.summary = None;
+        let slots = [slot(0, &[1.0], 0), silent];
+        let mut r = TrialReport::build(shape(), &slots, HubCount::default());
+        r.hub_count_unknown();
+        let text = r.render();
+        for line in [
+            "  hub commits:        n/a\n",
+            "  broadcasts pulled:  n/a\n",
+            "  claims lost:        n/a\n",
+            "  trunk leaves:       n/a\n",
+            "  think floor:        n/a (runtime/floor n/a)\n",
+            "  commits/s:          n/a\n",
+            "  peak memory:        hub n/a, largest leaf n/a\n",
+            "  restarts:           hub 0, nats 0\n",
+        ] {
+            assert!(text.contains(line), "{line:?} in\n{text}");
+        }
+        let json = serde_json::to_value(&r).unwrap();
+        for field in [
+            "hub_commits",
+            "broadcasts_pulled",
+            "broadcasts_skipped",
+            "think_floor_s",
+            "leaf_peak_rss_kb",
+            "trunk_leaves",
+            "nats_ops_per_task",
+        ] {
+            assert!(json[field].is_null(), "{field}: {json}");
+        }
+        let why = r.verdict().unwrap();
+        assert!(why.contains("count of trunk commits is unknown"), "{why}");
+        assert!(!why.contains("hub has"), "{why}");
+
+        // No commit at all: no latency to show.
+        let r = TrialReport::build(shape(), &[slot(0, &[], 0)], HubCount::default());
+        assert!(r.render().contains("P50/P99 commit ms:  n/a / n/a"));
+    }
+
+    #[test]
+    fn a_lost_process_is_the_verdict_and_restarts_are_counted() {
+        let slots = [slot(0, &[1.0, 3.0], 0), slot(1, &[2.0, 4.0], 0)];
+        let hub = HubCount {
+            trunk_commits: 4,
+            trunk_leaves: 1,
+            requests: Some(6),
+            peak_rss_kb: Some(1024),
+            hub_rebases: Some(1),
+        };
+        let mut r = TrialReport::build(shape(), &slots, hub);
+        let restarts = Restarts { hub: 1, nats: 0 };
+        let died = "the hub died (SIGKILL) at 1.5 s; restarted in 0.10 s (1 of 3)";
+        r.set_infra(restarts, vec![died.into()], None);
+        // The restarted hub's own counters are not the trial's.
+        assert_eq!(r.hub_requests_per_commit, None);
+        assert_eq!(r.hub_peak_rss_kb, None);
+        let text = r.render();
+        assert!(
+            text.contains("  restarts:           hub 1, nats 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("  infra:              {died}\n")),
+            "{text}"
+        );
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["restarts"], serde_json::json!({"hub": 1, "nats": 0}));
+        assert_eq!(r.verdict(), None, "a restart alone fails nothing");
+        // A trial that fails after a restart says so first.
+        let mut short = r.clone();
+        short.hub_commits = Some(1);
+        let why = short.verdict().unwrap();
+        assert!(why.starts_with(died), "{why}");
+        assert!(why.contains("hub has 1 trunk commits"), "{why}");
+
+        let cause = "the hub died (SIGKILL) at 12.4 s; restarting it failed 3 time(s)";
+        r.set_infra(Restarts::default(), vec![cause.into()], Some(cause.into()));
+        r.hub_count_unknown();
+        let why = r.verdict().unwrap();
+        assert!(why.starts_with(cause), "{why}");
+        assert!(why.ends_with("with 4 of 4 tasks committed"), "{why}");
+    }
+}
