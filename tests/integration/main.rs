@@ -10,6 +10,7 @@ mod hosts;
 mod hub;
 mod infra;
 mod landing;
+mod layout;
 mod leaf;
 mod limits;
 mod otel;
