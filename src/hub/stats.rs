@@ -200,20 +200,11 @@ impl Stats {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::repo::CreateOptions;
 
     #[test]
     fn a_new_repository_has_no_commits_and_one_leaf() {
         let dir = tempfile::tempdir().unwrap();
-        let repo = Repository::create(
-            &dir.path().join("r.fossil"),
-            &CreateOptions {
-                project_name: None,
-                admin_user: "admin".into(),
-                nobody_caps: "goi".into(),
-            },
-        )
-        .unwrap();
+        let repo = Repository::scratch(dir.path());
         let figures = RepoFigures::read(&repo).unwrap();
         assert_eq!(figures.trunk_commits, 0);
         assert_eq!(figures.trunk_leaves, 1);

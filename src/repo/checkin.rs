@@ -291,16 +291,10 @@ impl Repository {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::repo::store::CreateOptions;
     use crate::repo::Crosslinked;
 
     fn repo(dir: &tempfile::TempDir) -> Repository {
-        let opts = CreateOptions {
-            project_name: None,
-            admin_user: "admin".into(),
-            nobody_caps: "gio".into(),
-        };
-        Repository::create(&dir.path().join("r.fossil"), &opts).unwrap()
+        Repository::scratch(dir.path())
     }
 
     fn change(path: &str, content: Option<&str>) -> FileChange {

@@ -102,20 +102,11 @@ impl Repository {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::repo::CreateOptions;
 
     #[test]
     fn a_delta_against_a_phantom_waits_and_leaves_no_trace_once_whole() {
         let dir = tempfile::tempdir().unwrap();
-        let repo = Repository::create(
-            &dir.path().join("r.fossil"),
-            &CreateOptions {
-                project_name: None,
-                admin_user: "admin".into(),
-                nobody_caps: String::new(),
-            },
-        )
-        .unwrap();
+        let repo = Repository::scratch(dir.path());
         let source = b"line one\nline two\nline three\n".repeat(20);
         let mut target = source.clone();
         target.extend_from_slice(b"and one more\n");

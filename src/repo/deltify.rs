@@ -337,12 +337,7 @@ mod tests {
     use super::*;
 
     fn repo(dir: &tempfile::TempDir) -> Repository {
-        let opts = crate::repo::CreateOptions {
-            project_name: None,
-            admin_user: "admin".into(),
-            nobody_caps: "gio".into(),
-        };
-        Repository::create(&dir.path().join("r.fossil"), &opts).unwrap()
+        Repository::scratch(dir.path())
     }
 
     /// Check-in `i`: `files` changes among a tree of `tree` names.

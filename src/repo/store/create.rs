@@ -117,6 +117,15 @@ impl Repository {
 }
 
 #[cfg(test)]
+impl Repository {
+    /// A new repository `r.fossil` in `dir`, for unit tests.
+    pub(crate) fn scratch(dir: &Path) -> Repository {
+        Repository::create(&dir.join("r.fossil"), &CreateOptions::for_tests())
+            .expect("create a scratch repository")
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -47,8 +47,8 @@ pub(crate) type StoredRow = (String, i64, Option<Vec<u8>>, Option<i64>);
 
 #[cfg(test)]
 impl CreateOptions {
-    /// What the store's unit tests create repositories with.
-    pub(super) fn for_tests() -> CreateOptions {
+    /// What unit tests create repositories with.
+    pub(crate) fn for_tests() -> CreateOptions {
         CreateOptions {
             project_name: Some("t".into()),
             admin_user: "admin".into(),

@@ -120,15 +120,9 @@ fn users(repo: &Repository) -> Result<Vec<(String, String, String)>, RepoError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::repo::CreateOptions;
 
     fn repo(dir: &std::path::Path) -> Repository {
-        let opts = CreateOptions {
-            project_name: None,
-            admin_user: "admin".into(),
-            nobody_caps: "goi".into(),
-        };
-        Repository::create(&dir.join("r.fossil"), &opts).unwrap()
+        Repository::scratch(dir)
     }
 
     #[test]
@@ -151,6 +145,6 @@ mod tests {
         assert!(closed.requires_login());
         assert_eq!(closed.account("alice"), open.account("alice"));
         // The row itself is untouched.
-        assert_eq!(repo.user_caps("nobody").unwrap().as_deref(), Some("goi"));
+        assert_eq!(repo.user_caps("nobody").unwrap().as_deref(), Some("gio"));
     }
 }
