@@ -465,18 +465,8 @@ mod tests {
     /// The summary of `slots` with a hub that counted every commit.
     fn report(config: &TrialConfig, slots: &[SlotRecord], runtime_s: f64) -> TrialReport {
         let shape = TrialShape {
-            hub_kind: config.hub_kind,
-            landing: config.landing,
-            leaf: config.leaf,
-            agents: config.agents,
-            tasks: config.tasks,
-            mode: "disjoint".into(),
-            seed: 1,
-            runtime_s,
             slowest_slot: Some(0),
-            hosts: 1,
-            nats_nodes: 1,
-            faults: Vec::new(),
+            ..TrialShape::of(config, runtime_s)
         };
         let total = u64::from(config.agents) * u64::from(config.tasks);
         let hub = HubCount {

@@ -189,6 +189,28 @@ pub struct TrialShape {
     pub faults: Vec<String>,
 }
 
+impl TrialShape {
+    /// The shape `config` asks for, on one host with one NATS server and
+    /// no fault; the caller fills in what the trial found (the slowest
+    /// slot, the topology it ran on, the faults it injected).
+    pub fn of(config: &super::TrialConfig, runtime_s: f64) -> TrialShape {
+        TrialShape {
+            hub_kind: config.hub_kind,
+            landing: config.landing,
+            leaf: config.leaf,
+            agents: config.agents,
+            tasks: config.tasks,
+            mode: config.mode.to_string(),
+            seed: config.seed,
+            runtime_s,
+            slowest_slot: None,
+            hosts: 1,
+            nats_nodes: 1,
+            faults: Vec::new(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -338,18 +338,11 @@ async fn verdict(
         Err(e) => (HubCount::default(), Some(e)),
     };
     let shape = TrialShape {
-        hub_kind: config.hub_kind,
-        landing: config.landing,
-        leaf: config.leaf,
-        agents: config.agents,
-        tasks: config.tasks,
-        mode: config.mode.to_string(),
-        seed: config.seed,
-        runtime_s,
         slowest_slot: d.slowest,
         hosts: t.topology.host_count() as u32,
         nats_nodes: t.topology.cluster().map_or(1, |c| c.nodes().len() as u32),
         faults,
+        ..TrialShape::of(config, runtime_s)
     };
     let mut report = TrialReport::build(shape, &slots, hub_count);
     if let Some(e) = hub_error {
