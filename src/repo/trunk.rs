@@ -73,7 +73,7 @@ impl Repository {
     /// check-ins: the root (the initial empty check-in every repository
     /// starts with) is 0, the first check-in after it 1, and so on, so a
     /// trial's position is its count of landed commits. The sync pragmas'
-    /// `SEQ`, [`crate::xfer::TrunkAdvance::seq`], broadcast tips' `seq`, the
+    /// `SEQ`, `xfer::TrunkAdvance::seq`, broadcast tips' `seq`, the
     /// hub's `/stats` `trunk_commits` and a leaf's notion of where the hub
     /// stands all count this way. 0 too for a repository with no check-in.
     pub fn trunk_position(&self) -> Result<u64, RepoError> {
