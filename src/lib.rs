@@ -15,7 +15,7 @@
 //! - [`supervisor`]: the `herd` process: children, pipes, aggregation.
 //! - [`report`]: the JSON lines a leaf-agent prints and herd reads.
 //! - [`workload`]: the deterministic task generator and its flags.
-//! - [`env`]: the environment variables herd hands its children.
+//! - [`env`](mod@env): the environment variables herd hands its children.
 //! - [`chain`]: an error chain as one sentence.
 //! - [`telemetry`]: logs, span export over OTLP, W3C context crossings.
 #![warn(missing_docs)]

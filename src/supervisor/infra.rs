@@ -3,7 +3,7 @@
 //! leaves. When one exits during a trial, the task starts it again on the
 //! same port and the same store (the hub on the same repository; the
 //! JetStream file store survives), at most [`MAX_RESTARTS`] times each, and
-//! tells the control loop what happened through typed [`InfraEvent`]s: a
+//! tells the control loop what happened through typed `InfraEvent`s: a
 //! death at once, then a restart or the loss. The control loop prints them
 //! and, on a loss, stops the trial; the task never prints.
 //!

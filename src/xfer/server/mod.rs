@@ -1,5 +1,5 @@
 //! The sync server as one function: a request body in, a reply body out,
-//! over a [`Repository`] (reference section 5.3, src/xfer.c page_xfer). No
+//! over a [`Repository`](crate::repo::Repository) (reference section 5.3, src/xfer.c page_xfer). No
 //! HTTP server and no threads here; the hub owns those.
 //!
 //! Cards are read in order, as Fossil does: capabilities are those in force
