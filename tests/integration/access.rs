@@ -15,9 +15,7 @@ use herd::xfer::login::{shared_secret, HUB_SECRET_ENV, HUB_USER_ENV};
 use herd::xfer::{Client, PushOutcome};
 use tempfile::TempDir;
 
-use crate::helpers::{
-    children_named, fossil, fossil_ok, fossil_sql, nats_server_binary, HubProcess,
-};
+use crate::helpers::{children_named, fossil, fossil_ok, fossil_sql, HubProcess};
 
 /// A `hub` binary started with a secret in its environment.
 struct SecretHub {
@@ -308,11 +306,9 @@ fn nats_accepts(url: &str, token: Option<&str>) -> Result<(), String> {
 fn herd_hands_secrets_to_children_in_the_environment_only() {
     let tmp = TempDir::new().unwrap();
     let workdir: PathBuf = tmp.path().join("trial");
-    let child = Command::new(env!("CARGO_BIN_EXE_herd"))
-        .env("NATS_SERVER", nats_server_binary())
-        .env_remove(HUB_USER_ENV)
-        .env_remove(HUB_SECRET_ENV)
-        .env_remove(NATS_TOKEN_ENV)
+    // herd_command clears the login variables (HERD_*): whatever the
+    // children see, herd made.
+    let child = crate::helpers::herd_command()
         .args(["run", "--agents", "2", "--tasks", "25", "--json"])
         .args(["--min-think-ms", "20", "--max-think-ms", "40"])
         .args(["--max-bytes", "300", "--timeout", "120"])

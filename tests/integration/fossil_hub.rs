@@ -8,18 +8,9 @@ use herd::xfer::Client;
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::helpers::{fossil_checkout, fossil_ok, fossil_sql, nats_server_binary, FossilServer};
+use crate::helpers::{fossil_checkout, fossil_ok, fossil_sql, FossilServer};
 
-fn herd() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_herd"));
-    cmd.env("NATS_SERVER", nats_server_binary())
-        .env_remove("HERD_AGENTS")
-        .env_remove("HERD_TASKS_PER_AGENT")
-        .env_remove("HERD_SEED")
-        .env_remove("HERD_HUB_KIND")
-        .stdin(Stdio::null());
-    cmd
-}
+use crate::helpers::{herd_command as herd, QUICK_TASKS};
 
 #[test]
 fn a_fossil_hub_trial_lands_every_commit_on_the_real_server() {
@@ -36,14 +27,7 @@ fn a_fossil_hub_trial_lands_every_commit_on_the_real_server() {
             "--tasks",
             "3",
         ])
-        .args([
-            "--min-think-ms",
-            "0",
-            "--max-think-ms",
-            "5",
-            "--max-bytes",
-            "300",
-        ])
+        .args(QUICK_TASKS)
         .args(["--timeout", "120", "--json", "--workdir"])
         .arg(&workdir)
         .output()

@@ -8,21 +8,16 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::Value;
 
-use crate::helpers::{fossil_ok, fossil_sql, nats_server_binary};
+use crate::helpers::{fossil_ok, fossil_sql};
 
 /// A kept trial (full leaves unless `extra` says `--leaf sparse`); returns
 /// herd's JSON report.
 fn full_trial(workdir: &Path, agents: u32, tasks: u32, extra: &[&str]) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_herd"))
-        .env("NATS_SERVER", nats_server_binary())
-        .env_remove("HERD_LEAF")
-        .env_remove("HERD_LANDING")
-        .env_remove("HERD_MODE")
-        .args(["run", "--json"])
+    let mut cmd = crate::helpers::herd_command();
+    cmd.args(["run", "--json"])
         .args(["--agents", &agents.to_string()])
         .args(["--tasks", &tasks.to_string()])
         .args(if extra.contains(&"--min-think-ms") {
@@ -32,16 +27,9 @@ fn full_trial(workdir: &Path, agents: u32, tasks: u32, extra: &[&str]) -> Value 
         })
         .args(["--timeout", "120", "--workdir"])
         .arg(workdir)
-        .args(extra)
-        .output()
-        .expect("run herd");
+        .args(extra);
+    let out = crate::helpers::run_ok(&mut cmd, "herd");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "herd failed: {:?}\nstdout: {stdout}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
     let report: Value = serde_json::from_str(stdout.trim()).expect("one JSON object");
     let total = u64::from(agents * tasks);
     assert_eq!(report["hub_commits"], total, "{report}");

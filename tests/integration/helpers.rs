@@ -21,6 +21,49 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 /// How many recent log lines to keep for failure messages.
 const LOG_TAIL: usize = 40;
 
+/// Think times and file sizes of a small, quick trial: 0–5 ms, ≤ 300 bytes.
+pub const QUICK_TASKS: [&str; 6] = [
+    "--min-think-ms",
+    "0",
+    "--max-think-ms",
+    "5",
+    "--max-bytes",
+    "300",
+];
+
+/// The `herd` binary of this build as a test runs it: our nats-server, no
+/// stdin, and none of the `HERD_*` variables of the shell that started the
+/// tests (each flag reads one, and the environment contract uses the same
+/// prefix), so only the test's own flags and variables count.
+pub fn herd_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_herd"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("HERD_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.env("NATS_SERVER", nats_server_binary())
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Runs `cmd` (a herd run, say) to its end and asserts it succeeded, the
+/// failure message carrying its status, stdout and stderr; `what` names the
+/// run in that message.
+pub fn run_ok(cmd: &mut Command, what: &str) -> std::process::Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed: {:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// Finds the nats-server binary: `$NATS_SERVER`, else `nats-server` on
 /// `PATH`, else the project's `.tools/bin/nats-server`. Panics, listing the
 /// places tried, when none exists.

@@ -8,16 +8,7 @@ use serde_json::Value;
 
 use crate::helpers::children_named;
 
-fn herd() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_herd"));
-    cmd.env("NATS_SERVER", crate::helpers::nats_server_binary())
-        .env_remove("HERD_AGENTS")
-        .env_remove("HERD_TASKS_PER_AGENT")
-        .env_remove("HERD_SEED")
-        .env_remove("HERD_LANDING")
-        .env_remove("HERD_LEAF");
-    cmd
-}
+use crate::helpers::{herd_command as herd, run_ok, QUICK_TASKS};
 
 /// A small, quick trial: think time 0-5 ms, small files.
 fn small_trial(agents: u32, tasks: u32) -> Command {
@@ -29,14 +20,7 @@ fn small_trial(agents: u32, tasks: u32) -> Command {
         "--tasks",
         &tasks.to_string(),
     ])
-    .args([
-        "--min-think-ms",
-        "0",
-        "--max-think-ms",
-        "5",
-        "--max-bytes",
-        "300",
-    ])
+    .args(QUICK_TASKS)
     .args(["--timeout", "120"]);
     cmd
 }
@@ -87,14 +71,8 @@ fn assert_consistent(report: &Value, total: u64) {
 
 #[test]
 fn disjoint_run_lands_every_task_and_prints_the_summary() {
-    let out = small_trial(4, 5).output().expect("run herd");
+    let out = run_ok(&mut small_trial(4, 5), "herd");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "herd failed: {:?}\nstdout: {stdout}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
     let expected_head =
         "herd-hub-leaf trial: agents=4 tasks=5 total=20\n  hub commits:        20\n";
     assert!(stdout.starts_with(expected_head), "{stdout}");
@@ -117,14 +95,9 @@ fn disjoint_run_lands_every_task_and_prints_the_summary() {
 #[test]
 fn json_output_parses_and_counts_agree_with_either_landing() {
     for landing in ["hub", "leaf"] {
-        let out = small_trial(4, 5)
-            .args(["--json", "--landing", landing])
-            .output()
-            .expect("run herd");
-        assert!(
-            out.status.success(),
-            "{landing}: {}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = run_ok(
+            small_trial(4, 5).args(["--json", "--landing", landing]),
+            landing,
         );
         let report = json_report(&out);
         assert_consistent(&report, 20);
@@ -155,14 +128,9 @@ fn json_output_parses_and_counts_agree_with_either_landing() {
 
 #[test]
 fn shared_mode_commits_each_pool_task_once() {
-    let out = small_trial(4, 5)
-        .args(["--mode", "shared", "--json"])
-        .output()
-        .expect("run herd");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        small_trial(4, 5).args(["--mode", "shared", "--json"]),
+        "herd",
     );
     let report = json_report(&out);
     assert_consistent(&report, 20);
@@ -172,16 +140,7 @@ fn shared_mode_commits_each_pool_task_once() {
 fn workdir_keeps_a_hub_that_fossil_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let workdir = dir.path().join("trial");
-    let out = small_trial(3, 4)
-        .arg("--workdir")
-        .arg(&workdir)
-        .output()
-        .expect("run herd");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(small_trial(3, 4).arg("--workdir").arg(&workdir), "herd");
     let hub = workdir.join("hub.fossil");
     for path in [
         "hub.fossil",

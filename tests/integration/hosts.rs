@@ -9,19 +9,15 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 fn herd() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_herd"));
-    cmd.env("NATS_SERVER", crate::helpers::nats_server_binary())
-        .env_remove("HERD_LANDING")
-        .env_remove("HERD_HOSTS")
-        .args(["run", "--json", "--timeout", "180"])
-        .args([
-            "--min-think-ms",
-            "5",
-            "--max-think-ms",
-            "40",
-            "--max-bytes",
-            "300",
-        ]);
+    let mut cmd = crate::helpers::herd_command();
+    cmd.args(["run", "--json", "--timeout", "180"]).args([
+        "--min-think-ms",
+        "5",
+        "--max-think-ms",
+        "40",
+        "--max-bytes",
+        "300",
+    ]);
     cmd
 }
 
@@ -109,40 +105,29 @@ fn a_host_beyond_the_cluster_joins_it_as_a_leaf_node() {
 
 #[test]
 fn a_killed_nats_node_loses_no_commit() {
-    let (r, pid) = trial(&[
-        "--hosts",
-        "3",
-        "--agents",
-        "6",
-        "--tasks",
-        "40",
-        "--kill-nats-node",
-        "0.5",
-    ]);
-    all_landed(&r);
+    let r = fault_trial("--kill-nats-node", "0.5");
     let faults = r["faults"].to_string();
     assert!(faults.contains("killed (SIGKILL) at"), "{faults}");
-    assert_eq!(leftovers_of(pid), Vec::<String>::new());
 }
 
 #[test]
 fn a_host_cut_off_finishes_after_its_link_returns() {
-    let (r, pid) = trial(&[
-        "--hosts",
-        "3",
-        "--agents",
-        "6",
-        "--tasks",
-        "40",
-        "--partition-host",
-        "2:0.5:2",
-    ]);
-    all_landed(&r);
+    let r = fault_trial("--partition-host", "2:0.5:2");
     let faults = r["faults"].to_string();
     assert!(faults.contains("host 2 cut off at"), "{faults}");
     // Host 2's slots could not land while cut off: the trial outlasted it.
     assert!(r["runtime_s"].as_f64().unwrap() > 2.5, "{r}");
+}
+
+/// A 3-host, 6 × 40 trial with one fault (`flag value`): every commit
+/// landed once and nothing of the hosts is left behind; its report.
+fn fault_trial(flag: &str, value: &str) -> Value {
+    let (r, pid) = trial(&[
+        "--hosts", "3", "--agents", "6", "--tasks", "40", flag, value,
+    ]);
+    all_landed(&r);
     assert_eq!(leftovers_of(pid), Vec::<String>::new());
+    r
 }
 
 #[test]

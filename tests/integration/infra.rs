@@ -51,30 +51,14 @@ fn a_second_hub_on_the_same_repository_exits_2_naming_the_file() {
     );
 }
 
-fn herd() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_herd"));
-    cmd.env("NATS_SERVER", crate::helpers::nats_server_binary())
-        .env_remove("HERD_AGENTS")
-        .env_remove("HERD_TASKS_PER_AGENT")
-        .env_remove("HERD_SEED")
-        .env_remove("HERD_LANDING")
-        .stdin(Stdio::null());
-    cmd
-}
+use crate::helpers::{herd_command as herd, run_ok, QUICK_TASKS};
 
 /// `herd run` with small, quick tasks.
 fn trial(agents: u32, tasks: u32, workdir: &Path) -> Command {
     let mut cmd = herd();
     cmd.args(["run", "--agents", &agents.to_string()])
         .args(["--tasks", &tasks.to_string()])
-        .args([
-            "--min-think-ms",
-            "0",
-            "--max-think-ms",
-            "5",
-            "--max-bytes",
-            "300",
-        ])
+        .args(QUICK_TASKS)
         .args(["--timeout", "120", "--json", "--workdir"])
         .arg(workdir);
     cmd
@@ -93,12 +77,7 @@ fn entries(dir: &Path) -> Vec<String> {
 fn a_used_work_directory_is_refused_with_one_line() {
     let dir = tempfile::tempdir().expect("temp dir");
     let workdir = dir.path().join("trial");
-    let out = trial(2, 2, &workdir).output().expect("run herd");
-    assert!(
-        out.status.success(),
-        "first trial: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(&mut trial(2, 2, &workdir), "first trial");
     let hub = workdir.join("hub.fossil");
     let before = (
         entries(&workdir),
@@ -136,12 +115,7 @@ fn a_used_work_directory_is_refused_with_one_line() {
     // An empty directory is fine.
     let empty = dir.path().join("empty");
     std::fs::create_dir(&empty).expect("mkdir");
-    let out = trial(1, 1, &empty).output().expect("run herd");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(&mut trial(1, 1, &empty), "a trial in an empty directory");
     println!(
         "infra: used work directory refused in {} ms",
         started.elapsed().as_millis()

@@ -920,7 +920,7 @@ fn fake_leaf(dir: &Path) -> PathBuf {
 fn garbage_from_a_leaf_fails_its_slot_without_crashing_herd() {
     let tmp = TempDir::new().unwrap();
     let script = fake_leaf(tmp.path());
-    let out = Command::new(env!("CARGO_BIN_EXE_herd"))
+    let out = crate::helpers::herd_command()
         .args([
             "run",
             "--agents",
@@ -931,7 +931,6 @@ fn garbage_from_a_leaf_fails_its_slot_without_crashing_herd() {
             "--timeout",
             "60",
         ])
-        .env("NATS_SERVER", crate::helpers::nats_server_binary())
         .env("HERD_LEAF_AGENT", &script)
         .env_remove("HERD_AGENTS")
         .env_remove("HERD_TASKS_PER_AGENT")

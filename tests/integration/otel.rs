@@ -153,18 +153,13 @@ fn int_attr(span: &Span, key: &str) -> Option<i64> {
 }
 
 fn herd(endpoint: &str, workdir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_herd"));
-    cmd.env("NATS_SERVER", crate::helpers::nats_server_binary())
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+    let mut cmd = crate::helpers::herd_command();
+    cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
         .env_remove("OTEL_EXPORTER_OTLP_PROTOCOL")
         .env_remove("OTEL_SERVICE_NAME")
         .env_remove("OTEL_RESOURCE_ATTRIBUTES")
         .env_remove("TRACEPARENT")
         .env_remove("TRACESTATE")
-        .env_remove("HERD_AGENTS")
-        .env_remove("HERD_TASKS_PER_AGENT")
-        .env_remove("HERD_SEED")
-        .env_remove("HERD_LEAF")
         // Sparse leaves with leaf landing: they catch up on broadcasts
         // right before pushing, and those spans link to the push that
         // caused them (full leaves catch up before a task, `leaf.Update`).

@@ -62,9 +62,7 @@ fn headless(profile: &Path, args: &[&str]) -> std::process::Output {
 /// Runs a small trial with a kept work directory; its report is the
 /// default one, `DIR/report.html`.
 fn small_trial_report(dir: &Path) -> PathBuf {
-    let out = Command::new(env!("CARGO_BIN_EXE_herd"))
-        .env("NATS_SERVER", crate::helpers::nats_server_binary())
-        .env_remove("HERD_LANDING")
+    let out = crate::helpers::herd_command()
         .args(["run", "--agents", "4", "--tasks", "5", "--timeout", "120"])
         .args(["--min-think-ms", "20", "--max-think-ms", "60"])
         .arg("--workdir")
