@@ -98,6 +98,14 @@ impl Reporter {
         t.files_updated += files;
     }
 
+    /// Records what applying other slots' check-ins cost a full leaf:
+    /// how many it stored and the CPU microseconds spent on them.
+    pub fn applied(&self, checkins: u64, cpu_us: u64) {
+        let mut t = self.totals.borrow_mut();
+        t.checkins_applied += checkins;
+        t.apply_us += cpu_us;
+    }
+
     /// Records the NATS requests of the task loop.
     pub fn nats_ops(&self, n: u64) {
         self.totals.borrow_mut().nats_ops = n;

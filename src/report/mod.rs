@@ -159,6 +159,52 @@ impl std::fmt::Display for LeafMode {
     }
 }
 
+/// How a full leaf gets the check-ins it missed (flag `--catch-up`, env
+/// `HERD_CATCH_UP`; herd hands it to the hub and every leaf-agent, and the
+/// summary names it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CatchUp {
+    /// The hub publishes each landed batch once, artifacts included, on the
+    /// tip stream; NATS fans it out, and a leaf applies what it buffered
+    /// before each task. A gap (a batch the stream no longer holds) costs
+    /// one pull.
+    #[default]
+    Stream,
+    /// Each leaf pulls what it missed from the hub before each task.
+    Pull,
+}
+
+impl CatchUp {
+    /// The flag spelling: `stream` or `pull`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CatchUp::Stream => "stream",
+            CatchUp::Pull => "pull",
+        }
+    }
+}
+
+impl std::str::FromStr for CatchUp {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "stream" => Ok(CatchUp::Stream),
+            "pull" => Ok(CatchUp::Pull),
+            other => Err(format!(
+                "unknown catch-up {other:?} (expected stream or pull)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for CatchUp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl std::fmt::Display for HubKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -299,6 +345,15 @@ pub struct LeafSummary {
     /// (full leaves; the leaf's own task files not counted).
     #[serde(default)]
     pub files_updated: u64,
+    /// Other slots' trunk check-ins this leaf stored (full leaves: every
+    /// check-in that reached it by a pull or the stream).
+    #[serde(default)]
+    pub checkins_applied: u64,
+    /// CPU time, in microseconds, the leaf's repository thread spent
+    /// storing, crosslinking and writing out those check-ins (its own
+    /// thread's CPU clock, so waiting on the hub or NATS is not counted).
+    #[serde(default)]
+    pub apply_us: u64,
 }
 
 /// The hub's readiness line.
