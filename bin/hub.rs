@@ -61,6 +61,11 @@ struct Cli {
     /// NATS server URL for tip broadcasts, or several, comma separated.
     #[arg(long, env = "HERD_NATS_URL")]
     nats_url: Option<String>,
+    /// Publish each landed batch with its files, not only its manifests,
+    /// on the tip stream, so full leaves (`leaf-agent --catch-up stream`)
+    /// catch up from NATS instead of pulling from the hub. Needs --nats-url.
+    #[arg(long, requires = "nats_url")]
+    broadcast_files: bool,
     /// Project name of a newly created repository.
     #[arg(long)]
     project_name: Option<String>,
@@ -129,6 +134,7 @@ impl Cli {
         config.nats_token = Secret::from_env(NATS_TOKEN_ENV);
         config.listen = self.listen;
         config.nats_url = self.nats_url;
+        config.broadcast_files = self.broadcast_files;
         config.project_name = self.project_name;
         config.threads = self.threads.max(1);
         config.push_queue = hub::QueueConfig {

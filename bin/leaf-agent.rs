@@ -18,7 +18,7 @@ use clap::Parser;
 use herd::chain::chain;
 use herd::coord::{Secret, NATS_TOKEN_ENV};
 use herd::leaf::{self, HubLogin, LeafConfig, LeafError, Reporter, EXIT_INCOMPLETE, EXIT_USAGE};
-use herd::report::{HubKind, LandingStrategy, LeafMode};
+use herd::report::{CatchUp, HubKind, LandingStrategy, LeafMode};
 use herd::telemetry::{self, W3c};
 use herd::workload::{Mode, WorkloadArgs};
 use herd::xfer::login::{HUB_SECRET_ENV, HUB_USER_ENV};
@@ -83,6 +83,12 @@ struct Cli {
     /// keep other slots' manifests only. Ignored with --hub-kind fossil.
     #[arg(long, env = "HERD_LEAF", default_value = "full")]
     leaf: LeafMode,
+    /// How a full leaf gets what it missed: `stream` (apply the batches the
+    /// hub publishes on the tip stream, artifacts included; the hub must run
+    /// with --broadcast-files; a gap costs one pull) or `pull` (one pull
+    /// from the hub before each task). Ignored by sparse leaves.
+    #[arg(long, env = "HERD_CATCH_UP", default_value = "stream")]
+    catch_up: CatchUp,
 }
 
 fn main() -> ExitCode {
@@ -140,6 +146,7 @@ fn start(cli: Cli) -> ExitCode {
         hub_kind: cli.hub_kind,
         landing: cli.landing,
         leaf: cli.leaf,
+        catch_up: cli.catch_up,
     };
     if let Err(e) = config.validate() {
         eprintln!("leaf-agent: {}", chain(&e));

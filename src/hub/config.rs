@@ -149,6 +149,9 @@ pub struct HubConfig {
     pub listen: SocketAddr,
     /// NATS server URL for tip broadcasts; `None` runs without broadcasts.
     pub nats_url: Option<String>,
+    /// Every batch's broadcast carries its check-ins' files as well as
+    /// their manifests (full leaves with `--catch-up stream` apply it).
+    pub broadcast_files: bool,
     /// `project-name` of a newly created repository.
     pub project_name: Option<String>,
     /// Blocking threads for SQLite reads and decoding, each with a read
@@ -181,6 +184,7 @@ impl HubConfig {
             repo: repo.into(),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             nats_url: None,
+            broadcast_files: false,
             project_name: None,
             threads: DEFAULT_THREADS,
             batching: Batching::Queue {

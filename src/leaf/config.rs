@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::coord::Secret;
-use crate::report::{HubKind, LandingStrategy, LeafMode};
+use crate::report::{CatchUp, HubKind, LandingStrategy, LeafMode};
 use crate::workload::{Mode, WorkloadConfig, WorkloadError};
 
 /// The login a leaf signs its sync requests with (a Fossil login card on
@@ -59,6 +59,9 @@ pub struct LeafConfig {
     /// Full (every trunk artifact; the worktree brought to the newest tip
     /// before each task) or sparse (manifests only).
     pub leaf: LeafMode,
+    /// How a full leaf gets what it missed: the hub's batches on the tip
+    /// stream, or a pull before each task.
+    pub catch_up: CatchUp,
 }
 
 /// [`LeafConfig::hub_retry`] unless set: long enough for a hub to be
@@ -164,6 +167,7 @@ mod tests {
             hub_kind: HubKind::Herd,
             landing: LandingStrategy::Hub,
             leaf: LeafMode::Full,
+            catch_up: CatchUp::Stream,
         }
     }
 
