@@ -64,7 +64,7 @@ struct Cli {
     /// Publish each landed batch with its files, not only its manifests,
     /// on the tip stream, so full leaves (`leaf-agent --catch-up stream`)
     /// catch up from NATS instead of pulling from the hub. Needs --nats-url.
-    #[arg(long, requires = "nats_url")]
+    #[arg(long, env = "HERD_BROADCAST_FILES", requires = "nats_url")]
     broadcast_files: bool,
     /// Project name of a newly created repository.
     #[arg(long)]

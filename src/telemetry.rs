@@ -267,6 +267,17 @@ fn build_provider(
         .build())
 }
 
+/// CPU time the calling thread has used so far, in microseconds (the
+/// thread's own clock: time spent waiting is not counted); 0 where the
+/// clock cannot be read.
+pub fn thread_cpu_us() -> u64 {
+    use nix::time::{clock_gettime, ClockId};
+    clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID).map_or(0, |t| {
+        let us = i128::from(t.tv_sec()) * 1_000_000 + i128::from(t.tv_nsec()) / 1_000;
+        u64::try_from(us).unwrap_or(0)
+    })
+}
+
 /// This process's peak resident memory in KiB (`VmHWM`), where Linux tells.
 pub fn peak_rss_kb() -> Option<u64> {
     status_kb("VmHWM:")

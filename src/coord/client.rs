@@ -314,9 +314,17 @@ fn leader_read_bucket(bucket: &str, replicas: usize) -> stream::Config {
     }
 }
 
-/// Gets or creates the trial's tip stream: one subject, only the latest
-/// message kept, file storage so tips survive a server restart, direct get
-/// enabled for [`super::latest_tip`].
+/// How much of the tip stream's history JetStream keeps: every batch
+/// broadcast (with its artifacts, under `hub --broadcast-files`) for this
+/// long and up to this many bytes, the oldest dropped first. A full leaf
+/// that falls further behind than the stream holds pulls from the hub.
+pub const TIP_STREAM_MAX_BYTES: i64 = 256 * 1024 * 1024;
+/// See [`TIP_STREAM_MAX_BYTES`].
+pub const TIP_STREAM_MAX_AGE: Duration = Duration::from_secs(600);
+
+/// Gets or creates the trial's tip stream: one subject, a bounded history
+/// (bytes and age, oldest dropped first), file storage so tips survive a
+/// server restart, direct get enabled for [`super::latest_tip`].
 pub(super) async fn ensure_tip_stream(
     js: &jetstream::Context,
     scope: &Scope,
@@ -328,7 +336,9 @@ pub(super) async fn ensure_tip_stream(
     let config = stream::Config {
         name: name.clone(),
         subjects: vec![scope.tip_subject()],
-        max_messages_per_subject: 1,
+        max_bytes: TIP_STREAM_MAX_BYTES,
+        max_age: TIP_STREAM_MAX_AGE,
+        discard: stream::DiscardPolicy::Old,
         allow_direct: true,
         storage: stream::StorageType::File,
         num_replicas: replicas,

@@ -41,6 +41,46 @@ pub struct Tip {
     /// catch up without a request. Empty when there is nothing to carry.
     #[serde(skip)]
     pub bundle: bytes::Bytes,
+    /// Which part of a split bundle this message carries (0-based): a
+    /// batch whose bundle exceeds the server's largest message goes as
+    /// several messages, one tip each, every part a whole card stream.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub part: u32,
+    /// How many parts the batch's bundle was split into (1 when whole).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub parts: u32,
+}
+
+impl Default for Tip {
+    fn default() -> Tip {
+        Tip {
+            hash: String::new(),
+            seq: 0,
+            parent: None,
+            bundle: bytes::Bytes::new(),
+            part: 0,
+            parts: 1,
+        }
+    }
+}
+
+impl Tip {
+    /// Whether this message is the last part of its batch.
+    pub fn is_last_part(&self) -> bool {
+        self.part + 1 >= self.parts
+    }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl Tip {
@@ -156,15 +196,20 @@ impl TipPublisher {
     }
 
     /// Publishes `tip` and waits for the stream's acknowledgement. The tip
-    /// hash is the message id, so retrying a publish whose ack was lost
-    /// (e.g. across a server restart) stores it once.
+    /// hash (and part, for a split bundle) is the message id, so retrying a
+    /// publish whose ack was lost (e.g. across a server restart) stores it
+    /// once.
     pub async fn publish(&self, tip: &Tip, trace: &TraceHeaders) -> Result<(), CoordError> {
         let op = format!("publish tip {} seq {}", tip.hash, tip.seq);
         let payload = tip.to_payload();
+        let id = match tip.parts {
+            0 | 1 => tip.hash.clone(),
+            _ => format!("{}.{}", tip.hash, tip.part),
+        };
         let message = Publish::build()
             .payload(payload.into())
             .headers(trace.to_headers(&op)?)
-            .message_id(&tip.hash);
+            .message_id(id);
         let ack = within(
             self.op_timeout,
             &op,
@@ -504,7 +549,7 @@ mod tests {
             hash: "ab".into(),
             seq: 2,
             parent: None,
-            bundle: bytes::Bytes::new(),
+            ..Tip::default()
         };
         assert_eq!(
             serde_json::to_string(&tip).unwrap(),
@@ -520,10 +565,29 @@ mod tests {
             seq: 3,
             parent: Some("cd".into()),
             bundle: bytes::Bytes::from_static(b"file x 3\na\nb"),
+            ..Tip::default()
         };
         let payload = tip.to_payload();
         assert!(payload.starts_with(br#"{"hash":"ab","seq":3,"parent":"cd"}"#));
         assert_eq!(Tip::from_payload(&payload.into()).unwrap(), tip);
         assert!(Tip::from_payload(&bytes::Bytes::from_static(b"{\"hash\"\n")).is_err());
+    }
+
+    #[test]
+    fn parts_of_a_split_bundle_name_themselves() {
+        let tip = Tip {
+            hash: "ab".into(),
+            seq: 3,
+            part: 1,
+            parts: 2,
+            bundle: bytes::Bytes::from_static(b"x"),
+            ..Tip::default()
+        };
+        let payload = tip.to_payload();
+        assert!(payload.starts_with(br#"{"hash":"ab","seq":3,"parent":null,"part":1,"parts":2}"#));
+        let read = Tip::from_payload(&payload.into()).unwrap();
+        assert_eq!(read, tip);
+        assert!(read.is_last_part());
+        assert!(!Tip { part: 0, ..read }.is_last_part());
     }
 }

@@ -4,11 +4,17 @@
 //! tip stream through [`TipPublisher`]. The writer never waits on NATS: it
 //! only sends on an unbounded channel.
 //!
-//! When NATS is away the hub keeps serving sync. The stream keeps only the
-//! latest tip per subject, so nothing older than the latest matters: while
-//! publishing fails, queued tips are coalesced to the newest one (the rest
-//! are counted as dropped), which is retried until the client has
-//! reconnected and the stream acknowledges it. After a reconnect the last
+//! With `--broadcast-files` each batch's broadcast carries the batch's
+//! artifacts (files and manifests, in stored form), split into parts when
+//! it exceeds the server's largest message: NATS then fans every landed
+//! commit out to the full leaves, and the hub serves them no pulls.
+//!
+//! When NATS is away the hub keeps serving sync. A leaf that finds a gap in
+//! the stream pulls what it missed from the hub, so nothing older than the
+//! newest tip must reach the stream: while publishing fails, queued tips
+//! are coalesced to the newest one (the rest are counted as dropped), which
+//! is retried until the client has reconnected and the stream acknowledges
+//! it. After a reconnect the last
 //! acknowledged tip is published again, in case the server came back
 //! without its store (the tip's hash is the message id, so a server that
 //! kept it stores it once).
@@ -27,31 +33,59 @@ use crate::coord::{connect_client, CoordConfig, Scope, Secret, Tip, TipPublisher
 /// Wait between attempts to republish the latest tip while NATS is away.
 const RETRY_EVERY: Duration = Duration::from_millis(200);
 
+/// Room left in a message for the tip's JSON line and the headers, besides
+/// a bundle part.
+const MESSAGE_HEADROOM: usize = 16 * 1024;
+
 /// One tip to announce, with the trace context of the push behind it.
 #[derive(Debug, Clone)]
 pub struct Broadcast {
-    /// The new tip.
-    pub tip: Tip,
+    /// The new tip, one message per part of its bundle (one when whole),
+    /// published in order.
+    pub parts: Vec<Tip>,
     /// `traceparent`/`tracestate` of the HTTP request that pushed it.
     pub trace: TraceHeaders,
 }
 
+impl Broadcast {
+    /// The tip announced (every part names the same one).
+    fn tip(&self) -> Option<&Tip> {
+        self.parts.first()
+    }
+}
+
 /// The publisher thread and the sending end of its queue.
 pub(crate) struct Broadcaster {
-    queue: mpsc::UnboundedSender<Broadcast>,
+    queue: TipQueue,
     client: async_nats::Client,
     thread: JoinHandle<()>,
 }
 
-/// Where the writer sends tips; cheap to clone.
+/// Where the writer sends tips, and what they should carry; cheap to
+/// clone.
 #[derive(Debug, Clone)]
-pub(crate) struct TipQueue(mpsc::UnboundedSender<Broadcast>);
+pub(crate) struct TipQueue {
+    sender: mpsc::UnboundedSender<Broadcast>,
+    with_files: bool,
+    max_part: usize,
+}
 
 impl TipQueue {
     /// Queues `broadcast`; never blocks. A closed queue (the publisher has
     /// stopped) drops it: broadcasts are best effort, the repository is not.
     pub(crate) fn send(&self, broadcast: Broadcast) {
-        let _ = self.0.send(broadcast);
+        let _ = self.sender.send(broadcast);
+    }
+
+    /// Whether each batch's broadcast carries its files (`--broadcast-files`).
+    pub(crate) fn with_files(&self) -> bool {
+        self.with_files
+    }
+
+    /// The largest bundle part one message may carry: the server's largest
+    /// payload, less room for the tip and headers.
+    pub(crate) fn max_part(&self) -> usize {
+        self.max_part
     }
 }
 
@@ -65,6 +99,7 @@ impl Broadcaster {
         token: Option<&Secret>,
         project_code: &str,
         timeout: Duration,
+        with_files: bool,
         counters: Arc<Counters>,
     ) -> Result<Broadcaster, HubError> {
         let nats = |source| HubError::Nats {
@@ -90,7 +125,13 @@ impl Broadcaster {
                 Ok((client, publisher))
             })
             .map_err(nats)?;
-        let (queue, rx) = mpsc::unbounded_channel();
+        let (sender, rx) = mpsc::unbounded_channel();
+        let max_payload = usize::try_from(client.server_info().max_payload).unwrap_or(usize::MAX);
+        let queue = TipQueue {
+            sender,
+            with_files,
+            max_part: max_payload.saturating_sub(MESSAGE_HEADROOM).max(1),
+        };
         let publishing = Publishing {
             client: client.clone(),
             scope,
@@ -114,7 +155,7 @@ impl Broadcaster {
 
     /// The queue the writer sends tips on.
     pub(crate) fn queue(&self) -> TipQueue {
-        TipQueue(self.queue.clone())
+        self.queue.clone()
     }
 
     /// A handle for `/healthz` that outlives borrowing the broadcaster.
@@ -209,7 +250,9 @@ impl Publishing {
         }
     }
 
-    /// Publishes one tip; false (logged) when it was not acknowledged.
+    /// Publishes one tip, every part in order; false (logged) when a part
+    /// was not acknowledged (all are sent again: the stream keeps each
+    /// message id once).
     async fn publish(&mut self, broadcast: &Broadcast) -> bool {
         if self.publisher.is_none() {
             match TipPublisher::with_op_timeout(
@@ -229,18 +272,18 @@ impl Publishing {
         let Some(publisher) = &self.publisher else {
             return false;
         };
-        match publisher.publish(&broadcast.tip, &broadcast.trace).await {
-            Ok(()) => {
-                Counters::add(&self.counters.broadcasts_published, 1);
-                tracing::debug!(tip = %broadcast.tip.hash, seq = broadcast.tip.seq, "tip published");
-                true
-            }
-            Err(e) => {
-                tracing::warn!(tip = %broadcast.tip.hash, error = %chain(&e), "tip not published");
+        for part in &broadcast.parts {
+            if let Err(e) = publisher.publish(part, &broadcast.trace).await {
+                tracing::warn!(tip = %part.hash, part = part.part, error = %chain(&e), "tip not published");
                 self.publisher = None;
-                false
+                return false;
             }
         }
+        Counters::add(&self.counters.broadcasts_published, 1);
+        if let Some(tip) = broadcast.tip() {
+            tracing::debug!(tip = %tip.hash, seq = tip.seq, parts = broadcast.parts.len(), "tip published");
+        }
+        true
     }
 }
 

@@ -130,6 +130,7 @@ impl Hub {
                 config.nats_token.as_ref(),
                 &figures.project_code,
                 config.publish_timeout,
+                config.broadcast_files,
                 Arc::clone(&counters),
             )?),
             None => None,

@@ -31,6 +31,7 @@ use crate::coord::{Tip, TraceHeaders};
 use crate::repo::{RepoError, Repository};
 use crate::telemetry::W3c;
 use crate::xfer::bundle;
+use crate::xfer::fastpath::Artifacts;
 use crate::xfer::card::{encode, Card};
 use crate::xfer::time::timestamp_comment;
 use crate::xfer::{encode_body, handle_decoded, ContentType, Decoded, Response, ServerConfig};
@@ -212,10 +213,16 @@ impl Writing {
         tracing::debug!(pushes = jobs.len(), "write transaction committed");
         // Reply first: the pushers wait on these, the broadcasts do not.
         let mut advances = Vec::new();
-        // Pushers that ask for hub landing do not follow the tip stream: a
-        // batch of only those is broadcast without its manifests (a leaf
-        // that follows tips and finds no bundle pulls).
-        let bundle = !jobs.iter().all(|job| job.decoded.asks_landing());
+        // Full leaves that catch up from the stream need every artifact
+        // (`--broadcast-files`). Otherwise pushers that ask for hub landing
+        // do not follow the tip stream: a batch of only those is broadcast
+        // without its manifests (a leaf that follows tips and finds no
+        // bundle pulls).
+        let bundle = if self.tips.as_ref().is_some_and(TipQueue::with_files) {
+            Some(Artifacts::All)
+        } else {
+            (!jobs.iter().all(|job| job.decoded.asks_landing())).then_some(Artifacts::Manifests)
+        };
         // i64: span attributes take no u64 (it would become a string).
         let jobs_in_batch = i64::try_from(jobs.len()).unwrap_or(i64::MAX);
         for (job, response) in jobs.into_iter().zip(responses) {
@@ -263,7 +270,9 @@ impl Writing {
         }
         self.counters.set_queue(&self.queue);
         if let Some(tips) = &self.tips {
-            if let Some(broadcast) = batch_broadcast(&self.repo, &advances, bundle) {
+            if let Some(broadcast) =
+                batch_broadcast(&self.repo, &advances, bundle, tips.max_part())
+            {
                 tips.send(broadcast);
             }
         }
@@ -271,32 +280,49 @@ impl Writing {
 }
 
 /// The one broadcast of a batch: its newest tip, with the previous tip as
-/// parent and (when `with_bundle`) every check-in of the batch's manifest
-/// in the bundle, so a leaf at the tip before the batch catches up without
-/// a request. Its trace context is the newest advance's push. A bundle
-/// that cannot be built is only a lost shortcut: leaves then pull.
+/// parent and (when `bundle` says which) the batch's artifacts in the
+/// bundle, so a leaf at the tip before the batch catches up without a
+/// request; a bundle larger than one message goes as several parts, one
+/// tip message each. Its trace context is the newest advance's push. A
+/// bundle that cannot be built is only a lost shortcut: leaves then pull.
 fn batch_broadcast(
     repo: &Repository,
     advances: &[(crate::xfer::TrunkAdvance, TraceHeaders)],
-    with_bundle: bool,
+    bundle: Option<Artifacts>,
+    max_part: usize,
 ) -> Option<Broadcast> {
     let ((first, _), (last, trace)) = (advances.first()?, advances.last()?);
     let checkins: Vec<_> = advances.iter().map(|(a, _)| a.hash.clone()).collect();
-    let bundle = match with_bundle.then(|| bundle::build(repo, &checkins)) {
-        Some(Ok(Some(bytes))) => bytes::Bytes::from(bytes),
-        None | Some(Ok(None)) => bytes::Bytes::new(),
+    let built = match bundle.map(|artifacts| bundle::build(repo, &checkins, artifacts, max_part)) {
+        None => Vec::new(),
+        Some(Ok(parts)) => parts,
         Some(Err(e)) => {
             tracing::warn!(tip = %last.hash, error = %e, "cannot build a tip bundle");
-            bytes::Bytes::new()
+            Vec::new()
         }
     };
+    let tip = Tip {
+        hash: last.hash.to_string(),
+        seq: last.seq,
+        parent: first.parent.as_ref().map(|p| p.to_string()),
+        ..Tip::default()
+    };
+    let parts = u32::try_from(built.len().max(1)).unwrap_or(u32::MAX);
+    let tips = if built.is_empty() {
+        vec![tip]
+    } else {
+        (0..)
+            .zip(built)
+            .map(|(part, bytes)| Tip {
+                part,
+                parts,
+                bundle: bytes::Bytes::from(bytes),
+                ..tip.clone()
+            })
+            .collect()
+    };
     Some(Broadcast {
-        tip: Tip {
-            hash: last.hash.to_string(),
-            seq: last.seq,
-            parent: first.parent.as_ref().map(|p| p.to_string()),
-            bundle,
-        },
+        parts: tips,
         trace: trace.clone(),
     })
 }

@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
 use crate::repo::{ArtifactHash, Repository};
+use crate::report::CatchUp;
 
 use super::error::LeafError;
 use super::sync::{PendingTip, SyncState};
@@ -94,7 +95,10 @@ impl SyncState {
         if self.worktree.is_none() {
             return write_files(&self.config.worktree, files);
         }
-        self.catch_up_full()?;
+        let cpu_before = crate::telemetry::thread_cpu_us();
+        let seq_before = self.hub_seq;
+        // No files: the trial's end, the last catch-up.
+        self.catch_up_full(files.is_empty())?;
         let tip = self.hub_tip.clone();
         let path = self.config.repo_path.clone();
         let Some(worktree) = self.worktree.as_mut() else {
@@ -110,19 +114,33 @@ impl SyncState {
         self.tips
             .files_updated
             .fetch_add(touched as u64, Ordering::Relaxed);
+        if self.hub_seq > seq_before {
+            let cpu = crate::telemetry::thread_cpu_us().saturating_sub(cpu_before);
+            self.tips.apply_us.fetch_add(cpu, Ordering::Relaxed);
+            self.tips
+                .checkins_applied
+                .fetch_add(self.hub_seq - seq_before, Ordering::Relaxed);
+        }
         worktree.write(files)
     }
 
-    /// Pulls once when a tip newer than the one held was heard of (a
-    /// broadcast, or a push's answer); broadcasts superseded meanwhile were
-    /// coalesced by [`PendingTip::note`].
-    fn catch_up_full(&mut self) -> Result<(), LeafError> {
+    /// Catches up when a tip newer than the one held was heard of (a
+    /// broadcast, or a push's answer): from the stream's buffered batches
+    /// (`--catch-up stream`; a gap costs one pull) or with one pull;
+    /// broadcasts superseded meanwhile were coalesced by
+    /// [`PendingTip::note`]. `last` at the trial's end, when the leaf also
+    /// waits briefly for the stream to bring what it heard of.
+    fn catch_up_full(&mut self, last: bool) -> Result<(), LeafError> {
         let broadcast = self.tips.take();
         let heard = broadcast
             .as_ref()
             .map_or(0, |(tip, _)| tip.seq)
             .max(self.heard_seq);
+        let stream = self.config.catch_up == CatchUp::Stream;
         if heard <= self.hub_seq {
+            if stream {
+                drop(self.tips.take_bundles()); // all held already
+            }
             if broadcast.is_some() {
                 self.tips.skipped.fetch_add(1, Ordering::Relaxed);
             }
@@ -142,14 +160,49 @@ impl SyncState {
             .link_from(&span);
         }
         super::sync::set_trace(&self.client, &crate::telemetry::W3c::of(&span));
+        self.tips.pulled.fetch_add(1, Ordering::Relaxed);
+        if stream {
+            span.in_scope(|| self.catch_up_stream(heard, last))
+        } else {
+            span.in_scope(|| self.pull_counted())
+        }
+    }
+
+    /// Applies the stream's batches; pulls when they leave a gap, or, at
+    /// the trial's end, when the stream has not brought the newest tip
+    /// heard of within [`LAST_STREAM_WAIT`].
+    fn catch_up_stream(&mut self, heard: u64, last: bool) -> Result<(), LeafError> {
+        let mut gap = self.apply_stream()?.gap;
+        if last {
+            let deadline = std::time::Instant::now() + LAST_STREAM_WAIT;
+            while !gap && self.hub_seq < heard && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                gap = self.apply_stream()?.gap;
+            }
+            gap |= self.hub_seq < heard;
+        }
+        if gap {
+            self.tips.gap_pulls.fetch_add(1, Ordering::Relaxed);
+            self.pull_counted()?;
+            // The batches after the gap, if any came meanwhile.
+            self.apply_stream()?;
+        }
+        Ok(())
+    }
+
+    /// One pull, its reply bytes counted.
+    fn pull_counted(&mut self) -> Result<(), LeafError> {
         let before = self.client.bytes_received();
-        span.in_scope(|| self.pull())?;
+        self.pull()?;
         let bytes = self.client.bytes_received().saturating_sub(before);
         self.tips.bytes_pulled.fetch_add(bytes, Ordering::Relaxed);
-        self.tips.pulled.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 }
+
+/// How long a leaf at the trial's end waits for the stream to bring the
+/// newest tip it heard of before it pulls.
+const LAST_STREAM_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The counts behind a full leaf's summary: (bytes pulled, files updated).
 pub(super) fn full_counts(tips: &PendingTip) -> (u64, u64) {

@@ -403,7 +403,7 @@ async fn two_scopes_on_one_server_do_not_interfere() {
         hash: "aa11".into(),
         seq: 1,
         parent: None,
-        bundle: Default::default(),
+        ..Tip::default()
     };
     one.tip_publisher()
         .await
@@ -514,7 +514,7 @@ async fn publish_tips(publisher: &TipPublisher, range: std::ops::RangeInclusive<
             hash: format!("{seq:064x}"),
             seq,
             parent: (seq > 1).then(|| format!("{:064x}", seq - 1)),
-            bundle: Default::default(),
+            ..Tip::default()
         };
         let trace = TraceHeaders {
             traceparent: Some(format!("00-{seq:032x}-00f067aa0ba902b7-01")),

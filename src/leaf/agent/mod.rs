@@ -85,6 +85,7 @@ pub async fn run(
             hub_retry: config.hub_retry,
             landing: config.landing,
             leaf: config.leaf,
+            catch_up: config.catch_up,
         },
     )
     .await?;
@@ -155,6 +156,15 @@ pub async fn run(
     reporter.broadcasts_skipped(count(skipped));
     let (bytes, files) = full_counts(&tips);
     reporter.pulled_and_updated(bytes, files);
+    let load = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+    reporter.applied(load(&tips.checkins_applied), load(&tips.apply_us));
+    if config.catch_up == crate::report::CatchUp::Stream && config.leaf == LeafMode::Full {
+        tracing::info!(
+            checkins = load(&tips.checkins_applied),
+            gap_pulls = load(&tips.gap_pulls),
+            "caught up from the stream"
+        );
+    }
     let summary = reporter.summary(hub_requests);
     reporter.line(&LeafLine::Summary(summary.clone()));
     Ok(LeafRun {

@@ -35,6 +35,7 @@ mod handle;
 mod messages;
 mod pending;
 mod state;
+mod stream;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -79,6 +80,8 @@ pub(super) struct SyncConfig {
     pub landing: LandingStrategy,
     /// Full (every trunk artifact, a worktree kept at the tip) or sparse.
     pub leaf: LeafMode,
+    /// How a full leaf catches up: the stream's bundles, or a pull.
+    pub catch_up: crate::report::CatchUp,
 }
 
 /// The repository as it stands after start-up.

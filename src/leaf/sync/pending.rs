@@ -1,6 +1,8 @@
-//! The newest broadcast tip not yet acted on, and the counts of what the
-//! broadcasts brought.
+//! The newest broadcast tip not yet acted on, the batches a full leaf
+//! catching up from the stream has yet to apply, and the counts of what
+//! the broadcasts brought.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -12,9 +14,23 @@ use crate::coord::{Tip, TraceHeaders};
 /// broadcast as it arrives costs every leaf a store and a crosslink per
 /// check-in anyone makes, N times the hub's own work, while a leaf needs
 /// only the tip it builds on.
+///
+/// A full leaf that catches up from the stream (`--catch-up stream`) also
+/// keeps every broadcast that carries a bundle, in stream order, until the
+/// repository thread applies them before its next task.
 #[derive(Default)]
 pub(in crate::leaf) struct PendingTip {
     newest: Mutex<Option<(Tip, TraceHeaders)>>,
+    /// Whether broadcasts' bundles are kept for [`PendingTip::take_bundles`].
+    keep_bundles: bool,
+    bundles: Mutex<Buffered>,
+    /// Trunk check-ins caught up over (pulled or applied from the stream).
+    pub(in crate::leaf) checkins_applied: AtomicU64,
+    /// Repository-thread CPU microseconds spent catching up and updating
+    /// the worktree.
+    pub(in crate::leaf) apply_us: AtomicU64,
+    /// Pulls a stream catch-up still needed (a gap in the stream).
+    pub(in crate::leaf) gap_pulls: AtomicU64,
     /// Broadcasts that brought a tip (bundle applied or pulled).
     pub(in crate::leaf) pulled: AtomicU64,
     /// Broadcasts that needed nothing: already held, or superseded by a
@@ -26,12 +42,68 @@ pub(in crate::leaf) struct PendingTip {
     pub(in crate::leaf) files_updated: AtomicU64,
 }
 
+/// Bundled broadcasts not yet applied, oldest first, and their bytes.
+#[derive(Default)]
+struct Buffered {
+    tips: VecDeque<Tip>,
+    bytes: usize,
+}
+
+/// Most bundle bytes a leaf buffers between two catch-ups; past it the
+/// oldest are dropped, and the gap they leave costs one pull.
+const MAX_BUFFERED_BYTES: usize = 64 * 1024 * 1024;
+
 impl PendingTip {
+    /// A record that keeps bundles when `keep_bundles` (stream catch-up).
+    pub(in crate::leaf) fn new(keep_bundles: bool) -> PendingTip {
+        PendingTip {
+            keep_bundles,
+            ..PendingTip::default()
+        }
+    }
+
+    /// The bundled broadcasts received since the last call, oldest first.
+    pub(in crate::leaf) fn take_bundles(&self) -> Vec<Tip> {
+        let mut buffered = self.bundles.lock().unwrap_or_else(|e| e.into_inner());
+        buffered.bytes = 0;
+        buffered.tips.drain(..).collect()
+    }
+
+    /// Puts back `tips` (the parts of a batch not all here yet) ahead of
+    /// anything received since they were taken.
+    pub(in crate::leaf) fn put_back(&self, tips: Vec<Tip>) {
+        let mut buffered = self.bundles.lock().unwrap_or_else(|e| e.into_inner());
+        for tip in tips.into_iter().rev() {
+            buffered.bytes += tip.bundle.len();
+            buffered.tips.push_front(tip);
+        }
+    }
+
+    fn buffer(&self, tip: &Tip) {
+        if !self.keep_bundles || tip.bundle.is_empty() {
+            return;
+        }
+        let mut buffered = self.bundles.lock().unwrap_or_else(|e| e.into_inner());
+        buffered.bytes += tip.bundle.len();
+        buffered.tips.push_back(tip.clone());
+        while buffered.bytes > MAX_BUFFERED_BYTES {
+            let Some(dropped) = buffered.tips.pop_front() else {
+                break;
+            };
+            buffered.bytes -= dropped.bundle.len();
+        }
+    }
+
     /// Records broadcast tips (oldest first); older pending ones count as
     /// skipped.
     pub(in crate::leaf) fn note(&self, tips: impl IntoIterator<Item = (Tip, TraceHeaders)>) {
         let mut newest = self.newest.lock().unwrap_or_else(|e| e.into_inner());
         for (tip, trace) in tips {
+            self.buffer(&tip);
+            if !tip.is_last_part() {
+                // A batch counts once, as its last part.
+                continue;
+            }
             let superseded = match &*newest {
                 Some((held, _)) if held.seq >= tip.seq => {
                     self.skipped.fetch_add(1, Ordering::Relaxed);

@@ -1,4 +1,4 @@
-//! Applying a tip bundle (see `xfer::bundle`) without a request.
+//! Applying tip bundles (see `xfer::bundle`) without a request.
 
 use super::error::ClientError;
 use super::http::Client;
@@ -7,15 +7,30 @@ use crate::xfer::card::parse_with;
 
 impl Client {
     /// Stores and crosslinks the artifacts of `bundle`, which announces
-    /// trunk tip `tip` on top of `parent`, in one transaction. `parent`
-    /// must be held here (else nothing is stored: the bundle would leave a
-    /// gap) unless this client is sparse (gaps are its normal state), and
-    /// afterwards `tip` must be a crosslinked check-in (its baseline held),
-    /// or this is an error and nothing is kept.
+    /// trunk tip `tip` on top of `parent`: [`Client::apply_bundles`] with
+    /// one bundle.
     pub fn apply_bundle(
         &self,
         repo: &Repository,
         bundle: &[u8],
+        tip: &ArtifactHash,
+        parent: &ArtifactHash,
+    ) -> Result<usize, ClientError> {
+        self.apply_bundles(repo, &[bundle], tip, parent)
+    }
+
+    /// Stores and crosslinks the artifacts of `bundles` (consecutive
+    /// batches, or the parts of one, oldest first), which together take
+    /// trunk from `parent` to `tip`, in one transaction. `parent` must be
+    /// held here (else nothing is stored: the bundles would leave a gap)
+    /// unless this client is sparse (gaps are its normal state), and
+    /// afterwards `tip` must be a crosslinked check-in (its baseline held),
+    /// or this is an error and nothing is kept. Returns how many artifacts
+    /// were new.
+    pub fn apply_bundles(
+        &self,
+        repo: &Repository,
+        bundles: &[&[u8]],
         tip: &ArtifactHash,
         parent: &ArtifactHash,
     ) -> Result<usize, ClientError> {
@@ -29,10 +44,15 @@ impl Client {
                 "tip bundle for {tip} needs its parent {parent}, which is not here"
             )));
         }
-        let cards = parse_with(bundle, &self.limits).map_err(|source| ClientError::Codec {
-            url: self.url.clone(),
-            source,
-        })?;
+        let mut cards = Vec::new();
+        for bundle in bundles {
+            cards.extend(
+                parse_with(bundle, &self.limits).map_err(|source| ClientError::Codec {
+                    url: self.url.clone(),
+                    source,
+                })?,
+            );
+        }
         let stored = self.in_transaction(repo, |r| {
             let stored = self.store_received(r, cards, None)?;
             if !held(r, tip)? || !r.is_checkin(tip).map_err(self.repo_err())? {
