@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use herd::chain::chain as error_chain;
-use herd::report::{HubKind, LandingStrategy, LeafMode};
+use herd::report::{CatchUp, HubKind, LandingStrategy, LeafMode};
 use herd::supervisor::{
     self, SupervisorError, TrialConfig, TrialReport, EXIT_OK, EXIT_TRIAL_FAILED, EXIT_USAGE,
 };
@@ -113,6 +113,14 @@ struct RunArgs {
     /// Ignored with `--hub-kind fossil`.
     #[arg(long, env = "HERD_LEAF", default_value = "full")]
     leaf: LeafMode,
+    /// How a full leaf gets the check-ins it missed: `stream` (the
+    /// default: the hub publishes each landed batch once, with its
+    /// artifacts, on the JetStream tip stream and NATS fans it out; leaves
+    /// apply it from the stream, and a gap costs one pull) or `pull` (each
+    /// full leaf pulls from the hub before each task). Sparse leaves ignore
+    /// it; so does --hub-kind fossil.
+    #[arg(long, env = "HERD_CATCH_UP", default_value = "stream")]
+    catch_up: CatchUp,
     /// Keep the trial's files here (hub.fossil, slot-i/, logs/, report.html)
     /// instead of a temporary directory. It must not exist yet or be empty:
     /// a work directory holds one trial (there is no resuming).
@@ -261,7 +269,8 @@ fn root_span(args: &RunArgs) -> tracing::Span {
         seed = args.seed,
         hub_kind = %args.hub_kind,
         landing = %args.landing,
-        leaf = %args.leaf
+        leaf = %args.leaf,
+        catch_up = %args.catch_up
     )
 }
 
@@ -283,6 +292,7 @@ fn trial_config(
         hub_kind: args.hub_kind,
         landing: args.landing,
         leaf: args.leaf,
+        catch_up: args.catch_up,
         workdir: args.workdir,
         nats_url: args.nats_url,
         nats_server: args.nats_server,

@@ -38,6 +38,7 @@ impl TrialReport {
             hub_kind: shape.hub_kind,
             landing: shape.landing,
             leaf: shape.leaf,
+            catch_up: shape.catch_up,
             agents: shape.agents,
             tasks: shape.tasks,
             total: u64::from(shape.agents) * u64::from(shape.tasks),

@@ -19,7 +19,7 @@ mod verdict;
 use serde::Serialize;
 
 use super::infra::Restarts;
-use crate::report::{HubKind, LandingStrategy, LeafMode, LeafSummary, TaskLine};
+use crate::report::{CatchUp, HubKind, LandingStrategy, LeafMode, LeafSummary, TaskLine};
 
 pub use build::percentile;
 
@@ -71,6 +71,9 @@ pub struct TrialReport {
     pub landing: LandingStrategy,
     /// What leaves kept: `full` or `sparse`.
     pub leaf: LeafMode,
+    /// How full leaves caught up: `stream` or `pull`. Reported as asked
+    /// also when the leaves ignored it (sparse leaves, a fossil hub).
+    pub catch_up: CatchUp,
     /// Leaf-agents started.
     pub agents: u32,
     /// Tasks per agent.
@@ -169,6 +172,8 @@ pub struct TrialShape {
     pub landing: LandingStrategy,
     /// What leaves kept.
     pub leaf: LeafMode,
+    /// How full leaves caught up.
+    pub catch_up: CatchUp,
     /// Leaf-agents.
     pub agents: u32,
     /// Tasks per agent.
@@ -198,6 +203,7 @@ impl TrialShape {
             hub_kind: config.hub_kind,
             landing: config.landing,
             leaf: config.leaf,
+            catch_up: config.catch_up,
             agents: config.agents,
             tasks: config.tasks,
             mode: config.mode.to_string(),
@@ -256,6 +262,7 @@ mod tests {
             hub_kind: HubKind::Herd,
             landing: LandingStrategy::Hub,
             leaf: LeafMode::Full,
+            catch_up: CatchUp::Stream,
             agents: 2,
             tasks: 2,
             mode: "disjoint".into(),
@@ -290,6 +297,15 @@ mod tests {
         ));
         assert!(text.contains("  P50/P99 commit ms:  2.00 / 4.00\n"));
         assert!(text.contains("  total runtime:      2.0s\n"));
+        assert!(text.contains("  catch-up:           stream\n"), "{text}");
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["catch_up"], "stream");
+        let pull = TrialShape {
+            catch_up: CatchUp::Pull,
+            ..shape()
+        };
+        let json = serde_json::to_value(TrialReport::build(pull, &slots, hub)).unwrap();
+        assert_eq!(json["catch_up"], "pull");
     }
 
     #[test]

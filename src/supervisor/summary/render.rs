@@ -60,6 +60,7 @@ impl TrialReport {
         let _ = writeln!(s, "  hub kind:           {}", self.hub_kind);
         let _ = writeln!(s, "  landing:            {}", self.landing);
         let _ = writeln!(s, "  leaf:               {}", self.leaf);
+        let _ = writeln!(s, "  catch-up:           {}", self.catch_up);
         let _ = writeln!(
             s,
             "  bytes pulled:       {} ({} per commit)",

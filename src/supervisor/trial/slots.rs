@@ -34,7 +34,7 @@ fn leaf_command(run: &Setting<'_>, slot: u32, hub: &HubReady) -> Command {
         .filter(|p| !p.is_empty())
         .map_or_else(|| config.bin_dir.join("leaf-agent"), PathBuf::from);
     let host = run.topology.host_of(slot);
-    let flags: [(&str, std::ffi::OsString); 18] = [
+    let flags: [(&str, std::ffi::OsString); 19] = [
         ("--hub", hub.http.clone().into()),
         (
             "--nats-url",
@@ -56,6 +56,7 @@ fn leaf_command(run: &Setting<'_>, slot: u32, hub: &HubReady) -> Command {
         ("--hub-kind", config.hub_kind.as_str().into()),
         ("--landing", config.landing.as_str().into()),
         ("--leaf", config.leaf.as_str().into()),
+        ("--catch-up", config.catch_up.as_str().into()),
     ];
     let args: Vec<std::ffi::OsString> = flags
         .into_iter()
