@@ -486,6 +486,7 @@ pub(super) mod tests {
             requests: Some(total),
             peak_rss_kb: Some(40_000),
             hub_rebases: Some(total / 2),
+            bytes_out: Some(total * 3000),
         };
         TrialReport::build(shape, slots, hub)
     }

@@ -60,6 +60,7 @@ impl TrialReport {
             runtime_s: shape.runtime_s,
             think_floor_s: None,
             hub_requests_per_commit: None,
+            hub_bytes_out_per_commit: None,
             trunk_leaves: Some(hub.trunk_leaves),
             forks: Some(hub.trunk_leaves.saturating_sub(1)),
             failed_slots: Vec::new(),
@@ -139,6 +140,9 @@ impl TrialReport {
             self.hub_requests_per_commit = hub
                 .requests
                 .map(|n| thousandths(n as f64 / hub.trunk_commits as f64));
+            self.hub_bytes_out_per_commit = hub
+                .bytes_out
+                .map(|n| thousandths(n as f64 / hub.trunk_commits as f64));
         }
         if self.runtime_s > 0.0 {
             self.commits_per_s = Some(thousandths(hub.trunk_commits as f64 / self.runtime_s));
@@ -161,6 +165,7 @@ impl TrialReport {
         self.forks = None;
         self.commits_per_s = None;
         self.hub_requests_per_commit = None;
+        self.hub_bytes_out_per_commit = None;
         self.hub_rebases = None;
         self.hub_peak_rss_kb = None;
     }
@@ -172,6 +177,7 @@ impl TrialReport {
             // A hub started again counts requests, rebases and memory
             // from zero: the trial's totals are unknown.
             self.hub_requests_per_commit = None;
+            self.hub_bytes_out_per_commit = None;
             self.hub_rebases = None;
             self.hub_peak_rss_kb = None;
         }

@@ -60,6 +60,9 @@ pub struct HubCount {
     /// Check-ins the hub wrote anew on a newer tip; `None` when the hub
     /// does not say.
     pub hub_rebases: Option<u64>,
+    /// Bytes of HTTP response bodies the hub sent (`/stats` `bytes_out`);
+    /// `None` when the hub does not say (a stock `fossil server`).
+    pub bytes_out: Option<u64>,
 }
 
 /// The trial's figures, printed as the summary block or as JSON.
@@ -122,6 +125,11 @@ pub struct TrialReport {
     /// Hub requests (from the hub's own count) per landed commit; `null`
     /// when the hub keeps no count (a stock `fossil server`).
     pub hub_requests_per_commit: Option<f64>,
+    /// Bytes of HTTP response bodies the hub sent over the trial (every
+    /// request: pulls, push replies, `/stats`, `/counters`; from the hub's
+    /// final `/stats` `bytes_out`) per hub commit; `null` for a stock
+    /// `fossil server`, a restarted hub, or with no commit.
+    pub hub_bytes_out_per_commit: Option<f64>,
     /// Leaves of the hub's trunk; 1 means linear. herd's hub keeps exactly
     /// one; a stock `fossil server` accepts forks.
     pub trunk_leaves: Option<u64>,
@@ -284,11 +292,13 @@ mod tests {
             requests: Some(6),
             peak_rss_kb: Some(20_000),
             hub_rebases: None,
+            bytes_out: Some(8000),
         };
         let r = TrialReport::build(shape(), &slots, hub);
         assert_eq!((r.committed, r.fork_retries, r.claims_won), (4, 3, 4));
         assert_eq!((r.p50_commit_ms, r.p99_commit_ms), (Some(2.0), Some(4.0)));
         assert_eq!(r.hub_requests_per_commit, Some(1.5));
+        assert_eq!(r.hub_bytes_out_per_commit, Some(2000.0));
         assert_eq!((r.trunk_leaves, r.forks), (Some(1), Some(0)));
         assert_eq!(r.verdict(), None);
         let text = r.render();
@@ -298,6 +308,7 @@ mod tests {
         assert!(text.contains("  P50/P99 commit ms:  2.00 / 4.00\n"));
         assert!(text.contains("  total runtime:      2.0s\n"));
         assert!(text.contains("  catch-up:           stream\n"), "{text}");
+        assert!(text.contains("  hub bytes out/commit: 2000\n"), "{text}");
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["catch_up"], "stream");
         let pull = TrialShape {
@@ -317,6 +328,7 @@ mod tests {
             requests: None,
             peak_rss_kb: None,
             hub_rebases: None,
+            bytes_out: None,
         };
         let fossil = TrialShape {
             hub_kind: HubKind::Fossil,
@@ -335,6 +347,8 @@ mod tests {
         assert_eq!(json["hub_kind"], "fossil");
         assert!(json["hub_requests_per_commit"].is_null());
         assert!(json["hub_peak_rss_kb"].is_null());
+        assert!(json["hub_bytes_out_per_commit"].is_null());
+        assert!(text.contains("  hub bytes out/commit: n/a\n"), "{text}");
 
         // Still a failure: a check-in that did not reach the server.
         let short = HubCount {
@@ -408,13 +422,16 @@ mod tests {
             requests: Some(6),
             peak_rss_kb: Some(1024),
             hub_rebases: Some(1),
+            bytes_out: Some(4000),
         };
         let mut r = TrialReport::build(shape(), &slots, hub);
         let restarts = Restarts { hub: 1, nats: 0 };
         let died = "the hub died (SIGKILL) at 1.5 s; restarted in 0.10 s (1 of 3)";
+        assert_eq!(r.hub_bytes_out_per_commit, Some(1000.0));
         r.set_infra(restarts, vec![died.into()], None);
         // The restarted hub's own counters are not the trial's.
         assert_eq!(r.hub_requests_per_commit, None);
+        assert_eq!(r.hub_bytes_out_per_commit, None);
         assert_eq!(r.hub_peak_rss_kb, None);
         let text = r.render();
         assert!(

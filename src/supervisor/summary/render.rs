@@ -56,6 +56,12 @@ impl TrialReport {
             self.hub_requests_per_commit
                 .map_or("n/a".into(), |n| format!("{n:.2}"))
         );
+        let _ = writeln!(
+            s,
+            "  hub bytes out/commit: {}",
+            self.hub_bytes_out_per_commit
+                .map_or("n/a".into(), |n| format!("{n:.0}"))
+        );
         let _ = writeln!(s, "  trunk leaves:       {}", or_na(self.trunk_leaves));
         let _ = writeln!(s, "  hub kind:           {}", self.hub_kind);
         let _ = writeln!(s, "  landing:            {}", self.landing);

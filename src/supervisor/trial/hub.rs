@@ -121,5 +121,6 @@ fn fetch_stats(url: &str) -> Result<HubCount, String> {
         requests: Some(field("requests")?),
         peak_rss_kb: field("peak_rss_kb").ok(),
         hub_rebases: field("hub_rebases").ok(),
+        bytes_out: field("bytes_out").ok(),
     })
 }
