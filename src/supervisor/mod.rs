@@ -24,7 +24,7 @@ mod trial;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use summary::{HubCount, SlotFailure, TrialReport};
+pub use summary::{CpuByKind, HubCount, SlotFailure, TrialReport};
 pub use trial::run;
 
 use crate::report::{CatchUp, HubKind, LandingStrategy, LeafMode};

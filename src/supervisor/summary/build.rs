@@ -2,7 +2,7 @@
 //! [`TrialReport`], and the figures herd learns only after (CPU, what became
 //! of the hub and nats-server).
 
-use super::{HubCount, SlotFailure, SlotRecord, TrialReport, TrialShape};
+use super::{CpuByKind, HubCount, SlotFailure, SlotRecord, TrialReport, TrialShape};
 use crate::report::{LeafSummary, TaskLine, TaskOutcome};
 use crate::supervisor::infra::Restarts;
 
@@ -69,6 +69,7 @@ impl TrialReport {
             hub_peak_rss_kb: hub.peak_rss_kb,
             leaf_peak_rss_kb: None,
             cpu_ms_per_commit: None,
+            cpu_ms_per_commit_by_kind: None,
             nats_ops_per_task: None,
             hosts: shape.hosts.max(1),
             nats_nodes: shape.nats_nodes,
@@ -156,6 +157,19 @@ impl TrialReport {
             .hub_commits
             .filter(|&n| n > 0)
             .map(|n| thousandths(cpu_ms / n as f64));
+    }
+
+    /// Records the CPU ms each kind of process spent over the trial.
+    pub fn set_cpu_by_kind(&mut self, total: CpuByKind) {
+        self.cpu_ms_per_commit_by_kind = self.hub_commits.filter(|&n| n > 0).map(|n| {
+            let per = |ms: f64| thousandths(ms / n as f64);
+            CpuByKind {
+                hub: per(total.hub),
+                nats: per(total.nats),
+                leaves: per(total.leaves),
+                herd: per(total.herd),
+            }
+        });
     }
 
     /// Forgets the hub's figures: its count could not be read.

@@ -65,6 +65,22 @@ pub struct HubCount {
     pub bytes_out: Option<u64>,
 }
 
+/// CPU milliseconds of each kind of process: totals over the trial, or
+/// (in the report) those per hub commit. JSON:
+/// `{"hub":1.2,"nats":0.4,"leaves":9.8,"herd":0.1}`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct CpuByKind {
+    /// herd's hub, or the `fossil server` with the request processes it
+    /// reaped.
+    pub hub: f64,
+    /// Every nats-server herd started (none with `--nats-url`).
+    pub nats: f64,
+    /// Every leaf-agent, together.
+    pub leaves: f64,
+    /// herd itself.
+    pub herd: f64,
+}
+
 /// The trial's figures, printed as the summary block or as JSON.
 #[derive(Debug, Clone, Serialize)]
 pub struct TrialReport {
@@ -161,6 +177,16 @@ pub struct TrialReport {
     /// nats-server herd started, every leaf) per hub commit, in ms; `null`
     /// until the processes have been reaped, or with no commit.
     pub cpu_ms_per_commit: Option<f64>,
+    /// `cpu_ms_per_commit` by kind of process: the CPU ms each kind used
+    /// over the trial ÷ hub commits. Children's totals are read from
+    /// `/proc` (with what they reaped) at the end of their life: a leaf's
+    /// after it exited and before herd reaped it (exact), the hub's and
+    /// nats-servers' after the leaves exited and before they were stopped
+    /// (their shutdown left out; a process that died mid-trial counts
+    /// until its last 250 ms sample); herd's own is `getrusage`. So the
+    /// four add up to a little under `cpu_ms_per_commit`. `null` with no
+    /// commit or before the trial's processes are gone.
+    pub cpu_ms_per_commit_by_kind: Option<CpuByKind>,
     /// Times herd started the hub and its nats-server again during the
     /// trial: `{"hub":1,"nats":0}`.
     pub restarts: Restarts,
@@ -309,6 +335,7 @@ mod tests {
         assert!(text.contains("  total runtime:      2.0s\n"));
         assert!(text.contains("  catch-up:           stream\n"), "{text}");
         assert!(text.contains("  hub bytes out/commit: 2000\n"), "{text}");
+        assert!(text.contains("  cpu ms/commit by kind: n/a\n"), "{text}");
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["catch_up"], "stream");
         let pull = TrialShape {
@@ -317,6 +344,49 @@ mod tests {
         };
         let json = serde_json::to_value(TrialReport::build(pull, &slots, hub)).unwrap();
         assert_eq!(json["catch_up"], "pull");
+    }
+
+    #[test]
+    fn cpu_by_kind_is_per_hub_commit_and_null_without_one() {
+        let slots = [slot(0, &[1.0, 3.0], 0), slot(1, &[2.0, 4.0], 0)];
+        let hub = HubCount {
+            trunk_commits: 4,
+            trunk_leaves: 1,
+            ..HubCount::default()
+        };
+        let mut r = TrialReport::build(shape(), &slots, hub);
+        r.set_cpu_ms(100.0);
+        r.set_cpu_by_kind(CpuByKind {
+            hub: 40.0,
+            nats: 10.0,
+            leaves: 46.0,
+            herd: 1.0,
+        });
+        assert_eq!(r.cpu_ms_per_commit, Some(25.0));
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            json["cpu_ms_per_commit_by_kind"],
+            serde_json::json!({"hub": 10.0, "nats": 2.5, "leaves": 11.5, "herd": 0.25})
+        );
+        let text = r.render();
+        assert!(
+            text.contains(
+                "  cpu ms/commit by kind: hub 10.00, nats 2.50, leaves 11.50, herd 0.25\n"
+            ),
+            "{text}"
+        );
+        // Thirds are rounded to the microsecond, as every ms figure.
+        r.hub_commits = Some(3);
+        r.set_cpu_by_kind(CpuByKind {
+            hub: 1.0,
+            ..CpuByKind::default()
+        });
+        assert_eq!(r.cpu_ms_per_commit_by_kind.unwrap().hub, 0.333);
+        // No commit: nothing to divide by.
+        r.hub_commits = Some(0);
+        r.set_cpu_by_kind(CpuByKind::default());
+        let json = serde_json::to_value(&r).unwrap();
+        assert!(json["cpu_ms_per_commit_by_kind"].is_null(), "{json}");
     }
 
     #[test]

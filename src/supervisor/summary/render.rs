@@ -91,6 +91,15 @@ impl TrialReport {
             self.cpu_ms_per_commit
                 .map_or("n/a".into(), |ms| format!("{ms:.2}"))
         );
+        let _ = writeln!(
+            s,
+            "  cpu ms/commit by kind: {}",
+            self.cpu_ms_per_commit_by_kind
+                .map_or("n/a".into(), |c| format!(
+                    "hub {:.2}, nats {:.2}, leaves {:.2}, herd {:.2}",
+                    c.hub, c.nats, c.leaves, c.herd
+                ))
+        );
         let _ = writeln!(s, "  forks:              {}", or_na(self.forks));
     }
 
