@@ -3,7 +3,7 @@
 //! of the hub and nats-server).
 
 use super::{CpuByKind, HubCount, SlotFailure, SlotRecord, TrialReport, TrialShape};
-use crate::report::{LeafSummary, TaskLine, TaskOutcome};
+use crate::report::{LeafMode, LeafSummary, TaskLine, TaskOutcome};
 use crate::supervisor::infra::Restarts;
 
 /// A figure to three decimals (a ms figure to the microsecond), so JSON
@@ -54,6 +54,7 @@ impl TrialReport {
             broadcasts_pulled: None,
             broadcasts_skipped: None,
             bytes_pulled: None,
+            apply_us_per_checkin: None,
             files_updated: None,
             p50_commit_ms: None,
             p99_commit_ms: None,
@@ -128,6 +129,10 @@ impl TrialReport {
         self.leaf_peak_rss_kb = Some(t.leaf_peak_rss_kb);
         self.bytes_pulled = Some(t.bytes_pulled);
         self.files_updated = Some(t.files_updated);
+        if self.leaf == LeafMode::Full && t.checkins_applied > 0 {
+            self.apply_us_per_checkin =
+                Some(thousandths(t.apply_us as f64 / t.checkins_applied as f64));
+        }
         self.think_floor_s = Some(t.think_max_ms as f64 / 1000.0);
         if self.committed > 0 {
             self.nats_ops_per_task = Some(thousandths(t.nats_ops as f64 / self.committed as f64));
@@ -233,6 +238,10 @@ struct SummaryTotals {
     think_max_ms: u64,
     /// NATS requests in the leaves' task loops.
     nats_ops: u64,
+    /// Other slots' check-ins the leaves stored.
+    checkins_applied: u64,
+    /// CPU µs the leaves spent applying them.
+    apply_us: u64,
 }
 
 impl SummaryTotals {
@@ -246,6 +255,8 @@ impl SummaryTotals {
         self.files_updated += s.files_updated;
         self.think_max_ms = self.think_max_ms.max(s.think_ms);
         self.nats_ops += s.nats_ops;
+        self.checkins_applied += s.checkins_applied;
+        self.apply_us += s.apply_us;
     }
 }
 

@@ -127,6 +127,13 @@ pub struct TrialReport {
     /// Bytes of the hub's replies to the leaves' pulls, all leaves; `null`
     /// unless every slot sent its summary.
     pub bytes_pulled: Option<u64>,
+    /// CPU µs a full leaf spent applying one other slot's check-in
+    /// (storing, crosslinking, writing it out): Σ `apply_us` ÷ Σ
+    /// `checkins_applied` over the leaves' summary lines, so a weighted
+    /// average over every applied check-in, not a mean of the leaves'
+    /// averages. `null` with sparse leaves, when no check-in was applied,
+    /// or unless every slot sent its summary.
+    pub apply_us_per_checkin: Option<f64>,
     /// Worktree files the leaves' updates wrote or removed, all leaves;
     /// `null` unless every slot sent its summary.
     pub files_updated: Option<u64>,
@@ -387,6 +394,41 @@ mod tests {
         r.set_cpu_by_kind(CpuByKind::default());
         let json = serde_json::to_value(&r).unwrap();
         assert!(json["cpu_ms_per_commit_by_kind"].is_null(), "{json}");
+    }
+
+    #[test]
+    fn apply_us_per_checkin_is_weighted_by_check_ins_and_only_for_full_leaves() {
+        let mut slots = [slot(0, &[1.0, 3.0], 0), slot(1, &[2.0, 4.0], 0)];
+        let hub = HubCount {
+            trunk_commits: 4,
+            trunk_leaves: 1,
+            ..HubCount::default()
+        };
+        let r = TrialReport::build(shape(), &slots, hub);
+        assert_eq!(r.apply_us_per_checkin, None, "nothing applied");
+        assert!(r.render().contains("  apply µs/check-in:  n/a\n"));
+        // 1 check-in at 100 µs and 3 at 300 µs each: 1000 µs over 4, not
+        // the mean of 100 and 300.
+        for (rec, (applied, us)) in slots.iter_mut().zip([(1, 100), (3, 900)]) {
+            let s = rec.summary.as_mut().unwrap();
+            s.checkins_applied = applied;
+            s.apply_us = us;
+        }
+        let r = TrialReport::build(shape(), &slots, hub);
+        assert_eq!(r.apply_us_per_checkin, Some(250.0));
+        assert!(r.render().contains("  apply µs/check-in:  250.0\n"));
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["apply_us_per_checkin"], 250.0);
+        let sparse = TrialShape {
+            leaf: LeafMode::Sparse,
+            ..shape()
+        };
+        let json = serde_json::to_value(TrialReport::build(sparse, &slots, hub)).unwrap();
+        assert!(json["apply_us_per_checkin"].is_null(), "{json}");
+        // A slot without its summary: the leaves' totals are unknown.
+        slots[1].summary = None;
+        let r = TrialReport::build(shape(), &slots, hub);
+        assert_eq!(r.apply_us_per_checkin, None);
     }
 
     #[test]

@@ -76,6 +76,12 @@ impl TrialReport {
         let _ = writeln!(s, "  files updated:      {}", or_na(self.files_updated));
         let _ = writeln!(
             s,
+            "  apply µs/check-in:  {}",
+            self.apply_us_per_checkin
+                .map_or("n/a".into(), |us| format!("{us:.1}"))
+        );
+        let _ = writeln!(
+            s,
             "  hub rebases:        {}",
             self.hub_rebases.map_or("n/a".into(), |n| n.to_string())
         );
