@@ -46,9 +46,10 @@ enum Command {
     /// and `side_by_side`) and writes, beside the input unless told
     /// otherwise: runs.csv (one row per run), sweep.svg (commits/s, P50 and
     /// P99, requests per commit and CPU per commit against the agent count,
-    /// log axes, one series per hub kind and landing strategy; a point is
-    /// the median over repeats) and table.md (the same figures, plus hub ÷
-    /// leaf landing and herd ÷ fossil ratios when the sweep ran both).
+    /// log axes, one series per hub kind, landing strategy, leaf mode and
+    /// catch-up; a point is the median over repeats) and table.md (the same
+    /// figures, plus hub ÷ leaf landing, full ÷ sparse leaves, stream ÷ pull
+    /// catch-up and herd ÷ fossil tables when the sweep ran both).
     Plot(PlotArgs),
 }
 
