@@ -179,7 +179,10 @@ struct RunArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return ExitCode::from(bad_flags(&e)),
+    };
     match cli.command {
         Command::Run(args) => ExitCode::from(run(args)),
         Command::Plot(args) => ExitCode::from(plot(args)),
@@ -220,6 +223,24 @@ fn run(args: RunArgs) -> u8 {
         Ok(report) => exit_code(&report),
         Err(code) => code,
     }
+}
+
+/// Flags clap refused: one line, `herd: <why>`, and [`EXIT_USAGE`];
+/// `--help` and `--version` print as clap prints them.
+fn bad_flags(e: &clap::Error) -> u8 {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        return if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
+    }
+    let text = e.to_string();
+    let first = text.lines().next().unwrap_or_default();
+    usage(first.trim_start_matches("error: ").to_string())
 }
 
 /// Prints why no trial could run; the exit code to return.
