@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use herd::chain::chain as error_chain;
-use herd::report::{HubKind, LandingStrategy, LeafMode};
+use herd::report::{CatchUp, HubKind, LandingStrategy, LeafMode};
 use herd::supervisor::{
     self, SupervisorError, TrialConfig, TrialReport, EXIT_OK, EXIT_TRIAL_FAILED, EXIT_USAGE,
 };
@@ -46,9 +46,10 @@ enum Command {
     /// and `side_by_side`) and writes, beside the input unless told
     /// otherwise: runs.csv (one row per run), sweep.svg (commits/s, P50 and
     /// P99, requests per commit and CPU per commit against the agent count,
-    /// log axes, one series per hub kind and landing strategy; a point is
-    /// the median over repeats) and table.md (the same figures, plus hub ÷
-    /// leaf landing and herd ÷ fossil ratios when the sweep ran both).
+    /// log axes, one series per hub kind, landing strategy, leaf mode and
+    /// catch-up; a point is the median over repeats) and table.md (the same
+    /// figures, plus hub ÷ leaf landing, full ÷ sparse leaves, stream ÷ pull
+    /// catch-up and herd ÷ fossil tables when the sweep ran both).
     Plot(PlotArgs),
 }
 
@@ -113,6 +114,14 @@ struct RunArgs {
     /// Ignored with `--hub-kind fossil`.
     #[arg(long, env = "HERD_LEAF", default_value = "full")]
     leaf: LeafMode,
+    /// How a full leaf gets the check-ins it missed: `stream` (the
+    /// default: the hub publishes each landed batch once, with its
+    /// artifacts, on the JetStream tip stream and NATS fans it out; leaves
+    /// apply it from the stream, and a gap costs one pull) or `pull` (each
+    /// full leaf pulls from the hub before each task). Sparse leaves ignore
+    /// it; so does --hub-kind fossil.
+    #[arg(long, env = "HERD_CATCH_UP", default_value = "stream")]
+    catch_up: CatchUp,
     /// Keep the trial's files here (hub.fossil, slot-i/, logs/, report.html)
     /// instead of a temporary directory. It must not exist yet or be empty:
     /// a work directory holds one trial (there is no resuming).
@@ -170,7 +179,10 @@ struct RunArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return ExitCode::from(bad_flags(&e)),
+    };
     match cli.command {
         Command::Run(args) => ExitCode::from(run(args)),
         Command::Plot(args) => ExitCode::from(plot(args)),
@@ -211,6 +223,24 @@ fn run(args: RunArgs) -> u8 {
         Ok(report) => exit_code(&report),
         Err(code) => code,
     }
+}
+
+/// Flags clap refused: one line, `herd: <why>`, and [`EXIT_USAGE`];
+/// `--help` and `--version` print as clap prints them.
+fn bad_flags(e: &clap::Error) -> u8 {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        return if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
+    }
+    let text = e.to_string();
+    let first = text.lines().next().unwrap_or_default();
+    usage(first.trim_start_matches("error: ").to_string())
 }
 
 /// Prints why no trial could run; the exit code to return.
@@ -261,7 +291,8 @@ fn root_span(args: &RunArgs) -> tracing::Span {
         seed = args.seed,
         hub_kind = %args.hub_kind,
         landing = %args.landing,
-        leaf = %args.leaf
+        leaf = %args.leaf,
+        catch_up = %args.catch_up
     )
 }
 
@@ -283,6 +314,7 @@ fn trial_config(
         hub_kind: args.hub_kind,
         landing: args.landing,
         leaf: args.leaf,
+        catch_up: args.catch_up,
         workdir: args.workdir,
         nats_url: args.nats_url,
         nats_server: args.nats_server,

@@ -42,6 +42,10 @@ pub struct Counters {
     pub turns_granted: AtomicU64,
     /// Turns whose lease ran out before their holder pushed.
     pub turns_expired: AtomicU64,
+    /// Bytes of HTTP response bodies the hub produced, every request and
+    /// status (sync replies, `/stats`, `/counters`, refusals); heads are
+    /// not counted.
+    pub bytes_out: AtomicU64,
 }
 
 impl Counters {
@@ -69,6 +73,7 @@ impl Counters {
             hub_rebases: get(&self.hub_rebases),
             backlog: get(&self.backlog),
             pushes_waiting: get(&self.pushes_waiting),
+            bytes_out: get(&self.bytes_out),
             rss_kb: crate::telemetry::current_rss_kb().unwrap_or(0),
         }
     }
@@ -88,7 +93,8 @@ impl Counters {
 /// {"tip":"6b1e…","trunk_commits":480,"artifacts":2071,"trunk_leaves":1,"requests":495,
 ///  "http_requests":497,"writes":480,"batches":160,"pushes_accepted":480,"pushes_refused":0,
 ///  "hub_rebases":430,
-///  "broadcasts_published":160,"broadcasts_dropped":0,"project_code":"…","peak_rss_kb":21400}
+///  "broadcasts_published":160,"broadcasts_dropped":0,"project_code":"…","peak_rss_kb":21400,
+///  "bytes_out":5120400}
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {
@@ -137,6 +143,10 @@ pub struct Stats {
     /// The hub process's peak resident memory, in KiB (VmHWM).
     #[serde(default)]
     pub peak_rss_kb: u64,
+    /// Bytes of HTTP response bodies the hub sent, every request (the
+    /// leaves' pulls and push replies dominate).
+    #[serde(default)]
+    pub bytes_out: u64,
 }
 
 /// The figures of a repository the `/stats` document and the readiness
@@ -193,6 +203,7 @@ impl Stats {
             turns_expired: get(&counters.turns_expired),
             project_code: figures.project_code,
             peak_rss_kb: crate::telemetry::peak_rss_kb().unwrap_or(0),
+            bytes_out: get(&counters.bytes_out),
         }
     }
 }
@@ -212,6 +223,7 @@ mod tests {
         assert_eq!(figures.artifacts, 1);
         let counters = Counters::default();
         Counters::add(&counters.requests, 3);
+        Counters::add(&counters.bytes_out, 700);
         let stats = Stats::new(figures, &counters);
         let json = serde_json::to_value(&stats).unwrap();
         for name in [
@@ -222,9 +234,13 @@ mod tests {
             "requests",
             "pushes_accepted",
             "pushes_refused",
+            "bytes_out",
         ] {
             assert!(json.get(name).is_some(), "/stats lacks {name}");
         }
         assert_eq!(json["requests"], 3);
+        assert_eq!(json["bytes_out"], 700);
+        let live = serde_json::to_value(counters.live()).unwrap();
+        assert_eq!(live["bytes_out"], 700);
     }
 }

@@ -8,7 +8,8 @@
 //!
 //! ```text
 //! {"requests":495,"writes":480,"batches":160,"batched_pushes":480,"pushes_accepted":480,
-//!  "pushes_refused":0,"hub_rebases":430,"backlog":3,"pushes_waiting":0,"rss_kb":21400}
+//!  "pushes_refused":0,"hub_rebases":430,"backlog":3,"pushes_waiting":0,"bytes_out":5120400,
+//!  "rss_kb":21400}
 //! ```
 
 use serde::{Deserialize, Serialize};
@@ -36,6 +37,9 @@ pub struct HubCounters {
     pub backlog: u64,
     /// Pushes held in the push queue waiting for a turn (leaf landing).
     pub pushes_waiting: u64,
+    /// Bytes of HTTP response bodies the hub has sent, every request.
+    #[serde(default)]
+    pub bytes_out: u64,
     /// The hub's resident memory now, in KiB.
     pub rss_kb: u64,
 }

@@ -143,6 +143,7 @@ impl FossilHub {
                 requests: None,
                 peak_rss_kb: None,
                 hub_rebases: None,
+                bytes_out: None,
             }),
             _ => Err(format!("fossil sql answered {text:?}, not two counts")),
         }

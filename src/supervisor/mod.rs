@@ -24,10 +24,10 @@ mod trial;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use summary::{HubCount, SlotFailure, TrialReport};
+pub use summary::{CpuByKind, HubCount, SlotFailure, TrialReport};
 pub use trial::run;
 
-use crate::report::{HubKind, LandingStrategy, LeafMode};
+use crate::report::{CatchUp, HubKind, LandingStrategy, LeafMode};
 use crate::workload::{Mode, WorkloadConfig};
 
 /// Exit code: the trial passed every check.
@@ -56,6 +56,8 @@ pub struct TrialConfig {
     pub landing: LandingStrategy,
     /// Full leaves (every artifact, a current worktree) or sparse ones.
     pub leaf: LeafMode,
+    /// How full leaves catch up: from the tip stream or by pulling.
+    pub catch_up: CatchUp,
     /// Keep the work directory here; `None` uses a temporary one.
     pub workdir: Option<PathBuf>,
     /// Use this NATS server instead of starting one.
@@ -93,6 +95,15 @@ impl TrialConfig {
     pub fn cluster_size(&self) -> u32 {
         self.nats_cluster
             .unwrap_or(if self.hosts >= 3 { 3 } else { 1 })
+    }
+
+    /// Whether the hub publishes landed batches with their files
+    /// (`hub --broadcast-files`): only for herd's hub with full leaves
+    /// catching up from the stream, the only readers of those files.
+    pub fn broadcast_files(&self) -> bool {
+        self.hub_kind == HubKind::Herd
+            && self.leaf == LeafMode::Full
+            && self.catch_up == CatchUp::Stream
     }
 
     /// Checks the multi-host settings against each other.
@@ -235,5 +246,25 @@ impl SupervisorError {
             what: what.into(),
             source,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hub_broadcasts_files_only_for_full_leaves_catching_up_from_the_stream() {
+        let mut config = page::tests::config(2, 2);
+        assert_eq!(config.catch_up, CatchUp::Stream);
+        assert!(config.broadcast_files());
+        config.catch_up = CatchUp::Pull;
+        assert!(!config.broadcast_files());
+        config.catch_up = CatchUp::Stream;
+        config.leaf = LeafMode::Sparse;
+        assert!(!config.broadcast_files());
+        config.leaf = LeafMode::Full;
+        config.hub_kind = HubKind::Fossil;
+        assert!(!config.broadcast_files());
     }
 }

@@ -8,6 +8,18 @@
 //! samples simply stops being counted; its last interval's CPU is lost,
 //! which a chart of CPU over time can afford (the summary's CPU per commit
 //! comes from the kernel's count of reaped children, not from here).
+//!
+//! The sampler also keeps each process's CPU *total* for the summary's CPU
+//! per commit by kind ([`Sampler::cpu_ms_by_kind`]): the latest total read
+//! for every process (utime + stime, plus the CPU of the children it
+//! reaped: a `fossil server`'s per-request processes, a launcher's
+//! leaf-agent), overwritten by a final read where one is made. A leaf's
+//! final read is made when it has exited and before herd reaps it
+//! ([`exit_ticks`], handed in by [`Sampler::exited`]), so its total is
+//! exact; the hub's and the nats-servers' when [`Sampler::settle`] is called
+//! after the leaves are gone and before those are stopped, so only their
+//! shutdown is missed. A process that died mid-trial (a hub or nats-server
+//! herd restarted) keeps its last sample's total.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -30,6 +42,32 @@ const COUNTERS_TIMEOUT: Duration = Duration::from_millis(500);
 struct Watched {
     pids: HashMap<u32, ProcessKind>,
     counters_url: Option<String>,
+    /// The latest CPU total, in ticks, read for each process still
+    /// watched or dead without an [`Sampler::exited`] (a restarted hub).
+    totals: HashMap<u32, (ProcessKind, u64)>,
+    /// The CPU totals, in ticks, of the processes that exited, by kind.
+    exited: HashMap<ProcessKind, u64>,
+}
+
+impl Watched {
+    /// Records totals read for watched processes; one that exited while
+    /// the read was in flight is not brought back.
+    fn record(&mut self, totals: &HashMap<u32, Ticks>) {
+        for (pid, ticks) in totals {
+            if let Some(&kind) = self.pids.get(pid) {
+                self.totals.insert(*pid, (kind, ticks.total));
+            }
+        }
+    }
+}
+
+/// One read of a process's CPU, in ticks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Ticks {
+    /// utime + stime: the process's own threads.
+    own: u64,
+    /// `own` plus cutime + cstime: with the children it reaped.
+    total: u64,
 }
 
 /// A running sampler. [`Sampler::finish`] stops it and hands back its
@@ -71,9 +109,54 @@ impl Sampler {
         self.with(|w| w.pids.insert(pid, kind));
     }
 
-    /// Stops counting `pid` (it exited).
-    pub fn forget(&self, pid: u32) {
-        self.with(|w| w.pids.remove(&pid));
+    /// Stops counting `pid`: it exited, and `ticks` is its final read
+    /// ([`exit_ticks`]), if one was made; without one, its last sample's
+    /// total stands.
+    pub fn exited(&self, pid: u32, ticks: Option<Ticks>) {
+        self.with(|w| {
+            let kind = w.pids.remove(&pid);
+            let last = w.totals.remove(&pid);
+            let kind = kind.or(last.map(|(k, _)| k));
+            let total = ticks.map(|t| t.total).or(last.map(|(_, t)| t));
+            if let (Some(kind), Some(total)) = (kind, total) {
+                *w.exited.entry(kind).or_default() += total;
+            }
+        });
+    }
+
+    /// Reads every watched process's CPU total once more, now (on a
+    /// blocking thread): called once the leaves have exited and before the
+    /// hub and nats-server are stopped.
+    pub async fn settle(&self) {
+        let pids: Vec<u32> = self.with(|w| w.pids.keys().copied().collect());
+        let read = tokio::task::spawn_blocking(move || {
+            pids.into_iter()
+                .filter_map(|pid| Some((pid, read_ticks(pid)?)))
+                .collect::<HashMap<u32, Ticks>>()
+        })
+        .await;
+        if let Ok(totals) = read {
+            self.with(|w| w.record(&totals));
+        }
+    }
+
+    /// CPU ms each kind of process used, from the totals kept (see the
+    /// file's comment); herd itself is left out: its CPU since the trial
+    /// began is `getrusage`'s (its /proc total would count every child it
+    /// reaped).
+    pub fn cpu_ms_by_kind(&self) -> HashMap<ProcessKind, f64> {
+        let ms_per_tick = 1000.0 / ticks_per_s();
+        self.with(|w| {
+            let mut ticks = w.exited.clone();
+            for &(kind, total) in w.totals.values() {
+                *ticks.entry(kind).or_default() += total;
+            }
+            ticks
+                .into_iter()
+                .filter(|(kind, _)| *kind != ProcessKind::Herd)
+                .map(|(kind, t)| (kind, t as f64 * ms_per_tick))
+                .collect()
+        })
     }
 
     /// Samples the live counters of herd's hub at `http` (its base URL).
@@ -129,6 +212,7 @@ async fn sample_until(
             (pids, w.counters_url.clone())
         };
         let previous = std::mem::take(&mut last_ticks);
+        let shared = Arc::clone(&watched);
         let read = tokio::task::spawn_blocking(move || {
             let hub = url.as_deref().and_then(fetch_counters);
             let (processes, ticks) = read_processes(&pids, &previous);
@@ -138,7 +222,11 @@ async fn sample_until(
         let Ok((processes, ticks, hub)) = read else {
             break;
         };
-        last_ticks = ticks;
+        shared
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .record(&ticks);
+        last_ticks = ticks.into_iter().map(|(pid, t)| (pid, t.own)).collect();
         let at = clock.now_ms();
         samples.push(Sample {
             at_ms: round_us(at),
@@ -152,21 +240,57 @@ async fn sample_until(
 }
 
 /// One process's figures from `/proc`: CPU ticks so far and resident KiB.
-fn read_process(pid: u32, page_kb: u64) -> Option<(u64, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+fn read_process(pid: u32, page_kb: u64) -> Option<(Ticks, u64)> {
+    let ticks = read_ticks(pid)?;
     let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
-    Some((stat_ticks(&stat)?, statm_rss_pages(&statm)? * page_kb))
+    Some((ticks, statm_rss_pages(&statm)? * page_kb))
 }
 
-/// utime + stime from a `/proc/PID/stat` line. The command name (field 2)
-/// may hold spaces and parentheses, so fields are counted after its last
-/// `)`: utime and stime are fields 14 and 15 of the line.
-fn stat_ticks(stat: &str) -> Option<u64> {
+/// A process's CPU ticks so far, from `/proc/PID/stat`.
+fn read_ticks(pid: u32) -> Option<Ticks> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    Some(stat_fields(&stat)?.1)
+}
+
+/// The state letter and the CPU ticks of a `/proc/PID/stat` line. The
+/// command name (field 2) may hold spaces and parentheses, so fields are
+/// counted after its last `)`: the state is field 3, utime, stime, cutime
+/// and cstime fields 14 to 17.
+fn stat_fields(stat: &str) -> Option<(char, Ticks)> {
     let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace().skip(11);
-    let utime: u64 = fields.next()?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime + stime)
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    // Fields 4 to 13 (ppid .. cmajflt) are not wanted; tpgid may be -1.
+    let mut fields = fields.skip(10);
+    let mut next = || -> Option<u64> { fields.next()?.parse().ok() };
+    let own = next()? + next()?;
+    let children = next()? + next()?;
+    Some((
+        state,
+        Ticks {
+            own,
+            total: own + children,
+        },
+    ))
+}
+
+/// How often [`exit_ticks`] looks for the exit.
+const EXIT_POLL: Duration = Duration::from_millis(5);
+
+/// The final CPU ticks of child `pid`, read once it has exited and before
+/// it is reaped: a zombie's `/proc/PID/stat` still holds its totals, which
+/// vanish with the reaping. The caller must not reap `pid` meanwhile (only
+/// the caller can, as its parent). Waits as long as the child runs, as
+/// `wait` would; `None` when the entry is gone or unreadable.
+pub(super) async fn exit_ticks(pid: u32) -> Option<Ticks> {
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let (state, ticks) = stat_fields(&stat)?;
+        if matches!(state, 'Z' | 'X') {
+            return Some(ticks);
+        }
+        tokio::time::sleep(EXIT_POLL).await;
+    }
 }
 
 /// Resident pages: the second field of `/proc/PID/statm`.
@@ -180,16 +304,17 @@ fn statm_rss_pages(statm: &str) -> Option<u64> {
 fn read_processes(
     pids: &[(u32, ProcessKind)],
     previous: &HashMap<u32, u64>,
-) -> (Vec<KindSample>, HashMap<u32, u64>) {
+) -> (Vec<KindSample>, HashMap<u32, Ticks>) {
     let ms_per_tick = 1000.0 / ticks_per_s();
     let page = page_kb();
     let mut ticks = HashMap::with_capacity(pids.len());
     let mut kinds: Vec<KindSample> = Vec::new();
     for &(pid, kind) in pids {
-        let Some((now, rss_kb)) = read_process(pid, page) else {
+        let Some((read, rss_kb)) = read_process(pid, page) else {
             continue;
         };
-        ticks.insert(pid, now);
+        ticks.insert(pid, read);
+        let now = read.own;
         let cpu_ms = previous.get(&pid).map_or(0.0, |&before| {
             now.saturating_sub(before) as f64 * ms_per_tick
         });
@@ -224,9 +349,13 @@ mod tests {
 
     #[test]
     fn stat_lines_are_read_past_odd_command_names() {
-        let line = "4242 (leaf (agent) x) S 1 2 3 4 5 6 7 8 9 10 250 70 0 0 20 0 1 0";
-        assert_eq!(stat_ticks(line), Some(320));
-        assert_eq!(stat_ticks("garbage"), None);
+        let line = "4242 (leaf (agent) x) S 1 2 3 4 -1 6 7 8 9 10 250 70 5 6 20 0 1 0";
+        let ticks = Ticks {
+            own: 320,
+            total: 331,
+        };
+        assert_eq!(stat_fields(line), Some(('S', ticks)));
+        assert_eq!(stat_fields("garbage"), None);
         assert_eq!(statm_rss_pages("1000 250 30 1 0 80 0"), Some(250));
     }
 
@@ -250,7 +379,7 @@ mod tests {
             std::hint::black_box(x);
             let second = read_processes(
                 &[(me, ProcessKind::Herd), (u32::MAX - 1, ProcessKind::Leaf)],
-                &first.1,
+                &first.1.iter().map(|(p, t)| (*p, t.own)).collect(),
             );
             if second.0.first().is_some_and(|s| s.cpu_ms > 0.0)
                 || std::time::Instant::now() > give_up
@@ -260,5 +389,35 @@ mod tests {
         };
         assert_eq!(second.0.len(), 1, "a pid that does not exist is skipped");
         assert!(second.0[0].cpu_ms > 0.0, "{:?}", second.0);
+    }
+
+    #[tokio::test]
+    async fn a_childs_cpu_is_read_after_its_exit_and_counted_by_kind() {
+        // A child that burns some CPU, then exits.
+        let mut child = tokio::process::Command::new("sh")
+            .args(["-c", "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done"])
+            .spawn()
+            .unwrap();
+        let pid = child.id().unwrap();
+        let sampler = Sampler::start(TrialClock::starting_now());
+        sampler.watch(ProcessKind::Leaf, pid);
+        let ticks = exit_ticks(pid).await.expect("a zombie's stat is readable");
+        assert!(ticks.total >= ticks.own);
+        assert!(child.wait().await.unwrap().success());
+        assert_eq!(exit_ticks(pid).await, None, "reaped: gone");
+        sampler.exited(pid, Some(ticks));
+        // herd is watched but left out; the leaf's total is what was read.
+        sampler.settle().await;
+        let by_kind = sampler.cpu_ms_by_kind();
+        assert!(!by_kind.contains_key(&ProcessKind::Herd), "{by_kind:?}");
+        let ms = ticks.total as f64 * 1000.0 / ticks_per_s();
+        assert_eq!(by_kind.get(&ProcessKind::Leaf).copied().unwrap_or(0.0), ms);
+        // A process that exits without a final read keeps its last total.
+        sampler.watch(ProcessKind::Hub, 4_000_000);
+        sampler.with(|w| w.totals.insert(4_000_000, (ProcessKind::Hub, 7)));
+        sampler.exited(4_000_000, None);
+        let hub = sampler.cpu_ms_by_kind()[&ProcessKind::Hub];
+        assert_eq!(hub, 7.0 * 1000.0 / ticks_per_s());
+        sampler.finish().await;
     }
 }

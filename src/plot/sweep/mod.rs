@@ -6,7 +6,9 @@
 //! `repeat`, `exit_code`, `zero_think` and `side_by_side`. A point is the
 //! median over the repeats of one agent count in one series; the series
 //! are herd's hub per landing strategy (rows without `landing` predate hub
-//! landing: leaf) and the stock `fossil server`. The fossil series comes
+//! landing: leaf), leaf mode and catch-up (full leaves pulling are labeled
+//! `pull catch-up`; the stream, the default, is not) and the stock `fossil
+//! server`. The fossil series comes
 //! from the side-by-side rows, whose herd twins (same agents, tasks and
 //! seed) only feed the ratio table.
 //!
@@ -193,6 +195,40 @@ mod tests {
         for series in ["herd, hub landing", "herd, leaf landing", "fossil"] {
             assert!(svg.contains(series), "{series}");
         }
+    }
+
+    #[test]
+    fn catch_up_values_are_series_of_their_own_with_a_table() {
+        let with = |catch_up: &str, rate: f64, bytes: f64| {
+            run("herd", "hub", 2, rate, false).replace(
+                r#""leaf":"full","#,
+                &format!(
+                    r#""leaf":"full","catch_up":"{catch_up}","hub_bytes_out_per_commit":{bytes},"apply_us_per_checkin":12.5,"cpu_ms_per_commit_by_kind":{{"hub":1.5,"nats":0.5,"leaves":2.0,"herd":0.1}},"#
+                ),
+            )
+        };
+        let lines = vec![with("stream", 300.0, 900.0), with("pull", 100.0, 5000.0)];
+        let (csv, svg, md) = plot_lines(&lines).unwrap();
+        for series in ["herd, hub landing", "herd, hub landing, pull catch-up"] {
+            assert!(svg.contains(series), "{series}");
+            assert!(md.contains(&format!("| {series} | 2 |")), "{md}");
+        }
+        assert!(md.contains("catching up from the stream against pulling (hub landing)"));
+        assert!(
+            md.contains("| 2 | 300.0 | 100.0 | 2.00 | 2.00 | 4.00 | 4.00 | 1.00 | 1.50 | 1.50 | 2.00 | 2.00 | 900 | 5000 | 12.5 | 12.5 |"),
+            "{md}"
+        );
+        // The by-kind object is flattened into a column per kind.
+        let mut rows = csv.lines().map(|l| l.split(',').collect::<Vec<_>>());
+        let header = rows.next().unwrap();
+        let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+        for row in rows {
+            assert_eq!(row.len(), header.len(), "{row:?}");
+            assert_eq!(row[col("cpu_ms_per_commit_hub")], "1.5");
+            assert_eq!(row[col("cpu_ms_per_commit_herd")], "0.1");
+            assert_eq!(row[col("apply_us_per_checkin")], "12.5");
+        }
+        assert!(csv.contains(",pull,5000,12.5,"), "{csv}");
     }
 
     #[test]

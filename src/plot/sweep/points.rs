@@ -15,6 +15,8 @@ pub(super) struct Run {
     #[serde(default)]
     leaf: Option<String>,
     #[serde(default)]
+    catch_up: Option<String>,
+    #[serde(default)]
     bytes_pulled: Option<f64>,
     agents: u32,
     tasks: u32,
@@ -38,6 +40,19 @@ pub(super) struct Run {
     forks: Option<f64>,
     #[serde(default)]
     cpu_ms_per_commit: Option<f64>,
+    #[serde(default)]
+    cpu_ms_per_commit_by_kind: Option<CpuByKind>,
+    #[serde(default)]
+    hub_bytes_out_per_commit: Option<f64>,
+    #[serde(default)]
+    apply_us_per_checkin: Option<f64>,
+}
+
+/// The CPU per commit of the kinds of process the tables show.
+#[derive(Debug, Clone, Copy, Deserialize)]
+struct CpuByKind {
+    hub: Option<f64>,
+    leaves: Option<f64>,
 }
 
 fn herd() -> String {
@@ -51,13 +66,17 @@ impl Run {
             "fossil".into()
         } else {
             // Rows without `leaf` predate full leaves: sparse. Full leaves,
-            // the default, are named by their landing alone.
+            // the default, are named by their landing alone, and so is
+            // catching up from the stream, the default (rows without
+            // `catch_up` predate the knob); pulling is named. Sparse leaves
+            // ignore catch-up.
             let name = format!(
                 "herd, {} landing",
                 self.landing.as_deref().unwrap_or("leaf")
             );
-            match self.leaf.as_deref() {
-                Some("full") => name,
+            match (self.leaf.as_deref(), self.catch_up.as_deref()) {
+                (Some("full"), Some("pull")) => format!("{name}, pull catch-up"),
+                (Some("full"), _) => name,
                 _ => format!("{name}, sparse leaves"),
             }
         }
@@ -79,6 +98,10 @@ pub(super) struct Point {
     pub(super) forks: Option<f64>,
     pub(super) cpu: Option<f64>,
     pub(super) bytes_per_commit: Option<f64>,
+    pub(super) hub_bytes_out: Option<f64>,
+    pub(super) apply_us: Option<f64>,
+    pub(super) cpu_hub: Option<f64>,
+    pub(super) cpu_leaves: Option<f64>,
 }
 
 /// The points by series name, then by agent count.
@@ -132,6 +155,10 @@ pub(super) fn points(runs: &[Run], pairs: bool) -> Points {
                 let commits = r.hub_commits.filter(|&c| c > 0)? as f64;
                 Some(r.bytes_pulled.unwrap_or(0.0) / commits)
             })),
+            hub_bytes_out: m(|r| r.hub_bytes_out_per_commit),
+            apply_us: m(|r| r.apply_us_per_checkin),
+            cpu_hub: m(|r| r.cpu_ms_per_commit_by_kind?.hub),
+            cpu_leaves: m(|r| r.cpu_ms_per_commit_by_kind?.leaves),
         };
         out.entry(series).or_default().insert(agents, point);
     }

@@ -1,7 +1,7 @@
 //! The sweep's markdown: a row per point of every series, then the tables
 //! that set two series side by side (hub against leaf landing, full against
-//! sparse leaves, herd's hub against a stock `fossil server`) where the
-//! sweep ran both.
+//! sparse leaves, catching up from the stream against pulling, herd's hub
+//! against a stock `fossil server`) where the sweep ran both.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -19,6 +19,9 @@ pub(super) fn markdown(plotted: &Points, pairs: &Points) -> String {
     landing_table(&mut md, plotted);
     for landing in ["hub", "leaf"] {
         leaves_table(&mut md, plotted, landing);
+    }
+    for landing in ["hub", "leaf"] {
+        catch_up_table(&mut md, plotted, landing);
     }
     fossil_table(&mut md, pairs);
     md
@@ -132,6 +135,45 @@ fn leaves_table(md: &mut String, plotted: &Points, landing: &str) {
             fmt(sp.cpu, 2),
             fmt(ratio(f.cpu, sp.cpu), 2),
             fmt(f.bytes_per_commit, 0),
+        );
+    }
+}
+
+/// Full leaves catching up from the stream against pulling, under one
+/// `landing`, at the agent counts both ran.
+fn catch_up_table(md: &mut String, plotted: &Points, landing: &str) {
+    let stream = series(plotted, &format!("herd, {landing} landing"));
+    let pull = series(plotted, &format!("herd, {landing} landing, pull catch-up"));
+    let both = common(stream, pull);
+    if both.is_empty() {
+        return;
+    }
+    let _ = write!(
+        md,
+        "\nFull leaves catching up from the stream against pulling ({landing} landing).\n\n\
+         | agents | commits/s stream | commits/s pull | P50 ms stream | P50 ms pull | CPU ms/commit stream | CPU ms/commit pull | CPU ratio (stream ÷ pull) | hub CPU ms/commit stream | hub CPU ms/commit pull | leaves CPU ms/commit stream | leaves CPU ms/commit pull | hub bytes out/commit stream | hub bytes out/commit pull | apply µs/check-in stream | apply µs/check-in pull |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+    );
+    for a in both {
+        let (s, p) = (&stream[&a], &pull[&a]);
+        let _ = writeln!(
+            md,
+            "| {a} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            fmt(s.commits_per_s, 1),
+            fmt(p.commits_per_s, 1),
+            fmt(s.p50, 2),
+            fmt(p.p50, 2),
+            fmt(s.cpu, 2),
+            fmt(p.cpu, 2),
+            fmt(ratio(s.cpu, p.cpu), 2),
+            fmt(s.cpu_hub, 2),
+            fmt(p.cpu_hub, 2),
+            fmt(s.cpu_leaves, 2),
+            fmt(p.cpu_leaves, 2),
+            fmt(s.hub_bytes_out, 0),
+            fmt(p.hub_bytes_out, 0),
+            fmt(s.apply_us, 1),
+            fmt(p.apply_us, 1),
         );
     }
 }

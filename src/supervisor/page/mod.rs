@@ -206,6 +206,16 @@ fn settings(c: &TrialConfig) -> String {
         ("mode", c.mode.to_string()),
         ("hub kind", c.hub_kind.to_string()),
         ("landing", c.landing.to_string()),
+        ("leaf", c.leaf.to_string()),
+        (
+            "catch-up",
+            match c.leaf {
+                crate::report::LeafMode::Full => c.catch_up.to_string(),
+                crate::report::LeafMode::Sparse => {
+                    format!("{} (ignored by sparse leaves)", c.catch_up)
+                }
+            },
+        ),
         ("seed", c.seed.to_string()),
         (
             "hosts",
@@ -340,7 +350,7 @@ fn slowest_commits(slots: &[SlotRecord]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::report::{
         ClaimOutcome, HubCounters, KindSample, LeafSummary, ProcessKind, PushMark, PushResult,
@@ -435,7 +445,7 @@ mod tests {
     }
 
     /// A trial on herd's hub with hub landing, on loopback.
-    fn config(agents: u32, tasks: u32) -> TrialConfig {
+    pub(in crate::supervisor) fn config(agents: u32, tasks: u32) -> TrialConfig {
         TrialConfig {
             agents,
             tasks,
@@ -445,6 +455,7 @@ mod tests {
             hub_kind: crate::report::HubKind::Herd,
             landing: crate::report::LandingStrategy::Hub,
             leaf: crate::report::LeafMode::default(),
+            catch_up: crate::report::CatchUp::default(),
             workdir: None,
             nats_url: None,
             nats_server: None,
@@ -475,6 +486,7 @@ mod tests {
             requests: Some(total),
             peak_rss_kb: Some(40_000),
             hub_rebases: Some(total / 2),
+            bytes_out: Some(total * 3000),
         };
         TrialReport::build(shape, slots, hub)
     }

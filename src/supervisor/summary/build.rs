@@ -2,8 +2,8 @@
 //! [`TrialReport`], and the figures herd learns only after (CPU, what became
 //! of the hub and nats-server).
 
-use super::{HubCount, SlotFailure, SlotRecord, TrialReport, TrialShape};
-use crate::report::{LeafSummary, TaskLine, TaskOutcome};
+use super::{CpuByKind, HubCount, SlotFailure, SlotRecord, TrialReport, TrialShape};
+use crate::report::{LeafMode, LeafSummary, TaskLine, TaskOutcome};
 use crate::supervisor::infra::Restarts;
 
 /// A figure to three decimals (a ms figure to the microsecond), so JSON
@@ -38,6 +38,7 @@ impl TrialReport {
             hub_kind: shape.hub_kind,
             landing: shape.landing,
             leaf: shape.leaf,
+            catch_up: shape.catch_up,
             agents: shape.agents,
             tasks: shape.tasks,
             total: u64::from(shape.agents) * u64::from(shape.tasks),
@@ -53,12 +54,14 @@ impl TrialReport {
             broadcasts_pulled: None,
             broadcasts_skipped: None,
             bytes_pulled: None,
+            apply_us_per_checkin: None,
             files_updated: None,
             p50_commit_ms: None,
             p99_commit_ms: None,
             runtime_s: shape.runtime_s,
             think_floor_s: None,
             hub_requests_per_commit: None,
+            hub_bytes_out_per_commit: None,
             trunk_leaves: Some(hub.trunk_leaves),
             forks: Some(hub.trunk_leaves.saturating_sub(1)),
             failed_slots: Vec::new(),
@@ -67,6 +70,7 @@ impl TrialReport {
             hub_peak_rss_kb: hub.peak_rss_kb,
             leaf_peak_rss_kb: None,
             cpu_ms_per_commit: None,
+            cpu_ms_per_commit_by_kind: None,
             nats_ops_per_task: None,
             hosts: shape.hosts.max(1),
             nats_nodes: shape.nats_nodes,
@@ -125,6 +129,10 @@ impl TrialReport {
         self.leaf_peak_rss_kb = Some(t.leaf_peak_rss_kb);
         self.bytes_pulled = Some(t.bytes_pulled);
         self.files_updated = Some(t.files_updated);
+        if self.leaf == LeafMode::Full && t.checkins_applied > 0 {
+            self.apply_us_per_checkin =
+                Some(thousandths(t.apply_us as f64 / t.checkins_applied as f64));
+        }
         self.think_floor_s = Some(t.think_max_ms as f64 / 1000.0);
         if self.committed > 0 {
             self.nats_ops_per_task = Some(thousandths(t.nats_ops as f64 / self.committed as f64));
@@ -137,6 +145,9 @@ impl TrialReport {
         if hub.trunk_commits > 0 {
             self.hub_requests_per_commit = hub
                 .requests
+                .map(|n| thousandths(n as f64 / hub.trunk_commits as f64));
+            self.hub_bytes_out_per_commit = hub
+                .bytes_out
                 .map(|n| thousandths(n as f64 / hub.trunk_commits as f64));
         }
         if self.runtime_s > 0.0 {
@@ -153,6 +164,19 @@ impl TrialReport {
             .map(|n| thousandths(cpu_ms / n as f64));
     }
 
+    /// Records the CPU ms each kind of process spent over the trial.
+    pub fn set_cpu_by_kind(&mut self, total: CpuByKind) {
+        self.cpu_ms_per_commit_by_kind = self.hub_commits.filter(|&n| n > 0).map(|n| {
+            let per = |ms: f64| thousandths(ms / n as f64);
+            CpuByKind {
+                hub: per(total.hub),
+                nats: per(total.nats),
+                leaves: per(total.leaves),
+                herd: per(total.herd),
+            }
+        });
+    }
+
     /// Forgets the hub's figures: its count could not be read.
     pub fn hub_count_unknown(&mut self) {
         self.hub_commits = None;
@@ -160,6 +184,7 @@ impl TrialReport {
         self.forks = None;
         self.commits_per_s = None;
         self.hub_requests_per_commit = None;
+        self.hub_bytes_out_per_commit = None;
         self.hub_rebases = None;
         self.hub_peak_rss_kb = None;
     }
@@ -171,6 +196,7 @@ impl TrialReport {
             // A hub started again counts requests, rebases and memory
             // from zero: the trial's totals are unknown.
             self.hub_requests_per_commit = None;
+            self.hub_bytes_out_per_commit = None;
             self.hub_rebases = None;
             self.hub_peak_rss_kb = None;
         }
@@ -212,6 +238,10 @@ struct SummaryTotals {
     think_max_ms: u64,
     /// NATS requests in the leaves' task loops.
     nats_ops: u64,
+    /// Other slots' check-ins the leaves stored.
+    checkins_applied: u64,
+    /// CPU µs the leaves spent applying them.
+    apply_us: u64,
 }
 
 impl SummaryTotals {
@@ -225,6 +255,8 @@ impl SummaryTotals {
         self.files_updated += s.files_updated;
         self.think_max_ms = self.think_max_ms.max(s.think_ms);
         self.nats_ops += s.nats_ops;
+        self.checkins_applied += s.checkins_applied;
+        self.apply_us += s.apply_us;
     }
 }
 

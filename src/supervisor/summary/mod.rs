@@ -19,7 +19,7 @@ mod verdict;
 use serde::Serialize;
 
 use super::infra::Restarts;
-use crate::report::{HubKind, LandingStrategy, LeafMode, LeafSummary, TaskLine};
+use crate::report::{CatchUp, HubKind, LandingStrategy, LeafMode, LeafSummary, TaskLine};
 
 pub use build::percentile;
 
@@ -60,6 +60,25 @@ pub struct HubCount {
     /// Check-ins the hub wrote anew on a newer tip; `None` when the hub
     /// does not say.
     pub hub_rebases: Option<u64>,
+    /// Bytes of HTTP response bodies the hub sent (`/stats` `bytes_out`);
+    /// `None` when the hub does not say (a stock `fossil server`).
+    pub bytes_out: Option<u64>,
+}
+
+/// CPU milliseconds of each kind of process: totals over the trial, or
+/// (in the report) those per hub commit. JSON:
+/// `{"hub":1.2,"nats":0.4,"leaves":9.8,"herd":0.1}`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct CpuByKind {
+    /// herd's hub, or the `fossil server` with the request processes it
+    /// reaped.
+    pub hub: f64,
+    /// Every nats-server herd started (none with `--nats-url`).
+    pub nats: f64,
+    /// Every leaf-agent, together.
+    pub leaves: f64,
+    /// herd itself.
+    pub herd: f64,
 }
 
 /// The trial's figures, printed as the summary block or as JSON.
@@ -71,6 +90,9 @@ pub struct TrialReport {
     pub landing: LandingStrategy,
     /// What leaves kept: `full` or `sparse`.
     pub leaf: LeafMode,
+    /// How full leaves caught up: `stream` or `pull`. Reported as asked
+    /// also when the leaves ignored it (sparse leaves, a fossil hub).
+    pub catch_up: CatchUp,
     /// Leaf-agents started.
     pub agents: u32,
     /// Tasks per agent.
@@ -105,6 +127,13 @@ pub struct TrialReport {
     /// Bytes of the hub's replies to the leaves' pulls, all leaves; `null`
     /// unless every slot sent its summary.
     pub bytes_pulled: Option<u64>,
+    /// CPU µs a full leaf spent applying one other slot's check-in
+    /// (storing, crosslinking, writing it out): Σ `apply_us` ÷ Σ
+    /// `checkins_applied` over the leaves' summary lines, so a weighted
+    /// average over every applied check-in, not a mean of the leaves'
+    /// averages. `null` with sparse leaves, when no check-in was applied,
+    /// or unless every slot sent its summary.
+    pub apply_us_per_checkin: Option<f64>,
     /// Worktree files the leaves' updates wrote or removed, all leaves;
     /// `null` unless every slot sent its summary.
     pub files_updated: Option<u64>,
@@ -119,6 +148,11 @@ pub struct TrialReport {
     /// Hub requests (from the hub's own count) per landed commit; `null`
     /// when the hub keeps no count (a stock `fossil server`).
     pub hub_requests_per_commit: Option<f64>,
+    /// Bytes of HTTP response bodies the hub sent over the trial (every
+    /// request: pulls, push replies, `/stats`, `/counters`; from the hub's
+    /// final `/stats` `bytes_out`) per hub commit; `null` for a stock
+    /// `fossil server`, a restarted hub, or with no commit.
+    pub hub_bytes_out_per_commit: Option<f64>,
     /// Leaves of the hub's trunk; 1 means linear. herd's hub keeps exactly
     /// one; a stock `fossil server` accepts forks.
     pub trunk_leaves: Option<u64>,
@@ -150,6 +184,16 @@ pub struct TrialReport {
     /// nats-server herd started, every leaf) per hub commit, in ms; `null`
     /// until the processes have been reaped, or with no commit.
     pub cpu_ms_per_commit: Option<f64>,
+    /// `cpu_ms_per_commit` by kind of process: the CPU ms each kind used
+    /// over the trial ÷ hub commits. Children's totals are read from
+    /// `/proc` (with what they reaped) at the end of their life: a leaf's
+    /// after it exited and before herd reaped it (exact), the hub's and
+    /// nats-servers' after the leaves exited and before they were stopped
+    /// (their shutdown left out; a process that died mid-trial counts
+    /// until its last 250 ms sample); herd's own is `getrusage`. So the
+    /// four add up to a little under `cpu_ms_per_commit`. `null` with no
+    /// commit or before the trial's processes are gone.
+    pub cpu_ms_per_commit_by_kind: Option<CpuByKind>,
     /// Times herd started the hub and its nats-server again during the
     /// trial: `{"hub":1,"nats":0}`.
     pub restarts: Restarts,
@@ -169,6 +213,8 @@ pub struct TrialShape {
     pub landing: LandingStrategy,
     /// What leaves kept.
     pub leaf: LeafMode,
+    /// How full leaves caught up.
+    pub catch_up: CatchUp,
     /// Leaf-agents.
     pub agents: u32,
     /// Tasks per agent.
@@ -198,6 +244,7 @@ impl TrialShape {
             hub_kind: config.hub_kind,
             landing: config.landing,
             leaf: config.leaf,
+            catch_up: config.catch_up,
             agents: config.agents,
             tasks: config.tasks,
             mode: config.mode.to_string(),
@@ -256,6 +303,7 @@ mod tests {
             hub_kind: HubKind::Herd,
             landing: LandingStrategy::Hub,
             leaf: LeafMode::Full,
+            catch_up: CatchUp::Stream,
             agents: 2,
             tasks: 2,
             mode: "disjoint".into(),
@@ -277,11 +325,13 @@ mod tests {
             requests: Some(6),
             peak_rss_kb: Some(20_000),
             hub_rebases: None,
+            bytes_out: Some(8000),
         };
         let r = TrialReport::build(shape(), &slots, hub);
         assert_eq!((r.committed, r.fork_retries, r.claims_won), (4, 3, 4));
         assert_eq!((r.p50_commit_ms, r.p99_commit_ms), (Some(2.0), Some(4.0)));
         assert_eq!(r.hub_requests_per_commit, Some(1.5));
+        assert_eq!(r.hub_bytes_out_per_commit, Some(2000.0));
         assert_eq!((r.trunk_leaves, r.forks), (Some(1), Some(0)));
         assert_eq!(r.verdict(), None);
         let text = r.render();
@@ -290,6 +340,95 @@ mod tests {
         ));
         assert!(text.contains("  P50/P99 commit ms:  2.00 / 4.00\n"));
         assert!(text.contains("  total runtime:      2.0s\n"));
+        assert!(text.contains("  catch-up:           stream\n"), "{text}");
+        assert!(text.contains("  hub bytes out/commit: 2000\n"), "{text}");
+        assert!(text.contains("  cpu ms/commit by kind: n/a\n"), "{text}");
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["catch_up"], "stream");
+        let pull = TrialShape {
+            catch_up: CatchUp::Pull,
+            ..shape()
+        };
+        let json = serde_json::to_value(TrialReport::build(pull, &slots, hub)).unwrap();
+        assert_eq!(json["catch_up"], "pull");
+    }
+
+    #[test]
+    fn cpu_by_kind_is_per_hub_commit_and_null_without_one() {
+        let slots = [slot(0, &[1.0, 3.0], 0), slot(1, &[2.0, 4.0], 0)];
+        let hub = HubCount {
+            trunk_commits: 4,
+            trunk_leaves: 1,
+            ..HubCount::default()
+        };
+        let mut r = TrialReport::build(shape(), &slots, hub);
+        r.set_cpu_ms(100.0);
+        r.set_cpu_by_kind(CpuByKind {
+            hub: 40.0,
+            nats: 10.0,
+            leaves: 46.0,
+            herd: 1.0,
+        });
+        assert_eq!(r.cpu_ms_per_commit, Some(25.0));
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            json["cpu_ms_per_commit_by_kind"],
+            serde_json::json!({"hub": 10.0, "nats": 2.5, "leaves": 11.5, "herd": 0.25})
+        );
+        let text = r.render();
+        assert!(
+            text.contains(
+                "  cpu ms/commit by kind: hub 10.00, nats 2.50, leaves 11.50, herd 0.25\n"
+            ),
+            "{text}"
+        );
+        // Thirds are rounded to the microsecond, as every ms figure.
+        r.hub_commits = Some(3);
+        r.set_cpu_by_kind(CpuByKind {
+            hub: 1.0,
+            ..CpuByKind::default()
+        });
+        assert_eq!(r.cpu_ms_per_commit_by_kind.unwrap().hub, 0.333);
+        // No commit: nothing to divide by.
+        r.hub_commits = Some(0);
+        r.set_cpu_by_kind(CpuByKind::default());
+        let json = serde_json::to_value(&r).unwrap();
+        assert!(json["cpu_ms_per_commit_by_kind"].is_null(), "{json}");
+    }
+
+    #[test]
+    fn apply_us_per_checkin_is_weighted_by_check_ins_and_only_for_full_leaves() {
+        let mut slots = [slot(0, &[1.0, 3.0], 0), slot(1, &[2.0, 4.0], 0)];
+        let hub = HubCount {
+            trunk_commits: 4,
+            trunk_leaves: 1,
+            ..HubCount::default()
+        };
+        let r = TrialReport::build(shape(), &slots, hub);
+        assert_eq!(r.apply_us_per_checkin, None, "nothing applied");
+        assert!(r.render().contains("  apply µs/check-in:  n/a\n"));
+        // 1 check-in at 100 µs and 3 at 300 µs each: 1000 µs over 4, not
+        // the mean of 100 and 300.
+        for (rec, (applied, us)) in slots.iter_mut().zip([(1, 100), (3, 900)]) {
+            let s = rec.summary.as_mut().unwrap();
+            s.checkins_applied = applied;
+            s.apply_us = us;
+        }
+        let r = TrialReport::build(shape(), &slots, hub);
+        assert_eq!(r.apply_us_per_checkin, Some(250.0));
+        assert!(r.render().contains("  apply µs/check-in:  250.0\n"));
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["apply_us_per_checkin"], 250.0);
+        let sparse = TrialShape {
+            leaf: LeafMode::Sparse,
+            ..shape()
+        };
+        let json = serde_json::to_value(TrialReport::build(sparse, &slots, hub)).unwrap();
+        assert!(json["apply_us_per_checkin"].is_null(), "{json}");
+        // A slot without its summary: the leaves' totals are unknown.
+        slots[1].summary = None;
+        let r = TrialReport::build(shape(), &slots, hub);
+        assert_eq!(r.apply_us_per_checkin, None);
     }
 
     #[test]
@@ -301,6 +440,7 @@ mod tests {
             requests: None,
             peak_rss_kb: None,
             hub_rebases: None,
+            bytes_out: None,
         };
         let fossil = TrialShape {
             hub_kind: HubKind::Fossil,
@@ -319,6 +459,8 @@ mod tests {
         assert_eq!(json["hub_kind"], "fossil");
         assert!(json["hub_requests_per_commit"].is_null());
         assert!(json["hub_peak_rss_kb"].is_null());
+        assert!(json["hub_bytes_out_per_commit"].is_null());
+        assert!(text.contains("  hub bytes out/commit: n/a\n"), "{text}");
 
         // Still a failure: a check-in that did not reach the server.
         let short = HubCount {
@@ -392,13 +534,16 @@ mod tests {
             requests: Some(6),
             peak_rss_kb: Some(1024),
             hub_rebases: Some(1),
+            bytes_out: Some(4000),
         };
         let mut r = TrialReport::build(shape(), &slots, hub);
         let restarts = Restarts { hub: 1, nats: 0 };
         let died = "the hub died (SIGKILL) at 1.5 s; restarted in 0.10 s (1 of 3)";
+        assert_eq!(r.hub_bytes_out_per_commit, Some(1000.0));
         r.set_infra(restarts, vec![died.into()], None);
         // The restarted hub's own counters are not the trial's.
         assert_eq!(r.hub_requests_per_commit, None);
+        assert_eq!(r.hub_bytes_out_per_commit, None);
         assert_eq!(r.hub_peak_rss_kb, None);
         let text = r.render();
         assert!(

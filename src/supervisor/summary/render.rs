@@ -56,10 +56,17 @@ impl TrialReport {
             self.hub_requests_per_commit
                 .map_or("n/a".into(), |n| format!("{n:.2}"))
         );
+        let _ = writeln!(
+            s,
+            "  hub bytes out/commit: {}",
+            self.hub_bytes_out_per_commit
+                .map_or("n/a".into(), |n| format!("{n:.0}"))
+        );
         let _ = writeln!(s, "  trunk leaves:       {}", or_na(self.trunk_leaves));
         let _ = writeln!(s, "  hub kind:           {}", self.hub_kind);
         let _ = writeln!(s, "  landing:            {}", self.landing);
         let _ = writeln!(s, "  leaf:               {}", self.leaf);
+        let _ = writeln!(s, "  catch-up:           {}", self.catch_up);
         let _ = writeln!(
             s,
             "  bytes pulled:       {} ({} per commit)",
@@ -67,6 +74,12 @@ impl TrialReport {
             per(self.bytes_pulled, self.hub_commits)
         );
         let _ = writeln!(s, "  files updated:      {}", or_na(self.files_updated));
+        let _ = writeln!(
+            s,
+            "  apply µs/check-in:  {}",
+            self.apply_us_per_checkin
+                .map_or("n/a".into(), |us| format!("{us:.1}"))
+        );
         let _ = writeln!(
             s,
             "  hub rebases:        {}",
@@ -83,6 +96,15 @@ impl TrialReport {
             "  cpu ms/commit:      {}",
             self.cpu_ms_per_commit
                 .map_or("n/a".into(), |ms| format!("{ms:.2}"))
+        );
+        let _ = writeln!(
+            s,
+            "  cpu ms/commit by kind: {}",
+            self.cpu_ms_per_commit_by_kind
+                .map_or("n/a".into(), |c| format!(
+                    "hub {:.2}, nats {:.2}, leaves {:.2}, herd {:.2}",
+                    c.hub, c.nats, c.leaves, c.herd
+                ))
         );
         let _ = writeln!(s, "  forks:              {}", or_na(self.forks));
     }

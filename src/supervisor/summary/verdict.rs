@@ -107,6 +107,7 @@ mod tests {
             requests: Some(3),
             peak_rss_kb: None,
             hub_rebases: None,
+            bytes_out: None,
         };
         let r = TrialReport::build(shape(), &slots, hub);
         let why = r.verdict().expect("must fail");

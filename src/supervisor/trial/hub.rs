@@ -33,6 +33,7 @@ pub(in crate::supervisor) async fn start_hub(
         .arg(workdir.join("hub.fossil"))
         .args(["--listen", listen, "--nats-url", nats_url])
         .arg("--require-login")
+        .args(config.broadcast_files().then_some("--broadcast-files"))
         .stdout(Stdio::piped())
         .stderr(log_file(&logs.join("hub.log"))?);
     // The hub creates TRIAL_USER from these.
@@ -120,5 +121,6 @@ fn fetch_stats(url: &str) -> Result<HubCount, String> {
         requests: Some(field("requests")?),
         peak_rss_kb: field("peak_rss_kb").ok(),
         hub_rebases: field("hub_rebases").ok(),
+        bytes_out: field("bytes_out").ok(),
     })
 }

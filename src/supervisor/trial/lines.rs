@@ -11,6 +11,7 @@ use tokio::process::Child;
 use tokio::sync::mpsc;
 
 use crate::report::LeafLine;
+use crate::supervisor::sampler::{exit_ticks, Ticks};
 
 /// Longest line herd takes from a leaf; a longer one is malformed and its
 /// bytes are skipped, not kept.
@@ -25,11 +26,13 @@ pub(super) enum SlotEvent {
     Line(u32, LeafLine),
     /// A line that is not one of [`LeafLine`]'s kinds.
     Malformed(u32, String),
-    /// The child exited (stdout already at end of file).
-    Exited(u32, std::io::Result<ExitStatus>),
+    /// The child exited (stdout already at end of file), with its final
+    /// CPU ticks when they could be read before it was reaped.
+    Exited(u32, std::io::Result<ExitStatus>, Option<Ticks>),
 }
 
 pub(super) async fn watch_slot(slot: u32, mut child: Child, tx: mpsc::UnboundedSender<SlotEvent>) {
+    let pid = child.id();
     let stdout = child.stdout.take().expect("stdout is piped");
     let mut out = BufReader::new(stdout);
     let mut line = Vec::new();
@@ -67,8 +70,14 @@ pub(super) async fn watch_slot(slot: u32, mut child: Child, tx: mpsc::UnboundedS
     // Nobody reads stdout any more: a leaf still writing gets EPIPE rather
     // than blocking on a full pipe while herd waits for it.
     drop(out);
+    // Its CPU total is read between its exit and the reaping, which
+    // takes it away.
+    let ticks = match pid {
+        Some(pid) => exit_ticks(pid).await,
+        None => None,
+    };
     let status = child.wait().await;
-    let _ = tx.send(SlotEvent::Exited(slot, status));
+    let _ = tx.send(SlotEvent::Exited(slot, status, ticks));
 }
 
 /// The first [`QUOTE_CHARS`] characters of a line, escaped, for a report.

@@ -39,7 +39,7 @@ use tokio::sync::mpsc;
 use super::fossil_hub::{self, FossilHub};
 use super::infra::{with_infra, HubLaunch, HubWatch, NatsWatch, Watch};
 use super::sampler::Sampler;
-use super::summary::{HubCount, SlotRecord, TrialReport};
+use super::summary::{CpuByKind, HubCount, SlotRecord, TrialReport};
 use super::topology::Topology;
 use super::{nats, page, process, SupervisorError, TrialConfig};
 use crate::coord::Secret;
@@ -95,7 +95,10 @@ pub async fn run(
     let _ = process::raise_nofile(u64::from(config.agents) * 8 + 256);
     // CPU spent before the trial (an earlier trial in this process) is not
     // the trial's.
-    let cpu_before = process::cpu_ms().unwrap_or(0.0);
+    let cpu_before = CpuBefore {
+        all: process::cpu_ms().unwrap_or(0.0),
+        herd: process::own_cpu_ms().unwrap_or(0.0),
+    };
     // The trial's clock starts now; every child gets it.
     let sampler = Sampler::start(TrialClock::starting_now());
 
@@ -131,12 +134,20 @@ pub async fn run(
     result
 }
 
+/// The CPU, in ms, herd's `getrusage` counted before the trial: with its
+/// reaped children, and its own.
+#[derive(Debug, Clone, Copy)]
+struct CpuBefore {
+    all: f64,
+    herd: f64,
+}
+
 /// [`run`] in its work directory, once the directory exists.
 async fn run_in(
     config: &TrialConfig,
     workdir: &Path,
     sampler: Sampler,
-    cpu_before: f64,
+    cpu_before: CpuBefore,
     stop: mpsc::Receiver<()>,
 ) -> Result<TrialReport, SupervisorError> {
     let logs = workdir.join("logs");
@@ -205,12 +216,20 @@ async fn run_in(
     // the hub never started).
     let result = run_with_nats(&trial, nats_watch, stop).await;
     topology.stop(STOP_GRACE).await;
+    let by_kind = sampler.cpu_ms_by_kind();
     let samples = sampler.finish().await;
     let (mut report, slots) = result?;
     // Every child has been reaped by now, so its CPU is in the count.
-    if let Some(ms) = process::cpu_ms().map(|now| now - cpu_before) {
+    if let Some(ms) = process::cpu_ms().map(|now| now - cpu_before.all) {
         report.set_cpu_ms(ms);
     }
+    let kind = |k| by_kind.get(&k).copied().unwrap_or(0.0);
+    report.set_cpu_by_kind(CpuByKind {
+        hub: kind(ProcessKind::Hub),
+        nats: kind(ProcessKind::Nats),
+        leaves: kind(ProcessKind::Leaf),
+        herd: process::own_cpu_ms().map_or(0.0, |now| now - cpu_before.herd),
+    });
     if let Some(path) = &config.report {
         let trial = page::Trial {
             config,
@@ -345,6 +364,9 @@ async fn run_with_nats(
             let mut watch = Watch::start(nats, Some(hub_watch), t.origin);
             let hub_ref = Hub::Herd(&ready);
             let result = run_slots(t, &hub_ref, &mut watch, stop).await;
+            // The leaves are gone; the hub and nats-server's CPU totals are
+            // read once more before they are stopped.
+            t.sampler.settle().await;
             with_infra(result, watch).await
         }
         HubKind::Fossil => {
@@ -361,6 +383,7 @@ async fn run_with_nats(
             }
             let mut watch = Watch::start(nats, None, t.origin);
             let result = run_slots(t, &Hub::Fossil(&hub), &mut watch, stop).await;
+            t.sampler.settle().await;
             hub.stop(STOP_GRACE).await;
             with_infra(result, watch).await
         }

@@ -18,6 +18,7 @@ use super::lines::{tee_stderr, watch_slot, SlotEvent};
 use super::{log_file, Finished, Hub, Setting, LEAF_AGENT_ENV, STOP_GRACE};
 use crate::report::{HubReady, LeafLine, ProcessKind, TaskOutcome};
 use crate::supervisor::infra::{InfraEvent, InfraKind, Watch};
+use crate::supervisor::sampler::Ticks;
 use crate::supervisor::summary::{HubCount, SlotRecord, TrialReport, TrialShape};
 use crate::supervisor::{process, SlotFailure, SupervisorError};
 
@@ -34,7 +35,7 @@ fn leaf_command(run: &Setting<'_>, slot: u32, hub: &HubReady) -> Command {
         .filter(|p| !p.is_empty())
         .map_or_else(|| config.bin_dir.join("leaf-agent"), PathBuf::from);
     let host = run.topology.host_of(slot);
-    let flags: [(&str, std::ffi::OsString); 18] = [
+    let flags: [(&str, std::ffi::OsString); 19] = [
         ("--hub", hub.http.clone().into()),
         (
             "--nats-url",
@@ -56,6 +57,7 @@ fn leaf_command(run: &Setting<'_>, slot: u32, hub: &HubReady) -> Command {
         ("--hub-kind", config.hub_kind.as_str().into()),
         ("--landing", config.landing.as_str().into()),
         ("--leaf", config.leaf.as_str().into()),
+        ("--catch-up", config.catch_up.as_str().into()),
     ];
     let args: Vec<std::ffi::OsString> = flags
         .into_iter()
@@ -148,11 +150,11 @@ impl Dispatch<'_> {
             .get_or_insert_with(|| format!("printed a malformed line: {text}"));
     }
 
-    fn on_exit(&mut self, slot: u32, status: std::io::Result<ExitStatus>) {
+    fn on_exit(&mut self, slot: u32, status: std::io::Result<ExitStatus>, ticks: Option<Ticks>) {
         self.running -= 1;
         self.slowest = Some(slot);
         if let Some(pid) = self.pids[slot as usize].take() {
-            self.t.sampler.forget(pid);
+            self.t.sampler.exited(pid, ticks);
         }
         let rec = &mut self.slots[slot as usize];
         match status {
@@ -265,7 +267,7 @@ pub(super) async fn run_slots(
             event = rx.recv() => match event {
                 Some(SlotEvent::Line(slot, line)) => d.on_line(slot, line),
                 Some(SlotEvent::Malformed(slot, text)) => d.on_malformed(slot, text),
-                Some(SlotEvent::Exited(slot, status)) => d.on_exit(slot, status),
+                Some(SlotEvent::Exited(slot, status, ticks)) => d.on_exit(slot, status, ticks),
                 None => break,
             },
             event = infra.next() => d.on_infra(event),

@@ -187,6 +187,7 @@ async fn respond(
         }
     };
     let reply = response(answer);
+    Counters::add(&ctx.shared.counters.bytes_out, reply.body.len() as u64);
     conn.replying(reply.close);
     Ok(into_hyper(reply))
 }
@@ -255,6 +256,7 @@ fn into_hyper(reply: HttpResponse) -> Response<Full<Bytes>> {
 pub(super) async fn refuse(stream: &mut TcpStream, ctx: &Ctx, failure: Failure) {
     Counters::add(&ctx.shared.counters.http_requests, 1);
     let reply = response(Answer::Failed(failure));
+    Counters::add(&ctx.shared.counters.bytes_out, reply.body.len() as u64);
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let head = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
