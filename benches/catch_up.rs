@@ -2,8 +2,9 @@
 //! stream's bundles for a batch of other slots' check-ins (files and
 //! manifests, as the hub publishes them under `--broadcast-files`) stored
 //! and crosslinked in one transaction, then the worktree moved from the
-//! tip it held to the new one. Criterion times the whole catch-up of
-//! `CATCH_UP` check-ins; divide by it for the cost of one.
+//! tip it held to the new one. The figure is the leaf's time per check-in
+//! it received over a whole 16 × 30 herd (the trunk and tree grow as in a
+//! trial).
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -14,10 +15,10 @@ use herd::xfer::fastpath::Artifacts;
 use herd::xfer::Client;
 use rand::{Rng, SeedableRng};
 
-/// Check-ins on trunk before the leaf's tip.
-const HISTORY: usize = 300;
-/// Check-ins the leaf catches up over at once (one per other slot of a
-/// 16-agent herd: what a leaf misses during one task).
+/// Batches the leaf catches up over: one per task of a 30-task herd.
+const ROUNDS: usize = 30;
+/// Check-ins in each (one per slot of a 16-agent herd: what a leaf misses
+/// during one task).
 const CATCH_UP: usize = 16;
 
 fn lowercase(rng: &mut rand_pcg::Pcg64, n: usize) -> Vec<u8> {
@@ -25,7 +26,12 @@ fn lowercase(rng: &mut rand_pcg::Pcg64, n: usize) -> Vec<u8> {
 }
 
 /// A check-in like the default workload's: 1-4 new files of 50-2000 bytes.
-fn task(repo: &Repository, parent: &ArtifactHash, rng: &mut rand_pcg::Pcg64, k: usize) -> ArtifactHash {
+fn task(
+    repo: &Repository,
+    parent: &ArtifactHash,
+    rng: &mut rand_pcg::Pcg64,
+    k: usize,
+) -> ArtifactHash {
     let files = rng.gen_range(1..=4);
     let changes = (0..files)
         .map(|j| {
@@ -47,9 +53,13 @@ fn task(repo: &Repository, parent: &ArtifactHash, rng: &mut rand_pcg::Pcg64, k: 
     .hash
 }
 
-fn catch_up(c: &mut Criterion) {
-    let dir = tempfile::TempDir::new().unwrap();
-    let hub_path = dir.path().join("hub.fossil");
+/// One 16 × 30 herd as one full leaf sees it: the hub lands `ROUNDS`
+/// batches of [`CATCH_UP`] check-ins (not timed), and after each the leaf
+/// applies the batch's bundle and moves its worktree (timed). Returns the
+/// time the leaf spent.
+fn one_herd(dir: &std::path::Path) -> Duration {
+    let hub_path = dir.join("hub.fossil");
+    let _ = std::fs::remove_file(&hub_path);
     let hub = Repository::create(
         &hub_path,
         &CreateOptions {
@@ -59,57 +69,56 @@ fn catch_up(c: &mut Criterion) {
         },
     )
     .unwrap();
+    // As herd's hub: no R card (an MD5 over the whole tree per check-in).
+    hub.config_set("repo-cksum", "0").unwrap();
+    hub.skip_fsync().unwrap();
     let mut rng = rand_pcg::Pcg64::seed_from_u64(1);
-    let mut tip = hub.trunk_tip().unwrap().unwrap();
-    for k in 0..HISTORY {
-        tip = task(&hub, &tip, &mut rng, k);
-    }
-    let held = tip.clone();
-    // The leaf holds the trunk up to here: a copy of the hub as it stands.
+    let mut held = hub.trunk_tip().unwrap().unwrap();
+    // The leaf: a clone of the new hub, checked out, set up as a full
+    // leaf-agent sets up its copy.
     drop(hub);
-    let leaf_template = dir.path().join("leaf-template.fossil");
-    std::fs::copy(&hub_path, &leaf_template).unwrap();
+    let leaf_path = dir.join("leaf.fossil");
+    std::fs::copy(&hub_path, &leaf_path).unwrap();
     let hub = Repository::open(&hub_path).unwrap();
-    let mut batch = Vec::new();
-    for k in HISTORY..HISTORY + CATCH_UP {
-        tip = task(&hub, &tip, &mut rng, k);
-        batch.push(tip.clone());
-    }
-    let parts = bundle::build(&hub, &batch, Artifacts::All, 1 << 20).unwrap();
-    let parts: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+    let leaf = Repository::open(&leaf_path).unwrap();
+    leaf.skip_fsync().unwrap();
+    leaf.skip_deltify();
+    let worktree = dir.join("wt");
+    let _ = std::fs::remove_dir_all(&worktree);
+    leaf.checkout(&held, &worktree).unwrap();
     let client = Client::new("http://127.0.0.1:1");
-    let mut round = 0;
+    let mut spent = Duration::ZERO;
+    for round in 0..ROUNDS {
+        let mut batch = Vec::new();
+        let mut tip = held.clone();
+        for i in 0..CATCH_UP {
+            tip = task(&hub, &tip, &mut rng, round * CATCH_UP + i);
+            batch.push(tip.clone());
+        }
+        let parts = bundle::build(&hub, &batch, Artifacts::All, 1 << 20).unwrap();
+        let parts: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+        let start = Instant::now();
+        client.apply_bundles(&leaf, &parts, &tip, &held).unwrap();
+        leaf.update_checkout(&worktree, &held, &tip, &Default::default())
+            .unwrap();
+        spent += start.elapsed();
+        held = tip;
+    }
+    spent
+}
+
+fn catch_up(c: &mut Criterion) {
+    let dir = tempfile::TempDir::new().unwrap();
+    let checkins = (ROUNDS * CATCH_UP) as u32;
     c.bench_function(
-        &format!("catch_up/apply {CATCH_UP} check-ins from the stream and update the worktree"),
-        |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    round += 1;
-                    let leaf_path = dir.path().join(format!("leaf-{round}.fossil"));
-                    let worktree = dir.path().join(format!("wt-{round}"));
-                    std::fs::copy(&leaf_template, &leaf_path).unwrap();
-                    let leaf = Repository::open(&leaf_path).unwrap();
-                    leaf.skip_fsync().unwrap();
-                    leaf.checkout(&held, &worktree).unwrap();
-                    let start = Instant::now();
-                    client.apply_bundles(&leaf, &parts, &tip, &held).unwrap();
-                    leaf.update_checkout(&worktree, &held, &tip, &Default::default())
-                        .unwrap();
-                    total += start.elapsed();
-                    drop(leaf);
-                    let _ = std::fs::remove_file(&leaf_path);
-                    let _ = std::fs::remove_dir_all(&worktree);
-                }
-                total
-            })
-        },
+        &format!("catch_up/a full leaf applies {ROUNDS} stream batches of {CATCH_UP} check-ins (per check-in)"),
+        |b| b.iter_custom(|iters| (0..iters).map(|_| one_herd(dir.path()) / checkins).sum()),
     );
 }
 
 criterion_group! {
     name = benches;
-    config = Criterion::default().sample_size(20);
+    config = Criterion::default().sample_size(10);
     targets = catch_up
 }
 criterion_main!(benches);

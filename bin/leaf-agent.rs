@@ -89,6 +89,11 @@ struct Cli {
     /// from the hub before each task). Ignored by sparse leaves.
     #[arg(long, env = "HERD_CATCH_UP", default_value = "stream")]
     catch_up: CatchUp,
+    /// With --catch-up stream: most bytes of received batches held before
+    /// they are applied; past it the oldest are dropped, and the gap they
+    /// leave costs one pull.
+    #[arg(long, env = "HERD_STREAM_BUFFER_BYTES", default_value_t = leaf::DEFAULT_STREAM_BUFFER_BYTES, value_parser = clap::value_parser!(u64).range(1..))]
+    stream_buffer_bytes: u64,
 }
 
 fn main() -> ExitCode {
@@ -147,6 +152,7 @@ fn start(cli: Cli) -> ExitCode {
         landing: cli.landing,
         leaf: cli.leaf,
         catch_up: cli.catch_up,
+        stream_buffer_bytes: usize::try_from(cli.stream_buffer_bytes).unwrap_or(usize::MAX),
     };
     if let Err(e) = config.validate() {
         eprintln!("leaf-agent: {}", chain(&e));

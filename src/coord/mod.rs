@@ -21,12 +21,13 @@ mod error;
 mod hold;
 mod names;
 mod task;
+mod tip;
 mod tips;
 
 pub use claim::Claim;
 pub use client::{
     connect_client, Coord, CoordConfig, Secret, DEFAULT_HOLD_TTL, DEFAULT_OP_TIMEOUT,
-    NATS_TOKEN_ENV,
+    NATS_TOKEN_ENV, TIP_STREAM_MAX_AGE, TIP_STREAM_MAX_BYTES,
 };
 pub use deployment::{server_addrs, Deployment, NATS_DOMAIN_ENV, NATS_REPLICAS_ENV};
 pub use error::{BoxError, ClaimError, CoordError, FenceError};
@@ -35,6 +36,5 @@ pub use names::{
     hold_key, is_valid_kv_key, Scope, NAME_PREFIX, TRACEPARENT_HEADER, TRACESTATE_HEADER,
 };
 pub use task::{normalize_files, OpenedTask, TaskId, TaskRecord, TaskStatus};
-pub use tips::{
-    latest_tip, subscribe_tips, Tip, TipEvent, TipPublisher, TipSubscription, TraceHeaders,
-};
+pub use tip::{Tip, TraceHeaders};
+pub use tips::{latest_tip, subscribe_tips, TipEvent, TipPublisher, TipSubscription};

@@ -126,7 +126,7 @@ impl Broadcaster {
             })
             .map_err(nats)?;
         let (sender, rx) = mpsc::unbounded_channel();
-        let max_payload = usize::try_from(client.server_info().max_payload).unwrap_or(usize::MAX);
+        let max_payload = client.server_info().max_payload;
         let queue = TipQueue {
             sender,
             with_files,

@@ -31,8 +31,8 @@ use crate::coord::{Tip, TraceHeaders};
 use crate::repo::{RepoError, Repository};
 use crate::telemetry::W3c;
 use crate::xfer::bundle;
-use crate::xfer::fastpath::Artifacts;
 use crate::xfer::card::{encode, Card};
+use crate::xfer::fastpath::Artifacts;
 use crate::xfer::time::timestamp_comment;
 use crate::xfer::{encode_body, handle_decoded, ContentType, Decoded, Response, ServerConfig};
 
@@ -270,8 +270,7 @@ impl Writing {
         }
         self.counters.set_queue(&self.queue);
         if let Some(tips) = &self.tips {
-            if let Some(broadcast) =
-                batch_broadcast(&self.repo, &advances, bundle, tips.max_part())
+            if let Some(broadcast) = batch_broadcast(&self.repo, &advances, bundle, tips.max_part())
             {
                 tips.send(broadcast);
             }

@@ -62,7 +62,12 @@ pub struct LeafConfig {
     /// How a full leaf gets what it missed: the hub's batches on the tip
     /// stream, or a pull before each task.
     pub catch_up: CatchUp,
+    /// Most bytes of received stream batches held before they are applied.
+    pub stream_buffer_bytes: usize,
 }
+
+/// [`LeafConfig::stream_buffer_bytes`] unless set.
+pub const DEFAULT_STREAM_BUFFER_BYTES: u64 = 64 * 1024 * 1024;
 
 /// [`LeafConfig::hub_retry`] unless set: long enough for a hub to be
 /// restarted under a running trial.
@@ -168,6 +173,7 @@ mod tests {
             landing: LandingStrategy::Hub,
             leaf: LeafMode::Full,
             catch_up: CatchUp::Stream,
+            stream_buffer_bytes: DEFAULT_STREAM_BUFFER_BYTES as usize,
         }
     }
 

@@ -36,7 +36,9 @@ mod sync;
 mod worktree;
 
 pub use agent::{run, LeafRun};
-pub use config::{ConfigError, HubLogin, LeafConfig, DEFAULT_HUB_RETRY};
+pub use config::{
+    ConfigError, HubLogin, LeafConfig, DEFAULT_HUB_RETRY, DEFAULT_STREAM_BUFFER_BYTES,
+};
 pub use error::LeafError;
 pub use output::Reporter;
 pub use worktree::WORKTREE_TIP_CONFIG;

@@ -120,3 +120,66 @@ impl Repository {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repo::{CheckinSpec, FileChange};
+
+    fn commit(
+        repo: &Repository,
+        parent: &ArtifactHash,
+        changes: &[(&str, Option<&str>)],
+    ) -> ArtifactHash {
+        let changes = changes
+            .iter()
+            .map(|(path, content)| FileChange {
+                path: (*path).into(),
+                content: content.map(|c| c.as_bytes().to_vec()),
+            })
+            .collect();
+        repo.commit(&CheckinSpec {
+            parent: parent.clone(),
+            changes,
+            comment: "c".into(),
+            user: "u".into(),
+            time: std::time::SystemTime::now(),
+        })
+        .unwrap()
+        .hash
+    }
+
+    /// Catching up over many check-ins writes the net change: a file
+    /// changed by ten of them is written once, one added and deleted again
+    /// never, one deleted is removed once.
+    #[test]
+    fn an_update_writes_the_net_change_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::scratch(dir.path());
+        let root = repo.trunk_tip().unwrap().unwrap();
+        let from = commit(
+            &repo,
+            &root,
+            &[("keep.txt", Some("k")), ("gone.txt", Some("g"))],
+        );
+        let wt = dir.path().join("wt");
+        repo.checkout(&from, &wt).unwrap();
+        let mut tip = from.clone();
+        for i in 0..10 {
+            let text = format!("version {i}\n");
+            tip = commit(&repo, &tip, &[("hot.txt", Some(&text))]);
+        }
+        tip = commit(&repo, &tip, &[("brief.txt", Some("b"))]);
+        tip = commit(&repo, &tip, &[("brief.txt", None), ("gone.txt", None)]);
+        let touched = repo
+            .update_checkout(&wt, &from, &tip, &HashMap::new())
+            .unwrap();
+        assert_eq!(touched, 2, "hot.txt written once, gone.txt removed once");
+        assert_eq!(
+            std::fs::read_to_string(wt.join("hot.txt")).unwrap(),
+            "version 9\n"
+        );
+        assert!(!wt.join("gone.txt").exists() && !wt.join("brief.txt").exists());
+        assert_eq!(std::fs::read_to_string(wt.join("keep.txt")).unwrap(), "k");
+    }
+}

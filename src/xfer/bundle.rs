@@ -42,9 +42,7 @@ pub fn build(
     let cards = checkin_cards(repo, checkins, artifacts)?;
     let (limit, max_part) = match artifacts {
         Artifacts::All => (MAX_FILES_BUNDLE_BYTES, max_part),
-        Artifacts::Manifests | Artifacts::Tip => {
-            (MAX_BUNDLE_BYTES, max_part.min(MAX_BUNDLE_BYTES))
-        }
+        Artifacts::Manifests | Artifacts::Tip => (MAX_BUNDLE_BYTES, max_part.min(MAX_BUNDLE_BYTES)),
     };
     let mut parts: Vec<Vec<u8>> = Vec::new();
     let mut total = 0;
@@ -64,4 +62,92 @@ pub fn build(
         }
     }
     Ok(parts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repo::{CheckinSpec, FileChange};
+    use crate::xfer::card::parse;
+    use crate::xfer::Client;
+
+    /// `n` lowercase letters from a small LCG seeded with `seed`.
+    fn noise(n: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                b'a' + ((x >> 33) % 26) as u8
+            })
+            .collect()
+    }
+
+    fn commit(repo: &Repository, parent: &ArtifactHash, k: usize) -> ArtifactHash {
+        let changes = (0..3)
+            .map(|j| FileChange {
+                path: format!("task-{k}/file-{j}.txt"),
+                // Distinct, poorly compressible text: about 2 KiB stored.
+                content: Some(noise(3000, (k * 3 + j) as u64)),
+            })
+            .collect();
+        repo.commit(&CheckinSpec {
+            parent: parent.clone(),
+            changes,
+            comment: format!("task {k}"),
+            user: "u".into(),
+            time: std::time::SystemTime::now(),
+        })
+        .unwrap()
+        .hash
+    }
+
+    /// A batch larger than one message goes as parts of whole cards; a
+    /// leaf that holds the batch's parent applies all parts as one, and a
+    /// part alone changes nothing.
+    #[test]
+    fn a_batch_larger_than_a_message_is_split_and_applied_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = Repository::scratch(dir.path());
+        let parent = hub.trunk_tip().unwrap().unwrap();
+        let leaf_path = dir.path().join("leaf.fossil");
+        hub.conn
+            .execute("VACUUM INTO ?1", [leaf_path.to_str().unwrap()])
+            .unwrap();
+        let mut tip = parent.clone();
+        let mut batch = Vec::new();
+        for k in 0..4 {
+            tip = commit(&hub, &tip, k);
+            batch.push(tip.clone());
+        }
+        let max_part = 8 * 1024;
+        let parts = build(&hub, &batch, Artifacts::All, max_part).unwrap();
+        assert!(parts.len() >= 3, "{} parts", parts.len());
+        for part in &parts {
+            assert!(part.len() <= max_part);
+            assert!(!parse(part).unwrap().is_empty(), "each part is whole cards");
+        }
+        let leaf = Repository::open(&leaf_path).unwrap();
+        let client = Client::new("http://127.0.0.1:1");
+        let first: Vec<&[u8]> = vec![&parts[0]];
+        assert!(client.apply_bundles(&leaf, &first, &tip, &parent).is_err());
+        assert!(leaf.rid_of(&batch[0]).unwrap().is_none(), "nothing kept");
+        let all: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+        client.apply_bundles(&leaf, &all, &tip, &parent).unwrap();
+        assert!(leaf.is_checkin(&tip).unwrap());
+        assert_eq!(leaf.trunk_tip().unwrap(), Some(tip));
+
+        // A card that cannot fit one message: no bundle (leaves pull).
+        assert!(build(&hub, &batch, Artifacts::All, 1024)
+            .unwrap()
+            .is_empty());
+        // Manifests only stay within their own bound, in one part here.
+        assert_eq!(
+            build(&hub, &batch, Artifacts::Manifests, 1 << 20)
+                .unwrap()
+                .len(),
+            1
+        );
+    }
 }

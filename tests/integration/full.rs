@@ -44,7 +44,7 @@ fn full_trial(workdir: &Path, agents: u32, tasks: u32, extra: &[&str]) -> Value 
 
 /// Every regular file under `dir` (path relative to it → content), leaving
 /// out Fossil's checkout database.
-fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+pub(crate) fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
         for entry in std::fs::read_dir(dir).expect("read a directory") {
             let path = entry.expect("a directory entry").path();
@@ -71,7 +71,7 @@ fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 /// The check, for every slot: the worktree equals `fossil open` of the
 /// check-in it says it was last brought to, holds other slots' files, and
 /// the repository passes `fossil test-integrity`. Returns each slot's tip.
-fn assert_worktrees_follow_trunk(workdir: &Path, agents: u32) -> Vec<String> {
+pub(crate) fn assert_worktrees_follow_trunk(workdir: &Path, agents: u32) -> Vec<String> {
     let home = tempfile::tempdir().unwrap();
     let hub = workdir.join("hub.fossil");
     let hub_s = hub.to_str().unwrap();

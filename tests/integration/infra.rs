@@ -398,6 +398,10 @@ fn herd_restarts_a_killed_hub_and_nats_server_and_every_commit_lands_once() {
         &["test-integrity", "-R", hub_path.to_str().unwrap()],
     );
     assert!(integrity.contains("0 errors"), "{integrity}");
+    // Full leaves catching up from the stream lost nothing across the
+    // restarts: every worktree is trunk at the tip it last updated to.
+    assert_eq!(report["catch_up"], "stream", "{report}");
+    crate::full::assert_worktrees_follow_trunk(&workdir, agents);
     println!(
         "infra: hub and nats-server SIGKILLed mid-trial: restarts hub 1, nats 1; trunk moved again \
          {hub_back_ms} ms after the hub's kill; {total}/{total} landed; events {events:?}"

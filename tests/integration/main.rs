@@ -1,5 +1,6 @@
 //! Integration tests: real binaries, a real nats-server, the real `fossil`.
 mod access;
+mod catch_up;
 mod coord;
 mod costs;
 mod faults;

@@ -643,13 +643,25 @@ fn a_tip_bundle_brings_a_leaf_one_step_forward_without_a_request() {
     let (tip, one, two, bundle_one, bundle_two) = server.with_repo(|hub| {
         let tip = hub.trunk_tip().unwrap().unwrap();
         let one = commit(hub, &tip, "n/one.txt", &"one\n".repeat(40));
-        let bundle_one = xfer::bundle::build(hub, std::slice::from_ref(&one))
-            .unwrap()
-            .expect("small bundle");
+        let bundle_one = xfer::bundle::build(
+            hub,
+            std::slice::from_ref(&one),
+            xfer::fastpath::Artifacts::Manifests,
+            1 << 20,
+        )
+        .unwrap()
+        .pop()
+        .expect("small bundle");
         let two = commit(hub, &one, "n/two.txt", &"two\n".repeat(40));
-        let bundle_two = xfer::bundle::build(hub, std::slice::from_ref(&two))
-            .unwrap()
-            .expect("small bundle");
+        let bundle_two = xfer::bundle::build(
+            hub,
+            std::slice::from_ref(&two),
+            xfer::fastpath::Artifacts::Manifests,
+            1 << 20,
+        )
+        .unwrap()
+        .pop()
+        .expect("small bundle");
         (tip, one, two, bundle_one, bundle_two)
     });
 

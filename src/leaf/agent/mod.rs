@@ -86,6 +86,7 @@ pub async fn run(
             landing: config.landing,
             leaf: config.leaf,
             catch_up: config.catch_up,
+            stream_buffer_bytes: config.stream_buffer_bytes,
         },
     )
     .await?;

@@ -9,8 +9,8 @@ use std::thread::JoinHandle;
 use tokio::sync::oneshot;
 
 use super::super::error::LeafError;
-use crate::report::{CatchUp, LeafMode};
 use super::{CommitRequest, Committed, PendingTip, Request, Started, SyncConfig, SyncState};
+use crate::report::{CatchUp, LeafMode};
 
 /// The async side's handle on the repository thread. Dropping it ends the
 /// thread after the request in progress; [`SyncHandle::finish`] also waits.
@@ -32,9 +32,8 @@ impl SyncHandle {
         let (ready_tx, ready_rx) = oneshot::channel();
         let hub_requests = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&hub_requests);
-        let tips = Arc::new(PendingTip::new(
-            config.leaf == LeafMode::Full && config.catch_up == CatchUp::Stream,
-        ));
+        let keep = config.leaf == LeafMode::Full && config.catch_up == CatchUp::Stream;
+        let tips = Arc::new(PendingTip::new(keep.then_some(config.stream_buffer_bytes)));
         let pending = Arc::clone(&tips);
         let thread = std::thread::Builder::new()
             .name("leaf-repo".into())

@@ -82,6 +82,8 @@ pub(super) struct SyncConfig {
     pub leaf: LeafMode,
     /// How a full leaf catches up: the stream's bundles, or a pull.
     pub catch_up: crate::report::CatchUp,
+    /// Most bytes of stream batches buffered before they are applied.
+    pub stream_buffer_bytes: usize,
 }
 
 /// The repository as it stands after start-up.

@@ -21,8 +21,9 @@ use crate::coord::{Tip, TraceHeaders};
 #[derive(Default)]
 pub(in crate::leaf) struct PendingTip {
     newest: Mutex<Option<(Tip, TraceHeaders)>>,
-    /// Whether broadcasts' bundles are kept for [`PendingTip::take_bundles`].
-    keep_bundles: bool,
+    /// Whether broadcasts' bundles are kept for [`PendingTip::take_bundles`],
+    /// and up to how many bytes.
+    keep_bundles: Option<usize>,
     bundles: Mutex<Buffered>,
     /// Trunk check-ins caught up over (pulled or applied from the stream).
     pub(in crate::leaf) checkins_applied: AtomicU64,
@@ -49,13 +50,11 @@ struct Buffered {
     bytes: usize,
 }
 
-/// Most bundle bytes a leaf buffers between two catch-ups; past it the
-/// oldest are dropped, and the gap they leave costs one pull.
-const MAX_BUFFERED_BYTES: usize = 64 * 1024 * 1024;
-
 impl PendingTip {
-    /// A record that keeps bundles when `keep_bundles` (stream catch-up).
-    pub(in crate::leaf) fn new(keep_bundles: bool) -> PendingTip {
+    /// A record that keeps bundles, up to `keep_bundles` bytes, when set
+    /// (stream catch-up); past it the oldest are dropped, and the gap they
+    /// leave costs one pull.
+    pub(in crate::leaf) fn new(keep_bundles: Option<usize>) -> PendingTip {
         PendingTip {
             keep_bundles,
             ..PendingTip::default()
@@ -80,13 +79,16 @@ impl PendingTip {
     }
 
     fn buffer(&self, tip: &Tip) {
-        if !self.keep_bundles || tip.bundle.is_empty() {
+        let Some(limit) = self.keep_bundles else {
+            return;
+        };
+        if tip.bundle.is_empty() {
             return;
         }
         let mut buffered = self.bundles.lock().unwrap_or_else(|e| e.into_inner());
         buffered.bytes += tip.bundle.len();
         buffered.tips.push_back(tip.clone());
-        while buffered.bytes > MAX_BUFFERED_BYTES {
+        while buffered.bytes > limit {
             let Some(dropped) = buffered.tips.pop_front() else {
                 break;
             };

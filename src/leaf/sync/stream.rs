@@ -86,7 +86,10 @@ impl SyncState {
             if tip.seq <= newest_seq {
                 continue; // held already
             }
-            let Some(from) = tip.parent.as_deref().and_then(|p| ArtifactHash::parse(p).ok())
+            let Some(from) = tip
+                .parent
+                .as_deref()
+                .and_then(|p| ArtifactHash::parse(p).ok())
             else {
                 applied.gap = true;
                 break;
@@ -161,7 +164,11 @@ mod tests {
         let tips: Vec<_> = batches.iter().map(|b| b.tip().hash.as_str()).collect();
         assert_eq!(tips, ["a", "b"]);
         assert_eq!(batches[1].parts.len(), 2);
-        assert_eq!(rest.len(), 2, "the unfinished batch waits for its last part");
+        assert_eq!(
+            rest.len(),
+            2,
+            "the unfinished batch waits for its last part"
+        );
     }
 
     #[test]

@@ -28,6 +28,16 @@ impl Repository {
         self.list_of_parsed(rid, &hash, &m)
     }
 
+    /// The file list of baseline row `rid` if it is among the cached ones
+    /// (`None` for a delta manifest or a baseline not cached).
+    pub(crate) fn cached_baseline(&self, rid: Rid) -> Option<Arc<FileList>> {
+        let cache = self.baseline_cache.borrow();
+        cache
+            .iter()
+            .find(|(r, _)| *r == rid)
+            .map(|(_, l)| Arc::clone(l))
+    }
+
     /// [`list_of_rid`](Self::list_of_rid) for a caller holding the parsed
     /// manifest `m` of row `rid` (named `hash`): no read, no parse.
     pub(crate) fn list_of_parsed(

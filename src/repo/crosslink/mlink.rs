@@ -27,8 +27,19 @@ impl Repository {
             // A parent held but not crosslinked (an orphan waiting for its
             // baseline) has no file list yet either.
             Some(p) if !self.is_phantom(p)? && self.has_event(p)? => {
-                let pm = self.manifest_of_rid(p, &self.row_hash(p)?)?;
-                Some(self.view_of(p, &pm)?)
+                match self.cached_baseline(p) {
+                    // A baseline parent's list is at hand: no read, no parse
+                    // of the whole tree's manifest.
+                    Some(base) => Some(ListView {
+                        is_delta: false,
+                        base,
+                        delta: Vec::new(),
+                    }),
+                    None => {
+                        let pm = self.manifest_of_rid(p, &self.row_hash(p)?)?;
+                        Some(self.view_of(p, &pm)?)
+                    }
+                }
             }
             // Filled in when the parent is crosslinked (`fill_child_mlinks`).
             Some(_) => return Ok(()),

@@ -46,12 +46,12 @@ impl Client {
         }
         let mut cards = Vec::new();
         for bundle in bundles {
-            cards.extend(
-                parse_with(bundle, &self.limits).map_err(|source| ClientError::Codec {
+            cards.extend(parse_with(bundle, &self.limits).map_err(|source| {
+                ClientError::Codec {
                     url: self.url.clone(),
                     source,
-                })?,
-            );
+                }
+            })?);
         }
         let stored = self.in_transaction(repo, |r| {
             let stored = self.store_received(r, cards, None)?;
