@@ -179,7 +179,14 @@ impl SyncState {
                 std::thread::sleep(std::time::Duration::from_millis(20));
                 gap = self.apply_stream()?.gap;
             }
-            gap |= self.hub_seq < heard;
+            if !gap && self.hub_seq < heard {
+                tracing::info!(
+                    held = self.hub_seq,
+                    heard,
+                    "the stream did not bring the newest tip in time; pulling"
+                );
+                gap = true;
+            }
         }
         if gap {
             self.tips.gap_pulls.fetch_add(1, Ordering::Relaxed);

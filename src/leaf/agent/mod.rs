@@ -134,22 +134,27 @@ pub async fn run(
             .load(std::sync::atomic::Ordering::Relaxed)
     };
     let sent_before = sent();
+    let tasks = async {
+        let result = agent.tasks().await;
+        if let Ok(false) = result {
+            if config.leaf == LeafMode::Full && config.hub_kind == HubKind::Herd {
+                // The trial's end: the worktree follows trunk one last time,
+                // to the newest tip this leaf heard of (its own last
+                // landing, at least), while the tip loop still records what
+                // the stream brings.
+                if let Err(e) = sync.prepare(config.worktree(), Vec::new()).await {
+                    reporter.error(chain(&e), false);
+                }
+            }
+        }
+        result
+    };
     let result = tokio::select! {
-        result = agent.tasks() => result,
+        result = tasks => result,
         never = tip_loop(tips.as_mut(), &pending) => match never {},
     };
     reporter.nats_ops(sent().saturating_sub(sent_before));
-    let stopped = match result {
-        Ok(stopped) => stopped,
-        Err(e) => return Err(e),
-    };
-    if !stopped && config.leaf == LeafMode::Full && config.hub_kind == HubKind::Herd {
-        // The trial's end: the worktree follows trunk one last time, to the
-        // newest tip this leaf heard of (its own last landing, at least).
-        if let Err(e) = sync.prepare(config.worktree(), Vec::new()).await {
-            reporter.error(chain(&e), false);
-        }
-    }
+    let stopped = result?;
     let tips = sync.tips();
     let hub_requests = sync.finish();
     let (pulled, skipped) = tips.counts();
