@@ -2,14 +2,16 @@
 //! stream's bundles for a batch of other slots' check-ins (files and
 //! manifests, as the hub publishes them under `--broadcast-files`) stored
 //! and crosslinked in one transaction, then the worktree moved from the
-//! tip it held to the new one. The figure is the leaf's time per check-in
-//! it received over a whole 16 × 30 herd (the trunk and tree grow as in a
-//! trial).
+//! tip it held to the new one. The figure is the leaf thread's CPU time
+//! per check-in it received over a whole 16 × 30 herd (the trunk and tree
+//! grow as in a trial): the `apply_us_per_checkin` of a trial's report,
+//! measured alone.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use herd::repo::{ArtifactHash, CheckinSpec, CreateOptions, FileChange, Repository};
+use herd::telemetry::thread_cpu_us;
 use herd::xfer::bundle;
 use herd::xfer::fastpath::Artifacts;
 use herd::xfer::Client;
@@ -56,7 +58,7 @@ fn task(
 /// One 16 × 30 herd as one full leaf sees it: the hub lands `ROUNDS`
 /// batches of [`CATCH_UP`] check-ins (not timed), and after each the leaf
 /// applies the batch's bundle and moves its worktree (timed). Returns the
-/// time the leaf spent.
+/// CPU time the leaf's thread spent (what a leaf reports as `apply_us`).
 fn one_herd(dir: &std::path::Path) -> Duration {
     let hub_path = dir.join("hub.fossil");
     let _ = std::fs::remove_file(&hub_path);
@@ -97,11 +99,11 @@ fn one_herd(dir: &std::path::Path) -> Duration {
         }
         let parts = bundle::build(&hub, &batch, Artifacts::All, 1 << 20).unwrap();
         let parts: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
-        let start = Instant::now();
+        let start = thread_cpu_us();
         client.apply_bundles(&leaf, &parts, &tip, &held).unwrap();
         leaf.update_checkout(&worktree, &held, &tip, &Default::default())
             .unwrap();
-        spent += start.elapsed();
+        spent += Duration::from_micros(thread_cpu_us() - start);
         held = tip;
     }
     spent

@@ -18,8 +18,12 @@ impl Repository {
     /// Existing files are overwritten; files not in the check-in are left alone.
     pub fn checkout(&self, hash: &ArtifactHash, dir: &Path) -> Result<usize, RepoError> {
         let list = self.file_list(hash)?;
+        let received = self.received_texts.take().texts;
         for (name, (h, perm)) in &list {
-            self.write_checked_out(dir, name, h, *perm)?;
+            match received.get(h) {
+                Some(text) => write_file(dir, name, text, *perm)?,
+                None => self.write_checked_out(dir, name, h, *perm)?,
+            }
         }
         Ok(list.len())
     }
@@ -50,6 +54,7 @@ impl Repository {
             names.extend(old.names());
             names.extend(new.names());
         }
+        let received = self.received_texts.take().texts;
         let mut touched = 0;
         for name in &names {
             let target = new.entry(name);
@@ -63,7 +68,10 @@ impl Repository {
             }
             touched += 1;
             match target {
-                Some((h, perm)) => self.write_checked_out(dir, name, &h, perm)?,
+                Some((h, perm)) => match received.get(&h) {
+                    Some(text) => write_file(dir, name, text, perm)?,
+                    None => self.write_checked_out(dir, name, &h, perm)?,
+                },
                 None => {
                     let path = dir.join(name);
                     match std::fs::remove_file(&path) {
@@ -93,32 +101,52 @@ impl Repository {
         let content = self.content(h)?.ok_or_else(|| RepoError::MissingArtifact {
             hash: h.to_string(),
         })?;
-        let path = dir.join(name);
-        let io = |step| {
-            let p = path.clone();
-            move |source| RepoError::Io {
-                step,
-                path: p,
-                source,
-            }
-        };
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(io("creating a directory"))?;
-        }
-        std::fs::write(&path, &content).map_err(io("writing a file"))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = if perm == Perm::Executable {
-                0o755
-            } else {
-                0o644
-            };
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
-                .map_err(io("setting permissions"))?;
-        }
-        Ok(())
+        write_file(dir, name, &content, perm)
     }
+
+    /// Keeps `text`, the content of file artifact `hash` just received, for
+    /// the next worktree update.
+    /// At most [`MAX_RECEIVED_BYTES`] are kept; past it the update reads
+    /// the rest from the repository.
+    pub(crate) fn remember_received(&self, hash: ArtifactHash, text: Vec<u8>) {
+        let mut received = self.received_texts.borrow_mut();
+        if received.bytes + text.len() <= MAX_RECEIVED_BYTES {
+            received.bytes += text.len();
+            received.texts.insert(hash, text.into());
+        }
+    }
+}
+
+/// Most bytes of received file texts kept for the next worktree update.
+const MAX_RECEIVED_BYTES: usize = 16 * 1024 * 1024;
+
+/// Writes `content` as file `name` under `dir` with `perm`'s mode.
+fn write_file(dir: &Path, name: &str, content: &[u8], perm: Perm) -> Result<(), RepoError> {
+    let path = dir.join(name);
+    let io = |step| {
+        let p = path.clone();
+        move |source| RepoError::Io {
+            step,
+            path: p,
+            source,
+        }
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io("creating a directory"))?;
+    }
+    std::fs::write(&path, content).map_err(io("writing a file"))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = if perm == Perm::Executable {
+            0o755
+        } else {
+            0o644
+        };
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+            .map_err(io("setting permissions"))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -53,6 +53,18 @@ pub struct Repository {
     /// The last few check-in manifests parsed or received, by row: a leaf
     /// rebases onto the tip it has just stored, reading it right back.
     pub(crate) manifest_cache: RefCell<Vec<(Rid, Arc<Manifest>)>>,
+    /// File texts received since the worktree was last updated, so the
+    /// update writes them without reading and inflating them again; taken
+    /// (emptied) by each update ([`Repository::update_checkout`]).
+    pub(crate) received_texts: RefCell<ReceivedTexts>,
+}
+
+/// File texts by name and their total size (see
+/// [`Repository::remember_received`]).
+#[derive(Default)]
+pub(crate) struct ReceivedTexts {
+    pub(crate) texts: HashMap<ArtifactHash, Arc<[u8]>>,
+    pub(crate) bytes: usize,
 }
 
 /// A byte-bounded map of artifact contents, emptied when full.
@@ -128,6 +140,7 @@ impl Repository {
             deltify: Cell::new(true),
             checkin_count: Cell::new(None),
             manifest_cache: RefCell::default(),
+            received_texts: RefCell::default(),
         }
     }
 

@@ -149,7 +149,11 @@ impl Client {
             })?;
         if s.is_new && !index.contains_key(hash) {
             index.insert(hash.to_string(), stored.len());
-            stored.push((s.rid, parse_artifact(&data)));
+            let artifact = parse_artifact(&data);
+            if matches!(artifact, Artifact::Other) {
+                repo.remember_received(s.hash, data);
+            }
+            stored.push((s.rid, artifact));
         }
         Ok(())
     }
