@@ -233,17 +233,37 @@ struct Dangling {
 
 /// The artifacts a check-in names that are not held whole here: its
 /// baseline and the files its F cards name.
+///
+/// A file the check-in has as its primary parent has it is held when that
+/// parent is a check-in crosslinked here (a check-in is crosslinked only
+/// once every artifact it names is held whole), so only the others are
+/// looked up. That matters for a full leaf's push: its delta manifest names
+/// every file changed since its baseline (about √ of the tree) but changes
+/// a few, and one index lookup per name on the writer was most of what
+/// landing a full leaf's push cost.
 fn missing_pieces(
     repo: &Repository,
     manifest: &crate::repo::Manifest,
 ) -> Result<Vec<ArtifactHash>, ServerError> {
+    let held = |hash: &ArtifactHash| -> Result<bool, ServerError> {
+        Ok(repo.rid_of(hash)?.is_some_and(|(_, phantom)| !phantom))
+    };
     let mut missing = Vec::new();
-    let named = manifest
-        .baseline
-        .iter()
-        .chain(manifest.files.iter().filter_map(|f| f.hash.as_ref()));
-    for hash in named {
-        if !repo.rid_of(hash)?.is_some_and(|(_, phantom)| !phantom) {
+    if let Some(baseline) = &manifest.baseline {
+        if !held(baseline)? {
+            missing.push(baseline.clone());
+        }
+    }
+    let parent = match manifest.parents.first() {
+        Some(p) if repo.is_checkin(p)? => Some(repo.checkin_view(p)?.2),
+        _ => None,
+    };
+    for f in &manifest.files {
+        let Some(hash) = &f.hash else { continue };
+        let as_parent = parent
+            .as_ref()
+            .is_some_and(|view| view.entry(&f.name).is_some_and(|(h, _)| h == *hash));
+        if !as_parent && !held(hash)? {
             missing.push(hash.clone());
         }
     }
