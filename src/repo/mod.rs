@@ -32,6 +32,8 @@ pub use crosslink::Crosslinked;
 pub use deltify::MAX_CHAIN_LINKS;
 pub use error::{ManifestError, RebaseError, RepoError};
 pub use hash::{ArtifactHash, Rid};
-pub use manifest::{parse_artifact, Artifact, FileCard, Manifest, Perm, TagCard, TagKind};
+pub use manifest::{
+    parse_artifact, parse_named_artifact, Artifact, FileCard, Manifest, Perm, TagCard, TagKind,
+};
 pub use rebase::Landing;
 pub use store::{CreateOptions, FileList, RawBlob, Repository, Stored};

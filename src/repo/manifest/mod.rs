@@ -17,6 +17,6 @@ mod types;
 mod write;
 
 pub use cluster::{build_cluster, parse_cluster};
-pub use parse::parse_artifact;
+pub use parse::{parse_artifact, parse_named_artifact};
 pub use text::check_file_name;
 pub use types::{Artifact, FileCard, Manifest, Perm, TagCard, TagKind};

@@ -3,7 +3,7 @@
 //! which checks its arguments and how often it may appear.
 
 use super::cluster::parse_cluster;
-use super::text::{check_file_name, checked_lines, hash_arg, looks_structural};
+use super::text::{check_file_name, hash_arg, lines_before_z, looks_structural};
 use super::types::{Artifact, FileCard, Manifest, Perm, TagCard, TagKind};
 use crate::repo::encode::{defossilize, fossilize};
 use crate::repo::error::ManifestError;
@@ -13,18 +13,35 @@ use crate::repo::time;
 /// Classifies `bytes` without ever failing: malformed structural artifacts are `Other`,
 /// as Fossil treats them.
 pub fn parse_artifact(bytes: &[u8]) -> Artifact {
+    classify(bytes, true)
+}
+
+/// [`parse_artifact`] for content whose SHA3 name was just checked against
+/// it (received and stored): a check-in's Z card is not hashed again, since
+/// the text is the one its name stands for, checked where it was made.
+/// What stays Fossil's rule: a Z card must be there.
+pub fn parse_named_artifact(bytes: &[u8]) -> Artifact {
+    classify(bytes, false)
+}
+
+fn classify(bytes: &[u8], verify_z: bool) -> Artifact {
     if !looks_structural(bytes) {
         return Artifact::Other;
     }
     if bytes.starts_with(b"M ") {
         return parse_cluster(bytes).map_or(Artifact::Other, Artifact::Cluster);
     }
-    Manifest::parse(bytes).map_or(Artifact::Other, |m| Artifact::Checkin(Box::new(m)))
+    Manifest::parse_lines(bytes, verify_z)
+        .map_or(Artifact::Other, |m| Artifact::Checkin(Box::new(m)))
 }
 
 impl Manifest {
     /// Parses a check-in manifest strictly (section 3 of the reference).
     pub fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
+        Manifest::parse_lines(bytes, true)
+    }
+
+    fn parse_lines(bytes: &[u8], verify_z: bool) -> Result<Manifest, ManifestError> {
         if bytes.starts_with(b"-----BEGIN PGP") {
             return Err(ManifestError::BadCard {
                 line: 1,
@@ -32,7 +49,7 @@ impl Manifest {
             });
         }
         let mut parser = Parser::new();
-        for (i, line) in checked_lines(bytes)?.iter().enumerate() {
+        for (i, line) in lines_before_z(bytes, verify_z)?.iter().enumerate() {
             parser.card(i + 1, line)?;
         }
         parser.into_manifest()
@@ -313,6 +330,14 @@ mod tests {
             Err(ManifestError::BadZ { .. })
         ));
         assert_eq!(parse_artifact(bad.as_bytes()), Artifact::Other);
+        // Content already checked against its SHA3 name is not hashed again,
+        // but a Z card must still be there.
+        assert!(matches!(
+            parse_named_artifact(bad.as_bytes()),
+            Artifact::Checkin(_)
+        ));
+        let no_z = INITIAL.replace("Z df1fdbcd115363eee79f2aa84ffe78ac\n", "");
+        assert_eq!(parse_named_artifact(no_z.as_bytes()), Artifact::Other);
     }
 
     #[test]

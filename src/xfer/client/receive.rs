@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use super::error::ClientError;
 use super::http::Client;
-use crate::repo::{parse_artifact, Artifact, Repository};
+use crate::repo::{parse_named_artifact, Artifact, Repository};
 use crate::xfer::card::Card;
 
 impl Client {
@@ -149,7 +149,8 @@ impl Client {
             })?;
         if s.is_new && !index.contains_key(hash) {
             index.insert(hash.to_string(), stored.len());
-            let artifact = parse_artifact(&data);
+            // Stored under its name, checked against this content.
+            let artifact = parse_named_artifact(&data);
             if matches!(artifact, Artifact::Other) {
                 repo.remember_received(s.hash, data);
             }
