@@ -84,7 +84,6 @@ fn one_herd(dir: &std::path::Path) -> Duration {
     let hub = Repository::open(&hub_path).unwrap();
     let leaf = Repository::open(&leaf_path).unwrap();
     leaf.skip_fsync().unwrap();
-    leaf.skip_deltify();
     let worktree = dir.join("wt");
     let _ = std::fs::remove_dir_all(&worktree);
     leaf.checkout(&held, &worktree).unwrap();

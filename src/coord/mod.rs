@@ -37,4 +37,6 @@ pub use names::{
 };
 pub use task::{normalize_files, OpenedTask, TaskId, TaskRecord, TaskStatus};
 pub use tip::{Tip, TraceHeaders};
-pub use tips::{latest_tip, subscribe_tips, TipEvent, TipPublisher, TipSubscription};
+pub use tips::{
+    latest_tip, subscribe_tips, subscribe_tips_since, TipEvent, TipPublisher, TipSubscription,
+};

@@ -128,6 +128,9 @@ struct TipSource {
     stream_name: String,
     subject: String,
     op_timeout: Duration,
+    /// Where the first consumer starts: the latest tip, or every tip
+    /// published since this instant.
+    since: Option<time::OffsetDateTime>,
 }
 
 impl std::fmt::Debug for TipSubscription {
@@ -145,6 +148,35 @@ pub async fn subscribe_tips(
     scope: &str,
     op_timeout: Duration,
 ) -> Result<TipSubscription, CoordError> {
+    subscribe(client, scope, op_timeout, None).await
+}
+
+/// Subscribes to one trial's tips, starting with every tip the stream
+/// still holds that was published at `since` or later: a full leaf that
+/// catches up from the stream passes the moment it began to clone (less
+/// a margin for clocks), so the batches that landed while it cloned reach
+/// it too and cost no pull.
+pub async fn subscribe_tips_since(
+    client: Client,
+    scope: &str,
+    op_timeout: Duration,
+    since: std::time::SystemTime,
+) -> Result<TipSubscription, CoordError> {
+    subscribe(
+        client,
+        scope,
+        op_timeout,
+        Some(time::OffsetDateTime::from(since)),
+    )
+    .await
+}
+
+async fn subscribe(
+    client: Client,
+    scope: &str,
+    op_timeout: Duration,
+    since: Option<time::OffsetDateTime>,
+) -> Result<TipSubscription, CoordError> {
     let scope = Scope::new(scope)?;
     let js = jetstream_context(&client, op_timeout);
     ensure_tip_stream(&js, &scope, op_timeout, Deployment::current().replicas).await?;
@@ -154,6 +186,7 @@ pub async fn subscribe_tips(
         stream_name: scope.tips_stream(),
         subject: scope.tip_subject(),
         op_timeout,
+        since,
     };
     let messages = source.start_consumer(0).await?;
     Ok(TipSubscription {
@@ -167,18 +200,19 @@ pub async fn subscribe_tips(
 
 impl TipSource {
     /// Creates an ordered consumer starting after stream sequence
-    /// `last_stream_seq`, or at the latest tip when it is 0.
+    /// `last_stream_seq`, or, when it is 0, at the latest tip (or at the
+    /// first published since [`TipSource::since`]).
     async fn start_consumer(
         &self,
         last_stream_seq: u64,
     ) -> Result<consumer::push::Ordered, CoordError> {
         let op = format!("subscribe to tips on {}", self.stream_name);
-        let deliver_policy = if last_stream_seq == 0 {
-            consumer::DeliverPolicy::LastPerSubject
-        } else {
-            consumer::DeliverPolicy::ByStartSequence {
-                start_sequence: last_stream_seq + 1,
-            }
+        let deliver_policy = match (last_stream_seq, self.since) {
+            (0, None) => consumer::DeliverPolicy::LastPerSubject,
+            (0, Some(start_time)) => consumer::DeliverPolicy::ByStartTime { start_time },
+            (last, _) => consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: last + 1,
+            },
         };
         let stream: stream::Stream = within(
             self.op_timeout,

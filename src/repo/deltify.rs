@@ -112,9 +112,6 @@ impl Repository {
         child_is_delta: bool,
         parent: Rid,
     ) -> Result<(), RepoError> {
-        if !self.deltify.get() {
-            return Ok(());
-        }
         let Some(phash) = self.hash_of(parent)? else {
             return Ok(());
         };
@@ -145,8 +142,7 @@ impl Repository {
     /// check-in changed becomes a delta of the new version `new`, when both
     /// are held. File texts bypass the manifest text cache.
     pub(crate) fn deltify_file(&self, old: Rid, new: Rid) -> Result<(), RepoError> {
-        if !self.deltify.get()
-            || old == new
+        if old == new
             || self.is_delta(old)?
             || self.is_phantom_row(old)?
             || self.is_phantom_row(new)?

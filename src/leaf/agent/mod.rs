@@ -20,9 +20,12 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::coord::{
-    subscribe_tips, Coord, CoordConfig, Scope, TipSubscription, DEFAULT_OP_TIMEOUT,
+    subscribe_tips, subscribe_tips_since, Coord, CoordConfig, Scope, TipSubscription,
+    DEFAULT_OP_TIMEOUT,
 };
-use crate::report::{HubKind, LandingStrategy, LeafLine, LeafMode, LeafReady, LeafSummary};
+use crate::report::{
+    CatchUp, HubKind, LandingStrategy, LeafLine, LeafMode, LeafReady, LeafSummary,
+};
 use crate::telemetry::W3c;
 
 use super::config::LeafConfig;
@@ -36,6 +39,11 @@ use super::{EXIT_INCOMPLETE, EXIT_OK};
 /// Attempts at joining the trial on NATS at start, with doubling waits.
 const CONNECT_ATTEMPTS: u32 = 5;
 const CONNECT_FIRST_WAIT: Duration = Duration::from_millis(200);
+
+/// How far before its clone a stream-catching leaf starts reading the tip
+/// stream: room for the hub's and the leaf's clocks to differ. A leaf on
+/// a clock further off finds a gap and pulls once.
+const STREAM_CLOCK_MARGIN: Duration = Duration::from_secs(2);
 
 /// How a run ended (fatal errors are the `Err` of [`run`]).
 #[derive(Debug, Clone, PartialEq)]
@@ -73,6 +81,9 @@ pub async fn run(
     let slot = config.slot;
     let user = format!("slot-{slot}");
     let leaf_id = format!("slot-{slot}-{:04x}", rand::random::<u16>());
+    // A leaf that catches up from the stream reads it from a little before
+    // its clone began, so what landed while it cloned costs no pull.
+    let cloning_since = std::time::SystemTime::now() - STREAM_CLOCK_MARGIN;
     let (sync, started) = RepoThread::start(
         config.hub_kind,
         SyncConfig {
@@ -104,9 +115,16 @@ pub async fn run(
     // the tip), and every broadcast would cost each leaf and nats-server
     // work that grows with the herd.
     let follow = config.leaf == LeafMode::Full || config.landing == LandingStrategy::Leaf;
+    let from_stream = config.leaf == LeafMode::Full && config.catch_up == CatchUp::Stream;
+    let client = coord.client().clone();
     let mut tips = match config.hub_kind {
+        HubKind::Herd if from_stream => Some(
+            subscribe_tips_since(client, scope.as_str(), DEFAULT_OP_TIMEOUT, cloning_since)
+                .await
+                .map_err(connect_err)?,
+        ),
         HubKind::Herd if follow => Some(
-            subscribe_tips(coord.client().clone(), scope.as_str(), DEFAULT_OP_TIMEOUT)
+            subscribe_tips(client, scope.as_str(), DEFAULT_OP_TIMEOUT)
                 .await
                 .map_err(connect_err)?,
         ),
@@ -164,7 +182,7 @@ pub async fn run(
     reporter.pulled_and_updated(bytes, files);
     let load = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
     reporter.applied(load(&tips.checkins_applied), load(&tips.apply_us));
-    if config.catch_up == crate::report::CatchUp::Stream && config.leaf == LeafMode::Full {
+    if from_stream {
         tracing::info!(
             checkins = load(&tips.checkins_applied),
             gap_pulls = load(&tips.gap_pulls),

@@ -70,11 +70,9 @@ impl SyncState {
             // A sparse copy: no phantom rows for the files other slots wrote.
             repo.skip_file_phantoms();
         }
-        // The hub holds what matters; a leaf's clone can be made again, and
-        // is never served, so it keeps every version whole.
+        // The hub holds what matters; a leaf's clone can be made again.
         repo.skip_fsync()
             .map_err(repo_err("turn off fsync per commit"))?;
-        repo.skip_deltify();
         let project_code = repo
             .project_code()
             .map_err(repo_err("read the project code"))?;

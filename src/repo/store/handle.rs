@@ -42,10 +42,6 @@ pub struct Repository {
     /// names (Fossil's way: a later sync fetches them). Off for a sparse
     /// copy, which never fetches other slots' files.
     pub(crate) file_phantoms: Cell<bool>,
-    /// Whether crosslinking stores replaced versions as deltas of the new
-    /// ones (Fossil's `content_deltify`). Off for a leaf's copy, which can
-    /// be cloned again and never serves its history.
-    pub(crate) deltify: Cell<bool>,
     /// The number of check-ins and SQLite's `data_version` when it was
     /// counted: valid while no other connection has committed since (this
     /// connection's own crosslinks keep it up to date).
@@ -137,7 +133,6 @@ impl Repository {
             chain_bound: Cell::new(MAX_CHAIN_LINKS),
             chain_heights: RefCell::default(),
             file_phantoms: Cell::new(true),
-            deltify: Cell::new(true),
             checkin_count: Cell::new(None),
             manifest_cache: RefCell::default(),
             received_texts: RefCell::default(),
@@ -152,18 +147,6 @@ impl Repository {
     /// a parent it holds (its mlink rows), are still recorded.
     pub fn skip_file_phantoms(&self) {
         self.file_phantoms.set(false);
-    }
-
-    /// Keeps every version whole: crosslinking no longer turns the version
-    /// a check-in replaces (its parent manifest, the files it changes) into
-    /// a delta of the new one. For a leaf's copy: deltifying saves bytes
-    /// in a repository that is never served and can be cloned again, and
-    /// it was the largest single cost of applying what a leaf receives
-    /// (each replaced version read, inflated, diffed, compressed and
-    /// written again). Whole versions are valid Fossil: `fossil
-    /// test-integrity` and `fossil rebuild` accept them.
-    pub fn skip_deltify(&self) {
-        self.deltify.set(false);
     }
 
     /// Drops planner statistics of the tables a hub keeps growing. Figures
