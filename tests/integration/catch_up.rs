@@ -99,3 +99,32 @@ fn a_leaf_that_falls_behind_what_it_holds_pulls_and_ends_equal() {
     assert!(report["bytes_pulled"].as_u64().unwrap() > 0, "{report}");
     assert_worktrees_follow_trunk(&workdir, agents);
 }
+
+/// A leaf that starts after the others have landed clones the trunk so
+/// far, reads the stream from before its clone began, and ends equal to
+/// trunk without a pull.
+#[test]
+fn a_leaf_started_late_catches_up_from_the_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let workdir = dir.path().join("trial");
+    let (agents, tasks) = (4u32, 10u32);
+    let mut cmd = herd_command();
+    cmd.args(["run", "--json", "--agents", &agents.to_string()])
+        .args(["--tasks", &tasks.to_string()])
+        .args(["--min-think-ms", "20", "--max-think-ms", "60"])
+        .args([
+            "--leaf-launcher",
+            "if [ {slot} = 3 ]; then sleep 1; fi; exec {cmd}",
+        ])
+        .args(["--timeout", "120", "--workdir"])
+        .arg(&workdir);
+    let out = run_ok(&mut cmd, "herd run");
+    let report: Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).expect("one JSON object");
+    assert_eq!(report["hub_commits"], u64::from(agents * tasks), "{report}");
+    assert_eq!(report["bytes_pulled"], 0, "no gap, no pull: {report}");
+    // Every worktree, the late leaf's too, is trunk at its tip and holds
+    // more than its own files.
+    assert_worktrees_follow_trunk(&workdir, agents);
+}
+
