@@ -163,6 +163,39 @@ impl Repository {
         })
     }
 
+    /// Stores `content` (named `expected`, checked) as the delta `delta`
+    /// (zlib, as a sender stored it) against the held artifact `source`,
+    /// the way Fossil keeps an older version: nothing is compressed, and the
+    /// version stays a delta when a newer one is crosslinked.
+    pub fn store_delta(
+        &self,
+        content: &[u8],
+        delta: Vec<u8>,
+        source: &ArtifactHash,
+        expected: &ArtifactHash,
+        rcvid: Option<i64>,
+    ) -> Result<Stored, RepoError> {
+        let source = match self.rid_of(source)? {
+            Some((rid, false)) => rid,
+            _ => {
+                return Err(RepoError::MissingArtifact {
+                    hash: source.to_string(),
+                })
+            }
+        };
+        let stored = self.store_compressed(content, Some(delta), Some(expected), rcvid)?;
+        if stored.is_new {
+            self.exec(
+                "REPLACE INTO delta(rid, srcid) VALUES(?1, ?2)",
+                [stored.rid.0, source.0],
+            )
+            .ctx("recording a delta source")?;
+            // Every chain through `source` grew: measure again when asked.
+            self.chain_heights.borrow_mut().clear();
+        }
+        Ok(stored)
+    }
+
     /// Records `hash` as known but not held; returns its row (existing or new).
     pub fn store_phantom(&self, hash: &ArtifactHash) -> Result<Rid, RepoError> {
         if let Some((rid, _)) = self.rid_of(hash)? {

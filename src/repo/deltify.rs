@@ -112,6 +112,12 @@ impl Repository {
         child_is_delta: bool,
         parent: Rid,
     ) -> Result<(), RepoError> {
+        // A delta manifest's target is its parent, or nothing: when the
+        // parent is a delta already (it came as one), there is nothing to
+        // read.
+        if child_is_delta && self.is_delta(parent)? {
+            return Ok(());
+        }
         let Some(phash) = self.hash_of(parent)? else {
             return Ok(());
         };

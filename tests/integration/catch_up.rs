@@ -107,14 +107,15 @@ fn a_leaf_that_falls_behind_what_it_holds_pulls_and_ends_equal() {
 fn a_leaf_started_late_catches_up_from_the_stream() {
     let dir = tempfile::tempdir().unwrap();
     let workdir = dir.path().join("trial");
-    let (agents, tasks) = (4u32, 10u32);
+    // The others take about 1.5 s; slot 3 starts half a second in.
+    let (agents, tasks) = (4u32, 20u32);
     let mut cmd = herd_command();
     cmd.args(["run", "--json", "--agents", &agents.to_string()])
         .args(["--tasks", &tasks.to_string()])
-        .args(["--min-think-ms", "20", "--max-think-ms", "60"])
+        .args(["--min-think-ms", "40", "--max-think-ms", "80"])
         .args([
             "--leaf-launcher",
-            "if [ {slot} = 3 ]; then sleep 1; fi; exec {cmd}",
+            "if [ {slot} = 3 ]; then sleep 0.5; fi; exec {cmd}",
         ])
         .args(["--timeout", "120", "--workdir"])
         .arg(&workdir);
@@ -127,4 +128,3 @@ fn a_leaf_started_late_catches_up_from_the_stream() {
     // more than its own files.
     assert_worktrees_follow_trunk(&workdir, agents);
 }
-

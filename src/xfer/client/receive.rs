@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use super::error::ClientError;
 use super::http::Client;
-use crate::repo::{parse_named_artifact, Artifact, Repository};
+use crate::repo::{parse_named_artifact, Artifact, ArtifactHash, Repository};
 use crate::xfer::card::Card;
 
 impl Client {
@@ -23,7 +23,8 @@ impl Client {
     ) -> Result<usize, ClientError> {
         // Full artifacts, with their stored form when a `cfile` brought it.
         let mut full: Vec<(String, Vec<u8>, Option<Vec<u8>>)> = Vec::new();
-        let mut deltas: Vec<(String, String, Vec<u8>)> = Vec::new();
+        // (name, source, delta, the delta as the `cfile` carried it).
+        let mut deltas: Vec<(String, String, Vec<u8>, Option<Vec<u8>>)> = Vec::new();
         for card in cards {
             let (hash, source, data, stored) = match card {
                 Card::File {
@@ -44,28 +45,20 @@ impl Client {
                             what,
                         }
                     })?;
-                    let stored = delta_source.is_none().then_some(payload);
-                    (hash, delta_source, data, stored)
+                    (hash, delta_source, data, Some(payload))
                 }
                 _ => continue,
             };
             match source {
-                Some(src) => deltas.push((hash, src, data)),
+                Some(src) => deltas.push((hash, src, data, stored)),
                 None => full.push((hash, data, stored)),
             }
         }
         let mut stored = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
         for (hash, data, compressed) in full {
-            self.keep(
-                repo,
-                &mut stored,
-                &mut index,
-                &hash,
-                data,
-                compressed,
-                rcvid,
-            )?;
+            let whole = compressed.map(|c| (c, None));
+            self.keep(repo, &mut stored, &mut index, &hash, data, whole, rcvid)?;
         }
         // Deltas may be against later artifacts or each other: retry until
         // no progress. Older versions are deltas of newer ones (a server
@@ -74,7 +67,7 @@ impl Client {
         while !deltas.is_empty() {
             let before = deltas.len();
             let mut still = Vec::new();
-            for (hash, src, delta) in deltas.into_iter().rev() {
+            for (hash, src, delta, compressed) in deltas.into_iter().rev() {
                 let source = self.hash(&src)?;
                 match repo.content(&source).map_err(self.repo_err())? {
                     Some(base) => {
@@ -84,9 +77,13 @@ impl Client {
                                 hash: hash.clone(),
                                 what: e.to_string(),
                             })?;
-                        self.keep(repo, &mut stored, &mut index, &hash, data, None, rcvid)?;
+                        // Kept as the delta it came as, as the sender stores
+                        // it: nothing to compress, and crosslinking finds the
+                        // older version a delta already.
+                        let as_delta = compressed.map(|c| (c, Some(source)));
+                        self.keep(repo, &mut stored, &mut index, &hash, data, as_delta, rcvid)?;
                     }
-                    None => still.push((hash, src, delta)),
+                    None => still.push((hash, src, delta, compressed)),
                 }
             }
             if still.len() == before {
@@ -123,8 +120,9 @@ impl Client {
     }
 
     /// Stores one received artifact (hash-checked by the repository, once)
-    /// and remembers it for crosslinking if it is new. `compressed` is its
-    /// stored form, when the card brought that.
+    /// and remembers it for crosslinking if it is new. `stored_form` is the
+    /// zlib bytes the card brought, when it did, with the source they are
+    /// a delta against when they are one.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn keep(
         &self,
@@ -133,20 +131,23 @@ impl Client {
         index: &mut HashMap<String, usize>,
         hash: &str,
         data: Vec<u8>,
-        compressed: Option<Vec<u8>>,
+        stored_form: Option<(Vec<u8>, Option<ArtifactHash>)>,
         rcvid: Option<i64>,
     ) -> Result<(), ClientError> {
         let name = self.hash(hash)?;
-        let s = repo
-            .store_compressed(&data, compressed, Some(&name), rcvid)
-            .map_err(|e| match e {
-                crate::repo::RepoError::HashMismatch { .. } => ClientError::Artifact {
-                    url: self.url.clone(),
-                    hash: hash.to_string(),
-                    what: "content does not match its name".into(),
-                },
-                other => self.repo_err()(other),
-            })?;
+        let result = match stored_form {
+            Some((delta, Some(source))) => repo.store_delta(&data, delta, &source, &name, rcvid),
+            Some((whole, None)) => repo.store_compressed(&data, Some(whole), Some(&name), rcvid),
+            None => repo.store_compressed(&data, None, Some(&name), rcvid),
+        };
+        let s = result.map_err(|e| match e {
+            crate::repo::RepoError::HashMismatch { .. } => ClientError::Artifact {
+                url: self.url.clone(),
+                hash: hash.to_string(),
+                what: "content does not match its name".into(),
+            },
+            other => self.repo_err()(other),
+        })?;
         if s.is_new && !index.contains_key(hash) {
             index.insert(hash.to_string(), stored.len());
             // Stored under its name, checked against this content.
