@@ -10,6 +10,10 @@ use super::http::Client;
 use crate::repo::{parse_named_artifact, Artifact, ArtifactHash, Repository};
 use crate::xfer::card::Card;
 
+/// A received delta: its name, its source's name, the delta, and the delta
+/// as the `cfile` carried it (zlib), when one did.
+type ReceivedDelta = (String, String, Vec<u8>, Option<Vec<u8>>);
+
 impl Client {
     /// Stores the `file`/`cfile` cards among `cards` (deltas resolved against
     /// held or received artifacts, every hash checked), then crosslinks the
@@ -23,8 +27,7 @@ impl Client {
     ) -> Result<usize, ClientError> {
         // Full artifacts, with their stored form when a `cfile` brought it.
         let mut full: Vec<(String, Vec<u8>, Option<Vec<u8>>)> = Vec::new();
-        // (name, source, delta, the delta as the `cfile` carried it).
-        let mut deltas: Vec<(String, String, Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+        let mut deltas: Vec<ReceivedDelta> = Vec::new();
         for card in cards {
             let (hash, source, data, stored) = match card {
                 Card::File {
