@@ -108,28 +108,10 @@ pub async fn run(
     };
     let scope = Scope::for_project(&started.project_code).map_err(connect_err)?;
     let coord = connect(&config, scope.as_str(), &leaf_id).await?;
-    // A full leaf follows tips to keep its worktree current, and leaf
-    // landing catches up on them before pushing. A stock fossil server
-    // publishes none; with hub landing a sparse leaf never needs one (the
-    // hub lands its check-ins on whatever tip it has, and a refusal brings
-    // the tip), and every broadcast would cost each leaf and nats-server
-    // work that grows with the herd.
-    let follow = config.leaf == LeafMode::Full || config.landing == LandingStrategy::Leaf;
+    let mut tips = follow_tips(&config, &coord, &scope, cloning_since)
+        .await
+        .map_err(connect_err)?;
     let from_stream = config.leaf == LeafMode::Full && config.catch_up == CatchUp::Stream;
-    let client = coord.client().clone();
-    let mut tips = match config.hub_kind {
-        HubKind::Herd if from_stream => Some(
-            subscribe_tips_since(client, scope.as_str(), DEFAULT_OP_TIMEOUT, cloning_since)
-                .await
-                .map_err(connect_err)?,
-        ),
-        HubKind::Herd if follow => Some(
-            subscribe_tips(client, scope.as_str(), DEFAULT_OP_TIMEOUT)
-                .await
-                .map_err(connect_err)?,
-        ),
-        HubKind::Herd | HubKind::Fossil => None,
-    };
     reporter.line(&LeafLine::Ready(LeafReady {
         slot,
         leaf_id: leaf_id.clone(),
@@ -195,6 +177,34 @@ pub async fn run(
         summary,
         incomplete: reporter.incomplete(),
         stopped,
+    })
+}
+
+/// The tip subscription this leaf needs, if any. A full leaf follows tips
+/// to keep its worktree current (from the stream: every batch published
+/// since `since`, a little before its clone began), and leaf landing
+/// catches up on them before pushing. A stock fossil server publishes
+/// none; with hub landing a sparse leaf never needs one (the hub lands its
+/// check-ins on whatever tip it has, and a refusal brings the tip), and
+/// every broadcast would cost each leaf and nats-server work that grows
+/// with the herd.
+async fn follow_tips(
+    config: &LeafConfig,
+    coord: &Coord,
+    scope: &Scope,
+    since: std::time::SystemTime,
+) -> Result<Option<TipSubscription>, crate::coord::CoordError> {
+    let follow = config.leaf == LeafMode::Full || config.landing == LandingStrategy::Leaf;
+    let from_stream = config.leaf == LeafMode::Full && config.catch_up == CatchUp::Stream;
+    let client = coord.client().clone();
+    Ok(match config.hub_kind {
+        HubKind::Herd if from_stream => {
+            Some(subscribe_tips_since(client, scope.as_str(), DEFAULT_OP_TIMEOUT, since).await?)
+        }
+        HubKind::Herd if follow => {
+            Some(subscribe_tips(client, scope.as_str(), DEFAULT_OP_TIMEOUT).await?)
+        }
+        HubKind::Herd | HubKind::Fossil => None,
     })
 }
 

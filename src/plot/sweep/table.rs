@@ -117,14 +117,14 @@ fn leaves_table(md: &mut String, plotted: &Points, landing: &str) {
     let _ = write!(
         md,
         "\nFull leaves against sparse ones ({landing} landing): what staying current costs.\n\n\
-         | agents | commits/s full | commits/s sparse | P50 ms full | P50 ms sparse | P99 ms full | P99 ms sparse | CPU ms/commit full | CPU ms/commit sparse | CPU ratio (full ÷ sparse) | bytes pulled/commit (full) |\n\
-         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+         | agents | commits/s full | commits/s sparse | P50 ms full | P50 ms sparse | P99 ms full | P99 ms sparse | CPU ms/commit full | CPU ms/commit sparse | CPU ratio (full ÷ sparse) | bytes pulled/commit (full) | hub bytes out/commit full | hub bytes out/commit sparse |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     );
     for a in both {
         let (f, sp) = (&full[&a], &sparse[&a]);
         let _ = writeln!(
             md,
-            "| {a} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {a} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             fmt(f.commits_per_s, 1),
             fmt(sp.commits_per_s, 1),
             fmt(f.p50, 2),
@@ -135,6 +135,8 @@ fn leaves_table(md: &mut String, plotted: &Points, landing: &str) {
             fmt(sp.cpu, 2),
             fmt(ratio(f.cpu, sp.cpu), 2),
             fmt(f.bytes_per_commit, 0),
+            fmt(f.hub_bytes_out, 0),
+            fmt(sp.hub_bytes_out, 0),
         );
     }
 }
