@@ -100,18 +100,22 @@ impl Client {
             deltas = still;
         }
         let new = stored.len();
+        let mut names = vec![String::new(); new];
+        for (name, &i) in &index {
+            names[i].clone_from(name);
+        }
         let mut checkins = Vec::new();
-        for (rid, artifact) in stored {
-            match &artifact {
-                Artifact::Checkin(m) => checkins.push((m.date.clone(), rid, artifact)),
-                _ => {
-                    repo.crosslink_parsed(rid, &artifact)
+        for ((rid, artifact), name) in stored.into_iter().zip(names) {
+            match artifact {
+                Artifact::Checkin(m) => checkins.push((name, rid, m)),
+                other => {
+                    repo.crosslink_parsed(rid, &other)
                         .map_err(self.repo_err())?;
                 }
             }
         }
-        checkins.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
-        for (_, rid, artifact) in checkins {
+        for (rid, m) in parents_first(checkins) {
+            let artifact = Artifact::Checkin(m);
             repo.crosslink_parsed(rid, &artifact)
                 .map_err(self.repo_err())?;
             if let Artifact::Checkin(m) = artifact {
@@ -161,5 +165,82 @@ impl Client {
             stored.push((s.rid, artifact));
         }
         Ok(())
+    }
+}
+
+/// Received check-ins (name, row, manifest) in the order to crosslink them:
+/// by date, and a check-in's primary parent among them before it, so that
+/// each finds its parent crosslinked (its mlink rows are written at once,
+/// and a parent that came as a delta of it is left as it is). Dates alone
+/// do not say it: the check-ins of one hub batch may share a timestamp.
+fn parents_first(
+    mut checkins: Vec<(String, crate::repo::Rid, Box<crate::repo::Manifest>)>,
+) -> Vec<(crate::repo::Rid, Box<crate::repo::Manifest>)> {
+    checkins.sort_by(|a, b| (&a.2.date, a.1).cmp(&(&b.2.date, b.1)));
+    let at: HashMap<String, usize> = checkins
+        .iter()
+        .enumerate()
+        .map(|(i, (name, _, _))| (name.clone(), i))
+        .collect();
+    let parent_of: Vec<Option<usize>> = checkins
+        .iter()
+        .map(|(_, _, m)| m.parents.first().and_then(|p| at.get(p.as_str()).copied()))
+        .collect();
+    let mut order = Vec::with_capacity(checkins.len());
+    let mut placed = vec![false; checkins.len()];
+    for start in 0..checkins.len() {
+        // The unplaced ancestors of `start` within the batch, then it.
+        let mut line = Vec::new();
+        let mut cur = Some(start);
+        while let Some(i) = cur.filter(|&i| !placed[i]) {
+            placed[i] = true;
+            line.push(i);
+            cur = parent_of[i];
+        }
+        order.extend(line.into_iter().rev());
+    }
+    let mut slots: Vec<Option<(crate::repo::Rid, Box<crate::repo::Manifest>)>> = checkins
+        .into_iter()
+        .map(|(_, rid, m)| Some((rid, m)))
+        .collect();
+    order.into_iter().filter_map(|i| slots[i].take()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checkin(
+        name: &str,
+        parent: Option<&str>,
+        date: &str,
+    ) -> (String, crate::repo::Rid, Box<crate::repo::Manifest>) {
+        let mut m = crate::repo::Manifest::default();
+        m.date = date.into();
+        m.parents = parent
+            .map(|p| crate::repo::ArtifactHash::sha3_of(p.as_bytes()))
+            .into_iter()
+            .collect();
+        let hash = crate::repo::ArtifactHash::sha3_of(name.as_bytes()).to_string();
+        (hash, crate::repo::Rid(0), Box::new(m))
+    }
+
+    #[test]
+    fn parents_are_crosslinked_before_their_children_whatever_the_dates_say() {
+        // One batch, one timestamp: c's row came first, then a, then b.
+        let same = "2026-12-07T00:00:00.000";
+        let mut batch = vec![
+            checkin("c", Some("b"), same),
+            checkin("a", None, same),
+            checkin("b", Some("a"), same),
+        ];
+        for (i, c) in batch.iter_mut().enumerate() {
+            c.1 = crate::repo::Rid(i as i64);
+        }
+        let order: Vec<i64> = parents_first(batch)
+            .into_iter()
+            .map(|(rid, _)| rid.0)
+            .collect();
+        assert_eq!(order, [1, 2, 0], "a, then b, then c");
     }
 }
