@@ -215,12 +215,14 @@ mod tests {
         parent: Option<&str>,
         date: &str,
     ) -> (String, crate::repo::Rid, Box<crate::repo::Manifest>) {
-        let mut m = crate::repo::Manifest::default();
-        m.date = date.into();
-        m.parents = parent
-            .map(|p| crate::repo::ArtifactHash::sha3_of(p.as_bytes()))
-            .into_iter()
-            .collect();
+        let m = crate::repo::Manifest {
+            date: date.into(),
+            parents: parent
+                .map(|p| crate::repo::ArtifactHash::sha3_of(p.as_bytes()))
+                .into_iter()
+                .collect(),
+            ..Default::default()
+        };
         let hash = crate::repo::ArtifactHash::sha3_of(name.as_bytes()).to_string();
         (hash, crate::repo::Rid(0), Box::new(m))
     }
