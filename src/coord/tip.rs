@@ -32,6 +32,11 @@ pub struct Tip {
     /// How many parts the batch's bundle was split into (1 when whole).
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub parts: u32,
+    /// Whether the bundle carries the batch's files as well as its
+    /// manifests (`hub --broadcast-files`): what a full leaf catching up
+    /// from the stream needs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub files: bool,
 }
 
 impl Default for Tip {
@@ -43,6 +48,7 @@ impl Default for Tip {
             bundle: bytes::Bytes::new(),
             part: 0,
             parts: 1,
+            files: false,
         }
     }
 }
@@ -200,11 +206,14 @@ mod tests {
             seq: 3,
             part: 1,
             parts: 2,
+            files: true,
             bundle: bytes::Bytes::from_static(b"x"),
             ..Tip::default()
         };
         let payload = tip.to_payload();
-        assert!(payload.starts_with(br#"{"hash":"ab","seq":3,"parent":null,"part":1,"parts":2}"#));
+        assert!(payload.starts_with(
+            br#"{"hash":"ab","seq":3,"parent":null,"part":1,"parts":2,"files":true}"#
+        ));
         let read = Tip::from_payload(&payload.into()).unwrap();
         assert_eq!(read, tip);
         assert!(read.is_last_part());

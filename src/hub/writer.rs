@@ -316,6 +316,7 @@ fn batch_broadcast(
                 part,
                 parts,
                 bundle: bytes::Bytes::from(bytes),
+                files: bundle == Some(Artifacts::All),
                 ..tip.clone()
             })
             .collect()

@@ -173,6 +173,11 @@ impl SyncState {
     /// heard of within [`LAST_STREAM_WAIT`].
     fn catch_up_stream(&mut self, heard: u64, last: bool) -> Result<(), LeafError> {
         let mut gap = self.apply_stream()?.gap;
+        if self.tips.take_bare() && self.hub_seq < heard {
+            // The hub announces batches without their files (it was not
+            // started with --broadcast-files): pull what it announced.
+            gap = true;
+        }
         if last {
             let deadline = std::time::Instant::now() + LAST_STREAM_WAIT;
             while !gap && self.hub_seq < heard && std::time::Instant::now() < deadline {

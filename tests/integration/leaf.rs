@@ -163,6 +163,7 @@ fn leaf_command(hub: &Hub, nats: &NatsServer, dir: &Path, slot: u32, extra: &[&s
         .env_remove("HERD_MODE")
         .env_remove("HERD_LANDING")
         .env_remove("HERD_LEAF")
+        .env_remove("HERD_CATCH_UP")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
@@ -234,6 +235,51 @@ fn trunk_files(repo: &Path) -> BTreeSet<(String, String)> {
         .iter()
         .map(|(name, (hash, _))| (name.clone(), hash.to_string()))
         .collect()
+}
+
+/// Full leaves catching up from the stream (the default) against a hub
+/// started by hand without `--broadcast-files`, whose broadcasts carry no
+/// files (manifests at most): the leaves see that the stream cannot bring
+/// what it announces and pull (with leaf landing, refusals bring the tip
+/// too), and every worktree ends equal to trunk.
+#[test]
+fn stream_leaves_against_a_hub_without_broadcast_files_pull_and_follow_trunk() {
+    for landing in ["hub", "leaf"] {
+        let nats = NatsServer::start();
+        let dir = tempfile::tempdir().unwrap();
+        let hub = Hub::start(dir.path(), &nats.url());
+        let extra = [
+            "--tasks",
+            "6",
+            "--agents",
+            "3",
+            "--landing",
+            landing,
+            "--min-think-ms",
+            "10",
+            "--max-think-ms",
+            "30",
+        ];
+        let results = run_leaves(&hub, &nats, dir.path(), 3, &extra);
+        for r in &results {
+            assert!(r.status.success(), "{landing}: {r:?}");
+        }
+        if landing == "hub" {
+            // Nothing else brings a hub-landing leaf others' check-ins.
+            let pulled: u64 = results.iter().map(|r| r.summary().bytes_pulled).sum();
+            assert!(pulled > 0, "{landing}: the leaves pulled");
+            // And during the trial, not only at its end: 6 pushes, the
+            // clone and one last pull would be 8 requests a leaf.
+            let requests: u64 = results.iter().map(|r| r.summary().hub_requests).sum();
+            assert!(requests >= 30, "{landing}: {requests} hub requests in all");
+        }
+        let updated: u64 = results.iter().map(|r| r.summary().files_updated).sum();
+        assert!(
+            updated > 0,
+            "{landing}: others' files reached the worktrees"
+        );
+        crate::full::assert_worktrees_follow_trunk(dir.path(), 3);
+    }
 }
 
 #[test]

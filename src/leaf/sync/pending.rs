@@ -32,6 +32,9 @@ pub(in crate::leaf) struct PendingTip {
     pub(in crate::leaf) apply_us: AtomicU64,
     /// Pulls a stream catch-up still needed (a gap in the stream).
     pub(in crate::leaf) gap_pulls: AtomicU64,
+    /// A broadcast came without the batch's files (a hub not run with
+    /// `--broadcast-files`): the stream cannot bring what it announced.
+    bare: std::sync::atomic::AtomicBool,
     /// Broadcasts that brought a tip (bundle applied or pulled).
     pub(in crate::leaf) pulled: AtomicU64,
     /// Broadcasts that needed nothing: already held, or superseded by a
@@ -68,6 +71,11 @@ impl PendingTip {
         buffered.tips.drain(..).collect()
     }
 
+    /// Whether a broadcast without files came since the last call.
+    pub(in crate::leaf) fn take_bare(&self) -> bool {
+        self.bare.swap(false, Ordering::Relaxed)
+    }
+
     /// Puts back `tips` (the parts of a batch not all here yet) ahead of
     /// anything received since they were taken.
     pub(in crate::leaf) fn put_back(&self, tips: Vec<Tip>) {
@@ -82,7 +90,8 @@ impl PendingTip {
         let Some(limit) = self.keep_bundles else {
             return;
         };
-        if tip.bundle.is_empty() {
+        if !tip.files {
+            self.bare.store(true, Ordering::Relaxed);
             return;
         }
         let mut buffered = self.bundles.lock().unwrap_or_else(|e| e.into_inner());
