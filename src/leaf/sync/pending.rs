@@ -16,8 +16,10 @@ use crate::coord::{Tip, TraceHeaders};
 /// only the tip it builds on.
 ///
 /// A full leaf that catches up from the stream (`--catch-up stream`) also
-/// keeps every broadcast that carries a bundle, in stream order, until the
-/// repository thread applies them before its next task.
+/// keeps every broadcast whose bundle carries the batch's files, in stream
+/// order, until the repository thread applies them before its next task;
+/// one without them (a hub not run with `--broadcast-files`) is noted, and
+/// the leaf pulls instead.
 #[derive(Default)]
 pub(in crate::leaf) struct PendingTip {
     newest: Mutex<Option<(Tip, TraceHeaders)>>,
