@@ -183,6 +183,12 @@ impl CatchUp {
             CatchUp::Pull => "pull",
         }
     }
+
+    /// Whether a leaf kept as `leaf` catches up from the stream: only full
+    /// leaves catch up at all (sparse ones ignore the setting).
+    pub fn from_stream(self, leaf: LeafMode) -> bool {
+        self == CatchUp::Stream && leaf == LeafMode::Full
+    }
 }
 
 impl std::str::FromStr for CatchUp {
@@ -442,6 +448,9 @@ mod tests {
             assert_eq!(serde_json::to_string(&mode).unwrap(), format!("\"{mode}\""));
         }
         assert_eq!(LeafMode::default(), LeafMode::Full);
+        assert!(CatchUp::Stream.from_stream(LeafMode::Full));
+        assert!(!CatchUp::Stream.from_stream(LeafMode::Sparse));
+        assert!(!CatchUp::Pull.from_stream(LeafMode::Full));
         let bad = "shallow".parse::<LeafMode>().unwrap_err();
         assert!(bad.contains("unknown leaf mode \"shallow\""), "{bad}");
     }

@@ -101,9 +101,7 @@ impl TrialConfig {
     /// (`hub --broadcast-files`): only for herd's hub with full leaves
     /// catching up from the stream, the only readers of those files.
     pub fn broadcast_files(&self) -> bool {
-        self.hub_kind == HubKind::Herd
-            && self.leaf == LeafMode::Full
-            && self.catch_up == CatchUp::Stream
+        self.hub_kind == HubKind::Herd && self.catch_up.from_stream(self.leaf)
     }
 
     /// Checks the multi-host settings against each other.

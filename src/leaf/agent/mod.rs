@@ -23,9 +23,7 @@ use crate::coord::{
     subscribe_tips, subscribe_tips_since, Coord, CoordConfig, Scope, TipSubscription,
     DEFAULT_OP_TIMEOUT,
 };
-use crate::report::{
-    CatchUp, HubKind, LandingStrategy, LeafLine, LeafMode, LeafReady, LeafSummary,
-};
+use crate::report::{HubKind, LandingStrategy, LeafLine, LeafMode, LeafReady, LeafSummary};
 use crate::telemetry::W3c;
 
 use super::config::LeafConfig;
@@ -111,7 +109,7 @@ pub async fn run(
     let mut tips = follow_tips(&config, &coord, &scope, cloning_since)
         .await
         .map_err(connect_err)?;
-    let from_stream = config.leaf == LeafMode::Full && config.catch_up == CatchUp::Stream;
+    let from_stream = config.catch_up.from_stream(config.leaf);
     reporter.line(&LeafLine::Ready(LeafReady {
         slot,
         leaf_id: leaf_id.clone(),
@@ -195,7 +193,7 @@ async fn follow_tips(
     since: std::time::SystemTime,
 ) -> Result<Option<TipSubscription>, crate::coord::CoordError> {
     let follow = config.leaf == LeafMode::Full || config.landing == LandingStrategy::Leaf;
-    let from_stream = config.leaf == LeafMode::Full && config.catch_up == CatchUp::Stream;
+    let from_stream = config.catch_up.from_stream(config.leaf);
     let client = coord.client().clone();
     Ok(match config.hub_kind {
         HubKind::Herd if from_stream => {

@@ -10,7 +10,6 @@ use tokio::sync::oneshot;
 
 use super::super::error::LeafError;
 use super::{CommitRequest, Committed, PendingTip, Request, Started, SyncConfig, SyncState};
-use crate::report::{CatchUp, LeafMode};
 
 /// The async side's handle on the repository thread. Dropping it ends the
 /// thread after the request in progress; [`SyncHandle::finish`] also waits.
@@ -32,7 +31,7 @@ impl SyncHandle {
         let (ready_tx, ready_rx) = oneshot::channel();
         let hub_requests = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&hub_requests);
-        let keep = config.leaf == LeafMode::Full && config.catch_up == CatchUp::Stream;
+        let keep = config.catch_up.from_stream(config.leaf);
         let tips = Arc::new(PendingTip::new(keep.then_some(config.stream_buffer_bytes)));
         let pending = Arc::clone(&tips);
         let thread = std::thread::Builder::new()

@@ -79,7 +79,7 @@ impl SyncState {
         }
         let mut run: Vec<&Batch> = Vec::new();
         let mut applied = StreamApplied::default();
-        let mut parent: Option<ArtifactHash> = None;
+        let mut parent = None;
         for batch in &batches {
             let tip = batch.tip();
             let newest_seq = run.last().map_or(self.hub_seq, |b| b.tip().seq);
@@ -102,7 +102,9 @@ impl SyncState {
                 applied.gap = true;
                 break;
             }
-            parent.get_or_insert(from);
+            if run.is_empty() {
+                parent = Some(from); // where the run starts
+            }
             run.push(batch);
         }
         let (Some(parent), Some(newest)) = (parent, run.last()) else {
