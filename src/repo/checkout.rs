@@ -152,7 +152,6 @@ fn write_file(dir: &Path, name: &str, content: &[u8], perm: Perm) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::repo::{CheckinSpec, FileChange};
 
     fn commit(
         repo: &Repository,
@@ -161,20 +160,9 @@ mod tests {
     ) -> ArtifactHash {
         let changes = changes
             .iter()
-            .map(|(path, content)| FileChange {
-                path: (*path).into(),
-                content: content.map(|c| c.as_bytes().to_vec()),
-            })
+            .map(|(path, content)| ((*path).into(), content.map(|c| c.as_bytes().to_vec())))
             .collect();
-        repo.commit(&CheckinSpec {
-            parent: parent.clone(),
-            changes,
-            comment: "c".into(),
-            user: "u".into(),
-            time: std::time::SystemTime::now(),
-        })
-        .unwrap()
-        .hash
+        repo.scratch_commit(parent, changes)
     }
 
     /// Catching up over many check-ins writes the net change: a file

@@ -67,7 +67,6 @@ pub fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::repo::{CheckinSpec, FileChange};
     use crate::xfer::card::parse;
     use crate::xfer::Client;
 
@@ -85,22 +84,16 @@ mod tests {
     }
 
     fn commit(repo: &Repository, parent: &ArtifactHash, k: usize) -> ArtifactHash {
+        // Distinct, poorly compressible text: about 2 KiB stored a file.
         let changes = (0..3)
-            .map(|j| FileChange {
-                path: format!("task-{k}/file-{j}.txt"),
-                // Distinct, poorly compressible text: about 2 KiB stored.
-                content: Some(noise(3000, (k * 3 + j) as u64)),
+            .map(|j| {
+                (
+                    format!("task-{k}/file-{j}.txt"),
+                    Some(noise(3000, (k * 3 + j) as u64)),
+                )
             })
             .collect();
-        repo.commit(&CheckinSpec {
-            parent: parent.clone(),
-            changes,
-            comment: format!("task {k}"),
-            user: "u".into(),
-            time: std::time::SystemTime::now(),
-        })
-        .unwrap()
-        .hash
+        repo.scratch_commit(parent, changes)
     }
 
     /// A batch larger than one message goes as parts of whole cards; a

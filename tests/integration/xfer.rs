@@ -641,27 +641,23 @@ fn a_tip_bundle_brings_a_leaf_one_step_forward_without_a_request() {
 
     // Two advances on the hub; bundles are built after each, as the hub does.
     let (tip, one, two, bundle_one, bundle_two) = server.with_repo(|hub| {
+        // A manifests-only bundle, in one part: what leaf landing reads.
+        let bundle = |checkin: &herd::repo::ArtifactHash| {
+            xfer::bundle::build(
+                hub,
+                std::slice::from_ref(checkin),
+                xfer::fastpath::Artifacts::Manifests,
+                1 << 20,
+            )
+            .unwrap()
+            .pop()
+            .expect("small bundle")
+        };
         let tip = hub.trunk_tip().unwrap().unwrap();
         let one = commit(hub, &tip, "n/one.txt", &"one\n".repeat(40));
-        let bundle_one = xfer::bundle::build(
-            hub,
-            std::slice::from_ref(&one),
-            xfer::fastpath::Artifacts::Manifests,
-            1 << 20,
-        )
-        .unwrap()
-        .pop()
-        .expect("small bundle");
+        let bundle_one = bundle(&one);
         let two = commit(hub, &one, "n/two.txt", &"two\n".repeat(40));
-        let bundle_two = xfer::bundle::build(
-            hub,
-            std::slice::from_ref(&two),
-            xfer::fastpath::Artifacts::Manifests,
-            1 << 20,
-        )
-        .unwrap()
-        .pop()
-        .expect("small bundle");
+        let bundle_two = bundle(&two);
         (tip, one, two, bundle_one, bundle_two)
     });
 

@@ -123,6 +123,28 @@ impl Repository {
         Repository::create(&dir.join("r.fossil"), &CreateOptions::for_tests())
             .expect("create a scratch repository")
     }
+
+    /// Commits `changes` (path, new content or `None` to delete) on
+    /// `parent`, for unit tests; the new check-in's name.
+    pub(crate) fn scratch_commit(
+        &self,
+        parent: &crate::repo::ArtifactHash,
+        changes: Vec<(String, Option<Vec<u8>>)>,
+    ) -> crate::repo::ArtifactHash {
+        let changes = changes
+            .into_iter()
+            .map(|(path, content)| crate::repo::FileChange { path, content })
+            .collect();
+        self.commit(&crate::repo::CheckinSpec {
+            parent: parent.clone(),
+            changes,
+            comment: "c".into(),
+            user: "u".into(),
+            time: std::time::SystemTime::now(),
+        })
+        .expect("commit to a scratch repository")
+        .hash
+    }
 }
 
 #[cfg(test)]
