@@ -27,6 +27,10 @@ pub struct Counters {
     pub pushes_refused: AtomicU64,
     /// Pushed check-ins the writer wrote anew on a newer tip (hub landing).
     pub hub_rebases: AtomicU64,
+    /// Hub landings that merged a file by lines (changed on trunk too).
+    pub hub_merges: AtomicU64,
+    /// Hub landings refused because lines both sides changed met.
+    pub conflicts: AtomicU64,
     /// Tips published on NATS and acknowledged by the stream.
     pub broadcasts_published: AtomicU64,
     /// Tips not published because NATS was unavailable (a later tip, or a
@@ -124,6 +128,14 @@ pub struct Stats {
     /// (`pragma herd-land`); included in `pushes_accepted`.
     #[serde(default)]
     pub hub_rebases: u64,
+    /// Hub landings that merged a file changed on trunk too by lines;
+    /// included in `hub_rebases`.
+    #[serde(default)]
+    pub hub_merges: u64,
+    /// Hub landings refused because lines both sides changed met (the
+    /// pusher redoes its edit); included in `pushes_refused`.
+    #[serde(default)]
+    pub conflicts: u64,
     /// Tips broadcast on NATS.
     pub broadcasts_published: u64,
     /// Tips not broadcast because NATS was unavailable.
@@ -196,6 +208,8 @@ impl Stats {
             pushes_accepted: get(&counters.pushes_accepted),
             pushes_refused: get(&counters.pushes_refused),
             hub_rebases: get(&counters.hub_rebases),
+            hub_merges: get(&counters.hub_merges),
+            conflicts: get(&counters.conflicts),
             broadcasts_published: get(&counters.broadcasts_published),
             broadcasts_dropped: get(&counters.broadcasts_dropped),
             pushes_waiting: get(&counters.pushes_waiting),

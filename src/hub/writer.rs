@@ -244,6 +244,10 @@ impl Writing {
                     .count() as u64,
             );
             Counters::add(&self.counters.pushes_refused, outcome.refusals.len() as u64);
+            let merges = outcome.advances.iter().filter(|a| !a.merged.is_empty());
+            Counters::add(&self.counters.hub_merges, merges.count() as u64);
+            let conflicts = outcome.refusals.iter().filter(|r| !r.conflicts.is_empty());
+            Counters::add(&self.counters.conflicts, conflicts.count() as u64);
             if let Some(failure) = &outcome.failure {
                 tracing::warn!(peer = ?job.peer, failure = %failure, "push failed");
             }

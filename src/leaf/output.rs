@@ -159,6 +159,7 @@ mod tests {
             claim,
             commit_ms: None,
             fork_retries: retries,
+            resolutions: 0,
             checkin: None,
             outcome,
             timeline: None,

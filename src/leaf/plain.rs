@@ -61,14 +61,17 @@ impl RepoThread {
 
     /// Writes a task's files into the worktree at `dir`; a full leaf of
     /// herd's hub first catches up and brings the worktree to the newest
-    /// trunk tip it knows. With no files, only the catching up.
+    /// trunk tip it knows, then makes the task's hot-file edit on it. With
+    /// no files, only the catching up. (Hot-file edits are refused up
+    /// front against a stock server.)
     pub(super) async fn prepare(
         &self,
         dir: PathBuf,
         files: Vec<(String, Vec<u8>)>,
+        edit: Option<crate::workload::HotEdit>,
     ) -> Result<(), LeafError> {
         match self {
-            RepoThread::Herd(h) => h.prepare(files).await,
+            RepoThread::Herd(h) => h.prepare(files, edit).await,
             RepoThread::Plain(_) => write_worktree(dir, files).await,
         }
     }
@@ -290,6 +293,7 @@ impl PlainState {
                 outcome: CommitOutcome::Landed {
                     checkin,
                     fork_retries: 0,
+                    resolutions: 0,
                 },
                 pushes,
             }),

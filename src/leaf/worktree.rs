@@ -28,6 +28,7 @@ use std::sync::atomic::Ordering;
 
 use crate::repo::{ArtifactHash, Repository};
 use crate::report::CatchUp;
+use crate::workload::HotEdit;
 
 use super::error::LeafError;
 use super::sync::{PendingTip, SyncState};
@@ -90,8 +91,13 @@ impl Worktree {
 impl SyncState {
     /// [`Request::Prepare`](super::sync::Request::Prepare): a full leaf
     /// catches up (one pull, when a newer tip was heard of) and brings its
-    /// worktree to the tip it holds; then the task's files are written.
-    pub(super) fn prepare(&mut self, files: &[(String, Vec<u8>)]) -> Result<(), LeafError> {
+    /// worktree to the tip it holds; then the task's files are written,
+    /// and its hot-file edit made on the file as that tip has it.
+    pub(super) fn prepare(
+        &mut self,
+        files: &[(String, Vec<u8>)],
+        edit: Option<&HotEdit>,
+    ) -> Result<(), LeafError> {
         if self.worktree.is_none() {
             return write_files(&self.config.worktree, files);
         }
@@ -99,6 +105,11 @@ impl SyncState {
         let seq_before = self.hub_seq;
         // No files: the trial's end, the last catch-up.
         self.catch_up_full(files.is_empty())?;
+        if edit.is_some() && self.config.hold_hot {
+            // The hot file is held: whoever held it before has landed, but
+            // its broadcast may not be here yet. Edit the newest text.
+            self.pull_counted()?;
+        }
         let tip = self.hub_tip.clone();
         let path = self.config.repo_path.clone();
         let Some(worktree) = self.worktree.as_mut() else {
@@ -121,7 +132,41 @@ impl SyncState {
                 .checkins_applied
                 .fetch_add(self.hub_seq - seq_before, Ordering::Relaxed);
         }
-        worktree.write(files)
+        worktree.write(files)?;
+        match edit {
+            Some(edit) => self.write_edit(&tip, edit).map(drop),
+            None => Ok(()),
+        }
+    }
+
+    /// Makes `edit` on its hot file as check-in `at` has it, writes the
+    /// result into the worktree, and returns it.
+    pub(super) fn write_edit(
+        &mut self,
+        at: &ArtifactHash,
+        edit: &HotEdit,
+    ) -> Result<Vec<u8>, LeafError> {
+        let text = self.hot_text(at, edit)?;
+        let file = [(edit.path.clone(), text)];
+        if let Some(worktree) = self.worktree.as_mut() {
+            worktree.write(&file)?;
+        }
+        let [(_, text)] = file;
+        Ok(text)
+    }
+
+    /// `edit` made on its hot file as check-in `at` has it (on nothing,
+    /// when `at` lacks the file).
+    pub(super) fn hot_text(&self, at: &ArtifactHash, edit: &HotEdit) -> Result<Vec<u8>, LeafError> {
+        let current = self
+            .repo
+            .file_at(at, &edit.path)
+            .map_err(|source| LeafError::Repo {
+                step: "read a hot file",
+                path: self.config.repo_path.clone(),
+                source: Box::new(source),
+            })?;
+        Ok(edit.apply(&current.unwrap_or_default()))
     }
 
     /// Catches up when a tip newer than the one held was heard of (a

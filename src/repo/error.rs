@@ -159,11 +159,12 @@ pub enum ManifestError {
 /// Why a check-in could not be rebased onto a new parent.
 #[derive(Debug, Error)]
 pub enum RebaseError {
-    /// The same file changed in the check-in and between its parent and the target.
-    #[error("conflict on {path:?}: changed both by the check-in and on the new parent's line")]
+    /// Files changed in the check-in and between its parent and the
+    /// target that no line merge joins.
+    #[error("conflict: {}", super::rebase::describe(conflicts))]
     Conflict {
-        /// The file changed on both sides.
-        path: String,
+        /// Every such file, sorted by path.
+        conflicts: Vec<super::rebase::FileConflict>,
     },
     /// The check-in has no parent to compute its changes against.
     #[error("check-in {hash} has no parent to rebase from")]

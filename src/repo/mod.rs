@@ -19,6 +19,7 @@ pub mod encode;
 mod error;
 mod hash;
 pub mod manifest;
+pub mod merge;
 mod rebase;
 mod schema;
 mod store;
@@ -35,5 +36,5 @@ pub use hash::{ArtifactHash, Rid};
 pub use manifest::{
     parse_artifact, parse_named_artifact, Artifact, FileCard, Manifest, Perm, TagCard, TagKind,
 };
-pub use rebase::Landing;
+pub use rebase::{describe as describe_conflicts, ConflictKind, FileConflict, Landing};
 pub use store::{CreateOptions, FileList, RawBlob, Repository, Stored};

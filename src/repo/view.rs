@@ -111,4 +111,22 @@ impl Repository {
         let view = self.view_of(rid, &m)?;
         Ok((rid, m, view))
     }
+
+    /// The content of file `path` in check-in `checkin` (held, with its
+    /// files); `None` when the check-in has no such file.
+    pub fn file_at(
+        &self,
+        checkin: &ArtifactHash,
+        path: &str,
+    ) -> Result<Option<Vec<u8>>, RepoError> {
+        let (_, _, view) = self.checkin_view(checkin)?;
+        let Some((hash, _)) = view.entry(path) else {
+            return Ok(None);
+        };
+        self.content(&hash)?
+            .map(Some)
+            .ok_or_else(|| RepoError::MissingArtifact {
+                hash: hash.to_string(),
+            })
+    }
 }

@@ -268,6 +268,11 @@ pub enum TaskOutcome {
     Abandoned,
 }
 
+/// For serde: a count of zero is left out of a line.
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
 /// One task's result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskLine {
@@ -283,6 +288,10 @@ pub struct TaskLine {
     pub commit_ms: Option<f64>,
     /// Pushes refused because trunk moved.
     pub fork_retries: u32,
+    /// Times the task's hot-file edit conflicted with trunk's lines and
+    /// was made again on the newer text.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub resolutions: u32,
     /// The accepted check-in's hash.
     pub checkin: Option<String>,
     /// How the task ended.
@@ -414,6 +423,7 @@ mod tests {
             claim: ClaimOutcome::Won,
             commit_ms: Some(2.5),
             fork_retries: 1,
+            resolutions: 0,
             checkin: Some("ab".repeat(32)),
             outcome: TaskOutcome::Committed,
             timeline: None,

@@ -79,12 +79,15 @@ pub enum PushResult {
     Landed,
     /// Refused: trunk moved; the leaf rebases and pushes again.
     Refused,
-    /// Refused, and the rebase found a file changed on both sides: the
-    /// task is given up.
+    /// Refused, and a file changed on both sides could not be merged by
+    /// lines (by the hub, or by the leaf's rebase): the leaf redoes its
+    /// edit on the new text, or gives the task up when it cannot.
     Conflict,
     /// No answer the leaf could use (the hub unreachable past the retry
     /// deadline, or an error card).
     Failed,
+    /// Landed by the hub, which merged a file changed on trunk too by lines.
+    Merged,
 }
 
 /// One push of a commit, on the trial clock.

@@ -142,8 +142,7 @@ impl FossilHub {
                 trunk_leaves: leaves,
                 requests: None,
                 peak_rss_kb: None,
-                hub_rebases: None,
-                bytes_out: None,
+                ..HubCount::default()
             }),
             _ => Err(format!("fossil sql answered {text:?}, not two counts")),
         }

@@ -9,6 +9,7 @@
 
 pub mod cli;
 mod cluster;
+pub mod edits;
 mod fossil_hub;
 pub mod hosts;
 pub mod infra;

@@ -20,16 +20,18 @@
 //!   short lease. The client rebases and pushes again with
 //!   `pragma herd-queue TOKEN`. Other servers ignore both pragmas.
 //! - Hub landing: a client that adds `pragma herd-land` to its push asks the
-//!   server to land a check-in whose parent is no longer the tip itself,
-//!   when none of the files it changed were changed on trunk since its
-//!   parent. The server then writes the check-in anew on the tip (same
+//!   server to land a check-in whose parent is no longer the tip itself.
+//!   The server then writes the check-in anew on the tip (same
 //!   changes, comment and user; never storing the pushed manifest) and
-//!   answers `pragma herd-landed HASH SEQ`, with the new manifest as a
+//!   answers `pragma herd-landed HASH SEQ MERGED`, with the new manifest as a
 //!   `file` card when it reads through the pushed check-in's baseline (the
 //!   client holds that, so it can store the manifest and commit on it; a
 //!   new baseline would be the whole tree's file list, which a sparse
-//!   client does not want). A check-in whose
-//!   files did change is refused as above, the error naming the files. A
+//!   client does not want). A file the check-in changed that also changed
+//!   on trunk since its parent is merged by lines (three ways); MERGED
+//!   counts them, and their merged texts come as `file` cards before the
+//!   manifest, since the pusher lacks them. A check-in whose lines
+//!   conflict is refused as above, the error naming the files and lines. A
 //!   push repeated after a lost reply is answered with the earlier landing.
 //!   Other servers ignore the pragma and refuse the push as usual.
 //! - Sparse: a client that adds `pragma herd-sparse` keeps only what it
@@ -76,8 +78,9 @@ pub const PRAGMA_TURN: &str = "herd-turn";
 /// `pragma herd-land`: land this push's check-ins on the tip if they do
 /// not conflict.
 pub const PRAGMA_LAND: &str = "herd-land";
-/// `pragma herd-landed HASH SEQ`: the push was landed as check-in HASH
-/// (its manifest follows as a `file` card).
+/// `pragma herd-landed HASH SEQ MERGED`: the push was landed as check-in
+/// HASH, MERGED of its files merged by lines with trunk's (their texts,
+/// then its manifest, follow as `file` cards).
 pub const PRAGMA_LANDED: &str = "herd-landed";
 /// `pragma herd-sparse`: send this client the tip's manifest (and its
 /// baseline), no files, no check-ins in between.
@@ -169,12 +172,16 @@ pub fn push_reply(
     }
     if let Some(landed) = &outcome.landed_before {
         let seq = repo.trunk_position()? - repo.trunk_after(Some(landed))?.len() as u64;
-        return landed_reply(repo, landed, seq, false);
+        return landed_reply(repo, landed, seq, false, &[]);
     }
     match outcome.advances.last() {
-        Some(advance) if advance.landed_from.is_some() => {
-            landed_reply(repo, &advance.hash, advance.seq, advance.pusher_can_keep)
-        }
+        Some(advance) if advance.landed_from.is_some() => landed_reply(
+            repo,
+            &advance.hash,
+            advance.seq,
+            advance.pusher_can_keep,
+            &advance.merged,
+        ),
         Some(advance) => Ok(vec![Card::pragma(
             PRAGMA_ACCEPTED,
             &[advance.hash.as_str(), &advance.seq.to_string()],
@@ -183,18 +190,24 @@ pub fn push_reply(
     }
 }
 
-/// `pragma herd-landed HASH SEQ`, and the landed check-in's manifest when
+/// `pragma herd-landed HASH SEQ MERGED`, the texts the landing merged
+/// (the pusher lacks them), and the landed check-in's manifest when
 /// `with_manifest`.
 fn landed_reply(
     repo: &Repository,
     landed: &ArtifactHash,
     seq: u64,
     with_manifest: bool,
+    merged: &[ArtifactHash],
 ) -> Result<Vec<Card>, ServerError> {
     let mut cards = vec![Card::pragma(
         PRAGMA_LANDED,
-        &[landed.as_str(), &seq.to_string()],
+        &[landed.as_str(), &seq.to_string(), &merged.len().to_string()],
     )];
+    for hash in merged {
+        let text = repo.content(hash)?.ok_or_else(|| missing(hash))?;
+        cards.push(file_card(hash, text));
+    }
     if with_manifest {
         let manifest =
             repo.content(landed)?

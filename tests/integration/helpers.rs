@@ -625,3 +625,19 @@ pub fn set_file_size_limit(pid: u32, soft: u64) {
 pub fn file_len(path: &Path) -> u64 {
     std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }
+
+/// A clone of the hub at `url` named `name` in `dir` that, like a leaf,
+/// skips the R card (a checksum over every file of the tree) when it
+/// commits.
+pub fn leaf_clone(
+    url: &str,
+    dir: &Path,
+    name: &str,
+) -> (herd::xfer::Client, herd::repo::Repository) {
+    let client = herd::xfer::Client::new(url);
+    let repo = client
+        .clone_into(&dir.join(format!("{name}.fossil")))
+        .unwrap();
+    repo.config_set("repo-cksum", "0").unwrap();
+    (client, repo)
+}

@@ -16,6 +16,7 @@ mod layout;
 mod leaf;
 mod limits;
 mod otel;
+mod overlap;
 mod queue;
 mod repo;
 mod report;

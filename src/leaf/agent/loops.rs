@@ -42,12 +42,18 @@ impl Agent<'_> {
                 return Ok(true);
             }
             let plan = workload.next_task();
+            // With --hold-hot the task holds the hot file it edits too.
+            let held = plan
+                .edit
+                .as_ref()
+                .filter(|_| c.workload.hot.hold)
+                .map(|e| &e.path);
+            let files = plan.files.iter().map(|(path, _)| path).chain(held);
             // A retry after a lost answer may leave an unused open record
             // behind; no other slot opens this slot's tasks.
             let opened = self
                 .retrying("open", || {
-                    self.coord
-                        .open_new_task(&plan.title, plan.files.iter().map(|(path, _)| path))
+                    self.coord.open_new_task(&plan.title, files.clone())
                 })
                 .await
                 .map_err(|source| LeafError::Coord {

@@ -96,6 +96,7 @@ pub async fn run(
             leaf: config.leaf,
             catch_up: config.catch_up,
             stream_buffer_bytes: config.stream_buffer_bytes,
+            hold_hot: config.workload.hot.hold,
         },
     )
     .await?;
@@ -140,7 +141,7 @@ pub async fn run(
                 // to the newest tip this leaf heard of (its own last
                 // landing, at least), while the tip loop still records what
                 // the stream brings.
-                if let Err(e) = sync.prepare(config.worktree(), Vec::new()).await {
+                if let Err(e) = sync.prepare(config.worktree(), Vec::new(), None).await {
                     reporter.error(chain(&e), false);
                 }
             }

@@ -16,6 +16,11 @@ use super::super::error::{chain, LeafError};
 use super::super::sync::{elapsed_ms, CommitOutcome, CommitRequest, Committed};
 use super::Agent;
 
+/// The first and the longest wait before claiming again a task whose hot
+/// file another task holds (`--hold-hot`).
+const HOLD_FIRST_WAIT: std::time::Duration = std::time::Duration::from_millis(5);
+const HOLD_MAX_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// What a task's line will say, gathered as the task goes.
 struct LineDraft<'a> {
     id: &'a TaskId,
@@ -29,6 +34,7 @@ struct LineDraft<'a> {
 struct Settled {
     outcome: TaskOutcome,
     fork_retries: u32,
+    resolutions: u32,
     commit_ms: Option<f64>,
     checkin: Option<String>,
 }
@@ -39,6 +45,7 @@ impl Settled {
         Settled {
             outcome,
             fork_retries: 0,
+            resolutions: 0,
             commit_ms: None,
             checkin: None,
         }
@@ -143,6 +150,12 @@ impl Agent<'_> {
             })
             .instrument(claim_span.clone())
             .await;
+        let claimed = match claimed {
+            Err(ClaimError::HeldByAnother { .. }) if self.config.workload.hot.hold => {
+                self.wait_for_hold(id).instrument(claim_span.clone()).await
+            }
+            other => other,
+        };
         claim_span.record("outcome", if claimed.is_ok() { "won" } else { "lost" });
         match claimed {
             Ok(claim) => Ok(claim),
@@ -154,6 +167,23 @@ impl Agent<'_> {
             Err(e) => {
                 self.reporter.error(chain(&LeafError::Claim(e)), false);
                 Err(TaskOutcome::Failed)
+            }
+        }
+    }
+
+    /// With `--hold-hot`, a task whose hot file another task holds waits
+    /// for it (the lock-based design's cost) and claims again, until the
+    /// hub retry time has passed or a stop request comes.
+    async fn wait_for_hold(&self, id: &TaskId) -> Result<Claim, ClaimError> {
+        let start = Instant::now();
+        let mut wait = HOLD_FIRST_WAIT;
+        loop {
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(HOLD_MAX_WAIT);
+            match self.retrying("claim", || self.coord.claim(id)).await {
+                Err(ClaimError::HeldByAnother { .. })
+                    if start.elapsed() < self.config.hub_retry && !*self.stop.borrow() => {}
+                other => return other,
             }
         }
     }
@@ -171,9 +201,11 @@ impl Agent<'_> {
         plan: &TaskPlan,
         mut claim: Claim,
     ) -> (Claim, Result<(), TaskOutcome>) {
-        let written = self
-            .sync
-            .prepare(self.config.worktree(), plan.files.clone());
+        let written = self.sync.prepare(
+            self.config.worktree(),
+            plan.files.clone(),
+            plan.edit.clone(),
+        );
         let work = async { tokio::join!(written, self.think(plan.think)) };
         tokio::pin!(work);
         // A leaf that is alive keeps its claim: when catching up takes long
@@ -206,6 +238,7 @@ impl Agent<'_> {
         let request = CommitRequest {
             files: plan.files.clone(),
             comment: plan.title.clone(),
+            edit: plan.edit.clone(),
         };
         let commit_span = tracing::info_span!(
             "coord.Commit",
@@ -246,6 +279,7 @@ impl Agent<'_> {
             CommitOutcome::Landed {
                 checkin,
                 fork_retries,
+                resolutions,
             } => {
                 let commit_ms = elapsed_ms(start);
                 if let Err(source) = self.coord.close(claim).await {
@@ -260,12 +294,16 @@ impl Agent<'_> {
                 Settled {
                     outcome: TaskOutcome::Committed,
                     fork_retries,
+                    resolutions,
                     commit_ms: Some(commit_ms),
                     checkin: Some(checkin.to_string()),
                 }
             }
-            CommitOutcome::Conflict { path, fork_retries } => {
-                tracing::warn!(task = %id, path, "rebase conflict; giving the task up");
+            CommitOutcome::Conflict {
+                conflicts,
+                fork_retries,
+            } => {
+                tracing::warn!(task = %id, conflicts, "rebase conflict; giving the task up");
                 self.abandon(claim).await;
                 Settled {
                     fork_retries,
@@ -295,6 +333,7 @@ impl Agent<'_> {
             claim,
             commit_ms: settled.commit_ms,
             fork_retries: settled.fork_retries,
+            resolutions: settled.resolutions,
             checkin: settled.checkin,
             outcome: settled.outcome,
             timeline: Some(draft.timeline.finish()),

@@ -2,7 +2,7 @@
 //! check-in (rebasing after refusals when the leaf lands), and the task's
 //! outcome.
 
-use crate::repo::{ArtifactHash, RebaseError};
+use crate::repo::{describe_conflicts, ArtifactHash, RebaseError};
 use crate::report::{LandingStrategy, PushMark, PushResult, TrialClock};
 use crate::telemetry::W3c;
 use crate::xfer::{PushOutcome, QueueAsk};
@@ -44,13 +44,9 @@ impl SyncState {
         }
         set_trace(&self.client, &W3c::of(span));
         let mut parent = self.hub_tip.clone();
-        let spec = request.spec(parent.clone(), &self.config.user);
-        let mut checkin = self
-            .repo
-            .commit(&spec)
-            .map_err(self.repo_err("check in"))?
-            .hash;
+        let mut checkin = self.check_in(request, &parent)?;
         let mut fork_retries = 0;
+        let mut resolutions = 0;
         let mut ask = QueueAsk::Wait;
         for _ in 0..MAX_PUSH_ATTEMPTS {
             if absorb {
@@ -61,8 +57,15 @@ impl SyncState {
             }
             if self.hub_tip != parent {
                 let onto = self.hub_tip.clone();
-                match self.rebase(&checkin, &onto, fork_retries)? {
-                    Ok(rebased) => checkin = rebased,
+                match self.rebase(&checkin, &onto, request, fork_retries)? {
+                    Ok(Rebased::Merged(rebased)) => checkin = rebased,
+                    Ok(Rebased::Redone(redone)) => {
+                        checkin = redone;
+                        resolutions += 1;
+                        if let Some(last) = self.pushes.last_mut() {
+                            last.result = PushResult::Conflict;
+                        }
+                    }
                     Err(conflict) => {
                         if let Some(last) = self.pushes.last_mut() {
                             last.result = PushResult::Conflict;
@@ -85,7 +88,25 @@ impl SyncState {
                     checkin: landed,
                     seq,
                     stored,
-                } => return Ok(self.landed(span, &parent, landed, seq, stored, fork_retries)),
+                    merged,
+                } => {
+                    if merged > 0 {
+                        if let Some(last) = self.pushes.last_mut() {
+                            last.result = PushResult::Merged;
+                        }
+                    }
+                    span.record("commit.uuid", landed.as_str());
+                    span.record("commit.parent", parent.as_str());
+                    if stored {
+                        self.saw_tip(landed.clone(), Some(seq));
+                    }
+                    self.heard_seq = self.heard_seq.max(seq);
+                    return Ok(CommitOutcome::Landed {
+                        checkin: landed,
+                        fork_retries,
+                        resolutions,
+                    });
+                }
                 PushOutcome::Accepted { tip, seq } => {
                     span.record("commit.uuid", checkin.as_str());
                     span.record("commit.parent", parent.as_str());
@@ -93,6 +114,7 @@ impl SyncState {
                     return Ok(CommitOutcome::Landed {
                         checkin,
                         fork_retries,
+                        resolutions,
                     });
                 }
                 PushOutcome::Refused { tip, seq, turn, .. } => {
@@ -162,31 +184,6 @@ impl SyncState {
         })
     }
 
-    /// A check-in the hub landed (wrote anew on its tip) as the task's
-    /// outcome. The next check-in goes on the landed one when this leaf
-    /// stored it (its baseline was here), else on the same parent as this
-    /// one: the hub rebases either.
-    fn landed(
-        &mut self,
-        span: &tracing::Span,
-        parent: &ArtifactHash,
-        landed: ArtifactHash,
-        seq: u64,
-        stored: bool,
-        fork_retries: u32,
-    ) -> CommitOutcome {
-        span.record("commit.uuid", landed.as_str());
-        span.record("commit.parent", parent.as_str());
-        if stored {
-            self.saw_tip(landed.clone(), Some(seq));
-        }
-        self.heard_seq = self.heard_seq.max(seq);
-        CommitOutcome::Landed {
-            checkin: landed,
-            fork_retries,
-        }
-    }
-
     /// A push that gave up on an unanswering hub, as the task's outcome.
     fn push_failed(
         &self,
@@ -207,18 +204,55 @@ impl SyncState {
         }
     }
 
-    /// Re-makes `checkin` on `onto`; the inner `Err` is the task's end by
-    /// a conflict.
+    /// The task's check-in on `parent`: its files, and its hot-file edit
+    /// made on the file as `parent` has it.
+    fn check_in(
+        &mut self,
+        request: &CommitRequest,
+        parent: &ArtifactHash,
+    ) -> Result<ArtifactHash, LeafError> {
+        let mut spec = request.spec(parent.clone(), &self.config.user);
+        if let Some(edit) = &request.edit {
+            let text = self.write_edit(parent, edit)?;
+            spec.changes.push(crate::repo::FileChange {
+                path: edit.path.clone(),
+                content: Some(text),
+            });
+        }
+        Ok(self
+            .repo
+            .commit(&spec)
+            .map_err(self.repo_err("check in"))?
+            .hash)
+    }
+
+    /// Re-makes `checkin` on `onto`, merging by lines files trunk changed
+    /// too. When lines conflict only in the task's hot file, the task's
+    /// edit is made again on `onto`'s text, as an agent would redo it on
+    /// the file it now reads (never leaving conflict markers). The `Err`
+    /// is the task's end by a conflict nothing resolves.
     fn rebase(
-        &self,
+        &mut self,
         checkin: &ArtifactHash,
         onto: &ArtifactHash,
+        request: &CommitRequest,
         fork_retries: u32,
-    ) -> Result<Result<ArtifactHash, CommitOutcome>, LeafError> {
+    ) -> Result<Result<Rebased, CommitOutcome>, LeafError> {
         match self.repo.rebase(checkin, onto) {
-            Ok(rebased) => Ok(Ok(rebased.hash)),
-            Err(RebaseError::Conflict { path }) => {
-                Ok(Err(CommitOutcome::Conflict { path, fork_retries }))
+            Ok(rebased) => Ok(Ok(Rebased::Merged(rebased.hash))),
+            Err(RebaseError::Conflict { conflicts }) => {
+                let redoable = request
+                    .edit
+                    .as_ref()
+                    .is_some_and(|e| conflicts.iter().all(|c| c.path == e.path));
+                if redoable {
+                    tracing::debug!(conflicts = %describe_conflicts(&conflicts), "redoing the edit");
+                    return self.check_in(request, onto).map(|c| Ok(Rebased::Redone(c)));
+                }
+                Ok(Err(CommitOutcome::Conflict {
+                    conflicts: describe_conflicts(&conflicts),
+                    fork_retries,
+                }))
             }
             Err(source) => Err(LeafError::Rebase {
                 checkin: checkin.to_string(),
@@ -227,4 +261,13 @@ impl SyncState {
             }),
         }
     }
+}
+
+/// A check-in made again on a newer parent.
+enum Rebased {
+    /// Its changes laid on the parent (files trunk changed too merged by
+    /// lines).
+    Merged(ArtifactHash),
+    /// Its hot-file edit conflicted there and was made again.
+    Redone(ArtifactHash),
 }

@@ -68,9 +68,10 @@ impl SyncHandle {
     pub(in crate::leaf) async fn prepare(
         &self,
         files: Vec<(String, Vec<u8>)>,
+        edit: Option<crate::workload::HotEdit>,
     ) -> Result<(), LeafError> {
         let (reply, answer) = oneshot::channel();
-        self.send(Request::Prepare { files, reply })?;
+        self.send(Request::Prepare { files, edit, reply })?;
         answer.await.map_err(|_| LeafError::WorkerGone)?
     }
 

@@ -7,6 +7,7 @@ use tokio::sync::oneshot;
 
 use crate::repo::{ArtifactHash, CheckinSpec, FileChange};
 use crate::report::PushMark;
+use crate::workload::HotEdit;
 
 use super::super::error::LeafError;
 
@@ -17,6 +18,10 @@ pub(in crate::leaf) struct CommitRequest {
     pub files: Vec<(String, Vec<u8>)>,
     /// The check-in comment.
     pub comment: String,
+    /// Lines the task inserts into a shared hot file, made on the file as
+    /// the check-in's parent has it (and made again on a newer parent when
+    /// they conflict there).
+    pub edit: Option<HotEdit>,
 }
 
 impl CommitRequest {
@@ -48,11 +53,15 @@ pub(in crate::leaf) enum CommitOutcome {
         checkin: ArtifactHash,
         /// Refused pushes before it landed.
         fork_retries: u32,
+        /// Times the task's hot-file edit conflicted and was redone on
+        /// newer text.
+        resolutions: u32,
     },
-    /// A rebase found a file changed on both sides.
+    /// A rebase found files changed on both sides that neither a line
+    /// merge nor redoing the task's edit could join.
     Conflict {
-        /// The file.
-        path: String,
+        /// The files and lines, described.
+        conflicts: String,
         /// Refused pushes before the conflict.
         fork_retries: u32,
     },
@@ -93,6 +102,9 @@ pub(in crate::leaf) enum Request {
     /// a trial).
     Prepare {
         files: Vec<(String, Vec<u8>)>,
+        /// The task's hot-file edit, made on the file at the tip caught
+        /// up to.
+        edit: Option<HotEdit>,
         reply: oneshot::Sender<Result<(), LeafError>>,
     },
     Commit {

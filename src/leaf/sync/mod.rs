@@ -84,6 +84,9 @@ pub(super) struct SyncConfig {
     pub catch_up: crate::report::CatchUp,
     /// Most bytes of stream batches buffered before they are applied.
     pub stream_buffer_bytes: usize,
+    /// Whether a task holds the hot file it edits (`--hold-hot`): it then
+    /// pulls before the edit, so it edits the newest text.
+    pub hold_hot: bool,
 }
 
 /// The repository as it stands after start-up.

@@ -127,8 +127,8 @@ impl SyncState {
     pub(super) fn serve(&mut self) {
         while let Ok(request) = self.inbox.recv() {
             match request {
-                Request::Prepare { files, reply } => {
-                    let result = self.prepare(&files);
+                Request::Prepare { files, edit, reply } => {
+                    let result = self.prepare(&files, edit.as_ref());
                     self.count_requests();
                     let _ = reply.send(result);
                 }

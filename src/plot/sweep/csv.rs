@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 /// The columns of the CSV, in order.
-pub const COLUMNS: [&str; 38] = [
+pub const COLUMNS: [&str; 46] = [
     "hub_kind",
     "agents",
     "tasks",
@@ -43,6 +43,14 @@ pub const COLUMNS: [&str; 38] = [
     "cpu_ms_per_commit_nats",
     "cpu_ms_per_commit_leaves",
     "cpu_ms_per_commit_herd",
+    "overlap",
+    "hold_hot",
+    "edits_expected",
+    "edits_lost",
+    "edits_doubled",
+    "hub_merges",
+    "conflicts",
+    "leaf_resolutions",
 ];
 
 /// The object whose keys the `<object>_<key>` columns flatten: a CSV cell

@@ -13,10 +13,12 @@
 //! seed) only feed the ratio table.
 //!
 //! This file reads the runs and writes the outputs; the points are made in
-//! `points`, the outputs drawn in `csv`, `table` and `charts`.
+//! `points`, the outputs drawn in `csv`, `table` and `charts`. A sweep over
+//! `--overlap` also gets `overlap.svg` (`overlap`) beside the charts.
 
 mod charts;
 mod csv;
+mod overlap;
 mod points;
 mod table;
 
@@ -98,6 +100,9 @@ pub fn plot(jsonl: &Path, out: &Outputs) -> Result<(), SweepError> {
         table::markdown(&plotted, &points(&runs, true)),
     )?;
     write(&out.svg, charts::charts(&plotted, &out.title)?)?;
+    if let Some(chart) = overlap::chart(&runs, &out.title) {
+        write(&out.svg.with_file_name("overlap.svg"), chart?)?;
+    }
     Ok(())
 }
 

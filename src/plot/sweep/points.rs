@@ -9,7 +9,7 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 pub(super) struct Run {
     #[serde(default = "herd")]
-    hub_kind: String,
+    pub(super) hub_kind: String,
     #[serde(default)]
     landing: Option<String>,
     #[serde(default)]
@@ -23,15 +23,15 @@ pub(super) struct Run {
     #[serde(default)]
     total: Option<u64>,
     #[serde(default)]
-    hub_commits: Option<u64>,
+    pub(super) hub_commits: Option<u64>,
     #[serde(default)]
-    side_by_side: bool,
+    pub(super) side_by_side: bool,
     #[serde(default)]
-    p50_commit_ms: Option<f64>,
+    pub(super) p50_commit_ms: Option<f64>,
     #[serde(default)]
-    p99_commit_ms: Option<f64>,
+    pub(super) p99_commit_ms: Option<f64>,
     #[serde(default)]
-    commits_per_s: Option<f64>,
+    pub(super) commits_per_s: Option<f64>,
     #[serde(default)]
     hub_requests_per_commit: Option<f64>,
     #[serde(default)]
@@ -46,6 +46,15 @@ pub(super) struct Run {
     hub_bytes_out_per_commit: Option<f64>,
     #[serde(default)]
     apply_us_per_checkin: Option<f64>,
+    /// The share of tasks that edited hot files (absent: none).
+    #[serde(default)]
+    pub(super) overlap: f64,
+    /// Whether those tasks held the hot file they edited.
+    #[serde(default)]
+    pub(super) hold_hot: bool,
+    /// Hub landings refused for conflicting lines.
+    #[serde(default)]
+    pub(super) conflicts: Option<f64>,
 }
 
 /// The CPU per commit of the kinds of process the tables show.
@@ -70,15 +79,22 @@ impl Run {
             // catching up from the stream, the default (rows without
             // `catch_up` predate the knob); pulling is named. Sparse leaves
             // ignore catch-up.
-            let name = format!(
+            let mut name = format!(
                 "herd, {} landing",
                 self.landing.as_deref().unwrap_or("leaf")
             );
             match (self.leaf.as_deref(), self.catch_up.as_deref()) {
-                (Some("full"), Some("pull")) => format!("{name}, pull catch-up"),
-                (Some("full"), _) => name,
-                _ => format!("{name}, sparse leaves"),
+                (Some("full"), Some("pull")) => name.push_str(", pull catch-up"),
+                (Some("full"), _) => {}
+                _ => name.push_str(", sparse leaves"),
             }
+            if self.overlap > 0.0 {
+                name.push_str(&format!(", overlap {}", self.overlap));
+                if self.hold_hot {
+                    name.push_str(" held");
+                }
+            }
+            name
         }
     }
 }
@@ -108,7 +124,7 @@ pub(super) struct Point {
 pub(super) type Points = BTreeMap<String, BTreeMap<u32, Point>>;
 
 /// The median of the finite values; `None` with none.
-fn median(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
+pub(super) fn median(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
     let mut v: Vec<f64> = values.flatten().filter(|x| x.is_finite()).collect();
     if v.is_empty() {
         return None;

@@ -211,13 +211,14 @@ pub(super) fn slots(trial: &Trial<'_>) -> Result<String, PlotError> {
         mark_kinds: vec![
             ("push landed".into(), PALETTE[2]),
             ("push refused (trunk moved)".into(), PALETTE[4]),
-            ("conflict".into(), PALETTE[3]),
+            ("conflict (edit redone)".into(), PALETTE[3]),
             ("push failed".into(), PALETTE[6]),
+            ("landed, merged by the hub".into(), PALETTE[5]),
         ],
         spans,
         marks,
     };
-    debug_assert_eq!(PushResult::Failed as usize, 3);
+    debug_assert_eq!(PushResult::Merged as usize, 4);
     let rows = trial.slots.len() as u32;
     let height = (rows * 14).clamp(260, 1300) + 120;
     let frame = Frame {

@@ -401,6 +401,7 @@ pub(super) mod tests {
             claim: ClaimOutcome::Won,
             commit_ms: Some(4.0 + f64::from(slot % 5)),
             fork_retries: 0,
+            resolutions: 0,
             checkin: Some("ab".repeat(32)),
             outcome: TaskOutcome::Committed,
             timeline: Some(Timeline {
@@ -486,6 +487,8 @@ pub(super) mod tests {
             requests: Some(total),
             peak_rss_kb: Some(40_000),
             hub_rebases: Some(total / 2),
+            hub_merges: None,
+            conflicts: None,
             bytes_out: Some(total * 3000),
         };
         TrialReport::build(shape, slots, hub)

@@ -71,6 +71,7 @@ impl TrialReport {
             leaf_peak_rss_kb: None,
             cpu_ms_per_commit: None,
             cpu_ms_per_commit_by_kind: None,
+            edits: None,
             nats_ops_per_task: None,
             hosts: shape.hosts.max(1),
             nats_nodes: shape.nats_nodes,

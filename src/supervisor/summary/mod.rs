@@ -60,6 +60,12 @@ pub struct HubCount {
     /// Check-ins the hub wrote anew on a newer tip; `None` when the hub
     /// does not say.
     pub hub_rebases: Option<u64>,
+    /// Hub landings that merged a file by lines; `None` when the hub does
+    /// not say.
+    pub hub_merges: Option<u64>,
+    /// Hub landings refused for conflicting lines; `None` when the hub
+    /// does not say.
+    pub conflicts: Option<u64>,
     /// Bytes of HTTP response bodies the hub sent (`/stats` `bytes_out`);
     /// `None` when the hub does not say (a stock `fossil server`).
     pub bytes_out: Option<u64>,
@@ -203,6 +209,11 @@ pub struct TrialReport {
     /// Why herd stopped the trial when a process could not be kept
     /// running; `null` otherwise.
     pub infra_failure: Option<String>,
+    /// With `--overlap`: the set check over hot-file edits and the merges
+    /// and conflicts behind it (its fields at the top level of `--json`);
+    /// absent otherwise.
+    #[serde(default, flatten, skip_serializing_if = "Option::is_none")]
+    pub edits: Option<crate::supervisor::edits::EditCheck>,
 }
 
 /// The inputs of a report besides the slots.
@@ -276,6 +287,7 @@ mod tests {
                 claim: ClaimOutcome::Won,
                 commit_ms: Some(ms),
                 fork_retries: 0,
+                resolutions: 0,
                 checkin: None,
                 outcome: TaskOutcome::Committed,
                 timeline: None,
@@ -325,6 +337,8 @@ mod tests {
             requests: Some(6),
             peak_rss_kb: Some(20_000),
             hub_rebases: None,
+            hub_merges: None,
+            conflicts: None,
             bytes_out: Some(8000),
         };
         let r = TrialReport::build(shape(), &slots, hub);
@@ -440,6 +454,8 @@ mod tests {
             requests: None,
             peak_rss_kb: None,
             hub_rebases: None,
+            hub_merges: None,
+            conflicts: None,
             bytes_out: None,
         };
         let fossil = TrialShape {
@@ -534,6 +550,8 @@ mod tests {
             requests: Some(6),
             peak_rss_kb: Some(1024),
             hub_rebases: Some(1),
+            hub_merges: None,
+            conflicts: None,
             bytes_out: Some(4000),
         };
         let mut r = TrialReport::build(shape(), &slots, hub);

@@ -107,6 +107,25 @@ impl TrialReport {
                 ))
         );
         let _ = writeln!(s, "  forks:              {}", or_na(self.forks));
+        if let Some(e) = &self.edits {
+            let _ = writeln!(
+                s,
+                "  hot-file edits:     overlap {} ({}): {} expected, {} found, {} lost, {} doubled",
+                e.overlap,
+                if e.hold_hot { "held" } else { "concurrent" },
+                e.edits_expected,
+                e.edits_found,
+                e.edits_lost,
+                e.edits_doubled
+            );
+            let _ = writeln!(
+                s,
+                "  hub merges:         {} (conflicts {}, leaf resolutions {})",
+                or_na(e.hub_merges),
+                or_na(e.conflicts),
+                e.leaf_resolutions
+            );
+        }
     }
 
     /// How the run went: hosts and faults (when there were any), the think

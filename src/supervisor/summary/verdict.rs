@@ -45,6 +45,9 @@ impl TrialReport {
                 why.push(format!("trunk has {n} leaves, not 1"));
             }
         }
+        if let Some(failure) = self.edits.as_ref().and_then(|e| e.failure()) {
+            why.push(failure);
+        }
         why.extend(failed_groups(&self.failed_slots));
         if why.is_empty() {
             return None;
@@ -107,6 +110,8 @@ mod tests {
             requests: Some(3),
             peak_rss_kb: None,
             hub_rebases: None,
+            hub_merges: None,
+            conflicts: None,
             bytes_out: None,
         };
         let r = TrialReport::build(shape(), &slots, hub);

@@ -121,6 +121,8 @@ fn fetch_stats(url: &str) -> Result<HubCount, String> {
         requests: Some(field("requests")?),
         peak_rss_kb: field("peak_rss_kb").ok(),
         hub_rebases: field("hub_rebases").ok(),
+        hub_merges: field("hub_merges").ok(),
+        conflicts: field("conflicts").ok(),
         bytes_out: field("bytes_out").ok(),
     })
 }

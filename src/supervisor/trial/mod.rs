@@ -27,6 +27,7 @@
 mod faults;
 mod hub;
 mod lines;
+mod seed;
 mod slots;
 
 use std::path::{Path, PathBuf};

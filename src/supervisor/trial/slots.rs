@@ -30,12 +30,11 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 /// The command that starts slot `slot`'s leaf-agent, on its host.
 fn leaf_command(run: &Setting<'_>, slot: u32, hub: &HubReady) -> Command {
     let config = run.config;
-    let w = &config.workload;
     let program = std::env::var_os(LEAF_AGENT_ENV)
         .filter(|p| !p.is_empty())
         .map_or_else(|| config.bin_dir.join("leaf-agent"), PathBuf::from);
     let host = run.topology.host_of(slot);
-    let flags: [(&str, std::ffi::OsString); 19] = [
+    let flags: [(&str, std::ffi::OsString); 12] = [
         ("--hub", hub.http.clone().into()),
         (
             "--nats-url",
@@ -47,13 +46,6 @@ fn leaf_command(run: &Setting<'_>, slot: u32, hub: &HubReady) -> Command {
         ("--seed", config.seed.to_string().into()),
         ("--agents", config.agents.to_string().into()),
         ("--mode", config.mode.as_str().into()),
-        ("--min-files", w.min_files.to_string().into()),
-        ("--max-files", w.max_files.to_string().into()),
-        ("--min-bytes", w.min_bytes.to_string().into()),
-        ("--max-bytes", w.max_bytes.to_string().into()),
-        ("--min-think-ms", w.min_think_ms.to_string().into()),
-        ("--max-think-ms", w.max_think_ms.to_string().into()),
-        ("--hold-ttl-ms", w.hold_ttl_ms.to_string().into()),
         ("--hub-kind", config.hub_kind.as_str().into()),
         ("--landing", config.landing.as_str().into()),
         ("--leaf", config.leaf.as_str().into()),
@@ -62,6 +54,7 @@ fn leaf_command(run: &Setting<'_>, slot: u32, hub: &HubReady) -> Command {
     let args: Vec<std::ffi::OsString> = flags
         .into_iter()
         .flat_map(|(flag, value)| [flag.into(), value])
+        .chain(config.workload.flags().into_iter().map(Into::into))
         .collect();
     run.topology.command(host, Some(slot), &program, &args)
 }
@@ -243,6 +236,9 @@ pub(super) async fn run_slots(
 ) -> Result<Finished, SupervisorError> {
     let config = t.config;
     let mut slots = vec![SlotRecord::default(); config.agents as usize];
+    if config.workload.hot.enabled() {
+        super::seed::seed_hot_files(t, hub.ready()).await?;
+    }
     let started = Instant::now();
     let (pids, mut rx) = start_slots(t, hub.ready(), &mut slots)?;
     let mut d = Dispatch {
@@ -330,10 +326,19 @@ async fn verdict(
                 .count() as u64
         })
         .sum();
-    // A hub herd could not keep running has nothing to count.
+    // A hub herd could not keep running has nothing to count. The hot
+    // files' seed check-in is herd's, not a task's: it is not counted.
+    let seeded = u64::from(config.workload.hot.enabled());
     let counted = match infra.lost() {
         Some(_) => Err(None),
-        None => hub.count(committed).await.map_err(Some),
+        None => hub
+            .count(committed + seeded)
+            .await
+            .map(|mut c| {
+                c.trunk_commits = c.trunk_commits.saturating_sub(seeded);
+                c
+            })
+            .map_err(Some),
     };
     let (hub_count, hub_error) = match counted {
         Ok(c) => (c, None),
@@ -347,6 +352,9 @@ async fn verdict(
         ..TrialShape::of(config, runtime_s)
     };
     let mut report = TrialReport::build(shape, &slots, hub_count);
+    if config.workload.hot.enabled() && infra.lost().is_none() {
+        report.edits = Some(check_edits(t, &slots, &hub_count).await);
+    }
     if let Some(e) = hub_error {
         report.hub_count_unknown();
         if let Some(e) = e {
@@ -357,6 +365,47 @@ async fn verdict(
         }
     }
     Ok((report, slots))
+}
+
+/// The set check over the hot files at the hub's trunk tip (read from its
+/// repository, which the hub keeps in the work directory), with the
+/// merges and conflicts behind it. A repository that cannot be read
+/// counts every edit as lost, naming why.
+async fn check_edits(
+    t: &Setting<'_>,
+    slots: &[SlotRecord],
+    hub: &HubCount,
+) -> crate::supervisor::edits::EditCheck {
+    use crate::supervisor::edits::{expected_markers, markers_on_tip, EditCheck};
+    let config = t.config;
+    let committed: Vec<(u32, u32)> = slots
+        .iter()
+        .flat_map(|r| &r.tasks)
+        .filter(|t| t.outcome == TaskOutcome::Committed)
+        .map(|t| (t.slot, t.task))
+        .collect();
+    let expected = expected_markers(&config.workload, config.seed, config.tasks, committed);
+    let repo = t.workdir.join("hub.fossil");
+    let files = config.workload.hot.files;
+    let found = tokio::task::spawn_blocking(move || markers_on_tip(&repo, files)).await;
+    let mut check = match found {
+        Ok(Ok(found)) => EditCheck::compare(&expected, &found),
+        Ok(Err(e)) => {
+            tracing::error!(error = %crate::chain::chain(&e), "cannot read the hub's hot files");
+            EditCheck::compare(&expected, &Default::default())
+        }
+        Err(_) => EditCheck::compare(&expected, &Default::default()),
+    };
+    check.overlap = config.workload.hot.overlap;
+    check.hold_hot = config.workload.hot.hold;
+    check.hub_merges = hub.hub_merges;
+    check.conflicts = hub.conflicts;
+    check.leaf_resolutions = slots
+        .iter()
+        .flat_map(|r| &r.tasks)
+        .map(|t| u64::from(t.resolutions))
+        .sum();
+    check
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {

@@ -48,6 +48,9 @@ pub enum PushOutcome {
         /// Whether its manifest was stored here: only when its baseline is
         /// held, so a sparse copy never needs the hub's newer baselines.
         stored: bool,
+        /// How many of its files the hub merged by lines with trunk's
+        /// (their merged texts are stored here either way).
+        merged: u32,
     },
 }
 
@@ -193,6 +196,7 @@ impl Client {
         if let Some(args) = reply.pragma(PRAGMA_LANDED) {
             let (checkin, seq) =
                 parse_tip(args).ok_or_else(|| self.protocol("landing without a check-in"))?;
+            let merged = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(0);
             let stored = self.in_transaction(repo, |r| {
                 r.clear_unsent().map_err(self.repo_err())?;
                 self.keep_landed(r, reply.cards, &checkin)
@@ -206,6 +210,7 @@ impl Client {
                 checkin,
                 seq,
                 stored,
+                merged,
             }));
         }
         if let Some(args) = reply.pragma(PRAGMA_ACCEPTED) {
@@ -276,17 +281,28 @@ impl Client {
     /// the baseline it reads through is held here (or it is a baseline
     /// itself and small enough to be worth keeping: never, for a sparse
     /// copy, which keeps only what it committed on). Says whether it did.
+    /// The texts the hub merged are stored either way: a full copy that
+    /// later names the landing as held (`herd-have`) is not sent them.
     fn keep_landed(
         &self,
         repo: &Repository,
-        cards: Vec<Card>,
+        mut cards: Vec<Card>,
         checkin: &ArtifactHash,
     ) -> Result<bool, ClientError> {
-        let Some(manifest) = cards.iter().find_map(|c| match c {
-            Card::File { hash, payload, .. } if hash == checkin.as_str() => Some(payload),
-            _ => None,
-        }) else {
+        let at = cards
+            .iter()
+            .position(|c| matches!(c, Card::File { hash, .. } if hash == checkin.as_str()));
+        let Some(at) = at else {
+            self.store_received(repo, cards, None)?;
             return Ok(false);
+        };
+        let manifest_card = cards.remove(at);
+        self.store_received(repo, cards, None)?;
+        let Card::File {
+            payload: manifest, ..
+        } = &manifest_card
+        else {
+            unreachable!("found as a file card");
         };
         let (baseline, parent) = match crate::repo::parse_artifact(manifest) {
             crate::repo::Artifact::Checkin(m) => (m.baseline, m.parents.into_iter().next()),
@@ -308,7 +324,7 @@ impl Client {
         if !held || !contiguous {
             return Ok(false);
         }
-        self.store_received(repo, cards, None)?;
+        self.store_received(repo, vec![manifest_card], None)?;
         Ok(true)
     }
 }

@@ -74,6 +74,7 @@ impl Session<'_> {
                 seq: repo.trunk_position()?,
                 landed_from: None,
                 pusher_can_keep: false,
+                merged: Vec::new(),
             });
             tip = Some(hash.clone());
         }
@@ -102,8 +103,8 @@ impl Session<'_> {
             );
             if !conflicts.is_empty() {
                 text.push_str(&format!(
-                    "; files changed on trunk since its parent: {}",
-                    conflicts.join(", ")
+                    "; changed on trunk since its parent and not mergeable: {}",
+                    crate::repo::describe_conflicts(&conflicts)
                 ));
             }
             self.errors.push(text);
@@ -118,8 +119,9 @@ impl Session<'_> {
     }
 
     /// A hub landing of pushed check-in `hash` (parsed as `artifact`, not
-    /// stored) on trunk tip `tip`: written anew there when none of its
-    /// files changed on trunk since its parent. A push repeated after a
+    /// stored) on trunk tip `tip`: written anew there, files that changed
+    /// on trunk since its parent merged by lines, unless lines both sides
+    /// changed meet. A push repeated after a
     /// lost reply finds its earlier landing instead.
     fn land_on(
         &mut self,
@@ -141,9 +143,9 @@ impl Session<'_> {
         if !repo.is_checkin(parent)? {
             return Ok(Landed::No);
         }
-        let checkin = match repo.land(hash, manifest, tip, rcvid) {
-            Ok(Landing::Landed(checkin)) => checkin,
-            Ok(Landing::Conflict { paths }) => return Ok(Landed::Conflict(paths)),
+        let (checkin, merged) = match repo.land(hash, manifest, tip, rcvid) {
+            Ok(Landing::Landed { checkin, merged }) => (checkin, merged),
+            Ok(Landing::Conflict { conflicts }) => return Ok(Landed::Conflict(conflicts)),
             Err(RebaseError::Repo(e)) => return Err(e.into()),
             // A pushed check-in without a parent was ruled out above.
             Err(RebaseError::NoParent { .. } | RebaseError::Conflict { .. }) => {
@@ -163,6 +165,7 @@ impl Session<'_> {
             seq: repo.trunk_position()?,
             landed_from: Some(hash.clone()),
             pusher_can_keep,
+            merged,
         });
         Ok(Landed::On(checkin.hash))
     }
@@ -210,8 +213,8 @@ enum Landed {
     On(ArtifactHash),
     /// Landed by an earlier request (this is a repeat).
     Before,
-    /// These files changed on trunk since its parent.
-    Conflict(Vec<String>),
+    /// These files changed on trunk since its parent and did not merge.
+    Conflict(Vec<crate::repo::FileConflict>),
     /// Not a case for landing (no held parent): refused as sent.
     No,
 }

@@ -82,6 +82,10 @@ pub struct TrunkAdvance {
     /// pushed check-in: the pusher holds that baseline, so it can store the
     /// landed manifest and commit on it (the reply then carries it).
     pub pusher_can_keep: bool,
+    /// Files of a hub landing that changed on trunk too and were merged by
+    /// lines: their new texts, which the pusher lacks (the reply carries
+    /// them).
+    pub merged: Vec<ArtifactHash>,
 }
 
 /// A pushed check-in refused because its parent is not the trunk tip.
@@ -94,8 +98,9 @@ pub struct Refusal {
     /// The trunk tip at the time.
     pub tip: ArtifactHash,
     /// For a push that asked to be landed: the files it changed that were
-    /// also changed on trunk since its parent (empty for a plain refusal).
-    pub conflicts: Vec<String>,
+    /// also changed on trunk since its parent and could not be merged, each
+    /// with the lines in conflict (empty for a plain refusal).
+    pub conflicts: Vec<crate::repo::FileConflict>,
 }
 
 /// What one request did, for logs, metrics and the hub's broadcasts.

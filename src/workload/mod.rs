@@ -4,7 +4,13 @@
 //! `seed + i`, so the same flags give the same files, byte for byte, on every
 //! run and machine. In shared mode every leaf must agree on the pool without
 //! talking, so each pool task draws from its own generator, seeded from the
-//! seed and the task's index.
+//! seed and the task's index. Edits of shared hot files (`hot`) come from a
+//! second stream per slot, so turning them on leaves every task's own files
+//! as they were.
+
+mod hot;
+
+pub use hot::{find_markers, hot_path, seed_files, HotConfig, HotEdit, Marker, Place, SEED_LINES};
 
 use std::time::Duration;
 
@@ -57,7 +63,7 @@ impl std::fmt::Display for Mode {
 pub const DEFAULT_HOLD_TTL_MS: u64 = 30_000;
 
 /// The workload knobs, with DESIGN.md's defaults.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct WorkloadConfig {
     /// Fewest files a task writes.
     pub min_files: u32,
@@ -75,6 +81,8 @@ pub struct WorkloadConfig {
     /// killed leaf's task can be claimed again this long after its claim.
     /// Not a workload knob proper, but passed to every leaf with them.
     pub hold_ttl_ms: u64,
+    /// Edits of shared hot files.
+    pub hot: HotConfig,
 }
 
 impl Default for WorkloadConfig {
@@ -87,12 +95,13 @@ impl Default for WorkloadConfig {
             min_think_ms: 10,
             max_think_ms: 100,
             hold_ttl_ms: DEFAULT_HOLD_TTL_MS,
+            hot: HotConfig::default(),
         }
     }
 }
 
 /// Why a workload configuration is unusable.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error, PartialEq)]
 pub enum WorkloadError {
     /// A range whose minimum exceeds its maximum.
     #[error("{name}: minimum {min} is larger than maximum {max}")]
@@ -109,6 +118,22 @@ pub enum WorkloadError {
     Zero {
         /// Which knob.
         name: &'static str,
+    },
+    /// Hot-file edits need what they were given to.
+    #[error("--overlap needs {needs} ({why})")]
+    HotNeeds {
+        /// The setting it needs.
+        needs: &'static str,
+        /// Why.
+        why: &'static str,
+    },
+    /// A share outside 0–1.
+    #[error("{name} must be between 0 and 1 (got {value})")]
+    Share {
+        /// Which knob.
+        name: &'static str,
+        /// The value given.
+        value: f64,
     },
 }
 
@@ -135,6 +160,17 @@ impl WorkloadConfig {
             return Err(WorkloadError::Zero {
                 name: "hold-ttl-ms",
             });
+        }
+        if self.hot.files == 0 {
+            return Err(WorkloadError::Zero { name: "hot-files" });
+        }
+        for (name, value) in [
+            ("overlap", self.hot.overlap),
+            ("hot-append", self.hot.append),
+        ] {
+            if !(0.0..=1.0).contains(&value) {
+                return Err(WorkloadError::Share { name, value });
+            }
         }
         Ok(())
     }
@@ -166,6 +202,23 @@ pub struct WorkloadArgs {
     /// task can be claimed again this long after its claim.
     #[arg(long, env = "HERD_HOLD_TTL_MS", default_value_t = DEFAULT_HOLD_TTL_MS)]
     pub hold_ttl_ms: u64,
+    /// The share of tasks (0–1) that also insert lines into a shared hot
+    /// file (`hot/file-<k>.txt`), edited concurrently by other agents.
+    /// Needs full leaves and disjoint mode.
+    #[arg(long, env = "HERD_OVERLAP", default_value_t = 0.0)]
+    pub overlap: f64,
+    /// How many shared hot files there are.
+    #[arg(long, env = "HERD_HOT_FILES", default_value_t = 4)]
+    pub hot_files: u32,
+    /// The share of hot-file edits (0–1) that append at the end, as a
+    /// changelog would, rather than insert after a random line.
+    #[arg(long, env = "HERD_HOT_APPEND", default_value_t = 0.2)]
+    pub hot_append: f64,
+    /// Hold the hot file a task edits for the whole task (the lock-based
+    /// design: no concurrent edits, more waiting) instead of editing
+    /// concurrently and merging.
+    #[arg(long, env = "HERD_HOLD_HOT")]
+    pub hold_hot: bool,
 }
 
 impl WorkloadArgs {
@@ -179,7 +232,75 @@ impl WorkloadArgs {
             min_think_ms: self.min_think_ms,
             max_think_ms: self.max_think_ms,
             hold_ttl_ms: self.hold_ttl_ms,
+            hot: HotConfig {
+                overlap: self.overlap,
+                files: self.hot_files,
+                append: self.hot_append,
+                hold: self.hold_hot,
+            },
         }
+    }
+}
+
+impl WorkloadConfig {
+    /// Checks that hot-file edits, when asked for, have what they need:
+    /// a leaf edits the hot file its worktree holds at the trunk tip, so
+    /// leaves must be full; markers name a slot's task, so tasks must be
+    /// the slot's own (disjoint mode); the hub must be herd's, since a
+    /// stock `fossil server` takes forks instead and the plain leaf does
+    /// not merge them.
+    pub fn check_hot(
+        &self,
+        mode: Mode,
+        full_leaves: bool,
+        herd_hub: bool,
+    ) -> Result<(), WorkloadError> {
+        if !self.hot.enabled() {
+            return Ok(());
+        }
+        if !herd_hub {
+            return Err(WorkloadError::HotNeeds {
+                needs: "--hub-kind herd",
+                why: "a stock fossil server takes concurrent edits as forks, which herd's plain leaf does not merge",
+            });
+        }
+        if !full_leaves {
+            return Err(WorkloadError::HotNeeds {
+                needs: "--leaf full",
+                why: "a sparse leaf holds no other slot's edits, so it cannot edit a shared file",
+            });
+        }
+        if mode != Mode::Disjoint {
+            return Err(WorkloadError::HotNeeds {
+                needs: "--mode disjoint",
+                why: "each edit is marked with its slot and task",
+            });
+        }
+        Ok(())
+    }
+
+    /// The flags that give a leaf-agent this workload, as herd passes them
+    /// on: spelled as [`WorkloadArgs`] spells them.
+    pub fn flags(&self) -> Vec<String> {
+        let mut flags: Vec<String> = [
+            ("--min-files", self.min_files.to_string()),
+            ("--max-files", self.max_files.to_string()),
+            ("--min-bytes", self.min_bytes.to_string()),
+            ("--max-bytes", self.max_bytes.to_string()),
+            ("--min-think-ms", self.min_think_ms.to_string()),
+            ("--max-think-ms", self.max_think_ms.to_string()),
+            ("--hold-ttl-ms", self.hold_ttl_ms.to_string()),
+            ("--overlap", self.hot.overlap.to_string()),
+            ("--hot-files", self.hot.files.to_string()),
+            ("--hot-append", self.hot.append.to_string()),
+        ]
+        .into_iter()
+        .flat_map(|(flag, value)| [flag.to_string(), value])
+        .collect();
+        if self.hot.hold {
+            flags.push("--hold-hot".into());
+        }
+        flags
     }
 }
 
@@ -194,6 +315,8 @@ pub struct TaskPlan {
     pub files: Vec<(String, Vec<u8>)>,
     /// How long the agent "thinks" before committing.
     pub think: Duration,
+    /// Lines this task inserts into a shared hot file, if it does.
+    pub edit: Option<HotEdit>,
 }
 
 /// The tasks of one slot in disjoint mode: files under `slot-<i>/task-<k>/`.
@@ -201,14 +324,20 @@ pub struct SlotWorkload {
     config: WorkloadConfig,
     slot: u32,
     rng: Pcg64,
+    /// The slot's hot-edit stream, apart from `rng`.
+    hot_rng: Pcg64,
     next: u32,
 }
+
+/// Mixed into a slot's seed for its hot-edit stream.
+const HOT_STREAM: u64 = 0x6a09_e667_f3bc_c908;
 
 impl SlotWorkload {
     /// The generator for `slot` under `seed`.
     pub fn new(config: WorkloadConfig, seed: u64, slot: u32) -> Self {
         SlotWorkload {
             rng: Pcg64::seed_from_u64(seed.wrapping_add(u64::from(slot))),
+            hot_rng: Pcg64::seed_from_u64(seed.wrapping_add(u64::from(slot)) ^ HOT_STREAM),
             config,
             slot,
             next: 0,
@@ -221,7 +350,20 @@ impl SlotWorkload {
         self.next += 1;
         let dir = format!("slot-{}/task-{}", self.slot, index);
         let title = format!("slot {} task {}", self.slot, index);
-        draw_task(&self.config, &mut self.rng, index, &dir, title)
+        let mut plan = draw_task(&self.config, &mut self.rng, index, &dir, title);
+        plan.edit = hot::draw_edit(&self.config.hot, &mut self.hot_rng, self.slot, index);
+        plan
+    }
+
+    /// Every hot-file edit of this slot's first `tasks` tasks, by task.
+    pub fn edits(
+        config: &WorkloadConfig,
+        seed: u64,
+        slot: u32,
+        tasks: u32,
+    ) -> Vec<Option<HotEdit>> {
+        let mut w = SlotWorkload::new(config.clone(), seed, slot);
+        (0..tasks).map(|_| w.next_task().edit).collect()
     }
 }
 
@@ -256,6 +398,7 @@ fn draw_task(
         title,
         files,
         think,
+        edit: None,
     }
 }
 
