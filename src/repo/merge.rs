@@ -119,8 +119,8 @@ pub enum Merge {
     Clean(Vec<u8>),
     /// Every conflict, in base order; nothing was merged.
     Conflicts(Vec<Conflict>),
-    /// One of the three files is binary (or 2 GiB or more, too large to
-    /// count in lines); such files are never merged by lines.
+    /// One of the three files is binary, or too large (2 GiB) to count in
+    /// lines; such files are never merged.
     Binary,
 }
 
@@ -257,9 +257,9 @@ impl<'h> Side<'h> {
         Some(hunk.base.end)
     }
 
-    /// This side's line number for base line `line`, which lies outside
-    /// every hunk not yet consumed, so the side has it unchanged (or at
-    /// the same point, for `line` at an insertion).
+    /// This side's line number for base line `line`. Only asked for lines
+    /// at or before every hunk not yet consumed and at or after every
+    /// consumed one, where the side differs from base only by `shift`.
     fn at(&self, line: u32) -> u32 {
         (i64::from(line) + self.shift) as u32
     }
