@@ -253,13 +253,10 @@ fn usage(why: String) -> u8 {
 /// ask for. `Err` is the exit code, its reason printed.
 fn trial(args: RunArgs) -> Result<TrialReport, u8> {
     let workload = args.workload.config();
-    if let Err(e) = workload.validate().and_then(|()| {
-        workload.check_hot(
-            args.mode,
-            args.leaf == LeafMode::Full,
-            args.hub_kind == HubKind::Herd,
-        )
-    }) {
+    if let Err(e) = workload
+        .validate()
+        .and_then(|()| workload.check_hot(args.mode, args.leaf == LeafMode::Full))
+    {
         return Err(usage(format!("invalid workload: {e}")));
     }
     let bin_dir = supervisor::cli::bin_dir().map_err(usage)?;

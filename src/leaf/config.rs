@@ -105,11 +105,8 @@ impl LeafConfig {
     /// Checks every knob before anything starts.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.workload.validate()?;
-        self.workload.check_hot(
-            self.mode,
-            self.leaf == crate::report::LeafMode::Full,
-            self.hub_kind == crate::report::HubKind::Herd,
-        )?;
+        self.workload
+            .check_hot(self.mode, self.leaf == crate::report::LeafMode::Full)?;
         if self.tasks == 0 {
             return Err(ConfigError::Zero { name: "tasks" });
         }

@@ -62,8 +62,8 @@ impl RepoThread {
     /// Writes a task's files into the worktree at `dir`; a full leaf of
     /// herd's hub first catches up and brings the worktree to the newest
     /// trunk tip it knows, then makes the task's hot-file edit on it. With
-    /// no files, only the catching up. (Hot-file edits are refused up
-    /// front against a stock server.)
+    /// no files, only the catching up. Against a stock server the hot-file
+    /// edit is made at commit time, after autosync's pull.
     pub(super) async fn prepare(
         &self,
         dir: PathBuf,
@@ -248,6 +248,33 @@ impl PlainState {
             })
     }
 
+    /// `edit` made on its hot file as check-in `tip` has it, written into
+    /// the worktree, as the change to check in.
+    fn edit_on(
+        &self,
+        tip: &ArtifactHash,
+        edit: &crate::workload::HotEdit,
+    ) -> Result<crate::repo::FileChange, LeafError> {
+        let path = &self.config.repo_path;
+        let current = self
+            .repo
+            .file_at(tip, &edit.path)
+            .map_err(repo_err("read a hot file", path))?;
+        let text = edit.apply(&current.unwrap_or_default());
+        let file = self.config.worktree.join(&edit.path);
+        if let Some(dir) = file.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| LeafError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        std::fs::write(&file, &text).map_err(|source| LeafError::Io { path: file, source })?;
+        Ok(crate::repo::FileChange {
+            path: edit.path.clone(),
+            content: Some(text),
+        })
+    }
+
     /// Autosync's commit: pull, check in on the trunk tip, push once.
     fn commit(&self, request: &CommitRequest) -> Result<Committed, LeafError> {
         let url = &self.config.hub_url;
@@ -271,7 +298,13 @@ impl PlainState {
                 Vec::new(),
             );
         }
-        let spec = request.spec(self.trunk_tip()?, &self.config.user);
+        let tip = self.trunk_tip()?;
+        let mut spec = request.spec(tip.clone(), &self.config.user);
+        if let Some(edit) = &request.edit {
+            // As `fossil update` would before the commit: the edit is made
+            // on the hot file as the newest tip pulled has it.
+            spec.changes.push(self.edit_on(&tip, edit)?);
+        }
         let checkin = self
             .repo
             .commit(&spec)

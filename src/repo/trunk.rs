@@ -34,6 +34,26 @@ impl Repository {
         text.map(|t| ArtifactHash::parse(&t)).transpose()
     }
 
+    /// Every leaf of trunk, newest first (the first is [`Self::trunk_tip`]):
+    /// one on a linear trunk, more where a server took forks.
+    pub fn trunk_leaf_list(&self) -> Result<Vec<ArtifactHash>, RepoError> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT blob.uuid FROM leaf CROSS JOIN event ON event.objid=leaf.rid \
+                 CROSS JOIN blob ON blob.rid=leaf.rid WHERE event.type='ci' AND EXISTS( \
+                 SELECT 1 FROM tagxref WHERE tagxref.rid=leaf.rid AND tagxref.tagid=?1 \
+                 AND tagxref.value='trunk') ORDER BY event.mtime DESC, leaf.rid DESC",
+            )
+            .ctx("listing trunk leaves")?;
+        let names = st
+            .query_map([TAG_BRANCH], |r| r.get::<_, String>(0))
+            .ctx("listing trunk leaves")?
+            .collect::<Result<Vec<_>, _>>()
+            .ctx("listing trunk leaves")?;
+        names.iter().map(|t| ArtifactHash::parse(t)).collect()
+    }
+
     /// Whether `hash` is a crosslinked check-in (has a `ci` event).
     pub fn is_checkin(&self, hash: &ArtifactHash) -> Result<bool, RepoError> {
         self.conn

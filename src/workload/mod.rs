@@ -246,23 +246,10 @@ impl WorkloadConfig {
     /// Checks that hot-file edits, when asked for, have what they need:
     /// a leaf edits the hot file its worktree holds at the trunk tip, so
     /// leaves must be full; markers name a slot's task, so tasks must be
-    /// the slot's own (disjoint mode); the hub must be herd's, since a
-    /// stock `fossil server` takes forks instead and the plain leaf does
-    /// not merge them.
-    pub fn check_hot(
-        &self,
-        mode: Mode,
-        full_leaves: bool,
-        herd_hub: bool,
-    ) -> Result<(), WorkloadError> {
+    /// the slot's own (disjoint mode).
+    pub fn check_hot(&self, mode: Mode, full_leaves: bool) -> Result<(), WorkloadError> {
         if !self.hot.enabled() {
             return Ok(());
-        }
-        if !herd_hub {
-            return Err(WorkloadError::HotNeeds {
-                needs: "--hub-kind herd",
-                why: "a stock fossil server takes concurrent edits as forks, which herd's plain leaf does not merge",
-            });
         }
         if !full_leaves {
             return Err(WorkloadError::HotNeeds {

@@ -11,7 +11,7 @@ use std::sync::{Arc, Barrier};
 use std::time::SystemTime;
 
 use herd::repo::{ArtifactHash, CheckinSpec, FileChange, Repository};
-use herd::supervisor::edits::{expected_markers, markers_on_tip, EditCheck};
+use herd::supervisor::edits::{expected_markers, markers_on_trunk, EditCheck};
 use herd::workload::{find_markers, HotEdit, Marker, Place, WorkloadConfig};
 use herd::xfer::PushOutcome;
 use serde_json::Value;
@@ -214,6 +214,10 @@ fn a_herd_editing_one_hot_file_loses_no_edit_concurrently_or_held() {
     for (mode, extra) in [
         ("concurrent", &["--hot-append", "0.5"][..]),
         ("held", &["--hold-hot"][..]),
+        (
+            "leaf landing",
+            &["--landing", "leaf", "--hot-append", "0.5"][..],
+        ),
     ] {
         let tmp = TempDir::new().unwrap();
         let out = overlap_trial(&tmp.path().join("w"), extra);
@@ -225,10 +229,11 @@ fn a_herd_editing_one_hot_file_loses_no_edit_concurrently_or_held() {
         assert_eq!(n("edits_found"), n("edits_expected"), "{mode}: {r}");
         assert_eq!((n("edits_lost"), n("edits_doubled")), (0, 0), "{mode}: {r}");
         assert_eq!(r["hold_hot"], mode == "held", "{r}");
-        if mode == "held" {
-            assert_eq!(n("conflicts"), 0, "holds keep edits apart: {r}");
-        } else {
-            assert!(n("hub_merges") + n("conflicts") > 0, "edits met: {r}");
+        match mode {
+            "held" => assert_eq!(n("conflicts"), 0, "holds keep edits apart: {r}"),
+            // The leaves rebase, merging by lines themselves.
+            "leaf landing" => assert!(n("fork_retries") > 0, "{r}"),
+            _ => assert!(n("hub_merges") + n("conflicts") > 0, "edits met: {r}"),
         }
     }
 }
@@ -264,7 +269,7 @@ fn the_set_check_names_an_edit_removed_from_the_tip() {
     workload.hot.files = 1;
     let all = (0..4).flat_map(|slot| (0..6).map(move |task| (slot, task)));
     let expected = expected_markers(&workload, 1, 6, all);
-    let check = EditCheck::compare(&expected, &markers_on_tip(&hub_path, 1).unwrap());
+    let check = EditCheck::compare(&expected, &markers_on_trunk(&hub_path, 1).unwrap());
     assert_eq!(check.edits_lost, 1);
     let why = check.failure().expect("the check fails");
     assert!(why.contains(&removed.to_string()), "{why}");
@@ -281,4 +286,27 @@ fn overlap_needs_full_leaves() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--overlap needs --leaf full"), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
+fn against_a_stock_fossil_server_edits_land_on_forks_and_none_is_lost() {
+    let tmp = TempDir::new().unwrap();
+    let out = overlap_trial(
+        &tmp.path().join("w"),
+        &["--hub-kind", "fossil", "--hot-append", "0.5"],
+    );
+    let r = report(&out);
+    let n = |k: &str| r[k].as_u64().unwrap_or_else(|| panic!("{k} in {r}"));
+    assert_eq!(n("hub_commits"), 24, "{r}");
+    assert_eq!((n("edits_lost"), n("edits_doubled")), (0, 0), "{r}");
+    // Each edit is on the tip or on a fork nobody merged, never both.
+    assert_eq!(
+        n("edits_found") + n("edits_off_tip"),
+        n("edits_expected"),
+        "{r}"
+    );
+    assert!(
+        n("edits_off_tip") == 0 || n("forks") > 0,
+        "edits are off the tip only where the server took forks: {r}"
+    );
 }

@@ -110,13 +110,18 @@ impl TrialReport {
         if let Some(e) = &self.edits {
             let _ = writeln!(
                 s,
-                "  hot-file edits:     overlap {} ({}): {} expected, {} found, {} lost, {} doubled",
+                "  hot-file edits:     overlap {} ({}): {} expected, {} found, {} lost, {} doubled{}",
                 e.overlap,
                 if e.hold_hot { "held" } else { "concurrent" },
                 e.edits_expected,
                 e.edits_found,
                 e.edits_lost,
-                e.edits_doubled
+                e.edits_doubled,
+                if e.edits_off_tip > 0 {
+                    format!(", {} only on unmerged forks", e.edits_off_tip)
+                } else {
+                    String::new()
+                }
             );
             let _ = writeln!(
                 s,

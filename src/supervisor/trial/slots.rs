@@ -376,7 +376,7 @@ async fn check_edits(
     slots: &[SlotRecord],
     hub: &HubCount,
 ) -> crate::supervisor::edits::EditCheck {
-    use crate::supervisor::edits::{expected_markers, markers_on_tip, EditCheck};
+    use crate::supervisor::edits::{expected_markers, markers_on_trunk, EditCheck};
     let config = t.config;
     let committed: Vec<(u32, u32)> = slots
         .iter()
@@ -387,7 +387,7 @@ async fn check_edits(
     let expected = expected_markers(&config.workload, config.seed, config.tasks, committed);
     let repo = t.workdir.join("hub.fossil");
     let files = config.workload.hot.files;
-    let found = tokio::task::spawn_blocking(move || markers_on_tip(&repo, files)).await;
+    let found = tokio::task::spawn_blocking(move || markers_on_trunk(&repo, files)).await;
     let mut check = match found {
         Ok(Ok(found)) => EditCheck::compare(&expected, &found),
         Ok(Err(e)) => {
