@@ -211,9 +211,9 @@ pub(super) fn slots(trial: &Trial<'_>) -> Result<String, PlotError> {
         mark_kinds: vec![
             ("push landed".into(), PALETTE[2]),
             ("push refused (trunk moved)".into(), PALETTE[4]),
-            ("conflict (edit redone)".into(), PALETTE[3]),
+            ("conflict".into(), PALETTE[3]),
             ("push failed".into(), PALETTE[6]),
-            ("landed, merged by the hub".into(), PALETTE[5]),
+            ("merged".into(), PALETTE[5]),
         ],
         spans,
         marks,

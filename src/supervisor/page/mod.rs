@@ -107,7 +107,9 @@ pub(super) fn render(trial: &Trial<'_>) -> Result<String, PlotError> {
         charts::slots(trial)?,
         "One row per slot: its claim, the think time while the agent works, and the commit. Ticks \
          mark each push's answer. Rows that line up are the herd arriving together; a long commit \
-         bar with several ticks is a slot pushing again after refusals.",
+         bar with several ticks is a slot pushing again after refusals. With --overlap, \
+         \"merged\" is a push the hub landed by merging a shared file's lines, and \"conflict\" \
+         one refused for lines both sides changed, after which the agent redid its edit.",
     );
     match charts::hub_queue(trial) {
         Some(chart) => figure(
@@ -243,8 +245,27 @@ fn settings(c: &TrialConfig) -> String {
             },
         ),
     ];
+    let hot = &w.hot;
+    let hot_rows = [
+        ("overlap", hot.overlap.to_string()),
+        (
+            "hot files",
+            format!(
+                "{} ({} of edits appended; {})",
+                hot.files,
+                hot.append,
+                if hot.hold {
+                    "held"
+                } else {
+                    "edited concurrently"
+                }
+            ),
+        ),
+    ];
+    let hot_rows = hot_rows.into_iter().filter(|_| hot.enabled());
     let rows: Vec<Vec<String>> = rows
         .into_iter()
+        .chain(hot_rows)
         .map(|(k, v)| vec![k.to_string(), v])
         .collect();
     table(&["setting", "value"], &rows)

@@ -108,11 +108,15 @@ impl TrialReport {
         );
         let _ = writeln!(s, "  forks:              {}", or_na(self.forks));
         if let Some(e) = &self.edits {
+            let how = if e.hold_hot {
+                "held"
+            } else {
+                "edited concurrently"
+            };
+            let _ = writeln!(s, "  overlap:            {} ({how})", e.overlap);
             let _ = writeln!(
                 s,
-                "  hot-file edits:     overlap {} ({}): {} expected, {} found, {} lost, {} doubled{}",
-                e.overlap,
-                if e.hold_hot { "held" } else { "concurrent" },
+                "  hot-file edits:     {} expected, {} found, {} lost, {} doubled{}",
                 e.edits_expected,
                 e.edits_found,
                 e.edits_lost,
