@@ -96,6 +96,11 @@ struct RunArgs {
     /// verdict asks only that every task's check-in reached the server (hub
     /// commits == tasks) and reports forks (trunk leaves − 1) without failing
     /// on them. Hub requests/commit and hub memory are then n/a (null).
+    /// `git`: a stock `git daemon` over a bare repository that refuses
+    /// non-fast-forward pushes; each leaf drives the real `git` in its own
+    /// clone (pull, commit, push; a rejected push is followed by `git pull
+    /// --rebase` and another push, a fork retry). Landing and catch-up are
+    /// then ignored; `--leaf full` pulls before each task.
     #[arg(long, env = "HERD_HUB_KIND", default_value = "herd")]
     hub_kind: HubKind,
     /// Who lands a check-in whose parent went stale: `hub` (the default: a
@@ -104,14 +109,15 @@ struct RunArgs {
     /// parent; many such landings share one transaction) or `leaf` (the
     /// predecessor's protocol: the push waits its turn, is refused with the
     /// new tip, and the leaf rebases and pushes again). Ignored with
-    /// `--hub-kind fossil`.
+    /// `--hub-kind fossil` and `git`.
     #[arg(long, env = "HERD_LANDING", default_value = "hub")]
     landing: LandingStrategy,
     /// What a leaf keeps: `full` (the default: every trunk artifact, and
     /// before each task its worktree is brought to the newest trunk tip it
     /// knows, with one pull for everything it missed) or `sparse` (other
     /// slots' manifests only, never their files: the landing path alone).
-    /// Ignored with `--hub-kind fossil`.
+    /// Ignored with `--hub-kind fossil`; with `git`, sparse leaves do not
+    /// pull before each task.
     #[arg(long, env = "HERD_LEAF", default_value = "full")]
     leaf: LeafMode,
     /// How a full leaf gets the check-ins it missed: `stream` (the
@@ -119,7 +125,7 @@ struct RunArgs {
     /// artifacts, on the JetStream tip stream and NATS fans it out; leaves
     /// apply it from the stream, and a gap costs one pull) or `pull` (each
     /// full leaf pulls from the hub before each task). Sparse leaves ignore
-    /// it; so does --hub-kind fossil.
+    /// it; so do --hub-kind fossil and git.
     #[arg(long, env = "HERD_CATCH_UP", default_value = "stream")]
     catch_up: CatchUp,
     /// Keep the trial's files here (hub.fossil, slot-i/, logs/, report.html)

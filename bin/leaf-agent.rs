@@ -68,9 +68,11 @@ struct Cli {
     /// (down, restarting) before the task fails.
     #[arg(long, env = "HERD_HUB_RETRY_SECS", default_value_t = leaf::DEFAULT_HUB_RETRY.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
     hub_retry_secs: u64,
-    /// What serves --hub: `herd` (herd's hub) or `fossil` (a stock `fossil
+    /// What serves --hub: `herd` (herd's hub), `fossil` (a stock `fossil
     /// server`: no tip broadcasts; pull, commit and a plain push per task,
-    /// forks accepted, never rebased).
+    /// forks accepted, never rebased) or `git` (a git server, --hub being
+    /// its repository URL: the real `git` clones, commits, pushes, and
+    /// after a rejected push runs `git pull --rebase` and pushes again).
     #[arg(long, env = "HERD_HUB_KIND", default_value = "herd")]
     hub_kind: HubKind,
     /// Who lands a check-in whose parent went stale: `hub` (the hub writes

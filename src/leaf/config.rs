@@ -86,7 +86,7 @@ pub enum ConfigError {
         name: &'static str,
     },
     /// The hub URL is not an http URL.
-    #[error("hub url {url:?} must start with http:// or https://")]
+    #[error("hub url {url:?} must start with http:// or https:// (or, for a git hub, git://, file:// or a path)")]
     HubUrl {
         /// The URL as given.
         url: String,
@@ -118,7 +118,11 @@ impl LeafConfig {
                 name: "hub-retry-secs",
             });
         }
-        if !(self.hub_url.starts_with("http://") || self.hub_url.starts_with("https://")) {
+        let schemes: &[&str] = match self.hub_kind {
+            crate::report::HubKind::Git => &["git://", "http://", "https://", "file://", "/"],
+            _ => &["http://", "https://"],
+        };
+        if !schemes.iter().any(|s| self.hub_url.starts_with(s)) {
             return Err(ConfigError::HubUrl {
                 url: self.hub_url.clone(),
             });

@@ -138,6 +138,16 @@ pub enum LeafError {
         /// Pushes tried.
         attempts: u32,
     },
+    /// A `git` command failed (`--hub-kind git`).
+    #[error("git {step} in {}: {detail}", dir.display())]
+    Git {
+        /// The command.
+        step: String,
+        /// The clone it ran in.
+        dir: PathBuf,
+        /// What git said, and its exit status.
+        detail: String,
+    },
     /// The repository thread is gone (it panicked or could not start).
     #[error("the repository thread stopped")]
     WorkerGone,

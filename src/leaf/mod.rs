@@ -15,7 +15,11 @@
 //! - `retry`: retrying a hub that does not answer.
 //! - `plain`: the repository thread for a stock `fossil server` hub
 //!   (pull, commit, plain push; forks land, nothing is rebased) and
-//!   `RepoThread`, which picks that or `sync` by [`LeafConfig::hub_kind`].
+//!   `RepoThread`, which picks that, `git` or `sync` by
+//!   [`LeafConfig::hub_kind`].
+//! - `git`: the repository thread for a stock git server: the real `git`
+//!   in the slot's clone (pull, commit, push; a rejected push is followed
+//!   by `git pull --rebase` and another push).
 //! - `output`: the stdout reporter (only [`crate::report::LeafLine`]s) and
 //!   the counters behind the summary line.
 //! - `agent`: [`run`]: start-up, the task loop (disjoint and shared mode)
@@ -29,10 +33,12 @@
 mod agent;
 mod config;
 mod error;
+pub(crate) mod git;
 mod output;
 mod plain;
 mod retry;
 mod sync;
+mod worker;
 mod worktree;
 
 pub use agent::{run, LeafRun};

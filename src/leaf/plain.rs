@@ -15,9 +15,7 @@
 //! (both blocking) and serves one request at a time from the async side.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
@@ -30,6 +28,7 @@ use super::sync::{
     open_or_clone, retry_until, CommitOutcome, CommitRequest, Committed, PendingTip, Started,
     SyncConfig, SyncHandle,
 };
+use super::worker::Worker;
 use super::worktree::write_worktree;
 
 /// A slot's repository thread, for the kind of hub the trial runs.
@@ -38,6 +37,8 @@ pub(super) enum RepoThread {
     Herd(SyncHandle),
     /// A stock `fossil server`: plain pull, commit, plain push.
     Plain(PlainHandle),
+    /// A stock git server: the real `git` in the slot's clone.
+    Git(super::git::GitHandle),
 }
 
 impl RepoThread {
@@ -56,6 +57,10 @@ impl RepoThread {
                 let (handle, started) = PlainHandle::start(config).await?;
                 (RepoThread::Plain(handle), started)
             }
+            HubKind::Git => {
+                let (handle, started) = super::git::GitHandle::start(config).await?;
+                (RepoThread::Git(handle), started)
+            }
         })
     }
 
@@ -73,6 +78,7 @@ impl RepoThread {
         match self {
             RepoThread::Herd(h) => h.prepare(files, edit).await,
             RepoThread::Plain(_) => write_worktree(dir, files).await,
+            RepoThread::Git(h) => h.prepare(files, edit).await,
         }
     }
 
@@ -85,6 +91,7 @@ impl RepoThread {
         match self {
             RepoThread::Herd(h) => h.commit(request, span).await,
             RepoThread::Plain(h) => h.commit(request).await,
+            RepoThread::Git(h) => h.commit(request).await,
         }
     }
 
@@ -93,7 +100,8 @@ impl RepoThread {
     pub(super) fn tips(&self) -> Arc<PendingTip> {
         match self {
             RepoThread::Herd(h) => Arc::clone(&h.tips),
-            RepoThread::Plain(h) => Arc::clone(&h.tips),
+            RepoThread::Plain(h) => Arc::clone(&h.0.tips),
+            RepoThread::Git(h) => h.tips(),
         }
     }
 
@@ -102,6 +110,7 @@ impl RepoThread {
         match self {
             RepoThread::Herd(h) => h.finish(),
             RepoThread::Plain(h) => h.finish(),
+            RepoThread::Git(h) => h.finish(),
         }
     }
 }
@@ -113,80 +122,30 @@ struct PlainRequest {
 }
 
 /// The async side's handle on the plain repository thread.
-pub(super) struct PlainHandle {
-    requests: Option<mpsc::Sender<PlainRequest>>,
-    thread: Option<JoinHandle<()>>,
-    hub_requests: Arc<AtomicU64>,
-    /// Never noted: a stock server broadcasts nothing.
-    tips: Arc<PendingTip>,
-}
+pub(super) struct PlainHandle(Worker<PlainRequest>);
 
 impl PlainHandle {
     async fn start(config: SyncConfig) -> Result<(PlainHandle, Started), LeafError> {
-        let (tx, rx) = mpsc::channel::<PlainRequest>();
-        let (ready_tx, ready_rx) = oneshot::channel();
-        let hub_requests = Arc::new(AtomicU64::new(0));
-        let counter = Arc::clone(&hub_requests);
-        let thread = std::thread::Builder::new()
-            .name("leaf-repo-plain".into())
-            .spawn(move || {
-                let state = match PlainState::open(config) {
-                    Ok((state, started)) => {
-                        counter.store(state.client.requests(), Ordering::Relaxed);
-                        let _ = ready_tx.send(Ok(started));
-                        state
-                    }
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                        return;
-                    }
-                };
-                while let Ok(PlainRequest { request, reply }) = rx.recv() {
-                    let result = state.commit(&request);
-                    counter.store(state.client.requests(), Ordering::Relaxed);
-                    let _ = reply.send(result);
-                }
-            })
-            .map_err(|source| LeafError::Io {
-                path: PathBuf::from("(repository thread)"),
-                source,
-            })?;
-        let handle = PlainHandle {
-            requests: Some(tx),
-            thread: Some(thread),
-            hub_requests,
-            tips: Arc::new(PendingTip::default()),
-        };
-        let started = ready_rx.await.map_err(|_| LeafError::WorkerGone)??;
-        Ok((handle, started))
+        let (worker, started) = Worker::start(
+            "leaf-repo-plain",
+            move || PlainState::open(config),
+            |state: &mut PlainState, PlainRequest { request, reply }| {
+                let _ = reply.send(state.commit(&request));
+                state.client.requests()
+            },
+        )
+        .await?;
+        Ok((PlainHandle(worker), started))
     }
 
     async fn commit(&self, request: CommitRequest) -> Result<Committed, LeafError> {
         let (reply, answer) = oneshot::channel();
-        self.requests
-            .as_ref()
-            .ok_or(LeafError::WorkerGone)?
-            .send(PlainRequest { request, reply })
-            .map_err(|_| LeafError::WorkerGone)?;
+        self.0.send(PlainRequest { request, reply })?;
         answer.await.map_err(|_| LeafError::WorkerGone)?
     }
 
-    fn finish(mut self) -> u64 {
-        self.stop();
-        self.hub_requests.load(Ordering::Relaxed)
-    }
-
-    fn stop(&mut self) {
-        self.requests.take();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-impl Drop for PlainHandle {
-    fn drop(&mut self) {
-        self.stop();
+    fn finish(self) -> u64 {
+        self.0.finish()
     }
 }
 

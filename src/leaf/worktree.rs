@@ -286,7 +286,8 @@ fn write_files(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<(), LeafError>
         .try_for_each(|(path, content)| write_file(&dir.join(path), content))
 }
 
-fn write_file(path: &Path, content: &[u8]) -> Result<(), LeafError> {
+/// Writes one file, making its directories.
+pub(super) fn write_file(path: &Path, content: &[u8]) -> Result<(), LeafError> {
     let io = |source| LeafError::Io {
         path: path.to_path_buf(),
         source,

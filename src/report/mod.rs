@@ -42,14 +42,18 @@ pub enum HubKind {
     /// A stock `fossil server`: Fossil's plain sync protocol, no
     /// broadcasts, and it accepts forks.
     Fossil,
+    /// A stock git server (`git daemon`) over a bare repository that
+    /// refuses non-fast-forward pushes; the leaves drive the real `git`.
+    Git,
 }
 
 impl HubKind {
-    /// The flag spelling: `herd` or `fossil`.
+    /// The flag spelling: `herd`, `fossil` or `git`.
     pub fn as_str(self) -> &'static str {
         match self {
             HubKind::Herd => "herd",
             HubKind::Fossil => "fossil",
+            HubKind::Git => "git",
         }
     }
 }
@@ -61,8 +65,9 @@ impl std::str::FromStr for HubKind {
         match s {
             "herd" => Ok(HubKind::Herd),
             "fossil" => Ok(HubKind::Fossil),
+            "git" => Ok(HubKind::Git),
             other => Err(format!(
-                "unknown hub kind {other:?} (expected herd or fossil)"
+                "unknown hub kind {other:?} (expected herd, fossil or git)"
             )),
         }
     }
@@ -273,6 +278,11 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
+/// [`is_zero`] for a 64-bit count.
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
+}
+
 /// One task's result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskLine {
@@ -345,6 +355,10 @@ pub struct LeafSummary {
     /// request answered by one reply); start-up is not counted.
     #[serde(default)]
     pub nats_ops: u64,
+    /// `git` processes this leaf ran (`--hub-kind git`: every git command
+    /// is a process of its own, part of git's cost); 0 otherwise.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub git_processes: u64,
     /// Non-fatal errors.
     pub errors: u32,
     /// Total think time slept, in milliseconds.

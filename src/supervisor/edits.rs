@@ -182,6 +182,19 @@ pub fn markers_on_trunk(repo: &Path, hot_files: u32) -> Result<OnTrunk, RepoErro
     Ok(on)
 }
 
+/// Reads the hot files at `main` of the bare git repository at `bare`
+/// (a git server's `main` cannot fork: it refuses non-fast-forwards).
+pub fn markers_in_git(bare: &Path, hot_files: u32) -> Result<OnTrunk, String> {
+    let mut on = OnTrunk::default();
+    for k in 0..hot_files {
+        let text = super::git_hub::file_at_main(bare, &hot_path(k))?.unwrap_or_default();
+        for marker in find_markers(&text) {
+            *on.tip.entry(marker).or_insert(0) += 1;
+        }
+    }
+    Ok(on)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -125,13 +125,18 @@ pub(super) struct HubWatch {
 
 /// Starts a hub like the trial's first one: how the watcher starts it
 /// again.
-pub(super) struct HubLaunch {
-    config: TrialConfig,
-    workdir: PathBuf,
-    logs: PathBuf,
-    nats_url: String,
-    secrets: TrialSecrets,
-    place: Place,
+pub(super) enum HubLaunch {
+    /// herd's hub.
+    Herd {
+        config: Box<TrialConfig>,
+        workdir: PathBuf,
+        logs: PathBuf,
+        nats_url: String,
+        secrets: TrialSecrets,
+        place: Place,
+    },
+    /// `git daemon` over the trial's bare repository.
+    Git { bare: PathBuf, logs: PathBuf },
 }
 
 impl HubLaunch {
@@ -144,8 +149,8 @@ impl HubLaunch {
         secrets: &TrialSecrets,
         place: Place,
     ) -> HubLaunch {
-        HubLaunch {
-            config: config.clone(),
+        HubLaunch::Herd {
+            config: Box::new(config.clone()),
             workdir: workdir.to_path_buf(),
             logs: logs.to_path_buf(),
             nats_url: nats_url.to_string(),
@@ -154,18 +159,27 @@ impl HubLaunch {
         }
     }
 
-    /// Starts a hub listening on `listen` and waits for its readiness line.
+    /// Starts a hub listening on `listen` (`127.0.0.1:PORT`) and waits
+    /// until it is ready.
     pub(super) async fn start(&self, listen: &str) -> Result<(Child, HubReady), SupervisorError> {
-        start_hub(
-            &self.config,
-            &self.workdir,
-            &self.logs,
-            &self.nats_url,
-            &self.secrets,
-            listen,
-            &self.place,
-        )
-        .await
+        match self {
+            HubLaunch::Herd {
+                config,
+                workdir,
+                logs,
+                nats_url,
+                secrets,
+                place,
+            } => start_hub(config, workdir, logs, nats_url, secrets, listen, place).await,
+            HubLaunch::Git { bare, logs } => {
+                let port = listen
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(0);
+                super::git_hub::serve(bare, logs, port).await
+            }
+        }
     }
 }
 

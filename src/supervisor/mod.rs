@@ -11,6 +11,7 @@ pub mod cli;
 mod cluster;
 pub mod edits;
 mod fossil_hub;
+pub mod git_hub;
 pub mod hosts;
 pub mod infra;
 mod nats;

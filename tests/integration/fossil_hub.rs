@@ -94,13 +94,13 @@ fn a_fossil_hub_trial_lands_every_commit_on_the_real_server() {
 #[test]
 fn an_unknown_hub_kind_is_a_usage_error() {
     let out = herd()
-        .args(["run", "--hub-kind", "git", "--agents", "1", "--tasks", "1"])
+        .args(["run", "--hub-kind", "svn", "--agents", "1", "--tasks", "1"])
         .output()
         .expect("run herd");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains("unknown hub kind \"git\" (expected herd or fossil)"),
+        stderr.contains("unknown hub kind \"svn\" (expected herd, fossil or git)"),
         "{stderr}"
     );
     assert!(out.stdout.is_empty());
@@ -127,7 +127,7 @@ fn an_unknown_hub_kind_is_a_usage_error() {
             "--workdir",
             "/nonexistent",
             "--hub-kind",
-            "git",
+            "svn",
         ])
         .stdin(Stdio::null())
         .output()

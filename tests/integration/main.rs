@@ -6,6 +6,7 @@ mod costs;
 mod faults;
 mod fossil_hub;
 mod full;
+mod git_hub;
 mod helpers;
 mod herd;
 mod hosts;

@@ -136,11 +136,11 @@ pub async fn run(
     let tasks = async {
         let result = agent.tasks().await;
         if let Ok(false) = result {
-            if config.leaf == LeafMode::Full && config.hub_kind == HubKind::Herd {
+            if config.leaf == LeafMode::Full && config.hub_kind != HubKind::Fossil {
                 // The trial's end: the worktree follows trunk one last time,
                 // to the newest tip this leaf heard of (its own last
                 // landing, at least), while the tip loop still records what
-                // the stream brings.
+                // the stream brings; a git leaf pulls the server's main.
                 if let Err(e) = sync.prepare(config.worktree(), Vec::new(), None).await {
                     reporter.error(chain(&e), false);
                 }
@@ -170,7 +170,8 @@ pub async fn run(
             "caught up from the stream"
         );
     }
-    let summary = reporter.summary(hub_requests);
+    let mut summary = reporter.summary(hub_requests);
+    summary.git_processes = crate::leaf::git::git_processes();
     reporter.line(&LeafLine::Summary(summary.clone()));
     Ok(LeafRun {
         summary,
@@ -203,7 +204,7 @@ async fn follow_tips(
         HubKind::Herd if follow => {
             Some(subscribe_tips(client, scope.as_str(), DEFAULT_OP_TIMEOUT).await?)
         }
-        HubKind::Herd | HubKind::Fossil => None,
+        HubKind::Herd | HubKind::Fossil | HubKind::Git => None,
     })
 }
 

@@ -73,6 +73,7 @@ impl TrialReport {
             cpu_ms_per_commit_by_kind: None,
             edits: None,
             nats_ops_per_task: None,
+            git_processes_per_commit: None,
             hosts: shape.hosts.max(1),
             nats_nodes: shape.nats_nodes,
             faults: shape.faults,
@@ -137,6 +138,10 @@ impl TrialReport {
         self.think_floor_s = Some(t.think_max_ms as f64 / 1000.0);
         if self.committed > 0 {
             self.nats_ops_per_task = Some(thousandths(t.nats_ops as f64 / self.committed as f64));
+            if t.git_processes > 0 {
+                self.git_processes_per_commit =
+                    Some(thousandths(t.git_processes as f64 / self.committed as f64));
+            }
         }
     }
 
@@ -239,6 +244,8 @@ struct SummaryTotals {
     think_max_ms: u64,
     /// NATS requests in the leaves' task loops.
     nats_ops: u64,
+    /// `git` processes the leaves ran.
+    git_processes: u64,
     /// Other slots' check-ins the leaves stored.
     checkins_applied: u64,
     /// CPU µs the leaves spent applying them.
@@ -256,6 +263,7 @@ impl SummaryTotals {
         self.files_updated += s.files_updated;
         self.think_max_ms = self.think_max_ms.max(s.think_ms);
         self.nats_ops += s.nats_ops;
+        self.git_processes += s.git_processes;
         self.checkins_applied += s.checkins_applied;
         self.apply_us += s.apply_us;
     }

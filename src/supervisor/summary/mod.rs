@@ -178,6 +178,10 @@ pub struct TrialReport {
     /// NATS requests the leaves sent in their task loops per committed
     /// task; `null` with no committed task.
     pub nats_ops_per_task: Option<f64>,
+    /// `git` processes the leaves ran per committed task (`--hub-kind
+    /// git`; their CPU is in the leaves' CPU); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_processes_per_commit: Option<f64>,
     /// Simulated hosts (`--hosts`).
     pub hosts: u32,
     /// NATS servers the trial ran (1 without hosts).

@@ -91,6 +91,9 @@ impl TrialReport {
             self.nats_ops_per_task
                 .map_or("n/a".into(), |n| format!("{n:.1}"))
         );
+        if let Some(n) = self.git_processes_per_commit {
+            let _ = writeln!(s, "  git processes/commit: {n:.1}");
+        }
         let _ = writeln!(
             s,
             "  cpu ms/commit:      {}",

@@ -388,7 +388,53 @@ async fn run_with_nats(
             hub.stop(STOP_GRACE).await;
             with_infra(result, watch).await
         }
+        HubKind::Git => {
+            let started = start_git(t).await;
+            let (hub, ready, bare, listen) = match started {
+                Ok(started) => started,
+                Err(e) => {
+                    stop_nats(nats).await;
+                    return Err(e);
+                }
+            };
+            if let Some(pid) = hub.id() {
+                t.sampler.watch(ProcessKind::Hub, pid);
+            }
+            let launch = HubLaunch::Git {
+                bare: bare.clone(),
+                logs: logs.to_path_buf(),
+            };
+            let hub_watch = HubWatch {
+                child: hub,
+                listen,
+                launch,
+            };
+            let mut watch = Watch::start(nats, Some(hub_watch), t.origin);
+            let result = run_slots(t, &Hub::Git(&ready, &bare), &mut watch, stop).await;
+            t.sampler.settle().await;
+            with_infra(result, watch).await
+        }
     }
+}
+
+/// Makes the trial's bare repository (with the hot files, when tasks edit
+/// them) and serves it with `git daemon` on a free loopback port.
+async fn start_git(
+    t: &Setting<'_>,
+) -> Result<(tokio::process::Child, HubReady, PathBuf, String), SupervisorError> {
+    let hot = &t.config.workload.hot;
+    let seed = if hot.enabled() {
+        crate::workload::seed_files(hot.files)
+    } else {
+        Vec::new()
+    };
+    let bare = super::git_hub::create(t.workdir, &seed).await?;
+    let port = std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| SupervisorError::io("find a free loopback port", e))?;
+    let (child, ready) = super::git_hub::serve(&bare, t.logs, port).await?;
+    Ok((child, ready, bare, format!("127.0.0.1:{port}")))
 }
 
 /// The trial's hub as the slots and the final count see it.
@@ -397,12 +443,15 @@ enum Hub<'a> {
     Herd(&'a HubReady),
     /// A stock `fossil server`, counted with `fossil sql`.
     Fossil(&'a FossilHub),
+    /// `git daemon` over the bare repository (its path), counted with
+    /// `git rev-list`.
+    Git(&'a HubReady, &'a Path),
 }
 
 impl Hub<'_> {
     fn ready(&self) -> &HubReady {
         match self {
-            Hub::Herd(ready) => ready,
+            Hub::Herd(ready) | Hub::Git(ready, _) => ready,
             Hub::Fossil(hub) => &hub.ready,
         }
     }
@@ -419,6 +468,10 @@ impl Hub<'_> {
                 .count()
                 .await
                 .map_err(|e| format!("fossil hub count: {e}")),
+            // Likewise: every push was answered after git updated `main`.
+            Hub::Git(_, bare) => super::git_hub::count(bare, &bare.with_file_name("logs"))
+                .await
+                .map_err(|e| format!("git hub count: {e}")),
         }
     }
 }

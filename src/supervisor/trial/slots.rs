@@ -236,7 +236,8 @@ pub(super) async fn run_slots(
 ) -> Result<Finished, SupervisorError> {
     let config = t.config;
     let mut slots = vec![SlotRecord::default(); config.agents as usize];
-    if config.workload.hot.enabled() {
+    // A git hub's bare repository was made with the hot files in it.
+    if config.workload.hot.enabled() && !matches!(hub, Hub::Git(..)) {
         super::seed::seed_hot_files(t, hub.ready()).await?;
     }
     let started = Instant::now();
@@ -385,13 +386,21 @@ async fn check_edits(
         .map(|t| (t.slot, t.task))
         .collect();
     let expected = expected_markers(&config.workload, config.seed, config.tasks, committed);
-    let repo = t.workdir.join("hub.fossil");
     let files = config.workload.hot.files;
-    let found = tokio::task::spawn_blocking(move || markers_on_trunk(&repo, files)).await;
+    let git = config.hub_kind == crate::report::HubKind::Git;
+    let repo = t.workdir.join(if git { "hub.git" } else { "hub.fossil" });
+    let found = tokio::task::spawn_blocking(move || {
+        if git {
+            crate::supervisor::edits::markers_in_git(&repo, files)
+        } else {
+            markers_on_trunk(&repo, files).map_err(|e| crate::chain::chain(&e))
+        }
+    })
+    .await;
     let mut check = match found {
         Ok(Ok(found)) => EditCheck::compare(&expected, &found),
         Ok(Err(e)) => {
-            tracing::error!(error = %crate::chain::chain(&e), "cannot read the hub's hot files");
+            tracing::error!(error = %e, "cannot read the hub's hot files");
             EditCheck::compare(&expected, &Default::default())
         }
         Err(_) => EditCheck::compare(&expected, &Default::default()),

@@ -1,0 +1,108 @@
+//! A repository thread for a stock server (`plain`, `git`): one thread that
+//! owns the blocking state (a repository and client, or a clone driven by
+//! `git`), opens it, then serves requests one at a time, in order; the
+//! async side holds a [`Worker`] and awaits each answer on a oneshot
+//! channel that travels inside the request.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+
+use tokio::sync::oneshot;
+
+use super::error::LeafError;
+use super::sync::{PendingTip, Started};
+
+/// The async side's handle on a repository thread serving `R`s.
+pub(super) struct Worker<R> {
+    requests: Option<mpsc::Sender<R>>,
+    thread: Option<JoinHandle<()>>,
+    /// Requests the thread sent to the server, as of its last answer.
+    hub_requests: Arc<AtomicU64>,
+    /// Never noted: a stock server broadcasts nothing.
+    pub(super) tips: Arc<PendingTip>,
+}
+
+impl<R: Send + 'static> Worker<R> {
+    /// Starts thread `name`: `open` makes its state (and what start-up
+    /// found) before anything is answered; then each request goes to
+    /// `serve`, which answers it and says how many requests the thread has
+    /// sent to the server so far.
+    pub(super) async fn start<S, O, F>(
+        name: &str,
+        open: O,
+        mut serve: F,
+    ) -> Result<(Worker<R>, Started), LeafError>
+    where
+        O: FnOnce() -> Result<(S, Started), LeafError> + Send + 'static,
+        F: FnMut(&mut S, R) -> u64 + Send + 'static,
+    {
+        let (tx, rx) = mpsc::channel::<R>();
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let hub_requests = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&hub_requests);
+        let thread = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                let mut state = match open() {
+                    Ok((state, started)) => {
+                        let _ = ready_tx.send(Ok(started));
+                        state
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                while let Ok(request) = rx.recv() {
+                    let sent = serve(&mut state, request);
+                    counter.store(sent, Ordering::Relaxed);
+                }
+            })
+            .map_err(|source| LeafError::Io {
+                path: PathBuf::from("(repository thread)"),
+                source,
+            })?;
+        let worker = Worker {
+            requests: Some(tx),
+            thread: Some(thread),
+            hub_requests,
+            tips: Arc::new(PendingTip::default()),
+        };
+        let started = ready_rx.await.map_err(|_| LeafError::WorkerGone)??;
+        Ok((worker, started))
+    }
+
+    /// Hands the thread a request.
+    pub(super) fn send(&self, request: R) -> Result<(), LeafError> {
+        self.requests
+            .as_ref()
+            .ok_or(LeafError::WorkerGone)?
+            .send(request)
+            .map_err(|_| LeafError::WorkerGone)
+    }
+
+    /// Ends the thread after its current request; the server requests
+    /// sent.
+    pub(super) fn finish(mut self) -> u64 {
+        self.stop();
+        self.hub_requests.load(Ordering::Relaxed)
+    }
+
+    fn stop(&mut self) {
+        self.requests.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl<R> Drop for Worker<R> {
+    fn drop(&mut self) {
+        self.requests.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
