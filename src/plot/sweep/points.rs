@@ -73,6 +73,12 @@ impl Run {
     fn series(&self) -> String {
         if self.hub_kind == "fossil" {
             "fossil".into()
+        } else if self.hub_kind == "git" {
+            // A git leaf pulls before each task when full, never when sparse.
+            match self.leaf.as_deref() {
+                Some("sparse") => "git, sparse leaves".into(),
+                _ => "git".into(),
+            }
         } else {
             // Rows without `leaf` predate full leaves: sparse. Full leaves,
             // the default, are named by their landing alone, and so is

@@ -1,7 +1,7 @@
 //! The sweep's markdown: a row per point of every series, then the tables
 //! that set two series side by side (hub against leaf landing, full against
 //! sparse leaves, catching up from the stream against pulling, herd's hub
-//! against a stock `fossil server`) where the sweep ran both.
+//! against a stock `fossil server` or git server) where the sweep ran both.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -24,6 +24,10 @@ pub(super) fn markdown(plotted: &Points, pairs: &Points) -> String {
         catch_up_table(&mut md, plotted, landing);
     }
     fossil_table(&mut md, pairs);
+    for (herd, leaves) in [("herd, hub landing", ""), ("herd, hub landing, sparse leaves", ", sparse leaves")] {
+        stock_table(&mut md, plotted, herd, &format!("git{leaves}"));
+    }
+    stock_table(&mut md, plotted, "herd, hub landing", "fossil");
     md
 }
 
@@ -176,6 +180,41 @@ fn catch_up_table(md: &mut String, plotted: &Points, landing: &str) {
             fmt(p.hub_bytes_out, 0),
             fmt(s.apply_us, 1),
             fmt(p.apply_us, 1),
+        );
+    }
+}
+
+/// herd's hub against a stock server's series (`git`, `git, sparse
+/// leaves`, `fossil`) run in the same sweep, at the agent counts both ran:
+/// how many times the commits per second, and how many times less CPU per
+/// commit.
+fn stock_table(md: &mut String, plotted: &Points, herd_name: &str, stock_name: &str) {
+    let herd = series(plotted, herd_name);
+    let stock = series(plotted, stock_name);
+    let both = common(herd, stock);
+    if both.is_empty() {
+        return;
+    }
+    let _ = write!(
+        md,
+        "\nherd's hub ({herd_name}) against a stock server ({stock_name}), the same sweep.\n\n\
+         | agents | herd commits/s | {stock_name} commits/s | commits/s ratio (herd ÷ {stock_name}) | herd CPU ms/commit | {stock_name} CPU ms/commit | CPU ratio ({stock_name} ÷ herd) | herd P99 ms | {stock_name} P99 ms | {stock_name} fork retries |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+    );
+    for a in both {
+        let (h, s) = (&herd[&a], &stock[&a]);
+        let _ = writeln!(
+            md,
+            "| {a} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            fmt(h.commits_per_s, 1),
+            fmt(s.commits_per_s, 2),
+            fmt(ratio(h.commits_per_s, s.commits_per_s), 1),
+            fmt(h.cpu, 2),
+            fmt(s.cpu, 1),
+            fmt(ratio(s.cpu, h.cpu), 1),
+            fmt(h.p99, 1),
+            fmt(s.p99, 1),
+            fmt(s.fork_retries, 0),
         );
     }
 }
