@@ -49,7 +49,8 @@ enum Command {
     /// log axes, one series per hub kind, landing strategy, leaf mode and
     /// catch-up; a point is the median over repeats) and table.md (the same
     /// figures, plus hub ÷ leaf landing, full ÷ sparse leaves, stream ÷ pull
-    /// catch-up and herd ÷ fossil tables when the sweep ran both).
+    /// catch-up, herd ÷ git and herd ÷ fossil tables when the sweep ran both;
+    /// with more than one --overlap share, also overlap.svg).
     Plot(PlotArgs),
 }
 

@@ -108,6 +108,9 @@ pub enum LegendAt {
     UpperLeft,
     /// The lower right corner (series that stay high).
     LowerRight,
+    /// The lower left corner (series high on the left, or a gap below
+    /// them).
+    LowerLeft,
 }
 
 /// A chart's frame.

@@ -199,6 +199,7 @@ fn legend_position(at: LegendAt) -> SeriesLabelPosition {
         LegendAt::UpperRight => SeriesLabelPosition::UpperRight,
         LegendAt::UpperLeft => SeriesLabelPosition::UpperLeft,
         LegendAt::LowerRight => SeriesLabelPosition::LowerRight,
+        LegendAt::LowerLeft => SeriesLabelPosition::LowerLeft,
     }
 }
 

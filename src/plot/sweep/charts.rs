@@ -41,7 +41,9 @@ pub(super) fn charts(plotted: &Points, title: &str) -> Result<String, PlotError>
             frame(
                 "Hub throughput",
                 Axis::log("commits per second (log)"),
-                LegendAt::UpperRight,
+                // Below the series: herd's are at the top, the stock
+                // servers' fall to the right.
+                LegendAt::LowerLeft,
             ),
             rate,
         ),

@@ -237,6 +237,27 @@ mod tests {
     }
 
     #[test]
+    fn stock_servers_are_series_of_their_own_with_herd_over_them() {
+        let lines = vec![
+            run("herd", "hub", 16, 400.0, false),
+            run("git", "hub", 16, 8.0, false)
+                .replace(r#""cpu_ms_per_commit":4.0"#, r#""cpu_ms_per_commit":200.0"#),
+            run("fossil", "hub", 16, 40.0, false),
+        ];
+        let (_, svg, md) = plot_lines(&lines).unwrap();
+        for series in ["herd, hub landing", "git", "fossil"] {
+            assert!(svg.contains(series), "{series}");
+        }
+        assert!(md.contains("against a stock server (git)"), "{md}");
+        // 400 ÷ 8 commits/s, 200 ÷ 4 CPU ms per commit.
+        assert!(
+            md.contains("| 16 | 400.0 | 8.00 | 50.0 | 4.00 | 200.0 | 50.0 |"),
+            "{md}"
+        );
+        assert!(md.contains("| 16 | 400.0 | 40.00 | 10.0 |"), "{md}");
+    }
+
+    #[test]
     fn bad_input_is_named_by_line() {
         let err = plot_lines(&[run("herd", "hub", 1, 1.0, false), "[1,2]".into()]).unwrap_err();
         assert!(

@@ -24,7 +24,10 @@ pub(super) fn markdown(plotted: &Points, pairs: &Points) -> String {
         catch_up_table(&mut md, plotted, landing);
     }
     fossil_table(&mut md, pairs);
-    for (herd, leaves) in [("herd, hub landing", ""), ("herd, hub landing, sparse leaves", ", sparse leaves")] {
+    for (herd, leaves) in [
+        ("herd, hub landing", ""),
+        ("herd, hub landing, sparse leaves", ", sparse leaves"),
+    ] {
         stock_table(&mut md, plotted, herd, &format!("git{leaves}"));
     }
     stock_table(&mut md, plotted, "herd, hub landing", "fossil");
@@ -198,7 +201,7 @@ fn stock_table(md: &mut String, plotted: &Points, herd_name: &str, stock_name: &
     let _ = write!(
         md,
         "\nherd's hub ({herd_name}) against a stock server ({stock_name}), the same sweep.\n\n\
-         | agents | herd commits/s | {stock_name} commits/s | commits/s ratio (herd ÷ {stock_name}) | herd CPU ms/commit | {stock_name} CPU ms/commit | CPU ratio ({stock_name} ÷ herd) | herd P99 ms | {stock_name} P99 ms | {stock_name} fork retries |\n\
+         | agents | herd commits/s | {stock_name} commits/s | commits/s ratio (herd ÷ {stock_name}) | herd CPU ms/commit | {stock_name} CPU ms/commit | CPU ratio ({stock_name} ÷ herd) | herd P99 ms | {stock_name} P99 ms | {stock_name} fork retries / forks |\n\
          |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     );
     for a in both {
@@ -214,7 +217,7 @@ fn stock_table(md: &mut String, plotted: &Points, herd_name: &str, stock_name: &
             fmt(ratio(s.cpu, h.cpu), 1),
             fmt(h.p99, 1),
             fmt(s.p99, 1),
-            fmt(s.fork_retries, 0),
+            format!("{} / {}", fmt(s.fork_retries, 0), fmt(s.forks, 0)),
         );
     }
 }
