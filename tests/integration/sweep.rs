@@ -208,6 +208,7 @@ fn side_by_side_sweep_pairs_each_point_with_a_fossil_run() {
         .lines()
         .skip_while(|l| !l.contains("commits/s ratio (herd ÷ fossil)"))
         .skip(2)
+        .take_while(|l| l.starts_with('|'))
         .collect();
     assert_eq!(
         ratio_rows.len(),

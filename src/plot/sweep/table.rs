@@ -208,7 +208,7 @@ fn stock_table(md: &mut String, plotted: &Points, herd_name: &str, stock_name: &
         let (h, s) = (&herd[&a], &stock[&a]);
         let _ = writeln!(
             md,
-            "| {a} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {a} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} |",
             fmt(h.commits_per_s, 1),
             fmt(s.commits_per_s, 2),
             fmt(ratio(h.commits_per_s, s.commits_per_s), 1),
@@ -217,7 +217,8 @@ fn stock_table(md: &mut String, plotted: &Points, herd_name: &str, stock_name: &
             fmt(ratio(s.cpu, h.cpu), 1),
             fmt(h.p99, 1),
             fmt(s.p99, 1),
-            format!("{} / {}", fmt(s.fork_retries, 0), fmt(s.forks, 0)),
+            fmt(s.fork_retries, 0),
+            fmt(s.forks, 0),
         );
     }
 }
