@@ -457,12 +457,12 @@ mod tests {
 
     #[test]
     fn hub_kinds_parse_and_print_as_their_flag() {
-        for kind in [HubKind::Herd, HubKind::Fossil] {
+        for kind in [HubKind::Herd, HubKind::Fossil, HubKind::Git] {
             assert_eq!(kind.as_str().parse::<HubKind>(), Ok(kind));
             assert_eq!(serde_json::to_string(&kind).unwrap(), format!("\"{kind}\""));
         }
-        let bad = "git".parse::<HubKind>().unwrap_err();
-        assert!(bad.contains("unknown hub kind \"git\""), "{bad}");
+        let bad = "svn".parse::<HubKind>().unwrap_err();
+        assert!(bad.contains("unknown hub kind \"svn\""), "{bad}");
     }
 
     #[test]

@@ -115,10 +115,11 @@ impl TrialConfig {
                 self.hosts
             ));
         }
-        if self.hosts > 1 && self.hub_kind == HubKind::Fossil {
-            return Err(
-                "--hosts runs herd's hub on host 0; --hub-kind fossil runs on loopback only".into(),
-            );
+        if self.hosts > 1 && self.hub_kind != HubKind::Herd {
+            return Err(format!(
+                "--hosts runs herd's hub on host 0; --hub-kind {} runs on loopback only",
+                self.hub_kind
+            ));
         }
         if self.hosts > 1 && self.nats_url.is_some() {
             return Err("--hosts starts its own NATS servers on the hosts; drop --nats-url".into());
@@ -266,5 +267,21 @@ mod tests {
         config.leaf = LeafMode::Full;
         config.hub_kind = HubKind::Fossil;
         assert!(!config.broadcast_files());
+    }
+
+    #[test]
+    fn stock_hubs_run_on_loopback_only() {
+        let mut config = page::tests::config(2, 2);
+        config.hosts = 2;
+        config.nats_cluster = Some(1);
+        assert_eq!(config.check_hosts(), Ok(()));
+        for kind in [HubKind::Fossil, HubKind::Git] {
+            config.hub_kind = kind;
+            let why = config.check_hosts().unwrap_err();
+            assert!(
+                why.contains(&format!("--hub-kind {kind} runs on loopback only")),
+                "{why}"
+            );
+        }
     }
 }
