@@ -210,14 +210,27 @@ pub fn init(service: &str, slot: Option<u32>) -> Result<Telemetry, TelemetryErro
     })
 }
 
-/// Log lines on stderr, without targets.
+/// Log lines on stderr, without targets; coloured only for a person at a
+/// terminal ([`colour_logs`]).
 fn fmt_layer<S>() -> impl Layer<S>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
+    use std::io::IsTerminal;
     tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(colour_logs(
+            std::io::stderr().is_terminal(),
+            std::env::var_os("NO_COLOR").as_deref(),
+        ))
+}
+
+/// Whether log lines get ANSI colours: only on a terminal, and never with
+/// `NO_COLOR` set to anything but empty (no-color.org). A child's stderr is
+/// a log file, where escapes are noise for `grep` and editors.
+fn colour_logs(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && !matches!(no_color, Some(v) if !v.is_empty())
 }
 
 fn protocol() -> opentelemetry_otlp::Protocol {
@@ -350,6 +363,15 @@ pub fn preflight(endpoint: &str) -> Result<(), TelemetryError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logs_are_coloured_only_at_a_terminal_without_no_color() {
+        use std::ffi::OsStr;
+        assert!(colour_logs(true, None));
+        assert!(colour_logs(true, Some(OsStr::new(""))));
+        assert!(!colour_logs(true, Some(OsStr::new("1"))));
+        assert!(!colour_logs(false, None));
+    }
 
     #[test]
     fn w3c_context_round_trips_through_extract() {

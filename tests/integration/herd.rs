@@ -141,7 +141,29 @@ fn shared_mode_commits_each_pool_task_once() {
 fn workdir_keeps_a_hub_that_fossil_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let workdir = dir.path().join("trial");
-    run_ok(small_trial(3, 4).arg("--workdir").arg(&workdir), "herd");
+    // Info lines, so every log has something in it.
+    let out = run_ok(
+        small_trial(3, 4)
+            .arg("--workdir")
+            .arg(&workdir)
+            .env("RUST_LOG", "info"),
+        "herd",
+    );
+    // Logs a person can read: no colour escapes in files or piped stderr.
+    assert!(
+        !out.stderr.contains(&0x1b),
+        "herd's piped stderr has escapes"
+    );
+    for log in std::fs::read_dir(workdir.join("logs")).unwrap() {
+        let path = log.unwrap().path();
+        let text = std::fs::read(&path).unwrap();
+        assert!(
+            !text.is_empty() || path.ends_with("nats.log"),
+            "{} is empty",
+            path.display()
+        );
+        assert!(!text.contains(&0x1b), "{} has escapes", path.display());
+    }
     let hub = workdir.join("hub.fossil");
     for path in [
         "hub.fossil",
