@@ -11,10 +11,10 @@ use super::SupervisorError;
 /// Resident memory one leaf-agent costs the machine, in MiB: about 14 MiB
 /// resident (release build), plus its page tables, its share of the page
 /// cache and the kernel's socket buffers; measured as the fall of
-/// MemAvailable over a 1,024-leaf trial (README, "Scale").
+/// MemAvailable over a 1,024-leaf trial (docs/guide/limits.md).
 pub const LEAF_MEMORY_MIB: u64 = 20;
 /// The hub and nats-server together, in MiB, beyond what each leaf adds
-/// (the hub's bound is in README, "Guarantees and limits").
+/// (the hub's bound is in docs/guide/guarantees.md).
 pub const BASE_MEMORY_MIB: u64 = 512;
 /// Descriptors herd holds per leaf: its stdout and stderr pipes and the
 /// handle that waits for it, with room.

@@ -3,7 +3,7 @@
 //! the leaves' lines add up to the hub's own count, the shared pool is
 //! committed exactly once with lost claims, the same seed gives the same
 //! files, bad flags and unreachable endpoints exit 2, SIGTERM abandons the
-//! task in progress, and scripts/debug-one-leaf does what the README says.
+//! task in progress, and scripts/debug-one-leaf does what the guide (docs/guide/debugging.md) says.
 
 use std::collections::{BTreeSet, HashSet};
 use std::io::{BufRead, BufReader};

@@ -7,6 +7,7 @@ mod faults;
 mod fossil_hub;
 mod full;
 mod git_hub;
+mod guide;
 mod helpers;
 mod herd;
 mod hosts;
