@@ -113,3 +113,69 @@ fn the_by_hand_steps_run_as_they_stand() {
         "the hub's /stats answered: {stdout}"
     );
 }
+
+/// The `n`th table (from 1) of `text`: its consecutive lines starting `|`.
+fn nth_table(text: &str, n: usize) -> Vec<&str> {
+    let mut tables: Vec<Vec<&str>> = Vec::new();
+    let mut inside = false;
+    for line in text.lines() {
+        if line.starts_with('|') {
+            if !inside {
+                tables.push(Vec::new());
+            }
+            inside = true;
+            if let Some(table) = tables.last_mut() {
+                table.push(line);
+            }
+        } else {
+            inside = false;
+        }
+    }
+    tables
+        .into_iter()
+        .nth(n.saturating_sub(1))
+        .unwrap_or_default()
+}
+
+#[test]
+fn tables_the_guide_includes_equal_their_results_files() {
+    let mut checked = 0;
+    for page in pages() {
+        let text = std::fs::read_to_string(&page).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let Some(name) = line
+                .strip_prefix("<!-- table: ")
+                .and_then(|l| l.strip_suffix(" -->"))
+            else {
+                continue;
+            };
+            let (file, n) = name.split_once('#').expect("PATH#N");
+            let source = std::fs::read_to_string(root().join(file))
+                .unwrap_or_else(|e| panic!("{}: {file}: {e}", page.display()));
+            let expected = nth_table(&source, n.parse().expect("a table number"));
+            assert!(
+                !expected.is_empty(),
+                "{}: {file} has no table {n}",
+                page.display()
+            );
+            let shown: Vec<&str> = lines[i + 1..]
+                .iter()
+                .skip_while(|l| l.is_empty())
+                .take_while(|l| l.starts_with('|'))
+                .copied()
+                .collect();
+            assert_eq!(
+                shown,
+                expected,
+                "{}: the table after the marker for {name} differs from the file; run scripts/guide-tables",
+                page.display()
+            );
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 5,
+        "the guide includes its generated tables ({checked})"
+    );
+}
