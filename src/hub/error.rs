@@ -37,6 +37,23 @@ pub enum HubError {
         #[source]
         source: RepoError,
     },
+    /// The repository's trunk has forked: herd's hub keeps one linear
+    /// trunk, and would have to pick a tip silently.
+    #[error(
+        "{} has a forked trunk: {} leaves ({}); herd's hub serves one linear trunk, so join them \
+         first: `fossil open {}` in an empty directory, then `fossil merge LEAF` for each leaf \
+         but the newest and `fossil commit -m \"join the trunk's leaves\"`",
+        path.display(),
+        leaves.len(),
+        leaves.join(", "),
+        path.display()
+    )]
+    ForkedTrunk {
+        /// The repository.
+        path: PathBuf,
+        /// Every trunk leaf (short names), newest first.
+        leaves: Vec<String>,
+    },
     /// The HTTP listener could not be bound.
     #[error("listen on {addr}")]
     Bind {

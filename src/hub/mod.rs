@@ -236,10 +236,21 @@ impl Hub {
 fn open_or_create(config: &HubConfig) -> Result<(Repository, RepoLock), HubError> {
     if config.repo.exists() {
         let lock = RepoLock::acquire(&config.repo)?;
-        let repo = Repository::open(&config.repo).map_err(|source| HubError::OpenRepo {
+        let open_err = |source| HubError::OpenRepo {
             path: config.repo.clone(),
             source,
-        })?;
+        };
+        let repo = Repository::open(&config.repo).map_err(open_err)?;
+        let leaves = repo.trunk_leaf_list().map_err(open_err)?;
+        if leaves.len() > 1 {
+            return Err(HubError::ForkedTrunk {
+                path: config.repo.clone(),
+                leaves: leaves
+                    .iter()
+                    .map(|l| l.as_str()[..12].to_string())
+                    .collect(),
+            });
+        }
         repo.drop_planner_stats();
         return Ok((repo, lock));
     }

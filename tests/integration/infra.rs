@@ -670,3 +670,63 @@ fn a_checkin_lands_only_once_whole_and_a_delta_waits_for_its_source() {
     );
     assert!(integrity.contains("0 errors"), "{integrity}");
 }
+
+#[test]
+fn a_hub_refuses_a_repository_whose_trunk_forked_naming_the_leaves() {
+    use herd::repo::{CheckinSpec, CreateOptions, FileChange, Repository};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("forked.fossil");
+    let options = CreateOptions {
+        project_name: None,
+        admin_user: "admin".into(),
+        nobody_caps: String::new(),
+    };
+    let repo = Repository::create(&path, &options).unwrap();
+    let root = repo.trunk_tip().unwrap().unwrap();
+    // Two check-ins on the root: two trunk leaves, as a stock fossil
+    // server leaves after two racing pushes.
+    let leaves: Vec<String> = ["a", "b"]
+        .iter()
+        .map(|name| {
+            let spec = CheckinSpec {
+                parent: root.clone(),
+                changes: vec![FileChange {
+                    path: format!("{name}.txt"),
+                    content: Some(name.as_bytes().to_vec()),
+                }],
+                comment: format!("leaf {name}"),
+                user: "forker".into(),
+                time: std::time::SystemTime::now(),
+            };
+            repo.commit(&spec).unwrap().hash.as_str()[..12].to_string()
+        })
+        .collect();
+    assert_eq!(repo.trunk_leaves().unwrap(), 2);
+    drop(repo);
+    let exit = HubProcess::run_to_exit(&[
+        "--repo".as_ref(),
+        path.as_os_str(),
+        "--listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+    ]);
+    assert_eq!(exit.status.code(), Some(2), "{exit:?}");
+    let lines: Vec<&str> = exit.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line: {:?}", exit.stderr);
+    for leaf in &leaves {
+        assert!(
+            lines[0].contains(leaf.as_str()),
+            "names {leaf}: {}",
+            lines[0]
+        );
+    }
+    assert!(
+        lines[0].contains("forked trunk") && lines[0].contains("fossil merge"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        exit.stdout.is_empty(),
+        "no readiness line: {:?}",
+        exit.stdout
+    );
+}
