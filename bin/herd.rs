@@ -206,7 +206,7 @@ fn plot(args: PlotArgs) -> u8 {
     };
     match herd::plot::sweep::plot(&args.runs, &outputs) {
         Ok(()) => {
-            eprintln!(
+            herd::say!(
                 "herd: wrote {}, {}, {}",
                 outputs.csv.display(),
                 outputs.svg.display(),
@@ -215,7 +215,7 @@ fn plot(args: PlotArgs) -> u8 {
             EXIT_OK
         }
         Err(e) => {
-            eprintln!("herd plot: {}", error_chain(&e));
+            herd::say!("herd plot: {}", error_chain(&e));
             EXIT_USAGE
         }
     }
@@ -252,7 +252,7 @@ fn bad_flags(e: &clap::Error) -> u8 {
 
 /// Prints why no trial could run; the exit code to return.
 fn usage(why: String) -> u8 {
-    eprintln!("herd: {why}");
+    herd::say!("herd: {why}");
     EXIT_USAGE
 }
 
@@ -368,7 +368,7 @@ fn print_report(report: &TrialReport, json: bool) -> Result<(), u8> {
         .write_all(text.as_bytes())
         .and_then(|()| stdout.flush())
     {
-        eprintln!("herd: cannot print the report: {e}");
+        herd::say!("herd: cannot print the report: {e}");
     }
     Ok(())
 }
@@ -378,7 +378,7 @@ fn exit_code(report: &TrialReport) -> u8 {
     match report.verdict() {
         None => EXIT_OK,
         Some(why) => {
-            eprintln!("herd: trial failed: {why}");
+            herd::say!("herd: trial failed: {why}");
             EXIT_TRIAL_FAILED
         }
     }

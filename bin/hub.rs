@@ -167,7 +167,7 @@ fn main() -> ExitCode {
     let telemetry = match telemetry::init("hub", None) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("hub: {:#}", anyhow::Error::new(e));
+            herd::say!("hub: {:#}", anyhow::Error::new(e));
             return ExitCode::from(2);
         }
     };
@@ -186,7 +186,7 @@ fn serve(cli: Cli) -> ExitCode {
     let config = match cli.config() {
         Ok(config) => config,
         Err(e) => {
-            eprintln!("hub: {e:#}");
+            herd::say!("hub: {e:#}");
             return ExitCode::from(2);
         }
     };
@@ -209,7 +209,7 @@ fn serve(cli: Cli) -> ExitCode {
                 HubError::Checkpoint { .. } => 1,
                 _ => 2,
             };
-            eprintln!("hub: {:#}", anyhow::Error::new(e));
+            herd::say!("hub: {:#}", anyhow::Error::new(e));
             ExitCode::from(code)
         }
     }
@@ -223,7 +223,7 @@ fn ignore_file_size_signal() {
     // SAFETY: SIG_IGN installs no handler code, and no other thread exists
     // yet to race with the change of disposition.
     if let Err(e) = unsafe { signal(Signal::SIGXFSZ, SigHandler::SigIgn) } {
-        eprintln!("hub: cannot ignore SIGXFSZ: {e}");
+        herd::say!("hub: cannot ignore SIGXFSZ: {e}");
     }
 }
 
@@ -238,7 +238,7 @@ fn limit_malloc_arenas() {
     // SAFETY: mallopt only sets an allocator parameter; it is called before
     // any other thread exists.
     if unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) } != 1 {
-        eprintln!("hub: cannot limit malloc arenas");
+        herd::say!("hub: cannot limit malloc arenas");
     }
 }
 

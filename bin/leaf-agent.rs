@@ -103,7 +103,7 @@ fn main() -> ExitCode {
     let telemetry = match telemetry::init("leaf-agent", Some(cli.slot)) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("leaf-agent: {}", chain(&e));
+            herd::say!("leaf-agent: {}", chain(&e));
             return ExitCode::from(EXIT_USAGE);
         }
     };
@@ -132,7 +132,7 @@ fn start(cli: Cli) -> ExitCode {
     let hub_login = match hub_login() {
         Ok(login) => login,
         Err(e) => {
-            eprintln!("leaf-agent: {e}");
+            herd::say!("leaf-agent: {e}");
             return ExitCode::from(EXIT_USAGE);
         }
     };
@@ -157,7 +157,7 @@ fn start(cli: Cli) -> ExitCode {
         stream_buffer_bytes: usize::try_from(cli.stream_buffer_bytes).unwrap_or(usize::MAX),
     };
     if let Err(e) = config.validate() {
-        eprintln!("leaf-agent: {}", chain(&e));
+        herd::say!("leaf-agent: {}", chain(&e));
         return ExitCode::from(EXIT_USAGE);
     }
     ExitCode::from(run(config))
@@ -171,7 +171,7 @@ fn run(config: LeafConfig) -> u8 {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("leaf-agent: cannot start the async runtime: {e}");
+            herd::say!("leaf-agent: cannot start the async runtime: {e}");
             return EXIT_USAGE;
         }
     };
@@ -203,7 +203,7 @@ fn run(config: LeafConfig) -> u8 {
         Err(e) => {
             let text = chain(&e);
             reporter.error(text.clone(), true);
-            eprintln!("leaf-agent: {text}");
+            herd::say!("leaf-agent: {text}");
             if is_start_failure(&e) {
                 EXIT_USAGE
             } else {

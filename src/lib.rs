@@ -29,6 +29,7 @@ pub mod leaf;
 pub mod plot;
 pub mod repo;
 pub mod report;
+pub mod stderr;
 pub mod supervisor;
 pub mod telemetry;
 pub mod workload;

@@ -322,9 +322,17 @@ pub const TIP_STREAM_MAX_BYTES: i64 = 256 * 1024 * 1024;
 /// See [`TIP_STREAM_MAX_BYTES`].
 pub const TIP_STREAM_MAX_AGE: Duration = Duration::from_secs(600);
 
+/// The smallest history the tip stream is given when the server's store
+/// cannot hold [`TIP_STREAM_MAX_BYTES`].
+const TIP_STREAM_MIN_BYTES: i64 = 1024 * 1024;
+
 /// Gets or creates the trial's tip stream: one subject, a bounded history
 /// (bytes and age, oldest dropped first), file storage so tips survive a
-/// server restart, direct get enabled for [`super::latest_tip`].
+/// server restart, direct get enabled for [`super::latest_tip`]. A server
+/// whose store cannot reserve [`TIP_STREAM_MAX_BYTES`] (a small disk: it
+/// answers "insufficient storage") gets a quarter as much, down to
+/// [`TIP_STREAM_MIN_BYTES`]: a shorter history costs late leaves a pull,
+/// not the trial.
 pub(super) async fn ensure_tip_stream(
     js: &jetstream::Context,
     scope: &Scope,
@@ -333,32 +341,43 @@ pub(super) async fn ensure_tip_stream(
 ) -> Result<stream::Stream, CoordError> {
     let name = scope.tips_stream();
     let op = format!("open tip stream {name}");
-    let config = stream::Config {
-        name: name.clone(),
-        subjects: vec![scope.tip_subject()],
-        max_bytes: TIP_STREAM_MAX_BYTES,
-        max_age: TIP_STREAM_MAX_AGE,
-        discard: stream::DiscardPolicy::Old,
-        allow_direct: true,
-        storage: stream::StorageType::File,
-        num_replicas: replicas,
-        ..Default::default()
-    };
-    let created = within(
-        op_timeout,
-        &op,
-        "create stream",
-        js.get_or_create_stream(config),
-    )
-    .await?;
-    match created {
-        Ok(stream) => Ok(stream),
-        Err(create_err) => {
-            match within(op_timeout, &op, "get stream", js.get_stream(&name)).await? {
-                Ok(stream) => Ok(stream),
-                Err(_) => Err(nats_error(&op, "create stream", create_err)),
-            }
+    let mut max_bytes = TIP_STREAM_MAX_BYTES;
+    loop {
+        let config = stream::Config {
+            name: name.clone(),
+            subjects: vec![scope.tip_subject()],
+            max_bytes,
+            max_age: TIP_STREAM_MAX_AGE,
+            discard: stream::DiscardPolicy::Old,
+            allow_direct: true,
+            storage: stream::StorageType::File,
+            num_replicas: replicas,
+            ..Default::default()
+        };
+        let created = within(
+            op_timeout,
+            &op,
+            "create stream",
+            js.get_or_create_stream(config),
+        )
+        .await?;
+        let create_err = match created {
+            Ok(stream) => return Ok(stream),
+            Err(e) => e,
+        };
+        let no_room = create_err.to_string().contains("insufficient storage");
+        if no_room && max_bytes > TIP_STREAM_MIN_BYTES {
+            max_bytes = (max_bytes / 4).max(TIP_STREAM_MIN_BYTES);
+            tracing::warn!(
+                max_bytes,
+                "the nats store cannot hold the tip stream's history; asking for less"
+            );
+            continue;
         }
+        return match within(op_timeout, &op, "get stream", js.get_stream(&name)).await? {
+            Ok(stream) => Ok(stream),
+            Err(_) => Err(nats_error(&op, "create stream", create_err)),
+        };
     }
 }
 

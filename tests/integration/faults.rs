@@ -687,3 +687,75 @@ fn a_full_disk_refuses_the_push_whole_and_the_hub_recovers() {
          commits acknowledged 2, commits lost {lost}"
     );
 }
+
+/// A small tmpfs at `dir`, unmounted (and removed) when dropped; `None`
+/// where this machine cannot mount one (not root, no tmpfs).
+struct SmallFs {
+    dir: PathBuf,
+}
+
+impl SmallFs {
+    fn mount(dir: PathBuf, size: &str) -> Option<SmallFs> {
+        std::fs::create_dir_all(&dir).ok()?;
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir)
+            .stderr(Stdio::null())
+            .status()
+            .ok()?
+            .success();
+        mounted.then_some(SmallFs { dir })
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.dir).status();
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+#[test]
+fn a_trial_on_a_full_disk_ends_with_its_reason_and_no_panic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(fs) = SmallFs::mount(tmp.path().join("small"), "12m") else {
+        println!("skipped: this machine cannot mount a small tmpfs (needs root)");
+        return;
+    };
+    let started = Instant::now();
+    let out = crate::helpers::herd_command()
+        .args(["run", "--agents", "4", "--tasks", "40", "--json"])
+        .args(["--min-bytes", "10000", "--max-bytes", "20000"])
+        .args([
+            "--min-think-ms",
+            "0",
+            "--max-think-ms",
+            "5",
+            "--timeout",
+            "120",
+        ])
+        .arg("--workdir")
+        .arg(fs.dir.join("w"))
+        .output()
+        .expect("run herd");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the trial fails, it is not refused: {stderr}"
+    );
+    assert!(!stderr.contains("101"), "a child panicked: {stderr}");
+    assert!(
+        stderr.contains("is full (") && stderr.contains("bytes free of"),
+        "the verdict names the full file system and its free space: {stderr}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(40),
+        "herd stopped the trial soon after the disk filled"
+    );
+    println!(
+        "faults: a 12 MiB work directory filled; herd ended in {:.1} s: {}",
+        started.elapsed().as_secs_f64(),
+        stderr.lines().last().unwrap_or_default()
+    );
+}

@@ -148,7 +148,7 @@ pub(super) async fn tee_stderr(slot: u32, stderr: impl AsyncRead + Unpin, log: P
         if let Some(f) = file.as_mut() {
             let _ = writeln!(f, "{line}");
         }
-        eprintln!("[slot {slot}] {line}");
+        crate::say!("[slot {slot}] {line}");
     }
 }
 

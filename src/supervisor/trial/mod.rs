@@ -127,7 +127,7 @@ pub async fn run(
     // start it is kept, so that the logs an error points to are there.
     if let (Err(_), Some(dir)) = (&result, temp) {
         let kept = dir.keep();
-        eprintln!(
+        crate::say!(
             "herd: the failed start's files are kept in {}",
             kept.display()
         );
@@ -240,8 +240,8 @@ async fn run_in(
         };
         // The trial's verdict stands whatever happens to its page.
         match page::write(path, &trial) {
-            Ok(()) => eprintln!("herd: report written to {}", path.display()),
-            Err(e) => eprintln!("herd: {}", crate::chain::chain(&e)),
+            Ok(()) => crate::say!("herd: report written to {}", path.display()),
+            Err(e) => crate::say!("herd: {}", crate::chain::chain(&e)),
         }
     }
     Ok(report)

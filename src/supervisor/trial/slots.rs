@@ -26,6 +26,12 @@ use crate::supervisor::{process, SlotFailure, SupervisorError};
 const MAX_ERRORS_KEPT: usize = 100;
 /// How often the progress line is redrawn.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+/// How often the work directory's free space is read.
+const DISK_EVERY: Duration = Duration::from_millis(500);
+/// Free bytes below which the work directory's file system counts as full:
+/// SQLite and JetStream fail their writes there, and the leaves would
+/// otherwise retry until their deadlines.
+const DISK_FULL_BYTES: u64 = 256 * 1024;
 
 /// The command that starts slot `slot`'s leaf-agent, on its host.
 fn leaf_command(run: &Setting<'_>, slot: u32, hub: &HubReady) -> Command {
@@ -170,9 +176,9 @@ impl Dispatch<'_> {
 
     fn on_infra(&mut self, event: InfraEvent) {
         match event {
-            InfraEvent::Died { what } => eprintln!("herd: {what}"),
+            InfraEvent::Died { what } => crate::say!("herd: {what}"),
             InfraEvent::Restarted { kind, what, pid } => {
-                eprintln!("herd: the {} {what}", kind.name());
+                crate::say!("herd: the {} {what}", kind.name());
                 if let Some(pid) = pid {
                     let kind = match kind {
                         InfraKind::Hub => ProcessKind::Hub,
@@ -182,7 +188,7 @@ impl Dispatch<'_> {
                 }
             }
             InfraEvent::Lost { why } => {
-                eprintln!("herd: {why}; stopping the trial");
+                crate::say!("herd: {why}; stopping the trial");
                 self.begin_stop(&why);
             }
         }
@@ -217,7 +223,7 @@ impl Dispatch<'_> {
     fn progress(&self) {
         let total = u64::from(self.t.config.agents) * u64::from(self.t.config.tasks);
         let secs = self.started.elapsed().as_secs_f64().max(0.001);
-        eprint!(
+        crate::say_partial!(
             "\rherd: landed {}/{total}  {:.0} commits/s  {} running   ",
             self.landed,
             self.landed as f64 / secs,
@@ -255,6 +261,7 @@ pub(super) async fn run_slots(
     let deadline = config.timeout.map(|t| started + t);
     let mut faults = Faults::plan(config, started);
     let mut tick = tokio::time::interval(PROGRESS_EVERY);
+    let mut disk = tokio::time::interval(DISK_EVERY);
     let mut stop_open = true;
 
     while d.running > 0 {
@@ -271,7 +278,7 @@ pub(super) async fn run_slots(
             request = stop.recv(), if stop_open => match request {
                 Some(()) => {
                     if !stopping {
-                        eprintln!("herd: stopping: asking leaf-agents to finish (again to kill at once)");
+                        crate::say!("herd: stopping: asking leaf-agents to finish (again to kill at once)");
                     }
                     d.begin_stop("interrupted");
                 }
@@ -286,14 +293,38 @@ pub(super) async fn run_slots(
                 faults.inject(t.topology, started);
             }
             _ = tick.tick(), if config.progress => d.progress(),
+            _ = disk.tick(), if !stopping => {
+                if let Some(why) = disk_full(t.workdir) {
+                    crate::say!("herd: {why}; stopping the trial");
+                    d.begin_stop(&why);
+                }
+            }
         }
     }
     let runtime_s = started.elapsed().as_secs_f64();
     if config.progress {
-        eprintln!();
+        crate::say!();
     }
     faults.end(t.topology, started);
     verdict(d, hub, infra, runtime_s, faults.injected).await
+}
+
+/// Why the trial must stop when the file system holding `workdir` (the
+/// hub's repository, the leaves', nats-server's store, the logs) is full:
+/// naming it and its free space; `None` while there is room (or it cannot
+/// be read).
+fn disk_full(workdir: &std::path::Path) -> Option<String> {
+    let stat = nix::sys::statvfs::statvfs(workdir).ok()?;
+    let block = stat.fragment_size();
+    let free = stat.blocks_available() * block;
+    let total = stat.blocks() * block;
+    (free < DISK_FULL_BYTES).then(|| {
+        format!(
+            "the file system holding {} is full ({free} bytes free of {total}): the hub's, the \
+             leaves' and nats-server's writes fail there",
+            workdir.display()
+        )
+    })
 }
 
 /// The trial's report: the slots' lines, the hub's own count (unless the
