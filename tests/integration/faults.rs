@@ -753,6 +753,22 @@ fn a_trial_on_a_full_disk_ends_with_its_reason_and_no_panic() {
         started.elapsed() < Duration::from_secs(40),
         "herd stopped the trial soon after the disk filled"
     );
+    // Every check-in a leaf saw acknowledged is on the hub's trunk (a
+    // landing whose reply was cut off by the stop may be there too).
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("no JSON report ({e}): {stderr}"));
+    let (hub, committed) = (report["hub_commits"].as_u64(), report["committed"].as_u64());
+    assert!(
+        matches!((hub, committed), (Some(h), Some(c)) if h >= c && c > 0),
+        "{report}"
+    );
+    let hub_path = fs.dir.join("w/hub.fossil");
+    let integrity = crate::helpers::fossil_ok(
+        tmp.path(),
+        tmp.path(),
+        &["test-integrity", "-R", hub_path.to_str().unwrap()],
+    );
+    assert!(integrity.contains("0 errors"), "{integrity}");
     println!(
         "faults: a 12 MiB work directory filled; herd ended in {:.1} s: {}",
         started.elapsed().as_secs_f64(),
