@@ -222,6 +222,23 @@ pub enum SupervisorError {
         /// What each server said.
         why: String,
     },
+    /// The trial's estimated bytes exceed the work directory's free space.
+    #[error(
+        "the trial needs about {need_mib} MiB on disk ({detail}), but the file system holding {} \
+         has {free_mib} MiB free; free some space, pick a --workdir elsewhere, or run fewer \
+         agents or tasks",
+        path.display()
+    )]
+    NoRoom {
+        /// The work directory (or where it will be made).
+        path: PathBuf,
+        /// The estimate, in MiB.
+        need_mib: u64,
+        /// The estimate by part.
+        detail: String,
+        /// Free space there, in MiB.
+        free_mib: u64,
+    },
     /// `--workdir` names a directory that already holds something.
     #[error("work directory {path} is not empty (it holds {holds}); a work directory holds one trial, so name a new or empty one")]
     WorkdirInUse {

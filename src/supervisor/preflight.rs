@@ -90,6 +90,96 @@ pub fn check_capacity(agents: u32, machine: Machine) -> Result<(), SupervisorErr
     Ok(())
 }
 
+/// What a trial's repositories and stores will take on disk, in bytes: an
+/// estimate from the workload's shape, generous rather than tight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskEstimate {
+    /// The hub's repository.
+    pub hub: u64,
+    /// Every leaf's repository and worktree.
+    pub leaves: u64,
+    /// nats-server's JetStream store (the tip stream's bounded history and
+    /// the buckets).
+    pub jetstream: u64,
+}
+
+impl DiskEstimate {
+    /// The sum.
+    pub fn total(&self) -> u64 {
+        self.hub + self.leaves + self.jetstream
+    }
+}
+
+/// Bytes a check-in adds beyond its files' content: its manifest (a delta
+/// manifest, and a share of the baselines) and the rows Fossil's tables
+/// keep for it and its files.
+const CHECKIN_OVERHEAD: u64 = 2048;
+/// Bytes a sparse leaf keeps per other slot's check-in: its delta
+/// manifest and its rows.
+const MANIFEST_BYTES: u64 = 512;
+/// Bytes each file adds to the derived tables (mlink, filename).
+const FILE_OVERHEAD: u64 = 200;
+/// Bytes one task costs the JetStream buckets (its record, its holds).
+const TASK_JETSTREAM: u64 = 1024;
+
+/// The estimate for `config`: the hub holds every commit (content stored
+/// zlib-compressed, random lowercase text at about two thirds); a full
+/// leaf holds every commit too, plus the worktree with every file whole; a
+/// sparse leaf holds its own commits and every manifest; JetStream holds
+/// the tip stream (at most its bound) and a record per task.
+pub fn estimate_disk(config: &super::TrialConfig) -> DiskEstimate {
+    let w = &config.workload;
+    let commits = u64::from(config.agents) * u64::from(config.tasks);
+    let files = (u64::from(w.min_files) + u64::from(w.max_files)).div_ceil(2);
+    let bytes = (u64::from(w.min_bytes) + u64::from(w.max_bytes)).div_ceil(2);
+    let content = files * bytes;
+    let stored = content * 2 / 3 + CHECKIN_OVERHEAD + files * FILE_OVERHEAD;
+    let hub = commits * stored;
+    let agents = u64::from(config.agents);
+    let leaves = match config.leaf {
+        crate::report::LeafMode::Full => agents * (hub + commits * content),
+        crate::report::LeafMode::Sparse => {
+            agents * commits * MANIFEST_BYTES + commits * (stored + content)
+        }
+    };
+    let stream_bound = u64::try_from(crate::coord::TIP_STREAM_MAX_BYTES).unwrap_or(u64::MAX);
+    let jetstream = hub.min(stream_bound) + commits * TASK_JETSTREAM;
+    DiskEstimate {
+        hub,
+        leaves,
+        jetstream,
+    }
+}
+
+/// Refuses a trial whose estimated bytes exceed the free space of the file
+/// system that will hold its work directory `dir` (or its nearest existing
+/// ancestor); says nothing when the free space cannot be read.
+pub fn check_space(config: &super::TrialConfig, dir: &Path) -> Result<(), SupervisorError> {
+    let Some(existing) = dir.ancestors().find(|a| a.exists()) else {
+        return Ok(());
+    };
+    let Ok(stat) = nix::sys::statvfs::statvfs(existing) else {
+        return Ok(());
+    };
+    let free = stat.blocks_available() * stat.fragment_size();
+    let need = estimate_disk(config);
+    if need.total() <= free {
+        return Ok(());
+    }
+    let mib = |b: u64| b.div_ceil(1024 * 1024);
+    Err(SupervisorError::NoRoom {
+        path: dir.to_path_buf(),
+        need_mib: mib(need.total()),
+        detail: format!(
+            "hub {} MiB, leaves {} MiB, JetStream {} MiB",
+            mib(need.hub),
+            mib(need.leaves),
+            mib(need.jetstream)
+        ),
+        free_mib: free / (1024 * 1024),
+    })
+}
+
 /// Refuses `dir` unless it does not exist yet or is empty. herd's layout
 /// (hub.fossil, nats/, slot-i/, logs/) is made fresh for every trial; a
 /// second trial in the same directory would meet the first one's
@@ -147,6 +237,21 @@ pub fn check_nats_url(urls: &str) -> Result<(), SupervisorError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn full_leaves_hold_every_commit_and_sparse_ones_little() {
+        let mut config = crate::supervisor::page::tests::config(16, 30);
+        let full = estimate_disk(&config);
+        // 480 commits of about three 1 KB files: a few MiB on the hub, and
+        // every full leaf holds as much again plus its worktree.
+        assert!((1 << 20..8 << 20).contains(&full.hub), "{full:?}");
+        assert!(full.leaves > 16 * full.hub, "{full:?}");
+        config.leaf = crate::report::LeafMode::Sparse;
+        let sparse = estimate_disk(&config);
+        assert_eq!(sparse.hub, full.hub);
+        assert!(sparse.leaves * 4 < full.leaves, "{sparse:?} {full:?}");
+        assert!(check_space(&config, Path::new("/")).is_ok());
+    }
 
     #[test]
     fn a_nats_url_nobody_listens_on_is_named() {

@@ -716,16 +716,15 @@ impl Drop for SmallFs {
 }
 
 #[test]
-fn a_trial_on_a_full_disk_ends_with_its_reason_and_no_panic() {
+fn a_trial_whose_disk_fills_ends_with_its_reason_and_no_panic() {
     let tmp = tempfile::tempdir().unwrap();
-    let Some(fs) = SmallFs::mount(tmp.path().join("small"), "12m") else {
+    let Some(fs) = SmallFs::mount(tmp.path().join("small"), "64m") else {
         println!("skipped: this machine cannot mount a small tmpfs (needs root)");
         return;
     };
-    let started = Instant::now();
-    let out = crate::helpers::herd_command()
-        .args(["run", "--agents", "4", "--tasks", "40", "--json"])
-        .args(["--min-bytes", "10000", "--max-bytes", "20000"])
+    let workdir = fs.dir.join("w");
+    let herd = crate::helpers::herd_command()
+        .args(["run", "--agents", "4", "--tasks", "200", "--json"])
         .args([
             "--min-think-ms",
             "0",
@@ -735,23 +734,38 @@ fn a_trial_on_a_full_disk_ends_with_its_reason_and_no_panic() {
             "120",
         ])
         .arg("--workdir")
-        .arg(fs.dir.join("w"))
-        .output()
-        .expect("run herd");
+        .arg(&workdir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start herd");
+    // Let the trial land some commits, then fill its file system, as a
+    // neighbour's big write would.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !workdir.join("slot-3/wt").exists() {
+        assert!(Instant::now() < deadline, "the leaves started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let filled = Instant::now();
+    {
+        use std::io::Write as _;
+        let mut filler = File::create(fs.dir.join("filler")).expect("create the filler");
+        let chunk = vec![b'x'; 1 << 20];
+        while filler.write_all(&chunk).is_ok() {}
+    }
+    let out = herd.wait_with_output().expect("herd's output");
+    let stopped = filled.elapsed();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "the trial fails, it is not refused: {stderr}"
-    );
+    assert_eq!(out.status.code(), Some(1), "the trial fails: {stderr}");
     assert!(!stderr.contains("101"), "a child panicked: {stderr}");
     assert!(
         stderr.contains("is full (") && stderr.contains("bytes free of"),
         "the verdict names the full file system and its free space: {stderr}"
     );
     assert!(
-        started.elapsed() < Duration::from_secs(40),
-        "herd stopped the trial soon after the disk filled"
+        stopped < Duration::from_secs(15),
+        "stopped {stopped:?} after the disk filled"
     );
     // Every check-in a leaf saw acknowledged is on the hub's trunk (a
     // landing whose reply was cut off by the stop may be there too).
@@ -762,7 +776,8 @@ fn a_trial_on_a_full_disk_ends_with_its_reason_and_no_panic() {
         matches!((hub, committed), (Some(h), Some(c)) if h >= c && c > 0),
         "{report}"
     );
-    let hub_path = fs.dir.join("w/hub.fossil");
+    let _ = std::fs::remove_file(fs.dir.join("filler"));
+    let hub_path = workdir.join("hub.fossil");
     let integrity = crate::helpers::fossil_ok(
         tmp.path(),
         tmp.path(),
@@ -770,8 +785,32 @@ fn a_trial_on_a_full_disk_ends_with_its_reason_and_no_panic() {
     );
     assert!(integrity.contains("0 errors"), "{integrity}");
     println!(
-        "faults: a 12 MiB work directory filled; herd ended in {:.1} s: {}",
-        started.elapsed().as_secs_f64(),
-        stderr.lines().last().unwrap_or_default()
+        "faults: the work directory's file system filled mid-trial; herd stopped {:.1} s later",
+        stopped.as_secs_f64()
     );
+}
+
+#[test]
+fn a_trial_too_big_for_its_disk_is_refused_up_front_in_one_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(fs) = SmallFs::mount(tmp.path().join("small"), "12m") else {
+        println!("skipped: this machine cannot mount a small tmpfs (needs root)");
+        return;
+    };
+    let out = crate::helpers::herd_command()
+        .args(["run", "--agents", "16", "--tasks", "100", "--workdir"])
+        .arg(fs.dir.join("w"))
+        .output()
+        .expect("run herd");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line: {stderr}");
+    assert!(
+        lines[0].contains("the trial needs about")
+            && lines[0].contains("leaves")
+            && lines[0].contains("MiB free"),
+        "{stderr}"
+    );
+    assert!(!fs.dir.join("w").exists(), "nothing was started");
 }

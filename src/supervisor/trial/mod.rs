@@ -106,6 +106,8 @@ pub async fn run(
     if let Some(urls) = &config.nats_url {
         super::preflight::check_nats_url(urls)?;
     }
+    let home = config.workdir.clone().unwrap_or_else(std::env::temp_dir);
+    super::preflight::check_space(&config, &home)?;
     let mut temp = None;
     let workdir: PathBuf = match &config.workdir {
         Some(dir) => {
