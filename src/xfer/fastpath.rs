@@ -172,7 +172,7 @@ pub fn push_reply(
     }
     if let Some(landed) = &outcome.landed_before {
         let seq = repo.trunk_position()? - repo.trunk_after(Some(landed))?.len() as u64;
-        return landed_reply(repo, landed, seq, false, &[]);
+        return landed_reply(repo, landed, seq, false, &outcome.landed_before_merged);
     }
     match outcome.advances.last() {
         Some(advance) if advance.landed_from.is_some() => landed_reply(

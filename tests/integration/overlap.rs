@@ -310,3 +310,48 @@ fn against_a_stock_fossil_server_edits_land_on_forks_and_none_is_lost() {
         "edits are off the tip only where the server took forks: {r}"
     );
 }
+
+#[test]
+fn a_merged_landing_repeated_after_a_lost_reply_sends_the_merged_text_again() {
+    let tmp = TempDir::new().unwrap();
+    let (hub, base, text) = seeded_hub(&tmp);
+    let url = hub.url();
+    let (client_a, a) = clone(&url, tmp.path(), "a");
+    let (client_b, b) = clone(&url, tmp.path(), "b");
+    let first = commit(&a, &base, HOT, &edit(1, 4, 40).apply(&text));
+    assert!(matches!(
+        client_a.push_landing(&a, &first).unwrap(),
+        PushOutcome::Accepted { .. }
+    ));
+    let stale = commit(&b, &base, HOT, &edit(2, 29, 40).apply(&text));
+    let landed = match client_b.push_landing(&b, &stale).unwrap() {
+        PushOutcome::Landed {
+            checkin, merged: 1, ..
+        } => checkin,
+        other => panic!("a stale push into the hot file merges: {other:?}"),
+    };
+    // The reply was lost (say): the same push again is answered with the
+    // same landing and the merged text again, not landed twice.
+    match client_b.push_landing(&b, &stale).unwrap() {
+        PushOutcome::Landed {
+            checkin, merged, ..
+        } => {
+            assert_eq!(checkin, landed);
+            assert_eq!(merged, 1, "the merged text travels again");
+        }
+        other => panic!("a repeated push answered {other:?}"),
+    }
+    assert_eq!(hub.stat("trunk_commits"), 3, "seed, a, b: landed once");
+    // Both edits in one text, which the pusher now holds.
+    let merged_text = edit(1, 4, 40).apply(&edit(2, 29, 40).apply(&text));
+    let on_hub = Repository::open(&tmp.path().join("hub.fossil")).unwrap();
+    assert_eq!(
+        on_hub.file_at(&landed, HOT).unwrap(),
+        Some(merged_text.clone())
+    );
+    let held = b.rid_of(&ArtifactHash::sha3_of(&merged_text)).unwrap();
+    assert!(
+        matches!(held, Some((_, false))),
+        "the pusher holds the merged text"
+    );
+}

@@ -133,6 +133,19 @@ impl Session<'_> {
     ) -> Result<Landed, ServerError> {
         let repo = self.repo;
         if let Some(landed) = repo.landed_as(hash)? {
+            if let Artifact::Checkin(pushed) = artifact {
+                // The first reply, with the merged texts, may be the one
+                // that was lost: send them again.
+                let on_hub = repo.file_list(&landed)?;
+                self.outcome.landed_before_merged = pushed
+                    .files
+                    .iter()
+                    .filter_map(|f| {
+                        let (held, _) = on_hub.get(&f.name)?;
+                        (f.hash.as_ref() != Some(held)).then(|| held.clone())
+                    })
+                    .collect();
+            }
             self.outcome.landed_before = Some(landed);
             return Ok(Landed::Before);
         }

@@ -121,6 +121,10 @@ pub struct Outcome {
     /// A push repeated after its reply was lost: the check-in the hub
     /// landed for it then (nothing new was written).
     pub landed_before: Option<ArtifactHash>,
+    /// With `landed_before`: the texts that landing merged by lines (files
+    /// the pushed check-in changed that the landed one holds otherwise),
+    /// which the pusher lacks still.
+    pub landed_before_merged: Vec<ArtifactHash>,
     /// `error` cards sent.
     pub errors: usize,
     /// The internal failure behind an error reply, if any (the reply itself
