@@ -72,6 +72,7 @@ impl TrialReport {
             cpu_ms_per_commit: None,
             cpu_ms_per_commit_by_kind: None,
             edits: None,
+            hub_count_error: None,
             nats_ops_per_task: None,
             git_processes_per_commit: None,
             hosts: shape.hosts.max(1),

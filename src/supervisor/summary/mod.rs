@@ -218,6 +218,10 @@ pub struct TrialReport {
     /// absent otherwise.
     #[serde(default, flatten, skip_serializing_if = "Option::is_none")]
     pub edits: Option<crate::supervisor::edits::EditCheck>,
+    /// Why the hub's own count could not be read, when herd asked and
+    /// failed (a lost hub is named in `infra_failure` instead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hub_count_error: Option<String>,
 }
 
 /// The inputs of a report besides the slots.
@@ -539,6 +543,15 @@ mod tests {
         let why = r.verdict().unwrap();
         assert!(why.contains("count of trunk commits is unknown"), "{why}");
         assert!(!why.contains("hub has"), "{why}");
+        // Why the count is unknown is said once, as the hub's, never as a
+        // slot's failure.
+        r.hub_count_error = Some("hub /stats: connection refused".into());
+        let why = r.verdict().unwrap();
+        assert!(
+            why.contains("count of trunk commits is unknown (hub /stats: connection refused)"),
+            "{why}"
+        );
+        assert!(!why.contains("4294967295"), "{why}");
 
         // No commit at all: no latency to show.
         let r = TrialReport::build(shape(), &[slot(0, &[], 0)], HubCount::default());

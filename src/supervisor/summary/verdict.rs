@@ -26,7 +26,10 @@ impl TrialReport {
                 self.committed
             )),
             Some(_) => {}
-            None => why.push("the hub's count of trunk commits is unknown".into()),
+            None => why.push(match &self.hub_count_error {
+                Some(e) => format!("the hub's count of trunk commits is unknown ({e})"),
+                None => "the hub's count of trunk commits is unknown".into(),
+            }),
         }
         if self.committed != self.claims_won {
             why.push(format!(

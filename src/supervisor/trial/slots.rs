@@ -20,7 +20,7 @@ use crate::report::{HubReady, LeafLine, ProcessKind, TaskOutcome};
 use crate::supervisor::infra::{InfraEvent, InfraKind, Watch};
 use crate::supervisor::sampler::Ticks;
 use crate::supervisor::summary::{HubCount, SlotRecord, TrialReport, TrialShape};
-use crate::supervisor::{process, SlotFailure, SupervisorError};
+use crate::supervisor::{process, SupervisorError};
 
 /// Most errors kept per slot; later ones are dropped.
 const MAX_ERRORS_KEPT: usize = 100;
@@ -389,12 +389,7 @@ async fn verdict(
     }
     if let Some(e) = hub_error {
         report.hub_count_unknown();
-        if let Some(e) = e {
-            report.failed_slots.push(SlotFailure {
-                slot: u32::MAX,
-                reason: e,
-            });
-        }
+        report.hub_count_error = e;
     }
     Ok((report, slots))
 }
