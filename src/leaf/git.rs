@@ -34,7 +34,9 @@ use crate::report::{PushMark, PushResult, TrialClock};
 use crate::workload::HotEdit;
 
 use super::error::LeafError;
-use super::sync::{CommitOutcome, CommitRequest, Committed, PendingTip, Started, SyncConfig};
+use super::sync::{
+    CommitOutcome, CommitRequest, Committed, PendingTip, Request, Started, SyncConfig,
+};
 use super::worker::Worker;
 use super::worktree::write_file as write;
 
@@ -53,21 +55,10 @@ const MAX_PUSHES: u32 = 10_000;
 /// The wait between tries of a server that does not answer.
 const RETRY_WAIT: Duration = Duration::from_millis(200);
 
-/// One request for the git thread.
-enum GitRequest {
-    Prepare {
-        files: Vec<(String, Vec<u8>)>,
-        edit: Option<HotEdit>,
-        reply: oneshot::Sender<Result<(), LeafError>>,
-    },
-    Commit {
-        request: CommitRequest,
-        reply: oneshot::Sender<Result<Committed, LeafError>>,
-    },
-}
-
 /// The async side's handle on the git thread.
-pub(super) struct GitHandle(Worker<GitRequest>);
+/// It serves the herd thread's [`Request`]s (a commit's span is not used:
+/// a git server takes no trace headers).
+pub(super) struct GitHandle(Worker<Request>);
 
 impl GitHandle {
     /// Starts the thread; it clones (or fetches) before answering.
@@ -77,10 +68,10 @@ impl GitHandle {
             move || GitState::open(config),
             |state: &mut GitState, request| {
                 match request {
-                    GitRequest::Prepare { files, edit, reply } => {
+                    Request::Prepare { files, edit, reply } => {
                         let _ = reply.send(state.prepare(&files, edit.as_ref()));
                     }
-                    GitRequest::Commit { request, reply } => {
+                    Request::Commit { request, reply, .. } => {
                         let _ = reply.send(state.commit(&request));
                     }
                 }
@@ -99,14 +90,18 @@ impl GitHandle {
         edit: Option<HotEdit>,
     ) -> Result<(), LeafError> {
         let (reply, answer) = oneshot::channel();
-        self.0.send(GitRequest::Prepare { files, edit, reply })?;
+        self.0.send(Request::Prepare { files, edit, reply })?;
         answer.await.map_err(|_| LeafError::WorkerGone)?
     }
 
     /// Commits the task and pushes until the server takes it.
     pub(super) async fn commit(&self, request: CommitRequest) -> Result<Committed, LeafError> {
         let (reply, answer) = oneshot::channel();
-        self.0.send(GitRequest::Commit { request, reply })?;
+        self.0.send(Request::Commit {
+            request,
+            span: tracing::Span::none(),
+            reply,
+        })?;
         answer.await.map_err(|_| LeafError::WorkerGone)?
     }
 

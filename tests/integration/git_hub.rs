@@ -61,15 +61,15 @@ fn assert_main_holds_every_task_once(bare: &Path, agents: u32, tasks: u32) {
     git(bare, &["fsck", "--strict", "--no-progress"]);
 }
 
-#[test]
-fn a_git_hub_trial_lands_every_commit_once_on_a_linear_main() {
-    let tmp = TempDir::new().unwrap();
-    let workdir = tmp.path().join("trial");
+/// A git trial of 4 agents with quick tasks and `extra` flags, kept in
+/// `workdir`, which must succeed; its `--json` report.
+fn quick_git_trial(workdir: &Path, extra: &[&str]) -> Value {
     let out = herd()
-        .args(["run", "--hub-kind", "git", "--agents", "4", "--tasks", "5"])
+        .args(["run", "--hub-kind", "git", "--agents", "4", "--json"])
         .args(QUICK_TASKS)
-        .args(["--timeout", "120", "--json", "--workdir"])
-        .arg(&workdir)
+        .args(extra)
+        .args(["--timeout", "120", "--workdir"])
+        .arg(workdir)
         .output()
         .expect("run herd");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -78,8 +78,14 @@ fn a_git_hub_trial_lands_every_commit_once_on_a_linear_main() {
         "herd failed: {:?}\n{stderr}",
         out.status
     );
-    let report: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("no JSON report ({e}): {stderr}"));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("no JSON report ({e}): {stderr}"))
+}
+
+#[test]
+fn a_git_hub_trial_lands_every_commit_once_on_a_linear_main() {
+    let tmp = TempDir::new().unwrap();
+    let workdir = tmp.path().join("trial");
+    let report = quick_git_trial(&workdir, &["--tasks", "5"]);
     assert_eq!(report["hub_kind"], "git", "{report}");
     assert_eq!(report["hub_commits"], 20, "{report}");
     assert_eq!(report["trunk_leaves"], 1, "{report}");
@@ -175,37 +181,19 @@ fn a_killed_git_daemon_is_started_again_and_nothing_acknowledged_is_lost() {
 #[test]
 fn git_leaves_editing_one_hot_file_lose_no_edit() {
     let tmp = TempDir::new().unwrap();
-    let out = herd()
-        .args([
-            "run",
-            "--hub-kind",
-            "git",
-            "--agents",
-            "4",
+    let r = quick_git_trial(
+        &tmp.path().join("trial"),
+        &[
             "--tasks",
             "6",
-            "--json",
-        ])
-        .args(QUICK_TASKS)
-        .args([
             "--overlap",
             "0.7",
             "--hot-files",
             "1",
             "--hot-append",
             "0.5",
-        ])
-        .args(["--timeout", "120", "--workdir"])
-        .arg(tmp.path().join("trial"))
-        .output()
-        .expect("run herd");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "herd failed: {:?}\n{stderr}",
-        out.status
+        ],
     );
-    let r: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
     let n = |k: &str| r[k].as_u64().unwrap_or_else(|| panic!("{k} in {r}"));
     assert_eq!(n("hub_commits"), 24, "{r}");
     assert!(n("edits_expected") > 0, "{r}");
