@@ -90,9 +90,9 @@ struct RunArgs {
     /// `disjoint`: each slot its own tasks; `shared`: all slots race for one pool.
     #[arg(long, env = "HERD_MODE", default_value = "disjoint")]
     mode: Mode,
-    /// The hub: `herd` (herd's hub: a linear trunk, tip broadcasts) or
-    /// `fossil` (a stock `fossil server` from PATH, for a side-by-side
-    /// measurement). With `fossil` each leaf pulls, commits on its trunk tip
+    /// The hub: `herd` (herd's hub: a linear trunk, tip broadcasts),
+    /// `fossil` (a stock `fossil server` from PATH) or `git` (a stock git
+    /// server), the last two for side-by-side measurements. With `fossil` each leaf pulls, commits on its trunk tip
     /// and pushes with Fossil's plain protocol; fossil accepts forks, so the
     /// verdict asks only that every task's check-in reached the server (hub
     /// commits == tasks) and reports forks (trunk leaves − 1) without failing
@@ -105,9 +105,10 @@ struct RunArgs {
     #[arg(long, env = "HERD_HUB_KIND", default_value = "herd")]
     hub_kind: HubKind,
     /// Who lands a check-in whose parent went stale: `hub` (the default: a
-    /// leaf asks the hub to write its check-in anew on the trunk tip, which
-    /// it does when none of the check-in's files changed on trunk since its
-    /// parent; many such landings share one transaction) or `leaf` (the
+    /// leaf asks the hub to write its check-in anew on the trunk tip, merging
+    /// by lines a file that also changed on trunk since its parent, and
+    /// refusing only lines both sides changed; many such landings share one
+    /// transaction) or `leaf` (the
     /// predecessor's protocol: the push waits its turn, is refused with the
     /// new tip, and the leaf rebases and pushes again). Ignored with
     /// `--hub-kind fossil` and `git`.

@@ -76,13 +76,15 @@ struct Cli {
     #[arg(long, env = "HERD_HUB_KIND", default_value = "herd")]
     hub_kind: HubKind,
     /// Who lands a check-in whose parent went stale: `hub` (the hub writes
-    /// it anew on its tip unless its files changed there) or `leaf` (wait
-    /// for a turn, rebase, push again). Ignored with --hub-kind fossil.
+    /// it anew on its tip, merging by lines a file trunk changed too, and
+    /// refuses only lines both sides changed) or `leaf` (wait for a turn,
+    /// rebase, push again). Ignored with --hub-kind fossil and git.
     #[arg(long, env = "HERD_LANDING", default_value = "hub")]
     landing: LandingStrategy,
     /// `full`: receive every trunk artifact and bring the worktree to the
     /// newest trunk tip before each task (and once at the end); `sparse`:
-    /// keep other slots' manifests only. Ignored with --hub-kind fossil.
+    /// keep other slots' manifests only. Ignored with --hub-kind fossil;
+    /// with git, a full leaf pulls before each task.
     #[arg(long, env = "HERD_LEAF", default_value = "full")]
     leaf: LeafMode,
     /// How a full leaf gets what it missed: `stream` (apply the batches the
