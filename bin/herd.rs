@@ -75,8 +75,9 @@ struct PlotArgs {
 #[derive(Args)]
 struct RunArgs {
     /// Leaf-agent processes (slots). More than the machine holds (open
-    /// files under the hard RLIMIT_NOFILE, about 20 MiB of MemAvailable
-    /// each) is refused before anything starts.
+    /// files under the hard RLIMIT_NOFILE; MemAvailable at 4 MiB per
+    /// sparse leaf or 10 MiB per full one, plus what the trial writes when
+    /// its work directory is on tmpfs) is refused before anything starts.
     #[arg(long, env = "HERD_AGENTS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
     agents: u32,
     /// Tasks per agent.

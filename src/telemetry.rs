@@ -291,6 +291,34 @@ pub fn thread_cpu_us() -> u64 {
     })
 }
 
+/// User + system CPU, in ms, of this process alone (every thread, none of
+/// its children).
+pub fn own_cpu_ms() -> Option<f64> {
+    rusage_ms(nix::sys::resource::UsageWho::RUSAGE_SELF)
+}
+
+/// User + system CPU, in ms, `getrusage` counts for `who`.
+pub fn rusage_ms(who: nix::sys::resource::UsageWho) -> Option<f64> {
+    nix::sys::resource::getrusage(who).ok().map(|u| {
+        let t = |tv: nix::sys::time::TimeVal| {
+            tv.tv_sec() as f64 * 1000.0 + tv.tv_usec() as f64 / 1000.0
+        };
+        t(u.user_time()) + t(u.system_time())
+    })
+}
+
+/// This process's own memory in KiB: `Private_Dirty` of
+/// `/proc/self/smaps_rollup`, the pages it wrote that no other process
+/// maps (heap, stacks, its copy of the program's relocated data). Clean
+/// pages are left out: the program's text, which every leaf maps once
+/// for all, counts as private to whichever process maps it last.
+pub fn private_kb() -> Option<u64> {
+    kb_line(
+        &std::fs::read_to_string("/proc/self/smaps_rollup").ok()?,
+        "Private_Dirty:",
+    )
+}
+
 /// This process's peak resident memory in KiB (`VmHWM`), where Linux tells.
 pub fn peak_rss_kb() -> Option<u64> {
     status_kb("VmHWM:")
@@ -303,9 +331,12 @@ pub fn current_rss_kb() -> Option<u64> {
 
 /// A `kB` figure of `/proc/self/status`.
 fn status_kb(field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status
-        .lines()
+    kb_line(&std::fs::read_to_string("/proc/self/status").ok()?, field)
+}
+
+/// The `kB` figure on the line of `text` that starts with `field`.
+fn kb_line(text: &str, field: &str) -> Option<u64> {
+    text.lines()
         .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }

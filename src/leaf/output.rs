@@ -111,6 +111,12 @@ impl Reporter {
         self.totals.borrow_mut().nats_ops = n;
     }
 
+    /// Records the CPU start-up took, read when the leaf is ready.
+    pub fn started(&self) {
+        let ms = crate::telemetry::own_cpu_ms().unwrap_or(0.0);
+        self.totals.borrow_mut().start_cpu_us = (ms * 1000.0) as u64;
+    }
+
     /// Adds think time slept.
     pub fn thought(&self, ms: u64) {
         self.totals.borrow_mut().think_ms += ms;
@@ -126,6 +132,7 @@ impl Reporter {
         LeafSummary {
             hub_requests,
             peak_rss_kb: crate::telemetry::peak_rss_kb().unwrap_or(0),
+            private_kb: crate::telemetry::private_kb().unwrap_or(0),
             ..self.totals.borrow().clone()
         }
     }

@@ -16,6 +16,9 @@
 //! the tree: on a big tree Fossil's rule alone would let it list hundreds
 //! of files. The more frequent baselines this causes cost little to store,
 //! since each is kept as a delta against the previous one (`deltify.rs`).
+//! A check-in on a parent whose delta is already past the cap (one the
+//! hub landed) follows Fossil's rule alone too: a new baseline there would
+//! be the whole tree for one task's files.
 //! The hub's landings (`CheckinMeta::by_hub`) follow Fossil's rule alone:
 //! with hub landing no leaf fetches baselines, and a baseline costs the hub
 //! the whole tree, so fewer of them keep its cost per commit near the
@@ -105,9 +108,8 @@ pub const MAX_DELTA_CARD_BYTES: usize = 6 * 1024;
 
 /// The bytes an F card adds to a manifest: `F NAME HASH PERM\n`, counting
 /// the permission field whether present or not (escaping is not counted).
-fn card_bytes(name: &str, entry: &Entry) -> usize {
-    let hash = entry.as_ref().map_or(0, |(h, _)| 1 + h.as_str().len());
-    2 + name.len() + hash + 2 + 1
+fn card_bytes(name: &str, hash: Option<&ArtifactHash>) -> usize {
+    2 + name.len() + hash.map_or(0, |h| 1 + h.as_str().len()) + 2 + 1
 }
 
 fn unix_ms(t: SystemTime) -> i64 {
@@ -207,8 +209,23 @@ impl Repository {
             list
         };
         let mut list = None;
+        // A parent already over the cap was landed by the hub (Fossil's
+        // rule alone): a check-in on it follows the same rule, since a
+        // new baseline would be the whole tree for one task's files (a
+        // sparse leaf joining a long trunk would push one per commit).
+        let parent_over_cap = pv
+            .delta
+            .iter()
+            .map(|f| card_bytes(&f.name, f.hash.as_ref()))
+            .sum::<usize>()
+            > MAX_DELTA_CARD_BYTES;
         let small = meta.by_hub
-            || delta.iter().map(|(n, e)| card_bytes(n, e)).sum::<usize>() <= MAX_DELTA_CARD_BYTES;
+            || parent_over_cap
+            || delta
+                .iter()
+                .map(|(n, e)| card_bytes(n, e.as_ref().map(|(h, _)| h)))
+                .sum::<usize>()
+                <= MAX_DELTA_CARD_BYTES;
         let (baseline, files) = if small && prefer_delta(delta.len(), pv.base.len()) {
             (
                 Some(base_hash),

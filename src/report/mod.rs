@@ -383,6 +383,16 @@ pub struct LeafSummary {
     /// thread's CPU clock, so waiting on the hub or NATS is not counted).
     #[serde(default)]
     pub apply_us: u64,
+    /// CPU, in microseconds, the leaf process used from its start to its
+    /// `ready` line: cloning, joining NATS, opening its repository.
+    #[serde(default)]
+    pub start_cpu_us: u64,
+    /// The leaf process's own memory at its end, in KiB (the pages it
+    /// wrote that no other process maps: what one more leaf costs; the
+    /// program's text, shared by every leaf, is not in it); 0 where Linux
+    /// does not tell.
+    #[serde(default)]
+    pub private_kb: u64,
 }
 
 /// The hub's readiness line.

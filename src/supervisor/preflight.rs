@@ -8,11 +8,16 @@ use std::path::Path;
 
 use super::SupervisorError;
 
-/// Resident memory one leaf-agent costs the machine, in MiB: about 14 MiB
-/// resident (release build), plus its page tables, its share of the page
-/// cache and the kernel's socket buffers; measured as the fall of
-/// MemAvailable over a 1,024-leaf trial (docs/guide/limits.md).
-pub const LEAF_MEMORY_MIB: u64 = 20;
+/// Memory one sparse leaf-agent costs the machine, in MiB: `scripts/leaf-cost`
+/// measured the fall of MemAvailable per live leaf (its pages, page
+/// tables and socket buffers, and what the hub and nats-server keep per
+/// connection) at 2.5 MiB over 512 sparse leaves; this leaves room.
+pub const SPARSE_LEAF_MEMORY_MIB: u64 = 4;
+/// Memory one full leaf-agent costs, in MiB: as a sparse one, plus the
+/// SQLite page cache it fills while applying every trunk check-in (its
+/// own memory reached 8 MiB over 256 full leaves, `scripts/leaf-cost
+/// --leaf full`).
+pub const FULL_LEAF_MEMORY_MIB: u64 = 10;
 /// The hub and nats-server together, in MiB, beyond what each leaf adds
 /// (the hub's bound is in docs/guide/guarantees.md).
 pub const BASE_MEMORY_MIB: u64 = 512;
@@ -53,10 +58,25 @@ fn mem_available(meminfo: &str) -> Option<u64> {
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
-/// Refuses a herd of `agents` the machine cannot hold: herd keeps a few
-/// descriptors per leaf (and the hub and nats-server one connection each),
-/// and every leaf is a process of its own.
-pub fn check_capacity(agents: u32, machine: Machine) -> Result<(), SupervisorError> {
+/// The memory, in MiB, one leaf-agent of `leaf` mode costs the machine.
+pub fn leaf_memory_mib(leaf: crate::report::LeafMode) -> u64 {
+    match leaf {
+        crate::report::LeafMode::Full => FULL_LEAF_MEMORY_MIB,
+        crate::report::LeafMode::Sparse => SPARSE_LEAF_MEMORY_MIB,
+    }
+}
+
+/// Refuses a herd the machine cannot hold: herd keeps a few descriptors
+/// per leaf (and the hub and nats-server one connection each), every leaf
+/// is a process of its own, and a work directory on tmpfs (`in_memory`)
+/// holds what the trial writes in memory too. The refusal names each
+/// figure it used and the largest herd that would fit.
+pub fn check_capacity(
+    config: &super::TrialConfig,
+    machine: Machine,
+    in_memory: Option<&Path>,
+) -> Result<(), SupervisorError> {
+    let agents = config.agents;
     let agents64 = u64::from(agents);
     let files = agents64 * FILES_PER_LEAF + BASE_FILES;
     if files > machine.nofile_hard {
@@ -70,24 +90,65 @@ pub fn check_capacity(agents: u32, machine: Machine) -> Result<(), SupervisorErr
             ),
         });
     }
-    if let Some(available_kib) = machine.mem_available_kib {
-        let need_mib = agents64 * LEAF_MEMORY_MIB + BASE_MEMORY_MIB;
-        let available_mib = available_kib / 1024;
-        if need_mib > available_mib {
-            let most = available_mib.saturating_sub(BASE_MEMORY_MIB) / LEAF_MEMORY_MIB;
-            return Err(SupervisorError::TooBig {
-                agents,
-                detail: format!(
-                    "need about {:.1} GiB of memory ({LEAF_MEMORY_MIB} MiB per leaf-agent, \
-                     {BASE_MEMORY_MIB} MiB for the hub and nats-server), but MemAvailable is \
-                     {:.1} GiB; run at most {most} agents on this machine",
-                    need_mib as f64 / 1024.0,
-                    available_mib as f64 / 1024.0
-                ),
-            });
+    let Some(available_kib) = machine.mem_available_kib else {
+        return Ok(());
+    };
+    let available_mib = available_kib / 1024;
+    let per_leaf = leaf_memory_mib(config.leaf);
+    // What a herd of `n` needs: its leaves, the hub and nats-server, and
+    // on tmpfs everything the trial writes.
+    let need_mib = |n: u32| {
+        let written = in_memory.map_or(0, |_| {
+            let mut shape = config.clone();
+            shape.agents = n;
+            estimate_disk(&shape).total().div_ceil(1 << 20)
+        });
+        (u64::from(n) * per_leaf + BASE_MEMORY_MIB + written, written)
+    };
+    let (need, written) = need_mib(agents);
+    if need <= available_mib {
+        return Ok(());
+    }
+    // The largest herd that fits, by bisection (the need grows with n).
+    let (mut fits, mut over) = (0u32, agents);
+    while over - fits > 1 {
+        let mid = fits + (over - fits) / 2;
+        if need_mib(mid).0 <= available_mib {
+            fits = mid;
+        } else {
+            over = mid;
         }
     }
-    Ok(())
+    let leaf = config.leaf.as_str();
+    let tmpfs = match in_memory {
+        Some(dir) => format!(
+            ", {:.1} GiB the trial writes to tmpfs at {}",
+            written as f64 / 1024.0,
+            dir.display()
+        ),
+        None => String::new(),
+    };
+    Err(SupervisorError::TooBig {
+        agents,
+        detail: format!(
+            "need about {:.1} GiB of memory ({per_leaf} MiB per {leaf} leaf-agent, \
+             {BASE_MEMORY_MIB} MiB for the hub and nats-server{tmpfs}), but MemAvailable is \
+             {:.1} GiB; run at most {fits} agents on this machine",
+            need as f64 / 1024.0,
+            available_mib as f64 / 1024.0
+        ),
+    })
+}
+
+/// Whether `dir` (or its nearest existing ancestor) is on a tmpfs, whose
+/// files live in memory.
+pub fn on_tmpfs(dir: &Path) -> bool {
+    dir.ancestors()
+        .find(|a| a.exists())
+        .is_some_and(|existing| {
+            nix::sys::statfs::statfs(existing)
+                .is_ok_and(|fs| fs.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC)
+        })
 }
 
 /// What a trial's repositories and stores will take on disk, in bytes: an
@@ -114,9 +175,14 @@ impl DiskEstimate {
 /// manifest, and a share of the baselines) and the rows Fossil's tables
 /// keep for it and its files.
 const CHECKIN_OVERHEAD: u64 = 2048;
-/// Bytes a sparse leaf keeps per other slot's check-in: its delta
-/// manifest and its rows.
-const MANIFEST_BYTES: u64 = 512;
+/// Bytes a sparse leaf keeps per check-in of its own beyond its files:
+/// its manifest, the landed one and their rows.
+const MANIFEST_BYTES: u64 = 1024;
+/// Bytes of a leaf's repository before its first check-in: Fossil's
+/// schema, the write-ahead log, the clone's rows.
+const LEAF_REPOSITORY_BYTES: u64 = 256 * 1024;
+/// Bytes an F card takes in a baseline manifest (a file's name and hash).
+const F_CARD_BYTES: u64 = 100;
 /// Bytes each file adds to the derived tables (mlink, filename).
 const FILE_OVERHEAD: u64 = 200;
 /// Bytes one task costs the JetStream buckets (its record, its holds).
@@ -125,7 +191,8 @@ const TASK_JETSTREAM: u64 = 1024;
 /// The estimate for `config`: the hub holds every commit (content stored
 /// zlib-compressed, random lowercase text at about two thirds); a full
 /// leaf holds every commit too, plus the worktree with every file whole; a
-/// sparse leaf holds its own commits and every manifest; JetStream holds
+/// sparse leaf holds its own commits and the baseline it cloned
+/// (`scripts/leaf-cost` measures what it really holds); JetStream holds
 /// the tip stream (at most its bound) and a record per task.
 pub fn estimate_disk(config: &super::TrialConfig) -> DiskEstimate {
     let w = &config.workload;
@@ -139,7 +206,12 @@ pub fn estimate_disk(config: &super::TrialConfig) -> DiskEstimate {
     let leaves = match config.leaf {
         crate::report::LeafMode::Full => agents * (hub + commits * content),
         crate::report::LeafMode::Sparse => {
-            agents * commits * MANIFEST_BYTES + commits * (stored + content)
+            // Each leaf clones the tip's manifest and its baseline (the
+            // tree as it stood: on average half the trial's files) and
+            // keeps its own commits.
+            let baseline = commits * files * F_CARD_BYTES / 2;
+            let own = u64::from(config.tasks) * (stored + content + MANIFEST_BYTES);
+            agents * (LEAF_REPOSITORY_BYTES + baseline + own)
         }
     };
     let stream_bound = u64::try_from(crate::coord::TIP_STREAM_MAX_BYTES).unwrap_or(u64::MAX);
@@ -275,16 +347,27 @@ mod tests {
 
     #[test]
     fn a_herd_beyond_the_machine_is_refused_naming_the_limit() {
+        let config = |agents, leaf| {
+            let mut c = crate::supervisor::page::tests::config(agents, 1);
+            c.leaf = leaf;
+            c
+        };
+        let (full, sparse) = (
+            crate::report::LeafMode::Full,
+            crate::report::LeafMode::Sparse,
+        );
         let big = Machine {
             nofile_hard: 1 << 20,
             mem_available_kib: Some(64 << 20),
         };
-        check_capacity(1024, big).unwrap();
+        check_capacity(&config(1024, full), big, None).unwrap();
         let few_files = Machine {
             nofile_hard: 1024,
             ..big
         };
-        let err = check_capacity(4096, few_files).unwrap_err().to_string();
+        let err = check_capacity(&config(4096, full), few_files, None)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("RLIMIT_NOFILE) is 1024"), "{err}");
         assert!(err.contains("16640 open files"), "{err}");
         assert!(err.contains("at most 192 agents"), "{err}");
@@ -292,19 +375,47 @@ mod tests {
             mem_available_kib: Some(20 << 20),
             ..big
         };
-        let err = check_capacity(4096, little_memory).unwrap_err().to_string();
+        // 4,096 × 10 MiB + 512 MiB; at most (20 GiB − 512 MiB) ÷ 10 MiB.
+        let err = check_capacity(&config(4096, full), little_memory, None)
+            .unwrap_err()
+            .to_string();
         assert!(
-            err.starts_with("4096 agents need about 80.5 GiB of memory"),
+            err.starts_with(
+                "4096 agents need about 40.5 GiB of memory (10 MiB per full leaf-agent"
+            ),
             "{err}"
         );
         assert!(err.contains("MemAvailable is 20.0 GiB"), "{err}");
-        assert!(err.contains("at most 998 agents"), "{err}");
+        assert!(err.contains("at most 1996 agents"), "{err}");
+        // Sparse leaves fit, until what they write goes to memory too.
+        check_capacity(&config(4096, sparse), little_memory, None).unwrap();
+        let mut long = config(4096, sparse);
+        long.tasks = 200;
+        let tmp = Path::new("/dev/shm");
+        let err = check_capacity(&long, little_memory, Some(tmp))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("4 MiB per sparse leaf-agent"), "{err}");
+        assert!(
+            err.contains("the trial writes to tmpfs at /dev/shm"),
+            "{err}"
+        );
+        let most: u32 = err
+            .rsplit("at most ")
+            .next()
+            .and_then(|t| t.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap();
+        long.agents = most;
+        check_capacity(&long, little_memory, Some(tmp)).unwrap();
+        long.agents = most + 1;
+        assert!(check_capacity(&long, little_memory, Some(tmp)).is_err());
         // Unknown memory is not a refusal.
         let unknown = Machine {
             mem_available_kib: None,
             ..big
         };
-        check_capacity(4096, unknown).unwrap();
+        check_capacity(&config(4096, full), unknown, None).unwrap();
     }
 
     #[test]

@@ -8,7 +8,7 @@
 use std::io;
 use std::time::Duration;
 
-use nix::sys::resource::{getrlimit, setrlimit, Resource};
+use nix::sys::resource::{getrlimit, setrlimit, Resource, UsageWho};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::{getpid, getppid, Pid};
 use tokio::process::{Child, Command};
@@ -82,21 +82,5 @@ pub fn signal_pid_group(pid: u32, signal: Signal) {
 /// reaped (and theirs): after a trial's children have all been waited for,
 /// the difference across the trial is the CPU of all its processes.
 pub fn cpu_ms() -> Option<f64> {
-    use nix::sys::resource::UsageWho;
-    Some(rusage_ms(UsageWho::RUSAGE_SELF)? + rusage_ms(UsageWho::RUSAGE_CHILDREN)?)
-}
-
-/// User + system CPU, in ms, of this process alone (every thread, none of
-/// its children).
-pub fn own_cpu_ms() -> Option<f64> {
-    rusage_ms(nix::sys::resource::UsageWho::RUSAGE_SELF)
-}
-
-fn rusage_ms(who: nix::sys::resource::UsageWho) -> Option<f64> {
-    nix::sys::resource::getrusage(who).ok().map(|u| {
-        let t = |tv: nix::sys::time::TimeVal| {
-            tv.tv_sec() as f64 * 1000.0 + tv.tv_usec() as f64 / 1000.0
-        };
-        t(u.user_time()) + t(u.system_time())
-    })
+    Some(crate::telemetry::own_cpu_ms()? + crate::telemetry::rusage_ms(UsageWho::RUSAGE_CHILDREN)?)
 }

@@ -41,7 +41,10 @@
 //!   else; the check-ins in between and everyone's files stay phantoms, as
 //!   in a shallow, partial clone. A leaf rebases over manifests and never
 //!   reads another slot's files, so shipping and storing every check-in on
-//!   every leaf would be pure cost, paid once per leaf per commit.
+//!   every leaf would be pure cost, paid once per leaf per commit. A
+//!   `clone` with the pragma is answered the same way, in one round: the
+//!   project code, the tip's manifest and its baseline; a leaf joining a
+//!   long trunk copies none of what the others wrote.
 //! - Stored form: with every artifact (a client that is not sparse), each
 //!   goes as a `cfile` card holding the blob as the hub stores it: zlib
 //!   compressed, and for a manifest stored as a delta (a baseline against

@@ -402,6 +402,74 @@ fn assert_timeline_in_order(t: &TaskLine) {
     );
 }
 
+/// A sparse leaf that joins after others have landed copies none of what
+/// they wrote: its clone holds the tip's manifest (and its baseline), its
+/// worktree only its own files, and it reports its start-up cost.
+#[test]
+fn a_sparse_leaf_joining_a_long_trunk_copies_none_of_it() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = Hub::start(dir.path(), &nats.url());
+    let sparse = ["--leaf", "sparse"];
+    let first = run_leaves(
+        &hub,
+        &nats,
+        dir.path(),
+        2,
+        &[&sparse[..], &["--tasks", "30"]].concat(),
+    );
+    assert!(first.iter().all(|r| r.status.success()));
+    let late_dir = dir.path().join("late");
+    let late = run_leaves(
+        &hub,
+        &nats,
+        &late_dir,
+        1,
+        &[&sparse[..], &["--tasks", "2", "--seed", "2"]].concat(),
+    );
+    let late = &late[0];
+    assert!(late.status.success(), "{:?}", late.lines);
+    assert_eq!(late.summary().committed, 2);
+    assert!(late.summary().start_cpu_us > 0);
+    let hub_repo = Repository::open(&hub.repo).expect("open hub repository");
+    assert_eq!(hub_repo.trunk_commits().expect("count"), 63);
+    // 60 check-ins of the first two leaves, each with its files: none came.
+    let leaf = Repository::open(&late_dir.join("slot-0/leaf.fossil")).expect("open leaf");
+    let held = leaf.artifact_count().expect("count");
+    let hub_held = hub_repo.artifact_count().expect("count");
+    assert!(
+        held * 5 < hub_held,
+        "the late leaf holds {held} of {hub_held}"
+    );
+    let mut worktree = Vec::new();
+    for entry in walk(&late_dir.join("slot-0/wt")) {
+        worktree.push(entry);
+    }
+    assert!(
+        worktree.iter().all(|p| p.starts_with("slot-0/")),
+        "{worktree:?}"
+    );
+    assert_eq!(fossil_leaves(&hub.repo), 1);
+}
+
+/// The files under `root`, as paths relative to it.
+fn walk(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d).expect("read dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                let rel = path.strip_prefix(root).expect("under root");
+                out.push(rel.to_string_lossy().into_owned());
+            }
+        }
+    }
+    out
+}
+
 #[test]
 fn shared_pool_is_committed_once_with_claims_lost() {
     let nats = NatsServer::start();

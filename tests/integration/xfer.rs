@@ -232,6 +232,15 @@ fn our_client_clones_pulls_and_pushes_against_fossil_server() {
         local.trunk_commits().unwrap().to_string(),
         fossil_sql(home, &repo_path, count)
     );
+    // fossil ignores the sparse pragma: a sparse clone is whole.
+    let sparse = Client::new(&server.url).sparse();
+    let whole = sparse
+        .clone_into(&tmp.path().join("sparse.fossil"))
+        .unwrap();
+    assert_eq!(
+        whole.artifact_count().unwrap(),
+        local.artifact_count().unwrap()
+    );
     let tip_sql =
         "SELECT uuid FROM blob JOIN event ON objid=rid WHERE type='ci' ORDER BY mtime DESC LIMIT 1";
     assert_eq!(
@@ -600,6 +609,46 @@ fn clone_pages_with_clone_seqno() {
         clone.project_code().unwrap(),
         server.with_repo(|r| r.project_code().unwrap())
     );
+}
+
+#[test]
+fn a_sparse_clone_is_one_round_holding_the_tip_manifest_only() {
+    let tmp = TempDir::new().unwrap();
+    let hub = new_repo(&tmp.path().join("hub.fossil"), "gio");
+    let tip = history(&hub, 60, "s");
+    let hub_artifacts = hub.artifact_count().unwrap();
+    let server = TestServer::start(hub, 1);
+    let client = Client::new(&server.url).sparse();
+    let leaf = client.clone_into(&tmp.path().join("leaf.fossil")).unwrap();
+    assert_eq!(client.requests(), 1, "one round");
+    // The reply names the tip (the copy cannot tell trunk from its parts:
+    // the branch tag propagates from the root, which it does not hold).
+    assert_eq!(client.known_tip(), Some(tip.clone()));
+    assert!(leaf.is_checkin(&tip).unwrap());
+    assert_eq!(
+        leaf.project_code().unwrap(),
+        server.with_repo(|r| r.project_code().unwrap())
+    );
+    // The tip's manifest and at most its baseline: none of the 60 files,
+    // none of the check-ins in between.
+    let held = leaf.artifact_count().unwrap();
+    assert!(
+        (1..=2).contains(&held),
+        "{held} of the hub's {hub_artifacts} artifacts"
+    );
+    // A check-in on it lands like any other.
+    leaf.config_set("repo-cksum", "0").unwrap();
+    let ours = commit(&leaf, &tip, "sparse/new.txt", "from a sparse clone\n");
+    let outcome = client.push(&leaf, std::slice::from_ref(&ours)).unwrap();
+    assert!(
+        matches!(outcome, PushOutcome::Accepted { .. }),
+        "{outcome:?}"
+    );
+    server.with_repo(|r| {
+        assert_eq!(r.trunk_tip().unwrap(), Some(ours.clone()));
+        assert_eq!(r.trunk_leaves().unwrap(), 1);
+        assert_eq!(r.trunk_commits().unwrap(), 62);
+    });
 }
 
 #[test]

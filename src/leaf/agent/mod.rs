@@ -111,6 +111,7 @@ pub async fn run(
         .await
         .map_err(connect_err)?;
     let from_stream = config.catch_up.from_stream(config.leaf);
+    reporter.started();
     reporter.line(&LeafLine::Ready(LeafReady {
         slot,
         leaf_id: leaf_id.clone(),

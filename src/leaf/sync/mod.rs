@@ -15,8 +15,8 @@
 //! broadcast's bundle or one pull) and, on a refusal for a stale parent,
 //! rebases onto the tip the refusal named and pushes again.
 //!
-//! A sparse leaf's worktree holds the initial check-out plus its own
-//! writes. A full leaf's (`--leaf full`) is brought to the newest trunk tip
+//! A sparse leaf's clone holds the trunk tip's manifest (no files) and
+//! its worktree only its own writes. A full leaf's (`--leaf full`) is brought to the newest trunk tip
 //! before each task: the [`Request::Prepare`] that writes a task's files
 //! first pulls everything the leaf missed, once, and updates the worktree
 //! (`worktree.rs`). Retrying an unanswering hub is in `retry.rs`.

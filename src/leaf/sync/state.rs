@@ -41,8 +41,11 @@ pub(in crate::leaf) struct SyncState {
 }
 
 impl SyncState {
-    /// Connects to the hub, clones or reopens the slot's repository and
-    /// checks out the hub's tip: the state the thread serves requests from.
+    /// Connects to the hub, clones or reopens the slot's repository and,
+    /// for a full leaf, checks out the hub's tip: the state the thread
+    /// serves requests from. A sparse leaf's worktree starts empty and
+    /// holds only what its tasks write; its clone holds only the tip's
+    /// manifest (see `Client::sparse`).
     pub(super) fn open(
         config: SyncConfig,
         hub_requests: Arc<AtomicU64>,
@@ -93,8 +96,10 @@ impl SyncState {
             path: config.worktree.clone(),
             source,
         })?;
-        repo.checkout(&hub_tip, &config.worktree)
-            .map_err(repo_err("check out the trunk tip"))?;
+        if full {
+            repo.checkout(&hub_tip, &config.worktree)
+                .map_err(repo_err("check out the trunk tip"))?;
+        }
         hub_requests.store(client.requests(), Ordering::Relaxed);
         let started = Started {
             project_code,

@@ -69,6 +69,8 @@ impl TrialReport {
             commits_per_s: None,
             hub_peak_rss_kb: hub.peak_rss_kb,
             leaf_peak_rss_kb: None,
+            leaf_private_kb: None,
+            leaf_start_cpu_ms: None,
             cpu_ms_per_commit: None,
             cpu_ms_per_commit_by_kind: None,
             edits: None,
@@ -130,6 +132,12 @@ impl TrialReport {
         self.broadcasts_pulled = Some(t.broadcasts_pulled);
         self.broadcasts_skipped = Some(t.broadcasts_skipped);
         self.leaf_peak_rss_kb = Some(t.leaf_peak_rss_kb);
+        self.leaf_private_kb = Some(t.leaf_private_kb).filter(|&kb| kb > 0);
+        let mut start: Vec<f64> = t.start_cpu_us.iter().map(|&us| us as f64).collect();
+        start.sort_by(f64::total_cmp);
+        if !start.is_empty() {
+            self.leaf_start_cpu_ms = Some(thousandths(percentile(&start, 50.0) / 1000.0));
+        }
         self.bytes_pulled = Some(t.bytes_pulled);
         self.files_updated = Some(t.files_updated);
         if self.leaf == LeafMode::Full && t.checkins_applied > 0 {
@@ -239,6 +247,10 @@ struct SummaryTotals {
     broadcasts_pulled: u64,
     broadcasts_skipped: u64,
     leaf_peak_rss_kb: u64,
+    /// The largest leaf's own memory at its end.
+    leaf_private_kb: u64,
+    /// Each leaf's start-up CPU.
+    start_cpu_us: Vec<u64>,
     bytes_pulled: u64,
     files_updated: u64,
     /// The longest slot's think time.
@@ -260,6 +272,8 @@ impl SummaryTotals {
         self.broadcasts_pulled += u64::from(s.broadcasts_pulled);
         self.broadcasts_skipped += u64::from(s.broadcasts_skipped);
         self.leaf_peak_rss_kb = self.leaf_peak_rss_kb.max(s.peak_rss_kb);
+        self.leaf_private_kb = self.leaf_private_kb.max(s.private_kb);
+        self.start_cpu_us.push(s.start_cpu_us);
         self.bytes_pulled += s.bytes_pulled;
         self.files_updated += s.files_updated;
         self.think_max_ms = self.think_max_ms.max(s.think_ms);

@@ -175,6 +175,15 @@ pub struct TrialReport {
     pub hub_peak_rss_kb: Option<u64>,
     /// The largest leaf's peak resident memory, in KiB.
     pub leaf_peak_rss_kb: Option<u64>,
+    /// The largest leaf's own memory at its end, in KiB (the pages it
+    /// wrote that no other process maps; the program's text, shared by
+    /// every leaf, is not in it): what one more leaf costs the machine. `null` unless
+    /// every slot sent its summary, or where Linux does not tell.
+    pub leaf_private_kb: Option<u64>,
+    /// The median leaf's CPU, in ms, from its start to its `ready` line
+    /// (clone, NATS connect, open); `null` unless every slot sent its
+    /// summary.
+    pub leaf_start_cpu_ms: Option<f64>,
     /// NATS requests the leaves sent in their task loops per committed
     /// task; `null` with no committed task.
     pub nats_ops_per_task: Option<f64>,
@@ -535,6 +544,8 @@ mod tests {
             "broadcasts_skipped",
             "think_floor_s",
             "leaf_peak_rss_kb",
+            "leaf_private_kb",
+            "leaf_start_cpu_ms",
             "trunk_leaves",
             "nats_ops_per_task",
         ] {

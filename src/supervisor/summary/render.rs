@@ -175,6 +175,13 @@ impl TrialReport {
             mib(self.hub_peak_rss_kb),
             mib(self.leaf_peak_rss_kb)
         );
+        if let (Some(private), Some(start)) = (self.leaf_private_kb, self.leaf_start_cpu_ms) {
+            let _ = writeln!(
+                s,
+                "  per leaf:           {} own memory (largest), start-up {start:.1} ms of CPU (median)",
+                mib(Some(private))
+            );
+        }
         let _ = writeln!(
             s,
             "  restarts:           hub {}, nats {}",

@@ -90,7 +90,9 @@ pub async fn run(
     config: TrialConfig,
     stop: mpsc::Receiver<()>,
 ) -> Result<TrialReport, SupervisorError> {
-    super::preflight::check_capacity(config.agents, super::preflight::Machine::read())?;
+    let home = config.workdir.clone().unwrap_or_else(std::env::temp_dir);
+    let in_memory = super::preflight::on_tmpfs(&home).then_some(home.as_path());
+    super::preflight::check_capacity(&config, super::preflight::Machine::read(), in_memory)?;
     // Each leaf holds a few descriptors (pipes, a NATS and an HTTP socket,
     // SQLite files); herd holds its pipe ends.
     let _ = process::raise_nofile(u64::from(config.agents) * 8 + 256);
@@ -98,7 +100,7 @@ pub async fn run(
     // the trial's.
     let cpu_before = CpuBefore {
         all: process::cpu_ms().unwrap_or(0.0),
-        herd: process::own_cpu_ms().unwrap_or(0.0),
+        herd: crate::telemetry::own_cpu_ms().unwrap_or(0.0),
     };
     // The trial's clock starts now; every child gets it.
     let sampler = Sampler::start(TrialClock::starting_now());
@@ -106,7 +108,6 @@ pub async fn run(
     if let Some(urls) = &config.nats_url {
         super::preflight::check_nats_url(urls)?;
     }
-    let home = config.workdir.clone().unwrap_or_else(std::env::temp_dir);
     super::preflight::check_space(&config, &home)?;
     let mut temp = None;
     let workdir: PathBuf = match &config.workdir {
@@ -231,7 +232,7 @@ async fn run_in(
         hub: kind(ProcessKind::Hub),
         nats: kind(ProcessKind::Nats),
         leaves: kind(ProcessKind::Leaf),
-        herd: process::own_cpu_ms().map_or(0.0, |now| now - cpu_before.herd),
+        herd: crate::telemetry::own_cpu_ms().map_or(0.0, |now| now - cpu_before.herd),
     });
     if let Some(path) = &config.report {
         let trial = page::Trial {

@@ -97,7 +97,9 @@ impl Client {
 
     /// This client keeps other writers' check-in manifests but not their
     /// files: fast pulls and push refusals bring manifests only (see
-    /// `xfer::fastpath`). Clones stay complete. A sparse repository lacks
+    /// `xfer::fastpath`), and a clone from a server that speaks the pragma
+    /// holds only the trunk tip's manifest and its baseline (a real
+    /// Fossil server ignores it and sends everything). A sparse repository lacks
     /// the files the optional R card hashes: turn it off (`repo-cksum` 0).
     pub fn sparse(mut self) -> Client {
         self.sparse = true;

@@ -28,14 +28,22 @@ pub struct PullOutcome {
 
 impl Client {
     /// Clones the server into a new repository at `path` (clone protocol 3,
-    /// paged by `clone_seqno`), then crosslinks everything.
+    /// paged by `clone_seqno`), then crosslinks everything. A sparse client
+    /// asks for a sparse clone (`pragma herd-sparse`): herd's hub answers in
+    /// one round with the trunk tip's manifest and its baseline, the files
+    /// staying phantoms without rows (see `xfer::fastpath`).
     pub fn clone_into(&self, path: &Path) -> Result<Repository, ClientError> {
         let mut seqno: u64 = 1;
         let mut project_code: Option<String> = None;
         let mut received = Vec::new();
+        let mut server_tip = None;
         for _ in 0..MAX_ROUNDS {
-            let card = Card::Clone(Some(CloneFrom { version: 3, seqno }));
-            let reply = self.exchange(&[card], project_code.as_deref())?;
+            let mut cards: Vec<Card> = self.sparse_card().into_iter().collect();
+            cards.push(Card::Clone(Some(CloneFrom { version: 3, seqno })));
+            let reply = self.exchange(&cards, project_code.as_deref())?;
+            if let Some(args) = reply.pragma(PRAGMA_TIP) {
+                server_tip = parse_tip(args).map(|(tip, _)| tip);
+            }
             if let Some(text) = reply.error() {
                 // The first round cannot carry a login (its signature needs
                 // the project code, which the reply brings): a server that
@@ -78,8 +86,15 @@ impl Client {
                     let pc = project_code
                         .ok_or_else(|| self.protocol("clone reply without push card"))?;
                     let repo = Repository::create_for_clone(path, &pc).map_err(self.repo_err())?;
+                    if self.sparse {
+                        repo.skip_file_phantoms();
+                    }
                     self.in_transaction(&repo, |r| self.store_received(r, received, None))?;
-                    self.set_known_tip(repo.trunk_tip().map_err(self.repo_err())?);
+                    let tip = match server_tip {
+                        Some(tip) => Some(tip),
+                        None => repo.trunk_tip().map_err(self.repo_err())?,
+                    };
+                    self.set_known_tip(tip);
                     return Ok(repo);
                 }
                 Some(n) if n > seqno => seqno = n,

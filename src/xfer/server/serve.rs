@@ -7,6 +7,7 @@ use super::session::Session;
 use super::types::ServerError;
 use crate::repo::{ArtifactHash, Rid};
 use crate::xfer::card::{Card, CloneFrom};
+use crate::xfer::fastpath;
 
 impl Session<'_> {
     /// Answers `gimme` cards with full `file` cards while the reply is under
@@ -51,6 +52,16 @@ impl Session<'_> {
             server_code: repo.server_code()?,
             project_code: project_code.to_string(),
         };
+        if self.artifacts == fastpath::Artifacts::Tip {
+            // A sparse clone (`pragma herd-sparse`): the tip's manifest and
+            // its baseline, in one round, as a sparse pull would bring them.
+            let cards = fastpath::pull_reply(repo, None, fastpath::Artifacts::Tip, &[])?;
+            self.count_sent(&cards);
+            self.out.extend(cards);
+            self.out.push(Card::CloneSeqno(0));
+            self.out.push(push);
+            return Ok(());
+        }
         let Some(from) = from.filter(|f| f.version >= 2) else {
             // Legacy: announce everything, the client asks with gimme.
             self.out.push(push);
