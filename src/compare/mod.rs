@@ -22,6 +22,12 @@
 //! {"series":"herd, hub landing","agents":16,"tasks":30,"figure":"p99_commit_ms","higher_is_better":false,"a":{"runs":3,"median":41.2,"min":39.8,"max":44.0},"b":{"runs":3,"median":30.1,"min":29.5,"max":31.0},"change_pct":-26.9,"verdict":"better","basis":{"test":"repeats","p":0.008,"overlap":false}}
 //! {"series":"fossil","agents":4,"tasks":5,"only_in":"A","runs":1}
 //! ```
+//!
+//! `verdict` is `better`, `worse` or `within_noise`; `change_pct` is null
+//! when A's median is 0; `basis` is `{"test":"repeats","p":…,"overlap":…}`
+//! or, with a single run on a side, `{"test":"threshold","noise_pct":…}`;
+//! `settings_differ` (`[{"setting":"zero_think","a":"true","b":"false"}]`)
+//! is there only when the runs differ in a setting.
 
 mod text;
 mod verdict;
