@@ -2,6 +2,8 @@
 //!
 //! Exit codes: 0 the trial passed every check; 1 it ran and a check failed
 //! (the reason is on stderr); 2 bad flags or an unusable environment.
+//! `herd plot` and `herd compare` exit 2 on unreadable input; `herd compare
+//! --fail-on-worse` exits 1 when a figure got worse.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -52,6 +54,38 @@ enum Command {
     /// catch-up, herd ÷ git and herd ÷ fossil tables when the sweep ran both;
     /// with more than one --overlap share, also overlap.svg).
     Plot(PlotArgs),
+    /// Compare two sets of runs point by point: better, worse or noise.
+    ///
+    /// Reads two files of `herd run --json` lines (a sweep's runs.jsonl, or
+    /// single trials' reports), groups each file's runs into points (series,
+    /// agents, tasks; failed runs left out and counted) and prints, for each
+    /// point in both files, commits/s, P50 and P99 commit ms, CPU ms per
+    /// commit and hub requests per commit: each file's median (with repeats,
+    /// its range), the change from A to B and a verdict. With two runs or
+    /// more on each side, a change counts when the ranges do not overlap and
+    /// Welch's t-test gives p < 0.05; with a single run on a side, when the
+    /// medians differ by more than --noise percent. Points in one file only
+    /// are listed as such. Exit codes: 0 compared; 1 with --fail-on-worse, a
+    /// figure got worse; 2 bad flags or an unreadable or bad input line.
+    Compare(CompareArgs),
+}
+
+#[derive(Args)]
+struct CompareArgs {
+    /// The runs before (JSON lines).
+    a: PathBuf,
+    /// The runs after (JSON lines).
+    b: PathBuf,
+    /// With a single run on either side, the change (in percent of A's
+    /// median) a figure must exceed to count.
+    #[arg(long, value_name = "PCT", default_value_t = herd::compare::DEFAULT_NOISE_PCT, value_parser = herd::compare::noise_pct)]
+    noise: f64,
+    /// One JSON object per row instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Exit 1 when any figure got worse beyond the noise (for CI).
+    #[arg(long)]
+    fail_on_worse: bool,
 }
 
 #[derive(Args)]
@@ -195,6 +229,40 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run(args) => ExitCode::from(run(args)),
         Command::Plot(args) => ExitCode::from(plot(args)),
+        Command::Compare(args) => ExitCode::from(compare(args)),
+    }
+}
+
+/// `herd compare`: the table (or JSON rows) on stdout; the exit code says
+/// whether the input was good and, with --fail-on-worse, whether anything
+/// got worse.
+fn compare(args: CompareArgs) -> u8 {
+    let comparison = match herd::compare::compare(&args.a, &args.b, args.noise) {
+        Ok(c) => c,
+        Err(e) => {
+            herd::say!("herd compare: {}", error_chain(&e));
+            return EXIT_USAGE;
+        }
+    };
+    let text = if args.json {
+        for line in comparison.left_out() {
+            herd::say!("herd compare: {line}");
+        }
+        match comparison.json_lines() {
+            Ok(json) => json,
+            Err(e) => {
+                herd::say!("herd compare: cannot encode a row: {e}");
+                return EXIT_USAGE;
+            }
+        }
+    } else {
+        comparison.text()
+    };
+    print_stdout(&text, "herd compare");
+    if args.fail_on_worse && comparison.any_worse() {
+        herd::compare::EXIT_WORSE
+    } else {
+        EXIT_OK
     }
 }
 
@@ -363,16 +431,21 @@ fn print_report(report: &TrialReport, json: bool) -> Result<(), u8> {
     } else {
         report.render()
     };
-    // A reader that went away (a closed pipe) is not worth a panic; the
-    // exit code still tells the verdict.
+    print_stdout(&text, "herd");
+    Ok(())
+}
+
+/// Writes `text` to stdout. A reader that went away (a closed pipe) is not
+/// worth a panic; the exit code still tells the verdict. `who` names the
+/// command in the complaint.
+fn print_stdout(text: &str, who: &str) {
     let mut stdout = std::io::stdout().lock();
     if let Err(e) = stdout
         .write_all(text.as_bytes())
         .and_then(|()| stdout.flush())
     {
-        herd::say!("herd: cannot print the report: {e}");
+        herd::say!("{who}: cannot print: {e}");
     }
-    Ok(())
 }
 
 /// The verdict as the exit code, and why on stderr when the trial failed.

@@ -17,10 +17,12 @@
 //! - [`workload`]: the deterministic task generator and its flags.
 //! - [`env`](mod@env): the environment variables herd hands its children.
 //! - [`chain`]: an error chain as one sentence.
+//! - [`compare`]: `herd compare`: two sets of runs, a verdict per figure.
 //! - [`telemetry`]: logs, span export over OTLP, W3C context crossings.
 #![warn(missing_docs)]
 
 pub mod chain;
+pub mod compare;
 pub mod coord;
 pub mod delta;
 pub mod env;

@@ -1,6 +1,7 @@
 //! Integration tests: real binaries, a real nats-server, the real `fossil`.
 mod access;
 mod catch_up;
+mod compare;
 mod coord;
 mod costs;
 mod faults;

@@ -19,7 +19,7 @@
 mod charts;
 mod csv;
 mod overlap;
-mod points;
+pub(crate) mod points;
 mod table;
 
 use std::path::{Path, PathBuf};
@@ -108,7 +108,7 @@ pub fn plot(jsonl: &Path, out: &Outputs) -> Result<(), SweepError> {
 
 /// The runs in `jsonl`, each as its JSON object (for the CSV, which keeps
 /// every column) and as the figures the points use; blank lines skipped.
-fn read_runs(jsonl: &Path) -> Result<(Vec<Value>, Vec<Run>), SweepError> {
+pub(crate) fn read_runs(jsonl: &Path) -> Result<(Vec<Value>, Vec<Run>), SweepError> {
     let text = std::fs::read_to_string(jsonl).map_err(|source| SweepError::Io {
         what: "read",
         path: jsonl.into(),

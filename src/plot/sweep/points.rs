@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 /// The figures of one run the charts and tables use.
 #[derive(Debug, Clone, Deserialize)]
-pub(super) struct Run {
+pub(crate) struct Run {
     #[serde(default = "herd")]
     pub(super) hub_kind: String,
     #[serde(default)]
@@ -18,8 +18,8 @@ pub(super) struct Run {
     catch_up: Option<String>,
     #[serde(default)]
     bytes_pulled: Option<f64>,
-    agents: u32,
-    tasks: u32,
+    pub(crate) agents: u32,
+    pub(crate) tasks: u32,
     #[serde(default)]
     total: Option<u64>,
     #[serde(default)]
@@ -70,7 +70,7 @@ fn herd() -> String {
 
 impl Run {
     /// The plotted series the run belongs to.
-    fn series(&self) -> String {
+    pub(crate) fn series(&self) -> String {
         if self.hub_kind == "fossil" {
             "fossil".into()
         } else if self.hub_kind == "git" {
@@ -130,7 +130,7 @@ pub(super) struct Point {
 pub(super) type Points = BTreeMap<String, BTreeMap<u32, Point>>;
 
 /// The median of the finite values; `None` with none.
-pub(super) fn median(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
+pub(crate) fn median(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
     let mut v: Vec<f64> = values.flatten().filter(|x| x.is_finite()).collect();
     if v.is_empty() {
         return None;
