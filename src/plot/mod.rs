@@ -9,10 +9,12 @@
 
 //!
 //! This file holds the palette and the shared types; the drawing is in
-//! `xy` and `lanes`.
+//! `xy` and `lanes`, and `usl` fits the capacity model the sweep's
+//! throughput chart draws.
 
 mod lanes;
 pub mod sweep;
+pub mod usl;
 mod xy;
 
 use std::ops::Range;
