@@ -51,6 +51,16 @@ enum Command {
     /// figures, plus hub ÷ leaf landing, full ÷ sparse leaves, stream ÷ pull
     /// catch-up, herd ÷ git and herd ÷ fossil tables when the sweep ran both;
     /// with more than one --overlap share, also overlap.svg).
+    ///
+    /// Each series with commits/s at 3 agent counts or more also gets a
+    /// capacity model: the Universal Scalability Law, X(N) = λN / (1 +
+    /// σ(N − 1) + κN(N − 1)), fitted to its medians (σ contention, κ
+    /// coherency, λ one agent's commits/s, N_max = √((1 − σ)/κ) the agent
+    /// count of peak throughput). It is written to capacity.json (a list
+    /// of {series, sigma, kappa, lambda, n_max, x_max, r2, points}; n_max
+    /// is null when the fit has no peak, and x_max is then the ceiling
+    /// λ/σ, or null), to the last table of table.md and as a thin curve on
+    /// the throughput chart, dashed past the agents fitted.
     Plot(PlotArgs),
 }
 
@@ -67,6 +77,15 @@ struct PlotArgs {
     /// Where the markdown table goes (default: table.md beside the input).
     #[arg(long)]
     markdown: Option<PathBuf>,
+    /// Where the capacity model goes (default: capacity.json beside the
+    /// markdown table).
+    #[arg(long)]
+    capacity: Option<PathBuf>,
+    /// Fit the capacity model only to points with at most N agents;
+    /// table.md then also sets the model's prediction for every measured
+    /// point beyond N against the measurement.
+    #[arg(long, value_name = "N")]
+    fit_max_agents: Option<u32>,
     /// The charts' title.
     #[arg(long, default_value = "herd: agent-count sweep")]
     title: String,
@@ -199,19 +218,25 @@ fn main() -> ExitCode {
 
 fn plot(args: PlotArgs) -> u8 {
     let dir = args.runs.parent().map(PathBuf::from).unwrap_or_default();
+    let markdown = args.markdown.unwrap_or_else(|| dir.join("table.md"));
     let outputs = herd::plot::sweep::Outputs {
         csv: args.csv.unwrap_or_else(|| dir.join("runs.csv")),
         svg: args.svg.unwrap_or_else(|| dir.join("sweep.svg")),
-        markdown: args.markdown.unwrap_or_else(|| dir.join("table.md")),
+        capacity: args
+            .capacity
+            .unwrap_or_else(|| markdown.with_file_name("capacity.json")),
+        markdown,
         title: args.title,
+        fit_max_agents: args.fit_max_agents,
     };
     match herd::plot::sweep::plot(&args.runs, &outputs) {
         Ok(()) => {
             herd::say!(
-                "herd: wrote {}, {}, {}",
+                "herd: wrote {}, {}, {}, {}",
                 outputs.csv.display(),
                 outputs.svg.display(),
-                outputs.markdown.display()
+                outputs.markdown.display(),
+                outputs.capacity.display()
             );
             EXIT_OK
         }

@@ -58,6 +58,11 @@ pub enum Mark {
     Points,
     /// A horizontal dashed rule at the first point's y, across the chart.
     Rule,
+    /// A thin line, no points: a model's curve beside measured lines.
+    Thin,
+    /// A thin dashed line, no points: a model's curve past the measured
+    /// range.
+    ThinDashed,
 }
 
 /// One named series.

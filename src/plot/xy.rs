@@ -134,13 +134,22 @@ fn draw_xy<X: Scale, Y: Scale>(
                     color.stroke_width(2),
                 ))
             }
+            Mark::Thin => chart.draw_series(LineSeries::new(points, color.stroke_width(1))),
+            Mark::ThinDashed => {
+                chart.draw_series(DashedLineSeries::new(points, 5, 4, color.stroke_width(1)))
+            }
         }
         .map_err(e)?;
         if !s.label.is_empty() {
             labelled = true;
-            let dashed = matches!(s.mark, Mark::DashedPoints | Mark::Rule);
+            let dashed = matches!(s.mark, Mark::DashedPoints | Mark::Rule | Mark::ThinDashed);
+            let width = if matches!(s.mark, Mark::Thin | Mark::ThinDashed) {
+                1
+            } else {
+                3
+            };
             drawn.label(s.label.as_str()).legend(move |(x, y)| {
-                let style = color.stroke_width(3);
+                let style = color.stroke_width(width);
                 let (a, b) = if dashed { (7, 11) } else { (9, 9) };
                 EmptyElement::at((x, y))
                     + PathElement::new(vec![(0, 0), (a, 0)], style)
