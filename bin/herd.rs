@@ -50,7 +50,8 @@ enum Command {
     /// catch-up; a point is the median over repeats) and table.md (the same
     /// figures, plus hub ÷ leaf landing, full ÷ sparse leaves, stream ÷ pull
     /// catch-up, herd ÷ git and herd ÷ fossil tables when the sweep ran both;
-    /// with more than one --overlap share, also overlap.svg).
+    /// with more than one --overlap share, also overlap.svg). Where a point
+    /// has repeats, bars span the smallest to the largest of them.
     ///
     /// Each series with commits/s at 3 agent counts or more also gets a
     /// capacity model: the Universal Scalability Law, X(N) = λN / (1 +

@@ -63,6 +63,10 @@ pub enum Mark {
     /// A thin dashed line, no points: a model's curve past the measured
     /// range.
     ThinDashed,
+    /// Vertical bars with short caps, one per pair of points: `(x, low)`
+    /// then `(x, high)`, e.g. the spread of a point's repeats. A pair
+    /// either end of which cannot be shown is left out.
+    Bars,
 }
 
 /// One named series.

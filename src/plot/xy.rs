@@ -138,6 +138,22 @@ fn draw_xy<X: Scale, Y: Scale>(
             Mark::ThinDashed => {
                 chart.draw_series(DashedLineSeries::new(points, 5, 4, color.stroke_width(1)))
             }
+            Mark::Bars => {
+                let bars: Vec<[(f64, f64); 2]> = s
+                    .points
+                    .chunks_exact(2)
+                    .filter(|pair| pair.iter().all(|p| fits(&p)))
+                    .map(|pair| [pair[0], pair[1]])
+                    .collect();
+                let caps = bars.iter().flatten().map(|&p| {
+                    EmptyElement::at(p) + PathElement::new([(-3, 0), (3, 0)], color.stroke_width(1))
+                });
+                chart.draw_series(caps).map_err(e)?;
+                chart.draw_series(
+                    bars.into_iter()
+                        .map(|bar| PathElement::new(bar, color.stroke_width(1))),
+                )
+            }
         }
         .map_err(e)?;
         if !s.label.is_empty() {
@@ -263,6 +279,24 @@ mod tests {
         }];
         let svg = xy_chart(&frame(Axis::log("agents"), Axis::log("ms")), &series).unwrap();
         assert_eq!(svg.matches("<circle").count(), 1, "only (16, 5) fits");
+    }
+
+    #[test]
+    fn bars_are_drawn_per_pair_and_left_out_when_an_end_cannot_show() {
+        let series = [Series {
+            label: String::new(),
+            color: PALETTE[2],
+            mark: Mark::Bars,
+            points: vec![(1.0, 5.0), (1.0, 9.0), (4.0, 0.0), (4.0, 3.0), (8.0, 2.0)],
+        }];
+        let svg = xy_chart(&frame(Axis::log("agents"), Axis::log("ms")), &series).unwrap();
+        // One bar (1, 5–9) and its two caps; (4, 0) cannot go on a log
+        // axis and (8, 2) has no pair.
+        let green = svg
+            .lines()
+            .filter(|l| l.contains("<polyline") && l.contains("#009E73"))
+            .count();
+        assert_eq!(green, 3, "{svg}");
     }
 
     #[test]

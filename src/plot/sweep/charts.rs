@@ -1,11 +1,12 @@
 //! The sweep's charts: one panel per figure against the agent count, one
 //! colour per series, all in one SVG. The throughput panel also draws each
-//! series' capacity fit (`capacity`).
+//! series' capacity fit (`capacity`), and where a point has repeats, bars
+//! from the smallest to the largest of them (throughput and latency).
 
 use plotters::style::RGBColor;
 
 use super::capacity::{curve, Capacity};
-use super::points::{Point, Points};
+use super::points::{Point, Points, Spread};
 use crate::plot::{xy_grid, Axis, Frame, LegendAt, Mark, PlotError, Series, PALETTE};
 
 /// The colour of the legend entry that stands for every series' fit.
@@ -35,7 +36,22 @@ pub(super) fn charts(
                 .filter_map(|(a, p)| Some((f64::from(*a), f(p)?)))
                 .collect(),
         };
+        // A bar per point with repeats that differ: (agents, min), (agents, max).
+        let bars = |f: fn(&Point) -> Option<Spread>| Series {
+            label: String::new(),
+            color,
+            mark: Mark::Bars,
+            points: by_agents
+                .iter()
+                .filter_map(|(a, p)| {
+                    f(p).filter(|(lo, hi)| p.runs > 1 && lo < hi)
+                        .map(|s| (*a, s))
+                })
+                .flat_map(|(a, (lo, hi))| [(f64::from(a), lo), (f64::from(a), hi)])
+                .collect(),
+        };
         rate.push(line(name.clone(), Mark::LinePoints, |p| p.commits_per_s));
+        rate.push(bars(|p| p.commits_per_s_spread));
         if let Some(cap) = caps.iter().find(|c| &c.series == name) {
             let (solid, dashed) = curve(cap);
             for (mark, points) in [(Mark::Thin, solid), (Mark::ThinDashed, dashed)] {
@@ -49,6 +65,8 @@ pub(super) fn charts(
         }
         latency.push(line(format!("{name} P50"), Mark::LinePoints, |p| p.p50));
         latency.push(line(format!("{name} P99"), Mark::DashedPoints, |p| p.p99));
+        latency.push(bars(|p| p.p50_spread));
+        latency.push(bars(|p| p.p99_spread));
         requests.push(line(name.clone(), Mark::LinePoints, |p| p.requests));
         cpu.push(line(name.clone(), Mark::LinePoints, |p| p.cpu));
     }
@@ -61,6 +79,21 @@ pub(super) fn charts(
             points: Vec::new(),
         });
     }
+    let with_bars = |series: &[Series]| {
+        series
+            .iter()
+            .any(|s| s.mark == Mark::Bars && !s.points.is_empty())
+    };
+    let rate_title = if with_bars(&rate) {
+        "Hub throughput (bars: min–max of repeats)"
+    } else {
+        "Hub throughput"
+    };
+    let latency_title = if with_bars(&latency) {
+        "Commit latency: P50 solid, P99 dashed (bars: min–max)"
+    } else {
+        "Commit latency: P50 solid, P99 dashed"
+    };
     let frame = |title: &str, y: Axis, legend| Frame {
         title: title.into(),
         size: (560, 400),
@@ -71,7 +104,7 @@ pub(super) fn charts(
     let panels = [
         (
             frame(
-                "Hub throughput",
+                rate_title,
                 Axis::log("commits per second (log)"),
                 // Below the series: herd's are at the top, the stock
                 // servers' fall to the right.
@@ -80,11 +113,7 @@ pub(super) fn charts(
             rate,
         ),
         (
-            frame(
-                "Commit latency: P50 solid, P99 dashed",
-                Axis::log("ms (log)"),
-                LegendAt::UpperLeft,
-            ),
+            frame(latency_title, Axis::log("ms (log)"), LegendAt::UpperLeft),
             latency,
         ),
         (

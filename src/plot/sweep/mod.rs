@@ -243,6 +243,7 @@ mod tests {
         assert!(md.contains(&row(32.0)), "{md}");
         assert!(md.contains(&row(64.0)), "{md}");
         assert!(svg.contains("USL fit"), "the fits' legend entry");
+        assert!(svg.contains("min–max of repeats"), "the bars' title");
     }
 
     #[test]
