@@ -60,7 +60,7 @@ enum Command {
     /// count of peak throughput). It is written to capacity.json (a list
     /// of {series, sigma, kappa, lambda, n_max, x_max, r2, points}; n_max
     /// is null when the fit has no peak, and x_max is then the ceiling
-    /// λ/σ, or null), to the last table of table.md and as a thin curve on
+    /// λ/σ, or null), to a table at the end of table.md and as a thin curve on
     /// the throughput chart, dashed past the agents fitted.
     Plot(PlotArgs),
 }
