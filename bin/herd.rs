@@ -20,6 +20,9 @@ use herd::telemetry::{self, W3c};
 use herd::workload::{Mode, WorkloadArgs, WorkloadConfig};
 use tracing::Instrument;
 
+#[path = "herd/analysis.rs"]
+mod analysis;
+
 /// Thundering-herd trial harness for a hub-and-leaf Fossil architecture.
 ///
 /// `herd run` starts nats-server, a hub and one leaf-agent process per slot,
@@ -52,8 +55,19 @@ enum Command {
     /// catch-up; a point is the median over repeats) and table.md (the same
     /// figures, plus hub ÷ leaf landing, full ÷ sparse leaves, stream ÷ pull
     /// catch-up, herd ÷ git and herd ÷ fossil tables when the sweep ran both;
-    /// with more than one --overlap share, also overlap.svg).
-    Plot(PlotArgs),
+    /// with more than one --overlap share, also overlap.svg). Where a point
+    /// has repeats, bars span the smallest to the largest of them.
+    ///
+    /// Each series with commits/s at 3 agent counts or more also gets a
+    /// capacity model: the Universal Scalability Law, X(N) = λN / (1 +
+    /// σ(N − 1) + κN(N − 1)), fitted to its medians (σ contention, κ
+    /// coherency, λ one agent's commits/s, N_max = √((1 − σ)/κ) the agent
+    /// count of peak throughput). It is written to capacity.json (a list
+    /// of {series, sigma, kappa, lambda, n_max, x_max, r2, points}; n_max
+    /// is null when the fit has no peak, and x_max is then the ceiling
+    /// λ/σ, or null), to a table at the end of table.md and as a thin curve on
+    /// the throughput chart, dashed past the agents fitted.
+    Plot(analysis::PlotArgs),
     /// Compare two sets of runs point by point: better, worse or noise.
     ///
     /// Reads two files of `herd run --json` lines (a sweep's runs.jsonl, or
@@ -67,43 +81,7 @@ enum Command {
     /// medians differ by more than --noise percent. Points in one file only
     /// are listed as such. Exit codes: 0 compared; 1 with --fail-on-worse, a
     /// figure got worse; 2 bad flags or an unreadable or bad input line.
-    Compare(CompareArgs),
-}
-
-#[derive(Args)]
-struct CompareArgs {
-    /// The runs before (JSON lines).
-    a: PathBuf,
-    /// The runs after (JSON lines).
-    b: PathBuf,
-    /// With a single run on either side, the change (in percent of A's
-    /// median) a figure must exceed to count.
-    #[arg(long, value_name = "PCT", default_value_t = herd::compare::DEFAULT_NOISE_PCT, value_parser = herd::compare::noise_pct)]
-    noise: f64,
-    /// One JSON object per row instead of the table.
-    #[arg(long)]
-    json: bool,
-    /// Exit 1 when any figure got worse beyond the noise (for CI).
-    #[arg(long)]
-    fail_on_worse: bool,
-}
-
-#[derive(Args)]
-struct PlotArgs {
-    /// The sweep's runs.jsonl.
-    runs: PathBuf,
-    /// Where the CSV goes (default: runs.csv beside the input).
-    #[arg(long)]
-    csv: Option<PathBuf>,
-    /// Where the SVG charts go (default: sweep.svg beside the input).
-    #[arg(long)]
-    svg: Option<PathBuf>,
-    /// Where the markdown table goes (default: table.md beside the input).
-    #[arg(long)]
-    markdown: Option<PathBuf>,
-    /// The charts' title.
-    #[arg(long, default_value = "herd: agent-count sweep")]
-    title: String,
+    Compare(analysis::CompareArgs),
 }
 
 #[derive(Args)]
@@ -228,66 +206,8 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Run(args) => ExitCode::from(run(args)),
-        Command::Plot(args) => ExitCode::from(plot(args)),
-        Command::Compare(args) => ExitCode::from(compare(args)),
-    }
-}
-
-/// `herd compare`: the table (or JSON rows) on stdout; the exit code says
-/// whether the input was good and, with --fail-on-worse, whether anything
-/// got worse.
-fn compare(args: CompareArgs) -> u8 {
-    let comparison = match herd::compare::compare(&args.a, &args.b, args.noise) {
-        Ok(c) => c,
-        Err(e) => {
-            herd::say!("herd compare: {}", error_chain(&e));
-            return EXIT_USAGE;
-        }
-    };
-    let text = if args.json {
-        for line in comparison.left_out() {
-            herd::say!("herd compare: {line}");
-        }
-        match comparison.json_lines() {
-            Ok(json) => json,
-            Err(e) => {
-                herd::say!("herd compare: cannot encode a row: {e}");
-                return EXIT_USAGE;
-            }
-        }
-    } else {
-        comparison.text()
-    };
-    print_stdout(&text, "herd compare");
-    if args.fail_on_worse && comparison.any_worse() {
-        herd::compare::EXIT_WORSE
-    } else {
-        EXIT_OK
-    }
-}
-
-fn plot(args: PlotArgs) -> u8 {
-    let dir = args.runs.parent().map(PathBuf::from).unwrap_or_default();
-    let outputs = herd::plot::sweep::Outputs {
-        csv: args.csv.unwrap_or_else(|| dir.join("runs.csv")),
-        svg: args.svg.unwrap_or_else(|| dir.join("sweep.svg")),
-        markdown: args.markdown.unwrap_or_else(|| dir.join("table.md")),
-        title: args.title,
-    };
-    match herd::plot::sweep::plot(&args.runs, &outputs) {
-        Ok(()) => {
-            herd::say!(
-                "herd: wrote {}, {}, {}",
-                outputs.csv.display(),
-                outputs.svg.display(),
-                outputs.markdown.display()
-            );
-            EXIT_OK
-        }
-        Err(e) => {
-            herd::say!("herd plot: {}", error_chain(&e));
-            EXIT_USAGE
-        }
+        Command::Plot(args) => ExitCode::from(analysis::plot(args)),
+        Command::Compare(args) => ExitCode::from(analysis::compare(args)),
     }
 }
 

@@ -9,10 +9,12 @@
 
 //!
 //! This file holds the palette and the shared types; the drawing is in
-//! `xy` and `lanes`.
+//! `xy` and `lanes`, and `usl` fits the capacity model the sweep's
+//! throughput chart draws.
 
 mod lanes;
 pub mod sweep;
+pub mod usl;
 mod xy;
 
 use std::ops::Range;
@@ -56,6 +58,15 @@ pub enum Mark {
     Points,
     /// A horizontal dashed rule at the first point's y, across the chart.
     Rule,
+    /// A thin line, no points: a model's curve beside measured lines.
+    Thin,
+    /// A thin dashed line, no points: a model's curve past the measured
+    /// range.
+    ThinDashed,
+    /// Vertical bars with short caps, one per pair of points: `(x, low)`
+    /// then `(x, high)`, e.g. the spread of a point's repeats. A pair
+    /// either end of which cannot be shown is left out.
+    Bars,
 }
 
 /// One named series.

@@ -134,13 +134,38 @@ fn draw_xy<X: Scale, Y: Scale>(
                     color.stroke_width(2),
                 ))
             }
+            Mark::Thin => chart.draw_series(LineSeries::new(points, color.stroke_width(1))),
+            Mark::ThinDashed => {
+                chart.draw_series(DashedLineSeries::new(points, 5, 4, color.stroke_width(1)))
+            }
+            Mark::Bars => {
+                let bars: Vec<[(f64, f64); 2]> = s
+                    .points
+                    .chunks_exact(2)
+                    .filter(|pair| pair.iter().all(|p| fits(&p)))
+                    .map(|pair| [pair[0], pair[1]])
+                    .collect();
+                let caps = bars.iter().flatten().map(|&p| {
+                    EmptyElement::at(p) + PathElement::new([(-3, 0), (3, 0)], color.stroke_width(1))
+                });
+                chart.draw_series(caps).map_err(e)?;
+                chart.draw_series(
+                    bars.into_iter()
+                        .map(|bar| PathElement::new(bar, color.stroke_width(1))),
+                )
+            }
         }
         .map_err(e)?;
         if !s.label.is_empty() {
             labelled = true;
-            let dashed = matches!(s.mark, Mark::DashedPoints | Mark::Rule);
+            let dashed = matches!(s.mark, Mark::DashedPoints | Mark::Rule | Mark::ThinDashed);
+            let width = if matches!(s.mark, Mark::Thin | Mark::ThinDashed) {
+                1
+            } else {
+                3
+            };
             drawn.label(s.label.as_str()).legend(move |(x, y)| {
-                let style = color.stroke_width(3);
+                let style = color.stroke_width(width);
                 let (a, b) = if dashed { (7, 11) } else { (9, 9) };
                 EmptyElement::at((x, y))
                     + PathElement::new(vec![(0, 0), (a, 0)], style)
@@ -254,6 +279,24 @@ mod tests {
         }];
         let svg = xy_chart(&frame(Axis::log("agents"), Axis::log("ms")), &series).unwrap();
         assert_eq!(svg.matches("<circle").count(), 1, "only (16, 5) fits");
+    }
+
+    #[test]
+    fn bars_are_drawn_per_pair_and_left_out_when_an_end_cannot_show() {
+        let series = [Series {
+            label: String::new(),
+            color: PALETTE[2],
+            mark: Mark::Bars,
+            points: vec![(1.0, 5.0), (1.0, 9.0), (4.0, 0.0), (4.0, 3.0), (8.0, 2.0)],
+        }];
+        let svg = xy_chart(&frame(Axis::log("agents"), Axis::log("ms")), &series).unwrap();
+        // One bar (1, 5–9) and its two caps; (4, 0) cannot go on a log
+        // axis and (8, 2) has no pair.
+        let green = svg
+            .lines()
+            .filter(|l| l.contains("<polyline") && l.contains("#009E73"))
+            .count();
+        assert_eq!(green, 3, "{svg}");
     }
 
     #[test]

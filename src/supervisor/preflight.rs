@@ -58,6 +58,20 @@ fn mem_available(meminfo: &str) -> Option<u64> {
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+/// Every refusal that needs no process started, in order: the machine's
+/// capacity (open files, memory, tmpfs), the NATS server given, the free
+/// space where the work directory will be (the one asked for, or the
+/// temporary directory).
+pub fn admit(config: &super::TrialConfig) -> Result<(), SupervisorError> {
+    let home = config.workdir.clone().unwrap_or_else(std::env::temp_dir);
+    let in_memory = on_tmpfs(&home).then_some(home.as_path());
+    check_capacity(config, Machine::read(), in_memory)?;
+    if let Some(urls) = &config.nats_url {
+        check_nats_url(urls)?;
+    }
+    check_space(config, &home)
+}
+
 /// The memory, in MiB, one leaf-agent of `leaf` mode costs the machine.
 pub fn leaf_memory_mib(leaf: crate::report::LeafMode) -> u64 {
     match leaf {

@@ -102,6 +102,7 @@ fn quick_sweep_writes_csv_and_svg() {
         .lines()
         .skip_while(|l| !l.contains("commits/s ratio (hub ÷ leaf)"))
         .skip(2)
+        .take_while(|l| l.starts_with('|'))
         .collect();
     assert_eq!(ratios.len(), 3, "a ratio row per agent count:\n{table}");
     for row in ratios {
@@ -110,6 +111,19 @@ fn quick_sweep_writes_csv_and_svg() {
             assert!(ratio.parse::<f64>().unwrap() > 0.0, "{row}");
         }
     }
+    // Three agent counts a strategy: a capacity fit each, beside table.md.
+    let capacity = std::fs::read_to_string(out.path().join("capacity.json")).unwrap();
+    let fits: Vec<serde_json::Value> = serde_json::from_str(&capacity).unwrap();
+    let series: Vec<&str> = fits.iter().filter_map(|f| f["series"].as_str()).collect();
+    assert_eq!(
+        series,
+        ["herd, hub landing", "herd, leaf landing"],
+        "{capacity}"
+    );
+    assert!(
+        table.contains("Capacity (Universal Scalability Law"),
+        "{table}"
+    );
 }
 
 /// Both leaf modes in one sweep: a row each, a series each, and the table

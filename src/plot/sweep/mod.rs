@@ -13,9 +13,12 @@
 //! seed) only feed the ratio table.
 //!
 //! This file reads the runs and writes the outputs; the points are made in
-//! `points`, the outputs drawn in `csv`, `table` and `charts`. A sweep over
+//! `points`, the outputs drawn in `csv`, `table` and `charts`, and each
+//! series' capacity model fitted in `capacity` (capacity.json, the last
+//! tables of table.md, a curve on the throughput chart). A sweep over
 //! `--overlap` also gets `overlap.svg` (`overlap`) beside the charts.
 
+mod capacity;
 mod charts;
 mod csv;
 mod overlap;
@@ -76,8 +79,13 @@ pub struct Outputs {
     pub svg: PathBuf,
     /// The markdown tables.
     pub markdown: PathBuf,
+    /// The capacity model of each series (JSON).
+    pub capacity: PathBuf,
     /// The charts' title.
     pub title: String,
+    /// Fit the capacity model only to points with at most this many
+    /// agents, and show its predictions for the points beyond.
+    pub fit_max_agents: Option<u32>,
 }
 
 /// Reads `jsonl` and writes the outputs.
@@ -94,12 +102,13 @@ pub fn plot(jsonl: &Path, out: &Outputs) -> Result<(), SweepError> {
             source,
         })
     };
+    let caps = capacity::capacities(&plotted, out.fit_max_agents);
+    let mut md = table::markdown(&plotted, &points(&runs, true));
+    capacity::markdown(&mut md, &caps, &plotted, out.fit_max_agents);
     write(&out.csv, csv::csv(&rows))?;
-    write(
-        &out.markdown,
-        table::markdown(&plotted, &points(&runs, true)),
-    )?;
-    write(&out.svg, charts::charts(&plotted, &out.title)?)?;
+    write(&out.markdown, md)?;
+    write(&out.capacity, capacity::json(&caps))?;
+    write(&out.svg, charts::charts(&plotted, &caps, &out.title)?)?;
     if let Some(chart) = overlap::chart(&runs, &out.title) {
         write(&out.svg.with_file_name("overlap.svg"), chart?)?;
     }
@@ -148,6 +157,15 @@ mod tests {
     }
 
     fn plot_lines(lines: &[String]) -> Result<(String, String, String), SweepError> {
+        plot_fitted(lines, None).map(|(csv, svg, md, _)| (csv, svg, md))
+    }
+
+    /// The CSV, SVG, markdown and capacity.json of `lines`, the capacity
+    /// model fitted to at most `fit_max_agents`.
+    fn plot_fitted(
+        lines: &[String],
+        fit_max_agents: Option<u32>,
+    ) -> Result<(String, String, String, String), SweepError> {
         let dir = tempfile::tempdir().unwrap();
         let jsonl = dir.path().join("runs.jsonl");
         std::fs::write(&jsonl, lines.join("\n")).unwrap();
@@ -155,11 +173,92 @@ mod tests {
             csv: dir.path().join("runs.csv"),
             svg: dir.path().join("sweep.svg"),
             markdown: dir.path().join("table.md"),
+            capacity: dir.path().join("capacity.json"),
             title: "test sweep".into(),
+            fit_max_agents,
         };
         plot(&jsonl, &out)?;
         let read = |p: &Path| std::fs::read_to_string(p).unwrap();
-        Ok((read(&out.csv), read(&out.svg), read(&out.markdown)))
+        Ok((
+            read(&out.csv),
+            read(&out.svg),
+            read(&out.markdown),
+            read(&out.capacity),
+        ))
+    }
+
+    #[test]
+    fn series_with_three_agent_counts_get_a_capacity_fit() {
+        // Rates on the curve σ = 0.05, κ = 0.001, λ = 100, three repeats
+        // each (10 % either side of it); leaf landing has two agent counts.
+        let usl = |n: f64| 100.0 * n / (1.0 + 0.05 * (n - 1.0) + 0.001 * n * (n - 1.0));
+        let mut lines = Vec::new();
+        for agents in [1, 2, 4, 8, 16, 32, 64] {
+            for spread in [0.9, 1.0, 1.1] {
+                lines.push(run(
+                    "herd",
+                    "hub",
+                    agents,
+                    usl(f64::from(agents)) * spread,
+                    false,
+                ));
+            }
+        }
+        lines.push(run("herd", "leaf", 1, 50.0, false));
+        lines.push(run("herd", "leaf", 2, 80.0, false));
+        let (_, svg, md, capacity) = plot_fitted(&lines, Some(16)).unwrap();
+        let fits: Vec<Value> = serde_json::from_str(&capacity).unwrap();
+        assert_eq!(fits.len(), 1, "{capacity}");
+        let f = &fits[0];
+        assert_eq!(f["series"], "herd, hub landing");
+        assert_eq!(f["points"], 5, "agents 1 to 16");
+        let near = |key: &str, want: f64| {
+            let got = f[key].as_f64().unwrap();
+            assert!(
+                (got - want).abs() < 1e-4 * want,
+                "{key}: {got} against {want}"
+            );
+        };
+        near("sigma", 0.05);
+        near("kappa", 0.001);
+        near("lambda", 100.0);
+        near("n_max", (0.95f64 / 0.001).sqrt());
+        near("x_max", usl((0.95f64 / 0.001).sqrt()));
+        near("r2", 1.0);
+        assert!(
+            md.contains("Capacity (Universal Scalability Law fit to commits/s, agents ≤ 16)."),
+            "{md}"
+        );
+        assert!(
+            md.contains("| herd, hub landing | 0.0500 | 0.00100 | 100.0 | 30.8 | 903.8 | 1.000 |"),
+            "{md}"
+        );
+        // The points beyond 16 agents, predicted from the fit on 1 to 16.
+        let row = |n: f64| {
+            format!(
+                "| herd, hub landing | {n} | {0:.1} | {0:.1} | +0.0 |",
+                usl(n)
+            )
+        };
+        assert!(md.contains(&row(32.0)), "{md}");
+        assert!(md.contains(&row(64.0)), "{md}");
+        assert!(svg.contains("USL fit"), "the fits' legend entry");
+        assert!(svg.contains("min–max of repeats"), "the bars' title");
+    }
+
+    #[test]
+    fn too_few_agent_counts_give_an_empty_capacity_list() {
+        let lines = [
+            run("herd", "hub", 1, 10.0, false),
+            run("herd", "hub", 2, 0.0, false),
+        ];
+        let (_, svg, md, capacity) = plot_fitted(&lines, Some(1)).unwrap();
+        assert_eq!(capacity.trim(), "[]");
+        assert!(
+            md.contains("No series has commits/s at 3 agent counts"),
+            "{md}"
+        );
+        assert!(!svg.contains("USL fit"));
     }
 
     #[test]

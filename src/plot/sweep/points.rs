@@ -1,5 +1,7 @@
 //! A sweep's runs as the charts and tables see them, and the points they
-//! make: the medians over the repeats of one agent count in one series.
+//! make: the medians over the repeats of one agent count in one series,
+//! with the smallest and largest repeat of the figures the charts draw
+//! bars for.
 
 use std::collections::BTreeMap;
 
@@ -115,6 +117,10 @@ pub(super) struct Point {
     pub(super) commits_per_s: Option<f64>,
     pub(super) p50: Option<f64>,
     pub(super) p99: Option<f64>,
+    /// The smallest and largest commits/s, P50 and P99 over the runs.
+    pub(super) commits_per_s_spread: Option<Spread>,
+    pub(super) p50_spread: Option<Spread>,
+    pub(super) p99_spread: Option<Spread>,
     pub(super) requests: Option<f64>,
     pub(super) fork_retries: Option<f64>,
     pub(super) forks: Option<f64>,
@@ -129,13 +135,28 @@ pub(super) struct Point {
 /// The points by series name, then by agent count.
 pub(super) type Points = BTreeMap<String, BTreeMap<u32, Point>>;
 
+/// The smallest and the largest of a figure over a point's runs.
+pub(super) type Spread = (f64, f64);
+
+/// The finite values, sorted.
+fn sorted(values: impl Iterator<Item = Option<f64>>) -> Vec<f64> {
+    let mut v: Vec<f64> = values.flatten().filter(|x| x.is_finite()).collect();
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+/// The smallest and largest of the finite values; `None` with none.
+fn spread(values: impl Iterator<Item = Option<f64>>) -> Option<Spread> {
+    let v = sorted(values);
+    Some((*v.first()?, *v.last()?))
+}
+
 /// The median of the finite values; `None` with none.
 pub(crate) fn median(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
-    let mut v: Vec<f64> = values.flatten().filter(|x| x.is_finite()).collect();
+    let v = sorted(values);
     if v.is_empty() {
         return None;
     }
-    v.sort_by(f64::total_cmp);
     let mid = v.len() / 2;
     Some(if v.len() % 2 == 1 {
         v[mid]
@@ -161,6 +182,7 @@ pub(super) fn points(runs: &[Run], pairs: bool) -> Points {
     let mut out = Points::new();
     for ((series, agents), rs) in groups {
         let m = |f: fn(&Run) -> Option<f64>| median(rs.iter().map(|r| f(r)));
+        let range = |f: fn(&Run) -> Option<f64>| spread(rs.iter().map(|r| f(r)));
         let point = Point {
             runs: rs.len(),
             tasks: rs[0].tasks,
@@ -169,6 +191,9 @@ pub(super) fn points(runs: &[Run], pairs: bool) -> Points {
             commits_per_s: m(|r| r.commits_per_s),
             p50: m(|r| r.p50_commit_ms),
             p99: m(|r| r.p99_commit_ms),
+            commits_per_s_spread: range(|r| r.commits_per_s),
+            p50_spread: range(|r| r.p50_commit_ms),
+            p99_spread: range(|r| r.p99_commit_ms),
             requests: m(|r| r.hub_requests_per_commit),
             fork_retries: m(|r| r.fork_retries),
             forks: m(|r| r.forks),

@@ -90,9 +90,7 @@ pub async fn run(
     config: TrialConfig,
     stop: mpsc::Receiver<()>,
 ) -> Result<TrialReport, SupervisorError> {
-    let home = config.workdir.clone().unwrap_or_else(std::env::temp_dir);
-    let in_memory = super::preflight::on_tmpfs(&home).then_some(home.as_path());
-    super::preflight::check_capacity(&config, super::preflight::Machine::read(), in_memory)?;
+    super::preflight::admit(&config)?;
     // Each leaf holds a few descriptors (pipes, a NATS and an HTTP socket,
     // SQLite files); herd holds its pipe ends.
     let _ = process::raise_nofile(u64::from(config.agents) * 8 + 256);
@@ -105,10 +103,6 @@ pub async fn run(
     // The trial's clock starts now; every child gets it.
     let sampler = Sampler::start(TrialClock::starting_now());
 
-    if let Some(urls) = &config.nats_url {
-        super::preflight::check_nats_url(urls)?;
-    }
-    super::preflight::check_space(&config, &home)?;
     let mut temp = None;
     let workdir: PathBuf = match &config.workdir {
         Some(dir) => {
