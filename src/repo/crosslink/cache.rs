@@ -9,8 +9,17 @@ use crate::repo::hash::{ArtifactHash, Rid};
 use crate::repo::manifest::Manifest;
 use crate::repo::store::{FileList, Repository};
 
-/// Parsed baseline lists kept in memory.
-const BASELINES_CACHED: usize = 4;
+/// File entries (summed over the lists) of the parsed baseline lists kept
+/// in memory, about 130 bytes each: 256 Ki entries are some 32 MiB. The
+/// least recently used list goes first; the two most recent stay
+/// whatever their size. A hub serving many sparse leaves needs many: each
+/// commits on the check-in it last kept, whose baseline can be far behind
+/// the tip's, and an old baseline is read back through a chain of deltas
+/// against newer ones (with 128 leaves and four lists, reading them was
+/// most of the writer's time).
+const BASELINE_CACHE_ENTRIES: usize = 256 * 1024;
+/// Baseline lists kept whatever their size.
+const BASELINES_ALWAYS_CACHED: usize = 2;
 /// Parsed manifests kept by row (the tip, its baseline, a leaf's own).
 const MANIFESTS_CACHED: usize = 4;
 /// Manifests naming more files than this are not kept parsed.
@@ -20,8 +29,8 @@ impl Repository {
     /// The full file list of the check-in in row `rid`; the last few
     /// baselines are cached (a leaf reads through its own and the hub's).
     pub(crate) fn list_of_rid(&self, rid: Rid) -> Result<Arc<FileList>, RepoError> {
-        if let Some((_, list)) = self.baseline_cache.borrow().iter().find(|(r, _)| *r == rid) {
-            return Ok(Arc::clone(list));
+        if let Some(list) = self.cached_baseline(rid) {
+            return Ok(list);
         }
         let hash = self.row_hash(rid)?;
         let m = self.manifest_of_rid(rid, &hash)?;
@@ -29,13 +38,26 @@ impl Repository {
     }
 
     /// The file list of baseline row `rid` if it is among the cached ones
-    /// (`None` for a delta manifest or a baseline not cached).
+    /// (`None` for a delta manifest or a baseline not cached); a hit
+    /// becomes the most recently used.
     pub(crate) fn cached_baseline(&self, rid: Rid) -> Option<Arc<FileList>> {
-        let cache = self.baseline_cache.borrow();
-        cache
-            .iter()
-            .find(|(r, _)| *r == rid)
-            .map(|(_, l)| Arc::clone(l))
+        let mut cache = self.baseline_cache.borrow_mut();
+        let i = cache.iter().position(|(r, _)| *r == rid)?;
+        let hit = cache.remove(i);
+        let list = Arc::clone(&hit.1);
+        cache.push(hit);
+        Some(list)
+    }
+
+    /// Keeps `list`, baseline row `rid`'s, as the most recently used,
+    /// evicting the least recently used past the budget.
+    fn cache_baseline(&self, rid: Rid, list: &Arc<FileList>) {
+        let mut cache = self.baseline_cache.borrow_mut();
+        cache.push((rid, Arc::clone(list)));
+        let mut entries: usize = cache.iter().map(|(_, l)| l.len()).sum();
+        while cache.len() > BASELINES_ALWAYS_CACHED && entries > BASELINE_CACHE_ENTRIES {
+            entries -= cache.remove(0).1.len();
+        }
     }
 
     /// [`list_of_rid`](Self::list_of_rid) for a caller holding the parsed
@@ -46,16 +68,12 @@ impl Repository {
         hash: &ArtifactHash,
         m: &Manifest,
     ) -> Result<Arc<FileList>, RepoError> {
-        if let Some((_, list)) = self.baseline_cache.borrow().iter().find(|(r, _)| *r == rid) {
-            return Ok(Arc::clone(list));
+        if let Some(list) = self.cached_baseline(rid) {
+            return Ok(list);
         }
         let list = Arc::new(self.full_list(hash, m)?);
         if m.baseline.is_none() {
-            let mut cache = self.baseline_cache.borrow_mut();
-            if cache.len() >= BASELINES_CACHED {
-                cache.remove(0);
-            }
-            cache.push((rid, Arc::clone(&list)));
+            self.cache_baseline(rid, &list);
         }
         Ok(list)
     }
@@ -129,5 +147,46 @@ impl Repository {
             }
         }
         Ok(list)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repo::store::{CreateOptions, FileList};
+    use crate::repo::Perm;
+
+    fn list(files: usize) -> Arc<FileList> {
+        let hash = ArtifactHash::sha3_of(b"x");
+        Arc::new(
+            (0..files)
+                .map(|i| (format!("f{i}"), (hash.clone(), Perm::Regular)))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn baselines_are_kept_least_recently_used_first_out_within_the_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo =
+            Repository::create(&dir.path().join("r.fossil"), &CreateOptions::for_tests()).unwrap();
+        let quarter = BASELINE_CACHE_ENTRIES / 4;
+        for rid in 1..=4 {
+            repo.cache_baseline(Rid(rid), &list(quarter));
+        }
+        // A hit makes row 1 the most recent; the fifth list pushes out the
+        // least recent, row 2.
+        assert!(repo.cached_baseline(Rid(1)).is_some());
+        repo.cache_baseline(Rid(5), &list(quarter));
+        assert!(repo.cached_baseline(Rid(2)).is_none());
+        for rid in [1, 3, 4, 5] {
+            assert!(repo.cached_baseline(Rid(rid)).is_some(), "row {rid}");
+        }
+        // Lists larger than the budget: the two most recent stay.
+        repo.cache_baseline(Rid(6), &list(BASELINE_CACHE_ENTRIES));
+        repo.cache_baseline(Rid(7), &list(BASELINE_CACHE_ENTRIES));
+        assert!(repo.cached_baseline(Rid(6)).is_some());
+        assert!(repo.cached_baseline(Rid(7)).is_some());
+        assert!(repo.cached_baseline(Rid(5)).is_none());
     }
 }
