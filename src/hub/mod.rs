@@ -141,6 +141,7 @@ impl Hub {
             .map(|_| {
                 let reader = Repository::open(&config.repo).map_err(open_err)?;
                 reader.limit_cache(READER_CACHE_KIB).map_err(open_err)?;
+                reader.cache_for_many_leaves();
                 Ok(reader)
             })
             .collect::<Result<Vec<_>, HubError>>()?;
@@ -241,6 +242,7 @@ fn open_or_create(config: &HubConfig) -> Result<(Repository, RepoLock), HubError
             source,
         };
         let repo = Repository::open(&config.repo).map_err(open_err)?;
+        repo.cache_for_many_leaves();
         let leaves = repo.trunk_leaf_list().map_err(open_err)?;
         if leaves.len() > 1 {
             return Err(HubError::ForkedTrunk {

@@ -117,6 +117,13 @@ impl Reporter {
         self.totals.borrow_mut().start_cpu_us = (ms * 1000.0) as u64;
     }
 
+    /// Records the leaf's own memory at the end of its work, before it
+    /// closes its repository: closing runs SQLite's last checkpoint, a
+    /// moment's spike the peak resident figure shows.
+    pub fn measure_memory(&self) {
+        self.totals.borrow_mut().private_kb = crate::telemetry::private_kb().unwrap_or(0);
+    }
+
     /// Adds think time slept.
     pub fn thought(&self, ms: u64) {
         self.totals.borrow_mut().think_ms += ms;
@@ -132,7 +139,6 @@ impl Reporter {
         LeafSummary {
             hub_requests,
             peak_rss_kb: crate::telemetry::peak_rss_kb().unwrap_or(0),
-            private_kb: crate::telemetry::private_kb().unwrap_or(0),
             ..self.totals.borrow().clone()
         }
     }

@@ -387,7 +387,7 @@ pub struct LeafSummary {
     /// `ready` line: cloning, joining NATS, opening its repository.
     #[serde(default)]
     pub start_cpu_us: u64,
-    /// The leaf process's own memory at its end, in KiB (the pages it
+    /// The leaf process's own memory at the end of its work, in KiB (the pages it
     /// wrote that no other process maps: what one more leaf costs; the
     /// program's text, shared by every leaf, is not in it); 0 where Linux
     /// does not tell.

@@ -156,6 +156,7 @@ pub async fn run(
     reporter.nats_ops(sent().saturating_sub(sent_before));
     let stopped = result?;
     let tips = sync.tips();
+    reporter.measure_memory();
     let hub_requests = sync.finish();
     let (pulled, skipped) = tips.counts();
     reporter.broadcasts_pulled(count(pulled));

@@ -51,6 +51,11 @@ fn is_local(url: &str) -> bool {
         })
 }
 
+/// SQLite's page cache per leaf, in KiB: a leaf reads the tip and its own
+/// check-in, so hot pages are few; SQLite's default (2 MiB) per process
+/// would be most of a leaf's own memory in a herd of thousands.
+const LEAF_PAGE_CACHE_KIB: u32 = 256;
+
 /// The slot's repository: opened and brought up to date with `pull` when it
 /// exists (a restarted leaf), else cloned afresh (a half-written clone from
 /// a failed try is removed first). A hub that does not answer is retried as
@@ -71,6 +76,7 @@ pub(in crate::leaf) fn open_or_clone(
             path: config.repo_path.clone(),
             source: Box::new(source),
         })?;
+        limit_page_cache(config, &repo)?;
         with_start_retries(|| pull(client, &repo)).map_err(clone_err)?;
         return Ok(repo);
     }
@@ -80,11 +86,22 @@ pub(in crate::leaf) fn open_or_clone(
             source,
         })?;
     }
-    with_start_retries(|| {
+    let repo = with_start_retries(|| {
         remove_repository(&config.repo_path);
         client.clone_into(&config.repo_path)
     })
-    .map_err(clone_err)
+    .map_err(clone_err)?;
+    limit_page_cache(config, &repo)?;
+    Ok(repo)
+}
+
+fn limit_page_cache(config: &SyncConfig, repo: &Repository) -> Result<(), LeafError> {
+    repo.limit_cache(LEAF_PAGE_CACHE_KIB)
+        .map_err(|source| LeafError::Repo {
+            step: "bound the page cache",
+            path: config.repo_path.clone(),
+            source: Box::new(source),
+        })
 }
 
 /// Sends `trace` with the client's following requests, so the hub's span

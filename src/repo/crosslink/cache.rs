@@ -9,23 +9,118 @@ use crate::repo::hash::{ArtifactHash, Rid};
 use crate::repo::manifest::Manifest;
 use crate::repo::store::{FileList, Repository};
 
-/// File entries (summed over the lists) of the parsed baseline lists kept
-/// in memory, about 130 bytes each: 256 Ki entries are some 32 MiB. The
+/// File entries (summed over the lists) of the parsed baseline lists a hub
+/// keeps in memory, about 130 bytes each: 256 Ki entries are some 32 MiB. The
 /// least recently used list goes first; the two most recent stay
 /// whatever their size. A hub serving many sparse leaves needs many: each
 /// commits on the check-in it last kept, whose baseline can be far behind
 /// the tip's, and an old baseline is read back through a chain of deltas
 /// against newer ones (with 128 leaves and four lists, reading them was
 /// most of the writer's time).
-const BASELINE_CACHE_ENTRIES: usize = 256 * 1024;
+const HUB_BASELINE_ENTRIES: usize = 256 * 1024;
+/// A leaf's: it reads the tip's baseline and its own, the two kept anyway.
+const LEAF_BASELINE_ENTRIES: usize = 8 * 1024;
 /// Baseline lists kept whatever their size.
 const BASELINES_ALWAYS_CACHED: usize = 2;
-/// Parsed manifests kept by row (the tip, its baseline, a leaf's own).
-const MANIFESTS_CACHED: usize = 4;
+/// F cards (summed) of the parsed manifests kept by row in a hub, for the
+/// same reason: each of many sparse leaves pushes on the check-in the hub
+/// last landed for it, and an old manifest is read back through the deltas
+/// of every check-in since. 64 Ki cards are some 10 MiB.
+const HUB_MANIFEST_CARDS: usize = 64 * 1024;
+/// F cards of the parsed manifests a leaf keeps: the tip it rebases onto
+/// and its own check-in are all it reads back.
+const LEAF_MANIFEST_CARDS: usize = 2 * 1024;
+/// Manifests kept whatever their size (the tip, its baseline, a leaf's own).
+const MANIFESTS_ALWAYS_CACHED: usize = 4;
+/// Rows a cache holds at most, so a lookup (a scan) stays cheap.
+const HUB_CACHED_ROWS: usize = 1024;
+const LEAF_CACHED_ROWS: usize = 16;
 /// Manifests naming more files than this are not kept parsed.
 pub(super) const MANIFEST_CACHE_MAX_FILES: usize = 512;
 
+/// Parsed artifacts by row, least recently used out first once their
+/// weights (summed) pass a budget or their count passes a bound; the most
+/// recent few stay regardless of weight.
+#[derive(Debug)]
+pub(crate) struct RowLru<T> {
+    items: Vec<(Rid, Arc<T>, usize)>,
+    weight: usize,
+    budget: usize,
+    keep: usize,
+    rows: usize,
+}
+
+impl<T> RowLru<T> {
+    fn new(budget: usize, keep: usize, rows: usize) -> RowLru<T> {
+        RowLru {
+            items: Vec::new(),
+            weight: 0,
+            budget,
+            keep,
+            rows,
+        }
+    }
+
+    /// The baseline lists' cache, sized for a leaf.
+    pub(crate) fn for_baselines() -> RowLru<T> {
+        RowLru::new(
+            LEAF_BASELINE_ENTRIES,
+            BASELINES_ALWAYS_CACHED,
+            LEAF_CACHED_ROWS,
+        )
+    }
+
+    /// The parsed manifests' cache, sized for a leaf.
+    pub(crate) fn for_manifests() -> RowLru<T> {
+        RowLru::new(
+            LEAF_MANIFEST_CARDS,
+            MANIFESTS_ALWAYS_CACHED,
+            LEAF_CACHED_ROWS,
+        )
+    }
+
+    /// Row `rid`'s, now the most recently used.
+    pub(crate) fn get(&mut self, rid: Rid) -> Option<Arc<T>> {
+        let i = self.items.iter().position(|(r, _, _)| *r == rid)?;
+        let hit = self.items.remove(i);
+        let value = Arc::clone(&hit.1);
+        self.items.push(hit);
+        Some(value)
+    }
+
+    /// Keeps `value`, row `rid`'s, weighing `weight`, as the most recent.
+    pub(crate) fn put(&mut self, rid: Rid, value: Arc<T>, weight: usize) {
+        if let Some(i) = self.items.iter().position(|(r, _, _)| *r == rid) {
+            self.weight -= self.items.remove(i).2;
+        }
+        self.items.push((rid, value, weight));
+        self.weight += weight;
+        while self.items.len() > self.rows
+            || (self.items.len() > self.keep && self.weight > self.budget)
+        {
+            self.weight -= self.items.remove(0).2;
+        }
+    }
+
+    /// Forgets everything (a rolled-back transaction's rows may be reused).
+    pub(crate) fn clear(&mut self) {
+        self.items.clear();
+        self.weight = 0;
+    }
+}
+
 impl Repository {
+    /// Widens the artifact caches for a hub, which reads the old check-ins
+    /// many leaves commit on (a leaf reads only the tip and its own).
+    pub fn cache_for_many_leaves(&self) {
+        let mut manifests = self.manifest_cache.borrow_mut();
+        manifests.budget = HUB_MANIFEST_CARDS;
+        manifests.rows = HUB_CACHED_ROWS;
+        let mut baselines = self.baseline_cache.borrow_mut();
+        baselines.budget = HUB_BASELINE_ENTRIES;
+        baselines.rows = HUB_CACHED_ROWS;
+    }
+
     /// The full file list of the check-in in row `rid`; the last few
     /// baselines are cached (a leaf reads through its own and the hub's).
     pub(crate) fn list_of_rid(&self, rid: Rid) -> Result<Arc<FileList>, RepoError> {
@@ -41,23 +136,7 @@ impl Repository {
     /// (`None` for a delta manifest or a baseline not cached); a hit
     /// becomes the most recently used.
     pub(crate) fn cached_baseline(&self, rid: Rid) -> Option<Arc<FileList>> {
-        let mut cache = self.baseline_cache.borrow_mut();
-        let i = cache.iter().position(|(r, _)| *r == rid)?;
-        let hit = cache.remove(i);
-        let list = Arc::clone(&hit.1);
-        cache.push(hit);
-        Some(list)
-    }
-
-    /// Keeps `list`, baseline row `rid`'s, as the most recently used,
-    /// evicting the least recently used past the budget.
-    fn cache_baseline(&self, rid: Rid, list: &Arc<FileList>) {
-        let mut cache = self.baseline_cache.borrow_mut();
-        cache.push((rid, Arc::clone(list)));
-        let mut entries: usize = cache.iter().map(|(_, l)| l.len()).sum();
-        while cache.len() > BASELINES_ALWAYS_CACHED && entries > BASELINE_CACHE_ENTRIES {
-            entries -= cache.remove(0).1.len();
-        }
+        self.baseline_cache.borrow_mut().get(rid)
     }
 
     /// [`list_of_rid`](Self::list_of_rid) for a caller holding the parsed
@@ -73,7 +152,10 @@ impl Repository {
         }
         let list = Arc::new(self.full_list(hash, m)?);
         if m.baseline.is_none() {
-            self.cache_baseline(rid, &list);
+            let files = list.len();
+            self.baseline_cache
+                .borrow_mut()
+                .put(rid, Arc::clone(&list), files);
         }
         Ok(list)
     }
@@ -85,8 +167,8 @@ impl Repository {
         rid: Rid,
         hash: &ArtifactHash,
     ) -> Result<Arc<Manifest>, RepoError> {
-        if let Some((_, m)) = self.manifest_cache.borrow().iter().find(|(r, _)| *r == rid) {
-            return Ok(Arc::clone(m));
+        if let Some(m) = self.manifest_cache.borrow_mut().get(rid) {
+            return Ok(m);
         }
         let bytes = self.content_of(rid)?;
         let m = Arc::new(
@@ -102,16 +184,13 @@ impl Repository {
     /// Keeps `m`, the parsed content of row `rid`, among the recent
     /// manifests (for a caller that stored and parsed it just now).
     pub(crate) fn remember_manifest(&self, rid: Rid, m: Arc<Manifest>) {
-        let mut cache = self.manifest_cache.borrow_mut();
         // A large baseline is kept as its file list (`list_of_rid`), not
         // twice: a leaf's memory would grow with the tree.
-        if m.files.len() > MANIFEST_CACHE_MAX_FILES || cache.iter().any(|(r, _)| *r == rid) {
+        if m.files.len() > MANIFEST_CACHE_MAX_FILES {
             return;
         }
-        if cache.len() >= MANIFESTS_CACHED {
-            cache.remove(0);
-        }
-        cache.push((rid, m));
+        let cards = m.files.len().max(1);
+        self.manifest_cache.borrow_mut().put(rid, m, cards);
     }
 
     /// Expands `m` (named `hash`) through its baseline into a full file list.
@@ -170,23 +249,45 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let repo =
             Repository::create(&dir.path().join("r.fossil"), &CreateOptions::for_tests()).unwrap();
-        let quarter = BASELINE_CACHE_ENTRIES / 4;
+        repo.cache_for_many_leaves();
+        let quarter = HUB_BASELINE_ENTRIES / 4;
+        let cache = |rid, files| {
+            let l = list(files);
+            let n = l.len();
+            repo.baseline_cache.borrow_mut().put(Rid(rid), l, n);
+        };
         for rid in 1..=4 {
-            repo.cache_baseline(Rid(rid), &list(quarter));
+            cache(rid, quarter);
         }
         // A hit makes row 1 the most recent; the fifth list pushes out the
         // least recent, row 2.
         assert!(repo.cached_baseline(Rid(1)).is_some());
-        repo.cache_baseline(Rid(5), &list(quarter));
+        cache(5, quarter);
         assert!(repo.cached_baseline(Rid(2)).is_none());
         for rid in [1, 3, 4, 5] {
             assert!(repo.cached_baseline(Rid(rid)).is_some(), "row {rid}");
         }
         // Lists larger than the budget: the two most recent stay.
-        repo.cache_baseline(Rid(6), &list(BASELINE_CACHE_ENTRIES));
-        repo.cache_baseline(Rid(7), &list(BASELINE_CACHE_ENTRIES));
+        cache(6, HUB_BASELINE_ENTRIES);
+        cache(7, HUB_BASELINE_ENTRIES);
         assert!(repo.cached_baseline(Rid(6)).is_some());
         assert!(repo.cached_baseline(Rid(7)).is_some());
         assert!(repo.cached_baseline(Rid(5)).is_none());
+    }
+
+    #[test]
+    fn a_cache_holds_at_most_its_rows_and_a_leaf_keeps_little() {
+        let mut lru: RowLru<u32> = RowLru::for_manifests();
+        for rid in 0..100 {
+            lru.put(Rid(rid), Arc::new(0), 1);
+        }
+        assert_eq!(lru.items.len(), LEAF_CACHED_ROWS);
+        assert!(lru.get(Rid(99)).is_some() && lru.get(Rid(0)).is_none());
+        // Past the weight budget the most recent few stay, nothing older.
+        for rid in 100..110 {
+            lru.put(Rid(rid), Arc::new(0), LEAF_MANIFEST_CARDS);
+        }
+        assert_eq!(lru.items.len(), MANIFESTS_ALWAYS_CACHED);
+        assert_eq!(lru.weight, MANIFESTS_ALWAYS_CACHED * LEAF_MANIFEST_CARDS);
     }
 }

@@ -18,3 +18,4 @@ mod mlink;
 mod tags;
 
 pub use artifact::Crosslinked;
+pub(crate) use cache::RowLru;

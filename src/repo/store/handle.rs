@@ -11,18 +11,19 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 use super::types::FileList;
+use crate::repo::crosslink::RowLru;
 use crate::repo::deltify::{TextCache, MAX_CHAIN_LINKS};
 use crate::repo::error::{RepoError, SqlContext};
-use crate::repo::hash::{ArtifactHash, Rid};
+use crate::repo::hash::ArtifactHash;
 use crate::repo::manifest::Manifest;
 
 /// One Fossil repository file, held through a single SQLite connection.
 pub struct Repository {
     pub(crate) conn: Connection,
     path: PathBuf,
-    /// The most recently expanded baseline manifest's file list; check-ins on a
-    /// trunk share a baseline for many commits, so this saves reparsing it.
-    pub(crate) baseline_cache: RefCell<Vec<(Rid, Arc<FileList>)>>,
+    /// Recently expanded baseline manifests' file lists (check-ins on a
+    /// trunk share a baseline for many commits), so none is reparsed.
+    pub(crate) baseline_cache: RefCell<RowLru<FileList>>,
     /// File contents by name for the R card, which hashes every file of the
     /// tree on each check-in; names are content addresses, so entries never
     /// go stale (even if the transaction that stored them rolls back).
@@ -48,7 +49,7 @@ pub struct Repository {
     pub(crate) checkin_count: Cell<Option<(i64, u64)>>,
     /// The last few check-in manifests parsed or received, by row: a leaf
     /// rebases onto the tip it has just stored, reading it right back.
-    pub(crate) manifest_cache: RefCell<Vec<(Rid, Arc<Manifest>)>>,
+    pub(crate) manifest_cache: RefCell<RowLru<Manifest>>,
     /// File texts received since the worktree was last updated, so the
     /// update writes them without reading and inflating them again; taken
     /// (emptied) by each update ([`Repository::update_checkout`]).
@@ -127,14 +128,14 @@ impl Repository {
         Repository {
             conn,
             path: path.to_owned(),
-            baseline_cache: RefCell::default(),
+            baseline_cache: RefCell::new(RowLru::for_baselines()),
             file_cache: RefCell::default(),
             text_cache: RefCell::default(),
             chain_bound: Cell::new(MAX_CHAIN_LINKS),
             chain_heights: RefCell::default(),
             file_phantoms: Cell::new(true),
             checkin_count: Cell::new(None),
-            manifest_cache: RefCell::default(),
+            manifest_cache: RefCell::new(RowLru::for_manifests()),
             received_texts: RefCell::default(),
         }
     }
@@ -206,7 +207,7 @@ impl Repository {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::repo::CreateOptions;
+    use crate::repo::{CreateOptions, Rid};
 
     #[test]
     fn repository_can_move_to_another_thread() {
