@@ -114,6 +114,7 @@ impl Hub {
             tracing::warn!(error = %e, "cannot raise the listen backlog");
         }
         let (repo, lock) = open_or_create(config)?;
+        repo.cache_for_many_leaves();
         let open_err = |source| HubError::OpenRepo {
             path: config.repo.clone(),
             source,
@@ -141,7 +142,6 @@ impl Hub {
             .map(|_| {
                 let reader = Repository::open(&config.repo).map_err(open_err)?;
                 reader.limit_cache(READER_CACHE_KIB).map_err(open_err)?;
-                reader.cache_for_many_leaves();
                 Ok(reader)
             })
             .collect::<Result<Vec<_>, HubError>>()?;
@@ -242,7 +242,6 @@ fn open_or_create(config: &HubConfig) -> Result<(Repository, RepoLock), HubError
             source,
         };
         let repo = Repository::open(&config.repo).map_err(open_err)?;
-        repo.cache_for_many_leaves();
         let leaves = repo.trunk_leaf_list().map_err(open_err)?;
         if leaves.len() > 1 {
             return Err(HubError::ForkedTrunk {

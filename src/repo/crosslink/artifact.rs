@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use super::cache::MANIFEST_CACHE_MAX_FILES;
 use crate::repo::error::{RepoError, SqlContext};
 use crate::repo::hash::{ArtifactHash, Rid};
 use crate::repo::manifest::{parse_artifact, Artifact};
@@ -60,7 +59,7 @@ impl Repository {
         // The next check-in is likely made on this one (the hub lands the
         // next push on it): keep it parsed rather than read it back.
         if let Artifact::Checkin(m) = artifact {
-            if m.files.len() <= MANIFEST_CACHE_MAX_FILES {
+            if self.would_remember(m) {
                 self.remember_manifest(rid, Arc::new((**m).clone()));
             }
         }

@@ -10,14 +10,16 @@ use crate::repo::manifest::Manifest;
 use crate::repo::store::{FileList, Repository};
 
 /// File entries (summed over the lists) of the parsed baseline lists a hub
-/// keeps in memory, about 130 bytes each: 256 Ki entries are some 32 MiB. The
-/// least recently used list goes first; the two most recent stay
-/// whatever their size. A hub serving many sparse leaves needs many: each
+/// keeps in memory, some 200 bytes each with the map's own: 128 Ki entries
+/// are some 25 MiB (a 128-leaf herd's hub peaked at 74 MiB with these two
+/// budgets, 110 MiB with twice them, landing no faster). The least
+/// recently used list goes first; the two most recent stay whatever their
+/// size. A hub serving many sparse leaves needs many: each
 /// commits on the check-in it last kept, whose baseline can be far behind
 /// the tip's, and an old baseline is read back through a chain of deltas
 /// against newer ones (with 128 leaves and four lists, reading them was
 /// most of the writer's time).
-const HUB_BASELINE_ENTRIES: usize = 256 * 1024;
+const HUB_BASELINE_ENTRIES: usize = 128 * 1024;
 /// A leaf's: it reads the tip's baseline and its own, the two kept anyway.
 const LEAF_BASELINE_ENTRIES: usize = 8 * 1024;
 /// Baseline lists kept whatever their size.
@@ -25,8 +27,8 @@ const BASELINES_ALWAYS_CACHED: usize = 2;
 /// F cards (summed) of the parsed manifests kept by row in a hub, for the
 /// same reason: each of many sparse leaves pushes on the check-in the hub
 /// last landed for it, and an old manifest is read back through the deltas
-/// of every check-in since. 64 Ki cards are some 10 MiB.
-const HUB_MANIFEST_CARDS: usize = 64 * 1024;
+/// of every check-in since. 32 Ki cards are some 6 MiB.
+const HUB_MANIFEST_CARDS: usize = 32 * 1024;
 /// F cards of the parsed manifests a leaf keeps: the tip it rebases onto
 /// and its own check-in are all it reads back.
 const LEAF_MANIFEST_CARDS: usize = 2 * 1024;
@@ -35,8 +37,10 @@ const MANIFESTS_ALWAYS_CACHED: usize = 4;
 /// Rows a cache holds at most, so a lookup (a scan) stays cheap.
 const HUB_CACHED_ROWS: usize = 1024;
 const LEAF_CACHED_ROWS: usize = 16;
-/// Manifests naming more files than this are not kept parsed.
-pub(super) const MANIFEST_CACHE_MAX_FILES: usize = 512;
+/// Manifests naming more files than this are not kept parsed by a leaf (a
+/// large baseline is kept as its file list, not twice); a hub keeps up to a
+/// quarter of its budget, so a baseline many leaves commit on stays parsed.
+const LEAF_MANIFEST_MAX_FILES: usize = 512;
 
 /// Parsed artifacts by row, least recently used out first once their
 /// weights (summed) pass a budget or their count passes a bound; the most
@@ -48,6 +52,8 @@ pub(crate) struct RowLru<T> {
     budget: usize,
     keep: usize,
     rows: usize,
+    /// Items heavier than this are not kept.
+    heaviest: usize,
 }
 
 impl<T> RowLru<T> {
@@ -58,6 +64,7 @@ impl<T> RowLru<T> {
             budget,
             keep,
             rows,
+            heaviest: usize::MAX,
         }
     }
 
@@ -72,11 +79,19 @@ impl<T> RowLru<T> {
 
     /// The parsed manifests' cache, sized for a leaf.
     pub(crate) fn for_manifests() -> RowLru<T> {
-        RowLru::new(
-            LEAF_MANIFEST_CARDS,
-            MANIFESTS_ALWAYS_CACHED,
-            LEAF_CACHED_ROWS,
-        )
+        RowLru {
+            heaviest: LEAF_MANIFEST_MAX_FILES,
+            ..RowLru::new(
+                LEAF_MANIFEST_CARDS,
+                MANIFESTS_ALWAYS_CACHED,
+                LEAF_CACHED_ROWS,
+            )
+        }
+    }
+
+    /// Whether an item weighing `weight` would be kept.
+    pub(crate) fn admits(&self, weight: usize) -> bool {
+        weight <= self.heaviest
     }
 
     /// Row `rid`'s, now the most recently used.
@@ -88,8 +103,12 @@ impl<T> RowLru<T> {
         Some(value)
     }
 
-    /// Keeps `value`, row `rid`'s, weighing `weight`, as the most recent.
+    /// Keeps `value`, row `rid`'s, weighing `weight`, as the most recent
+    /// (unless it is heavier than this cache admits).
     pub(crate) fn put(&mut self, rid: Rid, value: Arc<T>, weight: usize) {
+        if !self.admits(weight) {
+            return;
+        }
         if let Some(i) = self.items.iter().position(|(r, _, _)| *r == rid) {
             self.weight -= self.items.remove(i).2;
         }
@@ -109,6 +128,11 @@ impl<T> RowLru<T> {
     }
 }
 
+/// A parsed manifest's weight in its cache: its F cards (at least one).
+fn manifest_weight(m: &Manifest) -> usize {
+    m.files.len().max(1)
+}
+
 impl Repository {
     /// Widens the artifact caches for a hub, which reads the old check-ins
     /// many leaves commit on (a leaf reads only the tip and its own).
@@ -116,6 +140,7 @@ impl Repository {
         let mut manifests = self.manifest_cache.borrow_mut();
         manifests.budget = HUB_MANIFEST_CARDS;
         manifests.rows = HUB_CACHED_ROWS;
+        manifests.heaviest = HUB_MANIFEST_CARDS / 4;
         let mut baselines = self.baseline_cache.borrow_mut();
         baselines.budget = HUB_BASELINE_ENTRIES;
         baselines.rows = HUB_CACHED_ROWS;
@@ -184,13 +209,14 @@ impl Repository {
     /// Keeps `m`, the parsed content of row `rid`, among the recent
     /// manifests (for a caller that stored and parsed it just now).
     pub(crate) fn remember_manifest(&self, rid: Rid, m: Arc<Manifest>) {
-        // A large baseline is kept as its file list (`list_of_rid`), not
-        // twice: a leaf's memory would grow with the tree.
-        if m.files.len() > MANIFEST_CACHE_MAX_FILES {
-            return;
-        }
-        let cards = m.files.len().max(1);
+        let cards = manifest_weight(&m);
         self.manifest_cache.borrow_mut().put(rid, m, cards);
+    }
+
+    /// Whether [`remember_manifest`](Self::remember_manifest) would keep
+    /// `m` (so a caller need not copy one it would not).
+    pub(super) fn would_remember(&self, m: &Manifest) -> bool {
+        self.manifest_cache.borrow().admits(manifest_weight(m))
     }
 
     /// Expands `m` (named `hash`) through its baseline into a full file list.
@@ -283,11 +309,15 @@ mod tests {
         }
         assert_eq!(lru.items.len(), LEAF_CACHED_ROWS);
         assert!(lru.get(Rid(99)).is_some() && lru.get(Rid(0)).is_none());
-        // Past the weight budget the most recent few stay, nothing older.
+        // At the weight budget the most recent stay, nothing older; an item
+        // heavier than a leaf keeps is not kept at all.
+        let heavy = LEAF_MANIFEST_CARDS / MANIFESTS_ALWAYS_CACHED;
         for rid in 100..110 {
-            lru.put(Rid(rid), Arc::new(0), LEAF_MANIFEST_CARDS);
+            lru.put(Rid(rid), Arc::new(0), heavy);
         }
         assert_eq!(lru.items.len(), MANIFESTS_ALWAYS_CACHED);
-        assert_eq!(lru.weight, MANIFESTS_ALWAYS_CACHED * LEAF_MANIFEST_CARDS);
+        assert_eq!(lru.weight, LEAF_MANIFEST_CARDS);
+        lru.put(Rid(200), Arc::new(0), LEAF_MANIFEST_MAX_FILES + 1);
+        assert!(lru.get(Rid(200)).is_none() && lru.get(Rid(109)).is_some());
     }
 }
