@@ -139,6 +139,7 @@ impl Reporter {
         LeafSummary {
             hub_requests,
             peak_rss_kb: crate::telemetry::peak_rss_kb().unwrap_or(0),
+            cpu_us: crate::telemetry::own_cpu_ms().map_or(0, |ms| (ms * 1000.0) as u64),
             ..self.totals.borrow().clone()
         }
     }

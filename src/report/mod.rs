@@ -387,6 +387,11 @@ pub struct LeafSummary {
     /// `ready` line: cloning, joining NATS, opening its repository.
     #[serde(default)]
     pub start_cpu_us: u64,
+    /// CPU, in microseconds, the leaf process used up to its summary line
+    /// (`getrusage`, exact: the kernel's per-process figures in `/proc`
+    /// are whole clock ticks, 10 ms, truncated).
+    #[serde(default)]
+    pub cpu_us: u64,
     /// The leaf process's own memory at the end of its work, in KiB (the pages it
     /// wrote that no other process maps: what one more leaf costs; the
     /// program's text, shared by every leaf, is not in it); 0 where Linux

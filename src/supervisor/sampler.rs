@@ -70,6 +70,21 @@ pub(super) struct Ticks {
     total: u64,
 }
 
+impl Ticks {
+    /// This read, raised to `cpu_us` µs (rounded to the nearest tick) where
+    /// the process's own exact count is larger: `/proc` truncates utime
+    /// and stime to whole ticks each, some 10 ms under per process, which
+    /// over a herd of short-lived leaves is a large share.
+    pub(super) fn at_least_us(self, cpu_us: u64) -> Ticks {
+        let exact = (cpu_us as f64 * ticks_per_s() / 1e6).round() as u64;
+        let raise = exact.saturating_sub(self.own);
+        Ticks {
+            own: self.own + raise,
+            total: self.total + raise,
+        }
+    }
+}
+
 /// A running sampler. [`Sampler::finish`] stops it and hands back its
 /// samples, oldest first.
 pub struct Sampler {
@@ -357,6 +372,17 @@ mod tests {
         assert_eq!(stat_fields(line), Some(('S', ticks)));
         assert_eq!(stat_fields("garbage"), None);
         assert_eq!(statm_rss_pages("1000 250 30 1 0 80 0"), Some(250));
+    }
+
+    #[test]
+    fn an_exact_count_raises_a_truncated_read_never_lowers_it() {
+        let read = Ticks { own: 2, total: 3 };
+        let per_tick_us = 1e6 / ticks_per_s();
+        // 3.6 ticks of CPU, exact: the read had truncated both
+        // utime and stime.
+        let raised = read.at_least_us((3.6 * per_tick_us) as u64);
+        assert_eq!(raised, Ticks { own: 4, total: 5 });
+        assert_eq!(read.at_least_us(per_tick_us as u64), read);
     }
 
     #[test]

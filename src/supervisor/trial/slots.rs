@@ -152,10 +152,13 @@ impl Dispatch<'_> {
     fn on_exit(&mut self, slot: u32, status: std::io::Result<ExitStatus>, ticks: Option<Ticks>) {
         self.running -= 1;
         self.slowest = Some(slot);
-        if let Some(pid) = self.pids[slot as usize].take() {
-            self.t.sampler.exited(pid, ticks);
-        }
         let rec = &mut self.slots[slot as usize];
+        if let Some(pid) = self.pids[slot as usize].take() {
+            let reported = rec.summary.as_ref().map_or(0, |s| s.cpu_us);
+            self.t
+                .sampler
+                .exited(pid, ticks.map(|t| t.at_least_us(reported)));
+        }
         match status {
             Ok(s) if s.success() => {}
             Ok(s) => {
