@@ -137,7 +137,7 @@ impl Repository {
             Some("0") | Some("off")
         );
         self.savepoint(|| {
-            let (_, _, parent) = self.checkin_view(&spec.parent)?;
+            let parent = self.list_view(&spec.parent)?;
             let rcvid = self.new_rcvid(&spec.user, None, None)?;
             let mut new_rids = Vec::new();
             let mut changes = Vec::with_capacity(spec.changes.len());
@@ -183,8 +183,7 @@ impl Repository {
         meta: &CheckinMeta<'_>,
         new_rids: &[Rid],
     ) -> Result<Checkin, RepoError> {
-        let (_, pm, pv) = self.checkin_view(parent)?;
-        let base_hash = pm.baseline.clone().unwrap_or_else(|| parent.clone());
+        let (base_hash, pv) = self.based_view(parent)?;
         let mut delta: BTreeMap<String, Entry> = pv
             .delta
             .iter()

@@ -44,8 +44,8 @@ impl Repository {
         to: &ArtifactHash,
         local: &HashMap<String, ArtifactHash>,
     ) -> Result<usize, RepoError> {
-        let (_, _, old) = self.checkin_view(from)?;
-        let (_, _, new) = self.checkin_view(to)?;
+        let old = self.list_view(from)?;
+        let new = self.list_view(to)?;
         let mut names: BTreeSet<String> = local.keys().cloned().collect();
         if old.shares_base(&new) {
             names.extend(old.delta.iter().map(|f| f.name.clone()));

@@ -215,8 +215,8 @@ impl Repository {
             .ok_or_else(|| RebaseError::NoParent {
                 hash: checkin.clone(),
             })?;
-        let (_, _, base) = self.checkin_view(&parent)?;
-        let (_, _, target) = self.checkin_view(onto)?;
+        let base = self.list_view(&parent)?;
+        let target = self.list_view(onto)?;
         let laid = self
             .changes_onto(&mine, &base, &target)?
             .map_err(|conflicts| RebaseError::Conflict { conflicts })?;
@@ -256,8 +256,8 @@ impl Repository {
             .first()
             .ok_or_else(|| RebaseError::NoParent { hash: hash.clone() })?;
         let mine = self.unstored_view(hash, pushed)?;
-        let (_, _, base) = self.checkin_view(parent)?;
-        let (_, tip, target) = self.checkin_view(onto)?;
+        let base = self.list_view(parent)?;
+        let target = self.list_view(onto)?;
         let laid = match self.changes_onto(&mine, &base, &target)? {
             Ok(laid) => laid,
             Err(conflicts) => return Ok(Landing::Conflict { conflicts }),
@@ -265,7 +265,7 @@ impl Repository {
         let ms = pushed
             .unix_ms()
             .unwrap_or(0)
-            .max(tip.unix_ms().unwrap_or(0));
+            .max(self.checkin_ms(onto)?);
         let meta = CheckinMeta {
             comment: &pushed.comment,
             user: &pushed.user,

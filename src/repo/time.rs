@@ -25,6 +25,12 @@ pub fn julian_of_ms(unix_ms: i64) -> f64 {
     unix_ms as f64 / MS_PER_DAY + UNIX_EPOCH_JULIAN
 }
 
+/// Unix milliseconds of a Julian day made by [`julian_of_ms`]: the round
+/// trip is exact (a day's f64 near 2.46 million resolves some 0.04 ms).
+pub fn ms_of_julian(julian: f64) -> i64 {
+    ((julian - UNIX_EPOCH_JULIAN) * MS_PER_DAY).round() as i64
+}
+
 /// Parses a `D` card date (`YYYY-MM-DDTHH:MM:SS` with optional `.fff`) into
 /// Unix milliseconds; `None` if it is not one.
 pub fn parse_date(text: &str) -> Option<i64> {
@@ -113,6 +119,13 @@ mod tests {
         assert_eq!(parse_date("1970-01-02T00:00:00.5"), Some(86_400_500));
         assert_eq!(parse_date("2026-13-27T03:43:25"), None);
         assert_eq!(parse_date("2026-11-27 03:43:25"), None);
+    }
+
+    #[test]
+    fn julian_days_give_back_the_milliseconds_they_were_made_of() {
+        for ms in [0, 1, 999, 1_765_000_000_123, 1_765_000_000_999, 4_102_444_800_001] {
+            assert_eq!(ms_of_julian(julian_of_ms(ms)), ms);
+        }
     }
 
     #[test]

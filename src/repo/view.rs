@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use super::error::RepoError;
+use super::error::{RepoError, SqlContext};
 use super::hash::{ArtifactHash, Rid};
 use super::manifest::{FileCard, Manifest, Perm};
 use super::store::{FileList, Repository};
@@ -101,6 +101,50 @@ impl Repository {
         }
     }
 
+    /// The view of check-in `hash` (held) and the name of the baseline it
+    /// reads through (itself for a baseline). A baseline whose list is
+    /// cached is neither read nor parsed again: on a long trunk it is the
+    /// whole tree, and reading it back (through a chain of deltas) was a
+    /// cost per landing that grew with the tree.
+    pub(crate) fn based_view(
+        &self,
+        hash: &ArtifactHash,
+    ) -> Result<(ArtifactHash, ListView), RepoError> {
+        let rid = self.held_rid(hash)?;
+        if let Some(base) = self.cached_baseline(rid) {
+            let view = ListView {
+                is_delta: false,
+                base,
+                delta: Vec::new(),
+            };
+            return Ok((hash.clone(), view));
+        }
+        let m = self.manifest_of_rid(rid, hash)?;
+        let view = self.view_of(rid, &m)?;
+        Ok((m.baseline.clone().unwrap_or_else(|| hash.clone()), view))
+    }
+
+    /// The time of check-in `hash` in Unix ms, as crosslinking recorded it
+    /// (its `D` card), without reading its manifest; 0 if not crosslinked.
+    pub(crate) fn checkin_ms(&self, hash: &ArtifactHash) -> Result<i64, RepoError> {
+        use rusqlite::OptionalExtension;
+        let julian: Option<f64> = self
+            .query_row(
+                "SELECT event.mtime FROM event JOIN blob ON blob.rid = event.objid \
+                 WHERE blob.uuid = ?1 AND event.type = 'ci'",
+                [hash.as_str()],
+                |r| r.get(0),
+            )
+            .optional()
+            .ctx("reading a check-in's time")?;
+        Ok(julian.map_or(0, crate::repo::time::ms_of_julian))
+    }
+
+    /// The view of check-in `hash` (held), for a caller that needs no more.
+    pub(crate) fn list_view(&self, hash: &ArtifactHash) -> Result<ListView, RepoError> {
+        Ok(self.based_view(hash)?.1)
+    }
+
     /// The row, manifest and view of check-in `hash`, which must be held.
     pub(crate) fn checkin_view(
         &self,
@@ -119,7 +163,7 @@ impl Repository {
         checkin: &ArtifactHash,
         path: &str,
     ) -> Result<Option<Vec<u8>>, RepoError> {
-        let (_, _, view) = self.checkin_view(checkin)?;
+        let view = self.list_view(checkin)?;
         let Some((hash, _)) = view.entry(path) else {
             return Ok(None);
         };

@@ -271,7 +271,7 @@ fn missing_pieces(
         }
     }
     let parent = match manifest.parents.first() {
-        Some(p) if repo.is_checkin(p)? => Some(repo.checkin_view(p)?.2),
+        Some(p) if repo.is_checkin(p)? => Some(repo.list_view(p)?),
         _ => None,
     };
     for f in &manifest.files {
