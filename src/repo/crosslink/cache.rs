@@ -22,8 +22,13 @@ use crate::repo::store::{FileList, Repository};
 const HUB_BASELINE_ENTRIES: usize = 128 * 1024;
 /// A leaf's: it reads the tip's baseline and its own, the two kept anyway.
 const LEAF_BASELINE_ENTRIES: usize = 8 * 1024;
-/// Baseline lists kept whatever their size.
-const BASELINES_ALWAYS_CACHED: usize = 2;
+/// Baseline lists a hub keeps whatever their size (the tip's and the one
+/// before it, which leaves behind the tip still commit on).
+const HUB_BASELINES_ALWAYS_CACHED: usize = 2;
+/// A leaf's: the one its next check-in reads through. A second whole-tree
+/// list was most of the largest leaves' own memory in a herd of a thousand
+/// (some 3 MB each at 12,700 files).
+const LEAF_BASELINES_ALWAYS_CACHED: usize = 1;
 /// F cards (summed) of the parsed manifests kept by row in a hub, for the
 /// same reason: each of many sparse leaves pushes on the check-in the hub
 /// last landed for it, and an old manifest is read back through the deltas
@@ -72,7 +77,7 @@ impl<T> RowLru<T> {
     pub(crate) fn for_baselines() -> RowLru<T> {
         RowLru::new(
             LEAF_BASELINE_ENTRIES,
-            BASELINES_ALWAYS_CACHED,
+            LEAF_BASELINES_ALWAYS_CACHED,
             LEAF_CACHED_ROWS,
         )
     }
@@ -143,6 +148,7 @@ impl Repository {
         manifests.heaviest = HUB_MANIFEST_CARDS / 4;
         let mut baselines = self.baseline_cache.borrow_mut();
         baselines.budget = HUB_BASELINE_ENTRIES;
+        baselines.keep = HUB_BASELINES_ALWAYS_CACHED;
         baselines.rows = HUB_CACHED_ROWS;
     }
 
