@@ -262,10 +262,7 @@ impl Repository {
             Ok(laid) => laid,
             Err(conflicts) => return Ok(Landing::Conflict { conflicts }),
         };
-        let ms = pushed
-            .unix_ms()
-            .unwrap_or(0)
-            .max(self.checkin_ms(onto)?);
+        let ms = pushed.unix_ms().unwrap_or(0).max(self.checkin_ms(onto)?);
         let meta = CheckinMeta {
             comment: &pushed.comment,
             user: &pushed.user,

@@ -123,7 +123,14 @@ mod tests {
 
     #[test]
     fn julian_days_give_back_the_milliseconds_they_were_made_of() {
-        for ms in [0, 1, 999, 1_765_000_000_123, 1_765_000_000_999, 4_102_444_800_001] {
+        for ms in [
+            0,
+            1,
+            999,
+            1_765_000_000_123,
+            1_765_000_000_999,
+            4_102_444_800_001,
+        ] {
             assert_eq!(ms_of_julian(julian_of_ms(ms)), ms);
         }
     }
