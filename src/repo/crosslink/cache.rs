@@ -20,7 +20,7 @@ use crate::repo::store::{FileList, Repository};
 /// against newer ones (with 128 leaves and four lists, reading them was
 /// most of the writer's time).
 const HUB_BASELINE_ENTRIES: usize = 128 * 1024;
-/// A leaf's: it reads the tip's baseline and its own, the two kept anyway.
+/// A leaf's: it reads through the one its next check-in's parent names.
 const LEAF_BASELINE_ENTRIES: usize = 8 * 1024;
 /// Baseline lists a hub keeps whatever their size (the tip's and the one
 /// before it, which leaves behind the tip still commit on).
@@ -46,6 +46,15 @@ const LEAF_CACHED_ROWS: usize = 16;
 /// large baseline is kept as its file list, not twice); a hub keeps up to a
 /// quarter of its budget, so a baseline many leaves commit on stays parsed.
 const LEAF_MANIFEST_MAX_FILES: usize = 512;
+
+/// Who holds a repository's caches, which sizes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CacheRole {
+    /// A leaf: the tip and its own check-in.
+    Leaf,
+    /// A hub: the old check-ins many leaves commit on.
+    Hub,
+}
 
 /// Parsed artifacts by row, least recently used out first once their
 /// weights (summed) pass a budget or their count passes a bound; the most
@@ -73,24 +82,39 @@ impl<T> RowLru<T> {
         }
     }
 
-    /// The baseline lists' cache, sized for a leaf.
-    pub(crate) fn for_baselines() -> RowLru<T> {
-        RowLru::new(
-            LEAF_BASELINE_ENTRIES,
-            LEAF_BASELINES_ALWAYS_CACHED,
-            LEAF_CACHED_ROWS,
-        )
-    }
-
-    /// The parsed manifests' cache, sized for a leaf.
-    pub(crate) fn for_manifests() -> RowLru<T> {
-        RowLru {
-            heaviest: LEAF_MANIFEST_MAX_FILES,
-            ..RowLru::new(
-                LEAF_MANIFEST_CARDS,
-                MANIFESTS_ALWAYS_CACHED,
+    /// The baseline lists' cache, sized for a leaf or for a hub.
+    pub(crate) fn for_baselines(role: CacheRole) -> RowLru<T> {
+        if role == CacheRole::Hub {
+            RowLru::new(
+                HUB_BASELINE_ENTRIES,
+                HUB_BASELINES_ALWAYS_CACHED,
+                HUB_CACHED_ROWS,
+            )
+        } else {
+            RowLru::new(
+                LEAF_BASELINE_ENTRIES,
+                LEAF_BASELINES_ALWAYS_CACHED,
                 LEAF_CACHED_ROWS,
             )
+        }
+    }
+
+    /// The parsed manifests' cache, sized for a leaf or for a hub.
+    pub(crate) fn for_manifests(role: CacheRole) -> RowLru<T> {
+        if role == CacheRole::Hub {
+            RowLru {
+                heaviest: HUB_MANIFEST_CARDS / 4,
+                ..RowLru::new(HUB_MANIFEST_CARDS, MANIFESTS_ALWAYS_CACHED, HUB_CACHED_ROWS)
+            }
+        } else {
+            RowLru {
+                heaviest: LEAF_MANIFEST_MAX_FILES,
+                ..RowLru::new(
+                    LEAF_MANIFEST_CARDS,
+                    MANIFESTS_ALWAYS_CACHED,
+                    LEAF_CACHED_ROWS,
+                )
+            }
         }
     }
 
@@ -142,14 +166,8 @@ impl Repository {
     /// Widens the artifact caches for a hub, which reads the old check-ins
     /// many leaves commit on (a leaf reads only the tip and its own).
     pub fn cache_for_many_leaves(&self) {
-        let mut manifests = self.manifest_cache.borrow_mut();
-        manifests.budget = HUB_MANIFEST_CARDS;
-        manifests.rows = HUB_CACHED_ROWS;
-        manifests.heaviest = HUB_MANIFEST_CARDS / 4;
-        let mut baselines = self.baseline_cache.borrow_mut();
-        baselines.budget = HUB_BASELINE_ENTRIES;
-        baselines.keep = HUB_BASELINES_ALWAYS_CACHED;
-        baselines.rows = HUB_CACHED_ROWS;
+        *self.manifest_cache.borrow_mut() = RowLru::for_manifests(CacheRole::Hub);
+        *self.baseline_cache.borrow_mut() = RowLru::for_baselines(CacheRole::Hub);
     }
 
     /// The full file list of the check-in in row `rid`; the last few
@@ -309,7 +327,7 @@ mod tests {
 
     #[test]
     fn a_cache_holds_at_most_its_rows_and_a_leaf_keeps_little() {
-        let mut lru: RowLru<u32> = RowLru::for_manifests();
+        let mut lru: RowLru<u32> = RowLru::for_manifests(CacheRole::Leaf);
         for rid in 0..100 {
             lru.put(Rid(rid), Arc::new(0), 1);
         }

@@ -18,4 +18,4 @@ mod mlink;
 mod tags;
 
 pub use artifact::Crosslinked;
-pub(crate) use cache::RowLru;
+pub(crate) use cache::{CacheRole, RowLru};

@@ -11,7 +11,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 use super::types::FileList;
-use crate::repo::crosslink::RowLru;
+use crate::repo::crosslink::{CacheRole, RowLru};
 use crate::repo::deltify::{TextCache, MAX_CHAIN_LINKS};
 use crate::repo::error::{RepoError, SqlContext};
 use crate::repo::hash::ArtifactHash;
@@ -128,14 +128,14 @@ impl Repository {
         Repository {
             conn,
             path: path.to_owned(),
-            baseline_cache: RefCell::new(RowLru::for_baselines()),
+            baseline_cache: RefCell::new(RowLru::for_baselines(CacheRole::Leaf)),
             file_cache: RefCell::default(),
             text_cache: RefCell::default(),
             chain_bound: Cell::new(MAX_CHAIN_LINKS),
             chain_heights: RefCell::default(),
             file_phantoms: Cell::new(true),
             checkin_count: Cell::new(None),
-            manifest_cache: RefCell::new(RowLru::for_manifests()),
+            manifest_cache: RefCell::new(RowLru::for_manifests(CacheRole::Leaf)),
             received_texts: RefCell::default(),
         }
     }

@@ -178,7 +178,7 @@ impl TrialReport {
         if let (Some(private), Some(start)) = (self.leaf_private_kb, self.leaf_start_cpu_ms) {
             let _ = writeln!(
                 s,
-                "  per leaf:           {} own memory (largest), start-up {start:.1} ms of CPU (median)",
+                "  per leaf:           {} own at most, {start:.1} ms CPU to start (median)",
                 mib(Some(private))
             );
         }
