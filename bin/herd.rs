@@ -22,6 +22,8 @@ use tracing::Instrument;
 
 #[path = "herd/analysis.rs"]
 mod analysis;
+#[path = "herd/soak.rs"]
+mod soak;
 
 /// Thundering-herd trial harness for a hub-and-leaf Fossil architecture.
 ///
@@ -82,6 +84,27 @@ enum Command {
     /// are listed as such. Exit codes: 0 compared; 1 with --fail-on-worse, a
     /// figure got worse; 2 bad flags or an unreadable or bad input line.
     Compare(analysis::CompareArgs),
+    /// Run trials back to back under a seeded nemesis and check each.
+    ///
+    /// Each trial (4–8 agents, 20–40 tasks, one host or three with a NATS
+    /// cluster of 3) gets one to three faults drawn from the seed, each at
+    /// a point after its first leaf starts: SIGKILL or SIGSTOP (then
+    /// SIGCONT) of the hub, a nats-server or a leaf; a host's link cut
+    /// (`--partition-host`); a NATS cluster member killed
+    /// (`--kill-nats-node`); the work directory's file system (a 96 MiB
+    /// tmpfs) filled. The same seed gives the same trials and faults. After
+    /// each trial the checker reads the hub's repository with plain SQL and
+    /// holds it against every check-in the leaves were told landed (herd's
+    /// `--acks`): each on trunk, each task on trunk once, the trunk linear,
+    /// `fossil test-integrity` passing; no panic in any log; nothing of the
+    /// trial left running; the trial ended by itself within its timeout.
+    /// Prints one line per trial on stderr and, at the end, one JSON line:
+    /// trials, faults, by_kind, lost, doubled, hung, panics, left_running,
+    /// acked, failed_verdicts. Exit codes: 0 every check held; 1 a check
+    /// failed; 2 the soak could not run. Needs root to mount the small file
+    /// system and make hosts (without it, those faults are not drawn or
+    /// not done).
+    Soak(soak::SoakArgs),
 }
 
 #[derive(Args)]
@@ -155,6 +178,13 @@ struct RunArgs {
     /// kind. Default with --workdir: DIR/report.html.
     #[arg(long, value_name = "FILE.html")]
     report: Option<PathBuf>,
+    /// Append every check-in a leaf reports landed to FILE, one JSON line
+    /// each (`{"slot":…,"task":…,"checkin":…}`), written as it is heard:
+    /// for a checker outside herd to hold against the hub's repository
+    /// (`herd soak` does). Put it off the work directory's file system when
+    /// that may fill.
+    #[arg(long, value_name = "FILE")]
+    acks: Option<PathBuf>,
     /// Use an existing NATS server (with JetStream) instead of starting one.
     #[arg(long, env = "HERD_NATS_URL")]
     nats_url: Option<String>,
@@ -208,6 +238,7 @@ fn main() -> ExitCode {
         Command::Run(args) => ExitCode::from(run(args)),
         Command::Plot(args) => ExitCode::from(analysis::plot(args)),
         Command::Compare(args) => ExitCode::from(analysis::compare(args)),
+        Command::Soak(args) => ExitCode::from(soak::soak(args)),
     }
 }
 
@@ -322,6 +353,7 @@ fn trial_config(
         verbose: args.verbose,
         progress: !args.json && std::io::stderr().is_terminal(),
         report,
+        acks: args.acks,
         hosts: args.hosts,
         nats_cluster: args.nats_cluster,
         kill_nats_node: args

@@ -18,6 +18,7 @@
 //! - [`env`](mod@env): the environment variables herd hands its children.
 //! - [`chain`]: an error chain as one sentence.
 //! - [`compare`]: `herd compare`: two sets of runs, a verdict per figure.
+//! - [`soak`]: `herd soak`: trials under seeded faults, each checked.
 //! - [`telemetry`]: logs, span export over OTLP, W3C context crossings.
 #![warn(missing_docs)]
 
@@ -31,6 +32,7 @@ pub mod leaf;
 pub mod plot;
 pub mod repo;
 pub mod report;
+pub mod soak;
 pub mod stderr;
 pub mod supervisor;
 pub mod telemetry;

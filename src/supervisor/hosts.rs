@@ -274,6 +274,15 @@ pub fn ours_present() -> Result<Vec<String>, HostsError> {
     Ok(names)
 }
 
+/// The namespaces and links of herd `pid` still on this machine (after
+/// that herd exited: what it left behind).
+pub fn left_by(pid: u32) -> Result<Vec<String>, HostsError> {
+    Ok(ours_present()?
+        .into_iter()
+        .filter(|n| owner(n) == Some(pid))
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

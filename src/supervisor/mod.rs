@@ -27,6 +27,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use summary::{CpuByKind, HubCount, SlotFailure, TrialReport};
+pub use trial::acks::{read_acks, Ack};
 pub use trial::run;
 
 use crate::report::{CatchUp, HubKind, LandingStrategy, LeafMode};
@@ -74,6 +75,8 @@ pub struct TrialConfig {
     pub progress: bool,
     /// Write the trial's HTML report here.
     pub report: Option<PathBuf>,
+    /// Append every acknowledged check-in here (`--acks`).
+    pub acks: Option<PathBuf>,
     /// Simulated hosts (network namespaces); 1 runs everything on loopback.
     pub hosts: u32,
     /// Members of the NATS cluster across the hosts (the rest run leaf

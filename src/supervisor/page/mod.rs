@@ -488,6 +488,7 @@ pub(super) mod tests {
             hosts: 1,
             nats_cluster: None,
             kill_nats_node: None,
+            acks: None,
             partition: None,
             leaf_launcher: None,
             bin_dir: std::path::PathBuf::new(),

@@ -24,6 +24,7 @@
 //! program herd starts per slot instead of the `leaf-agent` beside it; it
 //! gets the same arguments.
 
+pub mod acks;
 mod faults;
 mod hub;
 mod lines;

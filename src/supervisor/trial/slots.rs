@@ -13,6 +13,7 @@ use nix::sys::signal::Signal;
 use tokio::process::Command;
 use tokio::sync::mpsc;
 
+use super::acks::AckLog;
 use super::faults::Faults;
 use super::lines::{tee_stderr, watch_slot, SlotEvent};
 use super::{log_file, Finished, Hub, Setting, LEAF_AGENT_ENV, STOP_GRACE};
@@ -117,6 +118,7 @@ struct Dispatch<'a> {
     /// Since when, and why, the trial is being stopped.
     stopping: Option<(Instant, String)>,
     started: Instant,
+    acks: AckLog,
 }
 
 impl Dispatch<'_> {
@@ -126,6 +128,7 @@ impl Dispatch<'_> {
             LeafLine::Task(t) => {
                 if t.outcome == TaskOutcome::Committed {
                     self.landed += 1;
+                    self.acks.record(&t);
                 }
                 rec.tasks.push(t);
             }
@@ -249,6 +252,7 @@ pub(super) async fn run_slots(
     if config.workload.hot.enabled() && !matches!(hub, Hub::Git(..)) {
         super::seed::seed_hot_files(t, hub.ready()).await?;
     }
+    let acks = AckLog::create(config.acks.as_deref())?;
     let started = Instant::now();
     let (pids, mut rx) = start_slots(t, hub.ready(), &mut slots)?;
     let mut d = Dispatch {
@@ -260,6 +264,7 @@ pub(super) async fn run_slots(
         slowest: None,
         stopping: None,
         started,
+        acks,
     };
     let deadline = config.timeout.map(|t| started + t);
     let mut faults = Faults::plan(config, started);
