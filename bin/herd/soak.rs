@@ -35,6 +35,10 @@ pub struct SoakArgs {
     /// and no NATS cluster), as without root.
     #[arg(long)]
     no_hosts: bool,
+    /// Run only trial N of the seed (a failed one, to replay it); its
+    /// files are kept in OUT/work/trial-N when it fails.
+    #[arg(long, value_name = "N")]
+    trial: Option<u64>,
 }
 
 fn positive(s: &str) -> Result<f64, String> {
@@ -70,6 +74,7 @@ pub fn soak(args: SoakArgs) -> u8 {
         fossil,
         trial_timeout: Duration::from_secs(args.trial_timeout),
         hosts,
+        only: args.trial,
     };
     let result = soak::run(&opts, |t| {
         let faults: Vec<String> = t

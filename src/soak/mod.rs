@@ -43,6 +43,8 @@ pub struct SoakOptions {
     pub trial_timeout: Duration,
     /// Whether trials may run on simulated hosts (root, `ip`).
     pub hosts: bool,
+    /// Run only this trial of the seed (to replay a failed one).
+    pub only: Option<u64>,
 }
 
 /// A failed trial: its index and what was wrong.
@@ -144,8 +146,8 @@ pub fn run(
         ..SoakSummary::default()
     };
     let started = Instant::now();
-    let mut index = 0;
-    while started.elapsed() < opts.duration {
+    let mut index = opts.only.unwrap_or(0);
+    while started.elapsed() < opts.duration || opts.only.is_some() {
         let plan = plan::plan(opts.seed, index, opts.hosts);
         let dir = work.join(format!("trial-{index}"));
         let outcome = trial::run(opts, &plan, &dir).map_err(io(format!("run trial {index}")))?;
@@ -157,6 +159,9 @@ pub fn run(
             let _ = std::fs::remove_dir_all(&dir);
         }
         each(&outcome);
+        if opts.only.is_some() {
+            break;
+        }
         index += 1;
     }
     summary.seconds = started.elapsed().as_secs_f64();

@@ -99,22 +99,24 @@ impl TrialOutcome {
 pub fn run(opts: &SoakOptions, plan: &TrialPlan, dir: &Path) -> std::io::Result<TrialOutcome> {
     std::fs::create_dir_all(dir)?;
     let mut problems = Vec::new();
-    let small = if plan.small_disk() {
-        SmallFs::mount(&dir.join("fs"), SMALL_FS_MIB)
-            .map_err(|why| problems.push(format!("no small file system ({why})")))
-            .ok()
-    } else {
-        None
+    // Without a small file system (not root), the disk is not filled.
+    let small = plan
+        .small_disk()
+        .then(|| SmallFs::mount(&dir.join("fs"), SMALL_FS_MIB));
+    let small_dir = match &small {
+        Some(Ok(fs)) => Ok(fs.dir.clone()),
+        Some(Err(why)) => Err(format!("no small file system: {why}")),
+        None => Err("no small file system".into()),
     };
-    let workdir = small
-        .as_ref()
-        .map_or(dir.to_path_buf(), |fs| fs.dir.clone())
+    let workdir = small_dir
+        .clone()
+        .unwrap_or_else(|_| dir.to_path_buf())
         .join("w");
     let acks = dir.join("acks.jsonl");
     let mut cmd = herd_command(opts, plan, &workdir, &acks);
     cmd.stdout(std::fs::File::create(dir.join("herd.json"))?)
         .stderr(std::fs::File::create(dir.join("herd.stderr"))?);
-    let mut watch = Watch::new(plan, small.as_ref().map(|fs| fs.dir.clone()));
+    let mut watch = Watch::new(plan, small_dir);
     let started = Instant::now();
     let mut herd = cmd.spawn()?;
     let bound = opts.trial_timeout + HUNG_AFTER;
@@ -145,7 +147,7 @@ pub fn run(opts: &SoakOptions, plan: &TrialPlan, dir: &Path) -> std::io::Result<
             ));
         }
     }
-    if let Some(fs) = &small {
+    if let Some(Ok(fs)) = &small {
         let _ = std::fs::remove_file(fs.dir.join("nemesis-filler"));
     }
     let exit = status.and_then(|s| s.code());
@@ -158,7 +160,11 @@ pub fn run(opts: &SoakOptions, plan: &TrialPlan, dir: &Path) -> std::io::Result<
         )),
         (Some(s), None) => problems.push(format!("herd ended by {s}")),
     }
-    let timed_out = stderr.contains("timed out after");
+    // herd's own timeout stopped it: the verdict it prints says so.
+    let timeout = format!("timed out after {} s", opts.trial_timeout.as_secs());
+    let timed_out = stderr
+        .lines()
+        .any(|l| l.starts_with("herd: trial failed:") && l.contains(&timeout));
     let mut logs = vec![dir.join("herd.stderr")];
     logs.extend(log_files(&workdir.join("logs")));
     let panics = check::panics(&logs);
@@ -241,12 +247,13 @@ struct Watch<'a> {
     results: Vec<Option<(bool, String)>>,
     /// Stopped processes and when they go on.
     stopped: Vec<(Instant, Proc)>,
-    small: Option<PathBuf>,
+    /// The small file system to fill, or why there is none.
+    small: Result<PathBuf, String>,
     filled: Option<Instant>,
 }
 
 impl<'a> Watch<'a> {
-    fn new(plan: &'a TrialPlan, small: Option<PathBuf>) -> Watch<'a> {
+    fn new(plan: &'a TrialPlan, small: Result<PathBuf, String>) -> Watch<'a> {
         Watch {
             plan,
             seen: Seen::default(),
@@ -289,8 +296,9 @@ impl<'a> Watch<'a> {
             FaultKind::KillNats | FaultKind::StopNats => "nats-server",
             FaultKind::KillLeaf | FaultKind::StopLeaf => "leaf-agent",
             FaultKind::FillDisk => {
-                let Some(dir) = &self.small else {
-                    return (false, "no small file system to fill".into());
+                let dir = match &self.small {
+                    Ok(dir) => dir,
+                    Err(why) => return (false, why.clone()),
                 };
                 let bytes = fill(dir);
                 self.filled = Some(Instant::now());

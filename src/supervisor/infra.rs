@@ -199,7 +199,9 @@ pub(super) async fn with_infra(
 /// The watcher, seen from the control loop.
 pub(super) struct Watch {
     events: mpsc::UnboundedReceiver<InfraEvent>,
-    stop: Option<oneshot::Sender<()>>,
+    stop: Option<oneshot::Sender<Duration>>,
+    /// The grace the hub and nats-server get when they are stopped.
+    grace: Duration,
     task: Option<tokio::task::JoinHandle<Restarts>>,
     /// Why the trial cannot go on, once a process is lost.
     lost: Option<String>,
@@ -217,10 +219,17 @@ impl Watch {
         Watch {
             events,
             stop: Some(stop),
+            grace: STOP_GRACE,
             task: Some(task),
             lost: None,
             log: Vec::new(),
         }
+    }
+
+    /// Gives the hub and nats-server only `grace` to stop at the end (a
+    /// full disk: nothing they would still write can be stored).
+    pub fn hurry(&mut self, grace: Duration) {
+        self.grace = self.grace.min(grace);
     }
 
     /// The next event; pending forever once the watcher is done.
@@ -264,7 +273,7 @@ impl Watch {
     /// was lost, why.
     pub async fn stop(mut self) -> (Restarts, Vec<String>, Option<String>) {
         if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+            let _ = stop.send(self.grace);
         }
         let restarts = match self.task.take() {
             Some(task) => task.await.unwrap_or_default(),
@@ -283,15 +292,15 @@ async fn watch(
     mut hub: Option<HubWatch>,
     origin: Instant,
     tx: mpsc::UnboundedSender<InfraEvent>,
-    mut stopped: oneshot::Receiver<()>,
+    mut stopped: oneshot::Receiver<Duration>,
 ) -> Restarts {
     // Successful restarts, and attempts (the budget).
     let mut restarts = Restarts::default();
     let mut attempts = Restarts::default();
     let mut lost = false;
-    loop {
+    let grace = loop {
         let (kind, status) = tokio::select! {
-            _ = &mut stopped => break,
+            grace = &mut stopped => break grace.unwrap_or(STOP_GRACE),
             status = wait(nats.as_mut().map(|n| &mut n.child)), if !lost => (InfraKind::Nats, status),
             status = wait(hub.as_mut().map(|h| &mut h.child)), if !lost => (InfraKind::Hub, status),
         };
@@ -351,13 +360,13 @@ async fn watch(
             let _ = tx.send(InfraEvent::Lost { why });
             lost = true;
         }
-    }
+    };
     // The hub first: it publishes to nats-server while it stops.
     if let Some(h) = hub.as_mut() {
-        let _ = process::stop(&mut h.child, STOP_GRACE).await;
+        let _ = process::stop(&mut h.child, grace).await;
     }
     if let Some(n) = nats.as_mut() {
-        let _ = process::stop(&mut n.child, STOP_GRACE).await;
+        let _ = process::stop(&mut n.child, grace).await;
     }
     restarts
 }

@@ -23,5 +23,6 @@ mod overlap;
 mod queue;
 mod repo;
 mod report;
+mod soak;
 mod sweep;
 mod xfer;

@@ -17,6 +17,9 @@ use crate::supervisor::{process, SupervisorError, TrialConfig};
 const HUB_READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long herd waits for the hub's count to catch up with the leaves'.
 const HUB_COUNT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The same after a trial stopped on a full disk: it must end within
+/// seconds, and a hub that cannot answer then is reported as such.
+const HURRIED_COUNT: Duration = Duration::from_secs(2);
 
 pub(in crate::supervisor) async fn start_hub(
     config: &TrialConfig,
@@ -87,25 +90,50 @@ pub(in crate::supervisor) async fn start_hub(
 }
 
 /// Asks the hub for its counts until its trunk holds `committed` check-ins,
-/// or the bound runs out (then the last answer stands).
-pub(super) async fn hub_count_settled(http: &str, committed: u64) -> Result<HubCount, String> {
-    let deadline = Instant::now() + HUB_COUNT_TIMEOUT;
+/// or more and the count stays put for [`STEADY`] (a stopped trial: landings
+/// whose answers the stop cut off), or the bound runs out (then the last
+/// answer stands).
+pub(super) async fn hub_count_settled(
+    http: &str,
+    committed: u64,
+    hurry: bool,
+) -> Result<HubCount, String> {
+    let bound = if hurry {
+        HURRIED_COUNT
+    } else {
+        HUB_COUNT_TIMEOUT
+    };
+    let deadline = Instant::now() + bound;
+    let mut steady: Option<(u64, Instant)> = None;
     loop {
         let url = format!("{http}/stats");
-        let count = tokio::task::spawn_blocking(move || fetch_stats(&url))
+        let wait = deadline
+            .saturating_duration_since(Instant::now())
+            .clamp(Duration::from_millis(200), Duration::from_secs(5));
+        let count = tokio::task::spawn_blocking(move || fetch_stats(&url, wait))
             .await
             .map_err(|e| e.to_string())?;
+        let now = Instant::now();
         match count {
-            Ok(c) if c.trunk_commits == committed || Instant::now() > deadline => return Ok(c),
-            Err(e) if Instant::now() > deadline => return Err(e),
-            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            Ok(c) if c.trunk_commits == committed || now > deadline => return Ok(c),
+            Ok(c) if c.trunk_commits > committed => match steady {
+                Some((n, since)) if n == c.trunk_commits && now >= since + STEADY => return Ok(c),
+                Some((n, _)) if n == c.trunk_commits => {}
+                _ => steady = Some((c.trunk_commits, now)),
+            },
+            Err(e) if now > deadline => return Err(e),
+            _ => {}
         }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
-fn fetch_stats(url: &str) -> Result<HubCount, String> {
+/// How long a count above the acknowledged one must stay put to be final.
+const STEADY: Duration = Duration::from_millis(500);
+
+fn fetch_stats(url: &str, wait: Duration) -> Result<HubCount, String> {
     let response = ureq::get(url)
-        .timeout(Duration::from_secs(5))
+        .timeout(wait)
         .call()
         .map_err(|e| e.to_string())?;
     let body = response.into_string().map_err(|e| e.to_string())?;

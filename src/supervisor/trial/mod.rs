@@ -455,9 +455,11 @@ impl Hub<'_> {
     }
 
     /// The hub's own count once the leaves have `committed` check-ins.
-    async fn count(&self, committed: u64) -> Result<HubCount, String> {
+    /// `hurry`: the trial stopped on a full disk; herd's hub gets a short
+    /// bound to answer.
+    async fn count(&self, committed: u64, hurry: bool) -> Result<HubCount, String> {
         match self {
-            Hub::Herd(ready) => hub_count_settled(&ready.http, committed)
+            Hub::Herd(ready) => hub_count_settled(&ready.http, committed, hurry)
                 .await
                 .map_err(|e| format!("hub /stats: {e}")),
             // Every push was answered after fossil committed it, and every

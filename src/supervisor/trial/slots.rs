@@ -33,6 +33,9 @@ const DISK_EVERY: Duration = Duration::from_millis(500);
 /// SQLite and JetStream fail their writes there, and the leaves would
 /// otherwise retry until their deadlines.
 const DISK_FULL_BYTES: u64 = 256 * 1024;
+/// The grace every child gets after SIGTERM once the disk is full: what
+/// it would still write cannot be stored, so there is no point waiting.
+const FULL_DISK_GRACE: Duration = Duration::from_secs(1);
 
 /// The command that starts slot `slot`'s leaf-agent, on its host.
 fn leaf_command(run: &Setting<'_>, slot: u32, hub: &HubReady) -> Command {
@@ -107,6 +110,15 @@ fn start_slots(
     Ok((pids, rx))
 }
 
+/// Why a trial is being stopped, and when its leaves' grace after SIGTERM
+/// runs out (`None` once they were sent SIGKILL).
+struct Stopping {
+    why: String,
+    escalate_at: Option<Instant>,
+    /// Stopped on a full disk: every wait that follows is short.
+    hurry: bool,
+}
+
 /// What the control loop keeps while the slots run.
 struct Dispatch<'a> {
     t: &'a Setting<'a>,
@@ -115,8 +127,8 @@ struct Dispatch<'a> {
     running: usize,
     landed: u64,
     slowest: Option<u32>,
-    /// Since when, and why, the trial is being stopped.
-    stopping: Option<(Instant, String)>,
+    /// Why the trial is being stopped, and when the leaves' grace ends.
+    stopping: Option<Stopping>,
     started: Instant,
     acks: AckLog,
 }
@@ -202,9 +214,19 @@ impl Dispatch<'_> {
 
     /// Asks the leaves to finish (SIGTERM); asked again, kills them.
     fn begin_stop(&mut self, why: &str) {
+        self.begin_stop_within(why, STOP_GRACE);
+    }
+
+    /// [`Self::begin_stop`] with `grace` before SIGKILL; a grace shorter
+    /// than the usual one hurries the rest of the trial's end too.
+    fn begin_stop_within(&mut self, why: &str, grace: Duration) {
         let signal = match self.stopping {
             None => {
-                self.stopping = Some((Instant::now(), why.to_string()));
+                self.stopping = Some(Stopping {
+                    why: why.to_string(),
+                    escalate_at: Some(Instant::now() + grace),
+                    hurry: grace < STOP_GRACE,
+                });
                 Signal::SIGTERM
             }
             // A second request: no more grace.
@@ -220,10 +242,9 @@ impl Dispatch<'_> {
         for pid in self.pids.iter().flatten() {
             process::signal_pid_group(*pid, Signal::SIGKILL);
         }
-        self.stopping = self
-            .stopping
-            .take()
-            .map(|(_, why)| (Instant::now() + Duration::from_secs(3600), why));
+        if let Some(stopping) = &mut self.stopping {
+            stopping.escalate_at = None;
+        }
     }
 
     fn progress(&self) {
@@ -273,7 +294,7 @@ pub(super) async fn run_slots(
     let mut stop_open = true;
 
     while d.running > 0 {
-        let escalate_at = d.stopping.as_ref().map(|(at, _)| *at + STOP_GRACE);
+        let escalate_at = d.stopping.as_ref().and_then(|s| s.escalate_at);
         let stopping = d.stopping.is_some();
         tokio::select! {
             event = rx.recv() => match event {
@@ -304,7 +325,9 @@ pub(super) async fn run_slots(
             _ = disk.tick(), if !stopping => {
                 if let Some(why) = disk_full(t.workdir) {
                     crate::say!("herd: {why}; stopping the trial");
-                    d.begin_stop(&why);
+                    // Nothing a child would still write can be stored.
+                    d.begin_stop_within(&why, FULL_DISK_GRACE);
+                    infra.hurry(FULL_DISK_GRACE);
                 }
             }
         }
@@ -346,7 +369,7 @@ async fn verdict(
 ) -> Result<Finished, SupervisorError> {
     let (t, mut slots) = (d.t, d.slots);
     let config = t.config;
-    if let Some((_, why)) = &d.stopping {
+    if let Some(Stopping { why, .. }) = &d.stopping {
         for rec in &mut slots {
             let done = rec
                 .summary
@@ -357,6 +380,7 @@ async fn verdict(
             }
         }
     }
+    let hurried = d.stopping.as_ref().is_some_and(|s| s.hurry);
     let committed: u64 = slots
         .iter()
         .map(|r| {
@@ -372,7 +396,7 @@ async fn verdict(
     let counted = match infra.lost() {
         Some(_) => Err(None),
         None => hub
-            .count(committed + seeded)
+            .count(committed + seeded, hurried)
             .await
             .map(|mut c| {
                 c.trunk_commits = c.trunk_commits.saturating_sub(seeded);
