@@ -209,6 +209,22 @@ struct RunArgs {
     /// processes keep running but reach nothing until the link is back.
     #[arg(long, value_name = "I:SECS:DURATION")]
     partition_host: Option<supervisor::Partition>,
+    /// Delay every packet a host sends by MS milliseconds, each drawn
+    /// evenly from MS ± JITTER_MS (e.g. 50:10), as when agents run far
+    /// from their hub: a round trip between two hosts then takes twice
+    /// MS. Needs --hosts 2 or more; herd then carries the hosts' packets
+    /// itself (TUN devices and a switch in herd), so no `tc netem` is
+    /// needed.
+    #[arg(long, value_name = "MS[:JITTER_MS]", value_parser = supervisor::links::parse_delay)]
+    link_delay: Option<(Duration, Duration)>,
+    /// Drop this percentage (0–50) of the packets each host sends.
+    /// Needs --hosts 2 or more.
+    #[arg(long, value_name = "PCT", value_parser = supervisor::links::parse_loss)]
+    link_loss: Option<f64>,
+    /// Slow host I's link at SECS for DURATION seconds by DELAY_MS more
+    /// milliseconds per packet (e.g. 1:5:10:200). Needs --hosts 2 or more.
+    #[arg(long, value_name = "I:SECS:DURATION:DELAY_MS")]
+    slow_host: Option<supervisor::links::SlowHost>,
     /// Start each leaf-agent through this shell command (run with sh -c):
     /// {cmd} becomes the leaf-agent's command line (quoted), {slot} its
     /// slot, {host} its host's address, {netns} its host's namespace
@@ -360,6 +376,12 @@ fn trial_config(
             .kill_nats_node
             .map(|s| Duration::from_secs_f64(s.max(0.0))),
         partition: args.partition_host,
+        links: supervisor::links::LinkShape {
+            delay: args.link_delay.map_or(Duration::ZERO, |(d, _)| d),
+            jitter: args.link_delay.map_or(Duration::ZERO, |(_, j)| j),
+            loss: args.link_loss.unwrap_or(0.0),
+        },
+        slow_host: args.slow_host,
         leaf_launcher: args.leaf_launcher,
         bin_dir,
         trace,

@@ -29,13 +29,16 @@ pub enum FaultKind {
     StopLeaf,
     /// Cut one host's link for the hold (herd's `--partition-host`).
     CutHost,
+    /// Slow one host's link for the hold by 100–500 ms a packet (herd's
+    /// `--slow-host`).
+    SlowLink,
     /// Fill the work directory's file system (a small tmpfs) to the brim.
     FillDisk,
 }
 
 impl FaultKind {
     /// Every kind, in the order summaries list them.
-    pub const ALL: [FaultKind; 8] = [
+    pub const ALL: [FaultKind; 9] = [
         FaultKind::KillHub,
         FaultKind::StopHub,
         FaultKind::KillNats,
@@ -43,6 +46,7 @@ impl FaultKind {
         FaultKind::KillLeaf,
         FaultKind::StopLeaf,
         FaultKind::CutHost,
+        FaultKind::SlowLink,
         FaultKind::FillDisk,
     ];
 
@@ -56,6 +60,7 @@ impl FaultKind {
             FaultKind::KillLeaf => "kill-leaf",
             FaultKind::StopLeaf => "stop-leaf",
             FaultKind::CutHost => "cut-host",
+            FaultKind::SlowLink => "slow-link",
             FaultKind::FillDisk => "fill-disk",
         }
     }
@@ -64,13 +69,17 @@ impl FaultKind {
     pub fn holds(self) -> bool {
         matches!(
             self,
-            FaultKind::StopHub | FaultKind::StopNats | FaultKind::StopLeaf | FaultKind::CutHost
+            FaultKind::StopHub
+                | FaultKind::StopNats
+                | FaultKind::StopLeaf
+                | FaultKind::CutHost
+                | FaultKind::SlowLink
         )
     }
 
     /// Kinds that need simulated hosts.
     fn needs_hosts(self) -> bool {
-        self == FaultKind::CutHost
+        matches!(self, FaultKind::CutHost | FaultKind::SlowLink)
     }
 }
 
@@ -91,9 +100,13 @@ pub struct Fault {
     /// How long a stop or a cut lasts (zero for the others).
     #[serde(rename = "hold_ms", serialize_with = "as_ms")]
     pub hold: Duration,
-    /// Which one of its kind: a slot for leaves, a host for cuts, a pick
-    /// among the running processes otherwise (taken modulo their count).
+    /// Which one of its kind: a slot for leaves, a host for cuts and
+    /// slow links, a pick among the running processes otherwise (taken
+    /// modulo their count).
     pub target: u32,
+    /// The delay a slow link adds to each packet, in ms (0 otherwise).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub extra_ms: u32,
 }
 
 impl fmt::Display for Fault {
@@ -104,6 +117,10 @@ impl fmt::Display for Fault {
         }
         Ok(())
     }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 fn as_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -168,14 +185,20 @@ pub fn plan(seed: u64, index: u64, hosts_ok: bool) -> TrialPlan {
         };
         let target = match kind {
             FaultKind::KillLeaf | FaultKind::StopLeaf => rng.gen_range(0..agents),
-            FaultKind::CutHost => rng.gen_range(0..hosts),
+            FaultKind::CutHost | FaultKind::SlowLink => rng.gen_range(0..hosts),
             _ => rng.gen_range(0..16),
+        };
+        let extra_ms = if kind == FaultKind::SlowLink {
+            rng.gen_range(100..=500)
+        } else {
+            0
         };
         faults.push(Fault {
             kind,
             at: Duration::from_millis(rng.gen_range(WINDOW_MS.0..=WINDOW_MS.1)),
             hold,
             target,
+            extra_ms,
         });
     }
     faults.sort_by_key(|f| f.at);
@@ -190,14 +213,15 @@ pub fn plan(seed: u64, index: u64, hosts_ok: bool) -> TrialPlan {
 }
 
 /// Whether a fault of `kind` may join `so_far` in a trial on `hosts`
-/// hosts: herd injects one host cut and one cluster kill per trial; a
+/// hosts: herd injects one host cut, one slow link and one cluster kill
+/// per trial; a
 /// small disk is filled once and only on one host (the cluster's stores
 /// would need one file system each); a single nats-server killed twice
 /// could use up herd's restarts with the hub's.
 fn allowed(kind: FaultKind, hosts: u32, so_far: &[Fault]) -> bool {
     let already = so_far.iter().filter(|f| f.kind == kind).count();
     match kind {
-        FaultKind::CutHost | FaultKind::FillDisk | FaultKind::KillNats => {
+        FaultKind::CutHost | FaultKind::SlowLink | FaultKind::FillDisk | FaultKind::KillNats => {
             already == 0 && (kind != FaultKind::FillDisk || hosts == 1)
         }
         FaultKind::KillHub => already < 2,
@@ -233,9 +257,10 @@ mod tests {
             for f in &p.faults {
                 seen.insert(f.kind);
                 assert!(f.kind.holds() == (f.hold > Duration::ZERO));
-                if f.kind == FaultKind::CutHost {
+                if matches!(f.kind, FaultKind::CutHost | FaultKind::SlowLink) {
                     assert!(p.hosts > 1 && f.target < p.hosts);
                 }
+                assert_eq!(f.kind == FaultKind::SlowLink, f.extra_ms > 0);
                 if f.kind == FaultKind::FillDisk {
                     assert_eq!(p.hosts, 1);
                 }

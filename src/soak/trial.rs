@@ -200,9 +200,11 @@ pub fn run(opts: &SoakOptions, plan: &TrialPlan, dir: &Path) -> std::io::Result<
     })
 }
 
-/// The faults herd injects itself: host cuts, and a cluster member killed.
+/// The faults herd injects itself: host cuts, slow links, and a cluster
+/// member killed.
 fn by_herd(plan: &TrialPlan, f: &Fault) -> bool {
-    f.kind == FaultKind::CutHost || (f.kind == FaultKind::KillNats && plan.hosts > 1)
+    matches!(f.kind, FaultKind::CutHost | FaultKind::SlowLink)
+        || (f.kind == FaultKind::KillNats && plan.hosts > 1)
 }
 
 /// `herd run` for `plan`.
@@ -230,6 +232,12 @@ fn herd_command(opts: &SoakOptions, plan: &TrialPlan, workdir: &Path, acks: &Pat
                 "{}:{at:.3}:{:.3}",
                 f.target,
                 f.hold.as_secs_f64()
+            )),
+            FaultKind::SlowLink => cmd.arg("--slow-host").arg(format!(
+                "{}:{at:.3}:{:.3}:{}",
+                f.target,
+                f.hold.as_secs_f64(),
+                f.extra_ms
             )),
             _ => cmd.arg("--kill-nats-node").arg(format!("{at:.3}")),
         };
@@ -304,7 +312,7 @@ impl<'a> Watch<'a> {
                 self.filled = Some(Instant::now());
                 return (true, format!("{} MiB written", bytes >> 20));
             }
-            FaultKind::CutHost => return (false, "herd's to inject".into()),
+            FaultKind::CutHost | FaultKind::SlowLink => return (false, "herd's to inject".into()),
         };
         let mut of_kind: Vec<&Proc> = procs.iter().filter(|p| p.name == name).collect();
         of_kind.sort_by_key(|p| p.pid);
@@ -382,7 +390,9 @@ impl<'a> Watch<'a> {
 
 /// Whether herd's report says it injected `f`.
 fn herd_said(f: &Fault, said: &[String]) -> (bool, String) {
-    let word = if f.kind == FaultKind::CutHost {
+    let word = if f.kind == FaultKind::SlowLink {
+        "link slowed by"
+    } else if f.kind == FaultKind::CutHost {
         "cut off at"
     } else {
         "killed (SIGKILL)"

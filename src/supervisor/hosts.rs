@@ -22,6 +22,8 @@
 use std::net::Ipv4Addr;
 use std::process::Command;
 
+use super::links::{LinkError, LinkShape, Switch};
+
 /// The /16 trial subnets are taken from: 10.213.N.0/24.
 const NET: [u8; 2] = [10, 213];
 /// Most hosts a trial can have: a /24 less the bridge and the broadcast.
@@ -52,6 +54,12 @@ pub enum HostsError {
     /// More hosts than a subnet holds.
     #[error("--hosts {0} is more than the {MAX_HOSTS} one trial can have")]
     TooMany(u32),
+    /// The shaped links' switch could not be made.
+    #[error(transparent)]
+    Links(LinkError),
+    /// A link was to be slowed on hosts without shaped links.
+    #[error("slowing a host's link needs shaped links (--link-delay, --link-loss or --slow-host)")]
+    NotShaped,
 }
 
 /// Runs `ip ARGS`; its stdout on success.
@@ -84,17 +92,40 @@ pub struct Host {
 }
 
 /// A trial's hosts; removed on drop.
-#[derive(Debug)]
 pub struct Hosts {
     bridge: String,
     gateway: Ipv4Addr,
     hosts: Vec<Host>,
+    /// With shaped links, the switch carrying every packet between the
+    /// hosts (in place of the bridge and the veth pairs).
+    switch: Option<Switch>,
+}
+
+impl std::fmt::Debug for Hosts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hosts")
+            .field("bridge", &self.bridge)
+            .field("hosts", &self.hosts)
+            .field("shaped", &self.switch.is_some())
+            .finish()
+    }
+}
+
+/// Links shaped by herd's switch: each host's shape, and the seed its
+/// delays and losses are drawn from.
+#[derive(Debug, Clone)]
+pub struct Shaping {
+    /// Host i's outgoing link.
+    pub shapes: Vec<LinkShape>,
+    /// Seeds the draws.
+    pub seed: u64,
 }
 
 impl Hosts {
     /// Makes `count` hosts for this herd process (after removing what dead
-    /// herds left behind). On failure nothing made so far is left.
-    pub fn create(count: u32) -> Result<Hosts, HostsError> {
+    /// herds left behind), on a bridge, or on herd's switch when `shaping`
+    /// is given. On failure nothing made so far is left.
+    pub fn create(count: u32, shaping: Option<Shaping>) -> Result<Hosts, HostsError> {
         if count > MAX_HOSTS {
             return Err(HostsError::TooMany(count));
         }
@@ -110,8 +141,13 @@ impl Hosts {
             bridge: format!("hb{pid}"),
             gateway: addr(1),
             hosts: Vec::new(),
+            switch: None,
         };
         // From here on, dropping `hosts` removes whatever was made.
+        if let Some(shaping) = shaping {
+            hosts.wire_switch(count, &shaping, addr)?;
+            return Ok(hosts);
+        }
         ip(&["link", "add", &hosts.bridge, "type", "bridge"])?;
         ip(&[
             "addr",
@@ -153,6 +189,57 @@ impl Hosts {
         Ok(hosts)
     }
 
+    /// Makes the namespaces, then the switch's devices in them, then
+    /// gives each its address.
+    fn wire_switch(
+        &mut self,
+        count: u32,
+        shaping: &Shaping,
+        addr: impl Fn(u8) -> Ipv4Addr,
+    ) -> Result<(), HostsError> {
+        let pid = std::process::id();
+        for index in 0..count as usize {
+            let host = Host {
+                index,
+                netns: format!("herd{pid}h{index}"),
+                veth: String::new(),
+                addr: addr(index as u8 + 2),
+            };
+            ip(&["netns", "add", &host.netns])?;
+            self.hosts.push(host);
+        }
+        let netns: Vec<String> = self.hosts.iter().map(|h| h.netns.clone()).collect();
+        let octets: Vec<u8> = self.hosts.iter().map(|h| h.addr.octets()[3]).collect();
+        let switch = Switch::start(&self.bridge, &netns, &octets, &shaping.shapes, shaping.seed)
+            .map_err(HostsError::Links)?;
+        self.switch = Some(switch);
+        let gateway = format!("{}/24", self.gateway);
+        ip(&["addr", "add", &gateway, "dev", &self.bridge])?;
+        ip(&["link", "set", &self.bridge, "up"])?;
+        for host in &self.hosts {
+            let ns = host.netns.as_str();
+            let cidr = format!("{}/24", host.addr);
+            ip(&["-n", ns, "addr", "add", &cidr, "dev", "eth0"])?;
+            ip(&["-n", ns, "link", "set", "eth0", "up"])?;
+            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        }
+        Ok(())
+    }
+
+    /// Adds `extra` to host `index`'s delay (shaped links only).
+    pub fn slow(&self, index: usize, extra: std::time::Duration) -> Result<(), HostsError> {
+        let switch = self.switch.as_ref().ok_or(HostsError::NotShaped)?;
+        switch.slow(index, extra);
+        Ok(())
+    }
+
+    /// Gives host `index` its own delay back.
+    pub fn unslow(&self, index: usize) -> Result<(), HostsError> {
+        let switch = self.switch.as_ref().ok_or(HostsError::NotShaped)?;
+        switch.unslow(index);
+        Ok(())
+    }
+
     /// The hosts, by index.
     pub fn hosts(&self) -> &[Host] {
         &self.hosts
@@ -171,25 +258,37 @@ impl Hosts {
 
     /// Takes host `index`'s link down: its processes reach nothing.
     pub fn cut(&self, index: usize) -> Result<(), HostsError> {
+        if let Some(switch) = &self.switch {
+            switch.cut(index);
+            return Ok(());
+        }
         ip(&["link", "set", &self.hosts[index].veth, "down"]).map(drop)
     }
 
     /// Brings host `index`'s link back up.
     pub fn restore(&self, index: usize) -> Result<(), HostsError> {
+        if let Some(switch) = &self.switch {
+            switch.restore(index);
+            return Ok(());
+        }
         ip(&["link", "set", &self.hosts[index].veth, "up"]).map(drop)
     }
 
     /// Removes the namespaces (and their veths) and the bridge. Idempotent.
     pub fn remove(&mut self) {
+        // Closing the switch's devices removes them.
+        let shaped = self.switch.take().is_some();
         for host in self.hosts.drain(..) {
             // The pair goes at once with its outer end; left to the
             // namespace, it would go whenever the kernel frees that.
-            let _ = ip(&["link", "del", &host.veth]);
+            if !shaped {
+                let _ = ip(&["link", "del", &host.veth]);
+            }
             if let Err(e) = ip(&["netns", "del", &host.netns]) {
                 tracing::warn!(netns = %host.netns, error = %e, "cannot remove a host's namespace");
             }
         }
-        if !self.bridge.is_empty() {
+        if !self.bridge.is_empty() && !shaped {
             let _ = ip(&["link", "del", &self.bridge]);
             self.bridge.clear();
         }

@@ -14,6 +14,7 @@ mod fossil_hub;
 pub mod git_hub;
 pub mod hosts;
 pub mod infra;
+pub mod links;
 mod nats;
 mod page;
 mod preflight;
@@ -86,6 +87,11 @@ pub struct TrialConfig {
     pub kill_nats_node: Option<Duration>,
     /// Take a host's link down for a while.
     pub partition: Option<Partition>,
+    /// Every host's outgoing link (shaped by herd's switch when it delays
+    /// or drops anything).
+    pub links: links::LinkShape,
+    /// Slow one host's link for a while.
+    pub slow_host: Option<links::SlowHost>,
     /// Start each leaf-agent through this shell command template.
     pub leaf_launcher: Option<String>,
     /// Directory holding the `hub` and `leaf-agent` binaries.
@@ -147,7 +153,44 @@ impl TrialConfig {
         if let Some(template) = &self.leaf_launcher {
             topology::launcher_ok(template)?;
         }
+        if (self.links.shapes() || self.slow_host.is_some()) && self.hosts < 2 {
+            return Err(
+                "--link-delay, --link-loss and --slow-host shape the links between hosts: \
+                 add --hosts 2 or more"
+                    .into(),
+            );
+        }
+        if let Some(s) = &self.slow_host {
+            if s.host >= self.hosts as usize {
+                return Err(format!(
+                    "--slow-host {}: there are only hosts 0..{}",
+                    s.host, self.hosts
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// The shaped links in words, for the summary and the report page.
+    pub fn links_text(&self) -> Option<String> {
+        self.shaping().map(|_| {
+            format!(
+                "each host's outgoing packets: {} (herd's switch; a round trip between \
+                 hosts takes twice the delay)",
+                self.links
+            )
+        })
+    }
+
+    /// The shaped links' settings, when herd's switch carries the hosts'
+    /// packets: with a delay, a loss or a slow host.
+    pub fn shaping(&self) -> Option<hosts::Shaping> {
+        (self.hosts > 1 && (self.links.shapes() || self.slow_host.is_some())).then(|| {
+            hosts::Shaping {
+                shapes: vec![self.links; self.hosts as usize],
+                seed: self.seed,
+            }
+        })
     }
 }
 

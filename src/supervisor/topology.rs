@@ -41,7 +41,7 @@ impl Topology {
     /// Makes the trial's hosts (none for one host). Nothing is started yet.
     pub fn new(config: &TrialConfig) -> Result<Topology, SupervisorError> {
         let hosts = if config.hosts > 1 {
-            Some(Hosts::create(config.hosts).map_err(SupervisorError::Hosts)?)
+            Some(Hosts::create(config.hosts, config.shaping()).map_err(SupervisorError::Hosts)?)
         } else {
             None
         };
@@ -207,6 +207,18 @@ impl Topology {
     pub fn restore(&self, host: usize) -> Result<(), SupervisorError> {
         let hosts = self.hosts.as_ref().expect("faults need hosts");
         hosts.restore(host).map_err(SupervisorError::Hosts)
+    }
+
+    /// Adds `extra` to host `host`'s delay.
+    pub fn slow(&self, host: usize, extra: Duration) -> Result<(), SupervisorError> {
+        let hosts = self.hosts.as_ref().expect("faults need hosts");
+        hosts.slow(host, extra).map_err(SupervisorError::Hosts)
+    }
+
+    /// Gives host `host` its own delay back.
+    pub fn unslow(&self, host: usize) -> Result<(), SupervisorError> {
+        let hosts = self.hosts.as_ref().expect("faults need hosts");
+        hosts.unslow(host).map_err(SupervisorError::Hosts)
     }
 
     /// Stops the NATS servers and removes the hosts.

@@ -208,3 +208,57 @@ fn host_flags_that_cannot_work_are_refused_up_front() {
         assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn shaped_links_delay_and_drop_packets_and_a_host_can_be_slowed() {
+    let (r, pid) = trial(&[
+        "--hosts",
+        "2",
+        "--agents",
+        "4",
+        "--tasks",
+        "6",
+        "--link-delay",
+        "100:10",
+        "--link-loss",
+        "2",
+        "--slow-host",
+        "1:0.5:2:200",
+    ]);
+    all_landed(&r);
+    let links = r["links"].as_str().unwrap_or_default();
+    assert!(links.contains("100 ms ± 10 ms delay, 2 % loss"), "{r}");
+    // Slots 1 and 3 run on host 1: each push is an HTTP round trip to the
+    // hub on host 0, at least 2 × 90 ms with the delay both ways.
+    let p99 = r["p99_commit_ms"].as_f64().unwrap();
+    assert!(p99 >= 180.0, "host 1's commits wait for the delay: {r}");
+    let faults = r["faults"].to_string();
+    assert!(faults.contains("host 1's link slowed by 200 ms"), "{r}");
+    assert!(leftovers_of(pid).is_empty(), "{:?}", leftovers_of(pid));
+    println!("hosts: 2 shaped hosts, P99 {p99:.0} ms; {faults}");
+}
+
+#[test]
+fn shaping_needs_hosts_and_bad_shapes_are_refused_in_one_line() {
+    for (args, says) in [
+        (&["--link-delay", "50"][..], "add --hosts 2 or more"),
+        (
+            &["--hosts", "2", "--link-delay", "5:9"][..],
+            "jitter is larger",
+        ),
+        (
+            &["--hosts", "2", "--link-loss", "70"][..],
+            "percentage from 0 to 50",
+        ),
+        (
+            &["--hosts", "2", "--slow-host", "2:1:1:100"][..],
+            "only hosts 0..2",
+        ),
+    ] {
+        let out = herd().args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    }
+}

@@ -227,6 +227,10 @@ fn settings(c: &TrialConfig) -> String {
                 "1 (loopback)".into()
             },
         ),
+        (
+            "links",
+            c.links_text().unwrap_or_else(|| "not shaped".into()),
+        ),
         ("files per task", format!("{}–{}", w.min_files, w.max_files)),
         ("bytes per file", format!("{}–{}", w.min_bytes, w.max_bytes)),
         ("think ms", format!("{}–{}", w.min_think_ms, w.max_think_ms)),
@@ -489,6 +493,8 @@ pub(super) mod tests {
             nats_cluster: None,
             kill_nats_node: None,
             acks: None,
+            links: Default::default(),
+            slow_host: None,
             partition: None,
             leaf_launcher: None,
             bin_dir: std::path::PathBuf::new(),

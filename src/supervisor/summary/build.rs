@@ -80,6 +80,7 @@ impl TrialReport {
             hosts: shape.hosts.max(1),
             nats_nodes: shape.nats_nodes,
             faults: shape.faults,
+            links: shape.links,
             committed_per_host: vec![0; shape.hosts.max(1) as usize],
             restarts: Restarts::default(),
             infra_events: Vec::new(),

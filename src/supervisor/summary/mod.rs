@@ -195,8 +195,13 @@ pub struct TrialReport {
     pub hosts: u32,
     /// NATS servers the trial ran (1 without hosts).
     pub nats_nodes: u32,
-    /// Faults injected (`--kill-nats-node`, `--partition-host`), with when.
+    /// Faults injected (`--kill-nats-node`, `--partition-host`,
+    /// `--slow-host`), with when.
     pub faults: Vec<String>,
+    /// The hosts' links when shaped (`--link-delay`, `--link-loss`):
+    /// delay, jitter and loss of each host's outgoing packets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub links: Option<String>,
     /// Tasks committed by the slots of each host, by host.
     pub committed_per_host: Vec<u64>,
     /// User + system CPU of every process of the trial (herd, the hub, the
@@ -261,6 +266,8 @@ pub struct TrialShape {
     pub nats_nodes: u32,
     /// The faults injected, with when.
     pub faults: Vec<String>,
+    /// The hosts' links when shaped.
+    pub links: Option<String>,
 }
 
 impl TrialShape {
@@ -282,6 +289,7 @@ impl TrialShape {
             hosts: 1,
             nats_nodes: 1,
             faults: Vec::new(),
+            links: config.links_text(),
         }
     }
 }
@@ -342,6 +350,7 @@ mod tests {
             hosts: 1,
             nats_nodes: 1,
             faults: Vec::new(),
+            links: None,
         }
     }
 

@@ -154,6 +154,9 @@ impl TrialReport {
                 per_host.join(" / ")
             );
         }
+        if let Some(links) = &self.links {
+            let _ = writeln!(s, "  links:              {links}");
+        }
         for fault in &self.faults {
             let _ = writeln!(s, "  fault injected:     {fault}");
         }
