@@ -45,7 +45,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run one trial and print its summary.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Turn a sweep's runs into charts, a CSV and a markdown table.
     ///
     /// Reads the JSON lines scripts/sweep writes (one `herd run --json`
@@ -251,7 +251,7 @@ fn main() -> ExitCode {
         Err(e) => return ExitCode::from(bad_flags(&e)),
     };
     match cli.command {
-        Command::Run(args) => ExitCode::from(run(args)),
+        Command::Run(args) => ExitCode::from(run(*args)),
         Command::Plot(args) => ExitCode::from(analysis::plot(args)),
         Command::Compare(args) => ExitCode::from(analysis::compare(args)),
         Command::Soak(args) => ExitCode::from(soak::soak(args)),
