@@ -19,6 +19,7 @@ pub mod trial;
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -83,6 +84,9 @@ pub struct SoakSummary {
     pub failed_verdicts: Vec<FailedVerdict>,
     /// Seconds the soak ran.
     pub seconds: f64,
+    /// Whether SIGINT or SIGTERM ended the soak early (its running trial
+    /// was stopped and checked first).
+    pub interrupted: bool,
 }
 
 impl SoakSummary {
@@ -124,6 +128,36 @@ pub struct SoakError {
     source: std::io::Error,
 }
 
+/// Set by SIGINT or SIGTERM: stop the running trial, check it, end.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::Relaxed);
+}
+
+/// Whether the soak was asked to stop.
+pub(crate) fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::Relaxed)
+}
+
+/// Turns SIGINT and SIGTERM into [`interrupted`]: a trial's herd runs in a
+/// process group of its own (so that the nemesis's signals reach only
+/// whom they are meant for), so a Ctrl-C would not reach it; the soak
+/// stops it instead, and leaves nothing running.
+fn catch_signals() {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let action = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for signal in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is
+        // async-signal-safe.
+        let _ = unsafe { sigaction(signal, &action) };
+    }
+}
+
 /// Runs trials until `opts.duration` has passed; `each` hears every
 /// trial's outcome. Trials that passed leave only their line in
 /// `trials.jsonl`; a failed one keeps its files in `work/trial-N`.
@@ -145,6 +179,7 @@ pub fn run(
             .collect(),
         ..SoakSummary::default()
     };
+    catch_signals();
     let started = Instant::now();
     let mut index = opts.only.unwrap_or(0);
     while started.elapsed() < opts.duration || opts.only.is_some() {
@@ -159,12 +194,13 @@ pub fn run(
             let _ = std::fs::remove_dir_all(&dir);
         }
         each(&outcome);
-        if opts.only.is_some() {
+        if opts.only.is_some() || interrupted() {
             break;
         }
         index += 1;
     }
     summary.seconds = started.elapsed().as_secs_f64();
+    summary.interrupted = interrupted();
     if std::fs::read_dir(&work).is_ok_and(|mut d| d.next().is_none()) {
         let _ = std::fs::remove_dir(&work);
     }

@@ -120,9 +120,19 @@ pub fn run(opts: &SoakOptions, plan: &TrialPlan, dir: &Path) -> std::io::Result<
     let started = Instant::now();
     let mut herd = cmd.spawn()?;
     let bound = opts.trial_timeout + HUNG_AFTER;
+    let mut asked_to_stop = false;
     let status = loop {
         if let Some(status) = herd.try_wait()? {
             break Some(status);
+        }
+        if super::interrupted() && !asked_to_stop {
+            asked_to_stop = true;
+            watch.resume_all();
+            // herd stops its trial on SIGTERM and removes what it made.
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(herd.id() as i32),
+                Signal::SIGTERM,
+            );
         }
         if started.elapsed() > bound {
             break None;
