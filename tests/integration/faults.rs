@@ -125,8 +125,22 @@ impl Leaf {
         }
     }
 
+    /// Waits (bounded) for the leaf to print its last line and exit, and
+    /// asserts it succeeded.
+    fn finish(self) -> (ExitStatus, Vec<LeafLine>) {
+        let slot = self.slot;
+        let log = self.log.clone();
+        let (status, seen) = self.exit();
+        assert!(
+            status.success(),
+            "slot {slot} exited with {status}; lines {seen:?}; log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        (status, seen)
+    }
+
     /// Waits (bounded) for the leaf to print its last line and exit.
-    fn finish(mut self) -> (ExitStatus, Vec<LeafLine>) {
+    fn exit(mut self) -> (ExitStatus, Vec<LeafLine>) {
         let deadline = Instant::now() + LEAF_TIMEOUT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -152,13 +166,6 @@ impl Leaf {
             }
             std::thread::sleep(Duration::from_millis(10));
         };
-        assert!(
-            status.success(),
-            "slot {} exited with {status}; lines {:?}; log:\n{}",
-            self.slot,
-            self.seen,
-            self.log_text()
-        );
         (status, std::mem::take(&mut self.seen))
     }
 
@@ -813,4 +820,85 @@ fn a_trial_too_big_for_its_disk_is_refused_up_front_in_one_line() {
         "{stderr}"
     );
     assert!(!fs.dir.join("w").exists(), "nothing was started");
+}
+
+#[test]
+fn a_leaf_whose_disk_fills_exits_1_naming_it_and_loses_nothing_acknowledged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(fs) = SmallFs::mount(tmp.path().join("small"), "3m") else {
+        println!("skipped: this machine cannot mount a small tmpfs (needs root)");
+        return;
+    };
+    let nats = NatsServer::start();
+    let hub_path = tmp.path().join("hub.fossil");
+    let mut hub = HubProcess::start(&hub_path, Some(&nats.url()), &[]);
+    // Only the leaf's own files are on the small file system; a full leaf
+    // keeps every commit and its worktree, so it fills in seconds.
+    let leaf = Leaf::spawn(
+        &hub,
+        &nats,
+        &fs.dir,
+        0,
+        &[
+            "--tasks",
+            "2000",
+            "--min-think-ms",
+            "0",
+            "--max-think-ms",
+            "0",
+            "--min-bytes",
+            "4000",
+            "--max-bytes",
+            "8000",
+        ],
+    );
+    let started = Instant::now();
+    let (status, lines) = leaf.exit();
+    let took = started.elapsed();
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "a full disk is exit 1, never a panic (101)"
+    );
+    let fatal: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| match l {
+            LeafLine::Error(e) if e.fatal => Some(e.message.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        fatal
+            .iter()
+            .any(|m| m.contains("disk is full") && m.contains(fs.dir.to_str().unwrap())),
+        "the leaf names the full disk and its path: {fatal:?}"
+    );
+    let acked = accepted(&lines);
+    assert!(
+        acked.len() > 5,
+        "it committed before the disk filled: {acked:?}"
+    );
+    let status = hub.terminate();
+    assert!(status.success(), "the hub serves on: {status}");
+    let repo = Repository::open(&hub_path).expect("open the hub repository");
+    let trunk: HashSet<String> = repo
+        .trunk_after(None)
+        .expect("walk the trunk")
+        .iter()
+        .map(|h| h.to_string())
+        .collect();
+    drop(repo);
+    let lost = acked.iter().filter(|h| !trunk.contains(*h)).count();
+    assert_eq!(lost, 0, "every acknowledged check-in is on the hub's trunk");
+    fossil_ok(
+        tmp.path(),
+        tmp.path(),
+        &["test-integrity", "-R", hub_path.to_str().unwrap()],
+    );
+    println!(
+        "faults: a leaf's 3 MiB disk filled after {} commits; it exited 1 in {:.1} s naming it; \
+         commits lost {lost}",
+        acked.len(),
+        took.as_secs_f64()
+    );
 }
