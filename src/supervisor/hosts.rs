@@ -18,6 +18,11 @@
 //!
 //! Cutting a host's link ([`Hosts::cut`]) sets the outer veth down: the
 //! host's processes keep running but reach nothing until it comes back up.
+//!
+//! With shaped links ([`Shaping`]) there is no bridge and no veth: each
+//! host's `eth0` is a TUN device of herd's switch ([`super::links`]),
+//! which delays and drops packets, cuts a host by dropping its packets
+//! and slows one by raising its delay.
 
 use std::net::Ipv4Addr;
 use std::process::Command;
