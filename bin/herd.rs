@@ -12,12 +12,12 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use herd::chain::chain as error_chain;
-use herd::report::{CatchUp, HubKind, LandingStrategy, LeafMode};
+use herd::report::LeafMode;
+use herd::spec::TrialSpec;
 use herd::supervisor::{
-    self, SupervisorError, TrialConfig, TrialReport, EXIT_OK, EXIT_TRIAL_FAILED, EXIT_USAGE,
+    self, SupervisorError, TrialConfig, TrialReport, EXIT_FAILED, EXIT_OK, EXIT_USAGE,
 };
 use herd::telemetry::{self, W3c};
-use herd::workload::{Mode, WorkloadArgs, WorkloadConfig};
 use tracing::Instrument;
 
 #[path = "herd/analysis.rs"]
@@ -109,63 +109,8 @@ enum Command {
 
 #[derive(Args)]
 struct RunArgs {
-    /// Leaf-agent processes (slots). More than the machine holds (open
-    /// files under the hard RLIMIT_NOFILE; MemAvailable at 4 MiB per
-    /// sparse leaf or 10 MiB per full one, plus what the trial writes when
-    /// its work directory is on tmpfs) is refused before anything starts.
-    #[arg(long, env = "HERD_AGENTS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
-    agents: u32,
-    /// Tasks per agent.
-    #[arg(long, env = "HERD_TASKS_PER_AGENT", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
-    tasks: u32,
-    /// Workload seed; the same seed gives the same commits.
-    #[arg(long, env = "HERD_SEED", default_value_t = 1)]
-    seed: u64,
     #[command(flatten)]
-    workload: WorkloadArgs,
-    /// `disjoint`: each slot its own tasks; `shared`: all slots race for one pool.
-    #[arg(long, env = "HERD_MODE", default_value = "disjoint")]
-    mode: Mode,
-    /// The hub: `herd` (herd's hub: a linear trunk, tip broadcasts),
-    /// `fossil` (a stock `fossil server` from PATH) or `git` (a stock git
-    /// server), the last two for side-by-side measurements. With `fossil` each leaf pulls, commits on its trunk tip
-    /// and pushes with Fossil's plain protocol; fossil accepts forks, so the
-    /// verdict asks only that every task's check-in reached the server (hub
-    /// commits == tasks) and reports forks (trunk leaves − 1) without failing
-    /// on them. Hub requests/commit and hub memory are then n/a (null).
-    /// `git`: a stock `git daemon` over a bare repository that refuses
-    /// non-fast-forward pushes; each leaf drives the real `git` in its own
-    /// clone (pull, commit, push; a rejected push is followed by `git pull
-    /// --rebase` and another push, a fork retry). Landing and catch-up are
-    /// then ignored; `--leaf full` pulls before each task.
-    #[arg(long, env = "HERD_HUB_KIND", default_value = "herd")]
-    hub_kind: HubKind,
-    /// Who lands a check-in whose parent went stale: `hub` (the default: a
-    /// leaf asks the hub to write its check-in anew on the trunk tip, merging
-    /// by lines a file that also changed on trunk since its parent, and
-    /// refusing only lines both sides changed; many such landings share one
-    /// transaction) or `leaf` (the
-    /// predecessor's protocol: the push waits its turn, is refused with the
-    /// new tip, and the leaf rebases and pushes again). Ignored with
-    /// `--hub-kind fossil` and `git`.
-    #[arg(long, env = "HERD_LANDING", default_value = "hub")]
-    landing: LandingStrategy,
-    /// What a leaf keeps: `full` (the default: every trunk artifact, and
-    /// before each task its worktree is brought to the newest trunk tip it
-    /// knows, with one pull for everything it missed) or `sparse` (other
-    /// slots' manifests only, never their files: the landing path alone).
-    /// Ignored with `--hub-kind fossil`; with `git`, sparse leaves do not
-    /// pull before each task.
-    #[arg(long, env = "HERD_LEAF", default_value = "full")]
-    leaf: LeafMode,
-    /// How a full leaf gets the check-ins it missed: `stream` (the
-    /// default: the hub publishes each landed batch once, with its
-    /// artifacts, on the JetStream tip stream and NATS fans it out; leaves
-    /// apply it from the stream, and a gap costs one pull) or `pull` (each
-    /// full leaf pulls from the hub before each task). Sparse leaves ignore
-    /// it; so do --hub-kind fossil and git.
-    #[arg(long, env = "HERD_CATCH_UP", default_value = "stream")]
-    catch_up: CatchUp,
+    spec: TrialSpec,
     /// Keep the trial's files here (hub.fossil, slot-i/, logs/, report.html)
     /// instead of a temporary directory. It must not exist yet or be empty:
     /// a work directory holds one trial (there is no resuming).
@@ -296,10 +241,10 @@ fn usage(why: String) -> u8 {
 /// Checks the surroundings, starts telemetry and runs the trial the flags
 /// ask for. `Err` is the exit code, its reason printed.
 fn trial(args: RunArgs) -> Result<TrialReport, u8> {
-    let workload = args.workload.config();
+    let workload = args.spec.workload.config();
     if let Err(e) = workload
         .validate()
-        .and_then(|()| workload.check_hot(args.mode, args.leaf == LeafMode::Full))
+        .and_then(|()| workload.check_hot(args.spec.mode, args.spec.leaf == LeafMode::Full))
     {
         return Err(usage(format!("invalid workload: {e}")));
     }
@@ -320,7 +265,7 @@ fn trial(args: RunArgs) -> Result<TrialReport, u8> {
         .map_err(|e| usage(format!("cannot start the async runtime: {e}")))?;
     let telemetry = telemetry::init("herd", None).map_err(|e| usage(error_chain(&e)))?;
     let root = root_span(&args);
-    let config = trial_config(args, workload, bin_dir, W3c::of(&root)).map_err(usage)?;
+    let config = trial_config(args, bin_dir, W3c::of(&root)).map_err(usage)?;
     config.check_hosts().map_err(usage)?;
     let report = runtime.block_on(supervise(config).instrument(root));
     drop(telemetry);
@@ -332,36 +277,23 @@ fn trial(args: RunArgs) -> Result<TrialReport, u8> {
 fn root_span(args: &RunArgs) -> tracing::Span {
     tracing::info_span!(
         "herd.run",
-        agents = args.agents,
-        tasks = args.tasks,
-        mode = %args.mode,
-        seed = args.seed,
-        hub_kind = %args.hub_kind,
-        landing = %args.landing,
-        leaf = %args.leaf,
-        catch_up = %args.catch_up
+        agents = args.spec.agents,
+        tasks = args.spec.tasks,
+        mode = %args.spec.mode,
+        seed = args.spec.seed,
+        hub_kind = %args.spec.hub_kind,
+        landing = %args.spec.landing,
+        leaf = %args.spec.leaf,
+        catch_up = %args.spec.catch_up
     )
 }
 
 /// The trial's settings from the flags: durations from seconds, the report
 /// page placed, progress shown only to a terminal and not with `--json`.
-fn trial_config(
-    args: RunArgs,
-    workload: WorkloadConfig,
-    bin_dir: PathBuf,
-    trace: W3c,
-) -> Result<TrialConfig, String> {
+fn trial_config(args: RunArgs, bin_dir: PathBuf, trace: W3c) -> Result<TrialConfig, String> {
     let report = supervisor::cli::report_page(args.report, args.workdir.as_deref())?;
     Ok(TrialConfig {
-        agents: args.agents,
-        tasks: args.tasks,
-        seed: args.seed,
-        workload,
-        mode: args.mode,
-        hub_kind: args.hub_kind,
-        landing: args.landing,
-        leaf: args.leaf,
-        catch_up: args.catch_up,
+        spec: args.spec,
         workdir: args.workdir,
         nats_url: args.nats_url,
         nats_server: args.nats_server,
@@ -428,7 +360,7 @@ fn exit_code(report: &TrialReport) -> u8 {
         None => EXIT_OK,
         Some(why) => {
             herd::say!("herd: trial failed: {why}");
-            EXIT_TRIAL_FAILED
+            EXIT_FAILED
         }
     }
 }

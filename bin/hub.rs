@@ -168,7 +168,7 @@ fn main() -> ExitCode {
         Ok(t) => t,
         Err(e) => {
             herd::say!("hub: {:#}", anyhow::Error::new(e));
-            return ExitCode::from(2);
+            return ExitCode::from(herd::exit::EXIT_USAGE);
         }
     };
     let code = serve(cli);
@@ -187,7 +187,7 @@ fn serve(cli: Cli) -> ExitCode {
         Ok(config) => config,
         Err(e) => {
             herd::say!("hub: {e:#}");
-            return ExitCode::from(2);
+            return ExitCode::from(herd::exit::EXIT_USAGE);
         }
     };
     // Each connection holds a descriptor; the repository, the read
@@ -206,8 +206,8 @@ fn serve(cli: Cli) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let code = match e {
-                HubError::Checkpoint { .. } => 1,
-                _ => 2,
+                HubError::Checkpoint { .. } => herd::exit::EXIT_FAILED,
+                _ => herd::exit::EXIT_USAGE,
             };
             herd::say!("hub: {:#}", anyhow::Error::new(e));
             ExitCode::from(code)

@@ -10,17 +10,15 @@
 //! every sync request with a Fossil login card, `HERD_NATS_TOKEN` is the
 //! NATS auth token. herd sets them for each trial.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
 use herd::chain::chain;
 use herd::coord::{Secret, NATS_TOKEN_ENV};
-use herd::leaf::{self, HubLogin, LeafConfig, LeafError, Reporter, EXIT_INCOMPLETE, EXIT_USAGE};
-use herd::report::{CatchUp, HubKind, LandingStrategy, LeafMode};
+use herd::leaf::{self, HubLogin, LeafConfig, LeafError, Reporter, EXIT_FAILED, EXIT_USAGE};
+use herd::spec::{LeafPlace, TrialSpec};
 use herd::telemetry::{self, W3c};
-use herd::workload::{Mode, WorkloadArgs};
 use herd::xfer::login::{HUB_SECRET_ENV, HUB_USER_ENV};
 use tracing::Instrument;
 
@@ -35,64 +33,14 @@ use tracing::Instrument;
 #[derive(Parser)]
 #[command(version)]
 struct Cli {
-    /// The hub's sync URL, e.g. http://127.0.0.1:41234.
-    #[arg(long)]
-    hub: String,
-    /// The NATS server (with JetStream), or several, comma separated: the
-    /// client uses one and moves to another when it goes away. With a NATS
-    /// cluster that has a JetStream domain, set $HERD_NATS_DOMAIN (and
-    /// $HERD_NATS_REPLICAS) as herd does.
-    #[arg(long, env = "HERD_NATS_URL")]
-    nats_url: String,
-    /// This leaf's slot index.
-    #[arg(long)]
-    slot: u32,
-    /// The slot's directory (leaf.fossil and the worktree wt/).
-    #[arg(long)]
-    workdir: PathBuf,
-    /// Tasks per agent.
-    #[arg(long, env = "HERD_TASKS_PER_AGENT", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
-    tasks: u32,
-    /// Workload seed; the same seed gives the same commits.
-    #[arg(long, env = "HERD_SEED", default_value_t = 1)]
-    seed: u64,
-    /// Agents in the trial (the shared pool holds agents × tasks tasks).
-    #[arg(long, env = "HERD_AGENTS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
-    agents: u32,
     #[command(flatten)]
-    workload: WorkloadArgs,
-    /// `disjoint`: each slot its own tasks; `shared`: all slots race for one pool.
-    #[arg(long, env = "HERD_MODE", default_value = "disjoint")]
-    mode: Mode,
+    place: LeafPlace,
+    #[command(flatten)]
+    spec: TrialSpec,
     /// How long a push or pull keeps retrying a hub that does not answer
     /// (down, restarting) before the task fails.
     #[arg(long, env = "HERD_HUB_RETRY_SECS", default_value_t = leaf::DEFAULT_HUB_RETRY.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
     hub_retry_secs: u64,
-    /// What serves --hub: `herd` (herd's hub), `fossil` (a stock `fossil
-    /// server`: no tip broadcasts; pull, commit and a plain push per task,
-    /// forks accepted, never rebased) or `git` (a git server, --hub being
-    /// its repository URL: the real `git` clones, commits, pushes, and
-    /// after a rejected push runs `git pull --rebase` and pushes again).
-    #[arg(long, env = "HERD_HUB_KIND", default_value = "herd")]
-    hub_kind: HubKind,
-    /// Who lands a check-in whose parent went stale: `hub` (the hub writes
-    /// it anew on its tip, merging by lines a file trunk changed too, and
-    /// refuses only lines both sides changed) or `leaf` (wait for a turn,
-    /// rebase, push again). Ignored with --hub-kind fossil and git.
-    #[arg(long, env = "HERD_LANDING", default_value = "hub")]
-    landing: LandingStrategy,
-    /// `full`: receive every trunk artifact and bring the worktree to the
-    /// newest trunk tip before each task (and once at the end); `sparse`:
-    /// keep other slots' manifests only. Ignored with --hub-kind fossil;
-    /// with git, a full leaf pulls before each task.
-    #[arg(long, env = "HERD_LEAF", default_value = "full")]
-    leaf: LeafMode,
-    /// How a full leaf gets what it missed: `stream` (apply the batches the
-    /// hub publishes on the tip stream, artifacts included; the hub must run
-    /// with --broadcast-files; a gap costs one pull) or `pull` (one pull
-    /// from the hub before each task). Ignored by sparse leaves.
-    #[arg(long, env = "HERD_CATCH_UP", default_value = "stream")]
-    catch_up: CatchUp,
     /// With --catch-up stream: most bytes of received batches held before
     /// they are applied; past it the oldest are dropped, and the gap they
     /// leave costs one pull.
@@ -102,7 +50,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let telemetry = match telemetry::init("leaf-agent", Some(cli.slot)) {
+    let telemetry = match telemetry::init("leaf-agent", Some(cli.place.slot)) {
         Ok(t) => t,
         Err(e) => {
             herd::say!("leaf-agent: {}", chain(&e));
@@ -138,24 +86,24 @@ fn start(cli: Cli) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let w = cli.workload;
+    let (place, spec) = (cli.place, cli.spec);
     let config = LeafConfig {
-        hub_url: cli.hub,
-        nats_url: cli.nats_url,
-        slot: cli.slot,
-        workdir: cli.workdir,
-        tasks: cli.tasks,
-        agents: cli.agents,
-        seed: cli.seed,
-        workload: w.config(),
-        mode: cli.mode,
+        hub_url: place.hub,
+        nats_url: place.nats_url,
+        slot: place.slot,
+        workdir: place.workdir,
+        tasks: spec.tasks,
+        agents: spec.agents,
+        seed: spec.seed,
+        workload: spec.workload.config(),
+        mode: spec.mode,
         hub_login,
         nats_token: Secret::from_env(NATS_TOKEN_ENV),
         hub_retry: Duration::from_secs(cli.hub_retry_secs),
-        hub_kind: cli.hub_kind,
-        landing: cli.landing,
-        leaf: cli.leaf,
-        catch_up: cli.catch_up,
+        hub_kind: spec.hub_kind,
+        landing: spec.landing,
+        leaf: spec.leaf,
+        catch_up: spec.catch_up,
         stream_buffer_bytes: usize::try_from(cli.stream_buffer_bytes).unwrap_or(usize::MAX),
     };
     if let Err(e) = config.validate() {
@@ -209,7 +157,7 @@ fn run(config: LeafConfig) -> u8 {
             if is_start_failure(&e) {
                 EXIT_USAGE
             } else {
-                EXIT_INCOMPLETE
+                EXIT_FAILED
             }
         }
     }

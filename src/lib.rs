@@ -15,8 +15,10 @@
 //! - [`supervisor`]: the `herd` process: children, pipes, aggregation.
 //! - [`report`]: the JSON lines a leaf-agent prints and herd reads.
 //! - [`workload`]: the deterministic task generator and its flags.
+//! - [`spec`]: a trial's shape, the flags herd and every leaf share.
 //! - [`env`](mod@env): the environment variables herd hands its children.
 //! - [`chain`]: an error chain as one sentence.
+//! - [`exit`]: the exit codes of the three programs.
 //! - [`compare`]: `herd compare`: two sets of runs, a verdict per figure.
 //! - [`soak`]: `herd soak`: trials under seeded faults, each checked.
 //! - [`telemetry`]: logs, span export over OTLP, W3C context crossings.
@@ -27,12 +29,14 @@ pub mod compare;
 pub mod coord;
 pub mod delta;
 pub mod env;
+pub mod exit;
 pub mod hub;
 pub mod leaf;
 pub mod plot;
 pub mod repo;
 pub mod report;
 pub mod soak;
+pub mod spec;
 pub mod stderr;
 pub mod supervisor;
 pub mod telemetry;

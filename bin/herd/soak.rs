@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Args;
 use herd::soak::{self, SoakOptions};
-use herd::supervisor::{EXIT_OK, EXIT_TRIAL_FAILED, EXIT_USAGE};
+use herd::supervisor::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 
 use crate::print_stdout;
 
@@ -111,7 +111,7 @@ pub fn soak(args: SoakArgs) -> u8 {
             if summary.passed() {
                 EXIT_OK
             } else {
-                EXIT_TRIAL_FAILED
+                EXIT_FAILED
             }
         }
         Err(e) => {

@@ -49,11 +49,4 @@ pub use error::LeafError;
 pub use output::Reporter;
 pub use worktree::WORKTREE_TIP_CONFIG;
 
-/// Exit code: every task ended committed, lost to another leaf, or counted
-/// unrecoverable.
-pub const EXIT_OK: u8 = 0;
-/// Exit code: the leaf stopped early (a fatal error, a failed task, or a
-/// stop request before its tasks were done).
-pub const EXIT_INCOMPLETE: u8 = 1;
-/// Exit code: bad flags, or the hub or NATS unreachable at start.
-pub const EXIT_USAGE: u8 = 2;
+pub use crate::exit::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};

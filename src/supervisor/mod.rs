@@ -31,37 +31,18 @@ pub use summary::{CpuByKind, HubCount, SlotFailure, TrialReport};
 pub use trial::acks::{read_acks, Ack};
 pub use trial::run;
 
-use crate::report::{CatchUp, HubKind, LandingStrategy, LeafMode};
-use crate::workload::{Mode, WorkloadConfig};
+use crate::report::HubKind;
+use crate::spec::TrialSpec;
+use crate::workload::WorkloadConfig;
 
-/// Exit code: the trial passed every check.
-pub const EXIT_OK: u8 = 0;
-/// Exit code: the trial ran but a check failed (a count, linearity, a slot).
-pub const EXIT_TRIAL_FAILED: u8 = 1;
-/// Exit code: bad flags or an unusable environment; no trial ran.
-pub const EXIT_USAGE: u8 = 2;
+pub use crate::exit::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 
 /// Everything a trial needs, validated.
 #[derive(Debug, Clone)]
 pub struct TrialConfig {
-    /// Leaf-agents to start.
-    pub agents: u32,
-    /// Tasks per agent.
-    pub tasks: u32,
-    /// Workload seed.
-    pub seed: u64,
-    /// Workload knobs.
-    pub workload: WorkloadConfig,
-    /// Disjoint or shared tasks.
-    pub mode: Mode,
-    /// herd's hub, or a stock `fossil server`.
-    pub hub_kind: HubKind,
-    /// Who lands a check-in whose parent went stale (herd's hub only).
-    pub landing: LandingStrategy,
-    /// Full leaves (every artifact, a current worktree) or sparse ones.
-    pub leaf: LeafMode,
-    /// How full leaves catch up: from the tip stream or by pulling.
-    pub catch_up: CatchUp,
+    /// The trial's shape: agents, tasks, seed, modes, workload (the flags
+    /// every leaf-agent gets too).
+    pub spec: TrialSpec,
     /// Keep the work directory here; `None` uses a temporary one.
     pub workdir: Option<PathBuf>,
     /// Use this NATS server instead of starting one.
@@ -108,11 +89,16 @@ impl TrialConfig {
             .unwrap_or(if self.hosts >= 3 { 3 } else { 1 })
     }
 
+    /// The workload, from the spec's flags.
+    pub fn workload(&self) -> WorkloadConfig {
+        self.spec.workload.config()
+    }
+
     /// Whether the hub publishes landed batches with their files
     /// (`hub --broadcast-files`): only for herd's hub with full leaves
     /// catching up from the stream, the only readers of those files.
     pub fn broadcast_files(&self) -> bool {
-        self.hub_kind == HubKind::Herd && self.catch_up.from_stream(self.leaf)
+        self.spec.hub_kind == HubKind::Herd && self.spec.catch_up.from_stream(self.spec.leaf)
     }
 
     /// Checks the multi-host settings against each other.
@@ -124,10 +110,10 @@ impl TrialConfig {
                 self.hosts
             ));
         }
-        if self.hosts > 1 && self.hub_kind != HubKind::Herd {
+        if self.hosts > 1 && self.spec.hub_kind != HubKind::Herd {
             return Err(format!(
                 "--hosts runs herd's hub on host 0; --hub-kind {} runs on loopback only",
-                self.hub_kind
+                self.spec.hub_kind
             ));
         }
         if self.hosts > 1 && self.nats_url.is_some() {
@@ -188,7 +174,7 @@ impl TrialConfig {
         (self.hosts > 1 && (self.links.shapes() || self.slow_host.is_some())).then(|| {
             hosts::Shaping {
                 shapes: vec![self.links; self.hosts as usize],
-                seed: self.seed,
+                seed: self.spec.seed,
             }
         })
     }
@@ -316,19 +302,20 @@ impl SupervisorError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::{CatchUp, LeafMode};
 
     #[test]
     fn the_hub_broadcasts_files_only_for_full_leaves_catching_up_from_the_stream() {
         let mut config = page::tests::config(2, 2);
-        assert_eq!(config.catch_up, CatchUp::Stream);
+        assert_eq!(config.spec.catch_up, CatchUp::Stream);
         assert!(config.broadcast_files());
-        config.catch_up = CatchUp::Pull;
+        config.spec.catch_up = CatchUp::Pull;
         assert!(!config.broadcast_files());
-        config.catch_up = CatchUp::Stream;
-        config.leaf = LeafMode::Sparse;
+        config.spec.catch_up = CatchUp::Stream;
+        config.spec.leaf = LeafMode::Sparse;
         assert!(!config.broadcast_files());
-        config.leaf = LeafMode::Full;
-        config.hub_kind = HubKind::Fossil;
+        config.spec.leaf = LeafMode::Full;
+        config.spec.hub_kind = HubKind::Fossil;
         assert!(!config.broadcast_files());
     }
 
@@ -339,7 +326,7 @@ mod tests {
         config.nats_cluster = Some(1);
         assert_eq!(config.check_hosts(), Ok(()));
         for kind in [HubKind::Fossil, HubKind::Git] {
-            config.hub_kind = kind;
+            config.spec.hub_kind = kind;
             let why = config.check_hosts().unwrap_err();
             assert!(
                 why.contains(&format!("--hub-kind {kind} runs on loopback only")),

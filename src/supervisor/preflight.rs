@@ -90,7 +90,7 @@ pub fn check_capacity(
     machine: Machine,
     in_memory: Option<&Path>,
 ) -> Result<(), SupervisorError> {
-    let agents = config.agents;
+    let agents = config.spec.agents;
     let agents64 = u64::from(agents);
     let files = agents64 * FILES_PER_LEAF + BASE_FILES;
     if files > machine.nofile_hard {
@@ -108,13 +108,13 @@ pub fn check_capacity(
         return Ok(());
     };
     let available_mib = available_kib / 1024;
-    let per_leaf = leaf_memory_mib(config.leaf);
+    let per_leaf = leaf_memory_mib(config.spec.leaf);
     // What a herd of `n` needs: its leaves, the hub and nats-server, and
     // on tmpfs everything the trial writes.
     let need_mib = |n: u32| {
         let written = in_memory.map_or(0, |_| {
             let mut shape = config.clone();
-            shape.agents = n;
+            shape.spec.agents = n;
             estimate_disk(&shape).total().div_ceil(1 << 20)
         });
         (u64::from(n) * per_leaf + BASE_MEMORY_MIB + written, written)
@@ -133,7 +133,7 @@ pub fn check_capacity(
             over = mid;
         }
     }
-    let leaf = config.leaf.as_str();
+    let leaf = config.spec.leaf.as_str();
     let tmpfs = match in_memory {
         Some(dir) => format!(
             ", {:.1} GiB the trial writes to tmpfs at {}",
@@ -209,22 +209,22 @@ const TASK_JETSTREAM: u64 = 1024;
 /// (`scripts/leaf-cost` measures what it really holds); JetStream holds
 /// the tip stream (at most its bound) and a record per task.
 pub fn estimate_disk(config: &super::TrialConfig) -> DiskEstimate {
-    let w = &config.workload;
-    let commits = u64::from(config.agents) * u64::from(config.tasks);
+    let w = &config.workload();
+    let commits = u64::from(config.spec.agents) * u64::from(config.spec.tasks);
     let files = (u64::from(w.min_files) + u64::from(w.max_files)).div_ceil(2);
     let bytes = (u64::from(w.min_bytes) + u64::from(w.max_bytes)).div_ceil(2);
     let content = files * bytes;
     let stored = content * 2 / 3 + CHECKIN_OVERHEAD + files * FILE_OVERHEAD;
     let hub = commits * stored;
-    let agents = u64::from(config.agents);
-    let leaves = match config.leaf {
+    let agents = u64::from(config.spec.agents);
+    let leaves = match config.spec.leaf {
         crate::report::LeafMode::Full => agents * (hub + commits * content),
         crate::report::LeafMode::Sparse => {
             // Each leaf clones the tip's manifest and its baseline (the
             // tree as it stood: on average half the trial's files) and
             // keeps its own commits.
             let baseline = commits * files * F_CARD_BYTES / 2;
-            let own = u64::from(config.tasks) * (stored + content + MANIFEST_BYTES);
+            let own = u64::from(config.spec.tasks) * (stored + content + MANIFEST_BYTES);
             agents * (LEAF_REPOSITORY_BYTES + baseline + own)
         }
     };
@@ -332,7 +332,7 @@ mod tests {
         // every full leaf holds as much again plus its worktree.
         assert!((1 << 20..8 << 20).contains(&full.hub), "{full:?}");
         assert!(full.leaves > 16 * full.hub, "{full:?}");
-        config.leaf = crate::report::LeafMode::Sparse;
+        config.spec.leaf = crate::report::LeafMode::Sparse;
         let sparse = estimate_disk(&config);
         assert_eq!(sparse.hub, full.hub);
         assert!(sparse.leaves * 4 < full.leaves, "{sparse:?} {full:?}");
@@ -363,7 +363,7 @@ mod tests {
     fn a_herd_beyond_the_machine_is_refused_naming_the_limit() {
         let config = |agents, leaf| {
             let mut c = crate::supervisor::page::tests::config(agents, 1);
-            c.leaf = leaf;
+            c.spec.leaf = leaf;
             c
         };
         let (full, sparse) = (
@@ -404,7 +404,7 @@ mod tests {
         // Sparse leaves fit, until what they write goes to memory too.
         check_capacity(&config(4096, sparse), little_memory, None).unwrap();
         let mut long = config(4096, sparse);
-        long.tasks = 200;
+        long.spec.tasks = 200;
         let tmp = Path::new("/dev/shm");
         let err = check_capacity(&long, little_memory, Some(tmp))
             .unwrap_err()
@@ -420,9 +420,9 @@ mod tests {
             .and_then(|t| t.split(' ').next())
             .and_then(|n| n.parse().ok())
             .unwrap();
-        long.agents = most;
+        long.spec.agents = most;
         check_capacity(&long, little_memory, Some(tmp)).unwrap();
-        long.agents = most + 1;
+        long.spec.agents = most + 1;
         assert!(check_capacity(&long, little_memory, Some(tmp)).is_err());
         // Unknown memory is not a refusal.
         let unknown = Machine {

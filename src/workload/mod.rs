@@ -18,7 +18,8 @@ use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64;
 
 /// How leaves find their tasks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// Each slot opens its own tasks over its own files; claims never collide.
     #[default]
@@ -178,7 +179,7 @@ impl WorkloadConfig {
 
 /// The workload flags, spelled the same in `herd run` and `leaf-agent`
 /// (herd passes them on to every leaf), with `HERD_*` environment fallbacks.
-#[derive(clap::Args, Debug, Clone)]
+#[derive(clap::Args, Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct WorkloadArgs {
     /// Fewest files a task writes.
     #[arg(long, env = "HERD_MIN_FILES", default_value_t = 1)]
@@ -222,6 +223,23 @@ pub struct WorkloadArgs {
 }
 
 impl WorkloadArgs {
+    /// The flags that give `config`.
+    pub fn of(config: &WorkloadConfig) -> WorkloadArgs {
+        WorkloadArgs {
+            min_files: config.min_files,
+            max_files: config.max_files,
+            min_bytes: config.min_bytes,
+            max_bytes: config.max_bytes,
+            min_think_ms: config.min_think_ms,
+            max_think_ms: config.max_think_ms,
+            hold_ttl_ms: config.hold_ttl_ms,
+            overlap: config.hot.overlap,
+            hot_files: config.hot.files,
+            hot_append: config.hot.append,
+            hold_hot: config.hot.hold,
+        }
+    }
+
     /// The flags as a configuration (not yet validated).
     pub fn config(&self) -> WorkloadConfig {
         WorkloadConfig {
@@ -264,30 +282,6 @@ impl WorkloadConfig {
             });
         }
         Ok(())
-    }
-
-    /// The flags that give a leaf-agent this workload, as herd passes them
-    /// on: spelled as [`WorkloadArgs`] spells them.
-    pub fn flags(&self) -> Vec<String> {
-        let mut flags: Vec<String> = [
-            ("--min-files", self.min_files.to_string()),
-            ("--max-files", self.max_files.to_string()),
-            ("--min-bytes", self.min_bytes.to_string()),
-            ("--max-bytes", self.max_bytes.to_string()),
-            ("--min-think-ms", self.min_think_ms.to_string()),
-            ("--max-think-ms", self.max_think_ms.to_string()),
-            ("--hold-ttl-ms", self.hold_ttl_ms.to_string()),
-            ("--overlap", self.hot.overlap.to_string()),
-            ("--hot-files", self.hot.files.to_string()),
-            ("--hot-append", self.hot.append.to_string()),
-        ]
-        .into_iter()
-        .flat_map(|(flag, value)| [flag.to_string(), value])
-        .collect();
-        if self.hot.hold {
-            flags.push("--hold-hot".into());
-        }
-        flags
     }
 }
 

@@ -32,7 +32,7 @@ use super::output::Reporter;
 use super::plain::RepoThread;
 use super::sync::{PendingTip, SyncConfig};
 use super::worktree::full_counts;
-use super::{EXIT_INCOMPLETE, EXIT_OK};
+use super::{EXIT_FAILED, EXIT_OK};
 
 /// Attempts at joining the trial on NATS at start, with doubling waits.
 const CONNECT_ATTEMPTS: u32 = 5;
@@ -56,12 +56,12 @@ pub struct LeafRun {
 
 impl LeafRun {
     /// [`EXIT_OK`] when every task ended committed, lost or unrecoverable
-    /// and no stop cut the run short; [`EXIT_INCOMPLETE`] otherwise.
+    /// and no stop cut the run short; [`EXIT_FAILED`] otherwise.
     pub fn exit_code(&self) -> u8 {
         if self.incomplete == 0 && !self.stopped {
             EXIT_OK
         } else {
-            EXIT_INCOMPLETE
+            EXIT_FAILED
         }
     }
 }
@@ -291,11 +291,11 @@ mod tests {
             stopped: true,
             ..run.clone()
         };
-        assert_eq!(stopped.exit_code(), EXIT_INCOMPLETE);
+        assert_eq!(stopped.exit_code(), EXIT_FAILED);
         let failed = LeafRun {
             incomplete: 1,
             ..run
         };
-        assert_eq!(failed.exit_code(), EXIT_INCOMPLETE);
+        assert_eq!(failed.exit_code(), EXIT_FAILED);
     }
 }

@@ -201,24 +201,24 @@ fn table(head: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 fn settings(c: &TrialConfig) -> String {
-    let w = &c.workload;
+    let w = &c.workload();
     let rows = [
-        ("agents", c.agents.to_string()),
-        ("tasks per agent", c.tasks.to_string()),
-        ("mode", c.mode.to_string()),
-        ("hub kind", c.hub_kind.to_string()),
-        ("landing", c.landing.to_string()),
-        ("leaf", c.leaf.to_string()),
+        ("agents", c.spec.agents.to_string()),
+        ("tasks per agent", c.spec.tasks.to_string()),
+        ("mode", c.spec.mode.to_string()),
+        ("hub kind", c.spec.hub_kind.to_string()),
+        ("landing", c.spec.landing.to_string()),
+        ("leaf", c.spec.leaf.to_string()),
         (
             "catch-up",
-            match c.leaf {
-                crate::report::LeafMode::Full => c.catch_up.to_string(),
+            match c.spec.leaf {
+                crate::report::LeafMode::Full => c.spec.catch_up.to_string(),
                 crate::report::LeafMode::Sparse => {
-                    format!("{} (ignored by sparse leaves)", c.catch_up)
+                    format!("{} (ignored by sparse leaves)", c.spec.catch_up)
                 }
             },
         ),
-        ("seed", c.seed.to_string()),
+        ("seed", c.spec.seed.to_string()),
         (
             "hosts",
             if c.hosts > 1 {
@@ -473,15 +473,19 @@ pub(super) mod tests {
     /// A trial on herd's hub with hub landing, on loopback.
     pub(in crate::supervisor) fn config(agents: u32, tasks: u32) -> TrialConfig {
         TrialConfig {
-            agents,
-            tasks,
-            seed: 1,
-            workload: crate::workload::WorkloadConfig::default(),
-            mode: crate::workload::Mode::default(),
-            hub_kind: crate::report::HubKind::Herd,
-            landing: crate::report::LandingStrategy::Hub,
-            leaf: crate::report::LeafMode::default(),
-            catch_up: crate::report::CatchUp::default(),
+            spec: crate::spec::TrialSpec {
+                agents,
+                tasks,
+                seed: 1,
+                workload: crate::workload::WorkloadArgs::of(
+                    &crate::workload::WorkloadConfig::default(),
+                ),
+                mode: crate::workload::Mode::default(),
+                hub_kind: crate::report::HubKind::Herd,
+                landing: crate::report::LandingStrategy::Hub,
+                leaf: crate::report::LeafMode::default(),
+                catch_up: crate::report::CatchUp::default(),
+            },
             workdir: None,
             nats_url: None,
             nats_server: None,
@@ -508,7 +512,7 @@ pub(super) mod tests {
             slowest_slot: Some(0),
             ..TrialShape::of(config, runtime_s)
         };
-        let total = u64::from(config.agents) * u64::from(config.tasks);
+        let total = u64::from(config.spec.agents) * u64::from(config.spec.tasks);
         let hub = HubCount {
             trunk_commits: total,
             trunk_leaves: 1,

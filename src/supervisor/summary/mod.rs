@@ -276,14 +276,14 @@ impl TrialShape {
     /// slot, the topology it ran on, the faults it injected).
     pub fn of(config: &super::TrialConfig, runtime_s: f64) -> TrialShape {
         TrialShape {
-            hub_kind: config.hub_kind,
-            landing: config.landing,
-            leaf: config.leaf,
-            catch_up: config.catch_up,
-            agents: config.agents,
-            tasks: config.tasks,
-            mode: config.mode.to_string(),
-            seed: config.seed,
+            hub_kind: config.spec.hub_kind,
+            landing: config.spec.landing,
+            leaf: config.spec.leaf,
+            catch_up: config.spec.catch_up,
+            agents: config.spec.agents,
+            tasks: config.spec.tasks,
+            mode: config.spec.mode.to_string(),
+            seed: config.spec.seed,
             runtime_s,
             slowest_slot: None,
             hosts: 1,

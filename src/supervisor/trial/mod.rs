@@ -94,7 +94,7 @@ pub async fn run(
     super::preflight::admit(&config)?;
     // Each leaf holds a few descriptors (pipes, a NATS and an HTTP socket,
     // SQLite files); herd holds its pipe ends.
-    let _ = process::raise_nofile(u64::from(config.agents) * 8 + 256);
+    let _ = process::raise_nofile(u64::from(config.spec.agents) * 8 + 256);
     // CPU spent before the trial (an earlier trial in this process) is not
     // the trial's.
     let cpu_before = CpuBefore {
@@ -330,7 +330,7 @@ async fn run_with_nats(
             let _ = process::stop(&mut n.child, STOP_GRACE).await;
         }
     };
-    match config.hub_kind {
+    match config.spec.hub_kind {
         HubKind::Herd => {
             let launch = HubLaunch::new(config, workdir, logs, nats_url, secrets, t.hub_place());
             let (mut hub, ready) = match launch.start(&t.topology.hub_listen()).await {
@@ -420,7 +420,8 @@ async fn run_with_nats(
 async fn start_git(
     t: &Setting<'_>,
 ) -> Result<(tokio::process::Child, HubReady, PathBuf, String), SupervisorError> {
-    let hot = &t.config.workload.hot;
+    let workload = t.config.workload();
+    let hot = &workload.hot;
     let seed = if hot.enabled() {
         crate::workload::seed_files(hot.files)
     } else {

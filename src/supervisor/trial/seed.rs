@@ -16,7 +16,7 @@ use crate::xfer::{Client, PushOutcome};
 /// removed afterwards.
 pub(super) async fn seed_hot_files(t: &Setting<'_>, hub: &HubReady) -> Result<(), SupervisorError> {
     let client = Client::new(&hub.http).with_login(TRIAL_USER, t.secrets.hub_secret.expose());
-    let files = seed_files(t.config.workload.hot.files);
+    let files = seed_files(t.config.workload().hot.files);
     let path = t.workdir.join("seed.fossil");
     let fail = |reason: String| SupervisorError::ChildFailed {
         what: "seeding the hot files".into(),

@@ -44,27 +44,17 @@ fn leaf_command(run: &Setting<'_>, slot: u32, hub: &HubReady) -> Command {
         .filter(|p| !p.is_empty())
         .map_or_else(|| config.bin_dir.join("leaf-agent"), PathBuf::from);
     let host = run.topology.host_of(slot);
-    let flags: [(&str, std::ffi::OsString); 12] = [
-        ("--hub", hub.http.clone().into()),
-        (
-            "--nats-url",
-            run.topology.nats_urls(host, run.nats_url).into(),
-        ),
-        ("--slot", slot.to_string().into()),
-        ("--workdir", run.workdir.join(format!("slot-{slot}")).into()),
-        ("--tasks", config.tasks.to_string().into()),
-        ("--seed", config.seed.to_string().into()),
-        ("--agents", config.agents.to_string().into()),
-        ("--mode", config.mode.as_str().into()),
-        ("--hub-kind", config.hub_kind.as_str().into()),
-        ("--landing", config.landing.as_str().into()),
-        ("--leaf", config.leaf.as_str().into()),
-        ("--catch-up", config.catch_up.as_str().into()),
-    ];
-    let args: Vec<std::ffi::OsString> = flags
+    let place = crate::spec::LeafPlace {
+        hub: hub.http.clone(),
+        nats_url: run.topology.nats_urls(host, run.nats_url),
+        slot,
+        workdir: run.workdir.join(format!("slot-{slot}")),
+    };
+    let args: Vec<std::ffi::OsString> = place
+        .to_args()
         .into_iter()
-        .flat_map(|(flag, value)| [flag.into(), value])
-        .chain(config.workload.flags().into_iter().map(Into::into))
+        .chain(config.spec.to_args())
+        .map(Into::into)
         .collect();
     run.topology.command(host, Some(slot), &program, &args)
 }
@@ -79,7 +69,7 @@ fn start_slots(
 ) -> Result<(Vec<Option<u32>>, mpsc::UnboundedReceiver<SlotEvent>), SupervisorError> {
     let (tx, rx) = mpsc::unbounded_channel();
     let mut pids = vec![None; slots.len()];
-    for slot in 0..t.config.agents {
+    for slot in 0..t.config.spec.agents {
         let mut cmd = leaf_command(t, slot, hub);
         let log = t.logs.join(format!("slot-{slot}.log"));
         cmd.stdout(Stdio::piped());
@@ -248,7 +238,7 @@ impl Dispatch<'_> {
     }
 
     fn progress(&self) {
-        let total = u64::from(self.t.config.agents) * u64::from(self.t.config.tasks);
+        let total = u64::from(self.t.config.spec.agents) * u64::from(self.t.config.spec.tasks);
         let secs = self.started.elapsed().as_secs_f64().max(0.001);
         crate::say_partial!(
             "\rherd: landed {}/{total}  {:.0} commits/s  {} running   ",
@@ -268,9 +258,9 @@ pub(super) async fn run_slots(
     mut stop: mpsc::Receiver<()>,
 ) -> Result<Finished, SupervisorError> {
     let config = t.config;
-    let mut slots = vec![SlotRecord::default(); config.agents as usize];
+    let mut slots = vec![SlotRecord::default(); config.spec.agents as usize];
     // A git hub's bare repository was made with the hot files in it.
-    if config.workload.hot.enabled() && !matches!(hub, Hub::Git(..)) {
+    if config.workload().hot.enabled() && !matches!(hub, Hub::Git(..)) {
         super::seed::seed_hot_files(t, hub.ready()).await?;
     }
     let acks = AckLog::create(config.acks.as_deref())?;
@@ -374,7 +364,7 @@ async fn verdict(
             let done = rec
                 .summary
                 .as_ref()
-                .is_some_and(|s| s.tasks >= config.tasks);
+                .is_some_and(|s| s.tasks >= config.spec.tasks);
             if !done {
                 rec.failure.get_or_insert_with(|| why.clone());
             }
@@ -392,7 +382,7 @@ async fn verdict(
         .sum();
     // A hub herd could not keep running has nothing to count. The hot
     // files' seed check-in is herd's, not a task's: it is not counted.
-    let seeded = u64::from(config.workload.hot.enabled());
+    let seeded = u64::from(config.workload().hot.enabled());
     let counted = match infra.lost() {
         Some(_) => Err(None),
         None => hub
@@ -416,7 +406,7 @@ async fn verdict(
         ..TrialShape::of(config, runtime_s)
     };
     let mut report = TrialReport::build(shape, &slots, hub_count);
-    if config.workload.hot.enabled() && infra.lost().is_none() {
+    if config.workload().hot.enabled() && infra.lost().is_none() {
         report.edits = Some(check_edits(t, &slots, &hub_count).await);
     }
     if let Some(e) = hub_error {
@@ -443,9 +433,14 @@ async fn check_edits(
         .filter(|t| t.outcome == TaskOutcome::Committed)
         .map(|t| (t.slot, t.task))
         .collect();
-    let expected = expected_markers(&config.workload, config.seed, config.tasks, committed);
-    let files = config.workload.hot.files;
-    let git = config.hub_kind == crate::report::HubKind::Git;
+    let expected = expected_markers(
+        &config.workload(),
+        config.spec.seed,
+        config.spec.tasks,
+        committed,
+    );
+    let files = config.workload().hot.files;
+    let git = config.spec.hub_kind == crate::report::HubKind::Git;
     let repo = t.workdir.join(if git { "hub.git" } else { "hub.fossil" });
     let found = tokio::task::spawn_blocking(move || {
         if git {
@@ -463,8 +458,8 @@ async fn check_edits(
         }
         Err(_) => EditCheck::compare(&expected, &Default::default()),
     };
-    check.overlap = config.workload.hot.overlap;
-    check.hold_hot = config.workload.hot.hold;
+    check.overlap = config.workload().hot.overlap;
+    check.hold_hot = config.workload().hot.hold;
     check.hub_merges = hub.hub_merges;
     check.conflicts = hub.conflicts;
     check.leaf_resolutions = slots
