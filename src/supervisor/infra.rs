@@ -71,30 +71,132 @@ impl Restarts {
     }
 }
 
+/// How a watched process ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Exit {
+    /// It exited with this code.
+    Code(i32),
+    /// A signal ended it.
+    Signal(i32),
+    /// Neither code nor signal was reported.
+    Unknown,
+    /// It could not be waited for.
+    Unwaitable(String),
+}
+
+impl Exit {
+    fn of(status: &std::io::Result<ExitStatus>) -> Exit {
+        match status {
+            Ok(s) => match (s.code(), s.signal()) {
+                (Some(code), _) => Exit::Code(code),
+                (None, Some(sig)) => Exit::Signal(sig),
+                (None, None) => Exit::Unknown,
+            },
+            Err(e) => Exit::Unwaitable(e.to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Exit::Code(code) => write!(f, "exit code {code}"),
+            Exit::Signal(sig) => match Signal::try_from(*sig) {
+                Ok(s) => f.write_str(s.as_str()),
+                Err(_) => write!(f, "signal {sig}"),
+            },
+            Exit::Unknown => f.write_str("unknown status"),
+            Exit::Unwaitable(e) => write!(f, "cannot wait for it: {e}"),
+        }
+    }
+}
+
+/// A watched process's death: which, how and when (from the trial's
+/// start). Displayed as "the hub died (SIGKILL) at 12.4 s".
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Death {
+    /// Which process.
+    pub kind: InfraKind,
+    /// How it ended.
+    pub exit: Exit,
+    /// When, from the trial's start.
+    pub at: Duration,
+}
+
+impl std::fmt::Display for Death {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the {} died ({}) at {:.1} s",
+            self.kind.name(),
+            self.exit,
+            self.at.as_secs_f64()
+        )
+    }
+}
+
+/// Why a dead process was not started again.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum NotRestarted {
+    /// Every attempt failed; the last one's error.
+    Failed {
+        /// Attempts made.
+        attempts: usize,
+        /// The last attempt's error.
+        last: String,
+    },
+    /// The trial's restarts of it were all spent.
+    Spent,
+}
+
 /// What the watcher tells the control loop.
 #[derive(Debug)]
 pub(super) enum InfraEvent {
     /// A process exited; the watcher is starting it again (or giving up:
     /// a [`InfraEvent::Lost`] follows).
-    Died {
-        /// "the hub died (SIGKILL) at 12.4 s".
-        what: String,
-    },
+    Died(Death),
     /// It runs again.
     Restarted {
         /// Which.
         kind: InfraKind,
-        /// "restarted in 0.2 s (1 of 3)".
-        what: String,
+        /// How long starting it took.
+        took: Duration,
+        /// Which attempt of the trial's [`MAX_RESTARTS`] it was.
+        attempt: u32,
         /// Its new process id.
         pid: Option<u32>,
     },
     /// It could not be started again, or the budget is spent: the trial
     /// cannot go on.
     Lost {
-        /// The whole cause, one sentence: death, then why not restarted.
-        why: String,
+        /// The death.
+        death: Death,
+        /// Why it was not started again.
+        why: NotRestarted,
     },
+}
+
+impl InfraEvent {
+    /// The event as the summary and stderr say it: "the hub died (SIGKILL)
+    /// at 12.4 s", "restarted in 0.04 s (1 of 3)", or the death and why it
+    /// was not restarted.
+    pub(super) fn sentence(&self) -> String {
+        match self {
+            InfraEvent::Died(death) => death.to_string(),
+            InfraEvent::Restarted { took, attempt, .. } => format!(
+                "restarted in {:.2} s ({attempt} of {MAX_RESTARTS})",
+                took.as_secs_f64()
+            ),
+            InfraEvent::Lost { death, why } => match why {
+                NotRestarted::Failed { attempts, last } => {
+                    format!("{death}; restarting it failed {attempts} time(s), the last: {last}")
+                }
+                NotRestarted::Spent => {
+                    format!("{death}; not restarted: all {MAX_RESTARTS} restarts spent")
+                }
+            },
+        }
+    }
 }
 
 /// The nats-server herd started, with what starting it again needs.
@@ -246,18 +348,19 @@ impl Watch {
     /// Keeps one line per death for the report: the death, then how it
     /// ended.
     fn record(&mut self, event: &InfraEvent) {
+        let sentence = event.sentence();
         match event {
-            InfraEvent::Died { what } => self.log.push(what.clone()),
-            InfraEvent::Restarted { what, .. } => {
+            InfraEvent::Died(_) => self.log.push(sentence),
+            InfraEvent::Restarted { .. } => {
                 if let Some(last) = self.log.last_mut() {
                     last.push_str("; ");
-                    last.push_str(what);
+                    last.push_str(&sentence);
                 }
             }
-            InfraEvent::Lost { why } => {
-                self.lost.get_or_insert_with(|| why.clone());
+            InfraEvent::Lost { .. } => {
+                self.lost.get_or_insert_with(|| sentence.clone());
                 if let Some(last) = self.log.last_mut() {
-                    last.clone_from(why);
+                    *last = sentence;
                 }
             }
         }
@@ -304,10 +407,13 @@ async fn watch(
             status = wait(nats.as_mut().map(|n| &mut n.child)), if !lost => (InfraKind::Nats, status),
             status = wait(hub.as_mut().map(|h| &mut h.child)), if !lost => (InfraKind::Hub, status),
         };
-        let at = origin.elapsed().as_secs_f64();
-        let died = format!("the {} died ({}) at {at:.1} s", kind.name(), how(&status));
-        tracing::info!(process = kind.name(), "{died}");
-        let _ = tx.send(InfraEvent::Died { what: died.clone() });
+        let death = Death {
+            kind,
+            exit: Exit::of(&status),
+            at: origin.elapsed(),
+        };
+        tracing::info!(process = kind.name(), "{death}");
+        let _ = tx.send(InfraEvent::Died(death.clone()));
         let count = attempts.of(kind);
         let mut failures = Vec::new();
         let restarted = loop {
@@ -329,17 +435,18 @@ async fn watch(
             match attempt {
                 Ok(()) => {
                     *restarts.of(kind) += 1;
-                    let what = format!(
-                        "restarted in {:.2} s ({} of {MAX_RESTARTS})",
-                        began.elapsed().as_secs_f64(),
-                        *count
-                    );
-                    tracing::info!(process = kind.name(), "{what}");
                     let pid = match kind {
                         InfraKind::Nats => nats.as_ref().and_then(|n| n.child.id()),
                         InfraKind::Hub => hub.as_ref().and_then(|h| h.child.id()),
                     };
-                    let _ = tx.send(InfraEvent::Restarted { kind, what, pid });
+                    let event = InfraEvent::Restarted {
+                        kind,
+                        took: began.elapsed(),
+                        attempt: *count,
+                        pid,
+                    };
+                    tracing::info!(process = kind.name(), "{}", event.sentence());
+                    let _ = tx.send(event);
                     break true;
                 }
                 Err(e) => {
@@ -351,13 +458,13 @@ async fn watch(
         };
         if !restarted {
             let why = match failures.last() {
-                Some(e) => format!(
-                    "{died}; restarting it failed {} time(s), the last: {e}",
-                    failures.len()
-                ),
-                None => format!("{died}; not restarted: all {MAX_RESTARTS} restarts spent"),
+                Some(e) => NotRestarted::Failed {
+                    attempts: failures.len(),
+                    last: e.clone(),
+                },
+                None => NotRestarted::Spent,
             };
-            let _ = tx.send(InfraEvent::Lost { why });
+            let _ = tx.send(InfraEvent::Lost { death, why });
             lost = true;
         }
     };
@@ -399,16 +506,7 @@ fn chain(e: &SupervisorError) -> String {
 
 /// How a process ended, as the summary says it: `SIGKILL`, `exit code 2`.
 pub fn how(status: &std::io::Result<ExitStatus>) -> String {
-    match status {
-        Ok(s) => match (s.code(), s.signal()) {
-            (Some(code), _) => format!("exit code {code}"),
-            (None, Some(sig)) => Signal::try_from(sig)
-                .map(|s| s.as_str().to_string())
-                .unwrap_or_else(|_| format!("signal {sig}")),
-            (None, None) => "unknown status".into(),
-        },
-        Err(e) => format!("cannot wait for it: {e}"),
-    }
+    Exit::of(status).to_string()
 }
 
 /// The last non-empty line of a log file, for a message that names why a

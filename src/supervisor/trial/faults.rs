@@ -1,25 +1,87 @@
 //! The faults a trial injects across hosts: a NATS member killed, a host's
 //! link cut for a while, a host's link slowed for a while. Timers in the
-//! control loop; what was done goes into the summary.
+//! control loop; what was done is recorded as [`Injected`] and said in
+//! the summary.
 
-use std::time::Instant;
+use std::fmt;
+use std::time::{Duration, Instant};
 
 use crate::supervisor::links::SlowHost;
 use crate::supervisor::topology::Topology;
-use crate::supervisor::TrialConfig;
+use crate::supervisor::{Partition, TrialConfig};
 
-/// The faults a trial injects (`--kill-nats-node`, `--partition-host`),
-/// when they are due, and what was done.
+/// What a fault did, with when (from the leaves' start).
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Injected {
+    /// A NATS cluster member was killed with SIGKILL.
+    NatsKilled { node: String, at: Duration },
+    /// No member could be killed.
+    NoNatsNode { at: Duration },
+    /// A host's link went down.
+    Cut {
+        host: usize,
+        at: Duration,
+        lasts: Duration,
+    },
+    /// A host's link slowed.
+    Slowed { slow: SlowHost, at: Duration },
+    /// A step on a host's link failed: "cut off", "restored", "slowed",
+    /// "sped up".
+    LinkFailed {
+        host: usize,
+        step: &'static str,
+        error: String,
+    },
+    /// The trial ended before every fault was due.
+    EndedFirst { at: Duration },
+}
+
+impl fmt::Display for Injected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = |d: &Duration| d.as_secs_f64();
+        match self {
+            Injected::NatsKilled { node, at } => {
+                write!(f, "nats node {node} killed (SIGKILL) at {:.1} s", s(at))
+            }
+            Injected::NoNatsNode { at } => write!(f, "no nats node to kill at {:.1} s", s(at)),
+            Injected::Cut { host, at, lasts } => write!(
+                f,
+                "host {host} cut off at {:.1} s for {:.1} s",
+                s(at),
+                s(lasts)
+            ),
+            Injected::Slowed { slow, at } => write!(
+                f,
+                "host {}'s link slowed by {} ms at {:.1} s for {:.1} s",
+                slow.host,
+                slow.extra.as_millis(),
+                s(at),
+                s(&slow.duration)
+            ),
+            Injected::LinkFailed { host, step, error } => {
+                write!(f, "host {host}'s link could not be {step}: {error}")
+            }
+            Injected::EndedFirst { at } => write!(
+                f,
+                "the trial ended at {:.1} s before every fault was due",
+                s(at)
+            ),
+        }
+    }
+}
+
+/// The faults a trial injects (`--kill-nats-node`, `--partition-host`,
+/// `--slow-host`), when they are due, and what was done.
 pub(super) struct Faults {
     kill_at: Option<Instant>,
     cut_at: Option<Instant>,
     restore_at: Option<Instant>,
-    partition: Option<crate::supervisor::Partition>,
+    partition: Option<Partition>,
     slow_at: Option<Instant>,
     unslow_at: Option<Instant>,
     slow: Option<SlowHost>,
-    /// What was injected, with when, for the summary.
-    pub(super) injected: Vec<String>,
+    /// What was injected, in order.
+    pub(super) injected: Vec<Injected>,
 }
 
 impl Faults {
@@ -52,44 +114,40 @@ impl Faults {
     /// Injects whatever is due now.
     pub(super) fn inject(&mut self, topology: &Topology, started: Instant) {
         let now = Instant::now();
-        let secs = now.duration_since(started).as_secs_f64();
-        let due = |at: Option<Instant>| at.is_some_and(|at| at <= now);
+        let at = now.duration_since(started);
+        let due = |when: Option<Instant>| when.is_some_and(|when| when <= now);
         if due(self.kill_at) {
             self.kill_at = None;
-            let what = topology.cluster().and_then(|c| c.kill_one());
-            self.injected.push(match what {
-                Some(node) => format!("nats node {node} killed (SIGKILL) at {secs:.1} s"),
-                None => format!("no nats node to kill at {secs:.1} s"),
-            });
+            self.injected
+                .push(match topology.cluster().and_then(|c| c.kill_one()) {
+                    Some(node) => Injected::NatsKilled { node, at },
+                    None => Injected::NoNatsNode { at },
+                });
         }
         if let (true, Some(p)) = (due(self.cut_at), self.partition) {
             self.cut_at = None;
             self.restore_at = Some(now + p.duration);
             self.injected.push(match topology.cut(p.host) {
-                Ok(()) => format!(
-                    "host {} cut off at {secs:.1} s for {:.1} s",
-                    p.host,
-                    p.duration.as_secs_f64()
-                ),
-                Err(e) => format!("host {} could not be cut off: {e}", p.host),
+                Ok(()) => Injected::Cut {
+                    host: p.host,
+                    at,
+                    lasts: p.duration,
+                },
+                Err(e) => failed(p.host, "cut off", e),
             });
         }
         if due(self.restore_at) {
             self.restore_at = None;
             self.restore(topology);
         }
-        if let (true, Some(s)) = (due(self.slow_at), self.slow) {
+        if let (true, Some(slow)) = (due(self.slow_at), self.slow) {
             self.slow_at = None;
-            self.unslow_at = Some(now + s.duration);
-            self.injected.push(match topology.slow(s.host, s.extra) {
-                Ok(()) => format!(
-                    "host {}'s link slowed by {} ms at {secs:.1} s for {:.1} s",
-                    s.host,
-                    s.extra.as_millis(),
-                    s.duration.as_secs_f64()
-                ),
-                Err(e) => format!("host {}'s link could not be slowed: {e}", s.host),
-            });
+            self.unslow_at = Some(now + slow.duration);
+            self.injected
+                .push(match topology.slow(slow.host, slow.extra) {
+                    Ok(()) => Injected::Slowed { slow, at },
+                    Err(e) => failed(slow.host, "slowed", e),
+                });
         }
         if due(self.unslow_at) {
             self.unslow_at = None;
@@ -97,25 +155,23 @@ impl Faults {
         }
     }
 
-    fn unslow(&mut self, topology: &Topology) {
-        if let Some(s) = self.slow {
-            if let Err(e) = topology.unslow(s.host) {
-                self.injected
-                    .push(format!("host {}'s link could not be sped up: {e}", s.host));
-            }
-        }
-    }
-
     fn restore(&mut self, topology: &Topology) {
         if let Some(p) = self.partition {
             if let Err(e) = topology.restore(p.host) {
-                self.injected
-                    .push(format!("host {}'s link could not be restored: {e}", p.host));
+                self.injected.push(failed(p.host, "restored", e));
             }
         }
     }
 
-    /// A link still down when the trial ends comes back up.
+    fn unslow(&mut self, topology: &Topology) {
+        if let Some(s) = self.slow {
+            if let Err(e) = topology.unslow(s.host) {
+                self.injected.push(failed(s.host, "sped up", e));
+            }
+        }
+    }
+
+    /// A link still down or slow when the trial ends is given back.
     pub(super) fn end(&mut self, topology: &Topology, started: Instant) {
         if self.restore_at.take().is_some() {
             self.restore(topology);
@@ -125,10 +181,22 @@ impl Faults {
         }
         let pending = [self.cut_at.take(), self.kill_at.take(), self.slow_at.take()];
         if pending.iter().any(Option::is_some) {
-            let secs = started.elapsed().as_secs_f64();
-            self.injected.push(format!(
-                "the trial ended at {secs:.1} s before every fault was due"
-            ));
+            self.injected.push(Injected::EndedFirst {
+                at: started.elapsed(),
+            });
         }
+    }
+
+    /// What was done, as the summary says it.
+    pub(super) fn said(&self) -> Vec<String> {
+        self.injected.iter().map(ToString::to_string).collect()
+    }
+}
+
+fn failed(host: usize, step: &'static str, e: impl fmt::Display) -> Injected {
+    Injected::LinkFailed {
+        host,
+        step,
+        error: e.to_string(),
     }
 }

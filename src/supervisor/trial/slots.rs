@@ -183,10 +183,11 @@ impl Dispatch<'_> {
     }
 
     fn on_infra(&mut self, event: InfraEvent) {
+        let sentence = event.sentence();
         match event {
-            InfraEvent::Died { what } => crate::say!("herd: {what}"),
-            InfraEvent::Restarted { kind, what, pid } => {
-                crate::say!("herd: the {} {what}", kind.name());
+            InfraEvent::Died(_) => crate::say!("herd: {sentence}"),
+            InfraEvent::Restarted { kind, pid, .. } => {
+                crate::say!("herd: the {} {sentence}", kind.name());
                 if let Some(pid) = pid {
                     let kind = match kind {
                         InfraKind::Hub => ProcessKind::Hub,
@@ -195,9 +196,9 @@ impl Dispatch<'_> {
                     self.t.sampler.watch(kind, pid);
                 }
             }
-            InfraEvent::Lost { why } => {
-                crate::say!("herd: {why}; stopping the trial");
-                self.begin_stop(&why);
+            InfraEvent::Lost { .. } => {
+                crate::say!("herd: {sentence}; stopping the trial");
+                self.begin_stop(&sentence);
             }
         }
     }
@@ -327,7 +328,7 @@ pub(super) async fn run_slots(
         crate::say!();
     }
     faults.end(t.topology, started);
-    verdict(d, hub, infra, runtime_s, faults.injected).await
+    verdict(d, hub, infra, runtime_s, faults.said()).await
 }
 
 /// Why the trial must stop when the file system holding `workdir` (the
