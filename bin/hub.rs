@@ -15,11 +15,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use herd::coord::{Secret, NATS_TOKEN_ENV};
+use herd::coord::Secret;
 use herd::hub::{self, Batching, HttpLimits, HubConfig, HubError, HubUser};
 use herd::supervisor::process::raise_nofile;
 use herd::telemetry::{self, W3c};
-use herd::xfer::login::{HUB_SECRET_ENV, HUB_USER_ENV};
 
 /// Fossil-compatible sync hub with a linear trunk.
 ///
@@ -86,7 +85,7 @@ struct Cli {
     turn_lease_ms: u64,
     /// Create or update this user at start; its password is read from
     /// $HERD_HUB_SECRET.
-    #[arg(long, env = HUB_USER_ENV)]
+    #[arg(long, env = herd::env::HUB_USER)]
     user: Option<String>,
     /// Fossil capabilities of --user (g clone, o pull, i push).
     #[arg(long, default_value = hub::DEFAULT_USER_CAPS, requires = "user")]
@@ -120,8 +119,11 @@ impl Cli {
     fn config(self) -> anyhow::Result<HubConfig> {
         let mut config = HubConfig::new(self.repo);
         if let Some(login) = self.user {
-            let Some(password) = Secret::from_env(HUB_SECRET_ENV) else {
-                anyhow::bail!("--user {login} needs its password in ${HUB_SECRET_ENV}");
+            let Some(password) = Secret::from_env(herd::env::HUB_SECRET) else {
+                anyhow::bail!(
+                    "--user {login} needs its password in ${}",
+                    herd::env::HUB_SECRET
+                );
             };
             config.users.push(HubUser {
                 login,
@@ -131,7 +133,7 @@ impl Cli {
         }
         config.require_login = self.require_login;
         config.allow_anonymous = self.allow_anonymous;
-        config.nats_token = Secret::from_env(NATS_TOKEN_ENV);
+        config.nats_token = Secret::from_env(herd::env::NATS_TOKEN);
         config.listen = self.listen;
         config.nats_url = self.nats_url;
         config.broadcast_files = self.broadcast_files;

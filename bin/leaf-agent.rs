@@ -15,11 +15,10 @@ use std::time::Duration;
 
 use clap::Parser;
 use herd::chain::chain;
-use herd::coord::{Secret, NATS_TOKEN_ENV};
+use herd::coord::Secret;
 use herd::leaf::{self, HubLogin, LeafConfig, LeafError, Reporter, EXIT_FAILED, EXIT_USAGE};
 use herd::spec::{LeafPlace, TrialSpec};
 use herd::telemetry::{self, W3c};
-use herd::xfer::login::{HUB_SECRET_ENV, HUB_USER_ENV};
 use tracing::Instrument;
 
 /// One leaf-agent slot: clone the hub, then claim, commit and close tasks.
@@ -65,15 +64,21 @@ fn main() -> ExitCode {
 
 /// The hub login from the environment: both variables or neither.
 fn hub_login() -> Result<Option<HubLogin>, String> {
-    let user = std::env::var(HUB_USER_ENV).ok().filter(|u| !u.is_empty());
-    match (user, Secret::from_env(HUB_SECRET_ENV)) {
+    let user = std::env::var(herd::env::HUB_USER)
+        .ok()
+        .filter(|u| !u.is_empty());
+    match (user, Secret::from_env(herd::env::HUB_SECRET)) {
         (Some(user), Some(secret)) => Ok(Some(HubLogin { user, secret })),
         (None, None) => Ok(None),
         (Some(_), None) => Err(format!(
-            "${HUB_USER_ENV} is set but ${HUB_SECRET_ENV} is not"
+            "${} is set but ${} is not",
+            herd::env::HUB_USER,
+            herd::env::HUB_SECRET
         )),
         (None, Some(_)) => Err(format!(
-            "${HUB_SECRET_ENV} is set but ${HUB_USER_ENV} is not"
+            "${} is set but ${} is not",
+            herd::env::HUB_SECRET,
+            herd::env::HUB_USER
         )),
     }
 }
@@ -98,7 +103,7 @@ fn start(cli: Cli) -> ExitCode {
         workload: spec.workload.config(),
         mode: spec.mode,
         hub_login,
-        nats_token: Secret::from_env(NATS_TOKEN_ENV),
+        nats_token: Secret::from_env(herd::env::NATS_TOKEN),
         hub_retry: Duration::from_secs(cli.hub_retry_secs),
         hub_kind: spec.hub_kind,
         landing: spec.landing,

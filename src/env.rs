@@ -32,3 +32,6 @@ pub const TRACESTATE: &str = "TRACESTATE";
 pub const TRIAL_START: &str = "HERD_TRIAL_START_US";
 /// Names the program herd starts per slot instead of `leaf-agent`.
 pub const LEAF_AGENT: &str = "HERD_LEAF_AGENT";
+/// The nats-server binary herd starts (read by herd and the tests, not
+/// handed to children).
+pub const NATS_SERVER: &str = "NATS_SERVER";

@@ -177,6 +177,11 @@ mod tests {
         let args = spec.to_args();
         assert_eq!(parse(&args), spec, "{args:?}");
         assert_eq!(parse(&defaults.to_args()), defaults);
+        assert_eq!(
+            defaults.workload,
+            WorkloadArgs::of(&crate::workload::WorkloadConfig::default()),
+            "the flags' defaults are the workload's"
+        );
         // Every field is on the line, each once.
         let flags: Vec<&String> = args.iter().filter(|a| a.starts_with("--")).collect();
         let unique: std::collections::BTreeSet<&&String> = flags.iter().collect();

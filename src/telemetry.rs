@@ -28,10 +28,6 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-/// The environment variable carrying the parent's `traceparent`.
-pub const TRACEPARENT_ENV: &str = crate::env::TRACEPARENT;
-/// The environment variable carrying the parent's `tracestate`.
-pub const TRACESTATE_ENV: &str = crate::env::TRACESTATE;
 /// How long shutdown may spend flushing spans; a dead collector never
 /// holds a process longer than this.
 const FLUSH_BOUND: Duration = Duration::from_secs(3);
@@ -77,8 +73,8 @@ impl W3c {
     pub fn from_env() -> W3c {
         let get = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
         W3c {
-            traceparent: get(TRACEPARENT_ENV),
-            tracestate: get(TRACESTATE_ENV),
+            traceparent: get(crate::env::TRACEPARENT),
+            tracestate: get(crate::env::TRACESTATE),
         }
     }
 

@@ -4,7 +4,7 @@
 //! client errors into [`CoordError`]s naming the operation and step.
 //!
 //! A trial's nats-server requires a token; it travels in the environment
-//! ([`NATS_TOKEN_ENV`]), never in argv, and as a [`Secret`] that `Debug`
+//! ([`crate::env::NATS_TOKEN`]), never in argv, and as a [`Secret`] that `Debug`
 //! does not print.
 
 use std::future::Future;
@@ -16,9 +16,6 @@ use async_nats::Client;
 use super::deployment::{server_addrs, Deployment};
 use super::error::{BoxError, CoordError};
 use super::names::Scope;
-
-/// The environment variable holding the NATS auth token of a trial.
-pub const NATS_TOKEN_ENV: &str = crate::env::NATS_TOKEN;
 
 /// A credential (a token, a password): `Debug` prints `<hidden>`, so configs
 /// holding one can be logged.

@@ -4,11 +4,11 @@
 //! herd hands the shape to its children in the environment, read once per
 //! process ([`Deployment::current`]):
 //!
-//! - [`NATS_DOMAIN_ENV`]: the JetStream domain of the cluster. A leaf node
+//! - [`crate::env::NATS_DOMAIN`]: the JetStream domain of the cluster. A leaf node
 //!   runs no JetStream of its own; its clients reach the cluster's by
 //!   naming the cluster's domain in the JetStream API subjects, which every
 //!   JetStream context of ours then does.
-//! - [`NATS_REPLICAS_ENV`]: how many servers keep each bucket and the tip
+//! - [`crate::env::NATS_REPLICAS`]: how many servers keep each bucket and the tip
 //!   stream (1 without a cluster).
 //!
 //! The NATS URL a process is given may list several servers, comma
@@ -18,11 +18,6 @@
 use std::sync::OnceLock;
 
 use async_nats::ServerAddr;
-
-/// The environment variable naming the cluster's JetStream domain.
-pub const NATS_DOMAIN_ENV: &str = crate::env::NATS_DOMAIN;
-/// The environment variable giving the replica count of buckets and streams.
-pub const NATS_REPLICAS_ENV: &str = crate::env::NATS_REPLICAS;
 
 /// The trial's NATS shape.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,10 +40,10 @@ impl Default for Deployment {
 impl Deployment {
     /// Reads the shape from the environment: unset means one server.
     pub fn from_env() -> Deployment {
-        let domain = std::env::var(NATS_DOMAIN_ENV)
+        let domain = std::env::var(crate::env::NATS_DOMAIN)
             .ok()
             .filter(|d| !d.is_empty());
-        let replicas = std::env::var(NATS_REPLICAS_ENV)
+        let replicas = std::env::var(crate::env::NATS_REPLICAS)
             .ok()
             .and_then(|r| r.parse().ok())
             .filter(|r| (1..=5).contains(r))

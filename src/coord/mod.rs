@@ -27,9 +27,9 @@ mod tips;
 pub use claim::Claim;
 pub use client::{
     connect_client, Coord, CoordConfig, Secret, DEFAULT_HOLD_TTL, DEFAULT_OP_TIMEOUT,
-    NATS_TOKEN_ENV, TIP_STREAM_MAX_AGE, TIP_STREAM_MAX_BYTES,
+    TIP_STREAM_MAX_AGE, TIP_STREAM_MAX_BYTES,
 };
-pub use deployment::{server_addrs, Deployment, NATS_DOMAIN_ENV, NATS_REPLICAS_ENV};
+pub use deployment::{server_addrs, Deployment};
 pub use error::{BoxError, ClaimError, CoordError, FenceError};
 pub use hold::HoldRecord;
 pub use names::{

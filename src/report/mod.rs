@@ -25,9 +25,7 @@ mod sample;
 mod timeline;
 
 pub use sample::{HubCounters, KindSample, ProcessKind, Sample};
-pub use timeline::{
-    round_us, PushMark, PushResult, Timeline, TimelineRecorder, TrialClock, TRIAL_START_ENV,
-};
+pub use timeline::{round_us, PushMark, PushResult, Timeline, TimelineRecorder, TrialClock};
 
 /// Which server plays the hub in a trial. herd and every leaf-agent of a
 /// trial get the same kind (flag `--hub-kind`, env `HERD_HUB_KIND`), and

@@ -1,7 +1,7 @@
 //! When things happened in a trial, on one clock every process shares.
 //!
 //! herd takes the trial's start as a wall-clock instant (microseconds since
-//! the Unix epoch) and hands it to every child in [`TRIAL_START_ENV`]; each
+//! the Unix epoch) and hands it to every child in [`crate::env::TRIAL_START`]; each
 //! process reads it once ([`TrialClock::get`]) and reports its instants as
 //! milliseconds since that start. All processes of a trial run on one
 //! machine (or on hosts that share its clock), so their instants line up. A
@@ -17,9 +17,6 @@ use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
-
-/// The trial's start, in microseconds since the Unix epoch.
-pub const TRIAL_START_ENV: &str = crate::env::TRIAL_START;
 
 /// The trial's clock: milliseconds since the trial's start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,14 +37,14 @@ impl TrialClock {
     pub fn get() -> TrialClock {
         static CLOCK: OnceLock<TrialClock> = OnceLock::new();
         *CLOCK.get_or_init(|| {
-            std::env::var(TRIAL_START_ENV)
+            std::env::var(crate::env::TRIAL_START)
                 .ok()
                 .and_then(|v| v.parse().ok())
                 .map_or_else(TrialClock::starting_now, |start_us| TrialClock { start_us })
         })
     }
 
-    /// The start as it goes into [`TRIAL_START_ENV`].
+    /// The start as it goes into [`crate::env::TRIAL_START`].
     pub fn env_value(&self) -> String {
         self.start_us.to_string()
     }

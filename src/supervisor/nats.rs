@@ -14,9 +14,6 @@ use super::process;
 use super::SupervisorError;
 use crate::coord::Secret;
 
-/// The environment variable naming a nats-server binary.
-pub const NATS_SERVER_ENV: &str = "NATS_SERVER";
-
 /// Finds nats-server: the explicit path, then `$NATS_SERVER`, then `PATH`,
 /// then the project's `.tools/bin` (where scripts/install-deps puts it).
 pub fn find(explicit: Option<&Path>) -> Result<PathBuf, SupervisorError> {
@@ -30,12 +27,12 @@ pub fn find(explicit: Option<&Path>) -> Result<PathBuf, SupervisorError> {
         };
     }
     let mut looked = Vec::new();
-    if let Some(p) = std::env::var_os(NATS_SERVER_ENV).filter(|p| !p.is_empty()) {
+    if let Some(p) = std::env::var_os(crate::env::NATS_SERVER).filter(|p| !p.is_empty()) {
         let p = PathBuf::from(p);
         if is_executable(&p) {
             return Ok(p);
         }
-        looked.push(format!("${NATS_SERVER_ENV}={}", p.display()));
+        looked.push(format!("${}={}", crate::env::NATS_SERVER, p.display()));
     }
     if let Some(path) = std::env::var_os("PATH") {
         for dir in std::env::split_paths(&path) {

@@ -63,7 +63,7 @@ impl std::fmt::Display for Mode {
 /// they agree; this module depends on nothing of ours).
 pub const DEFAULT_HOLD_TTL_MS: u64 = 30_000;
 
-/// The workload knobs, with DESIGN.md's defaults.
+/// The workload knobs; the defaults are `WorkloadArgs`'s.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WorkloadConfig {
     /// Fewest files a task writes.

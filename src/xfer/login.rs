@@ -13,12 +13,6 @@ use sha1::{Digest, Sha1};
 use super::card::Card;
 use super::error::LoginError;
 
-/// The environment variable naming the login a hub creates and a leaf
-/// logs in as.
-pub const HUB_USER_ENV: &str = crate::env::HUB_USER;
-/// The environment variable holding that login's password (the secret).
-pub const HUB_SECRET_ENV: &str = crate::env::HUB_SECRET;
-
 /// Lowercase SHA1 hex of `data`.
 pub fn sha1_hex(data: &[u8]) -> String {
     hex::encode(Sha1::digest(data))

@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use herd::coord::{Secret, NATS_TOKEN_ENV};
+use herd::coord::Secret;
 use herd::hub::{Hub, HubConfig, HubUser};
 use herd::repo::{CheckinSpec, FileChange, Repository};
-use herd::xfer::login::{shared_secret, HUB_SECRET_ENV, HUB_USER_ENV};
+use herd::xfer::login::shared_secret;
 use herd::xfer::{Client, PushOutcome};
 use tempfile::TempDir;
 
@@ -26,7 +26,7 @@ struct SecretHub {
 
 impl SecretHub {
     fn start(repo: &Path, secret: &str, args: &[&str]) -> SecretHub {
-        let hub = HubProcess::start_with_env(repo, None, args, &[(HUB_SECRET_ENV, secret)]);
+        let hub = HubProcess::start_with_env(repo, None, args, &[(herd::env::HUB_SECRET, secret)]);
         let (http, project_code) = (hub.ready.http.clone(), hub.ready.project_code.clone());
         SecretHub {
             hub,
@@ -67,11 +67,11 @@ fn a_non_loopback_hub_needs_a_user_or_allow_anonymous() {
         cmd.arg("--repo")
             .arg(&repo)
             .args(args)
-            .env_remove(HUB_USER_ENV)
-            .env_remove(HUB_SECRET_ENV)
+            .env_remove(herd::env::HUB_USER)
+            .env_remove(herd::env::HUB_SECRET)
             .stdin(Stdio::null());
         if let Some(s) = secret {
-            cmd.env(HUB_SECRET_ENV, s);
+            cmd.env(herd::env::HUB_SECRET, s);
         }
         cmd.output().expect("run the hub binary")
     };
@@ -85,7 +85,7 @@ fn a_non_loopback_hub_needs_a_user_or_allow_anonymous() {
     // A user without a secret in the environment is a usage error too.
     let out = run(&["--user", "alice"], None);
     assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
-    assert!(output_text(&out).contains(HUB_SECRET_ENV));
+    assert!(output_text(&out).contains(herd::env::HUB_SECRET));
     // And so is a login that cannot log in.
     let out = run(&["--user", "nobody"], Some("x"));
     assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
@@ -325,12 +325,21 @@ fn herd_hands_secrets_to_children_in_the_environment_only() {
     assert_eq!((hubs.len(), nats.len()), (1, 1), "hub and nats-server");
 
     let leaf = leaves[0];
-    let secret = env_value(leaf, HUB_SECRET_ENV).expect("the leaf has the hub secret");
-    let token = env_value(leaf, NATS_TOKEN_ENV).expect("the leaf has the nats token");
-    assert_eq!(env_value(leaf, HUB_USER_ENV).as_deref(), Some("herd"));
+    let secret = env_value(leaf, herd::env::HUB_SECRET).expect("the leaf has the hub secret");
+    let token = env_value(leaf, herd::env::NATS_TOKEN).expect("the leaf has the nats token");
+    assert_eq!(
+        env_value(leaf, herd::env::HUB_USER).as_deref(),
+        Some("herd")
+    );
     assert!(secret.len() >= 32 && token.len() >= 32 && secret != token);
-    assert_eq!(env_value(hubs[0], HUB_SECRET_ENV), Some(secret.clone()));
-    assert_eq!(env_value(hubs[0], NATS_TOKEN_ENV), Some(token.clone()));
+    assert_eq!(
+        env_value(hubs[0], herd::env::HUB_SECRET),
+        Some(secret.clone())
+    );
+    assert_eq!(
+        env_value(hubs[0], herd::env::NATS_TOKEN),
+        Some(token.clone())
+    );
     for &pid in leaves.iter().chain(&hubs).chain(&nats) {
         let cmdline = proc_parts(pid, "cmdline").join(" ");
         assert!(

@@ -321,8 +321,8 @@ impl HubProcess {
         env: &[(&str, &str)],
     ) -> HubProcess {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_hub"));
-        cmd.env_remove(herd::xfer::login::HUB_USER_ENV)
-            .env_remove(herd::xfer::login::HUB_SECRET_ENV)
+        cmd.env_remove(herd::env::HUB_USER)
+            .env_remove(herd::env::HUB_SECRET)
             .envs(env.iter().copied());
         cmd.arg("--repo")
             .arg(repo)

@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 use super::TrialReport;
 
 impl TrialReport {
-    /// The summary block (DESIGN.md's format, line for line, then extras).
+    /// The summary block: the figures docs/guide/running.md explains, line
+    /// by line.
     pub fn render(&self) -> String {
         let mut s = String::new();
         self.render_counts(&mut s);

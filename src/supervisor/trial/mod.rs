@@ -20,7 +20,7 @@
 //! need not be UTF-8, and anything that is not a [`LeafLine`] marks the slot
 //! failed with the offending line quoted; nothing a leaf prints can crash
 //! herd or make it grow without bound. For tests and for trying another
-//! leaf implementation, `HERD_LEAF_AGENT` ([`LEAF_AGENT_ENV`]) names the
+//! leaf implementation, `HERD_LEAF_AGENT` ([`crate::env::LEAF_AGENT`]) names the
 //! program herd starts per slot instead of the `leaf-agent` beside it; it
 //! gets the same arguments.
 
@@ -55,8 +55,6 @@ use slots::run_slots;
 
 /// How long stopped children get between SIGTERM and SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
-/// Names the program to start per slot instead of `leaf-agent`.
-pub const LEAF_AGENT_ENV: &str = crate::env::LEAF_AGENT;
 /// The hub user every leaf of a trial logs in as.
 pub const TRIAL_USER: &str = "herd";
 

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use super::acks::AckLog;
 use super::faults::Faults;
 use super::lines::{tee_stderr, watch_slot, SlotEvent};
-use super::{log_file, Finished, Hub, Setting, LEAF_AGENT_ENV, STOP_GRACE};
+use super::{log_file, Finished, Hub, Setting, STOP_GRACE};
 use crate::report::{HubReady, LeafLine, ProcessKind, TaskOutcome};
 use crate::supervisor::infra::{InfraEvent, InfraKind, Watch};
 use crate::supervisor::sampler::Ticks;
@@ -40,7 +40,7 @@ const FULL_DISK_GRACE: Duration = Duration::from_secs(1);
 /// The command that starts slot `slot`'s leaf-agent, on its host.
 fn leaf_command(run: &Setting<'_>, slot: u32, hub: &HubReady) -> Command {
     let config = run.config;
-    let program = std::env::var_os(LEAF_AGENT_ENV)
+    let program = std::env::var_os(crate::env::LEAF_AGENT)
         .filter(|p| !p.is_empty())
         .map_or_else(|| config.bin_dir.join("leaf-agent"), PathBuf::from);
     let host = run.topology.host_of(slot);
