@@ -45,7 +45,7 @@ pub use config::{
 pub use error::HubError;
 pub use lock::{LockError, RepoLock};
 pub use queue::{QueueConfig, DEFAULT_LEASE};
-pub use stats::{Counters, RepoFigures, Stats};
+pub use stats::{Counters, RepoFigures};
 
 use crate::repo::{CreateOptions, RepoError, Repository};
 use crate::report::HubReady;

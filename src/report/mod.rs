@@ -22,9 +22,11 @@
 use serde::{Deserialize, Serialize};
 
 mod sample;
+mod stats;
 mod timeline;
 
 pub use sample::{HubCounters, KindSample, ProcessKind, Sample};
+pub use stats::HubStats;
 pub use timeline::{round_us, PushMark, PushResult, Timeline, TimelineRecorder, TrialClock};
 
 /// Which server plays the hub in a trial. herd and every leaf-agent of a

@@ -30,7 +30,8 @@ use tokio::sync::{oneshot, Semaphore};
 pub(crate) use server::Listener;
 
 use super::broadcast::{chain, NatsHealth};
-use super::stats::{Counters, RepoFigures, Stats};
+use super::stats::{Counters, RepoFigures};
+use crate::report::HubStats;
 use super::writer::Job;
 use crate::coord::{TraceHeaders, TRACEPARENT_HEADER, TRACESTATE_HEADER};
 use crate::repo::Repository;
@@ -358,7 +359,7 @@ async fn stats(shared: &Arc<Shared>) -> Answer {
     });
     match read.await {
         Ok(Ok(figures)) => {
-            let stats = Stats::new(figures, &shared.counters);
+            let stats = HubStats::new(figures, &shared.counters);
             match serde_json::to_string(&stats) {
                 Ok(json) => Answer::Json(json),
                 Err(e) => Answer::Failed(Failure::Encode(e)),

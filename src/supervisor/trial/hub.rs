@@ -137,20 +137,16 @@ fn fetch_stats(url: &str, wait: Duration) -> Result<HubCount, String> {
         .call()
         .map_err(|e| e.to_string())?;
     let body = response.into_string().map_err(|e| e.to_string())?;
-    let v: serde_json::Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
-    let field = |name: &str| {
-        v.get(name)
-            .and_then(serde_json::Value::as_u64)
-            .ok_or_else(|| format!("/stats has no numeric {name:?}"))
-    };
+    let stats: crate::report::HubStats = serde_json::from_str(&body)
+        .map_err(|e| format!("/stats is not the hub's document: {e}"))?;
     Ok(HubCount {
-        trunk_commits: field("trunk_commits")?,
-        trunk_leaves: field("trunk_leaves")?,
-        requests: Some(field("requests")?),
-        peak_rss_kb: field("peak_rss_kb").ok(),
-        hub_rebases: field("hub_rebases").ok(),
-        hub_merges: field("hub_merges").ok(),
-        conflicts: field("conflicts").ok(),
-        bytes_out: field("bytes_out").ok(),
+        trunk_commits: stats.trunk_commits,
+        trunk_leaves: stats.trunk_leaves,
+        requests: Some(stats.requests),
+        peak_rss_kb: Some(stats.peak_rss_kb),
+        hub_rebases: Some(stats.hub_rebases),
+        hub_merges: Some(stats.hub_merges),
+        conflicts: Some(stats.conflicts),
+        bytes_out: Some(stats.bytes_out),
     })
 }
