@@ -36,7 +36,7 @@ pub use names::{
     hold_key, is_valid_kv_key, Scope, NAME_PREFIX, TRACEPARENT_HEADER, TRACESTATE_HEADER,
 };
 pub use task::{normalize_files, OpenedTask, TaskId, TaskRecord, TaskStatus};
-pub use tip::{Tip, TraceHeaders};
+pub use tip::Tip;
 pub use tips::{
     latest_tip, subscribe_tips, subscribe_tips_since, TipEvent, TipPublisher, TipSubscription,
 };

@@ -1,6 +1,6 @@
 //! The tip broadcast's message: a [`Tip`] as one line of JSON, then the
 //! bundle's bytes; W3C trace context rides in NATS headers
-//! ([`TraceHeaders`]). Publisher and subscriber (`tips.rs`) share this one
+//! ([`trace_headers`]). Publisher and subscriber (`tips.rs`) share this one
 //! definition.
 
 use async_nats::{HeaderMap, HeaderValue};
@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::CoordError;
 use super::names::{TRACEPARENT_HEADER, TRACESTATE_HEADER};
+use crate::telemetry::W3c;
 
 /// A trunk tip as the hub announces it (the JSON payload of a broadcast).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,45 +98,37 @@ impl Tip {
     }
 }
 
-/// W3C trace context carried in NATS headers.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TraceHeaders {
-    /// The `traceparent` header.
-    pub traceparent: Option<String>,
-    /// The `tracestate` header.
-    pub tracestate: Option<String>,
+/// The NATS headers that carry `trace` (its W3C `traceparent` and
+/// `tracestate`); a value with a line break is refused.
+pub(super) fn trace_headers(trace: &W3c, op: &str) -> Result<HeaderMap, CoordError> {
+    let mut headers = HeaderMap::new();
+    for (name, value) in [
+        (TRACEPARENT_HEADER, &trace.traceparent),
+        (TRACESTATE_HEADER, &trace.tracestate),
+    ] {
+        if let Some(value) = value {
+            if value.contains(['\r', '\n']) {
+                return Err(CoordError::InvalidHeader {
+                    op: op.to_string(),
+                    name,
+                });
+            }
+            headers.insert(name, HeaderValue::from(value.as_str()));
+        }
+    }
+    Ok(headers)
 }
 
-impl TraceHeaders {
-    pub(super) fn to_headers(&self, op: &str) -> Result<HeaderMap, CoordError> {
-        let mut headers = HeaderMap::new();
-        for (name, value) in [
-            (TRACEPARENT_HEADER, &self.traceparent),
-            (TRACESTATE_HEADER, &self.tracestate),
-        ] {
-            if let Some(value) = value {
-                if value.contains(['\r', '\n']) {
-                    return Err(CoordError::InvalidHeader {
-                        op: op.to_string(),
-                        name,
-                    });
-                }
-                headers.insert(name, HeaderValue::from(value.as_str()));
-            }
-        }
-        Ok(headers)
-    }
-
-    pub(super) fn from_headers(headers: Option<&HeaderMap>) -> TraceHeaders {
-        let get = |name: &str| {
-            headers
-                .and_then(|h| h.get(name))
-                .map(|v| v.as_str().to_string())
-        };
-        TraceHeaders {
-            traceparent: get(TRACEPARENT_HEADER),
-            tracestate: get(TRACESTATE_HEADER),
-        }
+/// The trace context a message's headers carry.
+pub(super) fn trace_of_headers(headers: Option<&HeaderMap>) -> W3c {
+    let get = |name: &str| {
+        headers
+            .and_then(|h| h.get(name))
+            .map(|v| v.as_str().to_string())
+    };
+    W3c {
+        traceparent: get(TRACEPARENT_HEADER),
+        tracestate: get(TRACESTATE_HEADER),
     }
 }
 
@@ -145,23 +138,23 @@ mod tests {
 
     #[test]
     fn trace_headers_round_trip() {
-        let trace = TraceHeaders {
+        let trace = W3c {
             traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
             tracestate: None,
         };
-        let headers = trace.to_headers("t").unwrap();
-        assert_eq!(TraceHeaders::from_headers(Some(&headers)), trace);
-        assert_eq!(TraceHeaders::from_headers(None), TraceHeaders::default());
+        let headers = trace_headers(&trace, "t").unwrap();
+        assert_eq!(trace_of_headers(Some(&headers)), trace);
+        assert_eq!(trace_of_headers(None), W3c::default());
     }
 
     #[test]
     fn header_values_with_newlines_are_refused() {
-        let trace = TraceHeaders {
+        let trace = W3c {
             traceparent: Some("a\r\nb".into()),
             tracestate: None,
         };
         assert!(matches!(
-            trace.to_headers("t"),
+            trace_headers(&trace, "t"),
             Err(CoordError::InvalidHeader {
                 name: "traceparent",
                 ..

@@ -21,7 +21,8 @@ use super::client::{
 use super::deployment::Deployment;
 use super::error::CoordError;
 use super::names::Scope;
-use super::tip::{Tip, TraceHeaders};
+use super::tip::{trace_headers, trace_of_headers, Tip};
+use crate::telemetry::W3c;
 
 /// First and longest wait between failed consumer recreations.
 const RETRY_DELAY_MIN: Duration = Duration::from_millis(50);
@@ -33,7 +34,7 @@ pub struct TipEvent {
     /// The announced tip.
     pub tip: Tip,
     /// The trace context it was published under.
-    pub trace: TraceHeaders,
+    pub trace: W3c,
     /// The message's sequence in the tip stream (strictly increasing).
     pub stream_seq: u64,
     /// How many older, already received tips [`TipSubscription::next_latest`]
@@ -76,7 +77,7 @@ impl TipPublisher {
     /// hash (and part, for a split bundle) is the message id, so retrying a
     /// publish whose ack was lost (e.g. across a server restart) stores it
     /// once.
-    pub async fn publish(&self, tip: &Tip, trace: &TraceHeaders) -> Result<(), CoordError> {
+    pub async fn publish(&self, tip: &Tip, trace: &W3c) -> Result<(), CoordError> {
         let op = format!("publish tip {} seq {}", tip.hash, tip.seq);
         let payload = tip.to_payload();
         let id = match tip.parts {
@@ -85,7 +86,7 @@ impl TipPublisher {
         };
         let message = Publish::build()
             .payload(payload.into())
-            .headers(trace.to_headers(&op)?)
+            .headers(trace_headers(trace, &op)?)
             .message_id(id);
         let ack = within(
             self.op_timeout,
@@ -300,7 +301,7 @@ impl TipSubscription {
                     }))
                 }
             };
-            let trace = TraceHeaders::from_headers(message.headers.as_ref());
+            let trace = trace_of_headers(message.headers.as_ref());
             return Some(Ok(TipEvent {
                 tip,
                 trace,

@@ -28,7 +28,8 @@ use tokio::sync::mpsc;
 
 use super::error::HubError;
 use super::stats::Counters;
-use crate::coord::{connect_client, CoordConfig, Scope, Secret, Tip, TipPublisher, TraceHeaders};
+use crate::coord::{connect_client, CoordConfig, Scope, Secret, Tip, TipPublisher};
+use crate::telemetry::W3c;
 
 /// Wait between attempts to republish the latest tip while NATS is away.
 const RETRY_EVERY: Duration = Duration::from_millis(200);
@@ -44,7 +45,7 @@ pub struct Broadcast {
     /// published in order.
     pub parts: Vec<Tip>,
     /// `traceparent`/`tracestate` of the HTTP request that pushed it.
-    pub trace: TraceHeaders,
+    pub trace: W3c,
 }
 
 impl Broadcast {

@@ -5,7 +5,6 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-
 use crate::repo::{RepoError, Repository};
 use crate::report::{HubCounters, HubStats};
 

@@ -27,7 +27,7 @@ use super::config::Batching;
 use super::error::HubError;
 use super::queue::{PushQueue, QueueConfig, Verdict};
 use super::stats::Counters;
-use crate::coord::{Tip, TraceHeaders};
+use crate::coord::Tip;
 use crate::repo::{RepoError, Repository};
 use crate::telemetry::W3c;
 use crate::xfer::bundle;
@@ -48,7 +48,7 @@ pub(crate) struct Job {
     /// The peer's address, recorded with pushed content.
     pub(crate) peer: Option<String>,
     /// The push's trace context, carried onto the broadcasts it causes.
-    pub(crate) trace: TraceHeaders,
+    pub(crate) trace: W3c,
     /// Where the reply goes, after COMMIT; the request awaits it as a
     /// future, holding no thread.
     pub(crate) reply: tokio::sync::oneshot::Sender<Response>,
@@ -290,7 +290,7 @@ impl Writing {
 /// bundle that cannot be built is only a lost shortcut: leaves then pull.
 fn batch_broadcast(
     repo: &Repository,
-    advances: &[(crate::xfer::TrunkAdvance, TraceHeaders)],
+    advances: &[(crate::xfer::TrunkAdvance, W3c)],
     bundle: Option<Artifacts>,
     max_part: usize,
 ) -> Option<Broadcast> {

@@ -198,11 +198,7 @@ impl SyncState {
         );
         self.config.trace.adopt(&span);
         if let Some((_, trace)) = &broadcast {
-            crate::telemetry::W3c {
-                traceparent: trace.traceparent.clone(),
-                tracestate: trace.tracestate.clone(),
-            }
-            .link_from(&span);
+            trace.link_from(&span);
         }
         super::sync::set_trace(&self.client, &crate::telemetry::W3c::of(&span));
         self.tips.pulled.fetch_add(1, Ordering::Relaxed);

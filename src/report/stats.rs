@@ -71,4 +71,3 @@ pub struct HubStats {
     #[serde(default)]
     pub bytes_out: u64,
 }
-

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use futures::StreamExt;
 use herd::coord::{
     ClaimError, Coord, CoordConfig, CoordError, FenceError, TaskId, TaskStatus, Tip, TipPublisher,
-    TraceHeaders,
 };
 use rand::seq::SliceRandom;
 
@@ -408,7 +407,7 @@ async fn two_scopes_on_one_server_do_not_interfere() {
     one.tip_publisher()
         .await
         .unwrap()
-        .publish(&tip, &TraceHeaders::default())
+        .publish(&tip, &herd::telemetry::W3c::default())
         .await
         .unwrap();
     assert_eq!(one.latest_tip().await.unwrap(), Some(tip));
@@ -516,7 +515,7 @@ async fn publish_tips(publisher: &TipPublisher, range: std::ops::RangeInclusive<
             parent: (seq > 1).then(|| format!("{:064x}", seq - 1)),
             ..Tip::default()
         };
-        let trace = TraceHeaders {
+        let trace = herd::telemetry::W3c {
             traceparent: Some(format!("00-{seq:032x}-00f067aa0ba902b7-01")),
             tracestate: None,
         };

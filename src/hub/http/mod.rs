@@ -31,10 +31,10 @@ pub(crate) use server::Listener;
 
 use super::broadcast::{chain, NatsHealth};
 use super::stats::{Counters, RepoFigures};
-use crate::report::HubStats;
 use super::writer::Job;
-use crate::coord::{TraceHeaders, TRACEPARENT_HEADER, TRACESTATE_HEADER};
+use crate::coord::{TRACEPARENT_HEADER, TRACESTATE_HEADER};
 use crate::repo::Repository;
+use crate::report::HubStats;
 use crate::telemetry::W3c;
 use crate::xfer::{
     handle_decoded, handle_with, ContentType, Decoded, Kind, Request, Response, ServerConfig,
@@ -215,7 +215,7 @@ async fn sync(head: &Head, body: Vec<u8>, peer: String, shared: &Arc<Shared>) ->
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     };
-    let trace = TraceHeaders {
+    let trace = W3c {
         traceparent: header(TRACEPARENT_HEADER),
         tracestate: header(TRACESTATE_HEADER),
     };
@@ -283,7 +283,7 @@ fn serve_sync(
     content_type: &str,
     body: &[u8],
     peer: String,
-    trace: TraceHeaders,
+    trace: W3c,
 ) -> Served {
     let request = Request {
         content_type,
@@ -330,12 +330,9 @@ fn count(n: usize) -> i64 {
 /// The trace context of `span` as broadcast headers, when spans are
 /// exported: a push's trunk advance and tip broadcast then hang under its
 /// `hub.xfer` span.
-fn trace_of(span: &tracing::Span) -> Option<TraceHeaders> {
+fn trace_of(span: &tracing::Span) -> Option<W3c> {
     let w = W3c::of(span);
-    w.traceparent.is_some().then_some(TraceHeaders {
-        traceparent: w.traceparent,
-        tracestate: w.tracestate,
-    })
+    w.traceparent.is_some().then_some(w)
 }
 
 async fn healthz(shared: &Arc<Shared>) -> Answer {

@@ -26,11 +26,7 @@ impl SyncState {
             "pull.skipped_idempotent" = tracing::field::Empty,
         );
         self.config.trace.adopt(&span);
-        W3c {
-            traceparent: trace.traceparent,
-            tracestate: trace.tracestate,
-        }
-        .link_from(&span);
+        trace.link_from(&span);
         set_trace(&self.client, &W3c::of(&span));
         let result = span.in_scope(|| self.catch_up(&tip));
         span.record("pull.success", result.is_ok());

@@ -6,7 +6,8 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use crate::coord::{Tip, TraceHeaders};
+use crate::coord::Tip;
+use crate::telemetry::W3c;
 
 /// The newest broadcast tip not yet acted on, shared by the tip loop (which
 /// only records it) and the repository thread (which catches up on it right
@@ -22,7 +23,7 @@ use crate::coord::{Tip, TraceHeaders};
 /// the leaf pulls instead.
 #[derive(Default)]
 pub(in crate::leaf) struct PendingTip {
-    newest: Mutex<Option<(Tip, TraceHeaders)>>,
+    newest: Mutex<Option<(Tip, W3c)>>,
     /// Whether broadcasts' bundles are kept for [`PendingTip::take_bundles`],
     /// and up to how many bytes.
     keep_bundles: Option<usize>,
@@ -109,7 +110,7 @@ impl PendingTip {
 
     /// Records broadcast tips (oldest first); older pending ones count as
     /// skipped.
-    pub(in crate::leaf) fn note(&self, tips: impl IntoIterator<Item = (Tip, TraceHeaders)>) {
+    pub(in crate::leaf) fn note(&self, tips: impl IntoIterator<Item = (Tip, W3c)>) {
         let mut newest = self.newest.lock().unwrap_or_else(|e| e.into_inner());
         for (tip, trace) in tips {
             self.buffer(&tip);
@@ -130,7 +131,7 @@ impl PendingTip {
         }
     }
 
-    pub(in crate::leaf) fn take(&self) -> Option<(Tip, TraceHeaders)> {
+    pub(in crate::leaf) fn take(&self) -> Option<(Tip, W3c)> {
         self.newest.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
