@@ -48,7 +48,7 @@ impl HubChild {
         BufReader::new(stdout)
             .read_line(&mut line)
             .expect("read the readiness line");
-        let ready: herd::report::HubReady = serde_json::from_str(&line).expect("a readiness line");
+        let ready: herd::wire::HubReady = serde_json::from_str(&line).expect("a readiness line");
         HubChild {
             child,
             url: format!("{}/", ready.http),

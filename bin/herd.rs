@@ -12,12 +12,12 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use herd::chain::chain as error_chain;
-use herd::report::LeafMode;
 use herd::spec::TrialSpec;
 use herd::supervisor::{
     self, SupervisorError, TrialConfig, TrialReport, EXIT_FAILED, EXIT_OK, EXIT_USAGE,
 };
 use herd::telemetry::{self, W3c};
+use herd::wire::LeafMode;
 use tracing::Instrument;
 
 #[path = "herd/analysis.rs"]

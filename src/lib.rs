@@ -13,7 +13,9 @@
 //! - [`hub`]: the hub process: HTTP server, single writer, tip broadcast.
 //! - [`leaf`]: one leaf-agent slot's task loop.
 //! - [`supervisor`]: the `herd` process: children, pipes, aggregation.
-//! - [`report`]: the JSON lines a leaf-agent prints and herd reads.
+//! - [`wire`]: what crosses between processes as data: the JSON lines a
+//!   leaf-agent prints and herd reads, the hub's `/stats` and counters, the
+//!   trial clock and timelines.
 //! - [`workload`]: the deterministic task generator and its flags.
 //! - [`spec`]: a trial's shape, the flags herd and every leaf share.
 //! - [`env`](mod@env): the environment variables herd hands its children.
@@ -34,11 +36,11 @@ pub mod hub;
 pub mod leaf;
 pub mod plot;
 pub mod repo;
-pub mod report;
 pub mod soak;
 pub mod spec;
 pub mod stderr;
 pub mod supervisor;
 pub mod telemetry;
+pub mod wire;
 pub mod workload;
 pub mod xfer;

@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::report::{CatchUp, HubKind, LandingStrategy, LeafMode};
+use crate::wire::{CatchUp, HubKind, LandingStrategy, LeafMode};
 use crate::workload::{Mode, WorkloadArgs};
 
 /// The shape of a trial: what herd and every leaf-agent of it agree on.

@@ -48,7 +48,7 @@ pub use queue::{QueueConfig, DEFAULT_LEASE};
 pub use stats::{Counters, RepoFigures};
 
 use crate::repo::{CreateOptions, RepoError, Repository};
-use crate::report::HubReady;
+use crate::wire::HubReady;
 use crate::xfer::login::shared_secret;
 use crate::xfer::server::Access;
 use crate::xfer::ServerConfig;

@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::repo::{RepoError, Repository};
-use crate::report::{HubCounters, HubStats};
+use crate::wire::{HubCounters, HubStats};
 
 /// Counters shared by the hub's threads.
 #[derive(Debug, Default)]

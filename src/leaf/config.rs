@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::coord::Secret;
-use crate::report::{CatchUp, HubKind, LandingStrategy, LeafMode};
+use crate::wire::{CatchUp, HubKind, LandingStrategy, LeafMode};
 use crate::workload::{Mode, WorkloadConfig, WorkloadError};
 
 /// The login a leaf signs its sync requests with (a Fossil login card on
@@ -106,7 +106,7 @@ impl LeafConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.workload.validate()?;
         self.workload
-            .check_hot(self.mode, self.leaf == crate::report::LeafMode::Full)?;
+            .check_hot(self.mode, self.leaf == crate::wire::LeafMode::Full)?;
         if self.tasks == 0 {
             return Err(ConfigError::Zero { name: "tasks" });
         }
@@ -119,7 +119,7 @@ impl LeafConfig {
             });
         }
         let schemes: &[&str] = match self.hub_kind {
-            crate::report::HubKind::Git => &["git://", "http://", "https://", "file://", "/"],
+            crate::wire::HubKind::Git => &["git://", "http://", "https://", "file://", "/"],
             _ => &["http://", "https://"],
         };
         if !schemes.iter().any(|s| self.hub_url.starts_with(s)) {

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use crate::repo::ArtifactHash;
-use crate::report::{PushMark, PushResult, TrialClock};
+use crate::wire::{PushMark, PushResult, TrialClock};
 use crate::workload::HotEdit;
 
 use super::error::LeafError;
@@ -191,7 +191,7 @@ impl GitState {
         files: &[(String, Vec<u8>)],
         edit: Option<&HotEdit>,
     ) -> Result<(), LeafError> {
-        if self.config.leaf == crate::report::LeafMode::Full {
+        if self.config.leaf == crate::wire::LeafMode::Full {
             self.talk("pull", &["pull", "-q", "--ff-only", "origin", BRANCH])?;
         }
         self.write_task(files, edit)

@@ -20,7 +20,7 @@
 //! - `git`: the repository thread for a stock git server: the real `git`
 //!   in the slot's clone (pull, commit, push; a rejected push is followed
 //!   by `git pull --rebase` and another push).
-//! - `output`: the stdout reporter (only [`crate::report::LeafLine`]s) and
+//! - `output`: the stdout reporter (only [`crate::wire::LeafLine`]s) and
 //!   the counters behind the summary line.
 //! - `agent`: [`run`]: start-up, the task loop (disjoint and shared mode)
 //!   and the tip loop, on one current-thread async runtime (a folder:

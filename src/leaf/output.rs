@@ -7,7 +7,7 @@
 use std::cell::{Cell, RefCell};
 use std::io::Write;
 
-use crate::report::{ErrorLine, LeafLine, LeafSummary, TaskLine, TaskOutcome};
+use crate::wire::{ErrorLine, LeafLine, LeafSummary, TaskLine, TaskOutcome};
 
 /// The stdout of one leaf and its running totals. Single-threaded (the
 /// leaf's async runtime has one thread), so plain cells suffice.
@@ -62,7 +62,7 @@ impl Reporter {
                     self.incomplete.set(self.incomplete.get() + 1)
                 }
             }
-            if task.claim == crate::report::ClaimOutcome::Won {
+            if task.claim == crate::wire::ClaimOutcome::Won {
                 t.claims_won += 1;
             }
         }
@@ -148,7 +148,7 @@ impl Reporter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::ClaimOutcome;
+    use crate::wire::ClaimOutcome;
     use std::rc::Rc;
 
     /// A writer whose bytes the test can read back.

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 
 use crate::repo::{ArtifactHash, RepoError, Repository};
-use crate::report::{HubKind, PushMark, PushResult, TrialClock};
+use crate::wire::{HubKind, PushMark, PushResult, TrialClock};
 use crate::xfer::Client;
 
 use super::error::LeafError;

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
 use crate::repo::{ArtifactHash, Repository};
-use crate::report::CatchUp;
+use crate::wire::CatchUp;
 use crate::workload::HotEdit;
 
 use super::error::LeafError;

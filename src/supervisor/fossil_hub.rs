@@ -24,7 +24,7 @@ use tokio::process::{Child, Command};
 use super::summary::HubCount;
 use super::{process, SupervisorError};
 use crate::coord::Secret;
-use crate::report::HubReady;
+use crate::wire::HubReady;
 use crate::xfer::login::shared_secret;
 
 /// The admin login `fossil new` creates (its password is never used).

@@ -24,7 +24,7 @@ use tokio::process::{Child, Command};
 
 use super::summary::HubCount;
 use super::{process, SupervisorError};
-use crate::report::HubReady;
+use crate::wire::HubReady;
 
 /// The branch the leaves push to.
 pub(super) const BRANCH: &str = "main";

@@ -31,8 +31,8 @@ pub use summary::{CpuByKind, HubCount, SlotFailure, TrialReport};
 pub use trial::acks::{read_acks, Ack};
 pub use trial::run;
 
-use crate::report::HubKind;
 use crate::spec::TrialSpec;
+use crate::wire::HubKind;
 use crate::workload::WorkloadConfig;
 
 pub use crate::exit::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
@@ -302,7 +302,7 @@ impl SupervisorError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{CatchUp, LeafMode};
+    use crate::wire::{CatchUp, LeafMode};
 
     #[test]
     fn the_hub_broadcasts_files_only_for_full_leaves_catching_up_from_the_stream() {

@@ -73,10 +73,10 @@ pub fn admit(config: &super::TrialConfig) -> Result<(), SupervisorError> {
 }
 
 /// The memory, in MiB, one leaf-agent of `leaf` mode costs the machine.
-pub fn leaf_memory_mib(leaf: crate::report::LeafMode) -> u64 {
+pub fn leaf_memory_mib(leaf: crate::wire::LeafMode) -> u64 {
     match leaf {
-        crate::report::LeafMode::Full => FULL_LEAF_MEMORY_MIB,
-        crate::report::LeafMode::Sparse => SPARSE_LEAF_MEMORY_MIB,
+        crate::wire::LeafMode::Full => FULL_LEAF_MEMORY_MIB,
+        crate::wire::LeafMode::Sparse => SPARSE_LEAF_MEMORY_MIB,
     }
 }
 
@@ -218,8 +218,8 @@ pub fn estimate_disk(config: &super::TrialConfig) -> DiskEstimate {
     let hub = commits * stored;
     let agents = u64::from(config.spec.agents);
     let leaves = match config.spec.leaf {
-        crate::report::LeafMode::Full => agents * (hub + commits * content),
-        crate::report::LeafMode::Sparse => {
+        crate::wire::LeafMode::Full => agents * (hub + commits * content),
+        crate::wire::LeafMode::Sparse => {
             // Each leaf clones the tip's manifest and its baseline (the
             // tree as it stood: on average half the trial's files) and
             // keeps its own commits.
@@ -332,7 +332,7 @@ mod tests {
         // every full leaf holds as much again plus its worktree.
         assert!((1 << 20..8 << 20).contains(&full.hub), "{full:?}");
         assert!(full.leaves > 16 * full.hub, "{full:?}");
-        config.spec.leaf = crate::report::LeafMode::Sparse;
+        config.spec.leaf = crate::wire::LeafMode::Sparse;
         let sparse = estimate_disk(&config);
         assert_eq!(sparse.hub, full.hub);
         assert!(sparse.leaves * 4 < full.leaves, "{sparse:?} {full:?}");
@@ -366,10 +366,7 @@ mod tests {
             c.spec.leaf = leaf;
             c
         };
-        let (full, sparse) = (
-            crate::report::LeafMode::Full,
-            crate::report::LeafMode::Sparse,
-        );
+        let (full, sparse) = (crate::wire::LeafMode::Full, crate::wire::LeafMode::Sparse);
         let big = Machine {
             nofile_hard: 1 << 20,
             mem_available_kib: Some(64 << 20),

@@ -28,7 +28,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::report::{round_us, HubCounters, KindSample, ProcessKind, Sample, TrialClock};
+use crate::wire::{round_us, HubCounters, KindSample, ProcessKind, Sample, TrialClock};
 
 /// How often the sampler looks.
 pub const SAMPLE_EVERY: Duration = Duration::from_millis(250);

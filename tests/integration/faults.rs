@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use herd::coord::{subscribe_tips, ClaimError, Coord, CoordConfig, Scope, TaskId};
 use herd::repo::{CheckinSpec, FileChange, Repository};
-use herd::report::{LeafLine, LeafSummary, TaskOutcome};
+use herd::wire::{LeafLine, LeafSummary, TaskOutcome};
 use herd::xfer::{Client, ClientError, PushOutcome};
 
 use crate::helpers::{

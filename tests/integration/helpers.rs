@@ -289,7 +289,7 @@ const HUB_READY_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct HubProcess {
     child: Option<Child>,
     /// The readiness line.
-    pub ready: herd::report::HubReady,
+    pub ready: herd::wire::HubReady,
     log: Arc<Mutex<Vec<String>>>,
 }
 
@@ -360,7 +360,7 @@ impl HubProcess {
         });
         let mut hub = HubProcess {
             child: Some(child),
-            ready: herd::report::HubReady {
+            ready: herd::wire::HubReady {
                 http: String::new(),
                 project_code: String::new(),
                 tip: String::new(),

@@ -13,7 +13,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use herd::repo::Repository;
-use herd::report::{HubReady, LeafLine, LeafSummary, TaskLine, TaskOutcome};
+use herd::wire::{HubReady, LeafLine, LeafSummary, TaskLine, TaskOutcome};
 
 use crate::helpers::{free_port, NatsServer};
 
@@ -369,7 +369,7 @@ fn four_leaves_land_every_task_on_one_linear_trunk(landing: &str) {
 /// A landed task's timeline: its steps in order, one push per refusal
 /// plus the one that landed, each with what it got.
 fn assert_timeline_in_order(t: &TaskLine) {
-    use herd::report::PushResult;
+    use herd::wire::PushResult;
     let tl = t.timeline.as_ref().expect("a timeline");
     let think = tl.think_end_ms.expect("thought");
     let commit = tl.commit_start_ms.expect("committed");

@@ -850,7 +850,7 @@ impl CrampedHub {
         let line = rx
             .recv_timeout(Duration::from_secs(20))
             .unwrap_or_else(|_| panic!("hub not ready: {}", hub.log.lock().unwrap()));
-        let ready: herd::report::HubReady = serde_json::from_str(&line).unwrap();
+        let ready: herd::wire::HubReady = serde_json::from_str(&line).unwrap();
         hub.addr = ready.http.trim_start_matches("http://").to_string();
         hub
     }

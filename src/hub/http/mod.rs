@@ -34,8 +34,8 @@ use super::stats::{Counters, RepoFigures};
 use super::writer::Job;
 use crate::coord::{TRACEPARENT_HEADER, TRACESTATE_HEADER};
 use crate::repo::Repository;
-use crate::report::HubStats;
 use crate::telemetry::W3c;
+use crate::wire::HubStats;
 use crate::xfer::{
     handle_decoded, handle_with, ContentType, Decoded, Kind, Request, Response, ServerConfig,
 };

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use crate::coord::{Claim, TaskId, TaskStatus};
-use crate::report::TaskOutcome;
+use crate::wire::TaskOutcome;
 use crate::workload::{pool_task, Mode, SlotWorkload};
 
 use super::super::error::{chain, LeafError};

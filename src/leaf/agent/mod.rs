@@ -23,8 +23,8 @@ use crate::coord::{
     subscribe_tips, subscribe_tips_since, Coord, CoordConfig, Scope, TipSubscription,
     DEFAULT_OP_TIMEOUT,
 };
-use crate::report::{HubKind, LandingStrategy, LeafLine, LeafMode, LeafReady, LeafSummary};
 use crate::telemetry::W3c;
+use crate::wire::{HubKind, LandingStrategy, LeafLine, LeafMode, LeafReady, LeafSummary};
 
 use super::config::LeafConfig;
 use super::error::{chain, LeafError};

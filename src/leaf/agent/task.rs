@@ -8,8 +8,8 @@ use std::time::Instant;
 use tracing::Instrument;
 
 use crate::coord::{Claim, ClaimError, OpenedTask, TaskId};
-use crate::report::{ClaimOutcome, TaskLine, TaskOutcome, TimelineRecorder};
 use crate::telemetry::W3c;
+use crate::wire::{ClaimOutcome, TaskLine, TaskOutcome, TimelineRecorder};
 use crate::workload::TaskPlan;
 
 use super::super::error::{chain, LeafError};

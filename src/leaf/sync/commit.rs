@@ -3,8 +3,8 @@
 //! outcome.
 
 use crate::repo::{describe_conflicts, ArtifactHash, RebaseError};
-use crate::report::{LandingStrategy, PushMark, PushResult, TrialClock};
 use crate::telemetry::W3c;
+use crate::wire::{LandingStrategy, PushMark, PushResult, TrialClock};
 use crate::xfer::{PushOutcome, QueueAsk};
 
 use super::super::error::LeafError;

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use crate::coord::{TRACEPARENT_HEADER, TRACESTATE_HEADER};
 use crate::repo::Repository;
-use crate::report::LeafMode;
 use crate::telemetry::W3c;
+use crate::wire::LeafMode;
 use crate::xfer::{Client, ClientError};
 
 use super::super::error::LeafError;

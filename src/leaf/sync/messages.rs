@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use tokio::sync::oneshot;
 
 use crate::repo::{ArtifactHash, CheckinSpec, FileChange};
-use crate::report::PushMark;
+use crate::wire::PushMark;
 use crate::workload::HotEdit;
 
 use super::super::error::LeafError;

@@ -41,8 +41,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::repo::ArtifactHash;
-use crate::report::{LandingStrategy, LeafMode};
 use crate::telemetry::W3c;
+use crate::wire::{LandingStrategy, LeafMode};
 
 use super::config::HubLogin;
 
@@ -81,7 +81,7 @@ pub(super) struct SyncConfig {
     /// Full (every trunk artifact, a worktree kept at the tip) or sparse.
     pub leaf: LeafMode,
     /// How a full leaf catches up: the stream's bundles, or a pull.
-    pub catch_up: crate::report::CatchUp,
+    pub catch_up: crate::wire::CatchUp,
     /// Most bytes of stream batches buffered before they are applied.
     pub stream_buffer_bytes: usize,
     /// Whether a task holds the hot file it edits (`--hold-hot`): it then
@@ -100,5 +100,5 @@ pub(super) struct Started {
 
 /// How long the commit took, in milliseconds.
 pub(super) fn elapsed_ms(start: Instant) -> f64 {
-    crate::report::round_us(start.elapsed().as_secs_f64() * 1000.0)
+    crate::wire::round_us(start.elapsed().as_secs_f64() * 1000.0)
 }

@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 
 use crate::repo::{ArtifactHash, Repository};
-use crate::report::{LeafMode, PushMark};
 use crate::telemetry::W3c;
+use crate::wire::{LeafMode, PushMark};
 use crate::xfer::Client;
 
 use super::super::error::LeafError;

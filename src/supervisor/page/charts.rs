@@ -6,7 +6,7 @@ use crate::plot::{
     lane_chart, xy_chart, Axis, Frame, LaneMark, LaneSpan, Lanes, LegendAt, Mark, PlotError,
     Series, PALETTE,
 };
-use crate::report::{ProcessKind, PushResult, Sample, TaskLine, TaskOutcome};
+use crate::wire::{ProcessKind, PushResult, Sample, TaskLine, TaskOutcome};
 
 use super::Trial;
 
@@ -76,7 +76,7 @@ fn end_s(trial: &Trial<'_>) -> f64 {
 /// Differences of a hub counter between samples, per second.
 fn hub_rate(
     samples: &[Sample],
-    counter: impl Fn(&crate::report::HubCounters) -> u64,
+    counter: impl Fn(&crate::wire::HubCounters) -> u64,
 ) -> Vec<(f64, f64)> {
     let with_hub: Vec<(f64, u64)> = samples
         .iter()
@@ -233,7 +233,7 @@ pub(super) fn slots(trial: &Trial<'_>) -> Result<String, PlotError> {
 
 /// The hub's writer queue and batches over time, when the hub says.
 pub(super) fn hub_queue(trial: &Trial<'_>) -> Option<Result<String, PlotError>> {
-    let with_hub: Vec<(f64, &crate::report::HubCounters)> = trial
+    let with_hub: Vec<(f64, &crate::wire::HubCounters)> = trial
         .samples
         .iter()
         .filter_map(|s| Some((s.at_ms / 1000.0, s.hub.as_ref()?)))
@@ -288,7 +288,7 @@ pub(super) fn hub_queue(trial: &Trial<'_>) -> Option<Result<String, PlotError>> 
 /// One line per kind of process, from the samples.
 fn per_kind(
     trial: &Trial<'_>,
-    figure: impl Fn(&Sample, &crate::report::KindSample) -> f64,
+    figure: impl Fn(&Sample, &crate::wire::KindSample) -> f64,
 ) -> Vec<Series> {
     ProcessKind::ALL
         .iter()

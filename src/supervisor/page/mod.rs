@@ -16,7 +16,7 @@ use std::path::Path;
 use super::summary::{SlotRecord, TrialReport};
 use super::{SupervisorError, TrialConfig};
 use crate::plot::PlotError;
-use crate::report::{Sample, TaskLine, TaskOutcome};
+use crate::wire::{Sample, TaskLine, TaskOutcome};
 
 /// Rows in each "slowest" table.
 const SLOWEST: usize = 10;
@@ -212,8 +212,8 @@ fn settings(c: &TrialConfig) -> String {
         (
             "catch-up",
             match c.spec.leaf {
-                crate::report::LeafMode::Full => c.spec.catch_up.to_string(),
-                crate::report::LeafMode::Sparse => {
+                crate::wire::LeafMode::Full => c.spec.catch_up.to_string(),
+                crate::wire::LeafMode::Sparse => {
                     format!("{} (ignored by sparse leaves)", c.spec.catch_up)
                 }
             },
@@ -377,11 +377,11 @@ fn slowest_commits(slots: &[SlotRecord]) -> String {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use crate::report::{
+    use crate::supervisor::summary::{HubCount, TrialShape};
+    use crate::wire::{
         ClaimOutcome, HubCounters, KindSample, LeafSummary, ProcessKind, PushMark, PushResult,
         Timeline,
     };
-    use crate::supervisor::summary::{HubCount, TrialShape};
 
     /// A trial of `agents` × `tasks` as herd would have collected it: every
     /// task claimed, thought about for ~50 ms and landed at its first push;
@@ -481,10 +481,10 @@ pub(super) mod tests {
                     &crate::workload::WorkloadConfig::default(),
                 ),
                 mode: crate::workload::Mode::default(),
-                hub_kind: crate::report::HubKind::Herd,
-                landing: crate::report::LandingStrategy::Hub,
-                leaf: crate::report::LeafMode::default(),
-                catch_up: crate::report::CatchUp::default(),
+                hub_kind: crate::wire::HubKind::Herd,
+                landing: crate::wire::LandingStrategy::Hub,
+                leaf: crate::wire::LeafMode::default(),
+                catch_up: crate::wire::CatchUp::default(),
             },
             workdir: None,
             nats_url: None,

@@ -3,13 +3,13 @@
 //! of the hub and nats-server).
 
 use super::{CpuByKind, HubCount, SlotFailure, SlotRecord, TrialReport, TrialShape};
-use crate::report::{LeafMode, LeafSummary, TaskLine, TaskOutcome};
 use crate::supervisor::infra::Restarts;
+use crate::wire::{LeafMode, LeafSummary, TaskLine, TaskOutcome};
 
 /// A figure to three decimals (a ms figure to the microsecond), so JSON
 /// carries no float noise such as `1.0666666666666669`.
 fn thousandths(x: f64) -> f64 {
-    crate::report::round_us(x)
+    crate::wire::round_us(x)
 }
 
 impl TrialReport {

@@ -19,7 +19,7 @@ mod verdict;
 use serde::Serialize;
 
 use super::infra::Restarts;
-use crate::report::{CatchUp, HubKind, LandingStrategy, LeafMode, LeafSummary, TaskLine};
+use crate::wire::{CatchUp, HubKind, LandingStrategy, LeafMode, LeafSummary, TaskLine};
 
 pub use build::percentile;
 
@@ -297,7 +297,7 @@ impl TrialShape {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{ClaimOutcome, TaskOutcome};
+    use crate::wire::{ClaimOutcome, TaskOutcome};
 
     /// A slot that committed a task per entry of `commits` (its latency)
     /// and sent its summary line.

@@ -3,7 +3,7 @@
 //! slots grouped by reason).
 
 use super::{SlotFailure, TrialReport};
-use crate::report::HubKind;
+use crate::wire::HubKind;
 
 impl TrialReport {
     /// Why the trial failed, or `None` when every count agrees, trunk is

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::report::TaskLine;
 use crate::supervisor::SupervisorError;
+use crate::wire::TaskLine;
 
 /// One acknowledged check-in: the slot and task that made it and the hash
 /// the hub answered with.

@@ -9,9 +9,9 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Child;
 
 use super::{log_file, pass_trace, Place, TrialSecrets, STOP_GRACE};
-use crate::report::HubReady;
 use crate::supervisor::summary::HubCount;
 use crate::supervisor::{process, SupervisorError, TrialConfig};
+use crate::wire::HubReady;
 
 /// How long the hub gets to print its readiness line.
 const HUB_READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -137,7 +137,7 @@ fn fetch_stats(url: &str, wait: Duration) -> Result<HubCount, String> {
         .call()
         .map_err(|e| e.to_string())?;
     let body = response.into_string().map_err(|e| e.to_string())?;
-    let stats: crate::report::HubStats = serde_json::from_str(&body)
+    let stats: crate::wire::HubStats = serde_json::from_str(&body)
         .map_err(|e| format!("/stats is not the hub's document: {e}"))?;
     Ok(HubCount {
         trunk_commits: stats.trunk_commits,

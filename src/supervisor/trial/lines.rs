@@ -10,8 +10,8 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Child;
 use tokio::sync::mpsc;
 
-use crate::report::LeafLine;
 use crate::supervisor::sampler::{exit_ticks, Ticks};
+use crate::wire::LeafLine;
 
 /// Longest line herd takes from a leaf; a longer one is malformed and its
 /// bytes are skipped, not kept.

@@ -46,8 +46,8 @@ use super::topology::Topology;
 use super::{nats, page, process, SupervisorError, TrialConfig};
 use crate::coord::Secret;
 use crate::env;
-use crate::report::{HubKind, HubReady, ProcessKind, TrialClock};
 use crate::telemetry::W3c;
+use crate::wire::{HubKind, HubReady, ProcessKind, TrialClock};
 
 use hub::hub_count_settled;
 pub(in crate::supervisor) use hub::start_hub;

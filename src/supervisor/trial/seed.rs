@@ -7,8 +7,8 @@ use std::path::PathBuf;
 
 use super::{Setting, TRIAL_USER};
 use crate::repo::{CheckinSpec, FileChange};
-use crate::report::HubReady;
 use crate::supervisor::SupervisorError;
+use crate::wire::HubReady;
 use crate::workload::seed_files;
 use crate::xfer::{Client, PushOutcome};
 

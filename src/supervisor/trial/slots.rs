@@ -17,11 +17,11 @@ use super::acks::AckLog;
 use super::faults::Faults;
 use super::lines::{tee_stderr, watch_slot, SlotEvent};
 use super::{log_file, Finished, Hub, Setting, STOP_GRACE};
-use crate::report::{HubReady, LeafLine, ProcessKind, TaskOutcome};
 use crate::supervisor::infra::{InfraEvent, InfraKind, Watch};
 use crate::supervisor::sampler::Ticks;
 use crate::supervisor::summary::{HubCount, SlotRecord, TrialReport, TrialShape};
 use crate::supervisor::{process, SupervisorError};
+use crate::wire::{HubReady, LeafLine, ProcessKind, TaskOutcome};
 
 /// Most errors kept per slot; later ones are dropped.
 const MAX_ERRORS_KEPT: usize = 100;
@@ -441,7 +441,7 @@ async fn check_edits(
         committed,
     );
     let files = config.workload().hot.files;
-    let git = config.spec.hub_kind == crate::report::HubKind::Git;
+    let git = config.spec.hub_kind == crate::wire::HubKind::Git;
     let repo = t.workdir.join(if git { "hub.git" } else { "hub.fossil" });
     let found = tokio::task::spawn_blocking(move || {
         if git {

@@ -12,20 +12,22 @@
 //! after its transaction is committed, and a push repeated after a lost
 //! reply is recognised (`herd_landing`).
 
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::Signal;
 use serde::Serialize;
 use tokio::process::Child;
 use tokio::sync::{mpsc, oneshot};
 
+mod events;
+
+pub(super) use events::{Death, Exit, InfraEvent, NotRestarted};
+
 use super::trial::{start_hub, Finished, Place, TrialSecrets};
 use super::{nats, process, SupervisorError, TrialConfig};
 use crate::coord::Secret;
-use crate::report::HubReady;
+use crate::wire::HubReady;
 
 /// Most restarts of each process in one trial.
 pub const MAX_RESTARTS: u32 = 3;
@@ -67,134 +69,6 @@ impl Restarts {
         match kind {
             InfraKind::Nats => &mut self.nats,
             InfraKind::Hub => &mut self.hub,
-        }
-    }
-}
-
-/// How a watched process ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Exit {
-    /// It exited with this code.
-    Code(i32),
-    /// A signal ended it.
-    Signal(i32),
-    /// Neither code nor signal was reported.
-    Unknown,
-    /// It could not be waited for.
-    Unwaitable(String),
-}
-
-impl Exit {
-    fn of(status: &std::io::Result<ExitStatus>) -> Exit {
-        match status {
-            Ok(s) => match (s.code(), s.signal()) {
-                (Some(code), _) => Exit::Code(code),
-                (None, Some(sig)) => Exit::Signal(sig),
-                (None, None) => Exit::Unknown,
-            },
-            Err(e) => Exit::Unwaitable(e.to_string()),
-        }
-    }
-}
-
-impl std::fmt::Display for Exit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Exit::Code(code) => write!(f, "exit code {code}"),
-            Exit::Signal(sig) => match Signal::try_from(*sig) {
-                Ok(s) => f.write_str(s.as_str()),
-                Err(_) => write!(f, "signal {sig}"),
-            },
-            Exit::Unknown => f.write_str("unknown status"),
-            Exit::Unwaitable(e) => write!(f, "cannot wait for it: {e}"),
-        }
-    }
-}
-
-/// A watched process's death: which, how and when (from the trial's
-/// start). Displayed as "the hub died (SIGKILL) at 12.4 s".
-#[derive(Debug, Clone, PartialEq)]
-pub(super) struct Death {
-    /// Which process.
-    pub kind: InfraKind,
-    /// How it ended.
-    pub exit: Exit,
-    /// When, from the trial's start.
-    pub at: Duration,
-}
-
-impl std::fmt::Display for Death {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "the {} died ({}) at {:.1} s",
-            self.kind.name(),
-            self.exit,
-            self.at.as_secs_f64()
-        )
-    }
-}
-
-/// Why a dead process was not started again.
-#[derive(Debug, Clone, PartialEq)]
-pub(super) enum NotRestarted {
-    /// Every attempt failed; the last one's error.
-    Failed {
-        /// Attempts made.
-        attempts: usize,
-        /// The last attempt's error.
-        last: String,
-    },
-    /// The trial's restarts of it were all spent.
-    Spent,
-}
-
-/// What the watcher tells the control loop.
-#[derive(Debug)]
-pub(super) enum InfraEvent {
-    /// A process exited; the watcher is starting it again (or giving up:
-    /// a [`InfraEvent::Lost`] follows).
-    Died(Death),
-    /// It runs again.
-    Restarted {
-        /// Which.
-        kind: InfraKind,
-        /// How long starting it took.
-        took: Duration,
-        /// Which attempt of the trial's [`MAX_RESTARTS`] it was.
-        attempt: u32,
-        /// Its new process id.
-        pid: Option<u32>,
-    },
-    /// It could not be started again, or the budget is spent: the trial
-    /// cannot go on.
-    Lost {
-        /// The death.
-        death: Death,
-        /// Why it was not started again.
-        why: NotRestarted,
-    },
-}
-
-impl InfraEvent {
-    /// The event as the summary and stderr say it: "the hub died (SIGKILL)
-    /// at 12.4 s", "restarted in 0.04 s (1 of 3)", or the death and why it
-    /// was not restarted.
-    pub(super) fn sentence(&self) -> String {
-        match self {
-            InfraEvent::Died(death) => death.to_string(),
-            InfraEvent::Restarted { took, attempt, .. } => format!(
-                "restarted in {:.2} s ({attempt} of {MAX_RESTARTS})",
-                took.as_secs_f64()
-            ),
-            InfraEvent::Lost { death, why } => match why {
-                NotRestarted::Failed { attempts, last } => {
-                    format!("{death}; restarting it failed {attempts} time(s), the last: {last}")
-                }
-                NotRestarted::Spent => {
-                    format!("{death}; not restarted: all {MAX_RESTARTS} restarts spent")
-                }
-            },
         }
     }
 }
@@ -524,6 +398,7 @@ pub fn last_line(log: &Path) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::process::ExitStatusExt;
 
     #[test]
     fn exits_are_named_by_signal_or_code() {
