@@ -17,7 +17,6 @@ use herd::supervisor::{
     self, SupervisorError, TrialConfig, TrialReport, EXIT_FAILED, EXIT_OK, EXIT_USAGE,
 };
 use herd::telemetry::{self, W3c};
-use herd::wire::LeafMode;
 use tracing::Instrument;
 
 #[path = "herd/analysis.rs"]
@@ -241,14 +240,9 @@ fn usage(why: String) -> u8 {
 /// Checks the surroundings, starts telemetry and runs the trial the flags
 /// ask for. `Err` is the exit code, its reason printed.
 fn trial(args: RunArgs) -> Result<TrialReport, u8> {
-    let workload = args.spec.workload.config();
-    if let Err(e) = workload
-        .validate()
-        .and_then(|()| workload.check_hot(args.spec.mode, args.spec.leaf == LeafMode::Full))
-    {
-        return Err(usage(format!("invalid workload: {e}")));
-    }
     let bin_dir = supervisor::cli::bin_dir().map_err(usage)?;
+    let mut config = trial_config(args, bin_dir).map_err(usage)?;
+    config.check().map_err(usage)?;
     // Refuse to run a trial whose traces would go nowhere.
     if let Some(endpoint) = telemetry::endpoint() {
         telemetry::preflight(&endpoint).map_err(|e| {
@@ -264,9 +258,8 @@ fn trial(args: RunArgs) -> Result<TrialReport, u8> {
         .build()
         .map_err(|e| usage(format!("cannot start the async runtime: {e}")))?;
     let telemetry = telemetry::init("herd", None).map_err(|e| usage(error_chain(&e)))?;
-    let root = root_span(&args);
-    let config = trial_config(args, bin_dir, W3c::of(&root)).map_err(usage)?;
-    config.check_hosts().map_err(usage)?;
+    let root = root_span(&config.spec);
+    config.trace = W3c::of(&root);
     let report = runtime.block_on(supervise(config).instrument(root));
     drop(telemetry);
     report.map_err(|e| usage(error_chain(&e)))
@@ -274,23 +267,24 @@ fn trial(args: RunArgs) -> Result<TrialReport, u8> {
 
 /// The span the whole trial runs in, with the settings that tell trials
 /// apart.
-fn root_span(args: &RunArgs) -> tracing::Span {
+fn root_span(spec: &TrialSpec) -> tracing::Span {
     tracing::info_span!(
         "herd.run",
-        agents = args.spec.agents,
-        tasks = args.spec.tasks,
-        mode = %args.spec.mode,
-        seed = args.spec.seed,
-        hub_kind = %args.spec.hub_kind,
-        landing = %args.spec.landing,
-        leaf = %args.spec.leaf,
-        catch_up = %args.spec.catch_up
+        agents = spec.agents,
+        tasks = spec.tasks,
+        mode = %spec.mode,
+        seed = spec.seed,
+        hub_kind = %spec.hub_kind,
+        landing = %spec.landing,
+        leaf = %spec.leaf,
+        catch_up = %spec.catch_up
     )
 }
 
 /// The trial's settings from the flags: durations from seconds, the report
-/// page placed, progress shown only to a terminal and not with `--json`.
-fn trial_config(args: RunArgs, bin_dir: PathBuf, trace: W3c) -> Result<TrialConfig, String> {
+/// page placed, progress shown only to a terminal and not with `--json`;
+/// no trace context yet (telemetry starts once the settings are checked).
+fn trial_config(args: RunArgs, bin_dir: PathBuf) -> Result<TrialConfig, String> {
     let report = supervisor::cli::report_page(args.report, args.workdir.as_deref())?;
     Ok(TrialConfig {
         spec: args.spec,
@@ -316,7 +310,7 @@ fn trial_config(args: RunArgs, bin_dir: PathBuf, trace: W3c) -> Result<TrialConf
         slow_host: args.slow_host,
         leaf_launcher: args.leaf_launcher,
         bin_dir,
-        trace,
+        trace: W3c::default(),
     })
 }
 

@@ -1,6 +1,6 @@
 //! What `herd run` settles from its flags and surroundings before a trial:
 //! where the child binaries are and where the report page goes. Each error
-//! is one line for the binary to print after `herd: ` (as `check_hosts`).
+//! is one line for the binary to print after `herd: ` (as `TrialConfig::check`).
 
 use std::path::{Path, PathBuf};
 

@@ -101,8 +101,21 @@ impl TrialConfig {
         self.spec.hub_kind == HubKind::Herd && self.spec.catch_up.from_stream(self.spec.leaf)
     }
 
-    /// Checks the multi-host settings against each other.
-    pub fn check_hosts(&self) -> Result<(), String> {
+    /// Checks the settings against each other before anything starts: the
+    /// workload, the hot files against the leaves and the mode, the hosts,
+    /// the cluster, the faults and the links. `Err` is one line saying
+    /// what is wrong.
+    pub fn check(&self) -> Result<(), String> {
+        let workload = self.workload();
+        workload
+            .validate()
+            .and_then(|()| {
+                workload.check_hot(
+                    self.spec.mode,
+                    self.spec.leaf == crate::wire::LeafMode::Full,
+                )
+            })
+            .map_err(|e| format!("invalid workload: {e}"))?;
         let size = self.cluster_size();
         if size == 0 || size > self.hosts {
             return Err(format!(
@@ -324,10 +337,10 @@ mod tests {
         let mut config = page::tests::config(2, 2);
         config.hosts = 2;
         config.nats_cluster = Some(1);
-        assert_eq!(config.check_hosts(), Ok(()));
+        assert_eq!(config.check(), Ok(()));
         for kind in [HubKind::Fossil, HubKind::Git] {
             config.spec.hub_kind = kind;
-            let why = config.check_hosts().unwrap_err();
+            let why = config.check().unwrap_err();
             assert!(
                 why.contains(&format!("--hub-kind {kind} runs on loopback only")),
                 "{why}"
