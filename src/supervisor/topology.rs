@@ -30,36 +30,65 @@ use super::{SupervisorError, TrialConfig};
 use crate::coord::{Coord, CoordConfig, Deployment, Scope, Secret};
 use crate::env;
 
-/// The trial's hosts and NATS servers, when it has several hosts.
+/// Where a trial's processes run, and how leaf-agents are launched.
 pub struct Topology {
-    hosts: Option<Hosts>,
-    cluster: Option<Cluster>,
+    network: Network,
     launcher: Option<String>,
+}
+
+/// The network a trial runs on.
+enum Network {
+    /// Everything on this machine's loopback, one nats-server.
+    Loopback,
+    /// Simulated hosts, and the NATS cluster across them once started.
+    Hosts {
+        hosts: Hosts,
+        cluster: Option<Cluster>,
+    },
 }
 
 impl Topology {
     /// Makes the trial's hosts (none for one host). Nothing is started yet.
     pub fn new(config: &TrialConfig) -> Result<Topology, SupervisorError> {
-        let hosts = if config.hosts > 1 {
-            Some(Hosts::create(config.hosts, config.shaping()).map_err(SupervisorError::Hosts)?)
+        let network = if config.hosts > 1 {
+            Network::Hosts {
+                hosts: Hosts::create(config.hosts, config.shaping())
+                    .map_err(SupervisorError::Hosts)?,
+                cluster: None,
+            }
         } else {
-            None
+            Network::Loopback
         };
         Ok(Topology {
-            hosts,
-            cluster: None,
+            network,
             launcher: config.leaf_launcher.clone(),
         })
     }
 
     /// Whether the trial runs on simulated hosts.
     pub fn has_hosts(&self) -> bool {
-        self.hosts.is_some()
+        self.hosts().is_some()
+    }
+
+    /// The simulated hosts, if any.
+    fn hosts(&self) -> Option<&Hosts> {
+        match &self.network {
+            Network::Hosts { hosts, .. } => Some(hosts),
+            Network::Loopback => None,
+        }
+    }
+
+    /// The hosts, for a step that needs them (`what` names it in the error).
+    fn hosts_for(&self, what: &str) -> Result<&Hosts, SupervisorError> {
+        self.hosts().ok_or_else(|| SupervisorError::ChildFailed {
+            what: what.into(),
+            detail: "the trial runs on loopback, without hosts".into(),
+        })
     }
 
     /// Hosts of the trial (1 without `--hosts`).
     pub fn host_count(&self) -> usize {
-        self.hosts.as_ref().map_or(1, |h| h.hosts().len())
+        self.hosts().map_or(1, |h| h.hosts().len())
     }
 
     /// The host slot `slot` runs on.
@@ -77,10 +106,15 @@ impl Topology {
         logs: &Path,
         token: &Secret,
     ) -> Result<String, SupervisorError> {
-        let hosts = self.hosts.as_ref().expect("start_nats needs hosts");
-        let cluster = Cluster::start(binary, hosts, size, workdir, logs, token).await?;
-        let urls = cluster.urls_for(0);
-        self.cluster = Some(cluster);
+        let Network::Hosts { hosts, cluster } = &mut self.network else {
+            return Err(SupervisorError::ChildFailed {
+                what: "the NATS cluster".into(),
+                detail: "a cluster needs hosts (--hosts 2 or more)".into(),
+            });
+        };
+        let started = Cluster::start(binary, hosts, size, workdir, logs, token).await?;
+        let urls = started.urls_for(0);
+        *cluster = Some(started);
         Ok(urls)
     }
 
@@ -93,7 +127,7 @@ impl Topology {
         project_code: &str,
         token: Option<&Secret>,
     ) -> Result<(), SupervisorError> {
-        let Some(cluster) = &self.cluster else {
+        let Some(cluster) = self.cluster() else {
             return Ok(());
         };
         let fail = |e: crate::coord::CoordError| SupervisorError::ChildFailed {
@@ -114,13 +148,15 @@ impl Topology {
 
     /// The NATS servers, when herd started a cluster.
     pub fn cluster(&self) -> Option<&Cluster> {
-        self.cluster.as_ref()
+        match &self.network {
+            Network::Hosts { cluster, .. } => cluster.as_ref(),
+            Network::Loopback => None,
+        }
     }
 
     /// The URLs a process on `host` is given, or `single` without hosts.
     pub fn nats_urls(&self, host: usize, single: &str) -> String {
-        self.cluster
-            .as_ref()
+        self.cluster()
             .map_or_else(|| single.to_string(), |c| c.urls_for(host))
     }
 
@@ -131,8 +167,7 @@ impl Topology {
 
     /// Host `host`'s address (loopback without hosts).
     pub fn addr(&self, host: usize) -> Ipv4Addr {
-        self.hosts
-            .as_ref()
+        self.hosts()
             .map_or(Ipv4Addr::LOCALHOST, |h| h.hosts()[host].addr)
     }
 
@@ -147,8 +182,7 @@ impl Topology {
     ) -> Command {
         if let (Some(template), Some(slot)) = (&self.launcher, slot) {
             let netns = self
-                .hosts
-                .as_ref()
+                .hosts()
                 .map_or(String::new(), |h| h.hosts()[host].netns.clone());
             let line = expand(
                 template,
@@ -162,7 +196,7 @@ impl Topology {
             cmd.arg("-c").arg(line);
             return cmd;
         }
-        match &self.hosts {
+        match self.hosts() {
             Some(hosts) => {
                 let [ip, netns, exec, ns] = hosts.exec_prefix(host);
                 let mut cmd = Command::new(ip);
@@ -180,7 +214,7 @@ impl Topology {
     /// The NATS shape every child is told (domain and replicas), as
     /// environment variables; none on one server.
     pub fn env(&self) -> Vec<(&'static str, String)> {
-        match &self.cluster {
+        match self.cluster() {
             Some(cluster) => vec![
                 (env::NATS_DOMAIN, DOMAIN.to_string()),
                 (env::NATS_REPLICAS, cluster.size().to_string()),
@@ -192,41 +226,40 @@ impl Topology {
     /// The words that start a program on `host` (`ip netns exec NS`); none
     /// without hosts.
     pub fn prefix(&self, host: usize) -> Vec<String> {
-        self.hosts
-            .as_ref()
+        self.hosts()
             .map_or_else(Vec::new, |h| h.exec_prefix(host).to_vec())
     }
 
     /// Takes host `host`'s link down.
     pub fn cut(&self, host: usize) -> Result<(), SupervisorError> {
-        let hosts = self.hosts.as_ref().expect("faults need hosts");
+        let hosts = self.hosts_for("cutting a host's link")?;
         hosts.cut(host).map_err(SupervisorError::Hosts)
     }
 
     /// Brings host `host`'s link back.
     pub fn restore(&self, host: usize) -> Result<(), SupervisorError> {
-        let hosts = self.hosts.as_ref().expect("faults need hosts");
+        let hosts = self.hosts_for("restoring a host's link")?;
         hosts.restore(host).map_err(SupervisorError::Hosts)
     }
 
     /// Adds `extra` to host `host`'s delay.
     pub fn slow(&self, host: usize, extra: Duration) -> Result<(), SupervisorError> {
-        let hosts = self.hosts.as_ref().expect("faults need hosts");
+        let hosts = self.hosts_for("slowing a host's link")?;
         hosts.slow(host, extra).map_err(SupervisorError::Hosts)
     }
 
     /// Gives host `host` its own delay back.
     pub fn unslow(&self, host: usize) -> Result<(), SupervisorError> {
-        let hosts = self.hosts.as_ref().expect("faults need hosts");
+        let hosts = self.hosts_for("speeding a host's link up")?;
         hosts.unslow(host).map_err(SupervisorError::Hosts)
     }
 
     /// Stops the NATS servers and removes the hosts.
     pub async fn stop(&mut self, grace: Duration) {
-        if let Some(cluster) = &mut self.cluster {
-            cluster.stop(grace).await;
-        }
-        if let Some(hosts) = &mut self.hosts {
+        if let Network::Hosts { hosts, cluster } = &mut self.network {
+            if let Some(cluster) = cluster {
+                cluster.stop(grace).await;
+            }
             hosts.remove();
         }
     }
