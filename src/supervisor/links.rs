@@ -99,22 +99,15 @@ impl std::str::FromStr for SlowHost {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || format!("{s:?} is not HOST:SECS:DURATION:DELAY_MS (e.g. 1:5:10:200)");
-        let parts: Vec<&str> = s.split(':').collect();
-        let [host, at, duration, extra] = parts.as_slice() else {
-            return Err(bad());
-        };
-        let secs = |v: &str| v.parse::<f64>().ok().filter(|x| x.is_finite() && *x >= 0.0);
+        // A partition's HOST:SECS:DURATION, then the delay.
+        let (when, extra) = s.rsplit_once(':').ok_or_else(bad)?;
+        let window: super::Partition = when.parse().map_err(|_| bad())?;
+        let extra = extra.parse::<u64>().ok().filter(|ms| *ms <= 10_000);
         Ok(SlowHost {
-            host: host.parse().map_err(|_| bad())?,
-            at: Duration::from_secs_f64(secs(at).ok_or_else(bad)?),
-            duration: Duration::from_secs_f64(secs(duration).filter(|d| *d > 0.0).ok_or_else(bad)?),
-            extra: Duration::from_millis(
-                extra
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|ms| *ms <= 10_000)
-                    .ok_or_else(bad)?,
-            ),
+            host: window.host,
+            at: window.at,
+            duration: window.duration,
+            extra: Duration::from_millis(extra.ok_or_else(bad)?),
         })
     }
 }

@@ -231,18 +231,23 @@ fn summary(lines: &[LeafLine]) -> &LeafSummary {
     }
 }
 
-/// Asserts every accepted check-in is on the hub's trunk exactly once, the
-/// trunk holds nothing else, is linear, and the repository passes `fossil
-/// test-integrity`. The hub must be stopped. Returns the commits lost.
-fn assert_trunk_holds_exactly(hub_path: &Path, home: &Path, accepted: &[String]) -> usize {
+/// The hub's trunk after its root, oldest first. The hub must be stopped.
+fn trunk_of(hub_path: &Path) -> Vec<String> {
     let repo = Repository::open(hub_path).expect("open the hub repository");
-    let trunk: Vec<String> = repo
+    let trunk = repo
         .trunk_after(None)
         .expect("walk the trunk")
         .iter()
         .map(|h| h.to_string())
         .collect();
-    drop(repo);
+    trunk
+}
+
+/// Asserts every accepted check-in is on the hub's trunk exactly once, the
+/// trunk holds nothing else, is linear, and the repository passes `fossil
+/// test-integrity`. The hub must be stopped. Returns the commits lost.
+fn assert_trunk_holds_exactly(hub_path: &Path, home: &Path, accepted: &[String]) -> usize {
+    let trunk = trunk_of(hub_path);
     let on_trunk: HashSet<&str> = trunk.iter().map(String::as_str).collect();
     let lost = accepted
         .iter()
@@ -880,14 +885,7 @@ fn a_leaf_whose_disk_fills_exits_1_naming_it_and_loses_nothing_acknowledged() {
     );
     let status = hub.terminate();
     assert!(status.success(), "the hub serves on: {status}");
-    let repo = Repository::open(&hub_path).expect("open the hub repository");
-    let trunk: HashSet<String> = repo
-        .trunk_after(None)
-        .expect("walk the trunk")
-        .iter()
-        .map(|h| h.to_string())
-        .collect();
-    drop(repo);
+    let trunk: HashSet<String> = trunk_of(&hub_path).into_iter().collect();
     let lost = acked.iter().filter(|h| !trunk.contains(*h)).count();
     assert_eq!(lost, 0, "every acknowledged check-in is on the hub's trunk");
     fossil_ok(
