@@ -7,6 +7,7 @@
 //! `fossil server` plays the hub instead (`fossil_hub`), and herd counts its
 //! check-ins with `fossil sql`.
 
+mod child;
 pub mod cli;
 mod cluster;
 pub mod edits;

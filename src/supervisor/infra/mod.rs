@@ -21,10 +21,12 @@ use tokio::process::Child;
 use tokio::sync::{mpsc, oneshot};
 
 mod events;
+mod hub;
 
 pub(super) use events::{Death, Exit, InfraEvent, NotRestarted};
+pub(super) use hub::start_hub;
 
-use super::trial::{start_hub, Finished, Place, TrialSecrets};
+use super::child::Place;
 use super::{nats, process, SupervisorError, TrialConfig};
 use crate::coord::Secret;
 use crate::wire::HubReady;
@@ -108,7 +110,6 @@ pub(super) enum HubLaunch {
         workdir: PathBuf,
         logs: PathBuf,
         nats_url: String,
-        secrets: TrialSecrets,
         place: Place,
     },
     /// `git daemon` over the trial's bare repository.
@@ -122,7 +123,6 @@ impl HubLaunch {
         workdir: &Path,
         logs: &Path,
         nats_url: &str,
-        secrets: &TrialSecrets,
         place: Place,
     ) -> HubLaunch {
         HubLaunch::Herd {
@@ -130,7 +130,6 @@ impl HubLaunch {
             workdir: workdir.to_path_buf(),
             logs: logs.to_path_buf(),
             nats_url: nats_url.to_string(),
-            secrets: secrets.clone(),
             place,
         }
     }
@@ -144,9 +143,8 @@ impl HubLaunch {
                 workdir,
                 logs,
                 nats_url,
-                secrets,
                 place,
-            } => start_hub(config, workdir, logs, nats_url, secrets, listen, place).await,
+            } => start_hub(config, workdir, logs, nats_url, listen, place).await,
             HubLaunch::Git { bare, logs } => {
                 let port = listen
                     .rsplit(':')
@@ -157,19 +155,6 @@ impl HubLaunch {
             }
         }
     }
-}
-
-/// Stops the watched processes and adds their restarts (and a loss) to
-/// the report.
-pub(super) async fn with_infra(
-    result: Result<Finished, SupervisorError>,
-    watch: Watch,
-) -> Result<Finished, SupervisorError> {
-    let (restarts, events, lost) = watch.stop().await;
-    result.map(|(mut report, slots)| {
-        report.set_infra(restarts, events, lost);
-        (report, slots)
-    })
 }
 
 /// The watcher, seen from the control loop.

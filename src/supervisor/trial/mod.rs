@@ -3,8 +3,9 @@
 //! Files: this one starts the trial (work directory, NATS, the hub, the
 //! environment every child gets); `slots` starts the leaf-agents and runs
 //! the control loop and the verdict; `lines` reads a leaf's output; `hub`
-//! starts herd's hub and asks for its count; `faults` injects faults
-//! across hosts.
+//! asks herd's hub for its count; `faults` injects faults across hosts.
+//! Starting and watching the hub and nats-server is `infra`'s; how any
+//! child starts, with which environment, is `child`'s.
 //!
 //! One control loop owns all output and all decisions. Each slot is a task
 //! that owns its child's stdout and reports typed [`SlotEvent`]s; the loop
@@ -12,9 +13,8 @@
 //!
 //! Each trial has its own secrets: a random password for the hub user every
 //! leaf logs in as (the hub requires login) and, when herd starts the
-//! nats-server, a random token it requires. Children get them in their
-//! environment, never in argv (`/proc/PID/cmdline` is world-readable;
-//! `/proc/PID/environ` is not).
+//! nats-server, a random token it requires; children get them in their
+//! environment (`child`).
 //!
 //! A leaf's stdout is untrusted input: lines are bounded ([`MAX_LINE`]),
 //! need not be UTF-8, and anything that is not a [`LeafLine`] marks the slot
@@ -32,53 +32,27 @@ mod seed;
 mod slots;
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use tokio::process::Command;
 use tokio::sync::mpsc;
 
+use super::child::{log_file, ChildEnv, Place, TrialSecrets, TRIAL_USER};
 use super::fossil_hub::{self, FossilHub};
-use super::infra::{with_infra, HubLaunch, HubWatch, NatsWatch, Watch};
+use super::infra::{HubLaunch, HubWatch, NatsWatch, Watch};
 use super::sampler::Sampler;
 use super::summary::{CpuByKind, HubCount, SlotRecord, TrialReport};
 use super::topology::Topology;
 use super::{nats, page, process, SupervisorError, TrialConfig};
 use crate::coord::Secret;
 use crate::env;
-use crate::telemetry::W3c;
 use crate::wire::{HubKind, HubReady, ProcessKind, TrialClock};
 
 use hub::hub_count_settled;
-pub(in crate::supervisor) use hub::start_hub;
 use slots::run_slots;
 
 /// How long stopped children get between SIGTERM and SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
-/// The hub user every leaf of a trial logs in as.
-pub const TRIAL_USER: &str = "herd";
-
-/// One trial's credentials, handed to children through their environment.
-#[derive(Clone)]
-pub(super) struct TrialSecrets {
-    /// The password of [`TRIAL_USER`] on the hub.
-    hub_secret: Secret,
-    /// The token of the nats-server herd started; `None` with `--nats-url`
-    /// (children then inherit whatever `HERD_NATS_TOKEN` herd has).
-    nats_token: Option<Secret>,
-}
-
-impl TrialSecrets {
-    /// Sets the credentials in a child's environment.
-    fn pass(&self, cmd: &mut Command) {
-        cmd.env(env::HUB_USER, TRIAL_USER)
-            .env(env::HUB_SECRET, self.hub_secret.expose());
-        if let Some(token) = &self.nats_token {
-            cmd.env(env::NATS_TOKEN, token.expose());
-        }
-    }
-}
-
 /// Runs one trial to the end and reports it. Each message on `stop` is a
 /// request to stop: the first asks the leaves to finish (SIGTERM, then
 /// SIGKILL after a grace period), the second kills them at once.
@@ -246,34 +220,6 @@ async fn run_in(
 /// A finished trial's report and what each slot said.
 pub(super) type Finished = (TrialReport, Vec<SlotRecord>);
 
-/// Where and how a child process starts: the words before its program
-/// (`ip netns exec NS` on a simulated host) and what goes into its
-/// environment besides the secrets and the trace context (the trial clock,
-/// the NATS deployment).
-#[derive(Debug, Clone, Default)]
-pub(super) struct Place {
-    prefix: Vec<String>,
-    env: Vec<(&'static str, String)>,
-}
-
-impl Place {
-    /// A command running `program` there.
-    fn command(&self, program: &Path) -> Command {
-        let mut cmd = match self.prefix.split_first() {
-            Some((first, rest)) => {
-                let mut cmd = Command::new(first);
-                cmd.args(rest).arg(program);
-                cmd
-            }
-            None => Command::new(program),
-        };
-        for (name, value) in &self.env {
-            cmd.env(name, value);
-        }
-        cmd
-    }
-}
-
 /// What every step of a trial reads.
 struct Setting<'a> {
     config: &'a TrialConfig,
@@ -292,26 +238,25 @@ impl Setting<'_> {
     /// the credentials, the trace context, the trial clock's start and the
     /// NATS deployment.
     fn pass(&self, cmd: &mut Command) {
-        self.secrets.pass(cmd);
-        pass_trace(cmd, &self.config.trace);
-        for (name, value) in self.trial_env() {
-            cmd.env(name, value);
+        self.child_env().apply(cmd);
+    }
+
+    /// What every child of the trial gets in its environment.
+    fn child_env(&self) -> ChildEnv {
+        let mut vars = vec![(env::TRIAL_START, self.sampler.clock().env_value())];
+        vars.extend(self.topology.env());
+        ChildEnv {
+            secrets: self.secrets.clone(),
+            trace: self.config.trace.clone(),
+            vars,
         }
     }
 
-    /// The trial clock's start and the NATS deployment, as a child's
-    /// environment variables.
-    fn trial_env(&self) -> Vec<(&'static str, String)> {
-        let mut env = vec![(env::TRIAL_START, self.sampler.clock().env_value())];
-        env.extend(self.topology.env());
-        env
-    }
-
-    /// Where the hub starts: host 0, with the trial's clock and deployment.
+    /// Where the hub starts: host 0, with the trial's environment.
     fn hub_place(&self) -> Place {
         Place {
             prefix: self.topology.prefix(0),
-            env: self.trial_env(),
+            env: self.child_env(),
         }
     }
 }
@@ -330,7 +275,7 @@ async fn run_with_nats(
     };
     match config.spec.hub_kind {
         HubKind::Herd => {
-            let launch = HubLaunch::new(config, workdir, logs, nats_url, secrets, t.hub_place());
+            let launch = HubLaunch::new(config, workdir, logs, nats_url, t.hub_place());
             let (mut hub, ready) = match launch.start(&t.topology.hub_listen()).await {
                 Ok(started) => started,
                 Err(e) => {
@@ -475,23 +420,15 @@ impl Hub<'_> {
     }
 }
 
-/// Hands the trial's trace context to a child through its environment.
-fn pass_trace(cmd: &mut Command, trace: &W3c) {
-    if let Some(tp) = &trace.traceparent {
-        cmd.env(env::TRACEPARENT, tp);
-    }
-    if let Some(ts) = &trace.tracestate {
-        cmd.env(env::TRACESTATE, ts);
-    }
-}
-
-/// A child's stderr: appended to, so a restarted hub's log follows the
-/// first one's (a trial's work directory starts empty).
-fn log_file(path: &Path) -> Result<Stdio, SupervisorError> {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map(Stdio::from)
-        .map_err(|e| SupervisorError::io(format!("create {}", path.display()), e))
+/// Stops the watched processes and adds their restarts (and a loss) to
+/// the report.
+pub(super) async fn with_infra(
+    result: Result<Finished, SupervisorError>,
+    watch: Watch,
+) -> Result<Finished, SupervisorError> {
+    let (restarts, events, lost) = watch.stop().await;
+    result.map(|(mut report, slots)| {
+        report.set_infra(restarts, events, lost);
+        (report, slots)
+    })
 }
