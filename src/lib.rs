@@ -21,6 +21,7 @@
 //! - [`env`](mod@env): the environment variables herd hands its children.
 //! - [`chain`]: an error chain as one sentence.
 //! - [`exit`]: the exit codes of the three programs.
+//! - [`flag`]: one spelling per flag value (`flag_value!`).
 //! - [`compare`]: `herd compare`: two sets of runs, a verdict per figure.
 //! - [`soak`]: `herd soak`: trials under seeded faults, each checked.
 //! - [`telemetry`]: logs, span export over OTLP, W3C context crossings.
@@ -32,6 +33,7 @@ pub mod coord;
 pub mod delta;
 pub mod env;
 pub mod exit;
+pub mod flag;
 pub mod hub;
 pub mod leaf;
 pub mod plot;

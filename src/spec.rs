@@ -4,7 +4,11 @@
 //! them, keeps them in its trial's configuration and hands them on to each
 //! leaf with [`TrialSpec::to_args`], which reads the flag names from the
 //! same clap definition and the values from the same serde one: a new knob
-//! is one field here, and reaches every leaf without another edit.
+//! is one field here, and reaches every leaf without another edit. The
+//! modes are parsed by their `FromStr` (`flag_value!`), whose refusal names
+//! the values expected.
+
+use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
@@ -32,7 +36,7 @@ pub struct TrialSpec {
     #[serde(flatten)]
     pub workload: WorkloadArgs,
     /// `disjoint`: each slot its own tasks; `shared`: all slots race for one pool.
-    #[arg(long, env = "HERD_MODE", default_value = "disjoint")]
+    #[arg(long, env = "HERD_MODE", default_value = "disjoint", value_parser = <Mode as FromStr>::from_str)]
     pub mode: Mode,
     /// The hub: `herd` (herd's hub: a linear trunk, tip broadcasts),
     /// `fossil` (a stock `fossil server` from PATH) or `git` (a stock git
@@ -47,7 +51,7 @@ pub struct TrialSpec {
     /// commit, push; a rejected push is followed by `git pull --rebase` and
     /// another push, a fork retry). Landing and catch-up are then ignored;
     /// `--leaf full` pulls before each task.
-    #[arg(long, env = "HERD_HUB_KIND", default_value = "herd")]
+    #[arg(long, env = "HERD_HUB_KIND", default_value = "herd", value_parser = <HubKind as FromStr>::from_str)]
     pub hub_kind: HubKind,
     /// Who lands a check-in whose parent went stale: `hub` (the default: a
     /// leaf asks the hub to write its check-in anew on the trunk tip,
@@ -56,7 +60,7 @@ pub struct TrialSpec {
     /// one transaction) or `leaf` (the predecessor's protocol: the push
     /// waits its turn, is refused with the new tip, and the leaf rebases
     /// and pushes again). Ignored with `--hub-kind fossil` and `git`.
-    #[arg(long, env = "HERD_LANDING", default_value = "hub")]
+    #[arg(long, env = "HERD_LANDING", default_value = "hub", value_parser = <LandingStrategy as FromStr>::from_str)]
     pub landing: LandingStrategy,
     /// What a leaf keeps: `full` (the default: every trunk artifact, and
     /// before each task its worktree is brought to the newest trunk tip it
@@ -64,7 +68,7 @@ pub struct TrialSpec {
     /// slots' manifests only, never their files: the landing path alone).
     /// Ignored with `--hub-kind fossil`; with `git`, sparse leaves do not
     /// pull before each task.
-    #[arg(long, env = "HERD_LEAF", default_value = "full")]
+    #[arg(long, env = "HERD_LEAF", default_value = "full", value_parser = <LeafMode as FromStr>::from_str)]
     pub leaf: LeafMode,
     /// How a full leaf gets the check-ins it missed: `stream` (the
     /// default: the hub publishes each landed batch once, with its
@@ -72,7 +76,7 @@ pub struct TrialSpec {
     /// apply it from the stream, and a gap costs one pull) or `pull` (each
     /// full leaf pulls from the hub before each task). Sparse leaves ignore
     /// it; so do --hub-kind fossil and git.
-    #[arg(long, env = "HERD_CATCH_UP", default_value = "stream")]
+    #[arg(long, env = "HERD_CATCH_UP", default_value = "stream", value_parser = <CatchUp as FromStr>::from_str)]
     pub catch_up: CatchUp,
 }
 
@@ -195,6 +199,29 @@ mod tests {
         ] {
             assert!(args.iter().any(|a| a == flag), "{flag} in {args:?}");
         }
+    }
+
+    /// serde's name for `v` is its flag spelling.
+    fn same_names<T: clap::ValueEnum + Serialize + std::fmt::Display>() {
+        for v in T::value_variants() {
+            let serde = serde_json::to_value(v).unwrap();
+            assert_eq!(serde, serde_json::json!(v.to_string()));
+        }
+    }
+
+    #[test]
+    fn every_mode_has_one_spelling_in_flags_json_and_summaries() {
+        same_names::<Mode>();
+        same_names::<HubKind>();
+        same_names::<LandingStrategy>();
+        same_names::<LeafMode>();
+        same_names::<CatchUp>();
+        assert_eq!("shared".parse::<Mode>(), Ok(Mode::Shared));
+        assert_eq!(
+            "both".parse::<Mode>().unwrap_err(),
+            "unknown mode \"both\" (expected disjoint or shared)"
+        );
+        assert_eq!(crate::flag::expected::<HubKind>(), "herd, fossil or git");
     }
 
     #[test]

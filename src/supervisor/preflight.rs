@@ -133,7 +133,7 @@ pub fn check_capacity(
             over = mid;
         }
     }
-    let leaf = config.spec.leaf.as_str();
+    let leaf = config.spec.leaf.to_string();
     let tmpfs = match in_memory {
         Some(dir) => format!(
             ", {:.1} GiB the trial writes to tmpfs at {}",

@@ -32,7 +32,7 @@ pub use timeline::{round_us, PushMark, PushResult, Timeline, TimelineRecorder, T
 /// Which server plays the hub in a trial. herd and every leaf-agent of a
 /// trial get the same kind (flag `--hub-kind`, env `HERD_HUB_KIND`), and
 /// the summary names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum HubKind {
     /// herd's own `hub`: a linear trunk it enforces, tip broadcasts on
@@ -47,36 +47,10 @@ pub enum HubKind {
     Git,
 }
 
-impl HubKind {
-    /// The flag spelling: `herd`, `fossil` or `git`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HubKind::Herd => "herd",
-            HubKind::Fossil => "fossil",
-            HubKind::Git => "git",
-        }
-    }
-}
-
-impl std::str::FromStr for HubKind {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "herd" => Ok(HubKind::Herd),
-            "fossil" => Ok(HubKind::Fossil),
-            "git" => Ok(HubKind::Git),
-            other => Err(format!(
-                "unknown hub kind {other:?} (expected herd, fossil or git)"
-            )),
-        }
-    }
-}
-
 /// Who puts a contended check-in on the trunk tip (flag `--landing`, env
 /// `HERD_LANDING`; herd hands it to every leaf-agent, and the summary names
 /// it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum LandingStrategy {
     /// The hub: a push on a stale parent whose files did not change on
@@ -89,39 +63,9 @@ pub enum LandingStrategy {
     Leaf,
 }
 
-impl LandingStrategy {
-    /// The flag spelling: `hub` or `leaf`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LandingStrategy::Hub => "hub",
-            LandingStrategy::Leaf => "leaf",
-        }
-    }
-}
-
-impl std::str::FromStr for LandingStrategy {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "hub" => Ok(LandingStrategy::Hub),
-            "leaf" => Ok(LandingStrategy::Leaf),
-            other => Err(format!(
-                "unknown landing strategy {other:?} (expected hub or leaf)"
-            )),
-        }
-    }
-}
-
-impl std::fmt::Display for LandingStrategy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// What a leaf keeps of other slots' work (flag `--leaf`, env `HERD_LEAF`;
 /// herd hands it to every leaf-agent, and the summary names it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum LeafMode {
     /// A full clone: every trunk artifact reaches the leaf (one pull for
@@ -134,40 +78,10 @@ pub enum LeafMode {
     Sparse,
 }
 
-impl LeafMode {
-    /// The flag spelling: `full` or `sparse`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LeafMode::Full => "full",
-            LeafMode::Sparse => "sparse",
-        }
-    }
-}
-
-impl std::str::FromStr for LeafMode {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "full" => Ok(LeafMode::Full),
-            "sparse" => Ok(LeafMode::Sparse),
-            other => Err(format!(
-                "unknown leaf mode {other:?} (expected full or sparse)"
-            )),
-        }
-    }
-}
-
-impl std::fmt::Display for LeafMode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// How a full leaf gets the check-ins it missed (flag `--catch-up`, env
 /// `HERD_CATCH_UP`; herd hands it to the hub and every leaf-agent, and the
 /// summary names it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum CatchUp {
     /// The hub publishes each landed batch once, artifacts included, on the
@@ -181,14 +95,6 @@ pub enum CatchUp {
 }
 
 impl CatchUp {
-    /// The flag spelling: `stream` or `pull`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CatchUp::Stream => "stream",
-            CatchUp::Pull => "pull",
-        }
-    }
-
     /// Whether a leaf kept as `leaf` catches up from the stream: only full
     /// leaves catch up at all (sparse ones ignore the setting).
     pub fn from_stream(self, leaf: LeafMode) -> bool {
@@ -196,31 +102,10 @@ impl CatchUp {
     }
 }
 
-impl std::str::FromStr for CatchUp {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "stream" => Ok(CatchUp::Stream),
-            "pull" => Ok(CatchUp::Pull),
-            other => Err(format!(
-                "unknown catch-up {other:?} (expected stream or pull)"
-            )),
-        }
-    }
-}
-
-impl std::fmt::Display for CatchUp {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::fmt::Display for HubKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+crate::flag_value!(HubKind, "hub kind");
+crate::flag_value!(LandingStrategy, "landing strategy");
+crate::flag_value!(LeafMode, "leaf mode");
+crate::flag_value!(CatchUp, "catch-up");
 
 /// One line of a leaf-agent's stdout.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -473,7 +358,7 @@ mod tests {
     #[test]
     fn hub_kinds_parse_and_print_as_their_flag() {
         for kind in [HubKind::Herd, HubKind::Fossil, HubKind::Git] {
-            assert_eq!(kind.as_str().parse::<HubKind>(), Ok(kind));
+            assert_eq!(kind.to_string().parse::<HubKind>(), Ok(kind));
             assert_eq!(serde_json::to_string(&kind).unwrap(), format!("\"{kind}\""));
         }
         let bad = "svn".parse::<HubKind>().unwrap_err();
@@ -483,7 +368,7 @@ mod tests {
     #[test]
     fn leaf_modes_parse_and_print_as_their_flag() {
         for mode in [LeafMode::Full, LeafMode::Sparse] {
-            assert_eq!(mode.as_str().parse::<LeafMode>(), Ok(mode));
+            assert_eq!(mode.to_string().parse::<LeafMode>(), Ok(mode));
             assert_eq!(serde_json::to_string(&mode).unwrap(), format!("\"{mode}\""));
         }
         assert_eq!(LeafMode::default(), LeafMode::Full);

@@ -18,7 +18,17 @@ use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64;
 
 /// How leaves find their tasks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// Each slot opens its own tasks over its own files; claims never collide.
@@ -28,35 +38,7 @@ pub enum Mode {
     Shared,
 }
 
-impl Mode {
-    /// The flag spelling: `disjoint` or `shared`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Disjoint => "disjoint",
-            Mode::Shared => "shared",
-        }
-    }
-}
-
-impl std::str::FromStr for Mode {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "disjoint" => Ok(Mode::Disjoint),
-            "shared" => Ok(Mode::Shared),
-            other => Err(format!(
-                "unknown mode {other:?} (expected disjoint or shared)"
-            )),
-        }
-    }
-}
-
-impl std::fmt::Display for Mode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+crate::flag_value!(Mode, "mode");
 
 /// How long a claim's lease and file holds live unless set otherwise, in
 /// milliseconds: the same as `coord::DEFAULT_HOLD_TTL` (a leaf test checks
