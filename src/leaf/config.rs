@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::coord::Secret;
-use crate::wire::{CatchUp, HubKind, LandingStrategy, LeafMode};
-use crate::workload::{Mode, WorkloadConfig, WorkloadError};
+use crate::spec::TrialSpec;
+use crate::workload::{WorkloadConfig, WorkloadError};
 
 /// The login a leaf signs its sync requests with (a Fossil login card on
 /// every request).
@@ -30,16 +30,9 @@ pub struct LeafConfig {
     pub slot: u32,
     /// The slot's directory: `leaf.fossil` and the worktree `wt/` live here.
     pub workdir: PathBuf,
-    /// Tasks per agent (K).
-    pub tasks: u32,
-    /// Agents in the trial (N); the shared pool holds N×K tasks.
-    pub agents: u32,
-    /// The workload seed.
-    pub seed: u64,
-    /// File counts, sizes and think times.
-    pub workload: WorkloadConfig,
-    /// Disjoint (own tasks) or shared (one pool for all).
-    pub mode: Mode,
+    /// The trial's shape: tasks, agents, seed, modes, workload (the flags
+    /// herd gave every leaf alike).
+    pub spec: TrialSpec,
     /// Log in to the hub as this user; `None` syncs anonymously.
     pub hub_login: Option<HubLogin>,
     /// The NATS auth token, when the server requires one.
@@ -49,19 +42,6 @@ pub struct LeafConfig {
     /// the task fails. Start-up does not wait this long: a hub unreachable
     /// at start is a usage error.
     pub hub_retry: Duration,
-    /// What serves `hub_url`: herd's hub, or a stock `fossil server` (no
-    /// tip broadcasts, plain protocol, forks accepted).
-    pub hub_kind: HubKind,
-    /// Who lands a check-in whose parent went stale: the hub (the leaf
-    /// asks it to, `pragma herd-land`) or the leaf (it waits its turn,
-    /// rebases and pushes again).
-    pub landing: LandingStrategy,
-    /// Full (every trunk artifact; the worktree brought to the newest tip
-    /// before each task) or sparse (manifests only).
-    pub leaf: LeafMode,
-    /// How a full leaf gets what it missed: the hub's batches on the tip
-    /// stream, or a pull before each task.
-    pub catch_up: CatchUp,
     /// Most bytes of received stream batches held before they are applied.
     pub stream_buffer_bytes: usize,
 }
@@ -104,13 +84,16 @@ pub enum ConfigError {
 impl LeafConfig {
     /// Checks every knob before anything starts.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.workload.validate()?;
-        self.workload
-            .check_hot(self.mode, self.leaf == crate::wire::LeafMode::Full)?;
-        if self.tasks == 0 {
+        let workload = self.workload();
+        workload.validate()?;
+        workload.check_hot(
+            self.spec.mode,
+            self.spec.leaf == crate::wire::LeafMode::Full,
+        )?;
+        if self.spec.tasks == 0 {
             return Err(ConfigError::Zero { name: "tasks" });
         }
-        if self.agents == 0 {
+        if self.spec.agents == 0 {
             return Err(ConfigError::Zero { name: "agents" });
         }
         if self.hub_retry.is_zero() {
@@ -118,7 +101,7 @@ impl LeafConfig {
                 name: "hub-retry-secs",
             });
         }
-        let schemes: &[&str] = match self.hub_kind {
+        let schemes: &[&str] = match self.spec.hub_kind {
             crate::wire::HubKind::Git => &["git://", "http://", "https://", "file://", "/"],
             _ => &["http://", "https://"],
         };
@@ -131,19 +114,25 @@ impl LeafConfig {
         Ok(())
     }
 
+    /// The workload, from the spec's flags.
+    pub fn workload(&self) -> WorkloadConfig {
+        self.spec.workload.config()
+    }
+
     /// N×K, the shared pool's size.
     pub fn pool_size(&self) -> Result<u32, ConfigError> {
-        self.agents
-            .checked_mul(self.tasks)
+        let spec = &self.spec;
+        spec.agents
+            .checked_mul(spec.tasks)
             .ok_or(ConfigError::PoolTooLarge {
-                agents: self.agents,
-                tasks: self.tasks,
+                agents: spec.agents,
+                tasks: spec.tasks,
             })
     }
 
     /// The lease and hold lifetime of this slot's claims.
     pub fn hold_ttl(&self) -> Duration {
-        Duration::from_millis(self.workload.hold_ttl_ms)
+        Duration::from_millis(self.spec.workload.hold_ttl_ms)
     }
 
     /// The slot's repository file.
@@ -160,6 +149,8 @@ impl LeafConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::{CatchUp, HubKind, LandingStrategy, LeafMode};
+    use crate::workload::{Mode, WorkloadArgs};
 
     fn config() -> LeafConfig {
         LeafConfig {
@@ -167,18 +158,20 @@ mod tests {
             nats_url: "nats://127.0.0.1:2".into(),
             slot: 0,
             workdir: PathBuf::from("/tmp/x"),
-            tasks: 3,
-            agents: 2,
-            seed: 1,
-            workload: WorkloadConfig::default(),
-            mode: Mode::Disjoint,
+            spec: TrialSpec {
+                tasks: 3,
+                agents: 2,
+                seed: 1,
+                workload: WorkloadArgs::of(&WorkloadConfig::default()),
+                mode: Mode::Disjoint,
+                hub_kind: HubKind::Herd,
+                landing: LandingStrategy::Hub,
+                leaf: LeafMode::Full,
+                catch_up: CatchUp::Stream,
+            },
             hub_login: None,
             nats_token: None,
             hub_retry: DEFAULT_HUB_RETRY,
-            hub_kind: HubKind::Herd,
-            landing: LandingStrategy::Hub,
-            leaf: LeafMode::Full,
-            catch_up: CatchUp::Stream,
             stream_buffer_bytes: DEFAULT_STREAM_BUFFER_BYTES as usize,
         }
     }
@@ -207,10 +200,8 @@ mod tests {
 
     #[test]
     fn bad_configs_are_refused_with_the_knob_named() {
-        let zero = LeafConfig {
-            tasks: 0,
-            ..config()
-        };
+        let mut zero = config();
+        zero.spec.tasks = 0;
         assert_eq!(
             zero.validate().unwrap_err().to_string(),
             "tasks must be at least 1"
@@ -220,22 +211,14 @@ mod tests {
             ..config()
         };
         assert!(url.validate().unwrap_err().to_string().contains("http://"));
-        let pool = LeafConfig {
-            agents: u32::MAX,
-            tasks: 2,
-            ..config()
-        };
+        let mut pool = config();
+        (pool.spec.agents, pool.spec.tasks) = (u32::MAX, 2);
         assert!(matches!(
             pool.validate(),
             Err(ConfigError::PoolTooLarge { .. })
         ));
-        let workload = LeafConfig {
-            workload: WorkloadConfig {
-                min_bytes: 0,
-                ..WorkloadConfig::default()
-            },
-            ..config()
-        };
+        let mut workload = config();
+        workload.spec.workload.min_bytes = 0;
         assert!(matches!(workload.validate(), Err(ConfigError::Workload(_))));
         let retry = LeafConfig {
             hub_retry: Duration::ZERO,

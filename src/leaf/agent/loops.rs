@@ -24,7 +24,7 @@ impl Agent<'_> {
     /// Runs every task of the slot (or walks the pool); `Ok(true)` when a
     /// stop request ended it early.
     pub(super) async fn tasks(&self) -> Result<bool, LeafError> {
-        match self.config.mode {
+        match self.config.spec.mode {
             Mode::Disjoint => self.disjoint().await,
             Mode::Shared => self.shared().await,
         }
@@ -36,8 +36,8 @@ impl Agent<'_> {
 
     async fn disjoint(&self) -> Result<bool, LeafError> {
         let c = self.config;
-        let mut workload = SlotWorkload::new(c.workload.clone(), c.seed, c.slot);
-        for _ in 0..c.tasks {
+        let mut workload = SlotWorkload::new(c.workload().clone(), c.spec.seed, c.slot);
+        for _ in 0..c.spec.tasks {
             if self.stop_requested() {
                 return Ok(true);
             }
@@ -46,7 +46,7 @@ impl Agent<'_> {
             let held = plan
                 .edit
                 .as_ref()
-                .filter(|_| c.workload.hot.hold)
+                .filter(|_| c.workload().hot.hold)
                 .map(|e| &e.path);
             let files = plan.files.iter().map(|(path, _)| path).chain(held);
             // A retry after a lost answer may leave an unused open record
@@ -74,7 +74,7 @@ impl Agent<'_> {
     async fn shared(&self) -> Result<bool, LeafError> {
         let c = self.config;
         let pool = c.pool_size()?;
-        let offset = c.slot.wrapping_mul(c.tasks) % pool;
+        let offset = c.slot.wrapping_mul(c.spec.tasks) % pool;
         let mut pending: Vec<u32> = (0..pool).map(|i| (offset + i) % pool).collect();
         for _ in 0..MAX_POOL_PASSES {
             let mut lost = Vec::new();
@@ -82,7 +82,7 @@ impl Agent<'_> {
                 if self.stop_requested() {
                     return Ok(true);
                 }
-                let plan = pool_task(&c.workload, c.seed, k);
+                let plan = pool_task(&c.workload(), c.spec.seed, k);
                 let id = pool_task_id(k)?;
                 self.retrying("open", || {
                     self.coord.open_task_with_id(

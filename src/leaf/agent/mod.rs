@@ -83,7 +83,7 @@ pub async fn run(
     // its clone began, so what landed while it cloned costs no pull.
     let cloning_since = std::time::SystemTime::now() - STREAM_CLOCK_MARGIN;
     let (sync, started) = RepoThread::start(
-        config.hub_kind,
+        config.spec.hub_kind,
         SyncConfig {
             hub_url: config.hub_url.clone(),
             repo_path: config.repo_path(),
@@ -92,11 +92,11 @@ pub async fn run(
             trace: W3c::of(&tracing::Span::current()),
             login: config.hub_login.clone(),
             hub_retry: config.hub_retry,
-            landing: config.landing,
-            leaf: config.leaf,
-            catch_up: config.catch_up,
+            landing: config.spec.landing,
+            leaf: config.spec.leaf,
+            catch_up: config.spec.catch_up,
             stream_buffer_bytes: config.stream_buffer_bytes,
-            hold_hot: config.workload.hot.hold,
+            hold_hot: config.workload().hot.hold,
         },
     )
     .await?;
@@ -110,7 +110,7 @@ pub async fn run(
     let mut tips = follow_tips(&config, &coord, &scope, cloning_since)
         .await
         .map_err(connect_err)?;
-    let from_stream = config.catch_up.from_stream(config.leaf);
+    let from_stream = config.spec.catch_up.from_stream(config.spec.leaf);
     reporter.started();
     reporter.line(&LeafLine::Ready(LeafReady {
         slot,
@@ -137,7 +137,7 @@ pub async fn run(
     let tasks = async {
         let result = agent.tasks().await;
         if let Ok(false) = result {
-            if config.leaf == LeafMode::Full && config.hub_kind != HubKind::Fossil {
+            if config.spec.leaf == LeafMode::Full && config.spec.hub_kind != HubKind::Fossil {
                 // The trial's end: the worktree follows trunk one last time,
                 // to the newest tip this leaf heard of (its own last
                 // landing, at least), while the tip loop still records what
@@ -196,10 +196,10 @@ async fn follow_tips(
     scope: &Scope,
     since: std::time::SystemTime,
 ) -> Result<Option<TipSubscription>, crate::coord::CoordError> {
-    let follow = config.leaf == LeafMode::Full || config.landing == LandingStrategy::Leaf;
-    let from_stream = config.catch_up.from_stream(config.leaf);
+    let follow = config.spec.leaf == LeafMode::Full || config.spec.landing == LandingStrategy::Leaf;
+    let from_stream = config.spec.catch_up.from_stream(config.spec.leaf);
     let client = coord.client().clone();
-    Ok(match config.hub_kind {
+    Ok(match config.spec.hub_kind {
         HubKind::Herd if from_stream => {
             Some(subscribe_tips_since(client, scope.as_str(), DEFAULT_OP_TIMEOUT, since).await?)
         }

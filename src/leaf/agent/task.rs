@@ -151,7 +151,7 @@ impl Agent<'_> {
             .instrument(claim_span.clone())
             .await;
         let claimed = match claimed {
-            Err(ClaimError::HeldByAnother { .. }) if self.config.workload.hot.hold => {
+            Err(ClaimError::HeldByAnother { .. }) if self.config.workload().hot.hold => {
                 self.wait_for_hold(id).instrument(claim_span.clone()).await
             }
             other => other,
