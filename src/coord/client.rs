@@ -237,6 +237,20 @@ fn deployed_context(
     js
 }
 
+/// How long a replicated stream's creation is retried while the cluster
+/// cannot place it yet ("no suitable peers for placement": a member just
+/// started or restarted, not yet known to the meta leader as online).
+const PLACEMENT_WAIT: Duration = Duration::from_secs(20);
+/// The pause between two such attempts.
+const PLACEMENT_PAUSE: Duration = Duration::from_millis(250);
+
+/// Whether JetStream refused to create a stream only because too few
+/// cluster members are online yet (error 10005), which passes.
+fn placement_pending(e: &impl std::fmt::Display) -> bool {
+    let text = e.to_string();
+    text.contains("no suitable peers") || text.contains("10005")
+}
+
 /// Gets or creates a key-value bucket. Creating a stream with an identical
 /// config is idempotent on the server, so two processes racing here both
 /// succeed; if the create is refused anyway (say a differing config), an
@@ -254,13 +268,22 @@ pub(super) async fn ensure_bucket(
 ) -> Result<kv::Store, CoordError> {
     let op = format!("open bucket {bucket}");
     let created = if replicas > 1 {
-        let made = within(
-            op_timeout,
-            &op,
-            "create bucket",
-            js.get_or_create_stream(leader_read_bucket(bucket, replicas)),
-        )
-        .await?;
+        let started = std::time::Instant::now();
+        let made = loop {
+            let made = within(
+                op_timeout,
+                &op,
+                "create bucket",
+                js.get_or_create_stream(leader_read_bucket(bucket, replicas)),
+            )
+            .await?;
+            match made {
+                Err(e) if placement_pending(&e) && started.elapsed() < PLACEMENT_WAIT => {
+                    tokio::time::sleep(PLACEMENT_PAUSE).await;
+                }
+                made => break made,
+            }
+        };
         match made {
             Ok(_) => within(op_timeout, &op, "get bucket", js.get_key_value(bucket))
                 .await?
@@ -339,6 +362,7 @@ pub(super) async fn ensure_tip_stream(
     let name = scope.tips_stream();
     let op = format!("open tip stream {name}");
     let mut max_bytes = TIP_STREAM_MAX_BYTES;
+    let started = std::time::Instant::now();
     loop {
         let config = stream::Config {
             name: name.clone(),
@@ -362,6 +386,10 @@ pub(super) async fn ensure_tip_stream(
             Ok(stream) => return Ok(stream),
             Err(e) => e,
         };
+        if placement_pending(&create_err) && started.elapsed() < PLACEMENT_WAIT {
+            tokio::time::sleep(PLACEMENT_PAUSE).await;
+            continue;
+        }
         let no_room = create_err.to_string().contains("insufficient storage");
         if no_room && max_bytes > TIP_STREAM_MIN_BYTES {
             max_bytes = (max_bytes / 4).max(TIP_STREAM_MIN_BYTES);
@@ -420,6 +448,17 @@ pub(super) fn millis(d: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_placement_refusal_is_waited_out() {
+        let refused = "create stream: jetstream error: 400 (code no suitable peers for \
+                       placement, peer offline, error code 10005)";
+        assert!(placement_pending(&refused));
+        assert!(!placement_pending(
+            &"insufficient storage resources available"
+        ));
+        assert!(!placement_pending(&"stream name already in use"));
+    }
 
     #[test]
     fn secrets_are_random_and_never_debug_printed() {
