@@ -174,11 +174,7 @@ impl TrialConfig {
     /// The shaped links in words, for the summary and the report page.
     pub fn links_text(&self) -> Option<String> {
         self.shaping().map(|_| {
-            format!(
-                "each host's outgoing packets: {} (herd's switch; a round trip between \
-                 hosts takes twice the delay)",
-                self.links
-            )
+            format!("{}, each host's packets out", self.links)
         })
     }
 
