@@ -30,6 +30,10 @@ use super::{SupervisorError, TrialConfig};
 use crate::coord::{Coord, CoordConfig, Deployment, Scope, Secret};
 use crate::env;
 
+/// How long each step of making the trial's buckets and tip stream on a
+/// cluster may take (a leaf's steps get 5 s).
+const PREPARE_OP_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// Where a trial's processes run, and how leaf-agents are launched.
 pub struct Topology {
     network: Network,
@@ -137,6 +141,9 @@ impl Topology {
         let scope = Scope::for_project(project_code).map_err(fail)?;
         let mut config = CoordConfig::new(cluster.urls_for(0), scope.as_str());
         config.token = token.cloned();
+        // Making a replicated bucket on a fresh cluster forms its Raft
+        // group first; on a loaded machine that outlasts a leaf's 5 s.
+        config.op_timeout = PREPARE_OP_TIMEOUT;
         config.deployment = Deployment {
             domain: Some(DOMAIN.into()),
             replicas: cluster.size(),
