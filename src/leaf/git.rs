@@ -34,7 +34,7 @@ use crate::wire::{PushMark, PushResult, TrialClock};
 use crate::workload::HotEdit;
 
 use super::error::LeafError;
-use super::sync::{
+use super::repo_thread::{
     CommitOutcome, CommitRequest, Committed, PendingTip, Request, Started, SyncConfig,
 };
 use super::worker::Worker;

@@ -5,18 +5,19 @@
 //!
 //! - `config`: [`LeafConfig`], the validated flags of one slot.
 //! - `error`: [`LeafError`], every way a leaf can fail, with context.
-//! - `sync`: the repository thread: it owns the [`crate::repo::Repository`]
-//!   and the [`crate::xfer::Client`] (both blocking), and does the clone,
-//!   commits with push-rebase-retry, and catching up on tip broadcasts
-//!   (a folder: messages, handle, state, commit, catch-up, connect).
+//! - `repo_thread`: the repository thread for herd's hub: it owns the
+//!   [`crate::repo::Repository`] and the [`crate::xfer::Client`] (both
+//!   blocking), and does the clone, commits with push-rebase-retry, and
+//!   catching up on tip broadcasts (a folder: messages, handle, state,
+//!   commit, catch-up, the stream's batches, connect).
+//! - `dispatch`: `RepoThread`, which picks that thread, `plain` or `git`
+//!   by the trial's hub kind; the task loop talks to it alone.
 //! - `worktree`: a full leaf's worktree and keeping it at the trunk tip
 //!   (one pull for every check-in it missed, then an update that writes
 //!   only the files that differ), and writing a task's files.
 //! - `retry`: retrying a hub that does not answer.
 //! - `plain`: the repository thread for a stock `fossil server` hub
-//!   (pull, commit, plain push; forks land, nothing is rebased) and
-//!   `RepoThread`, which picks that, `git` or `sync` by
-//!   [`LeafConfig::hub_kind`].
+//!   (pull, commit, plain push; forks land, nothing is rebased).
 //! - `git`: the repository thread for a stock git server: the real `git`
 //!   in the slot's clone (pull, commit, push; a rejected push is followed
 //!   by `git pull --rebase` and another push).
@@ -32,12 +33,13 @@
 
 mod agent;
 mod config;
+mod dispatch;
 mod error;
 pub(crate) mod git;
 mod output;
 mod plain;
+mod repo_thread;
 mod retry;
-mod sync;
 mod worker;
 mod worktree;
 

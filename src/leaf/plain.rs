@@ -1,6 +1,5 @@
 //! The repository thread for a stock `fossil server` hub (`--hub-kind
-//! fossil`), and [`RepoThread`], which picks it or the herd hub's thread
-//! (`sync/`) for a slot.
+//! fossil`).
 //!
 //! A stock server publishes no tips and ignores herd's pragmas, so this
 //! thread does what Fossil's autosync does around `fossil commit`: pull
@@ -14,106 +13,20 @@
 //! Like the herd thread, it owns the [`Repository`] and the [`Client`]
 //! (both blocking) and serves one request at a time from the async side.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
 use crate::repo::{ArtifactHash, RepoError, Repository};
-use crate::wire::{HubKind, PushMark, PushResult, TrialClock};
+use crate::wire::{PushMark, PushResult, TrialClock};
 use crate::xfer::Client;
 
 use super::error::LeafError;
-use super::sync::{
+use super::repo_thread::{
     open_or_clone, retry_until, CommitOutcome, CommitRequest, Committed, PendingTip, Started,
-    SyncConfig, SyncHandle,
+    SyncConfig,
 };
 use super::worker::Worker;
-use super::worktree::write_worktree;
-
-/// A slot's repository thread, for the kind of hub the trial runs.
-pub(super) enum RepoThread {
-    /// herd's hub: fast path, push-rebase-retry, tip broadcasts.
-    Herd(SyncHandle),
-    /// A stock `fossil server`: plain pull, commit, plain push.
-    Plain(PlainHandle),
-    /// A stock git server: the real `git` in the slot's clone.
-    Git(super::git::GitHandle),
-}
-
-impl RepoThread {
-    /// Starts the thread for `kind`; it clones (or opens and pulls) and
-    /// checks out the trunk tip before answering.
-    pub(super) async fn start(
-        kind: HubKind,
-        config: SyncConfig,
-    ) -> Result<(RepoThread, Started), LeafError> {
-        Ok(match kind {
-            HubKind::Herd => {
-                let (handle, started) = SyncHandle::start(config).await?;
-                (RepoThread::Herd(handle), started)
-            }
-            HubKind::Fossil => {
-                let (handle, started) = PlainHandle::start(config).await?;
-                (RepoThread::Plain(handle), started)
-            }
-            HubKind::Git => {
-                let (handle, started) = super::git::GitHandle::start(config).await?;
-                (RepoThread::Git(handle), started)
-            }
-        })
-    }
-
-    /// Writes a task's files into the worktree at `dir`; a full leaf of
-    /// herd's hub first catches up and brings the worktree to the newest
-    /// trunk tip it knows, then makes the task's hot-file edit on it. With
-    /// no files, only the catching up. Against a stock server the hot-file
-    /// edit is made at commit time, after autosync's pull.
-    pub(super) async fn prepare(
-        &self,
-        dir: PathBuf,
-        files: Vec<(String, Vec<u8>)>,
-        edit: Option<crate::workload::HotEdit>,
-    ) -> Result<(), LeafError> {
-        match self {
-            RepoThread::Herd(h) => h.prepare(files, edit).await,
-            RepoThread::Plain(_) => write_worktree(dir, files).await,
-            RepoThread::Git(h) => h.prepare(files, edit).await,
-        }
-    }
-
-    /// Commits one task's files and pushes them until they land or fail.
-    pub(super) async fn commit(
-        &self,
-        request: CommitRequest,
-        span: tracing::Span,
-    ) -> Result<Committed, LeafError> {
-        match self {
-            RepoThread::Herd(h) => h.commit(request, span).await,
-            RepoThread::Plain(h) => h.commit(request).await,
-            RepoThread::Git(h) => h.commit(request).await,
-        }
-    }
-
-    /// Where the tip loop records broadcasts (none ever come for a stock
-    /// server, so its counts stay 0).
-    pub(super) fn tips(&self) -> Arc<PendingTip> {
-        match self {
-            RepoThread::Herd(h) => Arc::clone(&h.tips),
-            RepoThread::Plain(h) => Arc::clone(&h.0.tips),
-            RepoThread::Git(h) => h.tips(),
-        }
-    }
-
-    /// Ends the thread after its current request; the hub requests sent.
-    pub(super) fn finish(self) -> u64 {
-        match self {
-            RepoThread::Herd(h) => h.finish(),
-            RepoThread::Plain(h) => h.finish(),
-            RepoThread::Git(h) => h.finish(),
-        }
-    }
-}
 
 /// A commit for the plain thread.
 struct PlainRequest {
@@ -125,7 +38,7 @@ struct PlainRequest {
 pub(super) struct PlainHandle(Worker<PlainRequest>);
 
 impl PlainHandle {
-    async fn start(config: SyncConfig) -> Result<(PlainHandle, Started), LeafError> {
+    pub(super) async fn start(config: SyncConfig) -> Result<(PlainHandle, Started), LeafError> {
         let (worker, started) = Worker::start(
             "leaf-repo-plain",
             move || PlainState::open(config),
@@ -138,13 +51,18 @@ impl PlainHandle {
         Ok((PlainHandle(worker), started))
     }
 
-    async fn commit(&self, request: CommitRequest) -> Result<Committed, LeafError> {
+    pub(super) async fn commit(&self, request: CommitRequest) -> Result<Committed, LeafError> {
         let (reply, answer) = oneshot::channel();
         self.0.send(PlainRequest { request, reply })?;
         answer.await.map_err(|_| LeafError::WorkerGone)?
     }
 
-    fn finish(self) -> u64 {
+    /// Where broadcasts would be recorded (none come from a stock server).
+    pub(super) fn tips(&self) -> Arc<PendingTip> {
+        Arc::clone(&self.0.tips)
+    }
+
+    pub(super) fn finish(self) -> u64 {
         self.0.finish()
     }
 }

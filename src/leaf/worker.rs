@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 use tokio::sync::oneshot;
 
 use super::error::LeafError;
-use super::sync::{PendingTip, Started};
+use super::repo_thread::{PendingTip, Started};
 
 /// The async side's handle on a repository thread serving `R`s.
 pub(super) struct Worker<R> {

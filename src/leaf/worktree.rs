@@ -31,7 +31,7 @@ use crate::wire::CatchUp;
 use crate::workload::HotEdit;
 
 use super::error::LeafError;
-use super::sync::{PendingTip, SyncState};
+use super::repo_thread::{PendingTip, SyncState};
 
 /// The `config` entry naming the check-in a full leaf's worktree was last
 /// brought to.
@@ -89,7 +89,7 @@ impl Worktree {
 }
 
 impl SyncState {
-    /// [`Request::Prepare`](super::sync::Request::Prepare): a full leaf
+    /// [`Request::Prepare`](super::repo_thread::Request::Prepare): a full leaf
     /// catches up (one pull, when a newer tip was heard of) and brings its
     /// worktree to the tip it holds; then the task's files are written,
     /// and its hot-file edit made on the file as that tip has it.
@@ -200,7 +200,7 @@ impl SyncState {
         if let Some((_, trace)) = &broadcast {
             trace.link_from(&span);
         }
-        super::sync::set_trace(&self.client, &crate::telemetry::W3c::of(&span));
+        super::repo_thread::set_trace(&self.client, &crate::telemetry::W3c::of(&span));
         self.tips.pulled.fetch_add(1, Ordering::Relaxed);
         if stream {
             span.in_scope(|| self.catch_up_stream(heard, last))

@@ -173,9 +173,8 @@ impl TrialConfig {
 
     /// The shaped links in words, for the summary and the report page.
     pub fn links_text(&self) -> Option<String> {
-        self.shaping().map(|_| {
-            format!("{}, each host's packets out", self.links)
-        })
+        self.shaping()
+            .map(|_| format!("{}, each host's packets out", self.links))
     }
 
     /// The shaped links' settings, when herd's switch carries the hosts'

@@ -27,10 +27,10 @@ use crate::telemetry::W3c;
 use crate::wire::{HubKind, LandingStrategy, LeafLine, LeafMode, LeafReady, LeafSummary};
 
 use super::config::LeafConfig;
+use super::dispatch::RepoThread;
 use super::error::{chain, LeafError};
 use super::output::Reporter;
-use super::plain::RepoThread;
-use super::sync::{PendingTip, SyncConfig};
+use super::repo_thread::{PendingTip, SyncConfig};
 use super::worktree::full_counts;
 use super::{EXIT_FAILED, EXIT_OK};
 
@@ -238,7 +238,7 @@ async fn connect(config: &LeafConfig, scope: &str, leaf_id: &str) -> Result<Coor
 
 /// Records every broadcast tip for the repository thread, which catches up
 /// on the newest one right before it commits or pushes (see
-/// [`PendingTip`](super::sync::PendingTip)); never returns.
+/// [`PendingTip`](super::repo_thread::PendingTip)); never returns.
 async fn tip_loop(
     tips: Option<&mut TipSubscription>,
     pending: &PendingTip,

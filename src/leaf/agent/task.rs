@@ -13,7 +13,7 @@ use crate::wire::{ClaimOutcome, TaskLine, TaskOutcome, TimelineRecorder};
 use crate::workload::TaskPlan;
 
 use super::super::error::{chain, LeafError};
-use super::super::sync::{elapsed_ms, CommitOutcome, CommitRequest, Committed};
+use super::super::repo_thread::{elapsed_ms, CommitOutcome, CommitRequest, Committed};
 use super::Agent;
 
 /// The first and the longest wait before claiming again a task whose hot
