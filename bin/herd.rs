@@ -12,10 +12,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use herd::chain::chain as error_chain;
+use herd::exit::{Failure, EXIT_OK, EXIT_USAGE};
 use herd::spec::TrialSpec;
-use herd::supervisor::{
-    self, SupervisorError, TrialConfig, TrialReport, EXIT_FAILED, EXIT_OK, EXIT_USAGE,
-};
+use herd::supervisor::{self, SupervisorError, TrialConfig, TrialReport};
 use herd::telemetry::{self, W3c};
 use tracing::Instrument;
 
@@ -190,32 +189,39 @@ struct RunArgs {
 }
 
 fn main() -> ExitCode {
+    herd::exit::finish("herd", main_result())
+}
+
+/// The subcommand the flags ask for; its exit code, or why it failed (the
+/// one line `main` prints).
+fn main_result() -> Result<u8, Failure> {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => return ExitCode::from(bad_flags(&e)),
+        Err(e) => return bad_flags(&e),
     };
     match cli.command {
-        Command::Run(args) => ExitCode::from(run(*args)),
-        Command::Plot(args) => ExitCode::from(analysis::plot(args)),
-        Command::Compare(args) => ExitCode::from(analysis::compare(args)),
-        Command::Soak(args) => ExitCode::from(soak::soak(args)),
+        Command::Run(args) => run(*args),
+        Command::Plot(args) => analysis::plot(args).map_err(|f| f.by("herd plot")),
+        Command::Compare(args) => analysis::compare(args).map_err(|f| f.by("herd compare")),
+        Command::Soak(args) => soak::soak(args).map_err(|f| f.by("herd soak")),
     }
 }
 
 /// `herd run`: the trial, its report on stdout, its verdict as the exit
 /// code.
-fn run(args: RunArgs) -> u8 {
+fn run(args: RunArgs) -> Result<u8, Failure> {
     let json = args.json;
-    let printed = trial(args).and_then(|report| print_report(&report, json).map(|()| report));
-    match printed {
-        Ok(report) => exit_code(&report),
-        Err(code) => code,
+    let report = trial(args)?;
+    print_report(&report, json)?;
+    match report.verdict() {
+        None => Ok(EXIT_OK),
+        Some(why) => Err(Failure::failed(format!("trial failed: {why}"))),
     }
 }
 
 /// Flags clap refused: one line, `herd: <why>`, and [`EXIT_USAGE`];
 /// `--help` and `--version` print as clap prints them.
-fn bad_flags(e: &clap::Error) -> u8 {
+fn bad_flags(e: &clap::Error) -> Result<u8, Failure> {
     use clap::error::ErrorKind;
     if matches!(
         e.kind(),
@@ -224,29 +230,23 @@ fn bad_flags(e: &clap::Error) -> u8 {
             | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
     ) {
         let _ = e.print();
-        return if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
+        return Ok(if e.use_stderr() { EXIT_USAGE } else { EXIT_OK });
     }
     let text = e.to_string();
     let first = text.lines().next().unwrap_or_default();
-    usage(first.trim_start_matches("error: ").to_string())
-}
-
-/// Prints why no trial could run; the exit code to return.
-fn usage(why: String) -> u8 {
-    herd::say!("herd: {why}");
-    EXIT_USAGE
+    Err(Failure::usage(first.trim_start_matches("error: ")))
 }
 
 /// Checks the surroundings, starts telemetry and runs the trial the flags
-/// ask for. `Err` is the exit code, its reason printed.
-fn trial(args: RunArgs) -> Result<TrialReport, u8> {
-    let bin_dir = supervisor::cli::bin_dir().map_err(usage)?;
-    let mut config = trial_config(args, bin_dir).map_err(usage)?;
-    config.check().map_err(usage)?;
+/// ask for. `Err` says why no trial could run.
+fn trial(args: RunArgs) -> Result<TrialReport, Failure> {
+    let bin_dir = supervisor::cli::bin_dir().map_err(Failure::usage)?;
+    let mut config = trial_config(args, bin_dir).map_err(Failure::usage)?;
+    config.check().map_err(Failure::usage)?;
     // Refuse to run a trial whose traces would go nowhere.
     if let Some(endpoint) = telemetry::endpoint() {
         telemetry::preflight(&endpoint).map_err(|e| {
-            usage(format!(
+            Failure::usage(format!(
                 "{e}; fix OTEL_EXPORTER_OTLP_ENDPOINT or unset it to run without telemetry"
             ))
         })?;
@@ -256,13 +256,13 @@ fn trial(args: RunArgs) -> Result<TrialReport, u8> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| usage(format!("cannot start the async runtime: {e}")))?;
-    let telemetry = telemetry::init("herd", None).map_err(|e| usage(error_chain(&e)))?;
+        .map_err(|e| Failure::usage(format!("cannot start the async runtime: {e}")))?;
+    let telemetry = telemetry::init("herd", None).map_err(|e| Failure::usage(error_chain(&e)))?;
     let root = root_span(&config.spec);
     config.trace = W3c::of(&root);
     let report = runtime.block_on(supervise(config).instrument(root));
     drop(telemetry);
-    report.map_err(|e| usage(error_chain(&e)))
+    report.map_err(|e| Failure::usage(error_chain(&e)))
 }
 
 /// The span the whole trial runs in, with the settings that tell trials
@@ -322,11 +322,11 @@ async fn supervise(config: TrialConfig) -> Result<TrialReport, SupervisorError> 
 }
 
 /// Prints the report on stdout: the summary block, or one JSON line with
-/// `--json`. `Err` is the exit code when it cannot be encoded.
-fn print_report(report: &TrialReport, json: bool) -> Result<(), u8> {
+/// `--json`. `Err` when it cannot be encoded.
+fn print_report(report: &TrialReport, json: bool) -> Result<(), Failure> {
     let text = if json {
         let json = serde_json::to_string(report)
-            .map_err(|e| usage(format!("cannot encode the report: {e}")))?;
+            .map_err(|e| Failure::usage(format!("cannot encode the report: {e}")))?;
         json + "\n"
     } else {
         report.render()
@@ -345,17 +345,6 @@ fn print_stdout(text: &str, who: &str) {
         .and_then(|()| stdout.flush())
     {
         herd::say!("{who}: cannot print: {e}");
-    }
-}
-
-/// The verdict as the exit code, and why on stderr when the trial failed.
-fn exit_code(report: &TrialReport) -> u8 {
-    match report.verdict() {
-        None => EXIT_OK,
-        Some(why) => {
-            herd::say!("herd: trial failed: {why}");
-            EXIT_FAILED
-        }
     }
 }
 

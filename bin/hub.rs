@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use herd::coord::Secret;
+use herd::exit::Failure;
 use herd::hub::{self, Batching, HttpLimits, HubConfig, HubError, HubUser};
 use herd::supervisor::process::raise_nofile;
 use herd::telemetry::{self, W3c};
@@ -163,35 +164,28 @@ impl Cli {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    herd::exit::finish("hub", run(Cli::parse()))
+}
+
+/// Starts telemetry and serves until a stop signal; flushes the spans
+/// (bounded) before the process ends.
+fn run(cli: Cli) -> Result<u8, Failure> {
     ignore_file_size_signal();
     limit_malloc_arenas();
-    let telemetry = match telemetry::init("hub", None) {
-        Ok(t) => t,
-        Err(e) => {
-            herd::say!("hub: {:#}", anyhow::Error::new(e));
-            return ExitCode::from(herd::exit::EXIT_USAGE);
-        }
-    };
-    let code = serve(cli);
-    // Flushes the spans (bounded) before the process ends.
+    let telemetry = telemetry::init("hub", None)
+        .map_err(|e| Failure::usage(format!("{:#}", anyhow::Error::new(e))))?;
+    let result = serve(cli);
     drop(telemetry);
-    code
+    result
 }
 
 /// Runs the hub under its process span, a child of herd's when started by
 /// herd.
-fn serve(cli: Cli) -> ExitCode {
+fn serve(cli: Cli) -> Result<u8, Failure> {
     let root = tracing::info_span!("hub.run");
     W3c::from_env().adopt(&root);
     let _entered = root.enter();
-    let config = match cli.config() {
-        Ok(config) => config,
-        Err(e) => {
-            herd::say!("hub: {e:#}");
-            return ExitCode::from(herd::exit::EXIT_USAGE);
-        }
-    };
+    let config = cli.config().map_err(|e| Failure::usage(format!("{e:#}")))?;
     // Each connection holds a descriptor; the repository, the read
     // connections and NATS hold a few more.
     let needed = config.http.max_connections as u64 + config.threads as u64 * 4 + 64;
@@ -205,14 +199,15 @@ fn serve(cli: Cli) -> ExitCode {
         Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
     }
     match hub::run(&config, &mut std::io::stdout(), shutdown_signal()) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => Ok(herd::exit::EXIT_OK),
         Err(e) => {
-            let code = match e {
-                HubError::Checkpoint { .. } => herd::exit::EXIT_FAILED,
-                _ => herd::exit::EXIT_USAGE,
-            };
-            herd::say!("hub: {:#}", anyhow::Error::new(e));
-            ExitCode::from(code)
+            let checkpoint = matches!(e, HubError::Checkpoint { .. });
+            let why = format!("{:#}", anyhow::Error::new(e));
+            Err(if checkpoint {
+                Failure::failed(why)
+            } else {
+                Failure::usage(why)
+            })
         }
     }
 }

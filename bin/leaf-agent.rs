@@ -16,7 +16,8 @@ use std::time::Duration;
 use clap::Parser;
 use herd::chain::chain;
 use herd::coord::Secret;
-use herd::leaf::{self, HubLogin, LeafConfig, LeafError, Reporter, EXIT_FAILED, EXIT_USAGE};
+use herd::exit::Failure;
+use herd::leaf::{self, HubLogin, LeafConfig, LeafError, Reporter};
 use herd::spec::{LeafPlace, TrialSpec};
 use herd::telemetry::{self, W3c};
 use tracing::Instrument;
@@ -48,18 +49,17 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let telemetry = match telemetry::init("leaf-agent", Some(cli.place.slot)) {
-        Ok(t) => t,
-        Err(e) => {
-            herd::say!("leaf-agent: {}", chain(&e));
-            return ExitCode::from(EXIT_USAGE);
-        }
-    };
-    let code = start(cli);
-    // Flushes the spans (bounded) before the process ends.
+    herd::exit::finish("leaf-agent", main_result(Cli::parse()))
+}
+
+/// Starts telemetry and runs the slot; flushes the spans (bounded) before
+/// the process ends.
+fn main_result(cli: Cli) -> Result<u8, Failure> {
+    let telemetry = telemetry::init("leaf-agent", Some(cli.place.slot))
+        .map_err(|e| Failure::usage(chain(&e)))?;
+    let result = start(cli);
     drop(telemetry);
-    code
+    result
 }
 
 /// The hub login from the environment: both variables or neither.
@@ -83,14 +83,8 @@ fn hub_login() -> Result<Option<HubLogin>, String> {
     }
 }
 
-fn start(cli: Cli) -> ExitCode {
-    let hub_login = match hub_login() {
-        Ok(login) => login,
-        Err(e) => {
-            herd::say!("leaf-agent: {e}");
-            return ExitCode::from(EXIT_USAGE);
-        }
-    };
+fn start(cli: Cli) -> Result<u8, Failure> {
+    let hub_login = hub_login().map_err(Failure::usage)?;
     let (place, spec) = (cli.place, cli.spec);
     let config = LeafConfig {
         hub_url: place.hub,
@@ -103,25 +97,16 @@ fn start(cli: Cli) -> ExitCode {
         hub_retry: Duration::from_secs(cli.hub_retry_secs),
         stream_buffer_bytes: usize::try_from(cli.stream_buffer_bytes).unwrap_or(usize::MAX),
     };
-    if let Err(e) = config.validate() {
-        herd::say!("leaf-agent: {}", chain(&e));
-        return ExitCode::from(EXIT_USAGE);
-    }
-    ExitCode::from(run(config))
+    config.validate().map_err(|e| Failure::usage(chain(&e)))?;
+    run(config)
 }
 
-fn run(config: LeafConfig) -> u8 {
+fn run(config: LeafConfig) -> Result<u8, Failure> {
     let slot = config.slot;
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            herd::say!("leaf-agent: cannot start the async runtime: {e}");
-            return EXIT_USAGE;
-        }
-    };
+        .map_err(|e| Failure::usage(format!("cannot start the async runtime: {e}")))?;
     let reporter = Reporter::new(slot, Box::new(std::io::stdout()));
     // The process span, a child of herd's when started by herd.
     let root = tracing::info_span!("leaf.run", slot = i64::from(slot));
@@ -146,16 +131,15 @@ fn run(config: LeafConfig) -> u8 {
         leaf::run(config, &reporter, stop_rx).instrument(root).await
     });
     match result {
-        Ok(run) => run.exit_code(),
+        Ok(run) => Ok(run.exit_code()),
         Err(e) => {
             let text = chain(&e);
             reporter.error(text.clone(), true);
-            herd::say!("leaf-agent: {text}");
-            if is_start_failure(&e) {
-                EXIT_USAGE
+            Err(if is_start_failure(&e) {
+                Failure::usage(text)
             } else {
-                EXIT_FAILED
-            }
+                Failure::failed(text)
+            })
         }
     }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use herd::chain::chain as error_chain;
-use herd::supervisor::{EXIT_OK, EXIT_USAGE};
+use herd::exit::{Failure, EXIT_OK};
 
 use crate::print_stdout;
 
@@ -57,37 +57,28 @@ pub struct PlotArgs {
 /// `herd compare`: the table (or JSON rows) on stdout; the exit code says
 /// whether the input was good and, with --fail-on-worse, whether anything
 /// got worse.
-pub fn compare(args: CompareArgs) -> u8 {
-    let comparison = match herd::compare::compare(&args.a, &args.b, args.noise) {
-        Ok(c) => c,
-        Err(e) => {
-            herd::say!("herd compare: {}", error_chain(&e));
-            return EXIT_USAGE;
-        }
-    };
+pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
+    let comparison = herd::compare::compare(&args.a, &args.b, args.noise)
+        .map_err(|e| Failure::usage(error_chain(&e)))?;
     let text = if args.json {
         for line in comparison.left_out() {
             herd::say!("herd compare: {line}");
         }
-        match comparison.json_lines() {
-            Ok(json) => json,
-            Err(e) => {
-                herd::say!("herd compare: cannot encode a row: {e}");
-                return EXIT_USAGE;
-            }
-        }
+        comparison
+            .json_lines()
+            .map_err(|e| Failure::usage(format!("cannot encode a row: {e}")))?
     } else {
         comparison.text()
     };
     print_stdout(&text, "herd compare");
-    if args.fail_on_worse && comparison.any_worse() {
+    Ok(if args.fail_on_worse && comparison.any_worse() {
         herd::compare::EXIT_WORSE
     } else {
         EXIT_OK
-    }
+    })
 }
 
-pub fn plot(args: PlotArgs) -> u8 {
+pub fn plot(args: PlotArgs) -> Result<u8, Failure> {
     let dir = args.runs.parent().map(PathBuf::from).unwrap_or_default();
     let markdown = args.markdown.unwrap_or_else(|| dir.join("table.md"));
     let outputs = herd::plot::sweep::Outputs {
@@ -100,20 +91,13 @@ pub fn plot(args: PlotArgs) -> u8 {
         title: args.title,
         fit_max_agents: args.fit_max_agents,
     };
-    match herd::plot::sweep::plot(&args.runs, &outputs) {
-        Ok(()) => {
-            herd::say!(
-                "herd: wrote {}, {}, {}, {}",
-                outputs.csv.display(),
-                outputs.svg.display(),
-                outputs.markdown.display(),
-                outputs.capacity.display()
-            );
-            EXIT_OK
-        }
-        Err(e) => {
-            herd::say!("herd plot: {}", error_chain(&e));
-            EXIT_USAGE
-        }
-    }
+    herd::plot::sweep::plot(&args.runs, &outputs).map_err(|e| Failure::usage(error_chain(&e)))?;
+    herd::say!(
+        "herd: wrote {}, {}, {}, {}",
+        outputs.csv.display(),
+        outputs.svg.display(),
+        outputs.markdown.display(),
+        outputs.capacity.display()
+    );
+    Ok(EXIT_OK)
 }

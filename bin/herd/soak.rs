@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
+use herd::exit::{Failure, EXIT_FAILED, EXIT_OK};
 use herd::soak::{self, SoakOptions};
-use herd::supervisor::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 
 use crate::print_stdout;
 
@@ -51,11 +51,9 @@ fn positive(s: &str) -> Result<f64, String> {
 /// Runs the soak; prints one line per trial on stderr and the summary as
 /// one JSON line on stdout. Exit 1 when anything was lost, doubled, hung,
 /// panicked or left running, or a verdict failed.
-pub fn soak(args: SoakArgs) -> u8 {
-    let herd_binary = match std::env::current_exe() {
-        Ok(p) => p,
-        Err(e) => return crate::usage(format!("cannot find the herd binary: {e}")),
-    };
+pub fn soak(args: SoakArgs) -> Result<u8, Failure> {
+    let herd_binary = std::env::current_exe()
+        .map_err(|e| Failure::usage(format!("cannot find the herd binary: {e}")))?;
     let fossil = args.fossil.or_else(|| find_fossil(&herd_binary));
     if fossil.is_none() {
         herd::say!("herd soak: no fossil binary found; test-integrity is not run");
@@ -102,23 +100,16 @@ pub fn soak(args: SoakArgs) -> u8 {
             t.seconds
         );
     });
-    match result {
-        Ok(summary) => {
-            print_stdout(
-                &(serde_json::to_string(&summary).unwrap_or_default() + "\n"),
-                "herd soak",
-            );
-            if summary.passed() {
-                EXIT_OK
-            } else {
-                EXIT_FAILED
-            }
-        }
-        Err(e) => {
-            herd::say!("herd soak: {}", herd::chain::chain(&e));
-            EXIT_USAGE
-        }
-    }
+    let summary = result.map_err(|e| Failure::usage(herd::chain::chain(&e)))?;
+    print_stdout(
+        &(serde_json::to_string(&summary).unwrap_or_default() + "\n"),
+        "herd soak",
+    );
+    Ok(if summary.passed() {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
+    })
 }
 
 /// `fossil` on PATH, else in `.tools/bin` of the project the herd binary

@@ -50,5 +50,3 @@ pub use config::{
 pub use error::LeafError;
 pub use output::Reporter;
 pub use worktree::WORKTREE_TIP_CONFIG;
-
-pub use crate::exit::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};

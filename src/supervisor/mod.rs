@@ -36,8 +36,6 @@ use crate::spec::TrialSpec;
 use crate::wire::HubKind;
 use crate::workload::WorkloadConfig;
 
-pub use crate::exit::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
-
 /// Everything a trial needs, validated.
 #[derive(Debug, Clone)]
 pub struct TrialConfig {

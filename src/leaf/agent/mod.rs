@@ -32,7 +32,7 @@ use super::error::{chain, LeafError};
 use super::output::Reporter;
 use super::repo_thread::{PendingTip, SyncConfig};
 use super::worktree::full_counts;
-use super::{EXIT_FAILED, EXIT_OK};
+use crate::exit::{EXIT_FAILED, EXIT_OK};
 
 /// Attempts at joining the trial on NATS at start, with doubling waits.
 const CONNECT_ATTEMPTS: u32 = 5;
