@@ -239,7 +239,9 @@ fn deployed_context(
 
 /// How long a replicated stream's creation is retried while the cluster
 /// cannot place it yet ("no suitable peers for placement": a member just
-/// started or restarted, not yet known to the meta leader as online).
+/// started or restarted, not yet known to the meta leader as online) or
+/// answers past the operation's timeout (its groups still forming on a
+/// loaded machine).
 const PLACEMENT_WAIT: Duration = Duration::from_secs(20);
 /// The pause between two such attempts.
 const PLACEMENT_PAUSE: Duration = Duration::from_millis(250);
@@ -270,13 +272,17 @@ pub(super) async fn ensure_bucket(
     let created = if replicas > 1 {
         let started = std::time::Instant::now();
         let made = loop {
-            let made = within(
+            let made = match within(
                 op_timeout,
                 &op,
                 "create bucket",
                 js.get_or_create_stream(leader_read_bucket(bucket, replicas)),
             )
-            .await?;
+            .await
+            {
+                Err(CoordError::Timeout { .. }) if started.elapsed() < PLACEMENT_WAIT => continue,
+                made => made?,
+            };
             match made {
                 Err(e) if placement_pending(&e) && started.elapsed() < PLACEMENT_WAIT => {
                     tokio::time::sleep(PLACEMENT_PAUSE).await;
@@ -375,13 +381,23 @@ pub(super) async fn ensure_tip_stream(
             num_replicas: replicas,
             ..Default::default()
         };
-        let created = within(
+        let created = match within(
             op_timeout,
             &op,
             "create stream",
             js.get_or_create_stream(config),
         )
-        .await?;
+        .await
+        {
+            // A cluster still forming its groups may answer late; a
+            // single server answers at once, so this waits only there.
+            Err(CoordError::Timeout { .. })
+                if replicas > 1 && started.elapsed() < PLACEMENT_WAIT =>
+            {
+                continue
+            }
+            created => created?,
+        };
         let create_err = match created {
             Ok(stream) => return Ok(stream),
             Err(e) => e,
