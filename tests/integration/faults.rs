@@ -17,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use herd::coord::{subscribe_tips, ClaimError, Coord, CoordConfig, Scope, TaskId};
 use herd::repo::{CheckinSpec, FileChange, Repository};
+use herd::soak::procs::SmallFs;
 use herd::wire::{LeafLine, LeafSummary, TaskOutcome};
 use herd::xfer::{Client, ClientError, PushOutcome};
 
@@ -700,37 +701,10 @@ fn a_full_disk_refuses_the_push_whole_and_the_hub_recovers() {
     );
 }
 
-/// A small tmpfs at `dir`, unmounted (and removed) when dropped; `None`
-/// where this machine cannot mount one (not root, no tmpfs).
-struct SmallFs {
-    dir: PathBuf,
-}
-
-impl SmallFs {
-    fn mount(dir: PathBuf, size: &str) -> Option<SmallFs> {
-        std::fs::create_dir_all(&dir).ok()?;
-        let mounted = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(&dir)
-            .stderr(Stdio::null())
-            .status()
-            .ok()?
-            .success();
-        mounted.then_some(SmallFs { dir })
-    }
-}
-
-impl Drop for SmallFs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.dir).status();
-        let _ = std::fs::remove_dir(&self.dir);
-    }
-}
-
 #[test]
 fn a_trial_whose_disk_fills_ends_with_its_reason_and_no_panic() {
     let tmp = tempfile::tempdir().unwrap();
-    let Some(fs) = SmallFs::mount(tmp.path().join("small"), "64m") else {
+    let Some(fs) = SmallFs::mount(&tmp.path().join("small"), 64).ok() else {
         println!("skipped: this machine cannot mount a small tmpfs (needs root)");
         return;
     };
@@ -805,7 +779,7 @@ fn a_trial_whose_disk_fills_ends_with_its_reason_and_no_panic() {
 #[test]
 fn a_trial_too_big_for_its_disk_is_refused_up_front_in_one_line() {
     let tmp = tempfile::tempdir().unwrap();
-    let Some(fs) = SmallFs::mount(tmp.path().join("small"), "12m") else {
+    let Some(fs) = SmallFs::mount(&tmp.path().join("small"), 12).ok() else {
         println!("skipped: this machine cannot mount a small tmpfs (needs root)");
         return;
     };
@@ -830,7 +804,7 @@ fn a_trial_too_big_for_its_disk_is_refused_up_front_in_one_line() {
 #[test]
 fn a_leaf_whose_disk_fills_exits_1_naming_it_and_loses_nothing_acknowledged() {
     let tmp = tempfile::tempdir().unwrap();
-    let Some(fs) = SmallFs::mount(tmp.path().join("small"), "3m") else {
+    let Some(fs) = SmallFs::mount(&tmp.path().join("small"), 3).ok() else {
         println!("skipped: this machine cannot mount a small tmpfs (needs root)");
         return;
     };
