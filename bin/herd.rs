@@ -88,7 +88,7 @@ enum Command {
     /// cluster of 3) gets one to three faults drawn from the seed, each at
     /// a point after its first leaf starts: SIGKILL or SIGSTOP (then
     /// SIGCONT) of the hub, a nats-server or a leaf; a host's link cut
-    /// (`--partition-host`); a NATS cluster member killed
+    /// (`--partition-host`) or slowed (`--slow-host`); a NATS cluster member killed
     /// (`--kill-nats-node`); the work directory's file system (a 96 MiB
     /// tmpfs) filled. The same seed gives the same trials and faults. After
     /// each trial the checker reads the hub's repository with plain SQL and
