@@ -36,9 +36,9 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Ports tried when another process takes the free one first.
 const PORT_ATTEMPTS: u32 = 3;
 
-/// A running `fossil server` and its repository.
+/// A served repository (its `fossil server` is the trial
+/// infrastructure's to stop).
 pub(super) struct FossilHub {
-    child: Child,
     /// The served repository.
     repo: PathBuf,
     /// `FOSSIL_HOME` for every fossil command of the trial.
@@ -49,13 +49,14 @@ pub(super) struct FossilHub {
 }
 
 /// Makes `workdir/hub.fossil` (unless it exists), gives `user` the
-/// password `secret`, and serves it; answers once the server answers HTTP.
+/// password `secret`, and serves it; answers once the server answers HTTP,
+/// with the server and what counting its check-ins takes.
 pub(super) async fn start(
     workdir: &Path,
     logs: &Path,
     user: &str,
     secret: &Secret,
-) -> Result<FossilHub, SupervisorError> {
+) -> Result<(Child, FossilHub), SupervisorError> {
     let repo = workdir.join("hub.fossil");
     let home = workdir.join("fossil-home");
     std::fs::create_dir_all(&home)
@@ -97,8 +98,7 @@ pub(super) async fn start(
         let port = free_port()?;
         match serve(&home, &repo, logs, port).await {
             Ok(child) => {
-                return Ok(FossilHub {
-                    child,
+                let hub = FossilHub {
                     repo,
                     home,
                     ready: HubReady {
@@ -106,7 +106,8 @@ pub(super) async fn start(
                         project_code,
                         tip: String::new(),
                     },
-                })
+                };
+                return Ok((child, hub));
             }
             Err(why) => last = why,
         }
@@ -146,17 +147,6 @@ impl FossilHub {
             }),
             _ => Err(format!("fossil sql answered {text:?}, not two counts")),
         }
-    }
-
-    /// The server's process id (the parent of the processes it forks per
-    /// request), while it runs.
-    pub(super) fn pid(&self) -> Option<u32> {
-        self.child.id()
-    }
-
-    /// Stops the server and every process it forked.
-    pub(super) async fn stop(&mut self, grace: Duration) {
-        let _ = process::stop(&mut self.child, grace).await;
     }
 }
 

@@ -22,9 +22,11 @@ use tokio::sync::{mpsc, oneshot};
 
 mod events;
 mod hub;
+mod owner;
 
 pub(super) use events::{Death, Exit, InfraEvent, NotRestarted};
 pub(super) use hub::start_hub;
+pub(super) use owner::{InfraChildren, InfraEnd, TrialInfra};
 
 use super::child::Place;
 use super::{nats, process, SupervisorError, TrialConfig};
@@ -233,7 +235,7 @@ impl Watch {
     /// Stops the watched processes (the hub, then nats-server) and returns
     /// the restarts, what happened (one line per death) and, when a process
     /// was lost, why.
-    pub async fn stop(mut self) -> (Restarts, Vec<String>, Option<String>) {
+    pub async fn stop(mut self) -> InfraEnd {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(self.grace);
         }

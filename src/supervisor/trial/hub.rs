@@ -1,9 +1,56 @@
-//! Asking herd's hub for its own count at the end of a trial (starting
-//! it is the infrastructure's: `infra/hub.rs`).
+//! The trial's hub as the slots and the final count see it, and asking
+//! herd's hub for its own count at the end of a trial (starting it is
+//! the infrastructure's: `infra/hub.rs`).
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use crate::supervisor::fossil_hub::FossilHub;
 use crate::supervisor::summary::HubCount;
+use crate::wire::HubReady;
+
+/// The trial's hub: where the leaves find it, and how it is counted.
+pub(super) enum Hub {
+    /// herd's hub, counted through `/stats`.
+    Herd(HubReady),
+    /// A stock `fossil server`, counted with `fossil sql`.
+    Fossil(FossilHub),
+    /// `git daemon` over the bare repository (its path), counted with
+    /// `git rev-list`.
+    Git(HubReady, PathBuf),
+}
+
+impl Hub {
+    pub(super) fn ready(&self) -> &HubReady {
+        match self {
+            Hub::Herd(ready) | Hub::Git(ready, _) => ready,
+            Hub::Fossil(hub) => &hub.ready,
+        }
+    }
+
+    /// The hub's own count once the leaves have `committed` check-ins.
+    /// `hurry`: the trial stopped on a full disk; herd's hub gets a short
+    /// bound to answer.
+    pub(super) async fn count(&self, committed: u64, hurry: bool) -> Result<HubCount, String> {
+        match self {
+            Hub::Herd(ready) => hub_count_settled(&ready.http, committed, hurry)
+                .await
+                .map_err(|e| format!("hub /stats: {e}")),
+            // Every push was answered after fossil committed it, and every
+            // leaf has exited: the repository is final.
+            Hub::Fossil(hub) => hub
+                .count()
+                .await
+                .map_err(|e| format!("fossil hub count: {e}")),
+            // Likewise: every push was answered after git updated `main`.
+            Hub::Git(_, bare) => {
+                crate::supervisor::git_hub::count(bare, &bare.with_file_name("logs"))
+                    .await
+                    .map_err(|e| format!("git hub count: {e}"))
+            }
+        }
+    }
+}
 
 /// How long herd waits for the hub's count to catch up with the leaves'.
 const HUB_COUNT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -15,11 +62,7 @@ const HURRIED_COUNT: Duration = Duration::from_secs(2);
 /// or more and the count stays put for [`STEADY`] (a stopped trial: landings
 /// whose answers the stop cut off), or the bound runs out (then the last
 /// answer stands).
-pub(super) async fn hub_count_settled(
-    http: &str,
-    committed: u64,
-    hurry: bool,
-) -> Result<HubCount, String> {
+async fn hub_count_settled(http: &str, committed: u64, hurry: bool) -> Result<HubCount, String> {
     let bound = if hurry {
         HURRIED_COUNT
     } else {

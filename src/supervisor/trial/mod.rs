@@ -1,11 +1,14 @@
 //! One trial: set up, run the slots, collect, count, tear down.
 //!
-//! Files: this one starts the trial (work directory, NATS, the hub, the
-//! environment every child gets); `slots` starts the leaf-agents and runs
-//! the control loop and the verdict; `lines` reads a leaf's output; `hub`
-//! asks herd's hub for its count; `faults` injects faults across hosts.
-//! Starting and watching the hub and nats-server is `infra`'s; how any
-//! child starts, with which environment, is `child`'s.
+//! Files: this one runs the trial (work directory, the infrastructure's
+//! one owner, the environment every child gets, the report); `start`
+//! starts NATS and the hub, handing each to that owner ([`TrialInfra`],
+//! which stops them all on every path); `slots` starts the leaf-agents
+//! and runs the control loop and the verdict; `lines` reads a leaf's
+//! output; `hub` is the hub as the slots see it and its count; `faults`
+//! injects faults across hosts. Starting again and watching the hub and
+//! nats-server is `infra`'s; how any child starts, with which
+//! environment, is `child`'s.
 //!
 //! One control loop owns all output and all decisions. Each slot is a task
 //! that owns its child's stdout and reports typed [`SlotEvent`]s; the loop
@@ -30,26 +33,26 @@ mod hub;
 mod lines;
 mod seed;
 mod slots;
+mod start;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::process::Command;
 use tokio::sync::mpsc;
 
 use super::child::{log_file, ChildEnv, Place, TrialSecrets, TRIAL_USER};
-use super::fossil_hub::{self, FossilHub};
-use super::infra::{HubLaunch, HubWatch, NatsWatch, Watch};
+use super::infra::TrialInfra;
 use super::sampler::Sampler;
-use super::summary::{CpuByKind, HubCount, SlotRecord, TrialReport};
+use super::summary::{CpuByKind, SlotRecord, TrialReport};
 use super::topology::Topology;
-use super::{nats, page, process, SupervisorError, TrialConfig};
+use super::{page, process, SupervisorError, TrialConfig};
 use crate::coord::Secret;
 use crate::env;
-use crate::wire::{HubKind, HubReady, ProcessKind, TrialClock};
+use crate::wire::{ProcessKind, TrialClock};
 
-use hub::hub_count_settled;
 use slots::run_slots;
+use start::{start_hub, start_nats};
 
 /// How long stopped children get between SIGTERM and SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -113,7 +116,9 @@ struct CpuBefore {
     herd: f64,
 }
 
-/// [`run`] in its work directory, once the directory exists.
+/// [`run`] in its work directory, once the directory exists: the trial's
+/// infrastructure is made, the trial runs on it, and whatever of it
+/// started is stopped, on every path, before the report is made.
 async fn run_in(
     config: &TrialConfig,
     workdir: &Path,
@@ -125,71 +130,13 @@ async fn run_in(
     std::fs::create_dir_all(&logs)
         .map_err(|e| SupervisorError::io(format!("create {}", logs.display()), e))?;
 
-    let origin = Instant::now();
-    let mut secrets = TrialSecrets {
-        hub_secret: Secret::random(),
-        nats_token: None,
-    };
-    let mut topology = Topology::new(config)?;
-    let mut nats_watch = None;
-    let nats_url = match &config.nats_url {
-        Some(url) => url.clone(),
-        // On several hosts NATS is a cluster of its own (not restarted by
-        // the watcher: losing a member is what a cluster is for).
-        None if topology.has_hosts() => {
-            let binary = nats::find(config.nats_server.as_deref())?;
-            let token = Secret::random();
-            let size = config.cluster_size() as usize;
-            let urls = topology
-                .start_nats(&binary, size, workdir, &logs, &token)
-                .await?;
-            secrets.nats_token = Some(token);
-            for node in topology.cluster().map_or(&[][..], |c| c.nodes()) {
-                if let Some(pid) = node.pid() {
-                    sampler.watch(ProcessKind::Nats, pid);
-                }
-            }
-            urls
-        }
-        None => {
-            let binary = nats::find(config.nats_server.as_deref())?;
-            let token = Secret::random();
-            let (store, log) = (workdir.join("nats"), logs.join("nats.log"));
-            let started = nats::start(&binary, &store, &log, &token).await?;
-            secrets.nats_token = Some(token.clone());
-            if let Some(pid) = started.child.id() {
-                sampler.watch(ProcessKind::Nats, pid);
-            }
-            let url = started.url.clone();
-            nats_watch = Some(NatsWatch {
-                child: started.child,
-                binary,
-                store,
-                log,
-                token,
-                port: started.port,
-            });
-            url
-        }
-    };
-
-    let trial = Setting {
-        config,
-        workdir,
-        logs: &logs,
-        nats_url: &nats_url,
-        secrets: &secrets,
-        origin,
-        sampler: &sampler,
-        topology: &topology,
-    };
-    // The watcher stops nats-server at the end (or run_with_nats does, when
-    // the hub never started).
-    let result = run_with_nats(&trial, nats_watch, stop).await;
-    topology.stop(STOP_GRACE).await;
+    let mut infra = TrialInfra::new(config)?;
+    let result = start_and_run(config, workdir, &logs, &sampler, &mut infra, stop).await;
+    let (restarts, events, lost) = infra.stop().await;
     let by_kind = sampler.cpu_ms_by_kind();
     let samples = sampler.finish().await;
     let (mut report, slots) = result?;
+    report.set_infra(restarts, events, lost);
     // Every child has been reaped by now, so its CPU is in the count.
     if let Some(ms) = process::cpu_ms().map(|now| now - cpu_before.all) {
         report.set_cpu_ms(ms);
@@ -217,6 +164,38 @@ async fn run_in(
     Ok(report)
 }
 
+/// Starts NATS and the hub on `infra` (which owns each from its start) and
+/// runs the slots. Stops nothing: [`run_in`] stops `infra` afterwards.
+async fn start_and_run(
+    config: &TrialConfig,
+    workdir: &Path,
+    logs: &Path,
+    sampler: &Sampler,
+    infra: &mut TrialInfra,
+    stop: mpsc::Receiver<()>,
+) -> Result<Finished, SupervisorError> {
+    let (nats_url, nats_token) = start_nats(config, workdir, logs, sampler, infra).await?;
+    let secrets = TrialSecrets {
+        hub_secret: Secret::random(),
+        nats_token,
+    };
+    let t = Setting {
+        config,
+        workdir,
+        logs,
+        nats_url: &nats_url,
+        secrets: &secrets,
+        sampler,
+        topology: &infra.topology,
+    };
+    let hub = start_hub(&t, &mut infra.children).await?;
+    let result = run_slots(&t, &hub, infra.children.watch(), stop).await;
+    // The leaves are gone; the hub and nats-server's CPU totals are read
+    // once more before they are stopped.
+    sampler.settle().await;
+    result
+}
+
 /// A finished trial's report and what each slot said.
 pub(super) type Finished = (TrialReport, Vec<SlotRecord>);
 
@@ -227,8 +206,6 @@ struct Setting<'a> {
     logs: &'a Path,
     nats_url: &'a str,
     secrets: &'a TrialSecrets,
-    /// When the trial began: deaths of its processes are timed from here.
-    origin: Instant,
     sampler: &'a Sampler,
     topology: &'a Topology,
 }
@@ -259,176 +236,4 @@ impl Setting<'_> {
             env: self.child_env(),
         }
     }
-}
-
-async fn run_with_nats(
-    t: &Setting<'_>,
-    nats: Option<NatsWatch>,
-    stop: mpsc::Receiver<()>,
-) -> Result<Finished, SupervisorError> {
-    let (config, workdir, logs, nats_url, secrets) =
-        (t.config, t.workdir, t.logs, t.nats_url, t.secrets);
-    let stop_nats = |nats: Option<NatsWatch>| async move {
-        if let Some(mut n) = nats {
-            let _ = process::stop(&mut n.child, STOP_GRACE).await;
-        }
-    };
-    match config.spec.hub_kind {
-        HubKind::Herd => {
-            let launch = HubLaunch::new(config, workdir, logs, nats_url, t.hub_place());
-            let (mut hub, ready) = match launch.start(&t.topology.hub_listen()).await {
-                Ok(started) => started,
-                Err(e) => {
-                    stop_nats(nats).await;
-                    return Err(e);
-                }
-            };
-            if let Err(e) = t
-                .topology
-                .prepare(&ready.project_code, secrets.nats_token.as_ref())
-                .await
-            {
-                let _ = process::stop(&mut hub, STOP_GRACE).await;
-                stop_nats(nats).await;
-                return Err(e);
-            }
-            if let Some(pid) = hub.id() {
-                t.sampler.watch(ProcessKind::Hub, pid);
-            }
-            t.sampler.hub(&ready.http);
-            // A hub started again listens where the leaves already point.
-            let listen = ready.http.trim_start_matches("http://").to_string();
-            let hub_watch = HubWatch {
-                child: hub,
-                listen,
-                launch,
-            };
-            let mut watch = Watch::start(nats, Some(hub_watch), t.origin);
-            let hub_ref = Hub::Herd(&ready);
-            let result = run_slots(t, &hub_ref, &mut watch, stop).await;
-            // The leaves are gone; the hub and nats-server's CPU totals are
-            // read once more before they are stopped.
-            t.sampler.settle().await;
-            with_infra(result, watch).await
-        }
-        HubKind::Fossil => {
-            let mut hub =
-                match fossil_hub::start(workdir, logs, TRIAL_USER, &secrets.hub_secret).await {
-                    Ok(hub) => hub,
-                    Err(e) => {
-                        stop_nats(nats).await;
-                        return Err(e);
-                    }
-                };
-            if let Some(pid) = hub.pid() {
-                t.sampler.watch(ProcessKind::Hub, pid);
-            }
-            let mut watch = Watch::start(nats, None, t.origin);
-            let result = run_slots(t, &Hub::Fossil(&hub), &mut watch, stop).await;
-            t.sampler.settle().await;
-            hub.stop(STOP_GRACE).await;
-            with_infra(result, watch).await
-        }
-        HubKind::Git => {
-            let started = start_git(t).await;
-            let (hub, ready, bare, listen) = match started {
-                Ok(started) => started,
-                Err(e) => {
-                    stop_nats(nats).await;
-                    return Err(e);
-                }
-            };
-            if let Some(pid) = hub.id() {
-                t.sampler.watch(ProcessKind::Hub, pid);
-            }
-            let launch = HubLaunch::Git {
-                bare: bare.clone(),
-                logs: logs.to_path_buf(),
-            };
-            let hub_watch = HubWatch {
-                child: hub,
-                listen,
-                launch,
-            };
-            let mut watch = Watch::start(nats, Some(hub_watch), t.origin);
-            let result = run_slots(t, &Hub::Git(&ready, &bare), &mut watch, stop).await;
-            t.sampler.settle().await;
-            with_infra(result, watch).await
-        }
-    }
-}
-
-/// Makes the trial's bare repository (with the hot files, when tasks edit
-/// them) and serves it with `git daemon` on a free loopback port.
-async fn start_git(
-    t: &Setting<'_>,
-) -> Result<(tokio::process::Child, HubReady, PathBuf, String), SupervisorError> {
-    let workload = t.config.workload();
-    let hot = &workload.hot;
-    let seed = if hot.enabled() {
-        crate::workload::seed_files(hot.files)
-    } else {
-        Vec::new()
-    };
-    let bare = super::git_hub::create(t.workdir, &seed).await?;
-    let port = std::net::TcpListener::bind(("127.0.0.1", 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| SupervisorError::io("find a free loopback port", e))?;
-    let (child, ready) = super::git_hub::serve(&bare, t.logs, port).await?;
-    Ok((child, ready, bare, format!("127.0.0.1:{port}")))
-}
-
-/// The trial's hub as the slots and the final count see it.
-enum Hub<'a> {
-    /// herd's hub, counted through `/stats`.
-    Herd(&'a HubReady),
-    /// A stock `fossil server`, counted with `fossil sql`.
-    Fossil(&'a FossilHub),
-    /// `git daemon` over the bare repository (its path), counted with
-    /// `git rev-list`.
-    Git(&'a HubReady, &'a Path),
-}
-
-impl Hub<'_> {
-    fn ready(&self) -> &HubReady {
-        match self {
-            Hub::Herd(ready) | Hub::Git(ready, _) => ready,
-            Hub::Fossil(hub) => &hub.ready,
-        }
-    }
-
-    /// The hub's own count once the leaves have `committed` check-ins.
-    /// `hurry`: the trial stopped on a full disk; herd's hub gets a short
-    /// bound to answer.
-    async fn count(&self, committed: u64, hurry: bool) -> Result<HubCount, String> {
-        match self {
-            Hub::Herd(ready) => hub_count_settled(&ready.http, committed, hurry)
-                .await
-                .map_err(|e| format!("hub /stats: {e}")),
-            // Every push was answered after fossil committed it, and every
-            // leaf has exited: the repository is final.
-            Hub::Fossil(hub) => hub
-                .count()
-                .await
-                .map_err(|e| format!("fossil hub count: {e}")),
-            // Likewise: every push was answered after git updated `main`.
-            Hub::Git(_, bare) => super::git_hub::count(bare, &bare.with_file_name("logs"))
-                .await
-                .map_err(|e| format!("git hub count: {e}")),
-        }
-    }
-}
-
-/// Stops the watched processes and adds their restarts (and a loss) to
-/// the report.
-pub(super) async fn with_infra(
-    result: Result<Finished, SupervisorError>,
-    watch: Watch,
-) -> Result<Finished, SupervisorError> {
-    let (restarts, events, lost) = watch.stop().await;
-    result.map(|(mut report, slots)| {
-        report.set_infra(restarts, events, lost);
-        (report, slots)
-    })
 }

@@ -15,8 +15,9 @@ use tokio::sync::mpsc;
 
 use super::acks::AckLog;
 use super::faults::Faults;
+use super::hub::Hub;
 use super::lines::{tee_stderr, watch_slot, SlotEvent};
-use super::{log_file, Finished, Hub, Setting, STOP_GRACE};
+use super::{log_file, Finished, Setting, STOP_GRACE};
 use crate::supervisor::infra::{InfraEvent, InfraKind, Watch};
 use crate::supervisor::sampler::Ticks;
 use crate::supervisor::summary::{HubCount, SlotRecord, TrialReport, TrialShape};
@@ -254,7 +255,7 @@ impl Dispatch<'_> {
 /// Runs every slot to its end and hands back the verdict.
 pub(super) async fn run_slots(
     t: &Setting<'_>,
-    hub: &Hub<'_>,
+    hub: &Hub,
     infra: &mut Watch,
     mut stop: mpsc::Receiver<()>,
 ) -> Result<Finished, SupervisorError> {
@@ -353,7 +354,7 @@ fn disk_full(workdir: &std::path::Path) -> Option<String> {
 /// hub was lost), the shape of the trial.
 async fn verdict(
     d: Dispatch<'_>,
-    hub: &Hub<'_>,
+    hub: &Hub,
     infra: &Watch,
     runtime_s: f64,
     faults: Vec<String>,
