@@ -11,6 +11,10 @@
 //! the NATS client reconnects. Nothing is lost: the hub answers a push only
 //! after its transaction is committed, and a push repeated after a lost
 //! reply is recognised (`herd_landing`).
+//!
+//! What a trial starts besides its leaves has one owner, [`TrialInfra`]
+//! (`owner`): it holds each process from its start, hands the ones to
+//! restart to the watcher, and stops everything once, on every path.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
