@@ -84,8 +84,9 @@ impl RepoThread {
         }
     }
 
-    /// Ends the thread after its current request; the hub requests sent.
-    pub(super) fn finish(self) -> u64 {
+    /// Ends the thread after its current request (its counts are then
+    /// final).
+    pub(super) fn finish(self) {
         match self {
             RepoThread::Herd(h) => h.finish(),
             RepoThread::Plain(h) => h.finish(),

@@ -17,13 +17,14 @@
 //!   server's `main` and makes its edit again on the new text
 //!   (a resolution); any other conflict gives the task up.
 //!
-//! Every `git` run is a process: they are counted ([`git_processes`]), as
+//! Every `git` run is a process: they are counted (`git_processes` in the
+//! leaf's counters), as
 //! they are part of what git costs per commit. Commands that talk to the
 //! server (clone, pull, push) are the leaf's hub requests.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,14 +40,6 @@ use super::repo_thread::{
 };
 use super::worker::Worker;
 use super::worktree::write_file as write;
-
-/// `git` processes this leaf-agent ran.
-static GIT_PROCESSES: AtomicU64 = AtomicU64::new(0);
-
-/// How many `git` processes this leaf-agent has run.
-pub fn git_processes() -> u64 {
-    GIT_PROCESSES.load(Ordering::Relaxed)
-}
 
 /// The branch every leaf pushes to.
 const BRANCH: &str = "main";
@@ -65,6 +58,7 @@ impl GitHandle {
     pub(super) async fn start(config: SyncConfig) -> Result<(GitHandle, Started), LeafError> {
         let (worker, started) = Worker::start(
             "leaf-repo-git",
+            Arc::clone(&config.counters),
             move || GitState::open(config),
             |state: &mut GitState, request| {
                 match request {
@@ -110,8 +104,8 @@ impl GitHandle {
         Arc::clone(&self.0.tips)
     }
 
-    /// Ends the thread; the server requests sent.
-    pub(super) fn finish(self) -> u64 {
+    /// Ends the thread (its counts are then final).
+    pub(super) fn finish(self) {
         self.0.finish()
     }
 }
@@ -405,7 +399,8 @@ impl GitState {
             .env("GIT_EDITOR", "true")
             .env("GIT_CONFIG_GLOBAL", "/dev/null")
             .env("GIT_CONFIG_NOSYSTEM", "1");
-        GIT_PROCESSES.fetch_add(1, Ordering::Relaxed);
+        let processes = &self.config.counters.git_processes;
+        processes.fetch_add(1, Ordering::Relaxed);
         cmd.output().map_err(|source| LeafError::Io {
             path: PathBuf::from("git"),
             source,

@@ -21,8 +21,10 @@
 //! - `git`: the repository thread for a stock git server: the real `git`
 //!   in the slot's clone (pull, commit, push; a rejected push is followed
 //!   by `git pull --rebase` and another push).
-//! - `output`: the stdout reporter (only [`crate::wire::LeafLine`]s) and
-//!   the counters behind the summary line.
+//! - `output`: the stdout reporter (only [`crate::wire::LeafLine`]s).
+//! - `counters`: [`LeafCounters`], every count behind the summary line,
+//!   in one struct the task loop, the tip loop and the repository thread
+//!   share; the summary line is made from it.
 //! - `agent`: [`run`]: start-up, the task loop (disjoint and shared mode)
 //!   and the tip loop, on one current-thread async runtime (a folder:
 //!   the loops, one task's steps, which failures to retry).
@@ -33,6 +35,7 @@
 
 mod agent;
 mod config;
+mod counters;
 mod dispatch;
 mod error;
 pub(crate) mod git;
@@ -47,6 +50,7 @@ pub use agent::{run, LeafRun};
 pub use config::{
     ConfigError, HubLogin, LeafConfig, DEFAULT_HUB_RETRY, DEFAULT_STREAM_BUFFER_BYTES,
 };
+pub use counters::LeafCounters;
 pub use error::LeafError;
 pub use output::Reporter;
 pub use worktree::WORKTREE_TIP_CONFIG;

@@ -1,23 +1,27 @@
 //! What a leaf-agent prints: [`Reporter`] writes [`LeafLine`]s, one JSON
 //! object per line, flushed at once so herd sees each as it happens, and
-//! keeps the totals behind the final summary line. A write error (herd went
+//! counts what its task and error lines say in the leaf's counters
+//! (`counters.rs`), behind the final summary line. A write error (herd went
 //! away, a closed pipe) is logged once and otherwise ignored: the leaf still
 //! finishes or abandons its task properly.
 
 use std::cell::{Cell, RefCell};
 use std::io::Write;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
-use crate::wire::{ErrorLine, LeafLine, LeafSummary, TaskLine, TaskOutcome};
+use super::counters::LeafCounters;
+use crate::wire::{ErrorLine, LeafLine, LeafSummary, TaskLine};
 
-/// The stdout of one leaf and its running totals. Single-threaded (the
-/// leaf's async runtime has one thread), so plain cells suffice.
+/// The stdout of one leaf, and the leaf's counters the lines it prints
+/// feed. Single-threaded (the leaf's async runtime has one thread), so
+/// plain cells suffice for the output; the counters are shared with the
+/// repository thread.
 pub struct Reporter {
     slot: u32,
     out: RefCell<Box<dyn Write>>,
     broken: Cell<bool>,
-    totals: RefCell<LeafSummary>,
-    /// Tasks that ended failed or abandoned: the run is incomplete.
-    incomplete: Cell<u32>,
+    counters: Arc<LeafCounters>,
 }
 
 impl Reporter {
@@ -27,12 +31,13 @@ impl Reporter {
             slot,
             out: RefCell::new(out),
             broken: Cell::new(false),
-            totals: RefCell::new(LeafSummary {
-                slot,
-                ..LeafSummary::default()
-            }),
-            incomplete: Cell::new(0),
+            counters: Arc::default(),
         }
+    }
+
+    /// The leaf's counters, for the parts of it that count elsewhere.
+    pub fn counters(&self) -> &Arc<LeafCounters> {
+        &self.counters
     }
 
     /// Writes one line and flushes.
@@ -50,29 +55,14 @@ impl Reporter {
 
     /// Prints a task line and counts it.
     pub fn task(&self, task: TaskLine) {
-        {
-            let mut t = self.totals.borrow_mut();
-            t.tasks += 1;
-            t.fork_retries += task.fork_retries;
-            match task.outcome {
-                TaskOutcome::Committed => t.committed += 1,
-                TaskOutcome::ClaimLost => t.claims_lost += 1,
-                TaskOutcome::Unrecoverable => t.fork_unrecoverable += 1,
-                TaskOutcome::Failed | TaskOutcome::Abandoned => {
-                    self.incomplete.set(self.incomplete.get() + 1)
-                }
-            }
-            if task.claim == crate::wire::ClaimOutcome::Won {
-                t.claims_won += 1;
-            }
-        }
+        self.counters.task(&task);
         self.line(&LeafLine::Task(task));
     }
 
     /// Prints an error line; non-fatal ones are counted.
     pub fn error(&self, message: String, fatal: bool) {
         if !fatal {
-            self.totals.borrow_mut().errors += 1;
+            self.counters.errors.fetch_add(1, Ordering::Relaxed);
         }
         self.line(&LeafLine::Error(ErrorLine {
             slot: self.slot,
@@ -81,74 +71,47 @@ impl Reporter {
         }));
     }
 
-    /// Counts tip broadcasts that needed a pull.
-    pub fn broadcasts_pulled(&self, n: u32) {
-        self.totals.borrow_mut().broadcasts_pulled += n;
-    }
-
-    /// Counts tip broadcasts for a tip already held.
-    pub fn broadcasts_skipped(&self, n: u32) {
-        self.totals.borrow_mut().broadcasts_skipped += n;
-    }
-
-    /// Records a full leaf's pulled bytes and updated worktree files.
-    pub fn pulled_and_updated(&self, bytes: u64, files: u64) {
-        let mut t = self.totals.borrow_mut();
-        t.bytes_pulled += bytes;
-        t.files_updated += files;
-    }
-
-    /// Records what applying other slots' check-ins cost a full leaf:
-    /// how many it stored and the CPU microseconds spent on them.
-    pub fn applied(&self, checkins: u64, cpu_us: u64) {
-        let mut t = self.totals.borrow_mut();
-        t.checkins_applied += checkins;
-        t.apply_us += cpu_us;
-    }
-
     /// Records the NATS requests of the task loop.
     pub fn nats_ops(&self, n: u64) {
-        self.totals.borrow_mut().nats_ops = n;
+        self.counters.nats_ops.store(n, Ordering::Relaxed);
     }
 
     /// Records the CPU start-up took, read when the leaf is ready.
     pub fn started(&self) {
         let ms = crate::telemetry::own_cpu_ms().unwrap_or(0.0);
-        self.totals.borrow_mut().start_cpu_us = (ms * 1000.0) as u64;
+        self.counters
+            .start_cpu_us
+            .store((ms * 1000.0) as u64, Ordering::Relaxed);
     }
 
     /// Records the leaf's own memory at the end of its work, before it
     /// closes its repository: closing runs SQLite's last checkpoint, a
     /// moment's spike the peak resident figure shows.
     pub fn measure_memory(&self) {
-        self.totals.borrow_mut().private_kb = crate::telemetry::private_kb().unwrap_or(0);
+        let kb = crate::telemetry::private_kb().unwrap_or(0);
+        self.counters.private_kb.store(kb, Ordering::Relaxed);
     }
 
     /// Adds think time slept.
     pub fn thought(&self, ms: u64) {
-        self.totals.borrow_mut().think_ms += ms;
+        self.counters.think_ms.fetch_add(ms, Ordering::Relaxed);
     }
 
     /// Tasks that ended failed or abandoned so far.
     pub fn incomplete(&self) -> u32 {
-        self.incomplete.get()
+        self.counters.incomplete.load(Ordering::Relaxed)
     }
 
-    /// The totals so far, with `hub_requests` filled in.
-    pub fn summary(&self, hub_requests: u64) -> LeafSummary {
-        LeafSummary {
-            hub_requests,
-            peak_rss_kb: crate::telemetry::peak_rss_kb().unwrap_or(0),
-            cpu_us: crate::telemetry::own_cpu_ms().map_or(0, |ms| (ms * 1000.0) as u64),
-            ..self.totals.borrow().clone()
-        }
+    /// The summary line as the counts stand.
+    pub fn summary(&self) -> LeafSummary {
+        self.counters.summary(self.slot)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::ClaimOutcome;
+    use crate::wire::{ClaimOutcome, TaskOutcome};
     use std::rc::Rc;
 
     /// A writer whose bytes the test can read back.
@@ -189,11 +152,14 @@ mod tests {
         r.task(task(TaskOutcome::ClaimLost, ClaimOutcome::Lost, 0));
         r.task(task(TaskOutcome::Failed, ClaimOutcome::Won, 1));
         r.error("boom".into(), false);
-        r.broadcasts_pulled(3);
-        r.broadcasts_skipped(4);
-        r.pulled_and_updated(1000, 7);
+        let c = r.counters();
+        c.broadcasts_pulled.store(3, Ordering::Relaxed);
+        c.broadcasts_skipped.store(4, Ordering::Relaxed);
+        c.bytes_pulled.store(1000, Ordering::Relaxed);
+        c.files_updated.store(7, Ordering::Relaxed);
+        c.hub_requests.store(9, Ordering::Relaxed);
         r.thought(15);
-        let s = r.summary(9);
+        let s = r.summary();
         assert_eq!(
             (
                 s.tasks,

@@ -41,6 +41,7 @@ impl PlainHandle {
     pub(super) async fn start(config: SyncConfig) -> Result<(PlainHandle, Started), LeafError> {
         let (worker, started) = Worker::start(
             "leaf-repo-plain",
+            Arc::clone(&config.counters),
             move || PlainState::open(config),
             |state: &mut PlainState, PlainRequest { request, reply }| {
                 let _ = reply.send(state.commit(&request));
@@ -62,7 +63,7 @@ impl PlainHandle {
         Arc::clone(&self.0.tips)
     }
 
-    pub(super) fn finish(self) -> u64 {
+    pub(super) fn finish(self) {
         self.0.finish()
     }
 }

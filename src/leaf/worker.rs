@@ -5,12 +5,13 @@
 //! channel that travels inside the request.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 
 use tokio::sync::oneshot;
 
+use super::counters::LeafCounters;
 use super::error::LeafError;
 use super::repo_thread::{PendingTip, Started};
 
@@ -18,8 +19,6 @@ use super::repo_thread::{PendingTip, Started};
 pub(super) struct Worker<R> {
     requests: Option<mpsc::Sender<R>>,
     thread: Option<JoinHandle<()>>,
-    /// Requests the thread sent to the server, as of its last answer.
-    hub_requests: Arc<AtomicU64>,
     /// Never noted: a stock server broadcasts nothing.
     pub(super) tips: Arc<PendingTip>,
 }
@@ -28,9 +27,10 @@ impl<R: Send + 'static> Worker<R> {
     /// Starts thread `name`: `open` makes its state (and what start-up
     /// found) before anything is answered; then each request goes to
     /// `serve`, which answers it and says how many requests the thread has
-    /// sent to the server so far.
+    /// sent to the server so far, which goes to `counters`.
     pub(super) async fn start<S, O, F>(
         name: &str,
+        counters: Arc<LeafCounters>,
         open: O,
         mut serve: F,
     ) -> Result<(Worker<R>, Started), LeafError>
@@ -40,8 +40,7 @@ impl<R: Send + 'static> Worker<R> {
     {
         let (tx, rx) = mpsc::channel::<R>();
         let (ready_tx, ready_rx) = oneshot::channel();
-        let hub_requests = Arc::new(AtomicU64::new(0));
-        let counter = Arc::clone(&hub_requests);
+        let tips = Arc::new(PendingTip::new(None, Arc::clone(&counters)));
         let thread = std::thread::Builder::new()
             .name(name.into())
             .spawn(move || {
@@ -57,7 +56,7 @@ impl<R: Send + 'static> Worker<R> {
                 };
                 while let Ok(request) = rx.recv() {
                     let sent = serve(&mut state, request);
-                    counter.store(sent, Ordering::Relaxed);
+                    counters.hub_requests.store(sent, Ordering::Relaxed);
                 }
             })
             .map_err(|source| LeafError::Io {
@@ -67,8 +66,7 @@ impl<R: Send + 'static> Worker<R> {
         let worker = Worker {
             requests: Some(tx),
             thread: Some(thread),
-            hub_requests,
-            tips: Arc::new(PendingTip::default()),
+            tips,
         };
         let started = ready_rx.await.map_err(|_| LeafError::WorkerGone)??;
         Ok((worker, started))
@@ -83,11 +81,10 @@ impl<R: Send + 'static> Worker<R> {
             .map_err(|_| LeafError::WorkerGone)
     }
 
-    /// Ends the thread after its current request; the server requests
-    /// sent.
-    pub(super) fn finish(mut self) -> u64 {
+    /// Ends the thread after its current request (its counts are then
+    /// final).
+    pub(super) fn finish(mut self) {
         self.stop();
-        self.hub_requests.load(Ordering::Relaxed)
     }
 
     fn stop(&mut self) {

@@ -6,9 +6,10 @@
 //! changed or deleted ones follow. What it costs is meant to follow the
 //! bytes that changed, not the herd:
 //!
-//! - The tip loop only records broadcasts ([`PendingTip`]); tips that
-//!   arrive while the leaf thinks or commits are coalesced there, and so
-//!   are the trunk positions its own pushes were answered with.
+//! - The tip loop only records broadcasts
+//!   ([`PendingTip`](super::repo_thread::PendingTip)); tips that arrive
+//!   while the leaf thinks or commits are coalesced there, and so are the
+//!   trunk positions its own pushes were answered with.
 //! - [`SyncState::prepare`] runs on the repository thread while the task
 //!   thinks (outside its commit latency): when a newer tip was heard of, one
 //!   fast pull after the tip the leaf holds brings every check-in since, each
@@ -31,7 +32,7 @@ use crate::wire::CatchUp;
 use crate::workload::HotEdit;
 
 use super::error::LeafError;
-use super::repo_thread::{PendingTip, SyncState};
+use super::repo_thread::SyncState;
 
 /// The `config` entry naming the check-in a full leaf's worktree was last
 /// brought to.
@@ -122,13 +123,14 @@ impl SyncState {
                 path,
                 source: Box::new(source),
             })?;
-        self.tips
+        let counters = &self.config.counters;
+        counters
             .files_updated
             .fetch_add(touched as u64, Ordering::Relaxed);
         if self.hub_seq > seq_before {
             let cpu = crate::telemetry::thread_cpu_us().saturating_sub(cpu_before);
-            self.tips.apply_us.fetch_add(cpu, Ordering::Relaxed);
-            self.tips
+            counters.apply_us.fetch_add(cpu, Ordering::Relaxed);
+            counters
                 .checkins_applied
                 .fetch_add(self.hub_seq - seq_before, Ordering::Relaxed);
         }
@@ -173,8 +175,9 @@ impl SyncState {
     /// broadcast, or a push's answer): from the stream's buffered batches
     /// (`--catch-up stream`; a gap costs one pull) or with one pull;
     /// broadcasts superseded meanwhile were coalesced by
-    /// [`PendingTip::note`]. `last` at the trial's end, when the leaf also
-    /// waits briefly for the stream to bring what it heard of.
+    /// [`PendingTip::note`](super::repo_thread::PendingTip::note). `last`
+    /// at the trial's end, when the leaf also waits briefly for the stream
+    /// to bring what it heard of.
     fn catch_up_full(&mut self, last: bool) -> Result<(), LeafError> {
         let broadcast = self.tips.take();
         let heard = broadcast
@@ -187,7 +190,10 @@ impl SyncState {
                 drop(self.tips.take_bundles()); // all held already
             }
             if broadcast.is_some() {
-                self.tips.skipped.fetch_add(1, Ordering::Relaxed);
+                self.config
+                    .counters
+                    .broadcasts_skipped
+                    .fetch_add(1, Ordering::Relaxed);
             }
             return Ok(());
         }
@@ -201,7 +207,10 @@ impl SyncState {
             trace.link_from(&span);
         }
         super::repo_thread::set_trace(&self.client, &crate::telemetry::W3c::of(&span));
-        self.tips.pulled.fetch_add(1, Ordering::Relaxed);
+        self.config
+            .counters
+            .broadcasts_pulled
+            .fetch_add(1, Ordering::Relaxed);
         if stream {
             span.in_scope(|| self.catch_up_stream(heard, last))
         } else {
@@ -235,7 +244,10 @@ impl SyncState {
             }
         }
         if gap {
-            self.tips.gap_pulls.fetch_add(1, Ordering::Relaxed);
+            self.config
+                .counters
+                .gap_pulls
+                .fetch_add(1, Ordering::Relaxed);
             self.pull_counted()?;
             // The batches after the gap, if any came meanwhile.
             self.apply_stream()?;
@@ -248,7 +260,10 @@ impl SyncState {
         let before = self.client.bytes_received();
         self.pull()?;
         let bytes = self.client.bytes_received().saturating_sub(before);
-        self.tips.bytes_pulled.fetch_add(bytes, Ordering::Relaxed);
+        self.config
+            .counters
+            .bytes_pulled
+            .fetch_add(bytes, Ordering::Relaxed);
         Ok(())
     }
 }
@@ -256,14 +271,6 @@ impl SyncState {
 /// How long a leaf at the trial's end waits for the stream to bring the
 /// newest tip it heard of before it pulls.
 const LAST_STREAM_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// The counts behind a full leaf's summary: (bytes pulled, files updated).
-pub(super) fn full_counts(tips: &PendingTip) -> (u64, u64) {
-    (
-        tips.bytes_pulled.load(Ordering::Relaxed),
-        tips.files_updated.load(Ordering::Relaxed),
-    )
-}
 
 /// Writes a task's files into the worktree at `dir` (the agent's work, done
 /// while it thinks), on a blocking thread so the async side goes on.

@@ -31,7 +31,6 @@ use super::dispatch::RepoThread;
 use super::error::{chain, LeafError};
 use super::output::Reporter;
 use super::repo_thread::{PendingTip, SyncConfig};
-use super::worktree::full_counts;
 use crate::exit::{EXIT_FAILED, EXIT_OK};
 
 /// Attempts at joining the trial on NATS at start, with doubling waits.
@@ -97,6 +96,7 @@ pub async fn run(
             catch_up: config.spec.catch_up,
             stream_buffer_bytes: config.stream_buffer_bytes,
             hold_hot: config.workload().hot.hold,
+            counters: std::sync::Arc::clone(reporter.counters()),
         },
     )
     .await?;
@@ -157,23 +157,18 @@ pub async fn run(
     let stopped = result?;
     let tips = sync.tips();
     reporter.measure_memory();
-    let hub_requests = sync.finish();
-    let (pulled, skipped) = tips.counts();
-    reporter.broadcasts_pulled(count(pulled));
-    reporter.broadcasts_skipped(count(skipped));
-    let (bytes, files) = full_counts(&tips);
-    reporter.pulled_and_updated(bytes, files);
-    let load = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
-    reporter.applied(load(&tips.checkins_applied), load(&tips.apply_us));
+    sync.finish();
+    tips.skip_pending();
     if from_stream {
+        let counters = reporter.counters();
+        let load = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
         tracing::info!(
-            checkins = load(&tips.checkins_applied),
-            gap_pulls = load(&tips.gap_pulls),
+            checkins = load(&counters.checkins_applied),
+            gap_pulls = load(&counters.gap_pulls),
             "caught up from the stream"
         );
     }
-    let mut summary = reporter.summary(hub_requests);
-    summary.git_processes = crate::leaf::git::git_processes();
+    let summary = reporter.summary();
     reporter.line(&LeafLine::Summary(summary.clone()));
     Ok(LeafRun {
         summary,
@@ -260,10 +255,6 @@ async fn tip_loop(
             }
         }
     }
-}
-
-fn count(n: u64) -> u32 {
-    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// The task loop's view of the world.

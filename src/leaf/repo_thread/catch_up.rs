@@ -34,12 +34,13 @@ impl SyncState {
             "pull.skipped_idempotent",
             matches!(result, Ok(CatchUp::AlreadyHeld)),
         );
+        let counters = &self.config.counters;
         let counter = match &result {
-            Ok(CatchUp::AlreadyHeld) => &self.tips.skipped,
-            Ok(CatchUp::Applied | CatchUp::Pulled) => &self.tips.pulled,
+            Ok(CatchUp::AlreadyHeld) => &counters.broadcasts_skipped,
+            Ok(CatchUp::Applied | CatchUp::Pulled) => &counters.broadcasts_pulled,
             Err(e) => {
                 tracing::warn!(error = %crate::chain::chain(e), tip = %tip.hash, "cannot catch up on a broadcast tip");
-                &self.tips.skipped
+                &counters.broadcasts_skipped
             }
         };
         counter.fetch_add(1, Ordering::Relaxed);

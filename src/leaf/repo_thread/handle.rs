@@ -2,7 +2,6 @@
 //! sends it requests, awaiting each answer.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 
@@ -16,7 +15,6 @@ use super::{CommitRequest, Committed, PendingTip, Request, Started, SyncConfig, 
 pub(in crate::leaf) struct SyncHandle {
     requests: Option<mpsc::Sender<Request>>,
     thread: Option<JoinHandle<()>>,
-    hub_requests: Arc<AtomicU64>,
     /// Broadcast tips for the repository thread.
     pub(in crate::leaf) tips: Arc<PendingTip>,
 }
@@ -29,15 +27,16 @@ impl SyncHandle {
     ) -> Result<(SyncHandle, Started), LeafError> {
         let (tx, rx) = mpsc::channel();
         let (ready_tx, ready_rx) = oneshot::channel();
-        let hub_requests = Arc::new(AtomicU64::new(0));
-        let counter = Arc::clone(&hub_requests);
         let keep = config.catch_up.from_stream(config.leaf);
-        let tips = Arc::new(PendingTip::new(keep.then_some(config.stream_buffer_bytes)));
+        let tips = Arc::new(PendingTip::new(
+            keep.then_some(config.stream_buffer_bytes),
+            Arc::clone(&config.counters),
+        ));
         let pending = Arc::clone(&tips);
         let thread = std::thread::Builder::new()
             .name("leaf-repo".into())
             .spawn(move || {
-                let mut state = match SyncState::open(config, counter, rx, pending) {
+                let mut state = match SyncState::open(config, rx, pending) {
                     Ok((state, started)) => {
                         let _ = ready_tx.send(Ok(started));
                         state
@@ -56,7 +55,6 @@ impl SyncHandle {
         let handle = SyncHandle {
             requests: Some(tx),
             thread: Some(thread),
-            hub_requests,
             tips,
         };
         let started = ready_rx.await.map_err(|_| LeafError::WorkerGone)??;
@@ -91,19 +89,13 @@ impl SyncHandle {
         answer.await.map_err(|_| LeafError::WorkerGone)?
     }
 
-    /// HTTP requests sent to the hub so far.
-    pub(in crate::leaf) fn hub_requests(&self) -> u64 {
-        self.hub_requests.load(Ordering::Relaxed)
-    }
-
-    /// Ends the thread after its current request and waits for it; returns
-    /// the final count of hub requests.
-    pub(in crate::leaf) fn finish(mut self) -> u64 {
+    /// Ends the thread after its current request and waits for it (its
+    /// counts are then final).
+    pub(in crate::leaf) fn finish(mut self) {
         self.requests.take();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-        self.hub_requests()
     }
 
     fn send(&self, request: Request) -> Result<(), LeafError> {

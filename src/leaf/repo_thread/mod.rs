@@ -87,6 +87,9 @@ pub(super) struct SyncConfig {
     /// Whether a task holds the hot file it edits (`--hold-hot`): it then
     /// pulls before the edit, so it edits the newest text.
     pub hold_hot: bool,
+    /// The leaf's counters: the thread counts its hub requests and what
+    /// catching up cost there.
+    pub counters: std::sync::Arc<crate::leaf::LeafCounters>,
 }
 
 /// The repository as it stands after start-up.

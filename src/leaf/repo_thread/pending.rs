@@ -1,12 +1,13 @@
-//! The newest broadcast tip not yet acted on, the batches a full leaf
-//! catching up from the stream has yet to apply, and the counts of what
-//! the broadcasts brought.
+//! The newest broadcast tip not yet acted on, and the batches a full leaf
+//! catching up from the stream has yet to apply (what the broadcasts
+//! brought is counted in the leaf's counters).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
 use crate::coord::Tip;
+use crate::leaf::LeafCounters;
 use crate::telemetry::W3c;
 
 /// The newest broadcast tip not yet acted on, shared by the tip loop (which
@@ -21,32 +22,17 @@ use crate::telemetry::W3c;
 /// order, until the repository thread applies them before its next task;
 /// one without them (a hub not run with `--broadcast-files`) is noted, and
 /// the leaf pulls instead.
-#[derive(Default)]
 pub(in crate::leaf) struct PendingTip {
     newest: Mutex<Option<(Tip, W3c)>>,
     /// Whether broadcasts' bundles are kept for [`PendingTip::take_bundles`],
     /// and up to how many bytes.
     keep_bundles: Option<usize>,
     bundles: Mutex<Buffered>,
-    /// Trunk check-ins caught up over (pulled or applied from the stream).
-    pub(in crate::leaf) checkins_applied: AtomicU64,
-    /// Repository-thread CPU microseconds spent catching up and updating
-    /// the worktree.
-    pub(in crate::leaf) apply_us: AtomicU64,
-    /// Pulls a stream catch-up still needed (a gap in the stream).
-    pub(in crate::leaf) gap_pulls: AtomicU64,
     /// A broadcast came without the batch's files (a hub not run with
     /// `--broadcast-files`): the stream cannot bring what it announced.
     bare: std::sync::atomic::AtomicBool,
-    /// Broadcasts that brought a tip (bundle applied or pulled).
-    pub(in crate::leaf) pulled: AtomicU64,
-    /// Broadcasts that needed nothing: already held, or superseded by a
-    /// newer one before they were used.
-    pub(in crate::leaf) skipped: AtomicU64,
-    /// Reply bytes of the pulls that caught up (full leaves).
-    pub(in crate::leaf) bytes_pulled: AtomicU64,
-    /// Worktree files written or removed by updates (full leaves).
-    pub(in crate::leaf) files_updated: AtomicU64,
+    /// The leaf's counters: broadcasts superseded here count as skipped.
+    counters: Arc<LeafCounters>,
 }
 
 /// Bundled broadcasts not yet applied, oldest first, and their bytes.
@@ -59,11 +45,17 @@ struct Buffered {
 impl PendingTip {
     /// A record that keeps bundles, up to `keep_bundles` bytes, when set
     /// (stream catch-up); past it the oldest are dropped, and the gap they
-    /// leave costs one pull.
-    pub(in crate::leaf) fn new(keep_bundles: Option<usize>) -> PendingTip {
+    /// leave costs one pull. What it skips is counted in `counters`.
+    pub(in crate::leaf) fn new(
+        keep_bundles: Option<usize>,
+        counters: Arc<LeafCounters>,
+    ) -> PendingTip {
         PendingTip {
+            newest: Mutex::default(),
             keep_bundles,
-            ..PendingTip::default()
+            bundles: Mutex::default(),
+            bare: Default::default(),
+            counters,
         }
     }
 
@@ -118,15 +110,16 @@ impl PendingTip {
                 // A batch counts once, as its last part.
                 continue;
             }
+            let skipped = &self.counters.broadcasts_skipped;
             let superseded = match &*newest {
                 Some((held, _)) if held.seq >= tip.seq => {
-                    self.skipped.fetch_add(1, Ordering::Relaxed);
+                    skipped.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
                 Some(_) => 1,
                 None => 0,
             };
-            self.skipped.fetch_add(superseded, Ordering::Relaxed);
+            skipped.fetch_add(superseded, Ordering::Relaxed);
             *newest = Some((tip, trace));
         }
     }
@@ -135,12 +128,12 @@ impl PendingTip {
         self.newest.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
-    /// (pulled, skipped) so far, counting a tip still pending as skipped.
-    pub(in crate::leaf) fn counts(&self) -> (u64, u64) {
-        let pending = u64::from(self.newest.lock().is_ok_and(|n| n.is_some()));
-        (
-            self.pulled.load(Ordering::Relaxed),
-            self.skipped.load(Ordering::Relaxed) + pending,
-        )
+    /// At the run's end: a tip still pending was never used, so it counts
+    /// as skipped.
+    pub(in crate::leaf) fn skip_pending(&self) {
+        if self.take().is_some() {
+            let skipped = &self.counters.broadcasts_skipped;
+            skipped.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }

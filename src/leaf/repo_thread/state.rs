@@ -1,7 +1,7 @@
 //! The repository thread's state: start-up (client, clone or open, the
 //! check-out) and the loop that serves requests one at a time.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 
 use crate::repo::{ArtifactHash, Repository};
@@ -35,7 +35,6 @@ pub(in crate::leaf) struct SyncState {
     pub(in crate::leaf) heard_seq: u64,
     /// A full leaf's worktree; `None` for a sparse leaf.
     pub(in crate::leaf) worktree: Option<Worktree>,
-    pub(super) hub_requests: Arc<AtomicU64>,
     /// The current commit's pushes, on the trial clock.
     pub(super) pushes: Vec<PushMark>,
 }
@@ -48,7 +47,6 @@ impl SyncState {
     /// manifest (see `Client::sparse`).
     pub(super) fn open(
         config: SyncConfig,
-        hub_requests: Arc<AtomicU64>,
         inbox: mpsc::Receiver<Request>,
         tips: Arc<PendingTip>,
     ) -> Result<(SyncState, Started), LeafError> {
@@ -100,7 +98,6 @@ impl SyncState {
             repo.checkout(&hub_tip, &config.worktree)
                 .map_err(repo_err("check out the trunk tip"))?;
         }
-        hub_requests.store(client.requests(), Ordering::Relaxed);
         let started = Started {
             project_code,
             tip: hub_tip.clone(),
@@ -122,9 +119,9 @@ impl SyncState {
             hub_seq,
             heard_seq: hub_seq,
             worktree,
-            hub_requests,
             pushes: Vec::new(),
         };
+        state.count_requests();
         Ok((state, started))
     }
 
@@ -153,9 +150,13 @@ impl SyncState {
         }
     }
 
+    /// Records the requests sent to the hub so far in the leaf's counters.
     fn count_requests(&self) {
-        self.hub_requests
-            .store(self.client.requests(), Ordering::Relaxed);
+        let sent = self.client.requests();
+        self.config
+            .counters
+            .hub_requests
+            .store(sent, Ordering::Relaxed);
     }
 
     pub(in crate::leaf) fn repo_err(
