@@ -34,16 +34,17 @@ impl TrialReport {
     /// The report before any slot is counted: the trial's shape, the hub's
     /// count, and every figure the slots feed at zero or unknown.
     fn empty(shape: TrialShape, hub: &HubCount) -> TrialReport {
+        let spec = &shape.spec;
         TrialReport {
-            hub_kind: shape.hub_kind,
-            landing: shape.landing,
-            leaf: shape.leaf,
-            catch_up: shape.catch_up,
-            agents: shape.agents,
-            tasks: shape.tasks,
-            total: u64::from(shape.agents) * u64::from(shape.tasks),
-            mode: shape.mode,
-            seed: shape.seed,
+            hub_kind: spec.hub_kind,
+            landing: spec.landing,
+            leaf: spec.leaf,
+            catch_up: spec.catch_up,
+            agents: spec.agents,
+            tasks: spec.tasks,
+            total: u64::from(spec.agents) * u64::from(spec.tasks),
+            mode: spec.mode,
+            seed: spec.seed,
             hub_commits: Some(hub.trunk_commits),
             committed: 0,
             fork_retries: 0,

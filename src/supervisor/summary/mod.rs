@@ -19,7 +19,9 @@ mod verdict;
 use serde::Serialize;
 
 use super::infra::Restarts;
+use crate::spec::TrialSpec;
 use crate::wire::{CatchUp, HubKind, LandingStrategy, LeafMode, LeafSummary, TaskLine};
+use crate::workload::Mode;
 
 pub use build::percentile;
 
@@ -87,7 +89,9 @@ pub struct CpuByKind {
     pub herd: f64,
 }
 
-/// The trial's figures, printed as the summary block or as JSON.
+/// The trial's figures, printed as the summary block or as JSON. Its
+/// first fields are the trial's shape, typed as in its [`TrialSpec`] and
+/// written as its flags spell them.
 #[derive(Debug, Clone, Serialize)]
 pub struct TrialReport {
     /// What served as the hub: `herd` or `fossil`.
@@ -106,7 +110,7 @@ pub struct TrialReport {
     /// agents × tasks.
     pub total: u64,
     /// `disjoint` or `shared`.
-    pub mode: String,
+    pub mode: Mode,
     /// The workload seed.
     pub seed: u64,
     /// Trunk check-ins the hub reports; `null` when its count could not be
@@ -240,22 +244,8 @@ pub struct TrialReport {
 
 /// The inputs of a report besides the slots.
 pub struct TrialShape {
-    /// What served as the hub.
-    pub hub_kind: HubKind,
-    /// Who landed contended check-ins.
-    pub landing: LandingStrategy,
-    /// What leaves kept.
-    pub leaf: LeafMode,
-    /// How full leaves caught up.
-    pub catch_up: CatchUp,
-    /// Leaf-agents.
-    pub agents: u32,
-    /// Tasks per agent.
-    pub tasks: u32,
-    /// Mode name.
-    pub mode: String,
-    /// Seed.
-    pub seed: u64,
+    /// The trial's shape as asked: agents, tasks, seed, the modes.
+    pub spec: TrialSpec,
     /// Runtime in seconds.
     pub runtime_s: f64,
     /// The slot that exited last.
@@ -276,14 +266,7 @@ impl TrialShape {
     /// slot, the topology it ran on, the faults it injected).
     pub fn of(config: &super::TrialConfig, runtime_s: f64) -> TrialShape {
         TrialShape {
-            hub_kind: config.spec.hub_kind,
-            landing: config.spec.landing,
-            leaf: config.spec.leaf,
-            catch_up: config.spec.catch_up,
-            agents: config.spec.agents,
-            tasks: config.spec.tasks,
-            mode: config.spec.mode.to_string(),
-            seed: config.spec.seed,
+            spec: config.spec.clone(),
             runtime_s,
             slowest_slot: None,
             hosts: 1,
@@ -334,17 +317,11 @@ mod tests {
         }
     }
 
-    /// Two agents of two tasks on herd's hub.
+    /// Two agents of two tasks on herd's hub, with hub landing and full
+    /// leaves catching up from the stream.
     pub(super) fn shape() -> TrialShape {
         TrialShape {
-            hub_kind: HubKind::Herd,
-            landing: LandingStrategy::Hub,
-            leaf: LeafMode::Full,
-            catch_up: CatchUp::Stream,
-            agents: 2,
-            tasks: 2,
-            mode: "disjoint".into(),
-            seed: 1,
+            spec: crate::supervisor::page::tests::config(2, 2).spec,
             runtime_s: 2.0,
             slowest_slot: Some(1),
             hosts: 1,
@@ -385,10 +362,8 @@ mod tests {
         assert!(text.contains("  cpu ms/commit by kind: n/a\n"), "{text}");
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["catch_up"], "stream");
-        let pull = TrialShape {
-            catch_up: CatchUp::Pull,
-            ..shape()
-        };
+        let mut pull = shape();
+        pull.spec.catch_up = CatchUp::Pull;
         let json = serde_json::to_value(TrialReport::build(pull, &slots, hub)).unwrap();
         assert_eq!(json["catch_up"], "pull");
     }
@@ -459,10 +434,8 @@ mod tests {
         assert!(r.render().contains("  apply µs/check-in:  250.0\n"));
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["apply_us_per_checkin"], 250.0);
-        let sparse = TrialShape {
-            leaf: LeafMode::Sparse,
-            ..shape()
-        };
+        let mut sparse = shape();
+        sparse.spec.leaf = LeafMode::Sparse;
         let json = serde_json::to_value(TrialReport::build(sparse, &slots, hub)).unwrap();
         assert!(json["apply_us_per_checkin"].is_null(), "{json}");
         // A slot without its summary: the leaves' totals are unknown.
@@ -484,11 +457,12 @@ mod tests {
             conflicts: None,
             bytes_out: None,
         };
-        let fossil = TrialShape {
-            hub_kind: HubKind::Fossil,
-            ..shape()
+        let fossil = || {
+            let mut shape = shape();
+            shape.spec.hub_kind = HubKind::Fossil;
+            shape
         };
-        let r = TrialReport::build(fossil, &slots, hub);
+        let r = TrialReport::build(fossil(), &slots, hub);
         assert_eq!(r.verdict(), None);
         assert_eq!((r.trunk_leaves, r.forks), (Some(3), Some(2)));
         assert_eq!(r.hub_requests_per_commit, None);
@@ -509,14 +483,7 @@ mod tests {
             trunk_commits: 3,
             ..hub
         };
-        let r = TrialReport::build(
-            TrialShape {
-                hub_kind: HubKind::Fossil,
-                ..shape()
-            },
-            &slots,
-            short,
-        );
+        let r = TrialReport::build(fossil(), &slots, short);
         let why = r.verdict().expect("must fail");
         assert!(why.contains("hub has 3 trunk commits"), "{why}");
         assert!(!why.contains("leaves, not 1"), "{why}");
