@@ -7,8 +7,17 @@ use sha1::Digest;
 use super::error::RepoError;
 
 /// A validated artifact name: 40 (SHA1) or 64 (SHA3-256) lowercase hex digits.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ArtifactHash(String);
+///
+/// Kept inline (the hex text and its length, no heap): a hub holds one per
+/// file of the tree in each file list it keeps, and copies them with every
+/// view of a manifest, so a `String` here was a third of a large list's
+/// memory and an allocation per copy. Ordered as the text is: the unused
+/// tail of a SHA1 name is zeros, which sort before any digit.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ArtifactHash {
+    hex: [u8; 64],
+    len: u8,
+}
 
 impl ArtifactHash {
     /// Validates `text` as a full artifact name.
@@ -18,7 +27,7 @@ impl ArtifactHash {
                 .bytes()
                 .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         if ok {
-            Ok(Self(text.to_owned()))
+            Ok(Self::from_ascii_hex(text.as_bytes()))
         } else {
             Err(RepoError::InvalidHash {
                 text: text.chars().take(80).collect(),
@@ -28,12 +37,12 @@ impl ArtifactHash {
 
     /// The SHA3-256 name of `content` (Fossil's default policy).
     pub fn sha3_of(content: &[u8]) -> Self {
-        Self(hex::encode(sha3::Sha3_256::digest(content)))
+        Self::of_digest(&sha3::Sha3_256::digest(content))
     }
 
     /// The SHA1 name of `content`.
     pub fn sha1_of(content: &[u8]) -> Self {
-        Self(hex::encode(sha1::Sha1::digest(content)))
+        Self::of_digest(&sha1::Sha1::digest(content))
     }
 
     /// Whether `content` hashes to this name, with the algorithm its length implies.
@@ -43,7 +52,7 @@ impl ArtifactHash {
 
     /// The name `content` would have under this name's algorithm.
     pub fn same_kind_of(&self, content: &[u8]) -> Self {
-        if self.0.len() == 40 {
+        if self.len == 40 {
             Self::sha1_of(content)
         } else {
             Self::sha3_of(content)
@@ -52,13 +61,45 @@ impl ArtifactHash {
 
     /// The hex text.
     pub fn as_str(&self) -> &str {
-        &self.0
+        // Only ASCII hex digits are ever stored (`parse` checks them,
+        // `of_digest` writes them), so this never fails.
+        std::str::from_utf8(&self.hex[..usize::from(self.len)]).unwrap_or_default()
+    }
+
+    /// From text already known to be 40 or 64 lowercase hex digits.
+    fn from_ascii_hex(text: &[u8]) -> Self {
+        let mut hex = [0u8; 64];
+        hex[..text.len()].copy_from_slice(text);
+        Self {
+            hex,
+            len: text.len() as u8,
+        }
+    }
+
+    /// The name of a 20- or 32-byte digest.
+    fn of_digest(digest: &[u8]) -> Self {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut hex = [0u8; 64];
+        for (i, b) in digest.iter().take(32).enumerate() {
+            hex[2 * i] = DIGITS[usize::from(b >> 4)];
+            hex[2 * i + 1] = DIGITS[usize::from(b & 15)];
+        }
+        Self {
+            hex,
+            len: (2 * digest.len().min(32)) as u8,
+        }
     }
 }
 
 impl fmt::Display for ArtifactHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for ArtifactHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ArtifactHash").field(&self.as_str()).finish()
     }
 }
 
