@@ -98,6 +98,7 @@ impl Repository {
         expected: Option<&ArtifactHash>,
         rcvid: Option<i64>,
     ) -> Result<Stored, RepoError> {
+        self.note_work(|w| w.bytes_hashed += content.len() as u64);
         let hash = match expected {
             Some(exp) => {
                 let actual = exp.same_kind_of(content);
@@ -129,6 +130,10 @@ impl Repository {
             self.remember_text(&hash, content);
         }
         let rcvid = rcvid.unwrap_or(0);
+        self.note_work(|w| {
+            w.blobs_written += 1;
+            w.bytes_written += blob.len() as u64;
+        });
         let rid = match existing {
             Some((rid, _phantom)) => {
                 self.exec(
@@ -280,6 +285,10 @@ impl Repository {
                 Ok(b) => b,
                 Err(reason) => return Err(RepoError::CorruptBlob { hash: uuid, reason }),
             };
+            self.note_work(|w| {
+                w.blobs_read += 1;
+                w.bytes_read += bytes.len() as u64;
+            });
             if src.is_some() && chain.len() >= MAX_DELTA_CHAIN {
                 return Err(RepoError::CorruptBlob {
                     hash: uuid,

@@ -39,9 +39,14 @@ impl Repository {
         }
         let src = self.store_phantom(source)?;
         let rid = self.store_phantom(hash)?;
+        let stored = compress(delta);
+        self.note_work(|w| {
+            w.blobs_written += 1;
+            w.bytes_written += stored.len() as u64;
+        });
         self.exec(
             "UPDATE blob SET rcvid=?1, content=?2 WHERE rid=?3 AND size<0",
-            params![rcvid.unwrap_or(0), compress(delta), rid.0],
+            params![rcvid.unwrap_or(0), stored, rid.0],
         )
         .ctx("keeping a delta against a phantom")?;
         self.exec(

@@ -199,9 +199,14 @@ impl Repository {
             Ok(back) if back == target_text => {}
             _ => return Ok(()),
         }
+        let stored = super::blob::compress(&delta);
+        self.note_work(|w| {
+            w.blobs_written += 1;
+            w.bytes_written += stored.len() as u64;
+        });
         self.exec(
             "UPDATE blob SET content=?1 WHERE rid=?2",
-            rusqlite::params![super::blob::compress(&delta), target.0],
+            rusqlite::params![stored, target.0],
         )
         .ctx("storing an older version as a delta")?;
         self.exec(

@@ -25,6 +25,7 @@ mod schema;
 mod store;
 pub mod time;
 mod trunk;
+pub mod trunk_load;
 mod view;
 
 pub use blob::{compress, decompress};
@@ -37,4 +38,4 @@ pub use manifest::{
     parse_artifact, parse_named_artifact, Artifact, FileCard, Manifest, Perm, TagCard, TagKind,
 };
 pub use rebase::{describe as describe_conflicts, ConflictKind, FileConflict, Landing};
-pub use store::{CreateOptions, FileList, RawBlob, Repository, Stored};
+pub use store::{CreateOptions, FileList, RawBlob, Repository, Stored, Work};

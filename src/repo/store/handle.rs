@@ -5,12 +5,13 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::Connection;
 
-use super::types::FileList;
+use super::types::{FileList, Work};
 use crate::repo::crosslink::{CacheRole, RowLru};
 use crate::repo::deltify::{TextCache, MAX_CHAIN_LINKS};
 use crate::repo::error::{RepoError, SqlContext};
@@ -54,6 +55,11 @@ pub struct Repository {
     /// update writes them without reading and inflating them again; taken
     /// (emptied) by each update ([`Repository::update_checkout`]).
     pub(crate) received_texts: RefCell<ReceivedTexts>,
+    /// Blobs and bytes read and written so far ([`Repository::work`]).
+    pub(crate) work: Cell<Work>,
+    /// SQLite's progress callbacks, one per 100 VM steps, once
+    /// [`Repository::count_sql_steps`] has installed the callback.
+    sql_ticks: Arc<AtomicU64>,
 }
 
 /// File texts by name and their total size (see
@@ -115,6 +121,36 @@ impl Repository {
         Ok(())
     }
 
+    /// What this handle has read and written since it was opened (SQL
+    /// steps only after [`Repository::count_sql_steps`]).
+    pub fn work(&self) -> Work {
+        Work {
+            rows_changed: self.conn.total_changes(),
+            sql_steps: self.sql_ticks.load(Ordering::Relaxed),
+            ..self.work.get()
+        }
+    }
+
+    /// Counts SQLite's work in [`Work::sql_steps`] from now on (a callback
+    /// every 100 virtual-machine steps; for tests and benchmarks).
+    pub fn count_sql_steps(&self) {
+        let ticks = Arc::clone(&self.sql_ticks);
+        self.conn.progress_handler(
+            100,
+            Some(move || {
+                ticks.fetch_add(1, Ordering::Relaxed);
+                false
+            }),
+        );
+    }
+
+    /// Adds to the counts [`Repository::work`] reports.
+    pub(crate) fn note_work(&self, add: impl FnOnce(&mut Work)) {
+        let mut w = self.work.get();
+        add(&mut w);
+        self.work.set(w);
+    }
+
     /// Bounds this connection's page cache to `kib` KiB (SQLite's default
     /// is 2 MiB per connection).
     pub fn limit_cache(&self, kib: u32) -> Result<(), RepoError> {
@@ -137,6 +173,8 @@ impl Repository {
             checkin_count: Cell::new(None),
             manifest_cache: RefCell::new(RowLru::for_manifests(CacheRole::Leaf)),
             received_texts: RefCell::default(),
+            work: Cell::default(),
+            sql_ticks: Arc::default(),
         }
     }
 

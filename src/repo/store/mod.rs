@@ -20,4 +20,4 @@ mod users;
 pub(crate) use config::now_ms;
 pub use handle::Repository;
 pub(crate) use types::StoredRow;
-pub use types::{CreateOptions, FileList, RawBlob, Stored};
+pub use types::{CreateOptions, FileList, RawBlob, Stored, Work};
