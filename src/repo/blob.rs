@@ -104,8 +104,8 @@ impl Repository {
                 let actual = exp.same_kind_of(content);
                 if &actual != exp {
                     return Err(RepoError::HashMismatch {
-                        expected: exp.clone(),
-                        actual,
+                        expected: Box::new(exp.clone()),
+                        actual: Box::new(actual),
                     });
                 }
                 actual

@@ -24,7 +24,6 @@
 //! the whole tree, so fewer of them keep its cost per commit near the
 //! square root of the tree instead of a fixed fraction of it.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -35,7 +34,7 @@ use super::hash::{ArtifactHash, Rid};
 use super::manifest::{check_file_name, parse_artifact, Artifact, FileCard, Manifest, Perm};
 use super::store::{FileList, Repository};
 use super::time;
-use super::view::Entry;
+use super::view::{Entry, ListView};
 
 /// One file change of a check-in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +104,14 @@ pub fn prefer_delta(delta: usize, base: usize) -> bool {
 /// manifests of large trees. Set lower, every writer pays for more
 /// baselines (each lists the whole tree) and every leaf must fetch them.
 pub const MAX_DELTA_CARD_BYTES: usize = 6 * 1024;
+
+/// The bytes `cards` add to a manifest (see [`card_bytes`]).
+fn cards_bytes(cards: &[FileCard]) -> usize {
+    cards
+        .iter()
+        .map(|f| card_bytes(&f.name, f.hash.as_ref()))
+        .sum()
+}
 
 /// The bytes an F card adds to a manifest: `F NAME HASH PERM\n`, counting
 /// the permission field whether present or not (escaping is not counted).
@@ -184,61 +191,70 @@ impl Repository {
         new_rids: &[Rid],
     ) -> Result<Checkin, RepoError> {
         let (base_hash, pv) = self.based_view(parent)?;
-        let mut delta: BTreeMap<String, Entry> = pv
-            .delta
-            .iter()
-            .map(|f| (f.name.clone(), f.hash.clone().map(|h| (h, f.perm))))
-            .collect();
-        delta.extend(changes);
-        delta.retain(|name, entry| pv.base.get(name) != entry.as_ref());
-        let card = |name: &String, entry: &Entry| FileCard {
-            name: name.clone(),
-            hash: entry.as_ref().map(|(h, _)| h.clone()),
-            perm: entry.as_ref().map_or(Perm::Regular, |(_, p)| *p),
-            oldname: None,
-        };
-        let full = |delta: &BTreeMap<String, Entry>| {
-            let mut list = (*pv.base).clone();
-            for (name, entry) in delta {
-                match entry {
-                    Some(e) => list.insert(name.clone(), e.clone()),
-                    None => list.remove(name),
+        // A parent already over the cap was landed by the hub (Fossil's
+        // rule alone): a check-in on it follows the same rule, since a
+        // new baseline would be the whole tree for one task's files (a
+        // sparse leaf joining a long trunk would push one per commit).
+        let parent_over_cap = cards_bytes(&pv.delta) > MAX_DELTA_CARD_BYTES;
+        let ListView {
+            base,
+            delta: mut cards,
+            ..
+        } = pv;
+        // The parent's cards differ from the baseline already (that is how
+        // they were written); only the changed files need looking up there.
+        for (name, entry) in changes {
+            let at = cards.binary_search_by(|f| f.name.as_str().cmp(&name));
+            let card = FileCard {
+                hash: entry.as_ref().map(|(h, _)| h.clone()),
+                perm: entry.as_ref().map_or(Perm::Regular, |(_, p)| *p),
+                oldname: None,
+                name,
+            };
+            match (at, base.get(&card.name) == entry.as_ref()) {
+                (Ok(i), true) => {
+                    cards.remove(i);
+                }
+                (Ok(i), false) => cards[i] = card,
+                (Err(i), false) => cards.insert(i, card),
+                (Err(_), true) => {}
+            }
+        }
+        for c in &mut cards {
+            // A rename is told once, by the check-in that makes it.
+            c.oldname = None;
+        }
+        let full = |cards: &[FileCard]| {
+            let mut list = (*base).clone();
+            for f in cards {
+                match &f.hash {
+                    Some(h) => list.insert(f.name.clone(), (h.clone(), f.perm)),
+                    None => list.remove(&f.name),
                 };
             }
             list
         };
         let mut list = None;
-        // A parent already over the cap was landed by the hub (Fossil's
-        // rule alone): a check-in on it follows the same rule, since a
-        // new baseline would be the whole tree for one task's files (a
-        // sparse leaf joining a long trunk would push one per commit).
-        let parent_over_cap = pv
-            .delta
-            .iter()
-            .map(|f| card_bytes(&f.name, f.hash.as_ref()))
-            .sum::<usize>()
-            > MAX_DELTA_CARD_BYTES;
-        let small = meta.by_hub
-            || parent_over_cap
-            || delta
-                .iter()
-                .map(|(n, e)| card_bytes(n, e.as_ref().map(|(h, _)| h)))
-                .sum::<usize>()
-                <= MAX_DELTA_CARD_BYTES;
-        let (baseline, files) = if small && prefer_delta(delta.len(), pv.base.len()) {
-            (
-                Some(base_hash),
-                delta.iter().map(|(n, e)| card(n, e)).collect(),
-            )
+        let small = meta.by_hub || parent_over_cap || cards_bytes(&cards) <= MAX_DELTA_CARD_BYTES;
+        let (baseline, files) = if small && prefer_delta(cards.len(), base.len()) {
+            (Some(base_hash), cards)
         } else {
-            let all = list.insert(full(&delta));
-            let cards = all.iter().map(|(n, e)| card(n, &Some(e.clone()))).collect();
-            (None, cards)
+            let all = list.insert(full(&cards));
+            let files = all
+                .iter()
+                .map(|(name, (h, perm))| FileCard {
+                    name: name.clone(),
+                    hash: Some(h.clone()),
+                    perm: *perm,
+                    oldname: None,
+                })
+                .collect();
+            (None, files)
         };
         let repo_cksum = match self.config_get("repo-cksum")?.as_deref() {
             _ if meta.by_hub => None,
             Some("0") | Some("off") => None,
-            _ => Some(self.r_card(list.get_or_insert_with(|| full(&delta)))?),
+            _ => Some(self.r_card(list.get_or_insert_with(|| full(&files)))?),
         };
         let manifest = Manifest {
             baseline,

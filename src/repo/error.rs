@@ -60,10 +60,11 @@ pub enum RepoError {
     /// Content does not hash to the name it was sent or stored under.
     #[error("artifact content does not match its name {expected} (it hashes to {actual})")]
     HashMismatch {
-        /// The name given.
-        expected: ArtifactHash,
+        /// The name given (boxed, as the names below: an inline name
+        /// would make every result of this layer as large).
+        expected: Box<ArtifactHash>,
         /// The name the content really has.
-        actual: ArtifactHash,
+        actual: Box<ArtifactHash>,
     },
     /// A stored blob cannot be read back as the artifact it claims to be.
     #[error("stored blob {hash} is corrupt: {reason}")]
@@ -83,7 +84,7 @@ pub enum RepoError {
     #[error("artifact {hash} is not a valid check-in manifest")]
     BadManifest {
         /// The artifact's name.
-        hash: ArtifactHash,
+        hash: Box<ArtifactHash>,
         /// Why parsing failed.
         #[source]
         source: ManifestError,
@@ -170,7 +171,7 @@ pub enum RebaseError {
     #[error("check-in {hash} has no parent to rebase from")]
     NoParent {
         /// The check-in.
-        hash: ArtifactHash,
+        hash: Box<ArtifactHash>,
     },
     /// A repository step failed.
     #[error("rebase failed in the repository")]

@@ -18,7 +18,7 @@ use super::hash::{ArtifactHash, Rid};
 use super::manifest::{Manifest, Perm};
 use super::merge::{merge3, Merge};
 use super::store::{now_ms, Repository};
-use super::view::{Entry, ListView};
+use super::view::{delta_differences, Entry, ListView};
 
 /// A file changed both by a check-in and on trunk since its parent, to
 /// different results, that no line merge could join.
@@ -91,25 +91,27 @@ impl Repository {
     ) -> Result<Result<Laid, Vec<FileConflict>>, RepoError> {
         // Where the check-in and its parent read through one baseline they
         // can differ only in their delta cards; otherwise compare all names.
-        let candidates: BTreeSet<String> = if mine.shares_base(base) {
-            mine.delta
-                .iter()
-                .chain(&base.delta)
-                .map(|f| f.name.clone())
+        let changed: Vec<(String, Entry, Entry)> = if mine.shares_base(base) {
+            delta_differences(&mine.delta, &base.delta, &mine.base)
+                .into_iter()
+                .map(|(name, ours, before)| (name.to_owned(), ours, before))
                 .collect()
         } else {
-            mine.names().chain(base.names()).collect()
+            let names: BTreeSet<String> = mine.names().chain(base.names()).collect();
+            names
+                .into_iter()
+                .filter_map(|name| {
+                    let (ours, before) = (mine.entry(&name), base.entry(&name));
+                    (ours != before).then_some((name, ours, before))
+                })
+                .collect()
         };
         let mut laid = Laid {
             changes: Vec::new(),
             merged: Vec::new(),
         };
         let mut conflicts = Vec::new();
-        for name in candidates {
-            let (ours, before) = (mine.entry(&name), base.entry(&name));
-            if ours == before {
-                continue;
-            }
+        for (name, ours, before) in changed {
             let theirs = target.entry(&name);
             if theirs == before || theirs == ours {
                 laid.changes.push((name, ours));
@@ -213,7 +215,7 @@ impl Repository {
             .first()
             .cloned()
             .ok_or_else(|| RebaseError::NoParent {
-                hash: checkin.clone(),
+                hash: Box::new(checkin.clone()),
             })?;
         let base = self.list_view(&parent)?;
         let target = self.list_view(onto)?;
@@ -254,7 +256,9 @@ impl Repository {
         let parent = pushed
             .parents
             .first()
-            .ok_or_else(|| RebaseError::NoParent { hash: hash.clone() })?;
+            .ok_or_else(|| RebaseError::NoParent {
+                hash: Box::new(hash.clone()),
+            })?;
         let mine = self.unstored_view(hash, pushed)?;
         let base = self.list_view(parent)?;
         let target = self.list_view(onto)?;

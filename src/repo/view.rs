@@ -64,6 +64,55 @@ impl ListView {
     }
 }
 
+/// A file two lists over one baseline name differently: its name, its
+/// entry in the first list and in the second.
+pub(crate) type Difference<'a> = (&'a str, Entry, Entry);
+
+/// Where two delta manifests' cards (`a` and `b`, each sorted by name) over
+/// the same baseline list `base` give a file different entries, in name
+/// order. A name only one side lists has the baseline's entry on the other.
+/// One pass over both card lists: the baseline is looked up only for names
+/// one side alone lists, so the cost follows the cards, not the tree (two
+/// neighbouring check-ins share all but a few).
+pub(crate) fn delta_differences<'a>(
+    a: &'a [FileCard],
+    b: &'a [FileCard],
+    base: &FileList,
+) -> Vec<Difference<'a>> {
+    let card = |f: &FileCard| f.hash.clone().map(|h| (h, f.perm));
+    let based = |name: &str| base.get(name).cloned();
+    let mut out = Vec::new();
+    let (mut i, mut k) = (0, 0);
+    loop {
+        let (name, ea, eb) = match (a.get(i), b.get(k)) {
+            (None, None) => break,
+            (Some(x), Some(y)) if x.name == y.name => {
+                (i, k) = (i + 1, k + 1);
+                if x.hash == y.hash && x.perm == y.perm {
+                    continue;
+                }
+                (x.name.as_str(), card(x), card(y))
+            }
+            (Some(x), Some(y)) if y.name < x.name => {
+                k += 1;
+                (y.name.as_str(), based(&y.name), card(y))
+            }
+            (Some(x), _) => {
+                i += 1;
+                (x.name.as_str(), card(x), based(&x.name))
+            }
+            (None, Some(y)) => {
+                k += 1;
+                (y.name.as_str(), based(&y.name), card(y))
+            }
+        };
+        if ea != eb {
+            out.push((name, ea, eb));
+        }
+    }
+    out
+}
+
 impl Repository {
     /// A check-in's file list as its baseline's (shared, cached) plus its delta.
     pub(crate) fn view_of(&self, rid: Rid, m: &Manifest) -> Result<ListView, RepoError> {

@@ -198,7 +198,7 @@ async fn blocking<T: Send + 'static>(
 /// How the blocking part of a sync request ended.
 enum Served {
     /// Answered there (a pull, a clone, an undecodable body).
-    Reply(Response),
+    Reply(Box<Response>),
     /// Handed to the writer, which answers after its COMMIT.
     Pushed(oneshot::Receiver<Response>),
     /// The writer is gone.
@@ -244,7 +244,7 @@ async fn sync(head: &Head, body: Vec<u8>, peer: String, shared: &Arc<Shared>) ->
     })
     .await;
     let response = match served {
-        Ok(Served::Reply(response)) => response,
+        Ok(Served::Reply(response)) => *response,
         Ok(Served::Pushed(reply)) => match reply.await {
             Ok(response) => response,
             Err(_) => return Answer::Failed(Failure::WriterStopped),
@@ -292,13 +292,13 @@ fn serve_sync(
     };
     let decoded = match Decoded::new(&request, &shared.config.limits) {
         // Undecodable: the server function builds the error card reply.
-        Err(_) => return Served::Reply(handle_with(reader, &request, &shared.config)),
+        Err(_) => return Served::Reply(Box::new(handle_with(reader, &request, &shared.config))),
         Ok(decoded) => decoded,
     };
     match decoded.kind() {
-        Kind::ReadOnly => Served::Reply(read_snapshot(reader, || {
+        Kind::ReadOnly => Served::Reply(Box::new(read_snapshot(reader, || {
             handle_decoded(reader, &decoded, Some(&peer), &shared.config)
-        })),
+        }))),
         Kind::Write => {
             Counters::add(&shared.counters.writes, 1);
             Counters::add(&shared.counters.backlog, 1);

@@ -222,7 +222,7 @@ impl Repository {
         let bytes = self.content_of(rid)?;
         let m = Arc::new(
             Manifest::parse(&bytes).map_err(|source| RepoError::BadManifest {
-                hash: hash.clone(),
+                hash: Box::new(hash.clone()),
                 source,
             })?,
         );
@@ -266,7 +266,7 @@ impl Repository {
                 }
                 None => {
                     return Err(RepoError::BadManifest {
-                        hash: hash.clone(),
+                        hash: Box::new(hash.clone()),
                         source: ManifestError::BadCard {
                             line: 0,
                             what: "F card without hash in a baseline",

@@ -39,7 +39,7 @@ impl Repository {
             Baseline::Missing(baseline) => return Ok(Crosslinked::Orphan { hash, baseline }),
         };
         let ms = m.unix_ms().ok_or_else(|| RepoError::BadManifest {
-            hash: hash.clone(),
+            hash: Box::new(hash.clone()),
             source: ManifestError::MissingCard { card: 'D' },
         })?;
         let mtime = time::julian_of_ms(ms);

@@ -7,8 +7,8 @@ use rusqlite::params;
 use crate::repo::error::{RepoError, SqlContext};
 use crate::repo::hash::{ArtifactHash, Rid};
 use crate::repo::manifest::{Manifest, Perm};
-use crate::repo::store::Repository;
-use crate::repo::view::ListView;
+use crate::repo::store::{FileList, Repository};
+use crate::repo::view::{delta_differences, ListView};
 
 /// (file name, old artifact, new artifact and permission); `None` = absent.
 type MlinkRow = (String, Option<ArtifactHash>, Option<(ArtifactHash, Perm)>);
@@ -37,6 +37,13 @@ impl Repository {
                     }),
                     None => {
                         let pm = self.manifest_of_rid(p, &self.row_hash(p)?)?;
+                        if let (Some(b), true) = (&m.baseline, pm.baseline == m.baseline) {
+                            // A trunk's usual case, two delta manifests on
+                            // one baseline: one pass over their cards.
+                            let base = self.list_of_rid(self.held_rid(b)?)?;
+                            let rows = shared_base_rows(m, &pm, &base);
+                            return self.write_mlinks(rid, p.0, rows);
+                        }
                         Some(self.view_of(p, &pm)?)
                     }
                 }
@@ -113,6 +120,23 @@ impl Repository {
 ///
 /// All three walk only F cards, so a trunk check-in costs O(delta). With no
 /// parent, every file the child names is an addition.
+/// [`mlink_rows`] for a child and parent that are delta manifests on the
+/// same baseline list `base`: the files whose entries differ, except a
+/// file only the parent lists that the child lacks altogether (as there).
+fn shared_base_rows(child: &Manifest, parent: &Manifest, base: &FileList) -> Vec<MlinkRow> {
+    let listed = |name: &str| {
+        child
+            .files
+            .binary_search_by(|f| f.name.as_str().cmp(name))
+            .is_ok()
+    };
+    delta_differences(&child.files, &parent.files, base)
+        .into_iter()
+        .filter(|(name, new, _)| new.is_some() || listed(name))
+        .map(|(name, new, old)| (name.to_owned(), old.map(|(h, _)| h), new))
+        .collect()
+}
+
 fn mlink_rows(m: &Manifest, child: &ListView, parent: Option<&ListView>) -> Vec<MlinkRow> {
     // (name, old, new) triples; `None` hash = absent/deleted.
     let mut rows: Vec<MlinkRow> = Vec::new();
