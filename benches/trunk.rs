@@ -18,6 +18,7 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
     let window = (commits / 10).max(16);
+    herd::hub::map_large_blocks_alone();
     let dir = tempfile::tempdir().expect("a temporary directory");
     let opts = CreateOptions {
         project_name: None,
@@ -55,4 +56,17 @@ fn main() {
     if let (Some(first), Some(last)) = (rates.first(), rates.last()) {
         println!("last / first: {:.2}", last / first);
     }
+    println!("peak resident memory: {} MiB", peak_rss_kib() / 1024);
+}
+
+/// This process's peak resident set (Linux's VmHWM), 0 where unknown.
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
 }

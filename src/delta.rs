@@ -303,6 +303,68 @@ pub fn target_size(delta: &[u8]) -> Result<u64, DeltaError> {
 /// The output is bounded by the declared size, which is checked against
 /// `max_size` before anything is allocated.
 pub fn apply(source: &[u8], delta: &[u8], max_size: u64) -> Result<Vec<u8>, DeltaError> {
+    let mut out = Vec::new();
+    replay(source, delta, max_size, &mut out)?;
+    Ok(out)
+}
+
+/// Whether applying `delta` to `source` gives exactly `target`, checked as
+/// it is replayed, without building the output (a copy the size of the
+/// target: the whole tree's list for a baseline).
+pub fn reproduces(source: &[u8], delta: &[u8], target: &[u8]) -> bool {
+    let mut out = Matching { target, at: 0 };
+    replay(source, delta, target.len() as u64, &mut out).is_ok() && out.at == target.len()
+}
+
+/// Where a replayed delta's output goes.
+trait Output {
+    /// Room for the declared size, which the caller bounded.
+    fn reserve(&mut self, declared: u64);
+    /// Appends `bytes`; false when they are refused (not what was expected).
+    fn put(&mut self, bytes: &[u8]) -> bool;
+    /// The output so far.
+    fn so_far(&self) -> &[u8];
+}
+
+impl Output for Vec<u8> {
+    fn reserve(&mut self, declared: u64) {
+        Vec::reserve(self, declared as usize);
+    }
+    fn put(&mut self, bytes: &[u8]) -> bool {
+        self.extend_from_slice(bytes);
+        true
+    }
+    fn so_far(&self) -> &[u8] {
+        self
+    }
+}
+
+/// An output held against the text it should equal.
+struct Matching<'a> {
+    target: &'a [u8],
+    at: usize,
+}
+
+impl Output for Matching<'_> {
+    fn reserve(&mut self, _: u64) {}
+    fn put(&mut self, bytes: &[u8]) -> bool {
+        let end = self.at + bytes.len();
+        let same = self.target.get(self.at..end) == Some(bytes);
+        self.at = end;
+        same
+    }
+    fn so_far(&self) -> &[u8] {
+        &self.target[..self.at.min(self.target.len())]
+    }
+}
+
+/// Replays `delta` against `source` into `out`; see [`apply`].
+fn replay(
+    source: &[u8],
+    delta: &[u8],
+    max_size: u64,
+    out: &mut impl Output,
+) -> Result<(), DeltaError> {
     let mut r = Reader { d: delta, pos: 0 };
     let declared = r.int()?;
     r.expect(b'\n', "newline after the target size")?;
@@ -313,7 +375,11 @@ pub fn apply(source: &[u8], delta: &[u8], max_size: u64) -> Result<Vec<u8>, Delt
         });
     }
     // `declared` is at most `max_size`, which the caller chose to fit memory.
-    let mut out = Vec::with_capacity(declared as usize);
+    out.reserve(declared);
+    let mismatch = |at| DeltaError::Malformed {
+        at,
+        what: "output differs from the expected text",
+    };
     loop {
         let at = r.pos;
         let count = r.int()?;
@@ -331,11 +397,13 @@ pub fn apply(source: &[u8], delta: &[u8], max_size: u64) -> Result<Vec<u8>, Delt
                         source_len: source.len(),
                     });
                 };
-                grow_check(&out, count, declared)?;
-                out.extend_from_slice(&source[offset as usize..end as usize]);
+                grow_check(out.so_far(), count, declared)?;
+                if !out.put(&source[offset as usize..end as usize]) {
+                    return Err(mismatch(at));
+                }
             }
             Some(b':') => {
-                grow_check(&out, count, declared)?;
+                grow_check(out.so_far(), count, declared)?;
                 let start = r.pos;
                 let end = start
                     .checked_add(count as usize)
@@ -344,17 +412,20 @@ pub fn apply(source: &[u8], delta: &[u8], max_size: u64) -> Result<Vec<u8>, Delt
                         at: start,
                         what: "literal runs past the end of the delta",
                     })?;
-                out.extend_from_slice(&delta[start..end]);
+                if !out.put(&delta[start..end]) {
+                    return Err(mismatch(at));
+                }
                 r.pos = end;
             }
             Some(b';') => {
-                if out.len() as u64 != declared {
+                let written = out.so_far();
+                if written.len() as u64 != declared {
                     return Err(DeltaError::SizeMismatch {
                         declared,
-                        actual: out.len() as u64,
+                        actual: written.len() as u64,
                     });
                 }
-                let computed = checksum(&out);
+                let computed = checksum(written);
                 let declared_sum = u32::try_from(count).map_err(|_| DeltaError::Malformed {
                     at,
                     what: "checksum wider than 32 bits",
@@ -365,7 +436,7 @@ pub fn apply(source: &[u8], delta: &[u8], max_size: u64) -> Result<Vec<u8>, Delt
                         computed,
                     });
                 }
-                return Ok(out);
+                return Ok(());
             }
             _ => {
                 return Err(DeltaError::Malformed {
@@ -437,6 +508,22 @@ impl Reader<'_> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn reproduces_holds_a_delta_to_its_exact_target() {
+        let source = b"F a 1\nF b 2\nF c 3\n".repeat(40);
+        let mut target = source.clone();
+        target.splice(200..200, b"F bb 9\n".iter().copied());
+        let delta = encode(&source, &target);
+        assert!(reproduces(&source, &delta, &target));
+        let mut other = target.clone();
+        other[300] ^= 1;
+        assert!(!reproduces(&source, &delta, &other), "one byte differs");
+        assert!(!reproduces(&source, &delta, &target[..target.len() - 1]));
+        let mut longer = target.clone();
+        longer.push(b'x');
+        assert!(!reproduces(&source, &delta, &longer));
+    }
 
     #[test]
     fn integers_are_most_significant_digit_first() {

@@ -291,6 +291,24 @@ fn grant_access(repo: &Repository, config: &HubConfig) -> Result<Access, RepoErr
     Access::load(repo, config.login_required())
 }
 
+/// Has the allocator map each block of 1 MiB or more by itself and
+/// unmap it when freed. On a long trunk the writer builds a new baseline
+/// every few hundred landings (the whole tree's text and list, megabytes);
+/// glibc by default raises its mapping threshold to the largest block
+/// freed, after which such blocks come from the heap and their memory
+/// stays with the process: measured on 100,000 landings
+/// (`cargo bench --bench trunk`), 137 MiB peak against 121 with the
+/// threshold fixed. Call before the hub's threads
+/// start; elsewhere than glibc it does nothing.
+pub fn map_large_blocks_alone() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets one of the allocator's parameters; it is
+    // called before this process starts any thread that allocates.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
 /// The hub process: starts, prints the readiness line (one JSON line,
 /// [`HubReady`]) on `out`, serves until `shutdown` completes, then stops.
 pub fn run(
@@ -298,6 +316,7 @@ pub fn run(
     out: &mut dyn Write,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), HubError> {
+    map_large_blocks_alone();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

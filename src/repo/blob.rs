@@ -5,6 +5,7 @@
 
 use std::cell::RefCell;
 use std::io::Read;
+use std::sync::Arc;
 
 use flate2::read::ZlibDecoder;
 use flate2::{Compress, Compression, FlushCompress, Status};
@@ -98,6 +99,24 @@ impl Repository {
         expected: Option<&ArtifactHash>,
         rcvid: Option<i64>,
     ) -> Result<Stored, RepoError> {
+        self.store_text(content, compressed, expected, rcvid, None)
+    }
+
+    /// [`Repository::store`] of a manifest written here, `text`, which the
+    /// text cache then shares rather than copies (a baseline's is the
+    /// whole tree's list).
+    pub(crate) fn store_manifest(&self, text: &Arc<[u8]>, rcvid: i64) -> Result<Stored, RepoError> {
+        self.store_text(text, None, None, Some(rcvid), Some(text))
+    }
+
+    fn store_text(
+        &self,
+        content: &[u8],
+        compressed: Option<Vec<u8>>,
+        expected: Option<&ArtifactHash>,
+        rcvid: Option<i64>,
+        shared: Option<&Arc<[u8]>>,
+    ) -> Result<Stored, RepoError> {
         self.note_work(|w| w.bytes_hashed += content.len() as u64);
         let hash = match expected {
             Some(exp) => {
@@ -124,7 +143,11 @@ impl Repository {
         // it is crosslinked (`deltify.rs`), never the other way round.
         // A received cfile is kept as it came (already zlib).
         let blob = compressed.unwrap_or_else(|| compress(content));
-        if content.starts_with(b"B ") || content.starts_with(b"C ") {
+        if let Some(text) = shared {
+            self.text_cache
+                .borrow_mut()
+                .put(hash.clone(), Arc::clone(text));
+        } else if content.starts_with(b"B ") || content.starts_with(b"C ") {
             // Likely a check-in manifest: read again when it is crosslinked
             // and when its child is.
             self.remember_text(&hash, content);

@@ -67,8 +67,8 @@ pub struct Checkin {
     pub rid: Rid,
     /// Its manifest's name.
     pub hash: ArtifactHash,
-    /// The manifest bytes.
-    pub manifest: Vec<u8>,
+    /// The manifest bytes (shared with the text cache).
+    pub manifest: Arc<[u8]>,
 }
 
 /// The non-file parts of a check-in being written.
@@ -239,6 +239,7 @@ impl Repository {
         let (baseline, files) = if small && prefer_delta(cards.len(), base.len()) {
             (Some(base_hash), cards)
         } else {
+            self.baseline_cache.borrow_mut().make_room(base.len());
             let all = list.insert(full(&cards));
             let files = all
                 .iter()
@@ -266,8 +267,16 @@ impl Repository {
             user: meta.user.to_owned(),
             ..Manifest::default()
         };
-        let bytes = manifest.to_bytes();
-        let stored = self.store(&bytes, None, Some(meta.rcvid))?;
+        let bytes: Arc<[u8]> = manifest.to_bytes().into();
+        let stored = self.store_manifest(&bytes, meta.rcvid)?;
+        if let (None, Some(list)) = (&manifest.baseline, list) {
+            // A new baseline's list is in hand: crosslinking it (and the
+            // next check-ins on it) need not build it again from the cards.
+            let files = list.len();
+            self.baseline_cache
+                .borrow_mut()
+                .put(stored.rid, Arc::new(list), files);
+        }
         // The manifest in hand is what parsing its text gives back (files
         // in name order, the comment as given), so crosslink takes it as it
         // is: parsing again would cost a pass and an MD5 over the text, a

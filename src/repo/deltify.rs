@@ -118,6 +118,11 @@ impl Repository {
         if child_is_delta && self.is_delta(parent)? {
             return Ok(());
         }
+        // The child's text first: it was cached when stored, and reading
+        // the older texts below may evict it.
+        let Some(ctext) = self.text_of(child, hash)? else {
+            return Ok(());
+        };
         let Some(phash) = self.hash_of(parent)? else {
             return Ok(());
         };
@@ -136,9 +141,6 @@ impl Repository {
             (true, false) => None,
         };
         let Some((trid, _, ttext)) = target else {
-            return Ok(());
-        };
-        let Some(ctext) = self.text_of(child, hash)? else {
             return Ok(());
         };
         self.deltify(trid, &ttext, child, &ctext)
@@ -195,9 +197,8 @@ impl Repository {
         }
         // The encoder is exact by construction; checking costs one copy and
         // guards the only stored form of this version.
-        match crate::delta::apply(source_text, &delta, target_text.len() as u64) {
-            Ok(back) if back == target_text => {}
-            _ => return Ok(()),
+        if !crate::delta::reproduces(source_text, &delta, target_text) {
+            return Ok(());
         }
         let stored = super::blob::compress(&delta);
         self.note_work(|w| {
@@ -323,9 +324,13 @@ impl Repository {
             return Ok(None);
         }
         let text: Arc<[u8]> = self.content_of(rid)?.into();
-        self.text_cache
-            .borrow_mut()
-            .put(hash.clone(), Arc::clone(&text));
+        // An older text read back is about to become a delta of a newer
+        // one; a large one (a baseline, the whole tree) is not read again.
+        if text.len() <= TextCache::MAX_BYTES {
+            self.text_cache
+                .borrow_mut()
+                .put(hash.clone(), Arc::clone(&text));
+        }
         Ok(Some(text))
     }
 

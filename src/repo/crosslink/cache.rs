@@ -150,6 +150,15 @@ impl<T> RowLru<T> {
         }
     }
 
+    /// Evicts, least recently used first, what putting an item weighing
+    /// `weight` would evict, so a caller about to build that item (a new
+    /// baseline's list, the whole tree) never holds it beside them.
+    pub(crate) fn make_room(&mut self, weight: usize) {
+        while self.items.len() >= self.keep.max(1) && self.weight + weight > self.budget {
+            self.weight -= self.items.remove(0).2;
+        }
+    }
+
     /// Forgets everything (a rolled-back transaction's rows may be reused).
     pub(crate) fn clear(&mut self) {
         self.items.clear();
