@@ -306,6 +306,7 @@ pub fn map_large_blocks_alone() {
     // called before this process starts any thread that allocates.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 16 << 20);
     }
 }
 
