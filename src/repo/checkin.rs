@@ -105,6 +105,18 @@ pub fn prefer_delta(delta: usize, base: usize) -> bool {
 /// baselines (each lists the whole tree) and every leaf must fetch them.
 pub const MAX_DELTA_CARD_BYTES: usize = 6 * 1024;
 
+/// A baseline's F cards: every file of `list`, in name order.
+pub(crate) fn baseline_cards(list: &FileList) -> Vec<FileCard> {
+    list.iter()
+        .map(|(name, (h, perm))| FileCard {
+            name: name.clone(),
+            hash: Some(h.clone()),
+            perm: *perm,
+            oldname: None,
+        })
+        .collect()
+}
+
 /// The bytes `cards` add to a manifest (see [`card_bytes`]).
 fn cards_bytes(cards: &[FileCard]) -> usize {
     cards
@@ -240,17 +252,7 @@ impl Repository {
             (Some(base_hash), cards)
         } else {
             self.baseline_cache.borrow_mut().make_room(base.len());
-            let all = list.insert(full(&cards));
-            let files = all
-                .iter()
-                .map(|(name, (h, perm))| FileCard {
-                    name: name.clone(),
-                    hash: Some(h.clone()),
-                    perm: *perm,
-                    oldname: None,
-                })
-                .collect();
-            (None, files)
+            (None, baseline_cards(list.insert(full(&cards))))
         };
         let repo_cksum = match self.config_get("repo-cksum")?.as_deref() {
             _ if meta.by_hub => None,

@@ -7,7 +7,8 @@
 //! (create/open, transactions, config, users), `blob` (content store), `manifest` (bytes ↔ cards),
 //! `deltify` (older versions stored as deltas of newer ones), `dangling` (pushed deltas whose source is a phantom), `crosslink` (derived tables), `trunk` (file lists,
 //! trunk queries), `checkin`, `checkout`, `rebase`, `view` (file lists as baseline + delta),
-//! `time` (D-card dates), `error`.
+//! `time` (D-card dates), `error`, `trunk_load` (a long one-file trunk landed
+//! in one process, for the test and bench that count a landing's work).
 
 mod blob;
 mod checkin;

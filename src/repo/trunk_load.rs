@@ -6,7 +6,7 @@
 //! test that counts what a landing touches ([`Work`]) as the trunk grows,
 //! and the benchmark that profiles it, drive it.
 
-use super::checkin::prefer_delta;
+use super::checkin::{baseline_cards, prefer_delta};
 use super::error::RebaseError;
 use super::hash::ArtifactHash;
 use super::manifest::{FileCard, Manifest, Perm};
@@ -102,16 +102,7 @@ impl OneFileLoad {
             files.insert(at, card);
             (Some(base), files)
         } else {
-            let mut all: Vec<FileCard> = view
-                .base
-                .iter()
-                .map(|(n, (h, p))| FileCard {
-                    name: n.clone(),
-                    hash: Some(h.clone()),
-                    perm: *p,
-                    oldname: None,
-                })
-                .collect();
+            let mut all = baseline_cards(&view.base);
             for f in files.drain(..).chain(std::iter::once(card)) {
                 match all.binary_search_by(|a| a.name.cmp(&f.name)) {
                     Ok(i) if f.hash.is_none() => {
