@@ -298,12 +298,14 @@ fn grant_access(repo: &Repository, config: &HubConfig) -> Result<Access, RepoErr
 /// freed, after which such blocks come from the heap and their memory
 /// stays with the process: measured on 100,000 landings
 /// (`cargo bench --bench trunk`), 137 MiB peak against 121 with the
-/// threshold fixed. Call before the hub's threads
-/// start; elsewhere than glibc it does nothing.
+/// threshold fixed. Fixing it also stops glibc adjusting its trim
+/// threshold, left at 128 KiB, so the heap would be trimmed and grown
+/// again on every large list: that one is set to 16 MiB. Called when the
+/// hub starts; elsewhere than glibc it does nothing.
 pub fn map_large_blocks_alone() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets one of the allocator's parameters; it is
-    // called before this process starts any thread that allocates.
+    // SAFETY: mallopt only sets allocator parameters, and glibc's takes
+    // the allocator's own lock to do so (safe beside threads that allocate).
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 16 << 20);
