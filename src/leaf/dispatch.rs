@@ -78,7 +78,7 @@ impl RepoThread {
     /// server, so its counts stay 0).
     pub(super) fn tips(&self) -> Arc<PendingTip> {
         match self {
-            RepoThread::Herd(h) => Arc::clone(&h.tips),
+            RepoThread::Herd(h) => h.tips(),
             RepoThread::Plain(h) => h.tips(),
             RepoThread::Git(h) => h.tips(),
         }

@@ -35,16 +35,42 @@ impl<R: Send + 'static> Worker<R> {
         mut serve: F,
     ) -> Result<(Worker<R>, Started), LeafError>
     where
+        S: 'static,
         O: FnOnce() -> Result<(S, Started), LeafError> + Send + 'static,
         F: FnMut(&mut S, R) -> u64 + Send + 'static,
     {
+        let tips = Arc::new(PendingTip::new(None, Arc::clone(&counters)));
+        let open = move |inbox| open().map(|(state, started)| ((state, inbox), started));
+        let run = move |(mut state, inbox): (S, mpsc::Receiver<R>)| {
+            while let Ok(request) = inbox.recv() {
+                let sent = serve(&mut state, request);
+                counters.hub_requests.store(sent, Ordering::Relaxed);
+            }
+        };
+        Worker::spawn(name, tips, open, run).await
+    }
+
+    /// Starts thread `name` holding `tips`: `open` makes its state from the
+    /// thread's inbox of requests (and says what start-up found) before
+    /// anything is answered; then `run` serves with it until the inbox
+    /// closes. Herd's repository thread (`repo_thread`) reads its inbox
+    /// itself; the stock servers' go through [`Worker::start`].
+    pub(super) async fn spawn<S, O, F>(
+        name: &str,
+        tips: Arc<PendingTip>,
+        open: O,
+        run: F,
+    ) -> Result<(Worker<R>, Started), LeafError>
+    where
+        O: FnOnce(mpsc::Receiver<R>) -> Result<(S, Started), LeafError> + Send + 'static,
+        F: FnOnce(S) + Send + 'static,
+    {
         let (tx, rx) = mpsc::channel::<R>();
         let (ready_tx, ready_rx) = oneshot::channel();
-        let tips = Arc::new(PendingTip::new(None, Arc::clone(&counters)));
         let thread = std::thread::Builder::new()
             .name(name.into())
             .spawn(move || {
-                let mut state = match open() {
+                let state = match open(rx) {
                     Ok((state, started)) => {
                         let _ = ready_tx.send(Ok(started));
                         state
@@ -54,10 +80,7 @@ impl<R: Send + 'static> Worker<R> {
                         return;
                     }
                 };
-                while let Ok(request) = rx.recv() {
-                    let sent = serve(&mut state, request);
-                    counters.hub_requests.store(sent, Ordering::Relaxed);
-                }
+                run(state);
             })
             .map_err(|source| LeafError::Io {
                 path: PathBuf::from("(repository thread)"),
@@ -86,7 +109,10 @@ impl<R: Send + 'static> Worker<R> {
     pub(super) fn finish(mut self) {
         self.stop();
     }
+}
 
+impl<R> Worker<R> {
+    /// Closes the inbox and waits for the thread to end.
     fn stop(&mut self) {
         self.requests.take();
         if let Some(thread) = self.thread.take() {
@@ -97,9 +123,6 @@ impl<R: Send + 'static> Worker<R> {
 
 impl<R> Drop for Worker<R> {
     fn drop(&mut self) {
-        self.requests.take();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        self.stop();
     }
 }

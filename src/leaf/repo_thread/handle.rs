@@ -1,23 +1,17 @@
 //! The async side's end: [`SyncHandle`] starts the repository thread and
 //! sends it requests, awaiting each answer.
 
-use std::path::PathBuf;
-use std::sync::{mpsc, Arc};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
 use super::super::error::LeafError;
+use super::super::worker::Worker;
 use super::{CommitRequest, Committed, PendingTip, Request, Started, SyncConfig, SyncState};
 
 /// The async side's handle on the repository thread. Dropping it ends the
 /// thread after the request in progress; [`SyncHandle::finish`] also waits.
-pub(in crate::leaf) struct SyncHandle {
-    requests: Option<mpsc::Sender<Request>>,
-    thread: Option<JoinHandle<()>>,
-    /// Broadcast tips for the repository thread.
-    pub(in crate::leaf) tips: Arc<PendingTip>,
-}
+pub(in crate::leaf) struct SyncHandle(Worker<Request>);
 
 impl SyncHandle {
     /// Starts the thread, which clones or opens the repository and checks
@@ -25,40 +19,23 @@ impl SyncHandle {
     pub(in crate::leaf) async fn start(
         config: SyncConfig,
     ) -> Result<(SyncHandle, Started), LeafError> {
-        let (tx, rx) = mpsc::channel();
-        let (ready_tx, ready_rx) = oneshot::channel();
         let keep = config.catch_up.from_stream(config.leaf);
         let tips = Arc::new(PendingTip::new(
             keep.then_some(config.stream_buffer_bytes),
             Arc::clone(&config.counters),
         ));
         let pending = Arc::clone(&tips);
-        let thread = std::thread::Builder::new()
-            .name("leaf-repo".into())
-            .spawn(move || {
-                let mut state = match SyncState::open(config, rx, pending) {
-                    Ok((state, started)) => {
-                        let _ = ready_tx.send(Ok(started));
-                        state
-                    }
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                        return;
-                    }
-                };
-                state.serve();
-            })
-            .map_err(|source| LeafError::Io {
-                path: PathBuf::from("(repository thread)"),
-                source,
-            })?;
-        let handle = SyncHandle {
-            requests: Some(tx),
-            thread: Some(thread),
-            tips,
-        };
-        let started = ready_rx.await.map_err(|_| LeafError::WorkerGone)??;
-        Ok((handle, started))
+        let open = move |inbox| SyncState::open(config, inbox, pending);
+        let (worker, started) = Worker::spawn("leaf-repo", tips, open, |mut state: SyncState| {
+            state.serve()
+        })
+        .await?;
+        Ok((SyncHandle(worker), started))
+    }
+
+    /// Broadcast tips for the repository thread.
+    pub(in crate::leaf) fn tips(&self) -> Arc<PendingTip> {
+        Arc::clone(&self.0.tips)
     }
 
     /// Catches up and updates the worktree (full leaves), then writes
@@ -91,27 +68,11 @@ impl SyncHandle {
 
     /// Ends the thread after its current request and waits for it (its
     /// counts are then final).
-    pub(in crate::leaf) fn finish(mut self) {
-        self.requests.take();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+    pub(in crate::leaf) fn finish(self) {
+        self.0.finish();
     }
 
     fn send(&self, request: Request) -> Result<(), LeafError> {
-        self.requests
-            .as_ref()
-            .ok_or(LeafError::WorkerGone)?
-            .send(request)
-            .map_err(|_| LeafError::WorkerGone)
-    }
-}
-
-impl Drop for SyncHandle {
-    fn drop(&mut self) {
-        self.requests.take();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        self.0.send(request)
     }
 }
